@@ -1,0 +1,22 @@
+//! Tongban's federation wire contract and the rules that every gateway and node must
+//! compute identically.
+//!
+//! - [`v1`]: the protobuf messages and gRPC services (`tongban.federation.v1`).
+//! - [`metadata`]: the gRPC metadata keys that carry routing and authorization.
+//! - [`region`]: GB/T 2260 administrative division codes and the region table.
+//! - [`resident_id`]: GB 11643 resident ID numbers (validation, masking, keyed hashing).
+//! - [`catalog`]: the national one-thing catalog and form pre-review against it.
+
+pub mod catalog;
+pub mod metadata;
+pub mod region;
+pub mod resident_id;
+
+/// Generated code for `tongban.federation.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tongban.federation.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the contract, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tongban_descriptor");
