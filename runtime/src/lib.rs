@@ -1,0 +1,17 @@
+//! Runtime plumbing shared by the Tongban gateway, nodes and tools.
+//!
+//! - [`identity`]: who a peer is, from the URI SAN of its verified certificate.
+//! - [`tls`]: TLS 1.3 mTLS server and client configuration from PEM files.
+//! - [`incoming`]: the accept loop that hands tonic authenticated connections.
+//! - [`pki`]: development PKI (federation CA and leaf certificates) with rcgen.
+//! - [`config`]: typed config loading with errors that name the field.
+//! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
+//! - [`telemetry`]: tracing subscriber set-up.
+
+pub mod config;
+pub mod identity;
+pub mod incoming;
+pub mod pki;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;
