@@ -1,0 +1,43 @@
+//! Errors the gateway itself produces, classified by fault, and the one place where
+//! each becomes a gRPC status.
+
+use tonic::{Code, Status};
+
+/// Who is at fault decides the code and whether the caller may retry.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The connection carries no verified federation identity (should not happen behind
+    /// the mTLS listener; kept as a guard).
+    #[error("no verified client certificate")]
+    Unauthenticated,
+    /// The caller's certificate does not allow the call.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Required metadata is missing or malformed.
+    #[error("metadata `{key}`: {problem}")]
+    InvalidMetadata { key: &'static str, problem: String },
+    /// No node is registered for the target region.
+    #[error("no node is registered for region {0}")]
+    NoRoute(String),
+    /// The method is not relayed by this gateway.
+    #[error("method {0} is not served by the gateway")]
+    UnknownMethod(String),
+    /// The target node could not be reached; safe to retry with the same idempotency key.
+    #[error("region {region} is unreachable: {reason}")]
+    Unavailable { region: String, reason: String },
+}
+
+impl GatewayError {
+    /// The status sent to the caller.
+    pub fn to_status(&self) -> Status {
+        let code = match self {
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::InvalidMetadata { .. } => Code::InvalidArgument,
+            Self::NoRoute(_) => Code::NotFound,
+            Self::UnknownMethod(_) => Code::Unimplemented,
+            Self::Unavailable { .. } => Code::Unavailable,
+        };
+        Status::new(code, self.to_string())
+    }
+}

@@ -1,0 +1,25 @@
+//! The Tongban national gateway.
+//!
+//! A relayed call's life, one module per phase (composed in [`relay`]):
+//! [`authenticate`] (certificate → caller identity) → [`authorize`] (may the caller act
+//! for the origin it claims?) → [`route`] (target region → node channel, longest prefix
+//! wins) → [`forward`] (relay the HTTP/2 stream as bytes) → [`audit`].
+//!
+//! [`catalog`] serves the national one-thing catalog; [`server`] assembles the listeners;
+//! [`config`] and [`registry`] are the operator's files; [`error`] chooses every gRPC
+//! status code the gateway itself produces.
+
+pub mod audit;
+pub mod authenticate;
+pub mod authorize;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod registry;
+pub mod relay;
+pub mod route;
+pub mod server;
+
+pub use config::GatewayConfig;
+pub use server::{Gateway, GatewayListeners};

@@ -1,0 +1,153 @@
+//! The node registry: which node endpoints serve which region prefix.
+//!
+//! Routing takes the longest registered prefix of the target code (6, then 4, then 2
+//! digits), so a province can delegate a city to its own node later. Each route owns one
+//! lazily connected, pooled HTTP/2 channel (balanced when a region has several
+//! endpoints) that is reused by every call.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+use tongban_proto::region::{RegionCode, RegionPrefix};
+use tongban_runtime::{
+    config::{self, ConfigError},
+    identity::PeerIdentity,
+    tls::{self, ClientSettings, TlsFiles},
+};
+use tonic::transport::Channel;
+
+/// The registry file (TOML).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    /// One entry per registered region prefix.
+    #[serde(default, rename = "region")]
+    pub regions: Vec<RegionEntry>,
+}
+
+/// One registered region.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEntry {
+    /// GB/T 2260 prefix this node serves: 2 digits (province), 4 (prefecture) or 6 (county).
+    pub prefix: String,
+    /// The node's federation endpoints, `https://host:port`. Calls are balanced across them.
+    pub endpoints: Vec<String>,
+    /// Identity the node's certificate must carry. Defaults to
+    /// `spiffe://tongban/region/<prefix>`.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+/// A region's route: where to send its calls, and the connection pool to use.
+#[derive(Debug)]
+pub struct Route {
+    pub prefix: RegionPrefix,
+    pub identity: PeerIdentity,
+    pub endpoints: Vec<String>,
+    pub channel: Channel,
+}
+
+/// The loaded registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    routes: HashMap<String, Arc<Route>>,
+}
+
+impl Registry {
+    /// Loads and validates a registry file and builds (lazy) channels for every route.
+    pub fn load(
+        path: &Path,
+        tls_files: &TlsFiles,
+        settings: &ClientSettings,
+    ) -> Result<Self, ConfigError> {
+        let file: RegistryFile = config::load(path)?;
+        Self::build(&file, path, tls_files, settings)
+    }
+
+    /// Validates `file` (named `origin` in errors) and builds its routes.
+    pub fn build(
+        file: &RegistryFile,
+        origin: &Path,
+        tls_files: &TlsFiles,
+        settings: &ClientSettings,
+    ) -> Result<Self, ConfigError> {
+        let mut routes = HashMap::with_capacity(file.regions.len());
+        for (i, entry) in file.regions.iter().enumerate() {
+            let field = |name: &str| format!("region[{i}].{name}");
+            let prefix = RegionPrefix::parse(&entry.prefix)
+                .map_err(|e| ConfigError::field(origin, &field("prefix"), e))?;
+            let identity = match &entry.identity {
+                None => PeerIdentity::Region(prefix),
+                Some(uri) => match PeerIdentity::from_uri(uri) {
+                    Ok(id @ PeerIdentity::Region(_)) => id,
+                    Ok(PeerIdentity::Gateway) => {
+                        return Err(ConfigError::field(
+                            origin,
+                            &field("identity"),
+                            "must be a region identity",
+                        ));
+                    }
+                    Err(e) => return Err(ConfigError::field(origin, &field("identity"), e)),
+                },
+            };
+            if entry.endpoints.is_empty() {
+                return Err(ConfigError::field(
+                    origin,
+                    &field("endpoints"),
+                    "at least one endpoint is required",
+                ));
+            }
+            let tls_config = tls_files
+                .client_config(&identity.dns_name())
+                .map_err(|e| ConfigError::field(origin, "tls", e))?;
+            let mut endpoints = Vec::with_capacity(entry.endpoints.len());
+            for (j, url) in entry.endpoints.iter().enumerate() {
+                endpoints.push(
+                    tls::endpoint(url, tls_config.clone(), settings).map_err(|e| {
+                        ConfigError::field(origin, &format!("region[{i}].endpoints[{j}]"), e)
+                    })?,
+                );
+            }
+            let channel = match endpoints.len() {
+                1 => endpoints.remove(0).connect_lazy(),
+                _ => Channel::balance_list(endpoints.into_iter()),
+            };
+            let route = Route {
+                prefix,
+                identity,
+                endpoints: entry.endpoints.clone(),
+                channel,
+            };
+            if routes
+                .insert(prefix.as_str().to_owned(), Arc::new(route))
+                .is_some()
+            {
+                return Err(ConfigError::field(
+                    origin,
+                    &field("prefix"),
+                    format!("prefix {prefix} is registered twice"),
+                ));
+            }
+        }
+        Ok(Self { routes })
+    }
+
+    /// The route of the longest registered prefix of `code`.
+    pub fn lookup(&self, code: &RegionCode) -> Option<Arc<Route>> {
+        let code = code.as_str();
+        [6, 4, 2]
+            .into_iter()
+            .find_map(|len| self.routes.get(&code[..len]))
+            .cloned()
+    }
+
+    /// Number of registered prefixes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}

@@ -1,0 +1,193 @@
+//! Assembles the gateway: federation listener (mTLS gRPC: relay, catalog, health,
+//! reflection) and the plaintext admin listener for probes.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, routing::get};
+use tokio::{net::TcpListener, sync::watch};
+use tongban_proto::{
+    FILE_DESCRIPTOR_SET, catalog::Catalog, region::RegionTable, v1::catalog_server::CatalogServer,
+};
+use tongban_runtime::{
+    config::ConfigError, incoming::authenticated_incoming, shutdown::ShutdownSignal, tls::TlsError,
+};
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::{catalog::CatalogService, config::GatewayConfig, registry::Registry, relay::Relay};
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayStartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("catalog {path}: {reason}")]
+    Catalog { path: String, reason: String },
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("admin listener: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Bound sockets, so callers (tests, the demo) can use port 0 and learn the real ports
+/// before anything else starts.
+pub struct GatewayListeners {
+    pub federation: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+impl GatewayListeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &GatewayConfig) -> Result<Self, GatewayStartError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayStartError::Bind { addr, source })
+        };
+        Ok(Self {
+            federation: bind(config.listen).await?,
+            admin: match config.admin_listen {
+                Some(addr) => Some(bind(addr).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A configured gateway, ready to serve.
+pub struct Gateway {
+    config: GatewayConfig,
+    registry: Arc<Registry>,
+    catalog: Catalog,
+}
+
+impl Gateway {
+    /// Loads the registry, catalog and certificates; validates everything before any
+    /// port is served. Must run inside a Tokio runtime (channels are created here).
+    pub fn new(config: GatewayConfig) -> Result<Self, GatewayStartError> {
+        let registry = Registry::load(&config.registry, &config.tls, &config.upstream)?;
+        let catalog = match &config.catalog {
+            None => Catalog::embedded(),
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| GatewayStartError::Catalog {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                Catalog::from_json(&text).map_err(|e| GatewayStartError::Catalog {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        // Fail on bad certificates now rather than at the first handshake.
+        config.tls.server_config()?;
+        Ok(Self {
+            config,
+            registry: Arc::new(registry),
+            catalog,
+        })
+    }
+
+    /// Number of registered region prefixes.
+    pub fn route_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Serves until `shutdown` fires, then drains in-flight calls.
+    pub async fn serve(
+        self,
+        listeners: GatewayListeners,
+        shutdown: ShutdownSignal,
+    ) -> Result<(), GatewayStartError> {
+        let tls = self.config.tls.server_config()?;
+        let (_tls_tx, tls_rx) = watch::channel(tls);
+        let incoming =
+            authenticated_incoming(listeners.federation, tls_rx, self.config.handshake_timeout);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<CatalogServer<CatalogService>>().await;
+        health
+            .set_service_status("tongban.federation.v1.Gateway", ServingStatus::Serving)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| GatewayStartError::Reflection(e.to_string()))?;
+
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let admin = listeners
+            .admin
+            .map(|listener| tokio::spawn(serve_admin(listener, ready.clone(), shutdown.clone())));
+
+        tracing::info!(
+            routes = self.registry.len(),
+            catalog = %self.catalog.version,
+            "gateway serving"
+        );
+        let relay = Relay::new(self.registry.clone(), RegionTable::embedded());
+        let drained = {
+            let health = health.clone();
+            let ready = ready.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.wait().await;
+                ready.store(false, std::sync::atomic::Ordering::Relaxed);
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+            }
+        };
+        Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(CatalogServer::new(CatalogService::new(&self.catalog)))
+            .add_service(relay)
+            .serve_with_incoming_shutdown(incoming, drained)
+            .await?;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// `/healthz`: the process runs. `/readyz`: it accepts federation traffic.
+async fn serve_admin(
+    listener: TcpListener,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: ShutdownSignal,
+) -> Result<(), GatewayStartError> {
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (http::StatusCode::OK, "ready\n")
+                    } else {
+                        (http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.wait())
+        .await
+        .map_err(GatewayStartError::Admin)
+}
