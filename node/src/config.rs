@@ -1,0 +1,178 @@
+//! The node's config file (TOML). Every field is documented; unknown keys are
+//! rejected; relative paths are relative to the config file's folder.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tongban_proto::region::{RegionCode, RegionPrefix};
+use tongban_runtime::{
+    config::{self, ConfigError},
+    tls::{ClientSettings, TlsFiles},
+};
+
+/// Configuration of one node process.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The region this node serves, as a 6-digit GB/T 2260 code: `440000` for
+    /// Guangdong's provincial node, `440300` for a node delegated to Shenzhen. The node's
+    /// certificate must name the same prefix (`spiffe://tongban/region/44`).
+    pub region: RegionCode,
+    /// Listening addresses.
+    pub listen: ListenConfig,
+    /// The node's certificate, key and the federation CA.
+    pub tls: TlsFiles,
+    /// How to reach the national gateway.
+    pub gateway: GatewayLink,
+    /// The node's own SQLite database (applications, receipts, outbox, idempotency keys).
+    pub store: PathBuf,
+    /// The province's platform that handles cases.
+    pub platform: PlatformConfig,
+    /// Outbox delivery and retry behaviour.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// Time a client gets to complete the TLS handshake.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+/// Listening addresses of a node.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Federation listener (gRPC over mutual TLS 1.3) that the gateway calls.
+    pub federation: SocketAddr,
+    /// Local portal API (HTTP+JSON) for the province's portal and counters, plus
+    /// `/healthz` and `/readyz`. Keep it on a private interface or behind the portal.
+    pub portal: SocketAddr,
+}
+
+/// The link to the gateway.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayLink {
+    /// Gateway federation endpoint, `https://host:port`.
+    pub endpoint: String,
+    /// TLS name the gateway's certificate must carry. Default `gateway.tongban.internal`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Connection settings.
+    #[serde(default)]
+    pub client: ClientSettings,
+}
+
+/// Which platform adapter to use.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PlatformConfig {
+    /// The embedded SQLite platform (cases, residents, licenses) for development, demos
+    /// and provinces without their own platform API.
+    Embedded {
+        /// The platform's SQLite database file.
+        database: PathBuf,
+        /// Seed this many synthetic residents (with licenses) of this region on first start.
+        #[serde(default)]
+        seed_residents: u32,
+        /// Simulated clerk: time from acceptance to review, and from review to decision.
+        #[serde(default = "default_review_step", with = "humantime_serde")]
+        review_step: Duration,
+    },
+}
+
+/// Outbox delivery settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// How often the outbox is scanned when nothing new was written.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// First retry delay after a failed delivery; doubles per attempt.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Entries sent per scan.
+    pub batch_size: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(60),
+            batch_size: 64,
+        }
+    }
+}
+
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_review_step() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl NodeConfig {
+    /// Loads, resolves relative paths and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = config::load(path)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Makes every relative path relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.tls.ca,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.store,
+        ] {
+            *p = base.join(&*p);
+        }
+        match &mut self.platform {
+            PlatformConfig::Embedded { database, .. } => *database = base.join(&*database),
+        }
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        if !self.gateway.endpoint.starts_with("https://") {
+            return Err(ConfigError::field(
+                origin,
+                "gateway.endpoint",
+                "must be https:// (federation traffic is never plaintext)",
+            ));
+        }
+        if self.outbox.batch_size == 0 {
+            return Err(ConfigError::field(
+                origin,
+                "outbox.batch_size",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The prefix this node's certificate must name (`440000` → `44`).
+    pub fn prefix(&self) -> Result<RegionPrefix, ConfigError> {
+        RegionPrefix::parse(self.region.significant_prefix())
+            .map_err(|e| ConfigError::field(Path::new("node config"), "region", e))
+    }
+
+    /// The TLS name of the gateway.
+    pub fn gateway_server_name(&self) -> String {
+        self.gateway
+            .server_name
+            .clone()
+            .unwrap_or_else(|| "gateway.tongban.internal".to_owned())
+    }
+}

@@ -1,0 +1,241 @@
+//! The `tongban.federation.v1.Node` service: what the gateway calls on this node.
+//!
+//! Only the gateway's certificate may call it, and the calling region is the one the
+//! gateway verified (`tongban-verified-origin`). A delivery is checked to the same
+//! standard as a local filing before the platform sees it, and applied once per
+//! idempotency key.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tongban_proto::{
+    metadata,
+    region::{RegionCode, RegionPrefix, RegionTable},
+    resident_id::ResidentId,
+    v1::{
+        DeliverApplicationRequest, DeliverApplicationResponse, PushStatusRequest,
+        PushStatusResponse, QueryStatusRequest, QueryStatusResponse, node_server,
+    },
+};
+use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo};
+use tonic::{Request, Response, Status};
+
+use crate::{catalog::CatalogCopy, error::NodeError, platform::Platform, store::Store};
+
+/// The node's federation service.
+pub struct FederationService {
+    pub region: RegionCode,
+    pub prefix: RegionPrefix,
+    pub regions: &'static RegionTable,
+    pub catalog: Arc<CatalogCopy>,
+    pub store: Store,
+    pub platform: Arc<dyn Platform>,
+    pub id_hash_key: Arc<[u8]>,
+}
+
+/// The region the gateway verified for this call.
+fn verified_origin<T>(request: &Request<T>) -> Result<RegionPrefix, NodeError> {
+    match request.extensions().get::<PeerInfo>().map(|p| &p.identity) {
+        Some(PeerIdentity::Gateway) => {}
+        _ => {
+            return Err(NodeError::PermissionDenied(
+                "only the federation gateway may call a node".into(),
+            ));
+        }
+    }
+    let value = request
+        .metadata()
+        .get(metadata::VERIFIED_ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| NodeError::invalid(metadata::VERIFIED_ORIGIN, "missing"))?;
+    RegionPrefix::parse(value)
+        .map_err(|e| NodeError::invalid(metadata::VERIFIED_ORIGIN, e.to_string()))
+}
+
+fn required_code(value: &str, name: &str) -> Result<RegionCode, NodeError> {
+    RegionCode::parse(value).map_err(|e| NodeError::invalid(name, e.to_string()))
+}
+
+impl FederationService {
+    async fn deliver(
+        &self,
+        request: Request<DeliverApplicationRequest>,
+    ) -> Result<DeliverApplicationResponse, NodeError> {
+        let origin = verified_origin(&request)?;
+        let key = request
+            .metadata()
+            .get(metadata::IDEMPOTENCY_KEY)
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty() && k.len() <= 128)
+            .ok_or_else(|| {
+                NodeError::invalid(metadata::IDEMPOTENCY_KEY, "required, 1 to 128 characters")
+            })?
+            .to_owned();
+        let application = request
+            .into_inner()
+            .application
+            .ok_or_else(|| NodeError::invalid("application", "required"))?;
+
+        // A replay answers with the first outcome and creates nothing.
+        if let Some((case_number, response)) =
+            self.store.inbound(origin.to_string(), key.clone()).await?
+        {
+            if case_number != application.case_number {
+                return Err(NodeError::FailedPrecondition(format!(
+                    "idempotency key {key:?} was used for another case"
+                )));
+            }
+            let mut first =
+                DeliverApplicationResponse::decode(response.as_slice()).map_err(|e| {
+                    NodeError::FailedPrecondition(format!("stored answer unreadable: {e}"))
+                })?;
+            first.duplicate = true;
+            return Ok(first);
+        }
+
+        let claimed_origin =
+            required_code(&application.origin_region, "application.origin_region")?;
+        if !origin.contains(&claimed_origin) {
+            return Err(NodeError::PermissionDenied(format!(
+                "application.origin_region {claimed_origin} is outside the calling region {origin}"
+            )));
+        }
+        let target = required_code(&application.target_region, "application.target_region")?;
+        if !self.prefix.contains(&target) {
+            return Err(NodeError::FailedPrecondition(format!(
+                "application.target_region {target} is not handled by region {}",
+                self.prefix
+            )));
+        }
+        if !application.case_number.starts_with(claimed_origin.as_str()) {
+            return Err(NodeError::invalid(
+                "application.case_number",
+                "must start with the origin region code",
+            ));
+        }
+        // Same standard as a local filing (同标准办理): the ID number and the form are
+        // checked against the catalog here too.
+        let today = time::OffsetDateTime::now_utc().date();
+        let applicant = application
+            .applicant
+            .as_ref()
+            .ok_or_else(|| NodeError::invalid("application.applicant", "required"))?;
+        let id = ResidentId::parse(&applicant.id_number, self.regions, today)
+            .map_err(|e| NodeError::invalid("application.applicant.id_number", e.to_string()))?;
+        let catalog = self.catalog.get();
+        let item = catalog.item(&application.one_thing_id).ok_or_else(|| {
+            NodeError::invalid(
+                "application.one_thing_id",
+                format!("unknown in catalog {}", catalog.version),
+            )
+        })?;
+        item.validate_form(&application.form, self.regions, today)
+            .map_err(|e| NodeError::invalid("application.form", e.to_string()))?;
+
+        let payload = application.encode_to_vec();
+        let submitted = self
+            .platform
+            .submit(&application, &id.keyed_hash(&self.id_hash_key), &payload)
+            .await?;
+        let response = DeliverApplicationResponse {
+            case_number: application.case_number.clone(),
+            handling_reference: submitted.case.reference.clone(),
+            status: Some(submitted.case.status.clone()),
+            duplicate: !submitted.created,
+        };
+        self.store
+            .remember_inbound(
+                origin.to_string(),
+                key,
+                application.case_number.clone(),
+                DeliverApplicationResponse {
+                    duplicate: false,
+                    ..response.clone()
+                }
+                .encode_to_vec(),
+            )
+            .await?;
+        tracing::info!(
+            case = %application.case_number,
+            origin = %claimed_origin,
+            created = submitted.created,
+            "delivery accepted"
+        );
+        Ok(response)
+    }
+
+    async fn query(
+        &self,
+        request: Request<QueryStatusRequest>,
+    ) -> Result<QueryStatusResponse, NodeError> {
+        let origin = verified_origin(&request)?;
+        let case_number = request.into_inner().case_number;
+        let case = self.platform.case(&case_number).await?.ok_or_else(|| {
+            NodeError::NotFound(format!("case {case_number:?} is not handled here"))
+        })?;
+        let case_origin = required_code(&case.origin_region, "case.origin_region")?;
+        // Only the filing region (and its sub-regions' nodes) may read a case's status.
+        if !origin.contains(&case_origin) {
+            return Err(NodeError::PermissionDenied(format!(
+                "region {origin} did not file case {case_number}"
+            )));
+        }
+        Ok(QueryStatusResponse {
+            case_number,
+            handling_region: self.region.to_string(),
+            handling_reference: case.reference,
+            status: Some(case.status),
+        })
+    }
+
+    async fn push(
+        &self,
+        request: Request<PushStatusRequest>,
+    ) -> Result<PushStatusResponse, NodeError> {
+        let origin = verified_origin(&request)?;
+        let push = request.into_inner();
+        let status = push
+            .status
+            .ok_or_else(|| NodeError::invalid("status", "required"))?;
+        let record = self
+            .store
+            .application(push.case_number.clone())
+            .await?
+            .ok_or_else(|| {
+                NodeError::NotFound(format!("case {:?} was not filed here", push.case_number))
+            })?;
+        let handling = required_code(&record.target_region, "case.target_region")?;
+        if !origin.contains(&handling) {
+            return Err(NodeError::PermissionDenied(format!(
+                "region {origin} does not handle case {}",
+                push.case_number
+            )));
+        }
+        let applied = self.store.apply_status(push.case_number, status).await?;
+        Ok(PushStatusResponse { applied })
+    }
+}
+
+#[tonic::async_trait]
+impl node_server::Node for FederationService {
+    async fn deliver_application(
+        &self,
+        request: Request<DeliverApplicationRequest>,
+    ) -> Result<Response<DeliverApplicationResponse>, Status> {
+        Ok(Response::new(self.deliver(request).await?))
+    }
+
+    async fn query_status(
+        &self,
+        request: Request<QueryStatusRequest>,
+    ) -> Result<Response<QueryStatusResponse>, Status> {
+        Ok(Response::new(self.query(request).await?))
+    }
+
+    async fn push_status(
+        &self,
+        request: Request<PushStatusRequest>,
+    ) -> Result<Response<PushStatusResponse>, Status> {
+        Ok(Response::new(self.push(request).await?))
+    }
+}

@@ -1,0 +1,160 @@
+//! Drains the outbox through the gateway: deliveries of applications filed here and
+//! status pushes for cases handled here. An entry stays until its receiver has answered;
+//! transient failures are retried with capped exponential backoff, with the same
+//! idempotency key, so the receiver applies it once.
+//!
+//! Retry timing is persisted per entry (it must survive restarts), which a retry
+//! middleware cannot do; hence the few lines of backoff arithmetic here.
+
+use std::{sync::Arc, time::Duration};
+
+use prost::Message;
+use tokio::sync::Notify;
+use tongban_proto::v1::{DeliverApplicationRequest, PushStatusRequest};
+use tongban_runtime::shutdown::ShutdownSignal;
+use tonic::Code;
+
+use crate::{
+    config::OutboxConfig,
+    gateway_client::{CallMeta, GatewayClient},
+    store::{OutboxEntry, OutboxKind, Store, now_ms},
+};
+
+/// The outbox worker.
+pub struct Forwarder {
+    pub store: Store,
+    pub client: GatewayClient,
+    pub settings: OutboxConfig,
+    pub wake: Arc<Notify>,
+}
+
+enum Attempt {
+    Done,
+    Retry(String),
+    Refused(String),
+}
+
+/// Whether a failure may heal by itself. NOT_FOUND is retried: a region whose node is
+/// not registered yet becomes reachable when the operator registers it.
+fn retryable(code: Code) -> bool {
+    !matches!(
+        code,
+        Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::Unimplemented
+            | Code::Unauthenticated
+            | Code::AlreadyExists
+            | Code::OutOfRange
+    )
+}
+
+impl Forwarder {
+    /// Runs until shutdown.
+    pub async fn run(self, shutdown: ShutdownSignal) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            if let Err(error) = self.drain().await {
+                tracing::error!(%error, "outbox scan failed");
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn drain(&self) -> Result<(), crate::store::StoreError> {
+        loop {
+            let due = self.store.due_outbox(self.settings.batch_size).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let full = due.len() as u32 == self.settings.batch_size;
+            let mut progressed = false;
+            for entry in due {
+                let id = entry.id;
+                let attempts = entry.attempts;
+                match self.attempt(&entry).await {
+                    Attempt::Done => progressed = true,
+                    Attempt::Retry(error) => {
+                        let delay = self.backoff(id, attempts);
+                        tracing::warn!(
+                            case = %entry.case_number,
+                            target = %entry.target_region,
+                            attempts = attempts + 1,
+                            retry_in_ms = delay.as_millis() as u64,
+                            %error,
+                            "outbox delivery failed; will retry"
+                        );
+                        self.store
+                            .outbox_retry(id, now_ms() + delay.as_millis() as i64, error)
+                            .await?;
+                    }
+                    Attempt::Refused(error) => {
+                        tracing::error!(case = %entry.case_number, %error, "outbox entry refused for good");
+                        self.store.outbox_failed(id, error).await?;
+                        progressed = true;
+                    }
+                }
+            }
+            if !(full && progressed) {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn attempt(&self, entry: &OutboxEntry) -> Attempt {
+        let meta = CallMeta {
+            target_region: &entry.target_region,
+            one_thing: &entry.one_thing_id,
+            idempotency_key: Some(&entry.idempotency_key),
+        };
+        let result = match entry.kind {
+            OutboxKind::Deliver => {
+                let request = match DeliverApplicationRequest::decode(entry.payload.as_slice()) {
+                    Ok(r) => r,
+                    Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+                };
+                self.client.deliver(request, &meta).await.map(|response| {
+                    Some((
+                        entry.case_number.clone(),
+                        response.handling_reference,
+                        response.status.unwrap_or_default(),
+                    ))
+                })
+            }
+            OutboxKind::PushStatus => {
+                let request = match PushStatusRequest::decode(entry.payload.as_slice()) {
+                    Ok(r) => r,
+                    Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+                };
+                self.client.push_status(request, &meta).await.map(|_| None)
+            }
+        };
+        match result {
+            Ok(delivered) => match self.store.outbox_done(entry.id, delivered).await {
+                Ok(()) => Attempt::Done,
+                Err(e) => Attempt::Retry(e.to_string()),
+            },
+            Err(status) if retryable(status.code()) => {
+                Attempt::Retry(format!("{:?}: {}", status.code(), status.message()))
+            }
+            Err(status) => Attempt::Refused(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+
+    /// Capped exponential backoff with ±25 % spread derived from the entry, so entries
+    /// that failed together do not retry in lock-step.
+    fn backoff(&self, id: i64, attempts: u32) -> Duration {
+        let base = self
+            .settings
+            .retry_initial
+            .saturating_mul(1u32 << attempts.min(16))
+            .min(self.settings.retry_max);
+        let spread = ((id as u64).wrapping_mul(2_654_435_761) ^ u64::from(attempts)) % 51;
+        base.mul_f64(0.75 + spread as f64 / 100.0)
+    }
+}

@@ -1,0 +1,40 @@
+//! `tongban-node`: runs a provincial node from a config file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tongban_node::{Node, NodeConfig, NodeListeners};
+use tongban_runtime::{shutdown::Shutdown, telemetry, tls};
+
+/// A Tongban provincial node: wraps the province's platform, serves the local portal
+/// API, and exchanges cross-region applications through the national gateway.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Node config file (TOML). See deploy/node-44.toml for every field.
+    #[arg(short, long, env = "TONGBAN_NODE_CONFIG", default_value = "node.toml")]
+    config: PathBuf,
+    /// Validate the config and certificates, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tls::install_crypto_provider();
+    telemetry::init("info");
+    let config = NodeConfig::load(&args.config)?;
+    if args.check {
+        config.tls.server_config().context("node certificates")?;
+        println!("{}: ok (region {})", args.config.display(), config.region);
+        return Ok(());
+    }
+    let node = Node::new(config.clone()).await.context("node start-up")?;
+    let listeners = NodeListeners::bind(&config).await?;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_os_signals();
+    node.serve(listeners, shutdown.signal()).await?;
+    Ok(())
+}

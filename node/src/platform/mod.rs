@@ -1,0 +1,60 @@
+//! The adapter between a node and its province's government-service platform.
+//!
+//! The node stays the same whatever the platform: the embedded SQLite one
+//! ([`embedded`]) by default, an HTTP adapter to a province's own API later. A platform
+//! takes over cases delivered to this region, reports their status, and announces the
+//! status changes its clerks make so the node can return them to the filing region.
+
+pub mod embedded;
+
+use tokio::sync::broadcast;
+use tongban_proto::v1::{Application, CaseStatus};
+
+/// A case as the platform knows it.
+#[derive(Clone, Debug)]
+pub struct PlatformCase {
+    /// The platform's own reference.
+    pub reference: String,
+    pub case_number: String,
+    pub one_thing_id: String,
+    /// 6-digit code of the region that filed the case.
+    pub origin_region: String,
+    pub status: CaseStatus,
+}
+
+/// The outcome of handing a case to the platform.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub case: PlatformCase,
+    /// False when the platform already had this case number: nothing new was created.
+    pub created: bool,
+}
+
+/// Platform failures.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("platform storage: {0}")]
+    Storage(#[from] crate::store::StoreError),
+    #[error("platform unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a node needs from its province's platform.
+#[tonic::async_trait]
+pub trait Platform: Send + Sync + 'static {
+    /// Takes over a case. Idempotent by case number: a second submission of the same
+    /// case creates nothing and returns the first one. `payload` is the application's
+    /// encoding exactly as received, kept as the record of what was filed.
+    async fn submit(
+        &self,
+        application: &Application,
+        applicant_hash: &str,
+        payload: &[u8],
+    ) -> Result<Submitted, PlatformError>;
+
+    /// A case by federation case number.
+    async fn case(&self, case_number: &str) -> Result<Option<PlatformCase>, PlatformError>;
+
+    /// Status changes made by the platform itself (reviews, decisions).
+    fn status_changes(&self) -> broadcast::Receiver<PlatformCase>;
+}

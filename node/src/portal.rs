@@ -1,0 +1,216 @@
+//! The local portal API (HTTP+JSON) used by the province's portal and counters.
+//!
+//! - `POST /v1/applications` files an application; `201` with the receipt, `422` with
+//!   every problem named by field, `400` for a body that is not the expected JSON.
+//! - `GET /v1/applications/{case_number}` reads status: asked live from the handling
+//!   region through the gateway, falling back to the last status it pushed here.
+//! - `GET /v1/catalog` lists the one-things on offer.
+//! - `GET /healthz`, `GET /readyz` for probes.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State, rejection::JsonRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+use serde_json::json;
+use tongban_proto::{region::RegionPrefix, v1::QueryStatusRequest};
+
+use crate::{
+    gateway_client::{CallMeta, GatewayClient},
+    intake::{FilingRequest, Intake, IntakeError, Receipt, stage_name},
+    store::Store,
+};
+
+/// Shared state of the portal handlers.
+pub struct PortalState {
+    pub intake: Intake,
+    pub store: Store,
+    pub client: GatewayClient,
+    pub prefix: RegionPrefix,
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The portal's routes.
+pub fn router(state: Arc<PortalState>) -> Router {
+    Router::new()
+        .route("/v1/applications", post(file_application))
+        .route("/v1/applications/{case_number}", get(application_status))
+        .route("/v1/catalog", get(catalog))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: String, fields: serde_json::Value) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message, "fields": fields } })),
+    )
+        .into_response()
+}
+
+async fn file_application(
+    State(state): State<Arc<PortalState>>,
+    body: Result<Json<FilingRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+                json!([]),
+            );
+        }
+    };
+    match state.intake.file(request).await {
+        Ok(receipt) => (StatusCode::CREATED, Json(receipt)).into_response(),
+        Err(IntakeError::Invalid(errors)) => {
+            let fields: Vec<_> = errors
+                .iter()
+                .map(|e| json!({ "field": e.field, "problem": e.problem }))
+                .collect();
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_application",
+                IntakeError::Invalid(errors).to_string(),
+                json!(fields),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "filing failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the application could not be stored; nothing was filed, please retry".into(),
+                json!([]),
+            )
+        }
+    }
+}
+
+/// A case's status as the portal shows it.
+#[derive(Serialize)]
+struct StatusView {
+    case_number: String,
+    one_thing_id: String,
+    origin_region: String,
+    handling_region: String,
+    handling_reference: Option<String>,
+    stage: String,
+    detail: String,
+    sequence: u64,
+    /// `handling_region` when asked live, `local_copy` when the last pushed status.
+    source: &'static str,
+    receipt: Option<Receipt>,
+}
+
+async fn application_status(
+    State(state): State<Arc<PortalState>>,
+    Path(case_number): Path<String>,
+) -> Response {
+    let record = match state.store.application(case_number.clone()).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no application {case_number:?} was filed here"),
+                json!([]),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "status read failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "status store unavailable".into(),
+                json!([]),
+            );
+        }
+    };
+    let mut status = record.status.clone();
+    let mut reference = record.handling_reference.clone();
+    let mut source = "local_copy";
+    let remote = tongban_proto::region::RegionCode::parse(&record.target_region)
+        .map(|t| !state.prefix.contains(&t))
+        .unwrap_or(false);
+    if remote && reference.is_some() {
+        let meta = CallMeta {
+            target_region: &record.target_region,
+            one_thing: &record.one_thing_id,
+            idempotency_key: None,
+        };
+        let live = tokio::time::timeout(
+            Duration::from_secs(2),
+            state.client.query_status(
+                QueryStatusRequest {
+                    case_number: case_number.clone(),
+                },
+                &meta,
+            ),
+        )
+        .await;
+        match live {
+            Ok(Ok(answer)) => {
+                if let Some(s) = answer.status {
+                    if s.sequence >= status.sequence {
+                        let _ = state
+                            .store
+                            .apply_status(case_number.clone(), s.clone())
+                            .await;
+                        status = s;
+                    }
+                    reference = Some(answer.handling_reference);
+                    source = "handling_region";
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(code = ?e.code(), "live status unavailable"),
+            Err(_) => tracing::debug!("live status timed out"),
+        }
+    }
+    Json(StatusView {
+        case_number: record.case_number,
+        one_thing_id: record.one_thing_id,
+        origin_region: record.origin_region,
+        handling_region: record.target_region,
+        handling_reference: reference,
+        stage: stage_name(status.stage),
+        detail: status.detail,
+        sequence: status.sequence,
+        source,
+        receipt: serde_json::from_str(&record.receipt).ok(),
+    })
+    .into_response()
+}
+
+async fn catalog(State(state): State<Arc<PortalState>>) -> Response {
+    let catalog = state.intake.catalog.get();
+    let items: Vec<_> = catalog
+        .items
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "name": i.name,
+                "time_limit_working_days": i.time_limit_working_days,
+                "form": i.form.iter().map(|f| json!({"name": f.name, "label": f.label, "required": f.required})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "version": catalog.version, "items": items })).into_response()
+}
+
+async fn readyz(State(state): State<Arc<PortalState>>) -> Response {
+    if state.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}

@@ -1,0 +1,103 @@
+//! A small client for the portal API, used by the demo, the tests and scripts.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde::Serialize;
+
+/// Portal client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalClientError {
+    #[error("request to {url}: {reason}")]
+    Request { url: String, reason: String },
+    #[error("response from {url} is not JSON: {reason}")]
+    Body { url: String, reason: String },
+}
+
+/// An HTTP status and its JSON body.
+#[derive(Debug, Clone)]
+pub struct PortalResponse {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// Talks to one node's portal.
+#[derive(Clone)]
+pub struct PortalClient {
+    base: String,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl PortalClient {
+    /// `base` like `http://127.0.0.1:8044`.
+    pub fn new(base: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /v1/applications`.
+    pub async fn file(&self, filing: &impl Serialize) -> Result<PortalResponse, PortalClientError> {
+        let body = serde_json::to_vec(filing).map_err(|e| PortalClientError::Request {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        self.send("POST", "/v1/applications", Bytes::from(body))
+            .await
+    }
+
+    /// `GET /v1/applications/{case_number}`.
+    pub async fn status(&self, case_number: &str) -> Result<PortalResponse, PortalClientError> {
+        self.send(
+            "GET",
+            &format!("/v1/applications/{case_number}"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Any request with a raw body (tests send malformed bodies on purpose).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<PortalResponse, PortalClientError> {
+        let url = format!("{}{path}", self.base);
+        let err = |reason: String| PortalClientError::Request {
+            url: url.clone(),
+            reason,
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| err(e.to_string()))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        Ok(PortalResponse { status, body })
+    }
+}

@@ -1,0 +1,315 @@
+//! Assembles a node: federation listener (mTLS gRPC: Node service, health,
+//! reflection), the portal, the outbox forwarder, the catalog refresher, the platform's
+//! clerk and the return of status changes to filing regions.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, broadcast, watch},
+};
+use tongban_proto::{
+    FILE_DESCRIPTOR_SET,
+    region::{RegionCode, RegionPrefix, RegionTable},
+    v1::{PushStatusRequest, node_server::NodeServer},
+};
+use tongban_runtime::{
+    config::ConfigError,
+    incoming::authenticated_incoming,
+    shutdown::ShutdownSignal,
+    tls::{self, TlsError},
+};
+use tonic::transport::Server;
+
+use crate::{
+    catalog::CatalogCopy,
+    config::{NodeConfig, PlatformConfig},
+    federation::FederationService,
+    forwarder::Forwarder,
+    gateway_client::GatewayClient,
+    intake::Intake,
+    platform::{Platform, PlatformCase, embedded::EmbeddedPlatform},
+    portal::{self, PortalState},
+    store::{Store, StoreError},
+};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeStartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Bound sockets (port 0 allowed; read the real ports before starting).
+pub struct NodeListeners {
+    pub federation: TcpListener,
+    pub portal: TcpListener,
+}
+
+impl NodeListeners {
+    pub async fn bind(config: &NodeConfig) -> Result<Self, NodeStartError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeStartError::Bind { addr, source })
+        };
+        Ok(Self {
+            federation: bind(config.listen.federation).await?,
+            portal: bind(config.listen.portal).await?,
+        })
+    }
+}
+
+/// A configured node.
+pub struct Node {
+    config: NodeConfig,
+    prefix: RegionPrefix,
+    store: Store,
+    platform: Arc<EmbeddedPlatform>,
+    review_step: Duration,
+    client: GatewayClient,
+    catalog: Arc<CatalogCopy>,
+    id_hash_key: Arc<[u8]>,
+}
+
+impl Node {
+    /// Opens the store and platform and prepares the gateway channel. Must run inside a
+    /// Tokio runtime.
+    pub async fn new(config: NodeConfig) -> Result<Self, NodeStartError> {
+        let prefix = config.prefix()?;
+        config.tls.server_config()?;
+        let store = Store::open(&config.store)?;
+        let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
+        let regions = RegionTable::embedded();
+        let (platform, review_step) = match &config.platform {
+            PlatformConfig::Embedded {
+                database,
+                seed_residents,
+                review_step,
+            } => {
+                let platform = EmbeddedPlatform::open(database, &prefix)?;
+                if *seed_residents > 0 {
+                    let n = platform
+                        .seed(regions, &prefix, *seed_residents, id_hash_key.clone())
+                        .await?;
+                    if n > 0 {
+                        tracing::info!(residents = n, "seeded synthetic residents");
+                    }
+                }
+                (platform, *review_step)
+            }
+        };
+        let tls_config = config.tls.client_config(&config.gateway_server_name())?;
+        let channel = tls::endpoint(&config.gateway.endpoint, tls_config, &config.gateway.client)?
+            .connect_lazy();
+        let client = GatewayClient::new(channel, &config.region)
+            .map_err(|s| NodeStartError::Other(s.message().to_owned()))?;
+        let catalog = Arc::new(CatalogCopy::load(&store).await);
+        Ok(Self {
+            config,
+            prefix,
+            store,
+            platform,
+            review_step,
+            client,
+            catalog,
+            id_hash_key,
+        })
+    }
+
+    /// The node's store (tests read it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The embedded platform (tests read it).
+    pub fn platform(&self) -> Arc<EmbeddedPlatform> {
+        self.platform.clone()
+    }
+
+    /// Serves until `shutdown` fires; in-flight calls drain, background work stops.
+    pub async fn serve(
+        self,
+        listeners: NodeListeners,
+        shutdown: ShutdownSignal,
+    ) -> Result<(), NodeStartError> {
+        let regions = RegionTable::embedded();
+        let platform: Arc<dyn Platform> = self.platform.clone();
+        let wake = Arc::new(Notify::new());
+        let ready = Arc::new(AtomicBool::new(true));
+
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(
+            Forwarder {
+                store: self.store.clone(),
+                client: self.client.clone(),
+                settings: self.config.outbox.clone(),
+                wake: wake.clone(),
+            }
+            .run(shutdown.clone()),
+        );
+        tasks.spawn(
+            self.platform
+                .clone()
+                .run_clerk(self.review_step, shutdown.clone()),
+        );
+        tasks.spawn(self.catalog.clone().run_refresher(
+            self.client.clone(),
+            self.store.clone(),
+            Duration::from_secs(300),
+            shutdown.clone(),
+        ));
+        tasks.spawn(return_status_changes(
+            platform.status_changes(),
+            self.store.clone(),
+            self.config.region,
+            self.prefix,
+            wake.clone(),
+            shutdown.clone(),
+        ));
+
+        let portal_state = Arc::new(PortalState {
+            intake: Intake {
+                region: self.config.region,
+                prefix: self.prefix,
+                regions,
+                catalog: self.catalog.clone(),
+                store: self.store.clone(),
+                platform: platform.clone(),
+                id_hash_key: self.id_hash_key.clone(),
+                outbox_written: wake.clone(),
+            },
+            store: self.store.clone(),
+            client: self.client.clone(),
+            prefix: self.prefix,
+            ready: ready.clone(),
+        });
+        let portal_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = axum::serve(listeners.portal, portal::router(portal_state))
+                .with_graceful_shutdown(portal_shutdown.wait())
+                .await
+            {
+                tracing::error!(%error, "portal server failed");
+            }
+        });
+
+        let federation = FederationService {
+            region: self.config.region,
+            prefix: self.prefix,
+            regions,
+            catalog: self.catalog.clone(),
+            store: self.store.clone(),
+            platform,
+            id_hash_key: self.id_hash_key.clone(),
+        };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<NodeServer<FederationService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeStartError::Other(format!("reflection: {e}")))?;
+        let (_tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
+        let incoming =
+            authenticated_incoming(listeners.federation, tls_rx, self.config.handshake_timeout);
+        tracing::info!(region = %self.config.region, "node serving");
+        let drained = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.wait().await;
+                ready.store(false, std::sync::atomic::Ordering::Relaxed);
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        };
+        let served = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(NodeServer::new(federation))
+            .serve_with_incoming_shutdown(incoming, drained)
+            .await;
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(region = %self.config.region, "node stopped");
+        served.map_err(NodeStartError::from)
+    }
+}
+
+/// Returns status changes of cases handled here to their filing region (属地返还):
+/// through the outbox when another region filed the case, directly when it was filed
+/// here.
+async fn return_status_changes(
+    mut changes: broadcast::Receiver<PlatformCase>,
+    store: Store,
+    region: RegionCode,
+    prefix: RegionPrefix,
+    wake: Arc<Notify>,
+    shutdown: ShutdownSignal,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let case = tokio::select! {
+            _ = &mut stop => return,
+            case = changes.recv() => case,
+        };
+        let case = match case {
+            Ok(case) => case,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "status changes missed; filing regions can still query live"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let local = RegionCode::parse(&case.origin_region)
+            .map(|o| prefix.contains(&o))
+            .unwrap_or(false);
+        let result = if local {
+            store
+                .apply_status(case.case_number.clone(), case.status.clone())
+                .await
+                .map(|_| ())
+        } else {
+            let request = PushStatusRequest {
+                case_number: case.case_number.clone(),
+                handling_region: region.to_string(),
+                status: Some(case.status.clone()),
+            };
+            let queued = store
+                .enqueue_push(
+                    case.case_number.clone(),
+                    case.origin_region.clone(),
+                    case.one_thing_id.clone(),
+                    request,
+                )
+                .await;
+            wake.notify_one();
+            queued
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, case = %case.case_number, "could not record a status change");
+        }
+    }
+}
