@@ -1,0 +1,384 @@
+//! The demo: a local federation of three regions, cross-region filings through the
+//! portal API, and a table of what happened.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tongban_cli::local::{FederationSpec, LocalFederation};
+use tongban_node::platform::embedded::{SyntheticResident, synthetic_residents};
+use tongban_proto::region::{RegionPrefix, RegionTable};
+use tongban_runtime::shutdown::ShutdownSignal;
+
+/// What a scenario must end in.
+enum Expect {
+    /// Filed (201), forwarded where needed, and approved by the handling region.
+    Approved { handling_prefix: String },
+    /// Refused at the portal with this HTTP status, naming this field.
+    Refused { status: u16, field: &'static str },
+}
+
+struct Scenario {
+    label: &'static str,
+    origin: String,
+    filing: Value,
+    expect: Expect,
+}
+
+struct Outcome {
+    origin: String,
+    target: String,
+    one_thing: String,
+    case_number: String,
+    promised: String,
+    status: String,
+    filed_ms: f64,
+    done_ms: Option<f64>,
+    ok: bool,
+}
+
+fn resident<'a>(
+    residents: &'a [(String, Vec<SyntheticResident>)],
+    prefix: &str,
+    i: usize,
+) -> &'a SyntheticResident {
+    let list = &residents
+        .iter()
+        .find(|(p, _)| p == prefix)
+        .map(|(_, l)| l)
+        .unwrap_or(&residents[0].1);
+    &list[i % list.len()]
+}
+
+fn scenarios(residents: &[(String, Vec<SyntheticResident>)]) -> Vec<Scenario> {
+    let r44 = resident(residents, "44", 0);
+    let r11 = resident(residents, "11", 1);
+    let r11b = resident(residents, "11", 2);
+    let r31 = resident(residents, "31", 3);
+    let r44b = resident(residents, "44", 4);
+    let applicant = |r: &SyntheticResident| json!({"id_number": r.id.as_str(), "name": r.name, "phone": "13800138000"});
+    let mut bad_id = r44.id.as_str().to_owned();
+    let last = if bad_id.ends_with('0') { '1' } else { '0' };
+    bad_id.pop();
+    bad_id.push(last);
+    vec![
+        Scenario {
+            label: "Guangdong resident registers medical treatment in Shanghai",
+            origin: "31".into(),
+            filing: json!({
+                "one_thing_id": "medical-treatment-registration",
+                "applicant": applicant(r44),
+                "form": {
+                    "treatment_region": "310115", "hospital_name": "复旦大学附属中山医院",
+                    "start_date": "2026-12-01", "reason": "异地长期居住", "contact_phone": "13800138000"
+                },
+                "materials": [{"material_id": "medical_insurance_certificate", "source": "license", "reference": "44-MI-000001"}]
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "44".into(),
+            },
+        },
+        Scenario {
+            label: "Beijing parents register a newborn while in Guangdong",
+            origin: "44".into(),
+            filing: json!({
+                "one_thing_id": "newborn-birth",
+                "applicant": applicant(r11),
+                "form": {
+                    "child_name": "王小明", "child_sex": "男", "child_birth_date": "2026-11-20",
+                    "birth_place": "440305", "mother_id_number": r11.id.as_str(), "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "11".into(),
+            },
+        },
+        Scenario {
+            label: "Beijing resident starts a business in Shanghai Pudong",
+            origin: "11".into(),
+            filing: json!({
+                "one_thing_id": "business-startup",
+                "applicant": applicant(r11b),
+                "form": {
+                    "company_name": "上海通办示范科技有限公司", "company_type": "有限责任公司",
+                    "business_region": "310115", "registered_capital": "100万元",
+                    "legal_representative_name": r11b.name, "legal_representative_id": r11b.id.as_str(),
+                    "business_scope": "软件开发；信息技术咨询服务", "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "31".into(),
+            },
+        },
+        Scenario {
+            label: "Shanghai resident moves household registration to Shenzhen",
+            origin: "31".into(),
+            filing: json!({
+                "one_thing_id": "household-transfer",
+                "mode": "proxy_acceptance",
+                "applicant": applicant(r31),
+                "form": {
+                    "move_from_region": "310115", "move_to_region": "440305",
+                    "move_to_address": "深圳市南山区科技园路1号", "reason": "夫妻投靠",
+                    "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "44".into(),
+            },
+        },
+        Scenario {
+            label: "Guangdong resident transfers social insurance to Beijing",
+            origin: "44".into(),
+            filing: json!({
+                "one_thing_id": "social-insurance-transfer",
+                "applicant": applicant(r44b),
+                "form": {
+                    "transfer_from_region": "440305", "transfer_to_region": "110105",
+                    "insurance_types": "基本养老保险", "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "11".into(),
+            },
+        },
+        Scenario {
+            label: "A mistyped ID number is refused at the window",
+            origin: "31".into(),
+            filing: json!({
+                "one_thing_id": "medical-treatment-registration",
+                "applicant": {"id_number": bad_id, "name": r44.name},
+                "form": {
+                    "treatment_region": "310115", "hospital_name": "复旦大学附属中山医院",
+                    "start_date": "2026-12-01", "reason": "异地长期居住", "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Refused {
+                status: 422,
+                field: "applicant.id_number",
+            },
+        },
+        Scenario {
+            label: "A form missing a required field is refused before it crosses",
+            origin: "11".into(),
+            filing: json!({
+                "one_thing_id": "business-startup",
+                "applicant": applicant(r11b),
+                "form": { "business_region": "310115", "contact_phone": "13800138000" }
+            }),
+            expect: Expect::Refused {
+                status: 422,
+                field: "form.company_name",
+            },
+        },
+    ]
+}
+
+/// Runs the demo; returns whether every scenario ended as expected.
+pub async fn run(
+    dir: &Path,
+    regions: &[String],
+    once: bool,
+    shutdown: ShutdownSignal,
+) -> anyhow::Result<bool> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let refs: Vec<&str> = regions.iter().map(String::as_str).collect();
+    let spec = FederationSpec::new(dir, &refs)?;
+    println!("Starting a local federation in {} ...", dir.display());
+    let federation = LocalFederation::start(spec).await?;
+    print_endpoints(&federation);
+
+    let table = RegionTable::embedded();
+    let residents: Vec<(String, Vec<SyntheticResident>)> = federation
+        .nodes
+        .keys()
+        .filter_map(|p| {
+            let prefix = RegionPrefix::parse(p).ok()?;
+            Some((
+                p.clone(),
+                synthetic_residents(table, &prefix, federation.spec().seed_residents),
+            ))
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for scenario in scenarios(&residents) {
+        let Ok(node) = federation.node(&scenario.origin) else {
+            println!(
+                "skipping {:?}: no node for region {}",
+                scenario.label, scenario.origin
+            );
+            continue;
+        };
+        println!("- {}", scenario.label);
+        outcomes.push(play(&federation, node, &scenario).await);
+    }
+    print_table(&outcomes);
+    let ok = outcomes.iter().all(|o| o.ok) && !outcomes.is_empty();
+    println!(
+        "\n{} of {} scenarios ended as expected.",
+        outcomes.iter().filter(|o| o.ok).count(),
+        outcomes.len()
+    );
+    if !once {
+        println!("\nThe federation keeps running; press Ctrl-C to stop.");
+        shutdown.wait().await;
+    }
+    println!("Shutting down ...");
+    federation.shutdown().await;
+    Ok(ok)
+}
+
+async fn play(
+    _federation: &LocalFederation,
+    node: &tongban_cli::local::RunningNode,
+    scenario: &Scenario,
+) -> Outcome {
+    let started = Instant::now();
+    let one_thing = scenario.filing["one_thing_id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let mut outcome = Outcome {
+        origin: node.region.to_string(),
+        target: String::new(),
+        one_thing,
+        case_number: String::new(),
+        promised: String::new(),
+        status: String::new(),
+        filed_ms: 0.0,
+        done_ms: None,
+        ok: false,
+    };
+    let response = node.portal.file(&scenario.filing).await;
+    outcome.filed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.status = format!("error: {e}");
+            return outcome;
+        }
+    };
+    match &scenario.expect {
+        Expect::Refused { status, field } => {
+            let named = response.body["error"]["fields"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x["field"] == *field));
+            outcome.status = format!(
+                "refused {} ({})",
+                response.status,
+                field_list(&response.body)
+            );
+            outcome.ok = response.status == *status && named;
+            outcome
+        }
+        Expect::Approved { handling_prefix } => {
+            if response.status != 201 {
+                outcome.status = format!(
+                    "HTTP {}: {}",
+                    response.status, response.body["error"]["message"]
+                );
+                return outcome;
+            }
+            let receipt = &response.body;
+            outcome.target = receipt["handling_region"].as_str().unwrap_or("").to_owned();
+            outcome.case_number = receipt["case_number"].as_str().unwrap_or("").to_owned();
+            outcome.promised = receipt["promised_date"].as_str().unwrap_or("").to_owned();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match node.portal.status(&outcome.case_number).await {
+                    Ok(s) if s.status == 200 => {
+                        let stage = s.body["stage"].as_str().unwrap_or("").to_owned();
+                        outcome.status =
+                            format!("{stage} ({})", s.body["source"].as_str().unwrap_or(""));
+                        if matches!(stage.as_str(), "approved" | "rejected" | "withdrawn") {
+                            outcome.done_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                            outcome.ok = stage == "approved"
+                                && outcome.target.starts_with(handling_prefix.as_str());
+                            return outcome;
+                        }
+                    }
+                    Ok(s) => outcome.status = format!("status HTTP {}", s.status),
+                    Err(e) => outcome.status = format!("status error: {e}"),
+                }
+                if Instant::now() > deadline {
+                    outcome.status.push_str(" — timed out");
+                    return outcome;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn field_list(body: &Value) -> String {
+    body["error"]["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x["field"].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn print_endpoints(f: &LocalFederation) {
+    println!("\nEndpoints (loopback):");
+    println!(
+        "  gateway   grpcs://{}   admin http://{}/readyz   config {}",
+        f.gateway.federation_addr,
+        f.gateway
+            .admin_addr
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        f.gateway.config_path.display()
+    );
+    for node in f.nodes.values() {
+        println!(
+            "  node {}  grpcs://{}   portal {}/v1/applications   config {}",
+            node.region,
+            node.federation_addr,
+            node.portal.base(),
+            node.config_path.display()
+        );
+    }
+    println!("  CA        {}\n", f.ca_pem.display());
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    println!(
+        "\n{:<3} {:<7} {:<7} {:<31} {:<25} {:<11} {:>8} {:>8}  final status",
+        "#", "origin", "target", "one-thing", "case number", "promised", "file ms", "done ms"
+    );
+    println!("{}", "-".repeat(130));
+    for (i, o) in outcomes.iter().enumerate() {
+        println!(
+            "{:<3} {:<7} {:<7} {:<31} {:<25} {:<11} {:>8.1} {:>8}  {}{}",
+            i + 1,
+            o.origin,
+            if o.target.is_empty() { "-" } else { &o.target },
+            o.one_thing,
+            if o.case_number.is_empty() {
+                "-"
+            } else {
+                &o.case_number
+            },
+            if o.promised.is_empty() {
+                "-"
+            } else {
+                &o.promised
+            },
+            o.filed_ms,
+            o.done_ms
+                .map(|d| format!("{d:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            o.status,
+            if o.ok { "" } else { "   <-- unexpected" }
+        );
+    }
+}

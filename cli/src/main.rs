@@ -1,0 +1,131 @@
+//! `tongban`: development PKI and the local-federation demo.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tongban_proto::region::RegionPrefix;
+use tongban_runtime::{
+    identity::PeerIdentity,
+    pki::{self, DevCa},
+    shutdown::Shutdown,
+    telemetry, tls,
+};
+
+mod demo;
+
+/// Tongban operator tool.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a development federation CA (or reuse one) and issue leaf certificates for
+    /// the gateway and for nodes by region prefix. For development and tests only;
+    /// production federations use their own CA.
+    Certs {
+        /// Output folder: ca.pem, ca.key, gateway.pem/.key, region-<prefix>.pem/.key.
+        #[arg(long, default_value = "var/pki")]
+        out: PathBuf,
+        /// Region prefixes to issue node certificates for (2, 4 or 6 digits).
+        #[arg(long, value_delimiter = ',', default_value = "11,31,44")]
+        regions: Vec<String>,
+        /// Also issue a gateway certificate.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        gateway: bool,
+        /// Leaf validity in days.
+        #[arg(long, default_value_t = 90)]
+        days: u64,
+    },
+    /// Start a local federation (dev CA, gateway, nodes on loopback), file cross-region
+    /// applications through the portal API, print what happened, and keep running
+    /// until Ctrl-C.
+    Demo {
+        /// Run the scenario once and exit: 0 if every outcome was as expected.
+        #[arg(long)]
+        once: bool,
+        /// Working folder for certificates, configs and databases (wiped at start).
+        #[arg(long, default_value = "var/demo")]
+        dir: PathBuf,
+        /// Node regions (6-digit GB/T 2260 codes).
+        #[arg(long, value_delimiter = ',', default_value = "110000,310000,440000")]
+        regions: Vec<String>,
+        /// Log level for the federation's own logs while the demo runs.
+        #[arg(long, default_value = "warn")]
+        log: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tls::install_crypto_provider();
+    match args.command {
+        Command::Certs {
+            out,
+            regions,
+            gateway,
+            days,
+        } => {
+            telemetry::init("info");
+            certs(&out, &regions, gateway, days)
+        }
+        Command::Demo {
+            once,
+            dir,
+            regions,
+            log,
+        } => {
+            telemetry::init(&log);
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_os_signals();
+            let ok = demo::run(&dir, &regions, once, shutdown.signal()).await?;
+            if !ok {
+                bail!("the demo scenario did not end as expected (see the table above)");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn certs(out: &PathBuf, regions: &[String], gateway: bool, days: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (ca_cert, ca_key) = (out.join("ca.pem"), out.join("ca.key"));
+    let ca = if ca_cert.exists() && ca_key.exists() {
+        let ca = DevCa::load(
+            &std::fs::read_to_string(&ca_cert)?,
+            &std::fs::read_to_string(&ca_key)?,
+        )
+        .context("loading the existing CA")?;
+        println!("reusing CA {}", ca_cert.display());
+        ca
+    } else {
+        let ca = DevCa::generate("Tongban development federation CA")?;
+        ca.write(out)?;
+        println!("created CA {}", ca_cert.display());
+        ca
+    };
+    let validity = Duration::from_secs(days * 24 * 3600);
+    let mut identities = Vec::new();
+    if gateway {
+        identities.push(PeerIdentity::Gateway);
+    }
+    for r in regions {
+        let prefix = RegionPrefix::parse(r).with_context(|| format!("--regions {r:?}"))?;
+        identities.push(PeerIdentity::Region(prefix));
+    }
+    for identity in identities {
+        let leaf = ca.issue(&identity, validity)?;
+        let (cert, _) = pki::write_leaf(out, &identity, &leaf)?;
+        println!(
+            "issued {identity} -> {} (DNS {})",
+            cert.display(),
+            identity.dns_name()
+        );
+    }
+    Ok(())
+}
