@@ -4,8 +4,29 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use tongban_proto::metadata;
+
+/// The request metadata the audit trail keeps, taken before the request is forwarded
+/// (cheap reference-counted copies, not the whole header map).
+#[derive(Default)]
+pub struct AuditKeys {
+    one_thing: Option<HeaderValue>,
+    idempotency_key: Option<HeaderValue>,
+}
+
+impl AuditKeys {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self {
+            one_thing: headers.get(metadata::ONE_THING).cloned(),
+            idempotency_key: headers.get(metadata::IDEMPOTENCY_KEY).cloned(),
+        }
+    }
+}
+
+fn text(v: &Option<HeaderValue>) -> &str {
+    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("")
+}
 
 /// What the audit trail records about one relayed call.
 pub struct AuditRecord<'a> {
@@ -25,8 +46,7 @@ pub enum Outcome<'a> {
 }
 
 /// Writes one audit event.
-pub fn record(headers: &HeaderMap, rec: &AuditRecord<'_>) {
-    let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
     let elapsed_us = rec.elapsed.as_micros() as u64;
     match rec.outcome {
         Outcome::Relayed { grpc_status } => tracing::info!(
@@ -34,8 +54,8 @@ pub fn record(headers: &HeaderMap, rec: &AuditRecord<'_>) {
             method = rec.method,
             caller = rec.caller.unwrap_or(""),
             target_region = rec.target.unwrap_or(""),
-            one_thing = header(metadata::ONE_THING),
-            idempotency_key = header(metadata::IDEMPOTENCY_KEY),
+            one_thing = text(&keys.one_thing),
+            idempotency_key = text(&keys.idempotency_key),
             grpc_status = grpc_status.unwrap_or("in-trailers"),
             elapsed_us,
             "relayed"
@@ -45,8 +65,8 @@ pub fn record(headers: &HeaderMap, rec: &AuditRecord<'_>) {
             method = rec.method,
             caller = rec.caller.unwrap_or(""),
             target_region = rec.target.unwrap_or(""),
-            one_thing = header(metadata::ONE_THING),
-            idempotency_key = header(metadata::IDEMPOTENCY_KEY),
+            one_thing = text(&keys.one_thing),
+            idempotency_key = text(&keys.idempotency_key),
             code = ?code,
             message,
             elapsed_us,

@@ -66,3 +66,44 @@ impl GatewayConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryFile;
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let config = GatewayConfig::load(&dir.join("gateway.toml")).unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert!(config.registry.ends_with("registry.toml"));
+        let registry: RegistryFile = config::load(&dir.join("registry.toml")).unwrap();
+        assert_eq!(registry.regions.len(), 3);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = config::parse::<GatewayConfig>(
+            "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\nlisen = 1\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            Path::new("gw.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = config::parse::<GatewayConfig>(
+            "listen = \"not an address\"\nregistry = \"r.toml\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            Path::new("gw.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = config::parse::<GatewayConfig>(
+            "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\nhandshake_timeout = \"soon\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            Path::new("gw.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("handshake_timeout"), "{err}");
+    }
+}

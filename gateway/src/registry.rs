@@ -73,6 +73,9 @@ impl Registry {
         settings: &ClientSettings,
     ) -> Result<Self, ConfigError> {
         let mut routes = HashMap::with_capacity(file.regions.len());
+        // One connection pool per node, however many prefixes route to it: a province
+        // that registers every county code must not open thousands of pools.
+        let mut pools: HashMap<(Vec<String>, String), Channel> = HashMap::new();
         for (i, entry) in file.regions.iter().enumerate() {
             let field = |name: &str| format!("region[{i}].{name}");
             let prefix = RegionPrefix::parse(&entry.prefix)
@@ -98,20 +101,32 @@ impl Registry {
                     "at least one endpoint is required",
                 ));
             }
-            let tls_config = tls_files
-                .client_config(&identity.dns_name())
-                .map_err(|e| ConfigError::field(origin, "tls", e))?;
-            let mut endpoints = Vec::with_capacity(entry.endpoints.len());
-            for (j, url) in entry.endpoints.iter().enumerate() {
-                endpoints.push(
-                    tls::endpoint(url, tls_config.clone(), settings).map_err(|e| {
-                        ConfigError::field(origin, &format!("region[{i}].endpoints[{j}]"), e)
-                    })?,
-                );
-            }
-            let channel = match endpoints.len() {
-                1 => endpoints.remove(0).connect_lazy(),
-                _ => Channel::balance_list(endpoints.into_iter()),
+            let pool_key = (entry.endpoints.clone(), identity.dns_name());
+            let channel = match pools.get(&pool_key) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let tls_config = tls_files
+                        .client_config(&identity.dns_name())
+                        .map_err(|e| ConfigError::field(origin, "tls", e))?;
+                    let mut endpoints = Vec::with_capacity(entry.endpoints.len());
+                    for (j, url) in entry.endpoints.iter().enumerate() {
+                        endpoints.push(tls::endpoint(url, tls_config.clone(), settings).map_err(
+                            |e| {
+                                ConfigError::field(
+                                    origin,
+                                    &format!("region[{i}].endpoints[{j}]"),
+                                    e,
+                                )
+                            },
+                        )?);
+                    }
+                    let channel = match endpoints.len() {
+                        1 => endpoints.remove(0).connect_lazy(),
+                        _ => Channel::balance_list(endpoints.into_iter()),
+                    };
+                    pools.insert(pool_key, channel.clone());
+                    channel
+                }
             };
             let route = Route {
                 prefix,
@@ -149,5 +164,92 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongban_runtime::pki::{self, DevCa};
+
+    fn tls_files() -> TlsFiles {
+        let dir =
+            std::env::temp_dir().join(format!("tongban-registry-test-{}", std::process::id()));
+        let ca = DevCa::generate("registry test CA").unwrap();
+        ca.write(&dir).unwrap();
+        let leaf = ca
+            .issue(&PeerIdentity::Gateway, std::time::Duration::from_secs(600))
+            .unwrap();
+        let (cert, key) = pki::write_leaf(&dir, &PeerIdentity::Gateway, &leaf).unwrap();
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert,
+            key,
+        }
+    }
+
+    fn entry(prefix: &str, endpoint: &str) -> RegionEntry {
+        RegionEntry {
+            prefix: prefix.into(),
+            endpoints: vec![endpoint.into()],
+            identity: None,
+        }
+    }
+
+    fn build(regions: Vec<RegionEntry>) -> Result<Registry, ConfigError> {
+        Registry::build(
+            &RegistryFile { regions },
+            Path::new("registry.toml"),
+            &tls_files(),
+            &ClientSettings::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn longest_registered_prefix_wins() {
+        let registry = build(vec![
+            entry("44", "https://127.0.0.1:1"),
+            entry("4403", "https://127.0.0.1:2"),
+            entry("440305", "https://127.0.0.1:3"),
+        ])
+        .unwrap();
+        let route = |c: &str| {
+            registry
+                .lookup(&RegionCode::parse(c).unwrap())
+                .map(|r| r.prefix.to_string())
+        };
+        assert_eq!(route("440305").as_deref(), Some("440305"));
+        assert_eq!(route("440306").as_deref(), Some("4403"));
+        assert_eq!(route("440100").as_deref(), Some("44"));
+        assert_eq!(route("310000"), None);
+    }
+
+    #[tokio::test]
+    async fn bad_entries_name_their_field() {
+        let err = build(vec![entry("4", "https://127.0.0.1:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("region[0].prefix"), "{err}");
+        let err = build(vec![entry("44", "http://127.0.0.1:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("region[0].endpoints[0]") && err.contains("https"),
+            "{err}"
+        );
+        let err = build(vec![
+            entry("44", "https://127.0.0.1:1"),
+            entry("44", "https://127.0.0.1:2"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("region[1].prefix") && err.contains("twice"),
+            "{err}"
+        );
+        let mut no_endpoints = entry("44", "https://127.0.0.1:1");
+        no_endpoints.endpoints.clear();
+        let err = build(vec![no_endpoints]).unwrap_err().to_string();
+        assert!(err.contains("region[0].endpoints"), "{err}");
     }
 }

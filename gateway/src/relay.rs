@@ -14,7 +14,7 @@ use tongban_proto::region::RegionTable;
 use tonic::{body::Body, server::NamedService};
 
 use crate::{
-    audit::{self, AuditRecord, Outcome},
+    audit::{self, AuditKeys, AuditRecord, Outcome},
     authenticate, authorize,
     error::GatewayError,
     forward,
@@ -82,7 +82,7 @@ impl RelayState {
             .strip_prefix("/tongban.federation.v1.Gateway/")
             .unwrap_or(parts.uri.path())
             .to_owned();
-        let headers = parts.headers.clone();
+        let keys = AuditKeys::from_headers(&parts.headers);
         let mut caller_text = None;
         let mut target_text = None;
 
@@ -106,7 +106,7 @@ impl RelayState {
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok());
                 audit::record(
-                    &headers,
+                    &keys,
                     &AuditRecord {
                         method: &method,
                         caller: caller_text.as_deref(),
@@ -120,7 +120,7 @@ impl RelayState {
             Err(error) => {
                 let status = error.to_status();
                 audit::record(
-                    &headers,
+                    &keys,
                     &AuditRecord {
                         method: &method,
                         caller: caller_text.as_deref(),

@@ -176,3 +176,42 @@ impl NodeConfig {
             .unwrap_or_else(|| "gateway.tongban.internal".to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        for r in ["11", "31", "44"] {
+            let config = NodeConfig::load(&dir.join(format!("node-{r}.toml"))).unwrap();
+            assert_eq!(config.prefix().unwrap().as_str(), r);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node-44.toml"),
+        )
+        .unwrap();
+        let bad_region = base.replace("region = \"440000\"", "region = \"44\"");
+        let err = config::parse::<NodeConfig>(&bad_region, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`region`"), "{err}");
+        let bad_kind = base.replace("kind = \"embedded\"", "kind = \"http\"");
+        let err = config::parse::<NodeConfig>(&bad_kind, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("platform"), "{err}");
+        let plaintext = base.replace("https://127.0.0.1:7000", "http://127.0.0.1:7000");
+        let parsed: NodeConfig = config::parse(&plaintext, Path::new("n.toml")).unwrap();
+        let err = parsed
+            .validate(Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gateway.endpoint"), "{err}");
+    }
+}

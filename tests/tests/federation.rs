@@ -505,6 +505,58 @@ async fn handshake_without_client_cert(t: &TestFederation, addr: std::net::Socke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_serve_reflection() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let t = start(&["310000", "440000"]).await;
+    let gateway = t
+        .gateway_channel(&t.tls_files(&region("31")))
+        .await
+        .unwrap();
+    let node = tongban_tests::channel(
+        &format!("https://{}", t.fed.node("44").unwrap().federation_addr),
+        &t.tls_files(&PeerIdentity::Gateway),
+        &region("44"),
+    )
+    .await
+    .unwrap();
+    for (channel, expected) in [
+        (
+            gateway,
+            [
+                "tongban.federation.v1.Gateway",
+                "tongban.federation.v1.Catalog",
+            ],
+        ),
+        (
+            node,
+            ["tongban.federation.v1.Node", "grpc.health.v1.Health"],
+        ),
+    ] {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("unexpected reflection answer {answer:?}");
+        };
+        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for name in expected {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_serve_grpc_health() {
     let t = start(&["310000"]).await;
     let channel = t
