@@ -1,0 +1,168 @@
+//! The load generator: N concurrent unary calls in a closed loop over one HTTP/2
+//! connection, each sending the same pre-encoded message, so the generator's own cost is
+//! small and identical for every target.
+
+use std::time::{Duration, Instant};
+
+use bytes_codec::RawCodec;
+use hdrhistogram::Histogram;
+use tonic::{
+    Request,
+    client::Grpc,
+    codegen::http::uri::PathAndQuery,
+    metadata::{MetadataMap, MetadataValue},
+    transport::Channel,
+};
+
+/// How to reach the node through one target.
+#[derive(Clone)]
+pub struct Caller {
+    pub channel: Channel,
+    pub path: PathAndQuery,
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+/// What one run measured.
+pub struct RunStats {
+    pub calls: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency_us: Histogram<u64>,
+    pub first_error: Option<String>,
+}
+
+impl RunStats {
+    pub fn rps(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn metadata(pairs: &[(&'static str, String)]) -> MetadataMap {
+    let mut md = MetadataMap::new();
+    for (k, v) in pairs {
+        if let Ok(v) = MetadataValue::try_from(v.as_str()) {
+            md.insert(*k, v);
+        }
+    }
+    md
+}
+
+/// Runs `inflight` callers for `duration`.
+pub async fn run(
+    caller: &Caller,
+    payload: bytes::Bytes,
+    inflight: usize,
+    duration: Duration,
+) -> RunStats {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let md = metadata(&caller.metadata);
+    let mut tasks = Vec::with_capacity(inflight);
+    for _ in 0..inflight {
+        let mut grpc = Grpc::new(caller.channel.clone());
+        let path = caller.path.clone();
+        let payload = payload.clone();
+        let md = md.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let (mut calls, mut errors, mut first_error) = (0u64, 0u64, None);
+            while Instant::now() < deadline {
+                let mut request = Request::new(payload.clone());
+                *request.metadata_mut() = md.clone();
+                let t0 = Instant::now();
+                let result = match grpc.ready().await {
+                    Ok(()) => grpc
+                        .unary::<_, bytes::Bytes, _>(request, path.clone(), RawCodec)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+                };
+                let us = t0.elapsed().as_micros() as u64;
+                match result {
+                    Ok(()) => {
+                        calls += 1;
+                        let _ = hist.record(us.max(1));
+                    }
+                    Err(status) => {
+                        errors += 1;
+                        if first_error.is_none() {
+                            first_error =
+                                Some(format!("{:?}: {}", status.code(), status.message()));
+                        }
+                    }
+                }
+            }
+            (calls, errors, hist, first_error)
+        }));
+    }
+    let mut stats = RunStats {
+        calls: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency_us: new_histogram(),
+        first_error: None,
+    };
+    for task in tasks {
+        if let Ok((calls, errors, hist, first_error)) = task.await {
+            stats.calls += calls;
+            stats.errors += errors;
+            let _ = stats.latency_us.add(&hist);
+            if stats.first_error.is_none() {
+                stats.first_error = first_error;
+            }
+        }
+    }
+    stats.elapsed = started.elapsed();
+    stats
+}
+
+/// 1 µs to 60 s at 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+/// A codec that sends and receives message bodies as opaque bytes.
+mod bytes_codec {
+    use bytes::{Buf, BufMut, Bytes};
+    use tonic::{
+        Status,
+        codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    };
+
+    #[derive(Clone, Copy, Default)]
+    pub struct RawCodec;
+
+    impl Codec for RawCodec {
+        type Encode = Bytes;
+        type Decode = Bytes;
+        type Encoder = RawCodec;
+        type Decoder = RawCodec;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            RawCodec
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            RawCodec
+        }
+    }
+
+    impl Encoder for RawCodec {
+        type Item = Bytes;
+        type Error = Status;
+
+        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put(item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for RawCodec {
+        type Item = Bytes;
+        type Error = Status;
+
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+            Ok(Some(src.copy_to_bytes(src.remaining())))
+        }
+    }
+}

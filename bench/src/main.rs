@@ -1,0 +1,645 @@
+//! `tongban-bench`: the same unary delivery call made directly to a node, through
+//! Tongban's gateway and through nginx, interleaved in one run, with latency from the
+//! client and CPU time per call from the OS's accounting of each process.
+//!
+//! Run with `scripts/bench` (builds release binaries first). Add a scenario by adding a
+//! [`Target`] and a way to build its [`load::Caller`].
+
+mod load;
+mod nginx;
+mod procs;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use prost::Message;
+use tongban_gateway::{
+    GatewayConfig,
+    registry::{RegionEntry, RegistryFile},
+};
+use tongban_node::{
+    NodeConfig,
+    config::{GatewayLink, ListenConfig, OutboxConfig, PlatformConfig},
+    platform::embedded::synthetic_residents,
+};
+use tongban_proto::{
+    metadata,
+    region::{RegionCode, RegionPrefix, RegionTable},
+    v1::{Applicant, Application, DeliverApplicationRequest, MaterialRef, MaterialSource},
+};
+use tongban_runtime::{
+    identity::PeerIdentity,
+    pki::{self, DevCa},
+    tls::{self, ClientSettings, TlsFiles},
+};
+
+use crate::{load::Caller, procs::Proc};
+
+/// Gateway vs direct vs nginx, one run, one table.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Measured seconds per cell and round.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Warm-up seconds before each measured window (not counted).
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Interleaved rounds per cell; figures add up over rounds.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// Payload sizes in bytes (encoded request message).
+    #[arg(long, value_delimiter = ',', default_value = "256,4096,65536")]
+    payloads: Vec<usize>,
+    /// Calls in flight.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    inflight: Vec<usize>,
+    /// Skip nginx (no install, no baseline).
+    #[arg(long)]
+    no_nginx: bool,
+    /// Skip the route-scale and memory checks.
+    #[arg(long)]
+    no_scale: bool,
+    /// Working folder (certificates, configs, logs, databases).
+    #[arg(long, default_value = "/tmp/tongban-bench")]
+    dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Direct,
+    Gateway,
+    Gateway3212,
+    Nginx1,
+    Nginx2,
+}
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Gateway => "gateway",
+            Self::Gateway3212 => "gateway (3212 routes)",
+            Self::Nginx1 => "nginx 1 worker",
+            Self::Nginx2 => "nginx 2 workers",
+        }
+    }
+}
+
+struct Cell {
+    target: Target,
+    payload: usize,
+    inflight: usize,
+    stats: load::RunStats,
+    proxy_cpu_s: f64,
+    node_cpu_s: f64,
+    upstream_conns: usize,
+}
+
+impl Cell {
+    fn per_call_us(&self, cpu_s: f64) -> f64 {
+        if self.stats.calls == 0 {
+            return f64::NAN;
+        }
+        cpu_s * 1e6 / self.stats.calls as f64
+    }
+    fn p(&self, q: f64) -> u64 {
+        self.stats.latency_us.value_at_quantile(q)
+    }
+}
+
+struct Running {
+    node: Proc,
+    node_port: u16,
+    gateway: Proc,
+    gateway_port: u16,
+    gateway3212: Option<(Proc, u16)>,
+    nginx: Vec<(Target, Proc, u16)>,
+}
+
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("binary folder")?.to_owned())
+}
+
+fn write_toml(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, toml::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+fn files(pki: &Path, identity: &PeerIdentity) -> TlsFiles {
+    let stem = pki::file_stem(identity);
+    TlsFiles {
+        ca: pki.join("ca.pem"),
+        cert: pki.join(format!("{stem}.pem")),
+        key: pki.join(format!("{stem}.key")),
+    }
+}
+
+fn spawn_gateway(
+    dir: &Path,
+    name: &str,
+    pki: &Path,
+    node_port: u16,
+    prefixes: &[String],
+) -> anyhow::Result<(Proc, u16)> {
+    let port = procs::free_port()?;
+    let registry = RegistryFile {
+        regions: prefixes
+            .iter()
+            .map(|p| RegionEntry {
+                prefix: p.clone(),
+                endpoints: vec![format!("https://127.0.0.1:{node_port}")],
+                identity: Some("spiffe://tongban/region/44".into()),
+            })
+            .collect(),
+    };
+    let registry_path = dir.join(format!("{name}-registry.toml"));
+    write_toml(&registry_path, &registry)?;
+    let config = GatewayConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin_listen: None,
+        tls: files(pki, &PeerIdentity::Gateway),
+        registry: registry_path,
+        catalog: None,
+        upstream: ClientSettings::default(),
+        handshake_timeout: Duration::from_secs(5),
+    };
+    let path = dir.join(format!("{name}.toml"));
+    write_toml(&path, &config)?;
+    let proc = Proc::spawn(
+        name,
+        &bin_dir()?.join("tongban-gateway"),
+        &["--config", path.to_str().context("utf-8 path")?],
+        &[("RUST_LOG", "info")],
+        &dir.join(format!("{name}.log")),
+    )?;
+    Ok((proc, port))
+}
+
+async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
+    let pki_dir = dir.join("pki");
+    std::fs::create_dir_all(&pki_dir)?;
+    let ca = DevCa::generate("bench CA")?;
+    ca.write(&pki_dir)?;
+    let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);
+    let client_id = PeerIdentity::Region(RegionPrefix::parse("31")?);
+    for id in [&PeerIdentity::Gateway, &node_id, &client_id] {
+        let leaf = ca.issue(id, Duration::from_secs(86400))?;
+        pki::write_leaf(&pki_dir, id, &leaf)?;
+    }
+
+    let node_port = procs::free_port()?;
+    let portal_port = procs::free_port()?;
+    let node_config = NodeConfig {
+        region: RegionCode::parse("440000")?,
+        listen: ListenConfig {
+            federation: SocketAddr::from(([127, 0, 0, 1], node_port)),
+            portal: SocketAddr::from(([127, 0, 0, 1], portal_port)),
+        },
+        tls: files(&pki_dir, &node_id),
+        gateway: GatewayLink {
+            endpoint: "https://127.0.0.1:9".into(),
+            server_name: None,
+            client: ClientSettings::default(),
+        },
+        store: dir.join("node.db"),
+        platform: PlatformConfig::Embedded {
+            database: dir.join("platform.db"),
+            seed_residents: 0,
+            review_step: Duration::from_secs(3600),
+        },
+        outbox: OutboxConfig::default(),
+        handshake_timeout: Duration::from_secs(5),
+    };
+    let node_path = dir.join("node.toml");
+    write_toml(&node_path, &node_config)?;
+    let node = Proc::spawn(
+        "node",
+        &bin_dir()?.join("tongban-node"),
+        &["--config", node_path.to_str().context("utf-8 path")?],
+        &[("RUST_LOG", "warn")],
+        &dir.join("node.log"),
+    )?;
+
+    let table = RegionTable::embedded();
+    let provinces: Vec<String> = table
+        .provinces()
+        .map(|d| d.code.significant_prefix().to_owned())
+        .collect();
+    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", &pki_dir, node_port, &provinces)?;
+    let gateway3212 = if args.no_scale {
+        None
+    } else {
+        let all: Vec<String> = table.iter().map(|d| d.code.as_str().to_owned()).collect();
+        Some(spawn_gateway(
+            dir,
+            "gateway-3212",
+            &pki_dir,
+            node_port,
+            &all,
+        )?)
+    };
+
+    let mut nginx = Vec::new();
+    if !args.no_nginx {
+        let bin = nginx::ensure_installed()?;
+        eprintln!("baseline: {}", nginx::version(&bin));
+        for (target, workers) in [(Target::Nginx1, 1), (Target::Nginx2, 2)] {
+            let port = procs::free_port()?;
+            let prefix = dir.join(format!("nginx-{workers}"));
+            let gw = files(&pki_dir, &PeerIdentity::Gateway);
+            let conf = nginx::write_config(&nginx::NginxSetup {
+                prefix: &prefix,
+                workers,
+                listen_port: port,
+                upstream_port: node_port,
+                upstream_name: &node_id.dns_name(),
+                ca: &gw.ca,
+                cert: &gw.cert,
+                key: &gw.key,
+            })?;
+            let p = Proc::spawn(
+                target.label(),
+                Path::new(&bin),
+                &[
+                    "-p",
+                    prefix.to_str().context("utf-8")?,
+                    "-c",
+                    conf.to_str().context("utf-8")?,
+                ],
+                &[],
+                &prefix.join("stdout.log"),
+            )?;
+            nginx.push((target, p, port));
+        }
+    }
+
+    procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], node_port)), "node").await?;
+    procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], gateway_port)), "gateway").await?;
+    if let Some((_, port)) = &gateway3212 {
+        procs::wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], *port)),
+            "gateway (3212 routes)",
+        )
+        .await?;
+    }
+    for (t, _, port) in &nginx {
+        procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], *port)), t.label()).await?;
+    }
+    Ok(Running {
+        node,
+        node_port,
+        gateway,
+        gateway_port,
+        gateway3212,
+        nginx,
+    })
+}
+
+/// A valid application of a synthetic Guangdong resident, filed in Shanghai.
+fn application(case_number: &str) -> anyhow::Result<Application> {
+    let table = RegionTable::embedded();
+    let resident = synthetic_residents(table, &RegionPrefix::parse("44")?, 1)
+        .into_iter()
+        .next()
+        .context("a synthetic resident")?;
+    let form = [
+        ("treatment_region", "310115"),
+        ("hospital_name", "复旦大学附属中山医院"),
+        ("start_date", "2026-12-01"),
+        ("reason", "异地长期居住"),
+        ("contact_phone", "13800138000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Ok(Application {
+        case_number: case_number.into(),
+        one_thing_id: "medical-treatment-registration".into(),
+        catalog_version: "bench".into(),
+        origin_region: "310000".into(),
+        target_region: "440305".into(),
+        mode: 1,
+        applicant: Some(Applicant {
+            id_number: resident.id.as_str().into(),
+            name: resident.name,
+            phone: String::new(),
+        }),
+        form,
+        ..Application::default()
+    })
+}
+
+/// The encoded request, padded with an uploaded-material reference to `size` bytes.
+fn payload(base: &Application, size: usize) -> bytes::Bytes {
+    let mut app = base.clone();
+    let len = |a: &Application| {
+        DeliverApplicationRequest {
+            application: Some(a.clone()),
+        }
+        .encoded_len()
+    };
+    let mut pad = size.saturating_sub(len(&app) + 16);
+    loop {
+        app.materials = vec![MaterialRef {
+            material_id: "padding".into(),
+            source: MaterialSource::Upload as i32,
+            reference: "x".repeat(pad),
+        }];
+        let l = len(&app);
+        if l <= size || pad == 0 {
+            break;
+        }
+        pad = pad.saturating_sub(l - size);
+    }
+    DeliverApplicationRequest {
+        application: Some(app),
+    }
+    .encode_to_vec()
+    .into()
+}
+
+async fn channel(
+    pki: &Path,
+    client: &PeerIdentity,
+    port: u16,
+    server: &PeerIdentity,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let f = files(pki, client);
+    let tls_config = f.client_config(&server.dns_name())?;
+    Ok(tls::endpoint(
+        &format!("https://127.0.0.1:{port}"),
+        tls_config,
+        &ClientSettings::default(),
+    )?
+    .connect()
+    .await?)
+}
+
+const KEY: &str = "bench-replay-key";
+const CASE: &str = "310000-20261127-00000001";
+
+async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Caller)>> {
+    let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);
+    let client_id = PeerIdentity::Region(RegionPrefix::parse("31")?);
+    let node_path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/tongban.federation.v1.Node/DeliverApplication",
+    );
+    let gw_path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/tongban.federation.v1.Gateway/DeliverApplication",
+    );
+    // Direct and nginx callers stand in for the gateway (they present its certificate or
+    // nginx does) and state the verified origin the gateway would have added.
+    let as_gateway_meta = vec![
+        (metadata::VERIFIED_ORIGIN, "31".to_owned()),
+        (metadata::TARGET_REGION, "440305".to_owned()),
+        (
+            metadata::ONE_THING,
+            "medical-treatment-registration".to_owned(),
+        ),
+        (metadata::IDEMPOTENCY_KEY, KEY.to_owned()),
+    ];
+    let node_meta = vec![
+        (metadata::TARGET_REGION, "440305".to_owned()),
+        (metadata::ORIGIN_REGION, "310000".to_owned()),
+        (
+            metadata::ONE_THING,
+            "medical-treatment-registration".to_owned(),
+        ),
+        (metadata::IDEMPOTENCY_KEY, KEY.to_owned()),
+    ];
+    let mut out = vec![
+        (
+            Target::Direct,
+            Caller {
+                channel: channel(pki, &PeerIdentity::Gateway, run.node_port, &node_id).await?,
+                path: node_path.clone(),
+                metadata: as_gateway_meta.clone(),
+            },
+        ),
+        (
+            Target::Gateway,
+            Caller {
+                channel: channel(pki, &client_id, run.gateway_port, &PeerIdentity::Gateway).await?,
+                path: gw_path.clone(),
+                metadata: node_meta.clone(),
+            },
+        ),
+    ];
+    if let Some((_, port)) = &run.gateway3212 {
+        out.push((
+            Target::Gateway3212,
+            Caller {
+                channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
+                path: gw_path.clone(),
+                metadata: node_meta.clone(),
+            },
+        ));
+    }
+    for (target, _, port) in &run.nginx {
+        out.push((
+            *target,
+            Caller {
+                channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
+                path: node_path.clone(),
+                metadata: as_gateway_meta.clone(),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn proxy_of(run: &Running, target: Target) -> Option<&Proc> {
+    match target {
+        Target::Direct => None,
+        Target::Gateway => Some(&run.gateway),
+        Target::Gateway3212 => run.gateway3212.as_ref().map(|(p, _)| p),
+        Target::Nginx1 | Target::Nginx2 => run
+            .nginx
+            .iter()
+            .find(|(t, _, _)| *t == target)
+            .map(|(_, p, _)| p),
+    }
+}
+
+async fn measure(
+    run: &Running,
+    target: Target,
+    caller: &Caller,
+    body: &bytes::Bytes,
+    inflight: usize,
+    args: &Args,
+    payload: usize,
+) -> Cell {
+    let _ = load::run(
+        caller,
+        body.clone(),
+        inflight,
+        Duration::from_secs_f64(args.warmup),
+    )
+    .await;
+    let proxy = proxy_of(run, target);
+    let p0 = proxy.map_or(0.0, Proc::cpu_seconds);
+    let n0 = run.node.cpu_seconds();
+    let node_port = run.node_port;
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        procs::connections_to(node_port)
+    });
+    let stats = load::run(
+        caller,
+        body.clone(),
+        inflight,
+        Duration::from_secs_f64(args.seconds),
+    )
+    .await;
+    let proxy_cpu_s = proxy.map_or(0.0, Proc::cpu_seconds) - p0;
+    let node_cpu_s = run.node.cpu_seconds() - n0;
+    Cell {
+        target,
+        payload,
+        inflight,
+        stats,
+        proxy_cpu_s,
+        node_cpu_s,
+        upstream_conns: sampler.await.unwrap_or(0),
+    }
+}
+
+fn merge(into: &mut Cell, other: Cell) {
+    into.stats.calls += other.stats.calls;
+    into.stats.errors += other.stats.errors;
+    into.stats.elapsed += other.stats.elapsed;
+    let _ = into.stats.latency_us.add(&other.stats.latency_us);
+    if into.stats.first_error.is_none() {
+        into.stats.first_error = other.stats.first_error;
+    }
+    into.proxy_cpu_s += other.proxy_cpu_s;
+    into.node_cpu_s += other.node_cpu_s;
+    into.upstream_conns = into.upstream_conns.max(other.upstream_conns);
+}
+
+fn size_label(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tls::install_crypto_provider();
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("clearing {}", args.dir.display()))?;
+    }
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.clone();
+    let mut run = start(&args, &dir).await?;
+    let result = bench(&args, &dir, &mut run).await;
+    run.gateway.stop();
+    run.node.stop();
+    if let Some((p, _)) = run.gateway3212 {
+        p.stop();
+    }
+    for (_, p, _) in run.nginx {
+        p.stop();
+    }
+    result
+}
+
+async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
+    let pki = dir.join("pki");
+    let callers = callers(run, &pki).await?;
+    let base = application(CASE)?;
+    // Prime: one real delivery creates the case; every measured call replays its key, so
+    // the node answers from its idempotency record and the proxy's cost stands out.
+    {
+        let (_, direct) = &callers[0];
+        let first = load::run(direct, payload(&base, 0), 1, Duration::from_millis(1)).await;
+        if first.calls == 0 {
+            bail!("priming delivery failed: {:?}", first.first_error);
+        }
+    }
+    let idle_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
+        .into_iter()
+        .flatten()
+        .map(|p| (p.name.clone(), p.rss_kib().0))
+        .collect::<Vec<_>>();
+
+    let mut cells: Vec<Cell> = Vec::new();
+    let main_targets: Vec<Target> = callers
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t != Target::Gateway3212)
+        .collect();
+    for &size in &args.payloads {
+        let body = payload(&base, size);
+        for &inflight in &args.inflight {
+            eprintln!("measuring {} at {inflight} in flight ...", size_label(size));
+            for round in 0..args.rounds {
+                // Rotate the order each round so no target always runs first or last.
+                let n = main_targets.len();
+                for i in 0..n {
+                    let target = main_targets[(i + round as usize) % n];
+                    let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
+                        continue;
+                    };
+                    let cell = measure(run, target, caller, &body, inflight, args, size).await;
+                    match cells
+                        .iter_mut()
+                        .find(|c| c.target == target && c.payload == size && c.inflight == inflight)
+                    {
+                        Some(existing) => merge(existing, cell),
+                        None => cells.push(cell),
+                    }
+                }
+                run.node.check_alive()?;
+            }
+        }
+    }
+
+    // Route scale: 34 vs 3,212 registered routes, interleaved.
+    let mut scale: Vec<Cell> = Vec::new();
+    if run.gateway3212.is_some() {
+        let size = 256;
+        let inflight = 64;
+        let body = payload(&base, size);
+        eprintln!("measuring route scale ...");
+        for round in 0..args.rounds.max(2) {
+            let order = if round % 2 == 0 {
+                [Target::Gateway, Target::Gateway3212]
+            } else {
+                [Target::Gateway3212, Target::Gateway]
+            };
+            for target in order {
+                let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
+                    continue;
+                };
+                let cell = measure(run, target, caller, &body, inflight, args, size).await;
+                match scale.iter_mut().find(|c| c.target == target) {
+                    Some(existing) => merge(existing, cell),
+                    None => scale.push(cell),
+                }
+            }
+        }
+    }
+    let load_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
+        .into_iter()
+        .flatten()
+        .map(|p| (p.name.clone(), p.rss_kib().1))
+        .collect::<Vec<_>>();
+
+    report::print(args, &cells, &scale, &idle_rss, &load_rss);
+    Ok(())
+}
+
+mod report;
