@@ -149,6 +149,7 @@ fn spawn_gateway(
     prefixes: &[String],
 ) -> anyhow::Result<(Proc, u16)> {
     let port = procs::free_port()?;
+    let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
     let registry = RegistryFile {
         regions: prefixes
             .iter()
@@ -169,6 +170,7 @@ fn spawn_gateway(
         catalog: None,
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),
+        worker_threads: 1,
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;
@@ -176,7 +178,8 @@ fn spawn_gateway(
         name,
         &bin_dir()?.join("tongban-gateway"),
         &["--config", path.to_str().context("utf-8 path")?],
-        &[("RUST_LOG", "info")],
+        // The audit trail stays on: it is part of what the gateway does per call.
+        &[("RUST_LOG", gateway_log.as_str())],
         &dir.join(format!("{name}.log")),
     )?;
     Ok((proc, port))
@@ -488,9 +491,11 @@ async fn measure(
     let p0 = proxy.map_or(0.0, Proc::cpu_seconds);
     let n0 = run.node.cpu_seconds();
     let node_port = run.node_port;
+    // Whose connections to the node count: the proxy's, or ours when calling directly.
+    let owners = proxy.map_or_else(|| vec![std::process::id()], Proc::tree);
     let sampler = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        procs::connections_to(node_port)
+        procs::connections_to(node_port, &owners)
     });
     let stats = load::run(
         caller,

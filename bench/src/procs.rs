@@ -62,6 +62,17 @@ impl Proc {
         total as f64 / TICKS_PER_SEC
     }
 
+    /// The process and its live descendants.
+    pub fn tree(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.pid()];
+        while let Some(pid) = stack.pop() {
+            out.push(pid);
+            stack.extend(children(pid));
+        }
+        out
+    }
+
     /// Resident memory (KiB) of the process tree now, and its peak.
     pub fn rss_kib(&self) -> (u64, u64) {
         let mut now = 0;
@@ -133,8 +144,19 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Established TCP connections whose remote end is `port` on this machine.
-pub fn connections_to(port: u16) -> usize {
+/// Established TCP connections to `port` opened by the processes `owners` (matched by
+/// socket inode, so other clients of the same port do not count).
+pub fn connections_to(port: u16, owners: &[u32]) -> usize {
+    let inodes: std::collections::HashSet<String> = owners
+        .iter()
+        .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .flatten()
+        .filter_map(|e| {
+            let link = fs::read_link(e.ok()?.path()).ok()?;
+            let link = link.to_str()?;
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
@@ -148,7 +170,9 @@ pub fn connections_to(port: u16) -> usize {
                         .get(2)
                         .and_then(|r| r.rsplit(':').next())
                         .and_then(|h| u16::from_str_radix(h, 16).ok());
-                    remote_port == Some(port) && cols.get(3) == Some(&"01")
+                    remote_port == Some(port)
+                        && cols.get(3) == Some(&"01")
+                        && cols.get(9).is_some_and(|i| inodes.contains(*i))
                 })
                 .count()
         })

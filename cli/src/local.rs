@@ -200,6 +200,7 @@ impl LocalFederation {
             catalog: None,
             upstream: ClientSettings::default(),
             handshake_timeout: Duration::from_secs(5),
+            worker_threads: 1,
         };
         let gateway_config_path = dir.join("gateway.toml");
         write_toml(

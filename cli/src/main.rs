@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
             gateway,
             days,
         } => {
-            telemetry::init("info");
+            let _log = telemetry::init("info");
             certs(&out, &regions, gateway, days)
         }
         Command::Demo {
@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             regions,
             log,
         } => {
-            telemetry::init(&log);
+            let _log = telemetry::init(&log);
             let shutdown = Shutdown::new();
             shutdown.trigger_on_os_signals();
             let ok = demo::run(&dir, &regions, once, shutdown.signal()).await?;

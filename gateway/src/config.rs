@@ -36,10 +36,20 @@ pub struct GatewayConfig {
     /// Time a client gets to complete the TLS handshake.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Threads that serve traffic. `1` (the default) runs the whole gateway on one
+    /// thread: no cross-thread wake-ups, the least CPU per call (BENCHMARKS.md measures
+    /// it); scale out with replicas behind the load balancer. More than 1 uses Tokio's
+    /// work-stealing scheduler with that many workers.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: usize,
 }
 
 fn default_handshake_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_worker_threads() -> usize {
+    1
 }
 
 impl GatewayConfig {

@@ -25,12 +25,24 @@ struct Args {
     check: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tls::install_crypto_provider();
-    telemetry::init("info");
+    let _log = telemetry::init("info");
     let config = GatewayConfig::load(&args.config)?;
+    let runtime = match config.worker_threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(args, config))
+}
+
+async fn run(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::new(config.clone()).context("gateway configuration")?;
     if args.check {
         println!(

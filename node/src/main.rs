@@ -24,7 +24,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tls::install_crypto_provider();
-    telemetry::init("info");
+    let _log = telemetry::init("info");
     let config = NodeConfig::load(&args.config)?;
     if args.check {
         config.tls.server_config().context("node certificates")?;
