@@ -47,6 +47,18 @@ fn metadata(pairs: &[(&'static str, String)]) -> MetadataMap {
     md
 }
 
+/// Makes one call; the error text if it failed.
+pub async fn once(caller: &Caller, payload: bytes::Bytes) -> Result<(), String> {
+    let mut grpc = Grpc::new(caller.channel.clone());
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let mut request = Request::new(payload);
+    *request.metadata_mut() = metadata(&caller.metadata);
+    grpc.unary::<_, bytes::Bytes, _>(request, caller.path.clone(), RawCodec)
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
 /// Runs `inflight` callers for `duration`.
 pub async fn run(
     caller: &Caller,

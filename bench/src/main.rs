@@ -59,6 +59,9 @@ struct Args {
     /// Calls in flight.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     inflight: Vec<usize>,
+    /// Targets to measure, of: direct, gateway, nginx1, nginx2 (default: all).
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<String>,
     /// Skip nginx (no install, no baseline).
     #[arg(long)]
     no_nginx: bool,
@@ -80,6 +83,16 @@ enum Target {
 }
 
 impl Target {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Gateway => "gateway",
+            Self::Gateway3212 => "gateway3212",
+            Self::Nginx1 => "nginx1",
+            Self::Nginx2 => "nginx2",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Direct => "direct",
@@ -569,9 +582,8 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
     // the node answers from its idempotency record and the proxy's cost stands out.
     {
         let (_, direct) = &callers[0];
-        let first = load::run(direct, payload(&base, 0), 1, Duration::from_millis(1)).await;
-        if first.calls == 0 {
-            bail!("priming delivery failed: {:?}", first.first_error);
+        if let Err(e) = load::once(direct, payload(&base, 0)).await {
+            bail!("priming delivery failed: {e}");
         }
     }
     let idle_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
@@ -585,6 +597,7 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
         .iter()
         .map(|(t, _)| *t)
         .filter(|t| *t != Target::Gateway3212)
+        .filter(|t| args.targets.is_empty() || args.targets.iter().any(|n| n == t.key()))
         .collect();
     for &size in &args.payloads {
         let body = payload(&base, size);

@@ -37,9 +37,10 @@ pub struct AuditRecord<'a> {
     pub elapsed: Duration,
 }
 
-/// How a relayed call ended, as far as the gateway can tell at response headers.
+/// How a relayed call ended.
 pub enum Outcome<'a> {
-    /// The node answered; `grpc_status` is known when the answer was trailers-only.
+    /// The node answered with this `grpc-status` (absent only if the node broke the
+    /// protocol).
     Relayed { grpc_status: Option<&'a str> },
     /// The gateway refused or failed the call.
     Refused { code: tonic::Code, message: &'a str },
@@ -56,7 +57,7 @@ pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
             target_region = rec.target.unwrap_or(""),
             one_thing = text(&keys.one_thing),
             idempotency_key = text(&keys.idempotency_key),
-            grpc_status = grpc_status.unwrap_or("in-trailers"),
+            grpc_status = grpc_status.unwrap_or("missing"),
             elapsed_us,
             "relayed"
         ),

@@ -22,6 +22,12 @@ pub enum GatewayError {
     /// The method is not relayed by this gateway.
     #[error("method {0} is not served by the gateway")]
     UnknownMethod(String),
+    /// The message exceeds what the federation relays.
+    #[error("message larger than {0} bytes")]
+    TooLarge(usize),
+    /// The caller reset or broke the call while sending it.
+    #[error("request interrupted: {0}")]
+    ClientGone(String),
     /// The target node could not be reached; safe to retry with the same idempotency key.
     #[error("region {region} is unreachable: {reason}")]
     Unavailable { region: String, reason: String },
@@ -36,6 +42,8 @@ impl GatewayError {
             Self::InvalidMetadata { .. } => Code::InvalidArgument,
             Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
+            Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } => Code::Unavailable,
         };
         Status::new(code, self.to_string())

@@ -173,6 +173,7 @@ mod tests {
     use tongban_runtime::pki::{self, DevCa};
 
     fn tls_files() -> TlsFiles {
+        tls::install_crypto_provider();
         let dir =
             std::env::temp_dir().join(format!("tongban-registry-test-{}", std::process::id()));
         let ca = DevCa::generate("registry test CA").unwrap();

@@ -100,11 +100,8 @@ impl RelayState {
 
         let elapsed = started.elapsed();
         match result {
-            Ok(response) => {
-                let grpc_status = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok());
+            Ok(relayed) => {
+                let grpc_status = relayed.grpc_status.as_ref().and_then(|v| v.to_str().ok());
                 audit::record(
                     &keys,
                     &AuditRecord {
@@ -115,7 +112,7 @@ impl RelayState {
                         elapsed,
                     },
                 );
-                response
+                relayed.response
             }
             Err(error) => {
                 let status = error.to_status();

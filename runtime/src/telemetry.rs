@@ -1,33 +1,128 @@
-//! Tracing set-up shared by every binary: `RUST_LOG`-style filtering, log lines written
-//! by a background thread so a request never waits on a `write` to stdout (the gateway
-//! logs an audit line per relayed call).
+//! Tracing set-up shared by every binary: `RUST_LOG`-style filtering, and log lines that
+//! never cost the request path a system call.
+//!
+//! Lines are appended to an in-memory buffer that a background thread writes to stdout
+//! every 50 ms, or sooner when 64 KiB are waiting. tracing-appender's non-blocking writer
+//! was measured first (scripts/bench, 1 call in flight): it wakes its thread for every
+//! line, which cost the gateway a futex wake and a `write` per relayed call (its audit
+//! line) — about two of its seventeen system calls per call. Hence this small writer.
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use std::{
+    io::{self, Write},
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::Duration,
+};
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-/// Flushes buffered log lines when dropped.
-pub type LogGuard = WorkerGuard;
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+const WAKE_AT: usize = 64 * 1024;
+/// Past this much unwritten output the logging thread writes itself (back-pressure
+/// instead of unbounded memory when stdout is slow).
+const WRITE_THROUGH_AT: usize = 8 * 1024 * 1024;
+
+#[derive(Default)]
+struct Shared {
+    buf: Mutex<(Vec<u8>, bool)>,
+    wake: Condvar,
+}
+
+/// Flushes buffered log lines and stops the writer thread when dropped.
+pub struct LogGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.shared.buf.lock() {
+            g.1 = true;
+        }
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Clone)]
+struct BufferedStdout(Arc<Shared>);
+
+impl Write for BufferedStdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut g = self
+            .0
+            .buf
+            .lock()
+            .map_err(|_| io::Error::other("log buffer poisoned"))?;
+        g.0.extend_from_slice(bytes);
+        if g.0.len() >= WRITE_THROUGH_AT {
+            let pending = std::mem::take(&mut g.0);
+            io::stdout().write_all(&pending)?;
+        } else if g.0.len() >= WAKE_AT {
+            self.0.wake.notify_one();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> fmt::MakeWriter<'a> for BufferedStdout {
+    type Writer = BufferedStdout;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn run_writer(shared: Arc<Shared>) {
+    let mut out = io::stdout();
+    loop {
+        let (pending, closed) = {
+            let Ok(g) = shared.buf.lock() else { return };
+            let Ok((mut g, _)) = shared.wake.wait_timeout(g, FLUSH_EVERY) else {
+                return;
+            };
+            (std::mem::take(&mut g.0), g.1)
+        };
+        if !pending.is_empty() {
+            let _ = out.write_all(&pending);
+            let _ = out.flush();
+        }
+        if closed {
+            return;
+        }
+    }
+}
 
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is unset.
-/// Keep the returned guard alive until exit: dropping it flushes what is buffered.
+/// Keep the returned guard alive until exit: dropping it writes what is buffered.
 /// Safe to call more than once (later calls change nothing), which tests rely on.
 #[must_use = "dropping the guard stops log output"]
-pub fn init(default_filter: &str) -> WorkerGuard {
+pub fn init(default_filter: &str) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    // Not lossy: audit lines must not be dropped; a full buffer applies back-pressure.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(64 * 1024)
-        .finish(std::io::stdout());
+    let shared = Arc::new(Shared::default());
+    let writer = BufferedStdout(shared.clone());
+    let thread = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || run_writer(shared))
+            .ok()
+    };
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(
             fmt::layer()
                 .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_ansi(io::IsTerminal::is_terminal(&io::stdout()))
                 .with_writer(writer),
         )
         .try_init();
-    guard
+    LogGuard { shared, thread }
 }

@@ -584,3 +584,41 @@ async fn listeners_serve_grpc_health() {
     }
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_by_the_gateway() {
+    let t = start(&["310000", "440000"]).await;
+    let mut client = gateway_as(&t, "31").await;
+    let application = Application {
+        case_number: "310000-20261126-00000009".into(),
+        materials: vec![tongban_proto::v1::MaterialRef {
+            material_id: "padding".into(),
+            source: 2,
+            reference: "x".repeat(5 * 1024 * 1024),
+        }],
+        ..Application::default()
+    };
+    let err = client
+        .deliver_application(with_meta(
+            DeliverApplicationRequest {
+                application: Some(application),
+            },
+            &[
+                (metadata::TARGET_REGION, "440000"),
+                (metadata::IDEMPOTENCY_KEY, "big"),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // The gateway is still fine afterwards.
+    let ok = CatalogClient::new(
+        t.gateway_channel(&t.tls_files(&region("31")))
+            .await
+            .unwrap(),
+    )
+    .get_catalog(GetCatalogRequest::default())
+    .await;
+    assert!(ok.is_ok());
+    t.shutdown().await;
+}
