@@ -54,6 +54,13 @@ pub async fn forward(
         GatewayError::PermissionDenied("caller region is not a valid header value".into())
     })?;
     parts.headers.insert(metadata::VERIFIED_ORIGIN, origin);
+    // Every relayed call is bounded: by the caller's deadline, or by ours, which the
+    // node enforces (a timer here would cost an event-loop wake-up per call).
+    if !parts.headers.contains_key("grpc-timeout") {
+        parts
+            .headers
+            .insert("grpc-timeout", route.default_deadline.clone());
+    }
     // Connection-level facts (peer identity, addresses) must not leak into the client.
     parts.extensions = http::Extensions::new();
     let unavailable = |reason: String| GatewayError::Unavailable {

@@ -43,9 +43,18 @@ pub struct RegionEntry {
 #[derive(Debug)]
 pub struct Route {
     pub prefix: RegionPrefix,
+    /// `grpc-timeout` sent when the caller set none, so the node bounds every call.
+    pub default_deadline: http::HeaderValue,
     pub identity: PeerIdentity,
     pub endpoints: Vec<String>,
     pub channel: Channel,
+}
+
+/// A `grpc-timeout` value (milliseconds, at most 8 digits as the protocol requires).
+fn grpc_timeout(d: std::time::Duration) -> http::HeaderValue {
+    let ms = d.as_millis().clamp(1, 99_999_999);
+    http::HeaderValue::from_str(&format!("{ms}m"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("10000m"))
 }
 
 /// The loaded registry.
@@ -130,6 +139,7 @@ impl Registry {
             };
             let route = Route {
                 prefix,
+                default_deadline: grpc_timeout(settings.request_timeout),
                 identity,
                 endpoints: entry.endpoints.clone(),
                 channel,

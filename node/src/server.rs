@@ -117,7 +117,9 @@ impl Node {
             }
         };
         let tls_config = config.tls.client_config(&config.gateway_server_name())?;
+        // Lazy: the node starts while the gateway is still away.
         let channel = tls::endpoint(&config.gateway.endpoint, tls_config, &config.gateway.client)?
+            .timeout(config.gateway.client.request_timeout)
             .connect_lazy();
         let client = GatewayClient::new(channel, &config.region)
             .map_err(|s| NodeStartError::Other(s.message().to_owned()))?;

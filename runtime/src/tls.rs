@@ -135,9 +135,11 @@ impl Default for ClientSettings {
     }
 }
 
-/// Builds a lazily connecting, TLS-only endpoint. Lazy so a process starts while its
-/// peers are still down; `https` is enforced because tonic silently speaks plaintext to
-/// an `http://` URI even with a TLS config.
+/// Builds a TLS-only endpoint. It sets no per-call deadline
+/// (`settings.request_timeout`): a client-side timer per call costs the gateway a
+/// wake-up of its event loop per call, so callers choose — the node's client applies
+/// `Endpoint::timeout`, the gateway sends `grpc-timeout` for the node to enforce. `https` is enforced because tonic silently speaks plaintext to an
+/// `http://` URI even with a TLS config.
 pub fn endpoint(
     url: &str,
     tls: ClientTlsConfig,
@@ -154,7 +156,6 @@ pub fn endpoint(
         .map_err(|e| TlsError::Config(format!("endpoint {url:?}: {e}")))
         .map(|ep| {
             ep.connect_timeout(settings.connect_timeout)
-                .timeout(settings.request_timeout)
                 .http2_keep_alive_interval(settings.keepalive_interval)
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true)

@@ -1,0 +1,112 @@
+//! The `tongban-node` binary as a provincial team runs it: `--check`, a config error
+//! that names its field, and a graceful exit on SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tongban_proto::region::RegionPrefix;
+use tongban_runtime::{
+    identity::PeerIdentity,
+    pki::{self, DevCa},
+};
+
+fn setup(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tongban-node-bin-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = DevCa::generate("binary test CA").unwrap();
+    ca.write(&dir).unwrap();
+    let id = PeerIdentity::Region(RegionPrefix::parse("44").unwrap());
+    let leaf = ca.issue(&id, Duration::from_secs(600)).unwrap();
+    pki::write_leaf(&dir, &id, &leaf).unwrap();
+    std::fs::write(
+        dir.join("node.toml"),
+        "region = \"440000\"\nstore = \"node.db\"\n\
+         [listen]\nfederation = \"127.0.0.1:0\"\nportal = \"127.0.0.1:0\"\n\
+         [tls]\nca = \"ca.pem\"\ncert = \"region-44.pem\"\nkey = \"region-44.key\"\n\
+         [gateway]\nendpoint = \"https://127.0.0.1:9\"\n\
+         [platform]\nkind = \"embedded\"\ndatabase = \"platform.db\"\nseed_residents = 3\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn node(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tongban-node"));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "info");
+    cmd
+}
+
+#[test]
+fn check_validates_and_exits() {
+    let dir = setup("check");
+    let out = node(&dir.join("node.toml"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("node.toml")).unwrap();
+    std::fs::write(
+        dir.join("bad.toml"),
+        text.replace("seed_residents = 3", "seed_residents = \"many\""),
+    )
+    .unwrap();
+    let out = node(&dir.join("bad.toml")).arg("--check").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("platform"), "{err}");
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = setup("sigterm");
+    let mut child = node(&dir.join("node.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap();
+        if line.contains("node serving") {
+            break;
+        }
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
+}
