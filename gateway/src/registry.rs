@@ -184,8 +184,11 @@ mod tests {
 
     fn tls_files() -> TlsFiles {
         tls::install_crypto_provider();
+        // A folder per call: tests run in parallel and must not mix keys.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("tongban-registry-test-{}", std::process::id()));
+            std::env::temp_dir().join(format!("tongban-registry-test-{}-{n}", std::process::id()));
         let ca = DevCa::generate("registry test CA").unwrap();
         ca.write(&dir).unwrap();
         let leaf = ca

@@ -153,7 +153,12 @@ pub fn endpoint(
     Endpoint::from_shared(url.to_owned())
         .map_err(|e| TlsError::Config(format!("endpoint {url:?}: {e}")))?
         .tls_config(tls)
-        .map_err(|e| TlsError::Config(format!("endpoint {url:?}: {e}")))
+        .map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            TlsError::Config(format!("endpoint {url:?}: {e}{cause}"))
+        })
         .map(|ep| {
             ep.connect_timeout(settings.connect_timeout)
                 .http2_keep_alive_interval(settings.keepalive_interval)
