@@ -54,8 +54,9 @@ enum Command {
         /// Node regions (6-digit GB/T 2260 codes).
         #[arg(long, value_delimiter = ',', default_value = "110000,310000,440000")]
         regions: Vec<String>,
-        /// Log level for the federation's own logs while the demo runs.
-        #[arg(long, default_value = "warn")]
+        /// Log level for the federation's own logs while the demo runs (the table is
+        /// the demo's output; `info` shows every filing, relay and delivery).
+        #[arg(long, default_value = "error")]
         log: String,
     },
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use prost::Message;
 use tongban_proto::{
     metadata,
-    region::{RegionCode, RegionPrefix, RegionTable},
+    region::{RegionCode, RegionPrefix},
     resident_id::ResidentId,
     v1::{
         DeliverApplicationRequest, DeliverApplicationResponse, PushStatusRequest,
@@ -20,17 +20,11 @@ use tongban_proto::{
 use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo};
 use tonic::{Request, Response, Status};
 
-use crate::{catalog::CatalogCopy, error::NodeError, platform::Platform, store::Store};
+use crate::{context::NodeContext, error::NodeError};
 
 /// The node's federation service.
 pub struct FederationService {
-    pub region: RegionCode,
-    pub prefix: RegionPrefix,
-    pub regions: &'static RegionTable,
-    pub catalog: Arc<CatalogCopy>,
-    pub store: Store,
-    pub platform: Arc<dyn Platform>,
-    pub id_hash_key: Arc<[u8]>,
+    pub ctx: Arc<NodeContext>,
 }
 
 /// The region the gateway verified for this call.
@@ -77,8 +71,11 @@ impl FederationService {
             .ok_or_else(|| NodeError::invalid("application", "required"))?;
 
         // A replay answers with the first outcome and creates nothing.
-        if let Some((case_number, response)) =
-            self.store.inbound(origin.to_string(), key.clone()).await?
+        if let Some((case_number, response)) = self
+            .ctx
+            .store
+            .inbound(origin.to_string(), key.clone())
+            .await?
         {
             if case_number != application.case_number {
                 return Err(NodeError::FailedPrecondition(format!(
@@ -101,10 +98,10 @@ impl FederationService {
             )));
         }
         let target = required_code(&application.target_region, "application.target_region")?;
-        if !self.prefix.contains(&target) {
+        if !self.ctx.prefix.contains(&target) {
             return Err(NodeError::FailedPrecondition(format!(
                 "application.target_region {target} is not handled by region {}",
-                self.prefix
+                self.ctx.prefix
             )));
         }
         if !application.case_number.starts_with(claimed_origin.as_str()) {
@@ -120,22 +117,27 @@ impl FederationService {
             .applicant
             .as_ref()
             .ok_or_else(|| NodeError::invalid("application.applicant", "required"))?;
-        let id = ResidentId::parse(&applicant.id_number, self.regions, today)
+        let id = ResidentId::parse(&applicant.id_number, self.ctx.regions, today)
             .map_err(|e| NodeError::invalid("application.applicant.id_number", e.to_string()))?;
-        let catalog = self.catalog.get();
+        let catalog = self.ctx.catalog.get();
         let item = catalog.item(&application.one_thing_id).ok_or_else(|| {
             NodeError::invalid(
                 "application.one_thing_id",
                 format!("unknown in catalog {}", catalog.version),
             )
         })?;
-        item.validate_form(&application.form, self.regions, today)
+        item.validate_form(&application.form, self.ctx.regions, today)
             .map_err(|e| NodeError::invalid("application.form", e.to_string()))?;
 
         let payload = application.encode_to_vec();
         let submitted = self
+            .ctx
             .platform
-            .submit(&application, &id.keyed_hash(&self.id_hash_key), &payload)
+            .submit(
+                &application,
+                &id.keyed_hash(&self.ctx.id_hash_key),
+                &payload,
+            )
             .await?;
         let response = DeliverApplicationResponse {
             case_number: application.case_number.clone(),
@@ -143,7 +145,8 @@ impl FederationService {
             status: Some(submitted.case.status.clone()),
             duplicate: !submitted.created,
         };
-        self.store
+        self.ctx
+            .store
             .remember_inbound(
                 origin.to_string(),
                 key,
@@ -170,7 +173,7 @@ impl FederationService {
     ) -> Result<QueryStatusResponse, NodeError> {
         let origin = verified_origin(&request)?;
         let case_number = request.into_inner().case_number;
-        let case = self.platform.case(&case_number).await?.ok_or_else(|| {
+        let case = self.ctx.platform.case(&case_number).await?.ok_or_else(|| {
             NodeError::NotFound(format!("case {case_number:?} is not handled here"))
         })?;
         let case_origin = required_code(&case.origin_region, "case.origin_region")?;
@@ -182,7 +185,7 @@ impl FederationService {
         }
         Ok(QueryStatusResponse {
             case_number,
-            handling_region: self.region.to_string(),
+            handling_region: self.ctx.region.to_string(),
             handling_reference: case.reference,
             status: Some(case.status),
         })
@@ -198,6 +201,7 @@ impl FederationService {
             .status
             .ok_or_else(|| NodeError::invalid("status", "required"))?;
         let record = self
+            .ctx
             .store
             .application(push.case_number.clone())
             .await?
@@ -211,7 +215,11 @@ impl FederationService {
                 push.case_number
             )));
         }
-        let applied = self.store.apply_status(push.case_number, status).await?;
+        let applied = self
+            .ctx
+            .store
+            .apply_status(push.case_number, status)
+            .await?;
         Ok(PushStatusResponse { applied })
     }
 }

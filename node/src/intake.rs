@@ -8,15 +8,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tongban_proto::{
     catalog::{self, CatalogItem},
-    region::{RegionCode, RegionPrefix, RegionTable},
     resident_id::ResidentId,
     v1::{self, Application, MaterialRef, MaterialSource, Stage},
 };
 
 use crate::{
-    catalog::CatalogCopy,
-    platform::{Platform, PlatformError},
-    store::{NewFiling, Store, StoreError, now_ms, timestamp_ms},
+    context::NodeContext,
+    platform::PlatformError,
+    store::{NewFiling, StoreError, now_ms, timestamp_ms},
 };
 
 /// A filing as the portal or counter sends it.
@@ -131,13 +130,7 @@ fn field(field: impl Into<String>, problem: impl Into<String>) -> FieldProblem {
 
 /// Files applications at this node.
 pub struct Intake {
-    pub region: RegionCode,
-    pub prefix: RegionPrefix,
-    pub regions: &'static RegionTable,
-    pub catalog: Arc<CatalogCopy>,
-    pub store: Store,
-    pub platform: Arc<dyn Platform>,
-    pub id_hash_key: Arc<[u8]>,
+    pub ctx: Arc<NodeContext>,
     /// Wakes the forwarder when an outbox entry was written.
     pub outbox_written: Arc<Notify>,
 }
@@ -147,7 +140,7 @@ impl Intake {
     pub async fn file(&self, request: FilingRequest) -> Result<Receipt, IntakeError> {
         let now = time::OffsetDateTime::now_utc();
         let today = now.date();
-        let catalog = self.catalog.get();
+        let catalog = self.ctx.catalog.get();
         let mut errors = Vec::new();
 
         let item = catalog.item(&request.one_thing_id);
@@ -160,13 +153,14 @@ impl Intake {
                 ),
             ));
         }
-        let applicant = match ResidentId::parse(&request.applicant.id_number, self.regions, today) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                errors.push(field("applicant.id_number", e.to_string()));
-                None
-            }
-        };
+        let applicant =
+            match ResidentId::parse(&request.applicant.id_number, self.ctx.regions, today) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    errors.push(field("applicant.id_number", e.to_string()));
+                    None
+                }
+            };
         if request.applicant.name.trim().is_empty() {
             errors.push(field("applicant.name", "is required"));
         } else if request.applicant.name.chars().count() > 64 {
@@ -175,7 +169,7 @@ impl Intake {
         let Some(item) = item else {
             return Err(IntakeError::Invalid(errors));
         };
-        if let Err(form_errors) = item.validate_form(&request.form, self.regions, today) {
+        if let Err(form_errors) = item.validate_form(&request.form, self.ctx.regions, today) {
             errors.extend(form_errors.0.into_iter().map(FieldProblem::from));
         }
         let mode = request.mode.unwrap_or(catalog::HandlingMode::FullyOnline);
@@ -193,16 +187,16 @@ impl Intake {
             return Err(IntakeError::Invalid(errors));
         }
         let target = item
-            .competent_region(&applicant.home_region(), &request.form, &self.region)
+            .competent_region(&applicant.home_region(), &request.form, &self.ctx.region)
             .map_err(|e| IntakeError::Invalid(vec![e.into()]))?;
         // Route to the province of a historical or county code: provinces (or their
         // delegated nodes) are what the registry knows.
-        let target = if self.regions.is_known(&target) {
+        let target = if self.ctx.regions.is_known(&target) {
             target
         } else {
             target.province()
         };
-        let forward = !self.prefix.contains(&target);
+        let forward = !self.ctx.prefix.contains(&target);
 
         let promised = item.promised_date(today);
         let missing: Vec<MaterialNote> = item
@@ -225,7 +219,7 @@ impl Intake {
             case_number: String::new(),
             one_thing_id: item.id.clone(),
             catalog_version: catalog.version.clone(),
-            origin_region: self.region.to_string(),
+            origin_region: self.ctx.region.to_string(),
             target_region: target.to_string(),
             mode: v1::HandlingMode::from(mode) as i32,
             applicant: Some(v1::Applicant {
@@ -243,9 +237,10 @@ impl Intake {
             case_number: String::new(),
             one_thing_id: item.id.clone(),
             one_thing_name: item.name.clone(),
-            origin_region: self.region.to_string(),
+            origin_region: self.ctx.region.to_string(),
             handling_region: target.to_string(),
             handling_region_name: self
+                .ctx
                 .regions
                 .get(&target)
                 .map(|d| d.name.clone())
@@ -260,8 +255,9 @@ impl Intake {
             forwarded: forward,
         };
         let receipt_for_store = receipt_base.clone();
-        let applicant_hash = applicant.keyed_hash(&self.id_hash_key);
+        let applicant_hash = applicant.keyed_hash(&self.ctx.id_hash_key);
         let (filed, receipt_json) = self
+            .ctx
             .store
             .file(NewFiling {
                 application,
@@ -296,12 +292,14 @@ impl Intake {
             // the status shows it as submitted.
             let payload = prost::Message::encode_to_vec(&filed);
             match self
+                .ctx
                 .platform
                 .submit(&filed, &applicant_hash, &payload)
                 .await
             {
                 Ok(submitted) => {
                     let _ = self
+                        .ctx
                         .store
                         .apply_status(filed.case_number.clone(), submitted.case.status)
                         .await;

@@ -11,11 +11,13 @@
 //! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status).
 //! - [`platform`]: the adapter to the province's own platform; [`platform::embedded`]
 //!   is the default SQLite one.
-//! - [`catalog`]: the node's copy of the national catalog.
+//! - [`catalog`]: the node's copy of the national catalog; [`context`]: what the
+//!   handlers share.
 //! - [`server`] assembles it all; [`config`] is the operator's file.
 
 pub mod catalog;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod federation;
 pub mod forwarder;

@@ -191,7 +191,7 @@ async fn application_status(
 }
 
 async fn catalog(State(state): State<Arc<PortalState>>) -> Response {
-    let catalog = state.intake.catalog.get();
+    let catalog = state.intake.ctx.catalog.get();
     let items: Vec<_> = catalog
         .items
         .iter()

@@ -28,6 +28,7 @@ use tonic::transport::Server;
 use crate::{
     catalog::CatalogCopy,
     config::{NodeConfig, PlatformConfig},
+    context::NodeContext,
     federation::FederationService,
     forwarder::Forwarder,
     gateway_client::GatewayClient,
@@ -187,15 +188,18 @@ impl Node {
             shutdown.clone(),
         ));
 
+        let ctx = Arc::new(NodeContext {
+            region: self.config.region,
+            prefix: self.prefix,
+            regions,
+            catalog: self.catalog.clone(),
+            store: self.store.clone(),
+            platform: platform.clone(),
+            id_hash_key: self.id_hash_key.clone(),
+        });
         let portal_state = Arc::new(PortalState {
             intake: Intake {
-                region: self.config.region,
-                prefix: self.prefix,
-                regions,
-                catalog: self.catalog.clone(),
-                store: self.store.clone(),
-                platform: platform.clone(),
-                id_hash_key: self.id_hash_key.clone(),
+                ctx: ctx.clone(),
                 outbox_written: wake.clone(),
             },
             store: self.store.clone(),
@@ -213,15 +217,7 @@ impl Node {
             }
         });
 
-        let federation = FederationService {
-            region: self.config.region,
-            prefix: self.prefix,
-            regions,
-            catalog: self.catalog.clone(),
-            store: self.store.clone(),
-            platform,
-            id_hash_key: self.id_hash_key.clone(),
-        };
+        let federation = FederationService { ctx };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<NodeServer<FederationService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()

@@ -1,0 +1,22 @@
+//! What the node's request handlers share: which region this node is, the rules it
+//! checks against, and where cases are kept.
+
+use std::sync::Arc;
+
+use tongban_proto::region::{RegionCode, RegionPrefix, RegionTable};
+
+use crate::{catalog::CatalogCopy, platform::Platform, store::Store};
+
+/// Shared by the portal's intake and the federation service.
+pub struct NodeContext {
+    /// This node's region code (`440000`).
+    pub region: RegionCode,
+    /// The prefix its certificate names (`44`).
+    pub prefix: RegionPrefix,
+    pub regions: &'static RegionTable,
+    pub catalog: Arc<CatalogCopy>,
+    pub store: Store,
+    pub platform: Arc<dyn Platform>,
+    /// Key for keyed hashes of ID numbers (never stored or logged in the clear).
+    pub id_hash_key: Arc<[u8]>,
+}
