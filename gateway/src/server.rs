@@ -150,6 +150,8 @@ impl Gateway {
         };
         Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .initial_stream_window_size(tongban_runtime::tls::STREAM_WINDOW)
+            .initial_connection_window_size(tongban_runtime::tls::CONNECTION_WINDOW)
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(reflection)

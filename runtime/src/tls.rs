@@ -109,6 +109,10 @@ impl TlsFiles {
     }
 }
 
+/// HTTP/2 flow-control windows for federation connections, client and server side.
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
 /// Connection settings shared by every federation client, so pooled HTTP/2 connections
 /// stay warm and dead peers are noticed.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -164,5 +168,9 @@ pub fn endpoint(
                 .http2_keep_alive_interval(settings.keepalive_interval)
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true)
+                // Windows large enough that a multi-call connection carrying 64 KiB
+                // messages does not stall on (and pay writes for) WINDOW_UPDATE frames.
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
         })
 }
