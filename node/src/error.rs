@@ -15,6 +15,9 @@ pub enum NodeError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A transient disagreement (catalog versions); the sender should retry later.
+    #[error("{0}")]
+    Retry(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -37,6 +40,8 @@ impl From<NodeError> for Status {
             NodeError::InvalidArgument { .. } => Code::InvalidArgument,
             NodeError::NotFound(_) => Code::NotFound,
             NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
+            NodeError::Retry(_) => Code::Unavailable,
+            NodeError::Platform(PlatformError::Conflict(_)) => Code::FailedPrecondition,
             // Storage and platform trouble is transient from the caller's view: the
             // sender keeps the outbox entry and retries with the same key.
             NodeError::Store(_) | NodeError::Platform(_) => Code::Unavailable,

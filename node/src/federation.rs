@@ -70,16 +70,19 @@ impl FederationService {
             .application
             .ok_or_else(|| NodeError::invalid("application", "required"))?;
 
-        // A replay answers with the first outcome and creates nothing.
-        if let Some((case_number, response)) = self
+        let payload = application.encode_to_vec();
+        let payload_sha256 = sha256_hex(&payload);
+        // A replay answers with the first outcome and creates nothing; the same key with
+        // different content is a caller's error, never silently taken as a replay.
+        if let Some((case_number, first_sha256, response)) = self
             .ctx
             .store
             .inbound(origin.to_string(), key.clone())
             .await?
         {
-            if case_number != application.case_number {
+            if case_number != application.case_number || first_sha256 != payload_sha256 {
                 return Err(NodeError::FailedPrecondition(format!(
-                    "idempotency key {key:?} was used for another case"
+                    "idempotency key {key:?} was used for a different application"
                 )));
             }
             let mut first =
@@ -99,7 +102,8 @@ impl FederationService {
         }
         let target = required_code(&application.target_region, "application.target_region")?;
         if !self.ctx.prefix.contains(&target) {
-            return Err(NodeError::FailedPrecondition(format!(
+            // A routing mismatch (registry being changed) may heal: NOT_FOUND is retried.
+            return Err(NodeError::NotFound(format!(
                 "application.target_region {target} is not handled by region {}",
                 self.ctx.prefix
             )));
@@ -112,7 +116,7 @@ impl FederationService {
         }
         // Same standard as a local filing (同标准办理): the ID number and the form are
         // checked against the catalog here too.
-        let today = time::OffsetDateTime::now_utc().date();
+        let today = crate::context::business_now().date();
         let applicant = application
             .applicant
             .as_ref()
@@ -120,16 +124,29 @@ impl FederationService {
         let id = ResidentId::parse(&applicant.id_number, self.ctx.regions, today)
             .map_err(|e| NodeError::invalid("application.applicant.id_number", e.to_string()))?;
         let catalog = self.ctx.catalog.get();
+        // Judged against another catalog version than ours: the catalogs will converge
+        // (nodes refresh from the gateway), so the sender is told to retry rather than
+        // have an acknowledged application refused for good.
+        let skew = |problem: String| {
+            if application.catalog_version != catalog.version {
+                NodeError::Retry(format!(
+                    "{problem}; the application was checked against catalog {} and this \
+                     node has {}, retry after the catalogs converge",
+                    application.catalog_version, catalog.version
+                ))
+            } else {
+                NodeError::invalid("application", problem)
+            }
+        };
         let item = catalog.item(&application.one_thing_id).ok_or_else(|| {
-            NodeError::invalid(
-                "application.one_thing_id",
-                format!("unknown in catalog {}", catalog.version),
-            )
+            skew(format!(
+                "one_thing_id {:?} is unknown in catalog {}",
+                application.one_thing_id, catalog.version
+            ))
         })?;
         item.validate_form(&application.form, self.ctx.regions, today)
-            .map_err(|e| NodeError::invalid("application.form", e.to_string()))?;
+            .map_err(|e| skew(e.to_string()))?;
 
-        let payload = application.encode_to_vec();
         let submitted = self
             .ctx
             .platform
@@ -151,6 +168,7 @@ impl FederationService {
                 origin.to_string(),
                 key,
                 application.case_number.clone(),
+                payload_sha256,
                 DeliverApplicationResponse {
                     duplicate: false,
                     ..response.clone()
@@ -246,4 +264,16 @@ impl node_server::Node for FederationService {
     ) -> Result<Response<PushStatusResponse>, Status> {
         Ok(Response::new(self.push(request).await?))
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -14,14 +14,18 @@ use tongban_proto::v1::{DeliverApplicationRequest, PushStatusRequest};
 use tongban_runtime::shutdown::ShutdownSignal;
 use tonic::Code;
 
+use tongban_proto::resident_id::ResidentId;
+
 use crate::{
     config::OutboxConfig,
+    context::NodeContext,
     gateway_client::{CallMeta, GatewayClient},
     store::{OutboxEntry, OutboxKind, Store, now_ms},
 };
 
 /// The outbox worker.
 pub struct Forwarder {
+    pub ctx: Arc<NodeContext>,
     pub store: Store,
     pub client: GatewayClient,
     pub settings: OutboxConfig,
@@ -126,6 +130,7 @@ impl Forwarder {
                     ))
                 })
             }
+            OutboxKind::LocalSubmit => return self.submit_locally(entry).await,
             OutboxKind::PushStatus => {
                 let request = match PushStatusRequest::decode(entry.payload.as_slice()) {
                     Ok(r) => r,
@@ -143,6 +148,47 @@ impl Forwarder {
                 Attempt::Retry(format!("{:?}: {}", status.code(), status.message()))
             }
             Err(status) => Attempt::Refused(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+
+    /// A case filed and handled here goes to our own platform (idempotent by case
+    /// number, so a retry after a crash creates nothing twice).
+    async fn submit_locally(&self, entry: &OutboxEntry) -> Attempt {
+        let application = match DeliverApplicationRequest::decode(entry.payload.as_slice()) {
+            Ok(DeliverApplicationRequest {
+                application: Some(app),
+            }) => app,
+            Ok(_) => return Attempt::Refused("stored payload has no application".into()),
+            Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+        };
+        let today = crate::context::business_now().date();
+        let hash = match application
+            .applicant
+            .as_ref()
+            .map(|a| ResidentId::parse(&a.id_number, self.ctx.regions, today))
+        {
+            Some(Ok(id)) => id.keyed_hash(&self.ctx.id_hash_key),
+            _ => return Attempt::Refused("stored application has no valid applicant".into()),
+        };
+        let payload = application.encode_to_vec();
+        match self
+            .ctx
+            .platform
+            .submit(&application, &hash, &payload)
+            .await
+        {
+            Ok(submitted) => {
+                let done = (
+                    entry.case_number.clone(),
+                    submitted.case.reference,
+                    submitted.case.status,
+                );
+                match self.store.outbox_done(entry.id, Some(done)).await {
+                    Ok(()) => Attempt::Done,
+                    Err(e) => Attempt::Retry(e.to_string()),
+                }
+            }
+            Err(e) => Attempt::Retry(e.to_string()),
         }
     }
 

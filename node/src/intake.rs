@@ -31,7 +31,7 @@ pub struct FilingRequest {
     /// Materials provided with the filing.
     #[serde(default)]
     pub materials: Vec<MaterialInput>,
-    /// Handling mode; default `fully_online`.
+    /// Handling mode; default: the first mode the catalog item offers.
     #[serde(default)]
     pub mode: Option<catalog::HandlingMode>,
 }
@@ -138,7 +138,7 @@ pub struct Intake {
 impl Intake {
     /// Pre-reviews and files; the receipt is returned only once everything is durable.
     pub async fn file(&self, request: FilingRequest) -> Result<Receipt, IntakeError> {
-        let now = time::OffsetDateTime::now_utc();
+        let now = crate::context::business_now();
         let today = now.date();
         let catalog = self.ctx.catalog.get();
         let mut errors = Vec::new();
@@ -172,11 +172,22 @@ impl Intake {
         if let Err(form_errors) = item.validate_form(&request.form, self.ctx.regions, today) {
             errors.extend(form_errors.0.into_iter().map(FieldProblem::from));
         }
-        let mode = request.mode.unwrap_or(catalog::HandlingMode::FullyOnline);
+        // Default: the item's first offered mode.
+        let mode = request
+            .mode
+            .or_else(|| item.modes.first().copied())
+            .unwrap_or(catalog::HandlingMode::FullyOnline);
         if !item.allows_mode(mode) {
             errors.push(field(
                 "mode",
                 format!("{mode:?} is not offered for {}", item.id),
+            ));
+        } else if mode == catalog::HandlingMode::Joint {
+            // 多地联办 needs the other regions' parts collected and delivered to each of
+            // them; until that exists, say so rather than accept and handle it as one.
+            errors.push(field(
+                "mode",
+                "joint handling across several regions is not supported by this node yet",
             ));
         }
         let materials = self.materials(item, &request.materials, &mut errors);
@@ -279,36 +290,13 @@ impl Intake {
         tracing::info!(
             case = %filed.case_number,
             one_thing = %filed.one_thing_id,
-            applicant = %applicant,
+            applicant = &applicant_hash[..12],
             handling_region = %filed.target_region,
             forward,
             "application filed"
         );
-        if forward {
-            self.outbox_written.notify_one();
-        } else {
-            // Handled here: hand it to our own platform now. The filing is already
-            // durable; if the platform is down, the citizen still has a receipt and
-            // the status shows it as submitted.
-            let payload = prost::Message::encode_to_vec(&filed);
-            match self
-                .ctx
-                .platform
-                .submit(&filed, &applicant_hash, &payload)
-                .await
-            {
-                Ok(submitted) => {
-                    let _ = self
-                        .ctx
-                        .store
-                        .apply_status(filed.case_number.clone(), submitted.case.status)
-                        .await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, case = %filed.case_number, "local platform refused the case")
-                }
-            }
-        }
+        // The forwarder hands the case over: to the gateway, or to our own platform.
+        self.outbox_written.notify_one();
         Ok(receipt)
     }
 

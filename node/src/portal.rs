@@ -64,7 +64,7 @@ async fn file_application(
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                rejection.body_text(),
+                without_long_numbers(&rejection.body_text()),
                 json!([]),
             );
         }
@@ -212,5 +212,42 @@ async fn readyz(State(state): State<Arc<PortalState>>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}
+
+/// serde's messages quote the offending value ("invalid type: integer `1101…`"); an ID
+/// number sent with the wrong type must not come back or reach logs, so runs of six or
+/// more digits are elided.
+fn without_long_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if digits.len() >= 6 {
+            out.push('…');
+        } else {
+            out.push_str(&digits);
+        }
+        digits.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_numbers_are_elided() {
+        assert_eq!(
+            super::without_long_numbers(
+                "invalid type: integer `110105198001019010`, expected a string at line 1 column 42"
+            ),
+            "invalid type: integer `…`, expected a string at line 1 column 42"
+        );
     }
 }

@@ -158,9 +158,29 @@ impl Node {
         let wake = Arc::new(Notify::new());
         let ready = Arc::new(AtomicBool::new(true));
 
+        let ctx = Arc::new(NodeContext {
+            region: self.config.region,
+            prefix: self.prefix,
+            regions,
+            catalog: self.catalog.clone(),
+            store: self.store.clone(),
+            platform: platform.clone(),
+            id_hash_key: self.id_hash_key.clone(),
+        });
+
         let mut tasks = tokio::task::JoinSet::new();
+        // Subscribe before the clerk starts, so no change it makes is missed.
+        tasks.spawn(return_status_changes(
+            platform.status_changes(),
+            self.store.clone(),
+            self.config.region,
+            self.prefix,
+            wake.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(
             Forwarder {
+                ctx: ctx.clone(),
                 store: self.store.clone(),
                 client: self.client.clone(),
                 settings: self.config.outbox.clone(),
@@ -179,24 +199,7 @@ impl Node {
             Duration::from_secs(300),
             shutdown.clone(),
         ));
-        tasks.spawn(return_status_changes(
-            platform.status_changes(),
-            self.store.clone(),
-            self.config.region,
-            self.prefix,
-            wake.clone(),
-            shutdown.clone(),
-        ));
 
-        let ctx = Arc::new(NodeContext {
-            region: self.config.region,
-            prefix: self.prefix,
-            regions,
-            catalog: self.catalog.clone(),
-            store: self.store.clone(),
-            platform: platform.clone(),
-            id_hash_key: self.id_hash_key.clone(),
-        });
         let portal_state = Arc::new(PortalState {
             intake: Intake {
                 ctx: ctx.clone(),

@@ -133,6 +133,7 @@ CREATE TABLE IF NOT EXISTS inbound (
     origin_prefix   TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     case_number     TEXT NOT NULL,
+    payload_sha256  TEXT NOT NULL,
     response        BLOB NOT NULL,
     received_ms     INTEGER NOT NULL,
     PRIMARY KEY (origin_prefix, idempotency_key)
@@ -146,6 +147,9 @@ pub enum OutboxKind {
     Deliver,
     /// `Gateway.PushStatus` with an encoded `PushStatusRequest`.
     PushStatus,
+    /// Hand a case filed and handled here to this node's own platform (an encoded
+    /// `DeliverApplicationRequest`).
+    LocalSubmit,
 }
 
 impl OutboxKind {
@@ -153,6 +157,7 @@ impl OutboxKind {
         match self {
             Self::Deliver => "deliver",
             Self::PushStatus => "push_status",
+            Self::LocalSubmit => "local_submit",
         }
     }
 
@@ -160,6 +165,7 @@ impl OutboxKind {
         match s {
             "deliver" => Some(Self::Deliver),
             "push_status" => Some(Self::PushStatus),
+            "local_submit" => Some(Self::LocalSubmit),
             _ => None,
         }
     }
@@ -198,7 +204,8 @@ pub struct NewFiling {
     pub application: Application,
     pub applicant_hash: String,
     pub applicant_masked: String,
-    /// Forward through the gateway (the handling region is another node's).
+    /// Forward through the gateway (the handling region is another node's); otherwise
+    /// the case goes to this node's own platform.
     pub forward: bool,
     /// Builds the receipt JSON once the case number is known.
     pub receipt: Box<dyn FnOnce(&Application) -> String + Send>,
@@ -294,7 +301,8 @@ impl Store {
                     .filed_at
                     .as_ref()
                     .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-                    .unwrap_or_else(time::OffsetDateTime::now_utc);
+                    .map(|t| t.to_offset(crate::context::BUSINESS_OFFSET))
+                    .unwrap_or_else(crate::context::business_now);
                 let day = format!("{:04}{:02}{:02}", day.year(), day.month() as u8, day.day());
                 let seq: i64 = tx.query_row(
                     "INSERT INTO case_counter (day, next) VALUES (?1, 2)
@@ -325,21 +333,32 @@ impl Store {
                         now,
                     ],
                 )?;
-                if forward {
-                    let request = tongban_proto::v1::DeliverApplicationRequest {
-                        application: Some(application.clone()),
-                    };
-                    insert_outbox(
-                        &tx,
+                // Either way the hand-over is an outbox entry written with the receipt,
+                // so a crash right after the receipt cannot lose the case.
+                let request = tongban_proto::v1::DeliverApplicationRequest {
+                    application: Some(application.clone()),
+                };
+                let (kind, key) = if forward {
+                    (
                         OutboxKind::Deliver,
-                        &application.case_number,
-                        &application.target_region,
-                        &application.one_thing_id,
-                        &format!("deliver:{}", application.case_number),
-                        &request.encode_to_vec(),
-                        now,
-                    )?;
-                }
+                        format!("deliver:{}", application.case_number),
+                    )
+                } else {
+                    (
+                        OutboxKind::LocalSubmit,
+                        format!("local:{}", application.case_number),
+                    )
+                };
+                insert_outbox(
+                    &tx,
+                    kind,
+                    &application.case_number,
+                    &application.target_region,
+                    &application.one_thing_id,
+                    &key,
+                    &request.encode_to_vec(),
+                    now,
+                )?;
                 tx.commit()?;
                 Ok((application, receipt))
             })
@@ -560,20 +579,21 @@ impl Store {
             .await
     }
 
-    /// The stored answer to an earlier delivery with this key, if any.
+    /// The earlier delivery with this key, if any: its case number, the SHA-256 of its
+    /// application (hex) and the stored answer.
     pub async fn inbound(
         &self,
         origin_prefix: String,
         key: String,
-    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<(String, String, Vec<u8>)>, StoreError> {
         self.db
             .call(move |conn| {
                 Ok(conn
                     .query_row(
-                        "SELECT case_number, response FROM inbound
+                        "SELECT case_number, payload_sha256, response FROM inbound
                          WHERE origin_prefix = ?1 AND idempotency_key = ?2",
                         params![origin_prefix, key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .optional()?)
             })
@@ -586,15 +606,23 @@ impl Store {
         origin_prefix: String,
         key: String,
         case_number: String,
+        payload_sha256: String,
         response: Vec<u8>,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 conn.execute(
-                    "INSERT OR IGNORE INTO inbound
-                        (origin_prefix, idempotency_key, case_number, response, received_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![origin_prefix, key, case_number, response, now_ms()],
+                    "INSERT OR IGNORE INTO inbound (origin_prefix, idempotency_key, case_number,
+                        payload_sha256, response, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        origin_prefix,
+                        key,
+                        case_number,
+                        payload_sha256,
+                        response,
+                        now_ms()
+                    ],
                 )?;
                 Ok(())
             })

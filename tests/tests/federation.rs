@@ -168,6 +168,70 @@ async fn a_redelivered_idempotency_key_creates_nothing_new() {
         .into_inner();
     assert!(answer.duplicate);
     assert_eq!(platform_case_count(&t, "44", &case).await, 1);
+
+    // 44 remembered the first key once, with 31 as its origin.
+    let db = t.dir.path().join("node-44.db");
+    let (k, c) = (key.clone(), case.clone());
+    let rows: i64 = tokio::task::spawn_blocking(move || {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM inbound WHERE origin_prefix = '31' AND idempotency_key = ?1 AND case_number = ?2",
+                [k, c],
+                |r| r.get(0),
+            )
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
+
+    // The same key, or the same case number, with different content is refused, not
+    // taken for a replay.
+    let mut altered = application.clone();
+    altered
+        .form
+        .insert("hospital_name".into(), "另一家医院".into());
+    for key in [key.as_str(), "yet-another-key"] {
+        let err = client
+            .deliver_application(with_meta(
+                DeliverApplicationRequest {
+                    application: Some(altered.clone()),
+                },
+                &[
+                    (metadata::TARGET_REGION, &record.target_region),
+                    (metadata::IDEMPOTENCY_KEY, key),
+                ],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{key}: {err:?}");
+    }
+    assert_eq!(platform_case_count(&t, "44", &case).await, 1);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_handled_where_it_was_filed_reaches_the_local_platform() {
+    let t = start(&["310000", "440000"]).await;
+    let resident = &t.residents("44")[5];
+    let n44 = t.fed.node("44").unwrap();
+    let receipt = n44.portal.file(&medical_filing(resident)).await.unwrap();
+    assert_eq!(receipt.status, 201, "{}", receipt.body);
+    assert_eq!(receipt.body["forwarded"], false);
+    let case = receipt.body["case_number"].as_str().unwrap().to_owned();
+    let landed = eventually(WAIT, "case in platform 44", || async {
+        n44.platform.payload(&case).await.unwrap()
+    })
+    .await;
+    let filed = n44.store.application(case.clone()).await.unwrap().unwrap();
+    assert_eq!(landed, filed.payload);
+    eventually(WAIT, "local approval", || async {
+        let s = n44.portal.status(&case).await.ok()?;
+        (s.body["stage"] == "approved").then_some(())
+    })
+    .await;
+    assert_eq!(n44.store.pending_outbox().await.unwrap(), 0);
     t.shutdown().await;
 }
 
@@ -611,6 +675,10 @@ async fn an_oversized_message_is_refused_by_the_gateway() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("larger than"),
+        "refused by the gateway: {err:?}"
+    );
     // The gateway is still fine afterwards.
     let ok = CatalogClient::new(
         t.gateway_channel(&t.tls_files(&region("31")))

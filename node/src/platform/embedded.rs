@@ -250,16 +250,30 @@ impl Platform for EmbeddedPlatform {
                         now
                     ],
                 )?;
+                if inserted == 0 {
+                    let stored: Vec<u8> = tx.query_row(
+                        "SELECT payload FROM cases WHERE case_number = ?1",
+                        [&case_number],
+                        |r| r.get(0),
+                    )?;
+                    if stored != payload {
+                        return Ok(Err(case_number));
+                    }
+                }
                 let case =
                     tx.query_row(SELECT_CASE, [&case_number], |r| row_to_case(&prefix, r))?;
                 tx.commit()?;
-                Ok(Submitted {
+                Ok(Ok(Submitted {
                     case,
                     created: inserted == 1,
-                })
+                }))
             })
             .await?;
-        Ok(submitted)
+        submitted.map_err(|case| {
+            PlatformError::Conflict(format!(
+                "case {case} already exists with a different application"
+            ))
+        })
     }
 
     async fn case(&self, case_number: &str) -> Result<Option<PlatformCase>, PlatformError> {
@@ -314,7 +328,7 @@ pub fn synthetic_residents(
     if counties.is_empty() {
         counties.push(tongban_proto::region::RegionCode::from_prefix(prefix));
     }
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = crate::context::business_now().date();
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count {
         let code = &counties[(i as usize * 7) % counties.len()];

@@ -37,6 +37,9 @@ pub enum PlatformError {
     Storage(#[from] crate::store::StoreError),
     #[error("platform unavailable: {0}")]
     Unavailable(String),
+    /// The case number is already taken by a different application.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// What a node needs from its province's platform.
