@@ -115,6 +115,9 @@ pub enum IntakeError {
     /// The filing itself is wrong; every problem is listed with its field.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldProblem>),
+    /// The client's idempotency key was used before for a different filing.
+    #[error("Idempotency-Key {0:?} was used for a different filing")]
+    KeyReused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -137,7 +140,17 @@ pub struct Intake {
 
 impl Intake {
     /// Pre-reviews and files; the receipt is returned only once everything is durable.
-    pub async fn file(&self, request: FilingRequest) -> Result<Receipt, IntakeError> {
+    pub async fn file(
+        &self,
+        request: FilingRequest,
+        client_key: Option<String>,
+    ) -> Result<(Receipt, bool), IntakeError> {
+        // Digest of the request as parsed (sorted form map, fixed field order), so a
+        // retry with the same key must carry the same filing.
+        let client_key = client_key.map(|key| {
+            let canonical = serde_json::to_vec(&request).unwrap_or_default();
+            (key, crate::federation::sha256_hex(&canonical))
+        });
         let now = crate::context::business_now();
         let today = now.date();
         let catalog = self.ctx.catalog.get();
@@ -267,10 +280,11 @@ impl Intake {
         };
         let receipt_for_store = receipt_base.clone();
         let applicant_hash = applicant.keyed_hash(&self.ctx.id_hash_key);
-        let (filed, receipt_json) = self
+        let filing = self
             .ctx
             .store
             .file(NewFiling {
+                client_key,
                 application,
                 applicant_hash: applicant_hash.clone(),
                 applicant_masked: applicant.masked(),
@@ -281,8 +295,13 @@ impl Intake {
                     serde_json::to_string(&r).unwrap_or_default()
                 }),
             })
-            .await?;
-        let receipt: Receipt = serde_json::from_str(&receipt_json).unwrap_or_else(|_| {
+            .await
+            .map_err(|e| match e {
+                StoreError::KeyReused(key) => IntakeError::KeyReused(key),
+                other => IntakeError::Store(other),
+            })?;
+        let filed = filing.application;
+        let receipt: Receipt = serde_json::from_str(&filing.receipt).unwrap_or_else(|_| {
             let mut r = receipt_base;
             r.case_number = filed.case_number.clone();
             r
@@ -293,11 +312,12 @@ impl Intake {
             applicant = &applicant_hash[..12],
             handling_region = %filed.target_region,
             forward,
+            replayed = filing.replayed,
             "application filed"
         );
         // The forwarder hands the case over: to the gateway, or to our own platform.
         self.outbox_written.notify_one();
-        Ok(receipt)
+        Ok((receipt, filing.replayed))
     }
 
     fn materials(

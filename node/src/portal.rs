@@ -1,7 +1,9 @@
 //! The local portal API (HTTP+JSON) used by the province's portal and counters.
 //!
 //! - `POST /v1/applications` files an application; `201` with the receipt, `422` with
-//!   every problem named by field, `400` for a body that is not the expected JSON.
+//!   every problem named by field, `400` for a body that is not the expected JSON. With
+//!   an `Idempotency-Key` header a retry returns the first receipt (`200`), and the same
+//!   key with a different filing gets `409`.
 //! - `GET /v1/applications/{case_number}` reads status: asked live from the handling
 //!   region through the gateway, falling back to the last status it pushed here.
 //! - `GET /v1/catalog` lists the one-things on offer.
@@ -56,8 +58,23 @@ fn error(status: StatusCode, code: &str, message: String, fields: serde_json::Va
 
 async fn file_application(
     State(state): State<Arc<PortalState>>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<FilingRequest>, JsonRejection>,
 ) -> Response {
+    // Optional: a counter or portal that may retry sends an Idempotency-Key, and a retry
+    // gets the first receipt back (200) instead of filing a second case.
+    let client_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 128 => Some(k.to_owned()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Idempotency-Key must be 1 to 128 visible ASCII characters".into(),
+                json!([{ "field": "Idempotency-Key", "problem": "invalid" }]),
+            );
+        }
+    };
     let Json(request) = match body {
         Ok(b) => b,
         Err(rejection) => {
@@ -69,8 +86,15 @@ async fn file_application(
             );
         }
     };
-    match state.intake.file(request).await {
-        Ok(receipt) => (StatusCode::CREATED, Json(receipt)).into_response(),
+    match state.intake.file(request, client_key).await {
+        Ok((receipt, false)) => (StatusCode::CREATED, Json(receipt)).into_response(),
+        Ok((receipt, true)) => (StatusCode::OK, Json(receipt)).into_response(),
+        Err(IntakeError::KeyReused(key)) => error(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            format!("Idempotency-Key {key:?} was used for a different filing"),
+            json!([{ "field": "Idempotency-Key", "problem": "used for a different filing" }]),
+        ),
         Err(IntakeError::Invalid(errors)) => {
             let fields: Vec<_> = errors
                 .iter()

@@ -51,6 +51,20 @@ impl PortalClient {
             .await
     }
 
+    /// `POST /v1/applications` with an `Idempotency-Key`.
+    pub async fn file_with_key(
+        &self,
+        filing: &impl Serialize,
+        key: &str,
+    ) -> Result<PortalResponse, PortalClientError> {
+        let body = serde_json::to_vec(filing).map_err(|e| PortalClientError::Request {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        self.send_with("POST", "/v1/applications", Bytes::from(body), Some(key))
+            .await
+    }
+
     /// `GET /v1/applications/{case_number}`.
     pub async fn status(&self, case_number: &str) -> Result<PortalResponse, PortalClientError> {
         self.send(
@@ -68,15 +82,29 @@ impl PortalClient {
         path: &str,
         body: Bytes,
     ) -> Result<PortalResponse, PortalClientError> {
+        self.send_with(method, path, body, None).await
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+        idempotency_key: Option<&str>,
+    ) -> Result<PortalResponse, PortalClientError> {
         let url = format!("{}{path}", self.base);
         let err = |reason: String| PortalClientError::Request {
             url: url.clone(),
             reason,
         };
-        let request = http::Request::builder()
+        let mut request = http::Request::builder()
             .method(method)
             .uri(&url)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| err(e.to_string()))?;
         let response = self

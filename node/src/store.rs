@@ -29,6 +29,8 @@ pub enum StoreError {
     Join(String),
     #[error("database lock poisoned")]
     Poisoned,
+    #[error("idempotency key {0:?} was used for a different filing")]
+    KeyReused(String),
 }
 
 /// A SQLite connection used from async code: calls run on the blocking pool, one at a
@@ -109,7 +111,10 @@ CREATE TABLE IF NOT EXISTS applications (
     status_seq         INTEGER NOT NULL,
     status_updated_ms  INTEGER NOT NULL,
     handling_reference TEXT,
-    created_ms         INTEGER NOT NULL
+    created_ms         INTEGER NOT NULL,
+    -- The portal client's Idempotency-Key and a digest of its request, if it sent one.
+    client_key         TEXT UNIQUE,
+    client_request_sha TEXT
 );
 -- Calls this node owes to other regions: deliveries and status pushes.
 CREATE TABLE IF NOT EXISTS outbox (
@@ -209,6 +214,17 @@ pub struct NewFiling {
     pub forward: bool,
     /// Builds the receipt JSON once the case number is known.
     pub receipt: Box<dyn FnOnce(&Application) -> String + Send>,
+    /// The client's idempotency key and a digest of its request: a retry with the same
+    /// key and request gets the first filing back instead of a second case.
+    pub client_key: Option<(String, String)>,
+}
+
+/// The outcome of [`Store::file`].
+pub struct Filed {
+    pub application: Application,
+    pub receipt: String,
+    /// True when the client's idempotency key had filed this before.
+    pub replayed: bool,
 }
 
 /// The node's store.
@@ -283,9 +299,9 @@ impl Store {
     }
 
     /// Files an application: assigns its case number, and stores it with its receipt
-    /// and (when forwarded) its outbox entry in one transaction. Returns the application
-    /// as filed and its receipt.
-    pub async fn file(&self, filing: NewFiling) -> Result<(Application, String), StoreError> {
+    /// and its outbox entry in one transaction. Returns the application as filed and
+    /// its receipt.
+    pub async fn file(&self, filing: NewFiling) -> Result<Filed, StoreError> {
         self.db
             .call(move |conn| {
                 let NewFiling {
@@ -294,9 +310,32 @@ impl Store {
                     applicant_masked,
                     forward,
                     receipt,
+                    client_key,
                 } = filing;
                 let now = now_ms();
                 let tx = conn.transaction()?;
+                if let Some((key, sha)) = &client_key {
+                    let earlier: Option<(Vec<u8>, String, Option<String>)> = tx
+                        .query_row(
+                            "SELECT payload, receipt, client_request_sha FROM applications
+                             WHERE client_key = ?1",
+                            [key],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    if let Some((payload, receipt, first_sha)) = earlier {
+                        if first_sha.as_deref() != Some(sha.as_str()) {
+                            return Err(StoreError::KeyReused(key.clone()));
+                        }
+                        let application = Application::decode(payload.as_slice())
+                            .map_err(|e| StoreError::Join(format!("stored application: {e}")))?;
+                        return Ok(Filed {
+                            application,
+                            receipt,
+                            replayed: true,
+                        });
+                    }
+                }
                 let day = application
                     .filed_at
                     .as_ref()
@@ -317,8 +356,9 @@ impl Store {
                 tx.execute(
                     "INSERT INTO applications (case_number, one_thing_id, origin_region,
                         target_region, applicant_hash, applicant_masked, payload, receipt,
-                        stage, status_detail, status_seq, status_updated_ms, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11)",
+                        stage, status_detail, status_seq, status_updated_ms, created_ms,
+                        client_key, client_request_sha)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?13)",
                     params![
                         application.case_number,
                         application.one_thing_id,
@@ -331,6 +371,8 @@ impl Store {
                         Stage::Submitted as i32,
                         "accepted at the filing region",
                         now,
+                        client_key.as_ref().map(|(k, _)| k),
+                        client_key.as_ref().map(|(_, s)| s),
                     ],
                 )?;
                 // Either way the hand-over is an outbox entry written with the receipt,
@@ -360,7 +402,11 @@ impl Store {
                     now,
                 )?;
                 tx.commit()?;
-                Ok((application, receipt))
+                Ok(Filed {
+                    application,
+                    receipt,
+                    replayed: false,
+                })
             })
             .await
     }

@@ -690,3 +690,45 @@ async fn an_oversized_message_is_refused_by_the_gateway() {
     assert!(ok.is_ok());
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_filing_with_an_idempotency_key_files_one_case() {
+    let t = start(&["310000", "440000"]).await;
+    let resident = &t.residents("44")[6];
+    let n31 = t.fed.node("31").unwrap();
+    let filing = medical_filing(resident);
+    let first = n31
+        .portal
+        .file_with_key(&filing, "counter-7-0001")
+        .await
+        .unwrap();
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = n31
+        .portal
+        .file_with_key(&filing, "counter-7-0001")
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["case_number"], first.body["case_number"]);
+
+    let mut changed = filing.clone();
+    changed["form"]["hospital_name"] = "另一家医院".into();
+    let conflict = n31
+        .portal
+        .file_with_key(&changed, "counter-7-0001")
+        .await
+        .unwrap();
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+
+    let db = t.dir.path().join("node-31.db");
+    let filed: i64 = tokio::task::spawn_blocking(move || {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM applications", [], |r| r.get(0))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(filed, 1, "one case for one key");
+    t.shutdown().await;
+}
