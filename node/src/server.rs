@@ -170,14 +170,18 @@ impl Node {
 
         let mut tasks = tokio::task::JoinSet::new();
         // Subscribe before the clerk starts, so no change it makes is missed.
-        tasks.spawn(return_status_changes(
-            platform.status_changes(),
-            self.store.clone(),
-            self.config.region,
-            self.prefix,
-            wake.clone(),
-            shutdown.clone(),
-        ));
+        let returner = StatusReturn {
+            store: self.store.clone(),
+            region: self.config.region,
+            prefix: self.prefix,
+            wake: wake.clone(),
+        };
+        tasks.spawn(
+            returner
+                .clone()
+                .run_live(platform.status_changes(), shutdown.clone()),
+        );
+        tasks.spawn(returner.run_sweep(platform.clone(), shutdown.clone()));
         tasks.spawn(
             Forwarder {
                 ctx: ctx.clone(),
@@ -257,48 +261,42 @@ impl Node {
 
 /// Returns status changes of cases handled here to their filing region (属地返还):
 /// through the outbox when another region filed the case, directly when it was filed
-/// here.
-async fn return_status_changes(
-    mut changes: broadcast::Receiver<PlatformCase>,
+/// here. Both paths are idempotent per (case, sequence), so the live feed and the
+/// sweep may report the same change.
+#[derive(Clone)]
+struct StatusReturn {
     store: Store,
     region: RegionCode,
     prefix: RegionPrefix,
     wake: Arc<Notify>,
-    shutdown: ShutdownSignal,
-) {
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        let case = tokio::select! {
-            _ = &mut stop => return,
-            case = changes.recv() => case,
-        };
-        let case = match case {
-            Ok(case) => case,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "status changes missed; filing regions can still query live"
-                );
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+}
+
+/// How far back the sweep looks on each pass; it overlaps the previous pass.
+const SWEEP_WINDOW: Duration = Duration::from_secs(10 * 60);
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+impl StatusReturn {
+    async fn record(&self, case: PlatformCase) {
         let local = RegionCode::parse(&case.origin_region)
-            .map(|o| prefix.contains(&o))
+            .map(|o| self.prefix.contains(&o))
             .unwrap_or(false);
+        // The acceptance itself travels back in the delivery's answer.
+        if !local && case.status.stage == tongban_proto::v1::Stage::Accepted as i32 {
+            return;
+        }
         let result = if local {
-            store
+            self.store
                 .apply_status(case.case_number.clone(), case.status.clone())
                 .await
                 .map(|_| ())
         } else {
             let request = PushStatusRequest {
                 case_number: case.case_number.clone(),
-                handling_region: region.to_string(),
+                handling_region: self.region.to_string(),
                 status: Some(case.status.clone()),
             };
-            let queued = store
+            let queued = self
+                .store
                 .enqueue_push(
                     case.case_number.clone(),
                     case.origin_region.clone(),
@@ -306,11 +304,62 @@ async fn return_status_changes(
                     request,
                 )
                 .await;
-            wake.notify_one();
+            self.wake.notify_one();
             queued
         };
         if let Err(error) = result {
             tracing::error!(%error, case = %case.case_number, "could not record a status change");
+        }
+    }
+
+    /// Changes as the platform announces them.
+    async fn run_live(
+        self,
+        mut changes: broadcast::Receiver<PlatformCase>,
+        shutdown: ShutdownSignal,
+    ) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            let case = tokio::select! {
+                _ = &mut stop => return,
+                case = changes.recv() => case,
+            };
+            match case {
+                Ok(case) => self.record(case).await,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "status changes missed; the sweep will return them"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Every case changed recently, at start and then periodically: catches what the
+    /// live feed missed, including changes made just before a crash.
+    async fn run_sweep(self, platform: Arc<dyn Platform>, shutdown: ShutdownSignal) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        // At start, look back a day: the node may have been down for a while.
+        let mut window = Duration::from_secs(24 * 3600);
+        loop {
+            let since = crate::store::now_ms() - window.as_millis() as i64;
+            match platform.updated_since(since).await {
+                Ok(cases) => {
+                    for case in cases {
+                        self.record(case).await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "status sweep failed"),
+            }
+            window = SWEEP_WINDOW;
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
         }
     }
 }

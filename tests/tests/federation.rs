@@ -732,3 +732,45 @@ async fn a_retried_filing_with_an_idempotency_key_files_one_case() {
     assert_eq!(filed, 1, "one case for one key");
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_change_made_just_before_a_crash_still_reaches_the_filing_region() {
+    let mut t = start(&["310000", "440000"]).await;
+    let resident = &t.residents("44")[7];
+    let case = file_and_deliver(&t, "31", &medical_filing(resident)).await;
+    t.fed.stop_node("44").await.unwrap();
+
+    // 44's platform decided the case but the node died before announcing it.
+    let db = t.dir.path().join("platform-44.db");
+    let c = case.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .execute(
+                "UPDATE cases SET stage = ?1, detail = 'rejected: offline decision',
+                    sequence = 9, updated_ms = ?2 WHERE case_number = ?3",
+                rusqlite::params![tongban_proto::v1::Stage::Rejected as i32, now, c],
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
+
+    t.fed.restart_node("44").await.unwrap();
+    let n31 = t.fed.node("31").unwrap();
+    eventually(WAIT, "the decision returned to 31", || async {
+        let record = n31.store.application(case.clone()).await.unwrap()?;
+        (record.status.sequence == 9).then_some(record)
+    })
+    .await;
+    let record = n31.store.application(case.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        record.status.stage,
+        tongban_proto::v1::Stage::Rejected as i32
+    );
+    t.shutdown().await;
+}

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS cases (
     received_ms    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cases_open ON cases (stage, updated_ms);
+CREATE INDEX IF NOT EXISTS cases_updated ON cases (updated_ms);
 "#;
 
 /// The embedded SQLite platform.
@@ -292,6 +293,25 @@ impl Platform for EmbeddedPlatform {
 
     fn status_changes(&self) -> broadcast::Receiver<PlatformCase> {
         self.changes.subscribe()
+    }
+
+    async fn updated_since(&self, since_ms: i64) -> Result<Vec<PlatformCase>, PlatformError> {
+        let prefix = self.prefix.clone();
+        Ok(self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, case_number, one_thing_id, origin_region, stage, detail,
+                            sequence, updated_ms FROM cases WHERE updated_ms >= ?1",
+                )?;
+                let rows = stmt.query_map([since_ms], |r| row_to_case(&prefix, r))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row?);
+                }
+                Ok(out)
+            })
+            .await?)
     }
 }
 

@@ -58,6 +58,12 @@ pub trait Platform: Send + Sync + 'static {
     /// A case by federation case number.
     async fn case(&self, case_number: &str) -> Result<Option<PlatformCase>, PlatformError>;
 
-    /// Status changes made by the platform itself (reviews, decisions).
+    /// Status changes made by the platform itself (reviews, decisions), as they happen.
+    /// Best effort: the node also sweeps [`Platform::updated_since`], so a change missed
+    /// here (a crash between the change and its announcement, a lagging receiver) is
+    /// still returned to the filing region.
     fn status_changes(&self) -> broadcast::Receiver<PlatformCase>;
+
+    /// Cases whose status changed at or after `since_ms` (Unix milliseconds).
+    async fn updated_since(&self, since_ms: i64) -> Result<Vec<PlatformCase>, PlatformError>;
 }
