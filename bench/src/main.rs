@@ -398,8 +398,8 @@ async fn channel(
     .await?)
 }
 
+/// Idempotency key of the calls before [`primed`] gives each payload its own.
 const KEY: &str = "bench-replay-key";
-const CASE: &str = "310000-20261127-00000001";
 
 async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Caller)>> {
     let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);
@@ -574,18 +574,43 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
+/// One real delivery per payload size creates a case; every measured call then replays
+/// that case under the same idempotency key with identical bytes, so the node answers
+/// from its idempotency record and the proxy's cost stands out. Returns the callers
+/// using that key and the encoded request.
+async fn primed(
+    callers: &[(Target, Caller)],
+    n: usize,
+    size: usize,
+) -> anyhow::Result<(Vec<(Target, Caller)>, bytes::Bytes)> {
+    let key = format!("bench-replay-{n}-{size}");
+    let case = format!("310000-20261127-{:08}", n + 1);
+    let body = payload(&application(&case)?, size);
+    let callers: Vec<(Target, Caller)> = callers
+        .iter()
+        .map(|(t, c)| {
+            let mut c = c.clone();
+            for (k, v) in &mut c.metadata {
+                if *k == metadata::IDEMPOTENCY_KEY {
+                    *v = key.clone();
+                }
+            }
+            (*t, c)
+        })
+        .collect();
+    let (_, direct) = callers
+        .iter()
+        .find(|(t, _)| *t == Target::Direct)
+        .context("the direct caller")?;
+    if let Err(e) = load::once(direct, body.clone()).await {
+        bail!("priming delivery of {size} B failed: {e}");
+    }
+    Ok((callers, body))
+}
+
 async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
     let pki = dir.join("pki");
     let callers = callers(run, &pki).await?;
-    let base = application(CASE)?;
-    // Prime: one real delivery creates the case; every measured call replays its key, so
-    // the node answers from its idempotency record and the proxy's cost stands out.
-    {
-        let (_, direct) = &callers[0];
-        if let Err(e) = load::once(direct, payload(&base, 0)).await {
-            bail!("priming delivery failed: {e}");
-        }
-    }
     let idle_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
         .into_iter()
         .flatten()
@@ -599,8 +624,8 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
         .filter(|t| *t != Target::Gateway3212)
         .filter(|t| args.targets.is_empty() || args.targets.iter().any(|n| n == t.key()))
         .collect();
-    for &size in &args.payloads {
-        let body = payload(&base, size);
+    for (n, &size) in args.payloads.iter().enumerate() {
+        let (callers, body) = primed(&callers, n, size).await?;
         for &inflight in &args.inflight {
             eprintln!("measuring {} at {inflight} in flight ...", size_label(size));
             for round in 0..args.rounds {
@@ -630,7 +655,7 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
     if run.gateway3212.is_some() {
         let size = 256;
         let inflight = 64;
-        let body = payload(&base, size);
+        let (callers, body) = primed(&callers, args.payloads.len(), size).await?;
         eprintln!("measuring route scale ...");
         for round in 0..args.rounds.max(2) {
             let order = if round % 2 == 0 {
