@@ -223,8 +223,12 @@ impl FederationService {
             .store
             .application(push.case_number.clone())
             .await?
+            // Permanent for the sender (unlike the gateway's "no route", which heals).
             .ok_or_else(|| {
-                NodeError::NotFound(format!("case {:?} was not filed here", push.case_number))
+                NodeError::FailedPrecondition(format!(
+                    "case {:?} was not filed here",
+                    push.case_number
+                ))
             })?;
         let handling = required_code(&record.target_region, "case.target_region")?;
         if !origin.contains(&handling) {

@@ -8,6 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::{StreamExt, stream};
 use prost::Message;
 use tokio::sync::Notify;
 use tongban_proto::v1::{DeliverApplicationRequest, PushStatusRequest};
@@ -31,6 +32,9 @@ pub struct Forwarder {
     pub settings: OutboxConfig,
     pub wake: Arc<Notify>,
 }
+
+/// Outbox calls in flight at once.
+const CONCURRENT_ATTEMPTS: usize = 16;
 
 enum Attempt {
     Done,
@@ -59,8 +63,15 @@ impl Forwarder {
         let stop = shutdown.wait();
         tokio::pin!(stop);
         loop {
-            if let Err(error) = self.drain().await {
-                tracing::error!(%error, "outbox scan failed");
+            // Shutdown does not wait for a drain: an attempt cut short leaves its entry
+            // pending, and the receiver applies a resend once (same idempotency key).
+            tokio::select! {
+                _ = &mut stop => return,
+                drained = self.drain() => {
+                    if let Err(error) = drained {
+                        tracing::error!(%error, "outbox scan failed");
+                    }
+                }
             }
             tokio::select! {
                 _ = &mut stop => return,
@@ -78,10 +89,20 @@ impl Forwarder {
             }
             let full = due.len() as u32 == self.settings.batch_size;
             let mut progressed = false;
-            for entry in due {
+            // Attempts run concurrently, so one slow or unreachable region does not
+            // hold up deliveries to the others.
+            let attempts: Vec<(OutboxEntry, Attempt)> = stream::iter(due)
+                .map(|entry| async move {
+                    let outcome = self.attempt(&entry).await;
+                    (entry, outcome)
+                })
+                .buffer_unordered(CONCURRENT_ATTEMPTS)
+                .collect()
+                .await;
+            for (entry, outcome) in attempts {
                 let id = entry.id;
                 let attempts = entry.attempts;
-                match self.attempt(&entry).await {
+                match outcome {
                     Attempt::Done => progressed = true,
                     Attempt::Retry(error) => {
                         let delay = self.backoff(id, attempts);
