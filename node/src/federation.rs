@@ -218,6 +218,16 @@ impl FederationService {
         let status = push
             .status
             .ok_or_else(|| NodeError::invalid("status", "required"))?;
+        match tongban_proto::v1::Stage::try_from(status.stage) {
+            Ok(tongban_proto::v1::Stage::Unspecified) | Err(_) => {
+                return Err(NodeError::invalid("status.stage", "unknown stage"));
+            }
+            Ok(_) => {}
+        }
+        // SQLite integers are signed 64-bit.
+        if i64::try_from(status.sequence).is_err() {
+            return Err(NodeError::invalid("status.sequence", "out of range"));
+        }
         let record = self
             .ctx
             .store
