@@ -99,36 +99,30 @@ impl RelayState {
         .await;
 
         let elapsed = started.elapsed();
+        let audit = |outcome: Outcome<'_>| {
+            audit::record(
+                &keys,
+                &AuditRecord {
+                    method: &method,
+                    caller: caller_text.as_deref(),
+                    target: target_text.as_deref(),
+                    outcome,
+                    elapsed,
+                },
+            )
+        };
         match result {
             Ok(relayed) => {
                 let grpc_status = relayed.grpc_status.as_ref().and_then(|v| v.to_str().ok());
-                audit::record(
-                    &keys,
-                    &AuditRecord {
-                        method: &method,
-                        caller: caller_text.as_deref(),
-                        target: target_text.as_deref(),
-                        outcome: Outcome::Relayed { grpc_status },
-                        elapsed,
-                    },
-                );
+                audit(Outcome::Relayed { grpc_status });
                 relayed.response
             }
             Err(error) => {
                 let status = error.to_status();
-                audit::record(
-                    &keys,
-                    &AuditRecord {
-                        method: &method,
-                        caller: caller_text.as_deref(),
-                        target: target_text.as_deref(),
-                        outcome: Outcome::Refused {
-                            code: status.code(),
-                            message: status.message(),
-                        },
-                        elapsed,
-                    },
-                );
+                audit(Outcome::Refused {
+                    code: status.code(),
+                    message: status.message(),
+                });
                 status.into_http()
             }
         }

@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
+
+#[path = "../../tests/support/process.rs"]
+mod process;
 
 use tongban_runtime::{
     identity::PeerIdentity,
@@ -77,47 +79,7 @@ fn check_validates_and_exits() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = setup("sigterm");
-    let mut child = gateway(&dir.join("gateway.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap();
-        if line.contains("gateway serving") {
-            break;
-        }
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit}");
-    let rest: Vec<String> = rx.try_iter().collect();
-    assert!(
-        rest.iter().any(|l| l.contains("gateway stopped")),
-        "{rest:?}"
-    );
+    let (child, lines) =
+        process::spawn_until(gateway(&dir.join("gateway.toml")), "gateway serving");
+    process::sigterm_exits_cleanly(child, lines, "gateway stopped");
 }

@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
+
+#[path = "../../tests/support/process.rs"]
+mod process;
 
 use tongban_proto::region::RegionPrefix;
 use tongban_runtime::{
@@ -70,43 +72,6 @@ fn check_validates_and_exits() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = setup("sigterm");
-    let mut child = node(&dir.join("node.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap();
-        if line.contains("node serving") {
-            break;
-        }
-    }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit}");
-    let rest: Vec<String> = rx.try_iter().collect();
-    assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
+    let (child, lines) = process::spawn_until(node(&dir.join("node.toml")), "node serving");
+    process::sigterm_exits_cleanly(child, lines, "node stopped");
 }
