@@ -62,6 +62,8 @@ pub struct FederationSpec {
     pub review_step: Duration,
     /// Outbox settings of every node.
     pub outbox: OutboxConfig,
+    /// Catalog file the gateway serves; `None` serves the built-in national catalog.
+    pub catalog: Option<PathBuf>,
 }
 
 impl FederationSpec {
@@ -81,6 +83,7 @@ impl FederationSpec {
                 retry_max: Duration::from_secs(2),
                 batch_size: 64,
             },
+            catalog: None,
         })
     }
 }
@@ -197,7 +200,7 @@ impl LocalFederation {
                 key: gw_key,
             },
             registry: registry_path,
-            catalog: None,
+            catalog: spec.catalog.clone(),
             upstream: ClientSettings::default(),
             handshake_timeout: Duration::from_secs(5),
             worker_threads: 1,

@@ -83,3 +83,17 @@ fn sigterm_shuts_down_gracefully() {
         process::spawn_until(gateway(&dir.join("gateway.toml")), "gateway serving");
     process::sigterm_exits_cleanly(child, lines, "gateway stopped");
 }
+
+#[test]
+fn a_multi_threaded_gateway_also_shuts_down_gracefully() {
+    let dir = setup("threads");
+    let config = std::fs::read_to_string(dir.join("gateway.toml")).unwrap();
+    std::fs::write(
+        dir.join("threads.toml"),
+        config.replace("registry = ", "worker_threads = 2\nregistry = "),
+    )
+    .unwrap();
+    let (child, lines) =
+        process::spawn_until(gateway(&dir.join("threads.toml")), "gateway serving");
+    process::sigterm_exits_cleanly(child, lines, "gateway stopped");
+}

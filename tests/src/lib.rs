@@ -22,13 +22,22 @@ pub struct TestFederation {
 
 /// Starts a gateway and one node per region code with real mTLS on 127.0.0.1.
 pub async fn start(regions: &[&str]) -> TestFederation {
+    start_with(regions, |_| {}).await
+}
+
+/// Like [`start`], after `adjust` has changed the spec (its folder is already set).
+pub async fn start_with(
+    regions: &[&str],
+    adjust: impl FnOnce(&mut FederationSpec),
+) -> TestFederation {
     tls::install_crypto_provider();
     // The guard lives as long as the test binary, so log lines are never cut off.
     static LOG: std::sync::OnceLock<tongban_runtime::telemetry::LogGuard> =
         std::sync::OnceLock::new();
     LOG.get_or_init(|| tongban_runtime::telemetry::init("warn"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let spec = FederationSpec::new(dir.path(), regions).expect("spec");
+    let mut spec = FederationSpec::new(dir.path(), regions).expect("spec");
+    adjust(&mut spec);
     let fed = LocalFederation::start(spec)
         .await
         .expect("federation starts");

@@ -774,3 +774,52 @@ async fn a_status_change_made_just_before_a_crash_still_reaches_the_filing_regio
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_take_a_new_catalog_from_the_gateway_and_keep_a_copy() {
+    // The gateway publishes a newer catalog in which one item has a new name.
+    let scratch = tempfile_dir();
+    let mut catalog: serde_json::Value =
+        serde_json::from_str(include_str!("../../catalog/national.json")).unwrap();
+    catalog["version"] = "2099.01-test".into();
+    catalog["items"][0]["name"] = "新生儿出生一件事（测试版）".into();
+    let path = scratch.join("catalog.json");
+    std::fs::write(&path, catalog.to_string()).unwrap();
+    let t = tongban_tests::start_with(&["310000"], |spec| spec.catalog = Some(path)).await;
+
+    let n31 = t.fed.node("31").unwrap();
+    let saved = eventually(WAIT, "catalog copy saved", || async {
+        n31.store.setting("catalog").await.unwrap()
+    })
+    .await;
+    let copy = tongban_proto::v1::GetCatalogResponse::decode(saved.as_slice()).unwrap();
+    assert_eq!(copy.version, "2099.01-test");
+    // The portal and the pre-review use the new version.
+    let listed = eventually(WAIT, "portal on the new catalog", || async {
+        let r = n31
+            .portal
+            .send("GET", "/v1/catalog", bytes::Bytes::new())
+            .await
+            .ok()?;
+        (r.body["version"] == "2099.01-test").then_some(r)
+    })
+    .await;
+    assert_eq!(
+        listed.body["items"][0]["name"],
+        "新生儿出生一件事（测试版）"
+    );
+    t.shutdown().await;
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "tongban-catalog-test-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
