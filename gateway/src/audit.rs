@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use tongban_proto::metadata;
+use tongban_runtime::trace_context::TraceParent;
 
 /// The request metadata the audit trail keeps, taken before the request is forwarded
 /// (cheap reference-counted copies, not the whole header map).
@@ -13,6 +14,7 @@ use tongban_proto::metadata;
 pub struct AuditKeys {
     one_thing: Option<HeaderValue>,
     idempotency_key: Option<HeaderValue>,
+    traceparent: Option<HeaderValue>,
 }
 
 impl AuditKeys {
@@ -20,8 +22,16 @@ impl AuditKeys {
         Self {
             one_thing: headers.get(metadata::ONE_THING).cloned(),
             idempotency_key: headers.get(metadata::IDEMPOTENCY_KEY).cloned(),
+            traceparent: headers.get(metadata::TRACEPARENT).cloned(),
         }
     }
+}
+
+/// The trace id of a well-formed `traceparent`, else empty.
+fn trace_id(v: &Option<HeaderValue>) -> String {
+    TraceParent::parse(text(v))
+        .map(|t| t.trace_id_hex())
+        .unwrap_or_default()
 }
 
 fn text(v: &Option<HeaderValue>) -> &str {
@@ -49,6 +59,7 @@ pub enum Outcome<'a> {
 /// Writes one audit event.
 pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
     let elapsed_us = rec.elapsed.as_micros() as u64;
+    let trace_id = trace_id(&keys.traceparent);
     match rec.outcome {
         Outcome::Relayed { grpc_status } => tracing::info!(
             target: "tongban::audit",
@@ -57,6 +68,7 @@ pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
             target_region = rec.target.unwrap_or(""),
             one_thing = text(&keys.one_thing),
             idempotency_key = text(&keys.idempotency_key),
+            trace_id,
             grpc_status = grpc_status.unwrap_or("missing"),
             elapsed_us,
             "relayed"
@@ -68,6 +80,7 @@ pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
             target_region = rec.target.unwrap_or(""),
             one_thing = text(&keys.one_thing),
             idempotency_key = text(&keys.idempotency_key),
+            trace_id,
             code = ?code,
             message,
             elapsed_us,

@@ -17,7 +17,7 @@ use tongban_proto::{
         PushStatusResponse, QueryStatusRequest, QueryStatusResponse, node_server,
     },
 };
-use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo};
+use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo, trace_context::TraceParent};
 use tonic::{Request, Response, Status};
 
 use crate::{context::NodeContext, error::NodeError};
@@ -65,6 +65,14 @@ impl FederationService {
                 NodeError::invalid(metadata::IDEMPOTENCY_KEY, "required, 1 to 128 characters")
             })?
             .to_owned();
+        // The trace the origin opened for this case (empty if none or malformed).
+        let trace_id = request
+            .metadata()
+            .get(metadata::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse)
+            .map(|t| t.trace_id_hex())
+            .unwrap_or_default();
         let application = request
             .into_inner()
             .application
@@ -169,6 +177,7 @@ impl FederationService {
                 key,
                 application.case_number.clone(),
                 payload_sha256,
+                trace_id.clone(),
                 DeliverApplicationResponse {
                     duplicate: false,
                     ..response.clone()
@@ -180,6 +189,7 @@ impl FederationService {
             case = %application.case_number,
             origin = %claimed_origin,
             created = submitted.created,
+            %trace_id,
             "delivery accepted"
         );
         Ok(response)

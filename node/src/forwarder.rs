@@ -16,6 +16,7 @@ use tongban_runtime::shutdown::ShutdownSignal;
 use tonic::Code;
 
 use tongban_proto::resident_id::ResidentId;
+use tongban_runtime::trace_context::TraceParent;
 
 use crate::{
     config::OutboxConfig,
@@ -136,6 +137,7 @@ impl Forwarder {
             target_region: &entry.target_region,
             one_thing: &entry.one_thing_id,
             idempotency_key: Some(&entry.idempotency_key),
+            trace: Some(TraceParent::for_case(&entry.case_number)),
         };
         let result = match entry.kind {
             OutboxKind::Deliver => {

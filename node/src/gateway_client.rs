@@ -10,6 +10,7 @@ use tongban_proto::{
         QueryStatusResponse, catalog_client::CatalogClient, gateway_client::GatewayClient as Grpc,
     },
 };
+use tongban_runtime::trace_context::TraceParent;
 use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
 
 /// Routing facts of one call.
@@ -18,6 +19,8 @@ pub struct CallMeta<'a> {
     pub target_region: &'a str,
     pub one_thing: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// W3C trace context of the call (one trace per case).
+    pub trace: Option<TraceParent>,
 }
 
 /// Calls to the gateway on behalf of this node's region.
@@ -49,6 +52,12 @@ impl GatewayClient {
             metadata::ONE_THING,
             ascii(meta.one_thing, metadata::ONE_THING)?,
         );
+        if let Some(trace) = &meta.trace {
+            md.insert(
+                metadata::TRACEPARENT,
+                ascii(&trace.to_string(), metadata::TRACEPARENT)?,
+            );
+        }
         if let Some(key) = meta.idempotency_key {
             md.insert(
                 metadata::IDEMPOTENCY_KEY,

@@ -21,6 +21,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 use tongban_proto::{region::RegionPrefix, v1::QueryStatusRequest};
+use tongban_runtime::trace_context::TraceParent;
 
 use crate::{
     gateway_client::{CallMeta, GatewayClient},
@@ -170,6 +171,7 @@ async fn application_status(
             target_region: &record.target_region,
             one_thing: &record.one_thing_id,
             idempotency_key: None,
+            trace: Some(TraceParent::for_case(&case_number)),
         };
         let live = tokio::time::timeout(
             Duration::from_secs(2),

@@ -139,6 +139,7 @@ CREATE TABLE IF NOT EXISTS inbound (
     idempotency_key TEXT NOT NULL,
     case_number     TEXT NOT NULL,
     payload_sha256  TEXT NOT NULL,
+    trace_id        TEXT NOT NULL,
     response        BLOB NOT NULL,
     received_ms     INTEGER NOT NULL,
     PRIMARY KEY (origin_prefix, idempotency_key)
@@ -646,26 +647,30 @@ impl Store {
             .await
     }
 
-    /// Remembers the answer to a delivery; the first answer for a key wins.
+    /// Remembers the answer to a delivery, with the trace it came in; the first answer
+    /// for a key wins.
+    #[allow(clippy::too_many_arguments)]
     pub async fn remember_inbound(
         &self,
         origin_prefix: String,
         key: String,
         case_number: String,
         payload_sha256: String,
+        trace_id: String,
         response: Vec<u8>,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 conn.execute(
                     "INSERT OR IGNORE INTO inbound (origin_prefix, idempotency_key, case_number,
-                        payload_sha256, response, received_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        payload_sha256, trace_id, response, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
                         origin_prefix,
                         key,
                         case_number,
                         payload_sha256,
+                        trace_id,
                         response,
                         now_ms()
                     ],

@@ -6,7 +6,7 @@
 //! - [`pki`]: development PKI (federation CA and leaf certificates) with rcgen.
 //! - [`config`]: typed config loading with errors that name the field.
 //! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
-//! - [`telemetry`]: tracing subscriber set-up.
+//! - [`telemetry`]: tracing subscriber set-up; [`trace_context`]: W3C `traceparent`.
 
 pub mod config;
 pub mod identity;
@@ -15,3 +15,4 @@ pub mod pki;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod trace_context;

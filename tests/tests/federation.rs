@@ -169,22 +169,30 @@ async fn a_redelivered_idempotency_key_creates_nothing_new() {
     assert!(answer.duplicate);
     assert_eq!(platform_case_count(&t, "44", &case).await, 1);
 
-    // 44 remembered the first key once, with 31 as its origin.
+    // 44 remembered the first key once, with 31 as its origin and the case's trace.
     let db = t.dir.path().join("node-44.db");
     let (k, c) = (key.clone(), case.clone());
-    let rows: i64 = tokio::task::spawn_blocking(move || {
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .query_row(
-                "SELECT COUNT(*) FROM inbound WHERE origin_prefix = '31' AND idempotency_key = ?1 AND case_number = ?2",
-                [k, c],
-                |r| r.get(0),
+    let traces: Vec<String> = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT trace_id FROM inbound
+                 WHERE origin_prefix = '31' AND idempotency_key = ?1 AND case_number = ?2",
             )
+            .unwrap();
+        stmt.query_map([k, c], |r| r.get(0))
             .unwrap()
+            .map(Result::unwrap)
+            .collect()
     })
     .await
     .unwrap();
-    assert_eq!(rows, 1);
+    let case_trace = tongban_runtime::trace_context::TraceParent::for_case(&case).trace_id_hex();
+    assert_eq!(
+        traces,
+        [case_trace],
+        "one row, carrying the trace 31 opened for the case"
+    );
 
     // The same key, or the same case number, with different content is refused, not
     // taken for a replay.
