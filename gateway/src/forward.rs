@@ -7,12 +7,11 @@
 //! write per frame; that is most of the difference at one call in flight. The gathered
 //! trailers also give the audit trail the call's real `grpc-status`.
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Uri, request::Parts};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, request::Parts};
 use http_body_util::{BodyExt, Full, Limited};
 use tongban_proto::{metadata, region::RegionPrefix};
 use tonic::body::Body;
-use tower::ServiceExt;
 
 use crate::{error::GatewayError, registry::Route};
 
@@ -46,8 +45,6 @@ pub async fn forward(
             }
         })?
         .to_bytes();
-    // The channel fills in scheme and authority of the node it picks.
-    parts.uri = Uri::from_static(node_path);
     // Only the gateway may state the verified origin; drop whatever the caller sent.
     parts.headers.remove(metadata::VERIFIED_ORIGIN);
     let origin = HeaderValue::from_str(caller.as_str()).map_err(|_| {
@@ -68,30 +65,56 @@ pub async fn forward(
         reason,
     };
     let response = route
-        .channel
-        .clone()
-        .oneshot(http::Request::from_parts(
-            parts,
-            Body::new(Full::new(request_body)),
-        ))
+        .pool
+        .call(parts, node_path, request_body)
         .await
         .map_err(|e| unavailable(source_chain(&e)))?;
-    let (parts, body) = response.into_parts();
-    let collected = Limited::new(body, MAX_MESSAGE)
-        .collect()
+    let (parts, mut body) = response.into_parts();
+    let data = read_answer(&mut body)
         .await
         .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
-    let trailers: Option<HeaderMap> = collected.trailers().cloned();
+    let trailers = body
+        .trailers()
+        .await
+        .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
     let grpc_status = trailers
         .as_ref()
         .and_then(|t| t.get("grpc-status"))
         .or_else(|| parts.headers.get("grpc-status"))
         .cloned();
-    let data: Bytes = collected.to_bytes();
     let body = Full::new(data).with_trailers(async move { trailers.map(Ok) });
     Ok(Relayed {
         response: http::Response::from_parts(parts, Body::new(body)),
         grpc_status,
+    })
+}
+
+/// The answer's body, whole (almost always one DATA frame, kept without a copy).
+async fn read_answer(body: &mut h2::RecvStream) -> Result<Bytes, String> {
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        // Hand the window back so the connection keeps flowing for other calls.
+        let _ = body.flow_control().release_capacity(chunk.len());
+        let total = first.as_ref().map_or(0, Bytes::len) + more.len() + chunk.len();
+        if total > MAX_MESSAGE {
+            return Err(format!("answer larger than {MAX_MESSAGE} bytes"));
+        }
+        match &first {
+            None => first = Some(chunk),
+            Some(_) => more.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match first {
+        None => Bytes::new(),
+        Some(first) if more.is_empty() => first,
+        Some(first) => {
+            let mut all = BytesMut::with_capacity(first.len() + more.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&more);
+            all.freeze()
+        }
     })
 }
 

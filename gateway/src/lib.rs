@@ -2,8 +2,8 @@
 //!
 //! A relayed call's life, one module per phase (composed in [`relay`]):
 //! [`authenticate`] (certificate → caller identity) → [`authorize`] (may the caller act
-//! for the origin it claims?) → [`route`] (target region → node channel, longest prefix
-//! wins) → [`forward`] (relay the HTTP/2 stream as bytes) → [`audit`].
+//! for the origin it claims?) → [`route`] (target region → node pool, longest prefix
+//! wins) → [`forward`] (relay the message as bytes over [`upstream`]) → [`audit`].
 //!
 //! [`catalog`] serves the national one-thing catalog; [`server`] assembles the listeners;
 //! [`config`] and [`registry`] are the operator's files; [`error`] chooses every gRPC
@@ -20,6 +20,7 @@ pub mod registry;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod upstream;
 
 pub use config::GatewayConfig;
 pub use server::{Gateway, GatewayListeners};

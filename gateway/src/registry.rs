@@ -1,8 +1,8 @@
 //! The node registry: which node endpoints serve which region prefix.
 //!
 //! Routing takes the longest registered prefix of the target code (6, then 4, then 2
-//! digits), so a province can delegate a city to its own node later. Each route owns one
-//! lazily connected, pooled HTTP/2 channel (balanced when a region has several
+//! digits), so a province can delegate a city to its own node later. Routes to the same
+//! node share one [`NodePool`] (lazily connected HTTP/2, rotated over the node's
 //! endpoints) that is reused by every call.
 
 use std::{collections::HashMap, path::Path, sync::Arc};
@@ -12,9 +12,10 @@ use tongban_proto::region::{RegionCode, RegionPrefix};
 use tongban_runtime::{
     config::{self, ConfigError},
     identity::PeerIdentity,
-    tls::{self, ClientSettings, TlsFiles},
+    tls::{ClientSettings, TlsFiles},
 };
-use tonic::transport::Channel;
+
+use crate::upstream::{NodePool, UpstreamError};
 
 /// The registry file (TOML).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -47,7 +48,7 @@ pub struct Route {
     pub default_deadline: http::HeaderValue,
     pub identity: PeerIdentity,
     pub endpoints: Vec<String>,
-    pub channel: Channel,
+    pub pool: Arc<NodePool>,
 }
 
 /// A `grpc-timeout` value (milliseconds, at most 8 digits as the protocol requires).
@@ -84,7 +85,10 @@ impl Registry {
         let mut routes = HashMap::with_capacity(file.regions.len());
         // One connection pool per node, however many prefixes route to it: a province
         // that registers every county code must not open thousands of pools.
-        let mut pools: HashMap<(Vec<String>, String), Channel> = HashMap::new();
+        let mut pools: HashMap<(Vec<String>, String), Arc<NodePool>> = HashMap::new();
+        let tls_config = tls_files
+            .client_rustls_config()
+            .map_err(|e| ConfigError::field(origin, "tls", e))?;
         for (i, entry) in file.regions.iter().enumerate() {
             let field = |name: &str| format!("region[{i}].{name}");
             let prefix = RegionPrefix::parse(&entry.prefix)
@@ -111,30 +115,27 @@ impl Registry {
                 ));
             }
             let pool_key = (entry.endpoints.clone(), identity.dns_name());
-            let channel = match pools.get(&pool_key) {
-                Some(channel) => channel.clone(),
+            let pool = match pools.get(&pool_key) {
+                Some(pool) => pool.clone(),
                 None => {
-                    let tls_config = tls_files
-                        .client_config(&identity.dns_name())
-                        .map_err(|e| ConfigError::field(origin, "tls", e))?;
-                    let mut endpoints = Vec::with_capacity(entry.endpoints.len());
-                    for (j, url) in entry.endpoints.iter().enumerate() {
-                        endpoints.push(tls::endpoint(url, tls_config.clone(), settings).map_err(
-                            |e| {
-                                ConfigError::field(
-                                    origin,
-                                    &format!("region[{i}].endpoints[{j}]"),
-                                    e,
-                                )
-                            },
-                        )?);
-                    }
-                    let channel = match endpoints.len() {
-                        1 => endpoints.remove(0).connect_lazy(),
-                        _ => Channel::balance_list(endpoints.into_iter()),
-                    };
-                    pools.insert(pool_key, channel.clone());
-                    channel
+                    let pool = NodePool::new(
+                        &entry.endpoints,
+                        tls_config.clone(),
+                        &identity.dns_name(),
+                        settings,
+                    )
+                    .map_err(|e| {
+                        let name = match &e {
+                            UpstreamError::BadEndpoint { index, .. } => {
+                                format!("endpoints[{index}]")
+                            }
+                            _ => "identity".to_owned(),
+                        };
+                        ConfigError::field(origin, &field(&name), e)
+                    })?;
+                    let pool = Arc::new(pool);
+                    pools.insert(pool_key, pool.clone());
+                    pool
                 }
             };
             let route = Route {
@@ -142,7 +143,7 @@ impl Registry {
                 default_deadline: grpc_timeout(settings.request_timeout),
                 identity,
                 endpoints: entry.endpoints.clone(),
-                channel,
+                pool,
             };
             if routes
                 .insert(prefix.as_str().to_owned(), Arc::new(route))
@@ -183,7 +184,7 @@ mod tests {
     use tongban_runtime::pki::{self, DevCa};
 
     fn tls_files() -> TlsFiles {
-        tls::install_crypto_provider();
+        tongban_runtime::tls::install_crypto_provider();
         // A folder per call: tests run in parallel and must not mix keys.
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rustls::{
-    RootCertStore, ServerConfig,
+    ClientConfig, RootCertStore, ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     server::WebPkiClientVerifier,
 };
@@ -72,6 +72,32 @@ impl TlsFiles {
     /// The server side: TLS 1.3 only, HTTP/2 only, client certificate required and
     /// verified against the federation CA.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = WebPkiClientVerifier::builder(Arc::new(self.roots()?))
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let (chain, key) = self.own_identity()?;
+        let mut config = ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.cert.display())))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// The client side for callers that drive rustls themselves (the gateway's upstream
+    /// pool): TLS 1.3 only, HTTP/2 only, the server verified against the federation CA
+    /// (its DNS name is checked per connection), our certificate presented.
+    pub fn client_rustls_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let (chain, key) = self.own_identity()?;
+        let mut config = ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.cert.display())))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
         let mut roots = RootCertStore::empty();
         for ca in Self::certs(&self.ca)? {
             roots.add(ca).map_err(|e| TlsError::Pem {
@@ -79,21 +105,19 @@ impl TlsFiles {
                 reason: e.to_string(),
             })?;
         }
-        let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(roots)
+    }
+
+    fn own_identity(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let chain = Self::certs(&self.cert)?;
         let key_pem = Self::read(&self.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
             path: self.key.clone(),
             reason: e.to_string(),
         })?;
-        let mut config = ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| TlsError::Config(format!("{}: {e}", self.cert.display())))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Arc::new(config))
+        Ok((chain, key))
     }
 
     /// The client side for tonic: verify the server against the federation CA and the
@@ -124,6 +148,9 @@ pub struct ClientSettings {
     /// HTTP/2 keep-alive ping interval on idle connections.
     #[serde(with = "humantime_serde")]
     pub keepalive_interval: Duration,
+    /// How long a keep-alive ping may go unanswered before the connection is dropped.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
     /// Deadline for a single call unless the caller sets a shorter `grpc-timeout`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -134,6 +161,7 @@ impl Default for ClientSettings {
         Self {
             connect_timeout: Duration::from_secs(3),
             keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -166,6 +194,7 @@ pub fn endpoint(
         .map(|ep| {
             ep.connect_timeout(settings.connect_timeout)
                 .http2_keep_alive_interval(settings.keepalive_interval)
+                .keep_alive_timeout(settings.keepalive_timeout)
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true)
                 // Windows large enough that a multi-call connection carrying 64 KiB

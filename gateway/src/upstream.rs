@@ -1,0 +1,404 @@
+//! Connections to nodes: one mTLS HTTP/2 connection per node endpoint, opened on first
+//! use, kept alive with pings, reopened after it fails, shared by every call and every
+//! region prefix that routes to the node.
+//!
+//! Built on `h2` directly rather than tonic's `Channel`, deliberately: the channel sends
+//! each call through a tower `Buffer` (a hop to its worker task and a wake-up per call),
+//! and hyper's client pipes a request body from a task of its own, so HEADERS and DATA
+//! leave in two writes. A relayed unary call has its whole body in hand; here it is
+//! queued as HEADERS + DATA at once and the connection task writes both in one go. No
+//! task is spawned per call; one per connection drives it.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use h2::{
+    Ping,
+    client::{self, SendRequest},
+};
+use http::{
+    Request, Response, Uri,
+    request::Parts,
+    uri::{Authority, PathAndQuery, Scheme},
+};
+use rustls::{ClientConfig, pki_types::ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tongban_runtime::tls::{CONNECTION_WINDOW, ClientSettings, STREAM_WINDOW};
+
+/// After a failed connection attempt, calls to that endpoint fail at once (instead of
+/// each waiting out a connect timeout) for this long; then the next call tries again.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Why a call could not be relayed to the node.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("endpoint {url:?}: {reason}")]
+    BadEndpoint {
+        /// Position in the list the pool was built from.
+        index: usize,
+        url: String,
+        reason: String,
+    },
+    #[error("server name {name:?}: {reason}")]
+    BadServerName { name: String, reason: String },
+    #[error("connecting to {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("{last_error} (backing off before the next attempt)")]
+    BackingOff { last_error: String },
+    #[error("{endpoint}: {source}")]
+    Http2 {
+        endpoint: String,
+        #[source]
+        source: h2::Error,
+    },
+}
+
+/// The endpoints of one node and their connections; calls rotate over the endpoints
+/// that are not backing off.
+pub struct NodePool {
+    endpoints: Box<[Arc<Endpoint>]>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for NodePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.endpoints.iter().map(|e| &e.url))
+            .finish()
+    }
+}
+
+/// How every connection of a pool is opened.
+struct Connector {
+    tls: TlsConnector,
+    server_name: ServerName<'static>,
+    settings: ClientSettings,
+}
+
+struct Endpoint {
+    url: String,
+    host: String,
+    port: u16,
+    authority: Authority,
+    connector: Arc<Connector>,
+    state: Mutex<EndpointState>,
+    /// Held while a connection is being opened, so concurrent calls share one attempt.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct EndpointState {
+    live: Option<(u64, SendRequest<Bytes>)>,
+    generation: u64,
+    failed: Option<(Instant, String)>,
+}
+
+impl NodePool {
+    /// A pool for `urls` (`https://host:port`), verifying the node as `server_dns_name`.
+    /// Nothing connects until the first call.
+    pub fn new(
+        urls: &[String],
+        tls: Arc<ClientConfig>,
+        server_dns_name: &str,
+        settings: &ClientSettings,
+    ) -> Result<Self, UpstreamError> {
+        let server_name = ServerName::try_from(server_dns_name.to_owned()).map_err(|e| {
+            UpstreamError::BadServerName {
+                name: server_dns_name.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+        let connector = Arc::new(Connector {
+            tls: TlsConnector::from(tls),
+            server_name,
+            settings: settings.clone(),
+        });
+        let endpoints = urls
+            .iter()
+            .enumerate()
+            .map(|(index, url)| {
+                Endpoint::parse(url, connector.clone())
+                    .map(Arc::new)
+                    .map_err(|reason| UpstreamError::BadEndpoint {
+                        index,
+                        url: url.clone(),
+                        reason,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(UpstreamError::BadEndpoint {
+                index: 0,
+                url: String::new(),
+                reason: "at least one endpoint is required".into(),
+            });
+        }
+        Ok(Self {
+            endpoints: endpoints.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sends a unary call (`parts` with its whole `body`) to `path` on the node and
+    /// returns the node's answer as it arrives (headers now, body and trailers to read).
+    pub async fn call(
+        &self,
+        mut parts: Parts,
+        path: &'static str,
+        body: Bytes,
+    ) -> Result<Response<h2::RecvStream>, UpstreamError> {
+        let endpoint = self.pick();
+        parts.uri = endpoint.uri(path);
+        let http2 = |source| UpstreamError::Http2 {
+            endpoint: endpoint.url.clone(),
+            source,
+        };
+        // A connection found dead before the call is written is replaced once; errors
+        // after that are the caller's to see (the call may have reached the node).
+        let mut retried = false;
+        let mut sender = loop {
+            let (generation, sender) = endpoint.sender().await?;
+            match sender.ready().await {
+                Ok(sender) => break (generation, sender),
+                Err(e) => {
+                    endpoint.forget(generation);
+                    if retried {
+                        return Err(http2(e));
+                    }
+                    retried = true;
+                }
+            }
+        };
+        let request = Request::from_parts(parts, ());
+        let (response, mut stream) =
+            sender
+                .1
+                .send_request(request, body.is_empty())
+                .map_err(|e| {
+                    endpoint.forget(sender.0);
+                    http2(e)
+                })?;
+        if !body.is_empty() {
+            // Queued without waiting for capacity: the windows are large and h2 assigns
+            // capacity at once, so HEADERS and DATA leave in the same write.
+            stream.send_data(body, true).map_err(http2)?;
+        }
+        response.await.map_err(http2)
+    }
+
+    /// The next endpoint in rotation that is not backing off (or the next one, if all
+    /// are: its error is then reported at once).
+    fn pick(&self) -> &Arc<Endpoint> {
+        let n = self.endpoints.len();
+        let start = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| !e.backing_off())
+            .unwrap_or(&self.endpoints[start])
+    }
+}
+
+impl Endpoint {
+    fn parse(url: &str, connector: Arc<Connector>) -> Result<Self, String> {
+        let bad = |reason: &str| reason.to_owned();
+        let uri: Uri = url.parse().map_err(|_| bad("not a URI"))?;
+        if uri.scheme() != Some(&Scheme::HTTPS) {
+            return Err(bad(
+                "must use https:// (federation traffic is never plaintext)",
+            ));
+        }
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(bad("must not have a path"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(443);
+        Ok(Self {
+            url: url.to_owned(),
+            host,
+            port,
+            authority,
+            connector,
+            state: Mutex::new(EndpointState::default()),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn uri(&self, path: &'static str) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTPS);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_static(path));
+        // Scheme, authority and an absolute path are all present, so this cannot fail;
+        // fall back to the bare path rather than panic.
+        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static(path))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, EndpointState> {
+        // The state is a few plain fields, valid even if a holder panicked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn backing_off(&self) -> bool {
+        let state = self.lock();
+        state.live.is_none()
+            && state
+                .failed
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < RECONNECT_BACKOFF)
+    }
+
+    /// The live connection, opening one if there is none.
+    async fn sender(self: &Arc<Self>) -> Result<(u64, SendRequest<Bytes>), UpstreamError> {
+        if let Some(live) = self.live_or_backoff()? {
+            return Ok(live);
+        }
+        let _connecting = self.connecting.lock().await;
+        // Someone else may have connected (or failed) while we waited.
+        if let Some(live) = self.live_or_backoff()? {
+            return Ok(live);
+        }
+        match self.connect().await {
+            Ok((sender, connection)) => {
+                let mut state = self.lock();
+                state.generation += 1;
+                let generation = state.generation;
+                state.live = Some((generation, sender.clone()));
+                state.failed = None;
+                drop(state);
+                let settings = &self.connector.settings;
+                tokio::spawn(drive(
+                    connection,
+                    Arc::downgrade(self),
+                    generation,
+                    settings.keepalive_interval,
+                    settings.keepalive_timeout,
+                ));
+                Ok((generation, sender))
+            }
+            Err(e) => {
+                self.lock().failed = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn live_or_backoff(&self) -> Result<Option<(u64, SendRequest<Bytes>)>, UpstreamError> {
+        let state = self.lock();
+        if let Some((generation, sender)) = &state.live {
+            return Ok(Some((*generation, sender.clone())));
+        }
+        match &state.failed {
+            Some((at, reason)) if at.elapsed() < RECONNECT_BACKOFF => {
+                Err(UpstreamError::BackingOff {
+                    last_error: reason.clone(),
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Drops connection `generation` if it is still the live one.
+    fn forget(&self, generation: u64) {
+        let mut state = self.lock();
+        if state.live.as_ref().is_some_and(|(g, _)| *g == generation) {
+            state.live = None;
+        }
+    }
+
+    async fn connect(&self) -> Result<(SendRequest<Bytes>, Connection), UpstreamError> {
+        let connector = &self.connector;
+        let fail = |reason: String| UpstreamError::Connect {
+            endpoint: self.url.clone(),
+            reason,
+        };
+        let opened = tokio::time::timeout(connector.settings.connect_timeout, async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| fail(format!("tcp: {e}")))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| fail(format!("tcp: {e}")))?;
+            let peer: Option<SocketAddr> = tcp.peer_addr().ok();
+            let tls = connector
+                .tls
+                .connect(connector.server_name.clone(), tcp)
+                .await
+                .map_err(|e| fail(format!("tls: {e}")))?;
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(fail("the node did not agree to HTTP/2 (ALPN h2)".into()));
+            }
+            let (sender, connection) = client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .enable_push(false)
+                .handshake::<_, Bytes>(tls)
+                .await
+                .map_err(|e| fail(format!("http/2: {e}")))?;
+            Ok((sender, connection, peer))
+        })
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "timed out after {:?}",
+                connector.settings.connect_timeout
+            ))
+        })??;
+        let (sender, connection, peer) = opened;
+        tracing::debug!(endpoint = %self.url, peer = ?peer, "connected to node");
+        Ok((sender, connection))
+    }
+}
+
+type Connection = client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>;
+
+/// Runs one connection until it closes or stops answering keep-alive pings, then
+/// retires it so the next call opens a fresh one.
+async fn drive(
+    mut connection: Connection,
+    endpoint: Weak<Endpoint>,
+    generation: u64,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let mut pings = connection.ping_pong();
+    let keepalive = async {
+        let Some(pings) = pings.as_mut() else {
+            return std::future::pending::<String>().await;
+        };
+        loop {
+            tokio::time::sleep(interval).await;
+            match tokio::time::timeout(timeout, pings.ping(Ping::opaque())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
+                Err(_) => return format!("no keep-alive answer within {timeout:?}"),
+            }
+        }
+    };
+    let reason = tokio::select! {
+        ended = &mut connection => match ended {
+            Ok(()) => "closed".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        reason = keepalive => reason,
+    };
+    if let Some(endpoint) = endpoint.upgrade() {
+        tracing::info!(endpoint = %endpoint.url, %reason, "connection to node ended");
+        endpoint.forget(generation);
+    }
+}
