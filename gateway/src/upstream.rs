@@ -155,37 +155,18 @@ impl NodePool {
         path: &'static str,
         body: Bytes,
     ) -> Result<Response<h2::RecvStream>, UpstreamError> {
-        let endpoint = self.pick();
+        let (endpoint, (generation, mut sender)) = self.ready_sender().await?;
         parts.uri = endpoint.uri(path);
         let http2 = |source| UpstreamError::Http2 {
             endpoint: endpoint.url.clone(),
             source,
         };
-        // A connection found dead before the call is written is replaced once; errors
-        // after that are the caller's to see (the call may have reached the node).
-        let mut retried = false;
-        let mut sender = loop {
-            let (generation, sender) = endpoint.sender().await?;
-            match sender.ready().await {
-                Ok(sender) => break (generation, sender),
-                Err(e) => {
-                    endpoint.forget(generation);
-                    if retried {
-                        return Err(http2(e));
-                    }
-                    retried = true;
-                }
-            }
-        };
         let request = Request::from_parts(parts, ());
         let (response, mut stream) =
-            sender
-                .1
-                .send_request(request, body.is_empty())
-                .map_err(|e| {
-                    endpoint.forget(sender.0);
-                    http2(e)
-                })?;
+            sender.send_request(request, body.is_empty()).map_err(|e| {
+                endpoint.forget(generation);
+                http2(e)
+            })?;
         if !body.is_empty() {
             // Queued without waiting for capacity: the windows are large and h2 assigns
             // capacity at once, so HEADERS and DATA leave in the same write.
@@ -194,19 +175,30 @@ impl NodePool {
         response.await.map_err(http2)
     }
 
-    /// The next endpoint in rotation that is not backing off (or the next one, if all
-    /// are: its error is then reported at once).
-    fn pick(&self) -> &Arc<Endpoint> {
+    /// A connection ready for a new call, from the endpoints in rotation. An endpoint
+    /// that cannot be reached is skipped for the next: nothing has been sent yet, so
+    /// trying another is safe. The last error is returned if none can be reached.
+    async fn ready_sender(&self) -> Result<(&Endpoint, (u64, SendRequest<Bytes>)), UpstreamError> {
         let n = self.endpoints.len();
         let start = if n == 1 {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % n
         };
-        (0..n)
-            .map(|i| &self.endpoints[(start + i) % n])
-            .find(|e| !e.backing_off())
-            .unwrap_or(&self.endpoints[start])
+        let mut error = None;
+        for i in 0..n {
+            let endpoint = &self.endpoints[(start + i) % n];
+            match endpoint.ready_sender().await {
+                Ok(sender) => return Ok((endpoint, sender)),
+                Err(e) => error = Some(e),
+            }
+        }
+        // The pool is never empty (checked in `new`), so an error was recorded.
+        Err(error.unwrap_or(UpstreamError::BadEndpoint {
+            index: 0,
+            url: String::new(),
+            reason: "no endpoints".into(),
+        }))
     }
 }
 
@@ -255,13 +247,26 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn backing_off(&self) -> bool {
-        let state = self.lock();
-        state.live.is_none()
-            && state
-                .failed
-                .as_ref()
-                .is_some_and(|(at, _)| at.elapsed() < RECONNECT_BACKOFF)
+    /// A live connection with room for one more stream. A connection found dead here
+    /// (before anything is written) is replaced once.
+    async fn ready_sender(self: &Arc<Self>) -> Result<(u64, SendRequest<Bytes>), UpstreamError> {
+        let mut retried = false;
+        loop {
+            let (generation, sender) = self.sender().await?;
+            match sender.ready().await {
+                Ok(sender) => return Ok((generation, sender)),
+                Err(source) => {
+                    self.forget(generation);
+                    if retried {
+                        return Err(UpstreamError::Http2 {
+                            endpoint: self.url.clone(),
+                            source,
+                        });
+                    }
+                    retried = true;
+                }
+            }
+        }
     }
 
     /// The live connection, opening one if there is none.
