@@ -1,6 +1,9 @@
 //! The gateway's connection pool to nodes, driven directly against real nodes: endpoint
 //! failover, and reconnection after a node restarts.
 
+// Test helpers may panic: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use bytes::Bytes;
