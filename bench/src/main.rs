@@ -187,10 +187,22 @@ fn spawn_gateway(
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;
+    let gateway = bin_dir()?.join("tongban-gateway");
+    let config_arg = path.to_str().context("utf-8 path")?;
+    // TONGBAN_BENCH_GATEWAY_WRAPPER runs the gateway under a tool, for instruction counts
+    // that do not depend on the machine's noise, e.g.
+    // "valgrind --tool=callgrind --callgrind-out-file=/tmp/gw.callgrind".
+    let wrapper = std::env::var("TONGBAN_BENCH_GATEWAY_WRAPPER").unwrap_or_default();
+    let mut command: Vec<&str> = wrapper.split_whitespace().collect();
+    command.extend([
+        gateway.to_str().context("utf-8 path")?,
+        "--config",
+        config_arg,
+    ]);
     let proc = Proc::spawn(
         name,
-        &bin_dir()?.join("tongban-gateway"),
-        &["--config", path.to_str().context("utf-8 path")?],
+        Path::new(command[0]),
+        &command[1..],
         // The audit trail stays on: it is part of what the gateway does per call.
         &[("RUST_LOG", gateway_log.as_str())],
         &dir.join(format!("{name}.log")),

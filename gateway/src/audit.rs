@@ -1,12 +1,13 @@
-//! Phase 5: the audit trail of relayed calls. One structured event per call on the
-//! `tongban::audit` target, so operators can route it to its own sink with a filter.
+//! Phase 5: the audit trail of relayed calls. One event per call on the `tongban::audit`
+//! target (so operators can route it to its own sink with a filter) whose message is a
+//! JSON object.
 //! It names parties and keys, never application content or personal data.
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use tongban_proto::metadata;
-use tongban_runtime::trace_context::TraceParent;
+use tongban_runtime::{telemetry::AUDIT_TARGET, trace_context::TraceParent};
 
 /// The request metadata the audit trail keeps, taken before the request is forwarded
 /// (cheap reference-counted copies, not the whole header map).
@@ -56,35 +57,120 @@ pub enum Outcome<'a> {
     Refused { code: tonic::Code, message: &'a str },
 }
 
-/// Writes one audit event.
-pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
-    let elapsed_us = rec.elapsed.as_micros() as u64;
+/// One audit line: a JSON object, so the trail can be ingested as it is and a caller's
+/// header value can never pass for a field (serde_json escapes it).
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    audit: &'static str,
+    method: &'a str,
+    caller: &'a str,
+    target_region: &'a str,
+    one_thing: &'a str,
+    idempotency_key: &'a str,
+    trace_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    elapsed_us: u64,
+}
+
+/// The audit line for one call.
+fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
     let trace_id = trace_id(&keys.traceparent);
+    let (audit, grpc_status, code, message) = match rec.outcome {
+        Outcome::Relayed { grpc_status } => (
+            "relayed",
+            Some(grpc_status.unwrap_or("missing")),
+            None,
+            None,
+        ),
+        Outcome::Refused { code, message } => ("refused", None, Some(code as i32), Some(message)),
+    };
+    let line = Line {
+        audit,
+        method: rec.method,
+        caller: rec.caller.unwrap_or(""),
+        target_region: rec.target.unwrap_or(""),
+        one_thing: text(&keys.one_thing),
+        idempotency_key: text(&keys.idempotency_key),
+        trace_id: &trace_id,
+        grpc_status,
+        code,
+        message,
+        elapsed_us: rec.elapsed.as_micros().try_into().unwrap_or(u64::MAX),
+    };
+    // Serializing plain strings and integers into a String cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Writes one audit event. The line is formatted here, once, as JSON; the log formatter
+/// writes it verbatim (see `tongban_runtime::telemetry`).
+pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
+    let line = line(keys, rec);
+    let line = line.as_str();
     match rec.outcome {
-        Outcome::Relayed { grpc_status } => tracing::info!(
-            target: "tongban::audit",
-            method = rec.method,
-            caller = rec.caller.unwrap_or(""),
-            target_region = rec.target.unwrap_or(""),
-            one_thing = text(&keys.one_thing),
-            idempotency_key = text(&keys.idempotency_key),
-            trace_id,
-            grpc_status = grpc_status.unwrap_or("missing"),
-            elapsed_us,
-            "relayed"
-        ),
-        Outcome::Refused { code, message } => tracing::warn!(
-            target: "tongban::audit",
-            method = rec.method,
-            caller = rec.caller.unwrap_or(""),
-            target_region = rec.target.unwrap_or(""),
-            one_thing = text(&keys.one_thing),
-            idempotency_key = text(&keys.idempotency_key),
-            trace_id,
-            code = ?code,
-            message,
-            elapsed_us,
-            "refused"
-        ),
+        Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line),
+        Outcome::Refused { .. } => tracing::warn!(target: AUDIT_TARGET, audit = line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_json_and_escape_caller_values() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            metadata::IDEMPOTENCY_KEY,
+            HeaderValue::from_static(r#"k" ,"caller":"11"#),
+        );
+        headers.insert(
+            metadata::TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let keys = AuditKeys::from_headers(&headers);
+        let relayed = line(
+            &keys,
+            &AuditRecord {
+                method: "DeliverApplication",
+                caller: Some("31"),
+                target: Some("440305"),
+                outcome: Outcome::Relayed {
+                    grpc_status: Some("0"),
+                },
+                elapsed: Duration::from_micros(250),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&relayed).unwrap();
+        assert_eq!(v["audit"], "relayed");
+        assert_eq!(v["caller"], "31", "{relayed}");
+        assert_eq!(v["idempotency_key"], r#"k" ,"caller":"11"#);
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["grpc_status"], "0");
+        assert_eq!(v["elapsed_us"], 250);
+        assert!(v.get("code").is_none());
+
+        let refused = line(
+            &AuditKeys::default(),
+            &AuditRecord {
+                method: "DeliverApplication",
+                caller: Some("31"),
+                target: None,
+                outcome: Outcome::Refused {
+                    code: tonic::Code::PermissionDenied,
+                    message: "origin 44 is outside the caller's region",
+                },
+                elapsed: Duration::from_micros(20),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&refused).unwrap();
+        assert_eq!(v["audit"], "refused");
+        assert_eq!(v["code"], tonic::Code::PermissionDenied as i32);
+        assert_eq!(v["target_region"], "");
+        assert_eq!(v["trace_id"], "");
     }
 }

@@ -6,10 +6,6 @@ use tonic::{Code, Status};
 /// Who is at fault decides the code and whether the caller may retry.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The connection carries no verified federation identity (should not happen behind
-    /// the mTLS listener; kept as a guard).
-    #[error("no verified client certificate")]
-    Unauthenticated,
     /// The caller's certificate does not allow the call.
     #[error("{0}")]
     PermissionDenied(String),
@@ -37,7 +33,6 @@ impl GatewayError {
     /// The status sent to the caller.
     pub fn to_status(&self) -> Status {
         let code = match self {
-            Self::Unauthenticated => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::InvalidMetadata { .. } => Code::InvalidArgument,
             Self::NoRoute(_) => Code::NotFound,

@@ -8,10 +8,9 @@
 //! trailers also give the audit trail the call's real `grpc-status`.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, request::Parts};
-use http_body_util::{BodyExt, Full, Limited};
+use h2::RecvStream;
+use http::{HeaderMap, HeaderValue, request::Parts};
 use tongban_proto::{metadata, region::RegionPrefix};
-use tonic::body::Body;
 
 use crate::{error::GatewayError, registry::Route};
 
@@ -19,32 +18,45 @@ use crate::{error::GatewayError, registry::Route};
 /// the 5-byte frame header.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024 + 5;
 
-/// The node's answer, whole.
-pub struct Relayed {
-    pub response: http::Response<Body>,
-    /// The call's outcome as the node stated it (trailers, or headers if trailers-only).
-    pub grpc_status: Option<HeaderValue>,
+/// An answer to the caller, whole: response head, message bytes and trailers.
+pub struct Answer {
+    pub head: http::response::Parts,
+    pub data: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Answer {
+    /// The call's outcome as stated (trailers, or headers if trailers-only).
+    pub fn grpc_status(&self) -> Option<&HeaderValue> {
+        self.trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.head.headers.get("grpc-status"))
+    }
+
+    /// A trailers-only answer carrying `status`.
+    pub fn from_status(status: tonic::Status) -> Self {
+        let (head, ()) = status.into_http::<()>().into_parts();
+        Self {
+            head,
+            data: Bytes::new(),
+            trailers: None,
+        }
+    }
 }
 
 /// Sends the call to `route` under `node_path` and returns the node's answer unchanged.
 pub async fn forward(
     route: &Route,
     mut parts: Parts,
-    body: Body,
+    body: &mut RecvStream,
     node_path: &'static str,
     caller: &RegionPrefix,
-) -> Result<Relayed, GatewayError> {
-    let request_body = Limited::new(body, MAX_MESSAGE)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                GatewayError::TooLarge(MAX_MESSAGE)
-            } else {
-                GatewayError::ClientGone(e.to_string())
-            }
-        })?
-        .to_bytes();
+) -> Result<Answer, GatewayError> {
+    let request_body = read_message(body).await.map_err(|e| match e {
+        ReadError::TooLarge => GatewayError::TooLarge(MAX_MESSAGE),
+        ReadError::Broken(e) => GatewayError::ClientGone(e.to_string()),
+    })?;
     // Only the gateway may state the verified origin; drop whatever the caller sent.
     parts.headers.remove(metadata::VERIFIED_ORIGIN);
     let origin = HeaderValue::from_str(caller.as_str()).map_err(|_| {
@@ -69,37 +81,42 @@ pub async fn forward(
         .call(parts, node_path, request_body)
         .await
         .map_err(|e| unavailable(source_chain(&e)))?;
-    let (parts, mut body) = response.into_parts();
-    let data = read_answer(&mut body)
+    let (head, mut body) = response.into_parts();
+    let data = read_message(&mut body)
         .await
         .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
     let trailers = body
         .trailers()
         .await
         .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
-    let grpc_status = trailers
-        .as_ref()
-        .and_then(|t| t.get("grpc-status"))
-        .or_else(|| parts.headers.get("grpc-status"))
-        .cloned();
-    let body = Full::new(data).with_trailers(async move { trailers.map(Ok) });
-    Ok(Relayed {
-        response: http::Response::from_parts(parts, Body::new(body)),
-        grpc_status,
+    Ok(Answer {
+        head,
+        data,
+        trailers,
     })
 }
 
-/// The answer's body, whole (almost always one DATA frame, kept without a copy).
-async fn read_answer(body: &mut h2::RecvStream) -> Result<Bytes, String> {
+/// Why a message could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("message larger than {MAX_MESSAGE} bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Broken(#[from] h2::Error),
+}
+
+/// A stream's DATA, whole (almost always one frame, kept without a copy), up to
+/// [`MAX_MESSAGE`] bytes. Each chunk's window is handed back as it is read, so the
+/// connection keeps flowing for other calls.
+pub async fn read_message(body: &mut RecvStream) -> Result<Bytes, ReadError> {
     let mut first: Option<Bytes> = None;
     let mut more = BytesMut::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        // Hand the window back so the connection keeps flowing for other calls.
+        let chunk = chunk?;
         let _ = body.flow_control().release_capacity(chunk.len());
         let total = first.as_ref().map_or(0, Bytes::len) + more.len() + chunk.len();
         if total > MAX_MESSAGE {
-            return Err(format!("answer larger than {MAX_MESSAGE} bytes"));
+            return Err(ReadError::TooLarge);
         }
         match &first {
             None => first = Some(chunk),

@@ -5,7 +5,9 @@
 //! for the origin it claims?) → [`route`] (target region → node pool, longest prefix
 //! wins) → [`forward`] (relay the message as bytes over [`upstream`]) → [`audit`].
 //!
-//! [`catalog`] serves the national one-thing catalog; [`server`] assembles the listeners;
+//! [`connection`] serves HTTP/2 on each authenticated connection and hands relayed calls
+//! to [`relay`]; [`catalog`] serves the national one-thing catalog; [`server`] assembles
+//! the listeners;
 //! [`config`] and [`registry`] are the operator's files; [`error`] chooses every gRPC
 //! status code the gateway itself produces.
 
@@ -14,6 +16,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod catalog;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod forward;
 pub mod registry;

@@ -1,28 +1,24 @@
 //! The relayed `tongban.federation.v1.Gateway` service: the whole path of a call in one
 //! place — authenticate, authorize, route, forward, audit.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::{sync::Arc, time::Instant};
 
+use h2::RecvStream;
+use http::request::Parts;
 use tongban_proto::region::RegionTable;
-use tonic::{body::Body, server::NamedService};
+use tongban_runtime::identity::PeerIdentity;
 
 use crate::{
     audit::{self, AuditKeys, AuditRecord, Outcome},
     authenticate, authorize,
     error::GatewayError,
-    forward,
+    forward::{self, Answer},
     registry::Registry,
     route,
 };
 
-const SERVICE: &str = "tongban.federation.v1.Gateway";
+/// Path prefix of the relayed methods.
+pub const PATH_PREFIX: &str = "/tongban.federation.v1.Gateway/";
 
 /// Maps a relayed gateway method to the same method on the node service.
 fn node_path(method: &str) -> Option<&'static str> {
@@ -34,54 +30,28 @@ fn node_path(method: &str) -> Option<&'static str> {
     })
 }
 
-/// The relay as a tower service that tonic routes `/tongban.federation.v1.Gateway/*` to.
-#[derive(Clone)]
+/// Relays calls to nodes; shared by every connection.
 pub struct Relay {
-    inner: Arc<RelayState>,
-}
-
-struct RelayState {
     registry: Arc<Registry>,
     regions: &'static RegionTable,
 }
 
 impl Relay {
     pub fn new(registry: Arc<Registry>, regions: &'static RegionTable) -> Self {
-        Self {
-            inner: Arc::new(RelayState { registry, regions }),
-        }
-    }
-}
-
-impl NamedService for Relay {
-    const NAME: &'static str = SERVICE;
-}
-
-impl tower::Service<http::Request<Body>> for Relay {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+        Self { registry, regions }
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let state = self.inner.clone();
-        Box::pin(async move { Ok(state.relay(req).await) })
-    }
-}
-
-impl RelayState {
-    async fn relay(&self, req: http::Request<Body>) -> http::Response<Body> {
+    /// Relays one call (`parts` and its request `body`) from the peer `identity` and
+    /// returns the answer for the caller: the node's, or the gateway's own refusal.
+    pub async fn relay(
+        &self,
+        parts: Parts,
+        body: &mut RecvStream,
+        identity: &PeerIdentity,
+    ) -> Answer {
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
-        let method = parts
-            .uri
-            .path()
-            .strip_prefix("/tongban.federation.v1.Gateway/")
-            .unwrap_or(parts.uri.path())
-            .to_owned();
+        let path = parts.uri.path();
+        let method = path.strip_prefix(PATH_PREFIX).unwrap_or(path).to_owned();
         let keys = AuditKeys::from_headers(&parts.headers);
         let mut caller_text = None;
         let mut target_text = None;
@@ -89,7 +59,7 @@ impl RelayState {
         let result = async {
             let node_path =
                 node_path(&method).ok_or_else(|| GatewayError::UnknownMethod(method.clone()))?;
-            let caller = *authenticate::calling_region(&parts.extensions)?;
+            let caller = authenticate::calling_region(identity)?;
             caller_text = Some(caller.to_string());
             authorize::check_origin_claim(&parts.headers, &caller)?;
             let (target, route) = route::resolve(&parts.headers, &self.registry, self.regions)?;
@@ -112,10 +82,10 @@ impl RelayState {
             )
         };
         match result {
-            Ok(relayed) => {
-                let grpc_status = relayed.grpc_status.as_ref().and_then(|v| v.to_str().ok());
+            Ok(answer) => {
+                let grpc_status = answer.grpc_status().and_then(|v| v.to_str().ok());
                 audit(Outcome::Relayed { grpc_status });
-                relayed.response
+                answer
             }
             Err(error) => {
                 let status = error.to_status();
@@ -123,7 +93,7 @@ impl RelayState {
                     code: status.code(),
                     message: status.message(),
                 });
-                status.into_http()
+                Answer::from_status(status)
             }
         }
     }

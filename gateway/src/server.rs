@@ -1,7 +1,7 @@
-//! Assembles the gateway: federation listener (mTLS gRPC: relay, catalog, health,
-//! reflection) and the plaintext admin listener for probes.
+//! Assembles the gateway: federation listener (mTLS HTTP/2, see [`crate::connection`]:
+//! relay, catalog, health, reflection) and the plaintext admin listener for probes.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, routing::get};
 use tokio::{net::TcpListener, sync::watch};
@@ -11,10 +11,15 @@ use tongban_proto::{
 use tongban_runtime::{
     config::ConfigError, incoming::authenticated_incoming, shutdown::ShutdownSignal, tls::TlsError,
 };
-use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::{catalog::CatalogService, config::GatewayConfig, registry::Registry, relay::Relay};
+use crate::{
+    catalog::CatalogService,
+    config::GatewayConfig,
+    connection::{self, ServerSettings, Services},
+    registry::Registry,
+    relay::Relay,
+};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +35,6 @@ pub enum GatewayStartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("gRPC server: {0}")]
-    Serve(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(String),
     #[error("admin listener: {0}")]
@@ -135,30 +138,27 @@ impl Gateway {
             catalog = %self.catalog.version,
             "gateway serving"
         );
-        let relay = Relay::new(self.registry.clone(), RegionTable::embedded());
-        let drained = {
+        let services = Arc::new(Services {
+            relay: Relay::new(self.registry.clone(), RegionTable::embedded()),
+            grpc: tonic::service::Routes::new(health_service)
+                .add_service(reflection)
+                .add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
+        });
+        // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
+        let on_shutdown = {
             let health = health.clone();
             let ready = ready.clone();
             let shutdown = shutdown.clone();
-            async move {
+            tokio::spawn(async move {
                 shutdown.wait().await;
                 ready.store(false, std::sync::atomic::Ordering::Relaxed);
                 health
                     .set_service_status("", ServingStatus::NotServing)
                     .await;
-            }
+            })
         };
-        Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .initial_stream_window_size(tongban_runtime::tls::STREAM_WINDOW)
-            .initial_connection_window_size(tongban_runtime::tls::CONNECTION_WINDOW)
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(CatalogServer::new(CatalogService::new(&self.catalog)))
-            .add_service(relay)
-            .serve_with_incoming_shutdown(incoming, drained)
-            .await?;
+        connection::serve(incoming, services, ServerSettings::default(), shutdown).await;
+        let _ = on_shutdown.await;
         if let Some(admin) = admin {
             let _ = admin.await;
         }

@@ -40,6 +40,13 @@ pub struct AuthenticatedStream {
     info: PeerInfo,
 }
 
+impl AuthenticatedStream {
+    /// The verified peer of this connection.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.info
+    }
+}
+
 impl Connected for AuthenticatedStream {
     type ConnectInfo = PeerInfo;
 
