@@ -7,12 +7,6 @@ use clap::Parser;
 use tongban_gateway::{Gateway, GatewayConfig, GatewayListeners};
 use tongban_runtime::{shutdown::Shutdown, telemetry, tls};
 
-/// Every relayed call allocates and frees dozens of small buffers (h2 frames, header
-/// maps, TLS records); mimalloc's thread-local free lists serve them with fewer
-/// instructions and better cache locality than glibc's allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Tongban national gateway: routes cross-region calls between provincial nodes
 /// over mutual-TLS gRPC.
 #[derive(Parser, Debug)]
