@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tongban_runtime::{
     incoming::{AuthenticatedStream, PeerInfo},
     shutdown::ShutdownSignal,
-    tls::{CONNECTION_WINDOW, STREAM_WINDOW},
+    tls::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW},
 };
 use tower::ServiceExt;
 
@@ -128,6 +128,7 @@ async fn serve_connection(
     let handshake = server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(settings.max_header_list_size)
         .handshake::<_, Bytes>(stream);
@@ -220,11 +221,11 @@ fn send_answer(mut respond: SendResponse<Bytes>, answer: Answer) {
     }
     match trailers {
         None => {
-            let _ = stream.send_data(data, true);
+            let _ = data.send(&mut stream, true);
         }
         Some(trailers) => {
             if !data.is_empty() {
-                let _ = stream.send_data(data, false);
+                let _ = data.send(&mut stream, false);
             }
             let _ = stream.send_trailers(trailers);
         }

@@ -7,21 +7,20 @@
 //! write per frame; that is most of the difference at one call in flight. The gathered
 //! trailers also give the audit trail the call's real `grpc-status`.
 
-use bytes::{Bytes, BytesMut};
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, request::Parts};
 use tongban_proto::{metadata, region::RegionPrefix};
 
-use crate::{error::GatewayError, registry::Route};
-
-/// Largest message relayed: gRPC's default 4 MiB limit (which nodes enforce too) plus
-/// the 5-byte frame header.
-pub const MAX_MESSAGE: usize = 4 * 1024 * 1024 + 5;
+use crate::{
+    error::GatewayError,
+    message::{MAX_MESSAGE, Message, ReadError},
+    registry::Route,
+};
 
 /// An answer to the caller, whole: response head, message bytes and trailers.
 pub struct Answer {
     pub head: http::response::Parts,
-    pub data: Bytes,
+    pub data: Message,
     pub trailers: Option<HeaderMap>,
 }
 
@@ -39,7 +38,7 @@ impl Answer {
         let (head, ()) = status.into_http::<()>().into_parts();
         Self {
             head,
-            data: Bytes::new(),
+            data: Message::default(),
             trailers: None,
         }
     }
@@ -53,7 +52,7 @@ pub async fn forward(
     node_path: &'static str,
     caller: &RegionPrefix,
 ) -> Result<Answer, GatewayError> {
-    let request_body = read_message(body).await.map_err(|e| match e {
+    let request_body = Message::read(body).await.map_err(|e| match e {
         ReadError::TooLarge => GatewayError::TooLarge(MAX_MESSAGE),
         ReadError::Broken(e) => GatewayError::ClientGone(e.to_string()),
     })?;
@@ -82,7 +81,7 @@ pub async fn forward(
         .await
         .map_err(|e| unavailable(source_chain(&e)))?;
     let (head, mut body) = response.into_parts();
-    let data = read_message(&mut body)
+    let data = Message::read(&mut body)
         .await
         .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
     let trailers = body
@@ -93,45 +92,6 @@ pub async fn forward(
         head,
         data,
         trailers,
-    })
-}
-
-/// Why a message could not be read whole.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("message larger than {MAX_MESSAGE} bytes")]
-    TooLarge,
-    #[error(transparent)]
-    Broken(#[from] h2::Error),
-}
-
-/// A stream's DATA, whole (almost always one frame, kept without a copy), up to
-/// [`MAX_MESSAGE`] bytes. Each chunk's window is handed back as it is read, so the
-/// connection keeps flowing for other calls.
-pub async fn read_message(body: &mut RecvStream) -> Result<Bytes, ReadError> {
-    let mut first: Option<Bytes> = None;
-    let mut more = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        let total = first.as_ref().map_or(0, Bytes::len) + more.len() + chunk.len();
-        if total > MAX_MESSAGE {
-            return Err(ReadError::TooLarge);
-        }
-        match &first {
-            None => first = Some(chunk),
-            Some(_) => more.extend_from_slice(&chunk),
-        }
-    }
-    Ok(match first {
-        None => Bytes::new(),
-        Some(first) if more.is_empty() => first,
-        Some(first) => {
-            let mut all = BytesMut::with_capacity(first.len() + more.len());
-            all.extend_from_slice(&first);
-            all.extend_from_slice(&more);
-            all.freeze()
-        }
     })
 }
 

@@ -19,6 +19,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod forward;
+pub mod message;
 pub mod registry;
 pub mod relay;
 pub mod route;

@@ -31,7 +31,9 @@ use http::{
 use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tongban_runtime::tls::{CONNECTION_WINDOW, ClientSettings, STREAM_WINDOW};
+use tongban_runtime::tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW};
+
+use crate::message::Message;
 
 /// After a failed connection attempt, calls to that endpoint fail at once (instead of
 /// each waiting out a connect timeout) for this long; then the next call tries again.
@@ -153,7 +155,7 @@ impl NodePool {
         &self,
         mut parts: Parts,
         path: &'static str,
-        body: Bytes,
+        body: Message,
     ) -> Result<Response<h2::RecvStream>, UpstreamError> {
         let (endpoint, (generation, mut sender)) = self.ready_sender().await?;
         parts.uri = endpoint.uri(path);
@@ -168,9 +170,8 @@ impl NodePool {
                 http2(e)
             })?;
         if !body.is_empty() {
-            // Queued without waiting for capacity: the windows are large and h2 assigns
-            // capacity at once, so HEADERS and DATA leave in the same write.
-            stream.send_data(body, true).map_err(http2)?;
+            // Queued at once, so HEADERS and DATA leave in the same write.
+            body.send(&mut stream, true).map_err(http2)?;
         }
         response.await.map_err(http2)
     }
@@ -351,6 +352,7 @@ impl Endpoint {
             let (sender, connection) = client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_frame_size(MAX_FRAME)
                 .enable_push(false)
                 .handshake::<_, Bytes>(tls)
                 .await

@@ -136,6 +136,9 @@ impl TlsFiles {
 /// HTTP/2 flow-control windows for federation connections, client and server side.
 pub const STREAM_WINDOW: u32 = 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Largest HTTP/2 frame payload we accept: large enough that a 64 KiB message (plus
+/// its 5-byte gRPC header) arrives as one DATA frame, to be relayed without copying.
+pub const MAX_FRAME: u32 = 256 * 1024;
 
 /// Connection settings shared by every federation client, so pooled HTTP/2 connections
 /// stay warm and dead peers are noticed.
