@@ -21,6 +21,9 @@ pub enum GatewayError {
     /// The message exceeds what the federation relays.
     #[error("message larger than {0} bytes")]
     TooLarge(usize),
+    /// The caller did not finish sending the request in time.
+    #[error("request not complete within {0:?}")]
+    Stalled(std::time::Duration),
     /// The caller reset or broke the call while sending it.
     #[error("request interrupted: {0}")]
     ClientGone(String),
@@ -38,6 +41,7 @@ impl GatewayError {
             Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
             Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::Stalled(_) => Code::DeadlineExceeded,
             Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } => Code::Unavailable,
         };

@@ -52,10 +52,15 @@ pub async fn forward(
     node_path: &'static str,
     caller: &RegionPrefix,
 ) -> Result<Answer, GatewayError> {
-    let request_body = Message::read(body).await.map_err(|e| match e {
-        ReadError::TooLarge => GatewayError::TooLarge(MAX_MESSAGE),
-        ReadError::Broken(e) => GatewayError::ClientGone(e.to_string()),
-    })?;
+    // A body that never ends would hold the stream forever. The whole message has
+    // almost always arrived with the headers, and then no timer is ever registered.
+    let request_body = tokio::time::timeout(route.request_timeout, Message::read(body))
+        .await
+        .map_err(|_| GatewayError::Stalled(route.request_timeout))?
+        .map_err(|e| match e {
+            ReadError::TooLarge => GatewayError::TooLarge(MAX_MESSAGE),
+            ReadError::Broken(e) => GatewayError::ClientGone(e.to_string()),
+        })?;
     // Only the gateway may state the verified origin; drop whatever the caller sent.
     parts.headers.remove(metadata::VERIFIED_ORIGIN);
     let origin = HeaderValue::from_str(caller.as_str()).map_err(|_| {

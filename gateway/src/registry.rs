@@ -46,6 +46,8 @@ pub struct Route {
     pub prefix: RegionPrefix,
     /// `grpc-timeout` sent when the caller set none, so the node bounds every call.
     pub default_deadline: http::HeaderValue,
+    /// The same deadline, for the gateway's own waits (a request body that never ends).
+    pub request_timeout: std::time::Duration,
     pub identity: PeerIdentity,
     pub endpoints: Vec<String>,
     pub pool: Arc<NodePool>,
@@ -141,6 +143,7 @@ impl Registry {
             let route = Route {
                 prefix,
                 default_deadline: grpc_timeout(settings.request_timeout),
+                request_timeout: settings.request_timeout,
                 identity,
                 endpoints: entry.endpoints.clone(),
                 pool,

@@ -1,6 +1,6 @@
-//! A gateway told to stop finishes the calls it is relaying before it exits, and takes
-//! no new connections meanwhile. The node here is a stand-in that answers only when the
-//! test says so, so the call is provably in flight when shutdown starts.
+//! The gateway's HTTP/2 server at its edges: a gateway told to stop finishes the calls
+//! it is relaying before it exits and takes no new connections meanwhile; a request
+//! whose body never ends is cut off at the deadline.
 
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -57,15 +57,17 @@ async fn held_node(
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_gateway_finishes_calls_in_flight() {
-    let t = start(&["310000", "440000"]).await;
-    let (received_tx, received) = oneshot::channel();
-    let (release, release_rx) = oneshot::channel();
-    let node = held_node(&t, received_tx, release_rx).await;
-
-    // A second gateway whose registry sends region 44 to the held node.
-    let registry = t.dir.path().join("held-registry.toml");
+/// Starts another gateway of the federation whose registry sends region 44 to `node`.
+async fn extra_gateway(
+    t: &TestFederation,
+    node: SocketAddr,
+    request_timeout: Duration,
+) -> (
+    String,
+    Shutdown,
+    tokio::task::JoinHandle<Result<(), tongban_gateway::server::GatewayStartError>>,
+) {
+    let registry = t.dir.path().join(format!("registry-{}.toml", node.port()));
     std::fs::write(
         &registry,
         format!("[[region]]\nprefix = \"44\"\nendpoints = [\"https://{node}\"]\n"),
@@ -77,7 +79,10 @@ async fn a_stopping_gateway_finishes_calls_in_flight() {
         tls: t.tls_files(&PeerIdentity::Gateway),
         registry,
         catalog: None,
-        upstream: ClientSettings::default(),
+        upstream: ClientSettings {
+            request_timeout,
+            ..ClientSettings::default()
+        },
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
     };
@@ -86,6 +91,18 @@ async fn a_stopping_gateway_finishes_calls_in_flight() {
     let url = format!("https://{}", listeners.federation.local_addr().unwrap());
     let shutdown = Shutdown::new();
     let serving = tokio::spawn(gateway.serve(listeners, shutdown.signal()));
+    (url, shutdown, serving)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_finishes_calls_in_flight() {
+    let t = start(&["310000", "440000"]).await;
+    let (received_tx, received) = oneshot::channel();
+    let (release, release_rx) = oneshot::channel();
+    let node = held_node(&t, received_tx, release_rx).await;
+
+    // A second gateway whose registry sends region 44 to the held node.
+    let (url, shutdown, serving) = extra_gateway(&t, node, Duration::from_secs(10)).await;
 
     let files = Arc::new(t.tls_files(&region("31")));
     let mut client =
@@ -127,5 +144,49 @@ async fn a_stopping_gateway_finishes_calls_in_flight() {
         .expect("the gateway stops once its calls are done")
         .unwrap()
         .unwrap();
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_never_ends_is_cut_off_at_the_deadline() {
+    let t = start(&["310000", "440000"]).await;
+    let node = t.fed.node("44").unwrap().federation_addr;
+    let (url, shutdown, serving) = extra_gateway(&t, node, Duration::from_millis(300)).await;
+    let addr: SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+
+    // A raw HTTP/2 client: headers sent, the body left open.
+    let tls = t.tls_files(&region("31")).client_rustls_config().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let server_name =
+        rustls::pki_types::ServerName::try_from(PeerIdentity::Gateway.dns_name()).unwrap();
+    let io = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!(
+        "{url}/tongban.federation.v1.Gateway/DeliverApplication"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header(metadata::TARGET_REGION, "440000")
+    .body(())
+    .unwrap();
+    let mut client = client.ready().await.unwrap();
+    let (response, _open_body) = client.send_request(request, false).unwrap();
+
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("the gateway answers a stalled call")
+        .unwrap();
+    assert_eq!(
+        response.headers().get("grpc-status").unwrap(),
+        &(tonic::Code::DeadlineExceeded as i32).to_string(),
+        "{response:?}"
+    );
+
+    shutdown.trigger();
+    serving.await.unwrap().unwrap();
     t.shutdown().await;
 }
