@@ -3,7 +3,7 @@
 //! JSON object.
 //! It names parties and keys, never application content or personal data.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
 use tongban_proto::metadata;
@@ -55,6 +55,68 @@ pub enum Outcome<'a> {
     Relayed { grpc_status: Option<&'a str> },
     /// The gateway refused or failed the call.
     Refused { code: tonic::Code, message: &'a str },
+    /// The call ended before an answer: the caller reset it or its connection closed.
+    /// The node may have acted on it (the caller retries with the same key).
+    Abandoned,
+}
+
+/// The audit of one call in progress. It is written exactly once: when the call ends,
+/// or — if the call is dropped first — as abandoned, so no relayed call goes unrecorded.
+pub struct CallAudit {
+    started: Instant,
+    method: String,
+    keys: AuditKeys,
+    pub caller: Option<String>,
+    pub target: Option<String>,
+    written: bool,
+}
+
+impl CallAudit {
+    pub fn start(method: String, keys: AuditKeys) -> Self {
+        Self {
+            started: Instant::now(),
+            method,
+            keys,
+            caller: None,
+            target: None,
+            written: false,
+        }
+    }
+
+    /// The method as recorded.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    pub fn relayed(mut self, grpc_status: Option<&str>) {
+        self.write(Outcome::Relayed { grpc_status });
+    }
+
+    pub fn refused(mut self, code: tonic::Code, message: &str) {
+        self.write(Outcome::Refused { code, message });
+    }
+
+    fn write(&mut self, outcome: Outcome<'_>) {
+        self.written = true;
+        record(
+            &self.keys,
+            &AuditRecord {
+                method: &self.method,
+                caller: self.caller.as_deref(),
+                target: self.target.as_deref(),
+                outcome,
+                elapsed: self.started.elapsed(),
+            },
+        );
+    }
+}
+
+impl Drop for CallAudit {
+    fn drop(&mut self) {
+        if !self.written {
+            self.write(Outcome::Abandoned);
+        }
+    }
 }
 
 /// One audit line: a JSON object, so the trail can be ingested as it is and a caller's
@@ -88,6 +150,7 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
             None,
         ),
         Outcome::Refused { code, message } => ("refused", None, Some(code as i32), Some(message)),
+        Outcome::Abandoned => ("abandoned", None, None, None),
     };
     let line = Line {
         audit,
@@ -113,7 +176,9 @@ pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
     let line = line.as_str();
     match rec.outcome {
         Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line),
-        Outcome::Refused { .. } => tracing::warn!(target: AUDIT_TARGET, audit = line),
+        Outcome::Refused { .. } | Outcome::Abandoned => {
+            tracing::warn!(target: AUDIT_TARGET, audit = line)
+        }
     }
 }
 

@@ -52,7 +52,8 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            max_concurrent_streams: 1024,
+            // Each stream may hold a 4 MiB message; this bounds a connection's share.
+            max_concurrent_streams: 256,
             max_header_list_size: 64 * 1024,
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
@@ -187,7 +188,7 @@ async fn serve_connection(
 /// Starts the handling of one stream.
 fn dispatch(
     request: Request<RecvStream>,
-    respond: SendResponse<Bytes>,
+    mut respond: SendResponse<Bytes>,
     services: &Arc<Services>,
     peer: &Arc<PeerInfo>,
 ) -> StreamTask {
@@ -196,12 +197,36 @@ fn dispatch(
     if request.uri().path().starts_with(crate::relay::PATH_PREFIX) {
         Box::pin(async move {
             let (parts, mut body) = request.into_parts();
-            let answer = services.relay.relay(parts, &mut body, &peer.identity).await;
-            send_answer(respond, answer);
+            let relay = services.relay.relay(parts, &mut body, &peer.identity);
+            // A caller's reset drops the relay, which resets the call to the node too
+            // (and audits it as abandoned).
+            if let Some(answer) = unless_reset(|cx| respond.poll_reset(cx), relay).await {
+                send_answer(respond, answer);
+            }
         })
     } else {
         Box::pin(serve_grpc(request, respond, services, peer))
     }
+}
+
+/// Runs `work` unless the peer resets the stream first (`poll_reset` is ready); a reset
+/// frees h2's stream slot at once, so work left running would no longer be bounded by
+/// `max_concurrent_streams`.
+async fn unless_reset<F: Future>(
+    mut poll_reset: impl FnMut(&mut Context<'_>) -> Poll<Result<h2::Reason, h2::Error>>,
+    work: F,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        match poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Queues a whole answer: headers, data and trailers together.
@@ -232,7 +257,9 @@ fn send_answer(mut respond: SendResponse<Bytes>, answer: Answer) {
     }
 }
 
-/// A non-relayed call, through tonic's router.
+/// A non-relayed call, through tonic's router. Its answer may be a stream (health
+/// watches, reflection), so it is sent as the caller's window allows, and dropped when
+/// the caller resets.
 async fn serve_grpc(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -242,7 +269,10 @@ async fn serve_grpc(
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(PeerInfo::clone(&peer));
     let request = Request::from_parts(parts, tonic::body::Body::new(IncomingBody::new(body)));
-    let Ok(response) = services.grpc.clone().oneshot(request).await;
+    let call = services.grpc.clone().oneshot(request);
+    let Some(Ok(response)) = unless_reset(|cx| respond.poll_reset(cx), call).await else {
+        return;
+    };
     let (head, mut body) = response.into_parts();
     let end = body.is_end_stream();
     let Ok(mut stream) = respond.send_response(Response::from_parts(head, ()), end) else {
@@ -252,7 +282,10 @@ async fn serve_grpc(
         return;
     }
     loop {
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let Some(frame) = unless_reset(|cx| stream.poll_reset(cx), next).await else {
+            return;
+        };
         match frame {
             None => {
                 let _ = stream.send_data(Bytes::new(), true);
@@ -264,10 +297,8 @@ async fn serve_grpc(
                 return;
             }
             Some(Ok(frame)) => match frame.into_data() {
-                // These services send small messages (catalog, health, descriptors), so
-                // they are queued without waiting for window: h2 sends as it opens.
                 Ok(data) => {
-                    if stream.send_data(data, false).is_err() {
+                    if send_within_window(&mut stream, data).await.is_err() {
                         return;
                     }
                 }
@@ -280,6 +311,30 @@ async fn serve_grpc(
             },
         }
     }
+}
+
+/// Sends `data` no faster than the caller's window opens, so a caller that stops reading
+/// cannot make the gateway buffer a stream's output without bound.
+async fn send_within_window(
+    stream: &mut h2::SendStream<Bytes>,
+    mut data: Bytes,
+) -> Result<(), h2::Error> {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        // `poll_capacity` only reports increases, so use what is already assigned first.
+        let mut window = stream.capacity();
+        if window == 0 {
+            window = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(window)) => window,
+                Some(Err(e)) => return Err(e),
+                // The stream can no longer send.
+                None => return Ok(()),
+            };
+        }
+        let chunk = data.split_to(window.min(data.len()));
+        stream.send_data(chunk, false)?;
+    }
+    Ok(())
 }
 
 /// A request body read from an h2 stream, for tonic's services.

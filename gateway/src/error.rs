@@ -45,6 +45,14 @@ impl GatewayError {
             Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } => Code::Unavailable,
         };
-        Status::new(code, self.to_string())
+        let message = match self {
+            // Which address failed, and how, is for the operator (the audit line keeps
+            // it), not for the calling region.
+            Self::Unavailable { region, .. } => {
+                format!("region {region} is unreachable; retry with the same idempotency key")
+            }
+            other => other.to_string(),
+        };
+        Status::new(code, message)
     }
 }

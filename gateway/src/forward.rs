@@ -7,6 +7,8 @@
 //! write per frame; that is most of the difference at one call in flight. The gathered
 //! trailers also give the audit trail the call's real `grpc-status`.
 
+use std::time::Duration;
+
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, request::Parts};
 use tongban_proto::{metadata, region::RegionPrefix};
@@ -67,9 +69,14 @@ pub async fn forward(
         GatewayError::PermissionDenied("caller region is not a valid header value".into())
     })?;
     parts.headers.insert(metadata::VERIFIED_ORIGIN, origin);
-    // Every relayed call is bounded: by the caller's deadline, or by ours, which the
-    // node enforces (a timer here would cost an event-loop wake-up per call).
-    if !parts.headers.contains_key("grpc-timeout") {
+    // Every relayed call is bounded: by the caller's deadline if it is shorter than the
+    // route's, else by the route's; the node enforces it (a timer here would cost an
+    // event-loop wake-up per call), and a caller that gives up resets the call.
+    let callers = parts
+        .headers
+        .get("grpc-timeout")
+        .and_then(parse_grpc_timeout);
+    if callers.is_none_or(|d| d > route.request_timeout) {
         parts
             .headers
             .insert("grpc-timeout", route.default_deadline.clone());
@@ -100,6 +107,25 @@ pub async fn forward(
     })
 }
 
+/// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at_checked(text.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
@@ -109,4 +135,24 @@ fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_by_the_protocol() {
+        let parse = |s: &'static str| parse_grpc_timeout(&HeaderValue::from_static(s));
+        assert_eq!(parse("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        assert_eq!(parse("5u"), Some(Duration::from_micros(5)));
+        for bad in ["", "m", "100", "123456789m", "1.5S", "-1S", "10x", "S1"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The relayed `tongban.federation.v1.Gateway` service: the whole path of a call in one
 //! place — authenticate, authorize, route, forward, audit.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use h2::RecvStream;
 use http::request::Parts;
@@ -9,7 +9,7 @@ use tongban_proto::region::RegionTable;
 use tongban_runtime::identity::PeerIdentity;
 
 use crate::{
-    audit::{self, AuditKeys, AuditRecord, Outcome},
+    audit::{AuditKeys, CallAudit},
     authenticate, authorize,
     error::GatewayError,
     forward::{self, Answer},
@@ -49,52 +49,62 @@ impl Relay {
         body: &mut RecvStream,
         identity: &PeerIdentity,
     ) -> Answer {
-        let started = Instant::now();
         let path = parts.uri.path();
-        let method = path.strip_prefix(PATH_PREFIX).unwrap_or(path).to_owned();
-        let keys = AuditKeys::from_headers(&parts.headers);
-        let mut caller_text = None;
-        let mut target_text = None;
+        let requested = path.strip_prefix(PATH_PREFIX).unwrap_or(path);
+        let node_path = node_path(requested);
+        let method = match node_path {
+            Some(_) => requested.to_owned(),
+            None => printable(requested),
+        };
+        let mut audit = CallAudit::start(method, AuditKeys::from_headers(&parts.headers));
 
         let result = async {
             let node_path =
-                node_path(&method).ok_or_else(|| GatewayError::UnknownMethod(method.clone()))?;
+                node_path.ok_or_else(|| GatewayError::UnknownMethod(audit.method().to_owned()))?;
             let caller = authenticate::calling_region(identity)?;
-            caller_text = Some(caller.to_string());
+            audit.caller = Some(caller.to_string());
             authorize::check_origin_claim(&parts.headers, &caller)?;
             let (target, route) = route::resolve(&parts.headers, &self.registry, self.regions)?;
-            target_text = Some(target.to_string());
+            audit.target = Some(target.to_string());
             forward::forward(&route, parts, body, node_path, &caller).await
         }
         .await;
 
-        let elapsed = started.elapsed();
-        let audit = |outcome: Outcome<'_>| {
-            audit::record(
-                &keys,
-                &AuditRecord {
-                    method: &method,
-                    caller: caller_text.as_deref(),
-                    target: target_text.as_deref(),
-                    outcome,
-                    elapsed,
-                },
-            )
-        };
         match result {
             Ok(answer) => {
-                let grpc_status = answer.grpc_status().and_then(|v| v.to_str().ok());
-                audit(Outcome::Relayed { grpc_status });
+                audit.relayed(answer.grpc_status().and_then(|v| v.to_str().ok()));
                 answer
             }
             Err(error) => {
                 let status = error.to_status();
-                audit(Outcome::Refused {
-                    code: status.code(),
-                    message: status.message(),
-                });
+                // The trail keeps the whole reason; the caller gets the public part.
+                audit.refused(status.code(), &error.to_string());
                 Answer::from_status(status)
             }
         }
+    }
+}
+
+/// A caller-chosen method name as it may appear in logs and errors: printable ASCII
+/// only (a path may carry bytes that log readers take for line breaks), at most 64.
+fn printable(method: &str) -> String {
+    method
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn unknown_method_names_are_made_printable_and_short() {
+        assert_eq!(
+            printable("Delete\u{85}{\"audit\":\"relayed\"}\u{2028}x"),
+            "Delete{\"audit\":\"relayed\"}x"
+        );
+        assert_eq!(printable(&"a".repeat(500)).len(), 64);
     }
 }

@@ -35,9 +35,24 @@ use tongban_runtime::tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_
 
 use crate::message::Message;
 
-/// After a failed connection attempt, calls to that endpoint fail at once (instead of
-/// each waiting out a connect timeout) for this long; then the next call tries again.
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// After failed connection attempts, calls to that endpoint fail at once (instead of
+/// each waiting out a connect timeout) until the back-off passes; then the next call
+/// tries again. The back-off doubles per consecutive failure, between these bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// Back-off after `failures` consecutive failures, ±20 % so that gateways restarted
+/// together do not reconnect in lockstep.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(6);
+    let base = BACKOFF_MIN.saturating_mul(1 << doublings).min(BACKOFF_MAX);
+    // Jitter from the clock's nanoseconds: spreading retries needs no better randomness.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = 0.8 + 0.4 * (f64::from(nanos % 1000) / 1000.0);
+    base.mul_f64(jitter)
+}
 
 /// Why a call could not be relayed to the node.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +115,10 @@ struct Endpoint {
 struct EndpointState {
     live: Option<(u64, SendRequest<Bytes>)>,
     generation: u64,
+    /// Until when calls fail at once, and why.
     failed: Option<(Instant, String)>,
+    /// Consecutive failed connection attempts.
+    failures: u32,
 }
 
 impl NodePool {
@@ -287,6 +305,7 @@ impl Endpoint {
                 let generation = state.generation;
                 state.live = Some((generation, sender.clone()));
                 state.failed = None;
+                state.failures = 0;
                 drop(state);
                 let settings = &self.connector.settings;
                 tokio::spawn(drive(
@@ -299,7 +318,9 @@ impl Endpoint {
                 Ok((generation, sender))
             }
             Err(e) => {
-                self.lock().failed = Some((Instant::now(), e.to_string()));
+                let mut state = self.lock();
+                state.failures = state.failures.saturating_add(1);
+                state.failed = Some((Instant::now() + backoff(state.failures), e.to_string()));
                 Err(e)
             }
         }
@@ -311,11 +332,9 @@ impl Endpoint {
             return Ok(Some((*generation, sender.clone())));
         }
         match &state.failed {
-            Some((at, reason)) if at.elapsed() < RECONNECT_BACKOFF => {
-                Err(UpstreamError::BackingOff {
-                    last_error: reason.clone(),
-                })
-            }
+            Some((until, reason)) if Instant::now() < *until => Err(UpstreamError::BackingOff {
+                last_error: reason.clone(),
+            }),
             _ => Ok(None),
         }
     }
@@ -407,5 +426,19 @@ async fn drive(
     if let Some(endpoint) = endpoint.upgrade() {
         tracing::info!(endpoint = %endpoint.url, %reason, "connection to node ended");
         endpoint.forget(generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_bounds_with_jitter() {
+        let within = |d: Duration, base: Duration| d >= base.mul_f64(0.8) && d <= base.mul_f64(1.2);
+        assert!(within(backoff(1), BACKOFF_MIN));
+        assert!(within(backoff(2), BACKOFF_MIN * 2));
+        assert!(within(backoff(3), BACKOFF_MIN * 4));
+        assert!(within(backoff(50), BACKOFF_MAX));
     }
 }

@@ -5,15 +5,16 @@
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
+use h2::server::SendResponse;
 use tokio::{net::TcpListener, sync::oneshot};
 use tokio_rustls::TlsAcceptor;
 use tongban_gateway::{Gateway, GatewayConfig, GatewayListeners};
 use tongban_proto::{
     metadata,
-    v1::{DeliverApplicationRequest, gateway_client::GatewayClient},
+    v1::{DeliverApplicationRequest, DeliverApplicationResponse, gateway_client::GatewayClient},
 };
 use tongban_runtime::{identity::PeerIdentity, shutdown::Shutdown, tls::ClientSettings};
 use tongban_tests::{TestFederation, channel, eventually, start};
@@ -22,39 +23,54 @@ fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
-/// A node for region 44 that reports each call it receives on `received` and answers it
-/// (`grpc-status: 0`, empty message) when `release` fires.
-async fn held_node(
-    t: &TestFederation,
-    received: oneshot::Sender<()>,
-    release: oneshot::Receiver<()>,
-) -> SocketAddr {
+/// A stand-in node for region 44: it takes one connection and hands the test the
+/// first call's answer handle, so the test decides when (or whether) it is answered.
+async fn stand_in_node(t: &TestFederation) -> (SocketAddr, oneshot::Receiver<SendResponse<Bytes>>) {
     let config = t.tls_files(&region("44")).server_config().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (call_tx, call) = oneshot::channel();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let tls = TlsAcceptor::from(config).accept(tcp).await.unwrap();
         let mut connection = h2::server::handshake(tls).await.unwrap();
-        let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
-        received.send(()).unwrap();
-        tokio::spawn(async move {
-            release.await.unwrap();
-            let response = http::Response::builder()
-                .header("content-type", "application/grpc")
-                .body(())
-                .unwrap();
-            let mut stream = respond.send_response(response, false).unwrap();
-            stream
-                .send_data(Bytes::from_static(&[0; 5]), false)
-                .unwrap();
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-            stream.send_trailers(trailers).unwrap();
-        });
+        let (_request, respond) = connection.accept().await.unwrap().unwrap();
+        call_tx.send(respond).unwrap();
         while connection.accept().await.is_some() {}
     });
-    addr
+    (addr, call)
+}
+
+/// Answers a held call: `grpc-status: 0`, an empty message.
+fn answer_ok(mut respond: SendResponse<Bytes>) {
+    let response = http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let mut stream = respond.send_response(response, false).unwrap();
+    stream
+        .send_data(Bytes::from_static(&[0; 5]), false)
+        .unwrap();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    stream.send_trailers(trailers).unwrap();
+}
+
+/// Starts a DeliverApplication for region 44 through the gateway at `url`, as node 31.
+async fn deliver_to_44(
+    t: &TestFederation,
+    url: &str,
+) -> tokio::task::JoinHandle<Result<tonic::Response<DeliverApplicationResponse>, tonic::Status>> {
+    let files = t.tls_files(&region("31"));
+    let mut client =
+        GatewayClient::new(channel(url, &files, &PeerIdentity::Gateway).await.unwrap());
+    tokio::spawn(async move {
+        let mut request = tonic::Request::new(DeliverApplicationRequest::default());
+        request
+            .metadata_mut()
+            .insert(metadata::TARGET_REGION, "440000".parse().unwrap());
+        client.deliver_application(request).await
+    })
 }
 
 /// Starts another gateway of the federation whose registry sends region 44 to `node`.
@@ -97,26 +113,14 @@ async fn extra_gateway(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_gateway_finishes_calls_in_flight() {
     let t = start(&["310000", "440000"]).await;
-    let (received_tx, received) = oneshot::channel();
-    let (release, release_rx) = oneshot::channel();
-    let node = held_node(&t, received_tx, release_rx).await;
-
-    // A second gateway whose registry sends region 44 to the held node.
+    let (node, held) = stand_in_node(&t).await;
+    // A second gateway whose registry sends region 44 to the stand-in.
     let (url, shutdown, serving) = extra_gateway(&t, node, Duration::from_secs(10)).await;
-
-    let files = Arc::new(t.tls_files(&region("31")));
-    let mut client =
-        GatewayClient::new(channel(&url, &files, &PeerIdentity::Gateway).await.unwrap());
-    let call = tokio::spawn(async move {
-        let mut request = tonic::Request::new(DeliverApplicationRequest::default());
-        request
-            .metadata_mut()
-            .insert(metadata::TARGET_REGION, "440000".parse().unwrap());
-        client.deliver_application(request).await
-    });
+    let call = deliver_to_44(&t, &url).await;
+    let files = t.tls_files(&region("31"));
 
     // The call is at the node; now stop the gateway.
-    received.await.unwrap();
+    let held = held.await.unwrap();
     shutdown.trigger();
     // It stops taking connections (the accept loop notices the stop on its own turn)
     // but keeps serving the call it holds.
@@ -136,7 +140,7 @@ async fn a_stopping_gateway_finishes_calls_in_flight() {
         "the gateway exited with a call in flight"
     );
 
-    release.send(()).unwrap();
+    answer_ok(held);
     let answer = call.await.unwrap();
     assert!(answer.is_ok(), "the call in flight failed: {answer:?}");
     tokio::time::timeout(Duration::from_secs(5), serving)
@@ -185,6 +189,27 @@ async fn a_request_body_that_never_ends_is_cut_off_at_the_deadline() {
         &(tonic::Code::DeadlineExceeded as i32).to_string(),
         "{response:?}"
     );
+
+    shutdown.trigger();
+    serving.await.unwrap().unwrap();
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_giving_up_cancels_the_call_at_the_node() {
+    let t = start(&["310000", "440000"]).await;
+    let (node, held) = stand_in_node(&t).await;
+    let (url, shutdown, serving) = extra_gateway(&t, node, Duration::from_secs(10)).await;
+    let call = deliver_to_44(&t, &url).await;
+    let mut held = held.await.unwrap();
+    // The caller gives up: its stream to the gateway is reset.
+    call.abort();
+    let reset = std::future::poll_fn(|cx| held.poll_reset(cx));
+    let reason = tokio::time::timeout(Duration::from_secs(10), reset)
+        .await
+        .expect("the node's stream is reset when the caller gives up")
+        .unwrap();
+    assert_eq!(reason, h2::Reason::CANCEL);
 
     shutdown.trigger();
     serving.await.unwrap().unwrap();
