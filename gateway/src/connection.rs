@@ -197,7 +197,9 @@ fn dispatch(
     if request.uri().path().starts_with(crate::relay::PATH_PREFIX) {
         Box::pin(async move {
             let (parts, mut body) = request.into_parts();
-            let relay = services.relay.relay(parts, &mut body, &peer.identity);
+            // Pinned where it is built: the relay's state is large, and moving it into
+            // a wrapper cost more instructions than the rest of the call's own logic.
+            let relay = std::pin::pin!(services.relay.relay(parts, &mut body, &peer.identity));
             // A caller's reset drops the relay, which resets the call to the node too
             // (and audits it as abandoned).
             if let Some(answer) = unless_reset(|cx| respond.poll_reset(cx), relay).await {
@@ -214,9 +216,8 @@ fn dispatch(
 /// `max_concurrent_streams`.
 async fn unless_reset<F: Future>(
     mut poll_reset: impl FnMut(&mut Context<'_>) -> Poll<Result<h2::Reason, h2::Error>>,
-    work: F,
+    mut work: Pin<&mut F>,
 ) -> Option<F::Output> {
-    tokio::pin!(work);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
@@ -269,7 +270,7 @@ async fn serve_grpc(
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(PeerInfo::clone(&peer));
     let request = Request::from_parts(parts, tonic::body::Body::new(IncomingBody::new(body)));
-    let call = services.grpc.clone().oneshot(request);
+    let call = std::pin::pin!(services.grpc.clone().oneshot(request));
     let Some(Ok(response)) = unless_reset(|cx| respond.poll_reset(cx), call).await else {
         return;
     };
@@ -282,7 +283,7 @@ async fn serve_grpc(
         return;
     }
     loop {
-        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let next = std::pin::pin!(std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)));
         let Some(frame) = unless_reset(|cx| stream.poll_reset(cx), next).await else {
             return;
         };
