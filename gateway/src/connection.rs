@@ -400,8 +400,13 @@ impl HttpBody for IncomingBody {
 }
 
 /// Pings the peer every `interval`; returns why the connection should close once a ping
-/// goes unanswered for `timeout` (or pings cannot be sent).
-async fn keepalive(pings: Option<h2::PingPong>, interval: Duration, timeout: Duration) -> String {
+/// goes unanswered for `timeout` (or pings cannot be sent). Used by both sides: the
+/// server's connections and the upstream pool's.
+pub(crate) async fn keepalive(
+    pings: Option<h2::PingPong>,
+    interval: Duration,
+    timeout: Duration,
+) -> String {
     let Some(mut pings) = pings else {
         return std::future::pending::<String>().await;
     };

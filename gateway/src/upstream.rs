@@ -19,10 +19,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use h2::{
-    Ping,
-    client::{self, SendRequest},
-};
+use h2::client::{self, SendRequest};
 use http::{
     Request, Response, Uri,
     request::Parts,
@@ -402,20 +399,7 @@ async fn drive(
     interval: Duration,
     timeout: Duration,
 ) {
-    let mut pings = connection.ping_pong();
-    let keepalive = async {
-        let Some(pings) = pings.as_mut() else {
-            return std::future::pending::<String>().await;
-        };
-        loop {
-            tokio::time::sleep(interval).await;
-            match tokio::time::timeout(timeout, pings.ping(Ping::opaque())).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
-                Err(_) => return format!("no keep-alive answer within {timeout:?}"),
-            }
-        }
-    };
+    let keepalive = crate::connection::keepalive(connection.ping_pong(), interval, timeout);
     let reason = tokio::select! {
         ended = &mut connection => match ended {
             Ok(()) => "closed".to_owned(),
