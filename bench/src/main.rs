@@ -157,7 +157,6 @@ fn files(pki: &Path, identity: &PeerIdentity) -> TlsFiles {
 fn spawn_gateway(
     dir: &Path,
     name: &str,
-    pki: &Path,
     node_port: u16,
     prefixes: &[String],
 ) -> anyhow::Result<(Proc, u16)> {
@@ -173,13 +172,14 @@ fn spawn_gateway(
             })
             .collect(),
     };
-    let registry_path = dir.join(format!("{name}-registry.toml"));
-    write_toml(&registry_path, &registry)?;
+    let registry_file = format!("{name}-registry.toml");
+    write_toml(&dir.join(&registry_file), &registry)?;
     let config = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         admin_listen: None,
-        tls: files(pki, &PeerIdentity::Gateway),
-        registry: registry_path,
+        // Paths relative to the config's folder, so the folder can be rerun by hand.
+        tls: files(Path::new("pki"), &PeerIdentity::Gateway),
+        registry: registry_file.into(),
         catalog: None,
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),
@@ -230,15 +230,15 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             federation: SocketAddr::from(([127, 0, 0, 1], node_port)),
             portal: SocketAddr::from(([127, 0, 0, 1], portal_port)),
         },
-        tls: files(&pki_dir, &node_id),
+        tls: files(Path::new("pki"), &node_id),
         gateway: GatewayLink {
             endpoint: "https://127.0.0.1:9".into(),
             server_name: None,
             client: ClientSettings::default(),
         },
-        store: dir.join("node.db"),
+        store: "node.db".into(),
         platform: PlatformConfig::Embedded {
-            database: dir.join("platform.db"),
+            database: "platform.db".into(),
             seed_residents: 0,
             review_step: Duration::from_secs(3600),
         },
@@ -260,18 +260,12 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         .provinces()
         .map(|d| d.code.significant_prefix().to_owned())
         .collect();
-    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", &pki_dir, node_port, &provinces)?;
+    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", node_port, &provinces)?;
     let gateway3212 = if args.no_scale {
         None
     } else {
         let all: Vec<String> = table.iter().map(|d| d.code.as_str().to_owned()).collect();
-        Some(spawn_gateway(
-            dir,
-            "gateway-3212",
-            &pki_dir,
-            node_port,
-            &all,
-        )?)
+        Some(spawn_gateway(dir, "gateway-3212", node_port, &all)?)
     };
 
     let mut nginx = Vec::new();
@@ -567,12 +561,8 @@ fn size_label(bytes: usize) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tls::install_crypto_provider();
-    if args.dir.exists() {
-        std::fs::remove_dir_all(&args.dir)
-            .with_context(|| format!("clearing {}", args.dir.display()))?;
-    }
-    std::fs::create_dir_all(&args.dir)?;
-    let dir = args.dir.clone();
+    // Wiped only if an earlier benchmark made it (or it is empty).
+    let dir = tongban_runtime::workdir::prepare(&args.dir, "tongban-bench")?;
     let mut run = start(&args, &dir).await?;
     let result = bench(&args, &dir, &mut run).await;
     run.gateway.stop();

@@ -183,10 +183,8 @@ pub async fn run(
     once: bool,
     shutdown: ShutdownSignal,
 ) -> anyhow::Result<bool> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::create_dir_all(dir)?;
+    // Wiped only if an earlier demo made it (or it is empty): never a user's folder.
+    tongban_runtime::workdir::prepare(dir, "tongban demo")?;
     let refs: Vec<&str> = regions.iter().map(String::as_str).collect();
     let spec = FederationSpec::new(dir, &refs)?;
     println!("Starting a local federation in {} ...", dir.display());

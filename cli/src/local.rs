@@ -1,6 +1,10 @@
 //! A local federation on loopback: a dev CA, one gateway and N nodes with embedded
 //! platforms, each on ephemeral ports, each loaded from the config files it writes, so
 //! what runs here is what an operator would run from those files.
+//!
+//! The configs name their files relative to the folder they are written in (the config
+//! path rule of `tongban_runtime::config`), so a generated folder can be moved, read and
+//! run by hand: `tongban-gateway --config var/demo/gateway.toml`.
 
 use std::{
     collections::BTreeMap,
@@ -133,6 +137,24 @@ fn write_toml(path: &Path, value: &impl serde::Serialize, header: &str) -> Resul
     std::fs::write(path, format!("{header}\n{text}")).map_err(io_err(path))
 }
 
+/// `path` as a config inside `dir` should name it: relative to `dir` when it lies
+/// inside, else absolute.
+fn file_relative(dir: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix(dir) {
+        Ok(inside) => inside.to_owned(),
+        Err(_) => std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+    }
+}
+
+/// TLS files as a config inside `dir` names them.
+fn tls_files(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> TlsFiles {
+    TlsFiles {
+        ca: file_relative(dir, ca),
+        cert: file_relative(dir, cert),
+        key: file_relative(dir, key),
+    }
+}
+
 async fn bind_loopback() -> Result<tokio::net::TcpListener, LocalError> {
     tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -194,13 +216,9 @@ impl LocalFederation {
         let gateway_config = GatewayConfig {
             listen: gw_addr,
             admin_listen: gw_admin,
-            tls: TlsFiles {
-                ca: ca_pem.clone(),
-                cert: gw_cert,
-                key: gw_key,
-            },
-            registry: registry_path,
-            catalog: spec.catalog.clone(),
+            tls: tls_files(&dir, &ca_pem, &gw_cert, &gw_key),
+            registry: file_relative(&dir, &registry_path),
+            catalog: spec.catalog.as_deref().map(|c| file_relative(&dir, c)),
             upstream: ClientSettings::default(),
             handshake_timeout: Duration::from_secs(5),
             worker_threads: 1,
@@ -230,19 +248,15 @@ impl LocalFederation {
                     federation: local_addr(&listeners.federation)?,
                     portal: local_addr(&listeners.portal)?,
                 },
-                tls: TlsFiles {
-                    ca: ca_pem.clone(),
-                    cert,
-                    key,
-                },
+                tls: tls_files(&dir, &ca_pem, &cert, &key),
                 gateway: GatewayLink {
                     endpoint: format!("https://{gw_addr}"),
                     server_name: None,
                     client: ClientSettings::default(),
                 },
-                store: dir.join(format!("node-{prefix}.db")),
+                store: PathBuf::from(format!("node-{prefix}.db")),
                 platform: PlatformConfig::Embedded {
-                    database: dir.join(format!("platform-{prefix}.db")),
+                    database: PathBuf::from(format!("platform-{prefix}.db")),
                     seed_residents: spec.seed_residents,
                     review_step: spec.review_step,
                 },

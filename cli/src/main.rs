@@ -48,7 +48,10 @@ enum Command {
         /// Run the scenario once and exit: 0 if every outcome was as expected.
         #[arg(long)]
         once: bool,
-        /// Working folder for certificates, configs and databases (wiped at start).
+        /// Working folder for certificates, configs and databases, relative to the
+        /// working directory. Wiped at start if an earlier demo made it; a non-empty
+        /// folder the demo did not make is refused. The configs written there name
+        /// their files relative to it, so it can be run by hand afterwards.
         #[arg(long, default_value = "var/demo")]
         dir: PathBuf,
         /// Node regions (6-digit GB/T 2260 codes).

@@ -1,5 +1,6 @@
 //! The gateway's config file (TOML). Every field is documented; unknown keys are
-//! rejected; relative paths are relative to the config file's folder.
+//! rejected; relative paths are relative to the config file's folder (the rule is
+//! `tongban_runtime::config`'s, shared with the node).
 
 use std::{
     net::SocketAddr,
@@ -53,27 +54,19 @@ fn default_worker_threads() -> usize {
 }
 
 impl GatewayConfig {
-    /// Loads, resolves relative paths and validates a config file.
+    /// Loads a config file (a path relative to the working directory) and makes every
+    /// path in it absolute, relative ones taken from the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Self = config::load(path)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.resolve_paths(base);
-        Ok(config)
+        config::load_resolved(path)
     }
+}
 
-    /// Makes every relative path relative to `base`.
-    pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [
-            &mut self.tls.ca,
-            &mut self.tls.cert,
-            &mut self.tls.key,
-            &mut self.registry,
-        ] {
-            *p = base.join(&*p);
-        }
-        if let Some(c) = &mut self.catalog {
-            *c = base.join(&*c);
-        }
+impl config::FilePaths for GatewayConfig {
+    fn file_paths(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = self.tls.file_paths();
+        paths.push(&mut self.registry);
+        paths.extend(self.catalog.as_mut());
+        paths
     }
 }
 
@@ -88,6 +81,18 @@ mod tests {
         let config = GatewayConfig::load(&dir.join("gateway.toml")).unwrap();
         assert_eq!(config.listen.port(), 7000);
         assert!(config.registry.ends_with("registry.toml"));
+        assert!(config.registry.is_absolute() && config.tls.ca.is_absolute());
+        // Loading is idempotent: the same file gives the same paths.
+        let again = GatewayConfig::load(&dir.join("gateway.toml")).unwrap();
+        assert_eq!(
+            (again.registry, again.tls.ca, again.tls.cert, again.tls.key),
+            (
+                config.registry,
+                config.tls.ca,
+                config.tls.cert,
+                config.tls.key
+            )
+        );
         let registry: RegistryFile = config::load(&dir.join("registry.toml")).unwrap();
         assert_eq!(registry.regions.len(), 3);
     }

@@ -13,6 +13,8 @@ use tongban_runtime::{shutdown::Shutdown, telemetry, tls};
 #[command(version, about)]
 struct Args {
     /// Gateway config file (TOML). See deploy/gateway.toml for every field.
+    /// This path is relative to the working directory; relative paths inside the file
+    /// are relative to the file's own folder.
     #[arg(
         short,
         long,

@@ -77,6 +77,28 @@ fn check_validates_and_exits() {
 }
 
 #[test]
+fn a_relative_config_path_works_from_another_working_directory() {
+    let dir = setup("relative");
+    // The config names its files relative to its own folder; the command line names the
+    // config relative to the working directory (here: the folder above it).
+    let parent = dir.parent().unwrap();
+    let name = dir.file_name().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tongban-gateway"))
+        .current_dir(parent)
+        .arg("--config")
+        .arg(Path::new(name).join("gateway.toml"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 routes)"));
+}
+
+#[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = setup("sigterm");
     let (child, lines) =

@@ -1,5 +1,6 @@
 //! The node's config file (TOML). Every field is documented; unknown keys are
-//! rejected; relative paths are relative to the config file's folder.
+//! rejected; relative paths are relative to the config file's folder (the rule is
+//! `tongban_runtime::config`'s, shared with the gateway).
 
 use std::{
     net::SocketAddr,
@@ -120,27 +121,12 @@ fn default_review_step() -> Duration {
 }
 
 impl NodeConfig {
-    /// Loads, resolves relative paths and validates a config file.
+    /// Loads a config file (a path relative to the working directory), makes every path
+    /// in it absolute (relative ones taken from the file's folder) and validates it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Self = config::load(path)?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        let config: Self = config::load_resolved(path)?;
         config.validate(path)?;
         Ok(config)
-    }
-
-    /// Makes every relative path relative to `base`.
-    pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [
-            &mut self.tls.ca,
-            &mut self.tls.cert,
-            &mut self.tls.key,
-            &mut self.store,
-        ] {
-            *p = base.join(&*p);
-        }
-        match &mut self.platform {
-            PlatformConfig::Embedded { database, .. } => *database = base.join(&*database),
-        }
     }
 
     /// Checks what the types alone cannot.
@@ -177,6 +163,17 @@ impl NodeConfig {
     }
 }
 
+impl config::FilePaths for NodeConfig {
+    fn file_paths(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = self.tls.file_paths();
+        paths.push(&mut self.store);
+        match &mut self.platform {
+            PlatformConfig::Embedded { database, .. } => paths.push(database),
+        }
+        paths
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,8 +182,12 @@ mod tests {
     fn example_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
         for r in ["11", "31", "44"] {
-            let config = NodeConfig::load(&dir.join(format!("node-{r}.toml"))).unwrap();
+            let path = dir.join(format!("node-{r}.toml"));
+            let config = NodeConfig::load(&path).unwrap();
             assert_eq!(config.prefix().unwrap().as_str(), r);
+            assert!(config.store.is_absolute() && config.tls.key.is_absolute());
+            let again = NodeConfig::load(&path).unwrap();
+            assert_eq!((again.store, again.tls.key), (config.store, config.tls.key));
         }
     }
 

@@ -13,6 +13,8 @@ use tongban_runtime::{shutdown::Shutdown, telemetry, tls};
 #[command(version, about)]
 struct Args {
     /// Node config file (TOML). See deploy/node-44.toml for every field.
+    /// This path is relative to the working directory; relative paths inside the file
+    /// are relative to the file's own folder.
     #[arg(short, long, env = "TONGBAN_NODE_CONFIG", default_value = "node.toml")]
     config: PathBuf,
     /// Validate the config and certificates, then exit.

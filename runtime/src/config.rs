@@ -1,6 +1,13 @@
-//! Typed configuration files: TOML, unknown keys rejected, errors that name the field.
+//! Typed configuration files: TOML, unknown keys rejected, errors that name the field,
+//! and the one rule for the paths they hold.
+//!
+//! **Paths.** A relative path written inside a config file is relative to the folder of
+//! that file; a path given on the command line (`--config`, `--dir`) is relative to the
+//! working directory. [`load_resolved`] applies both rules and makes every path
+//! absolute, once: an absolute path is left as it is, so loading a config that was
+//! already resolved (or resolving twice) changes nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -23,6 +30,47 @@ impl ConfigError {
             path: path.display().to_string(),
             message: format!("field `{field}`: {problem}"),
         }
+    }
+}
+
+/// A config type whose fields name files. [`load_resolved`] resolves each of them.
+pub trait FilePaths {
+    /// Every path field of the config (optional ones only when set).
+    fn file_paths(&mut self) -> Vec<&mut PathBuf>;
+}
+
+/// `path` as an absolute path, relative paths taken from the working directory (for
+/// paths given on the command line).
+pub fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Resolves `path` against `base` (an absolute folder) unless it is absolute already.
+pub fn resolve_against(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Reads a config file named on the command line and makes every path in it absolute:
+/// relative paths in the file are taken from the file's folder. See the module docs.
+pub fn load_resolved<T: DeserializeOwned + FilePaths>(path: &Path) -> Result<T, ConfigError> {
+    let mut config: T = load(path)?;
+    let file = absolute(path)?;
+    let base = file.parent().unwrap_or(Path::new("/"));
+    resolve_paths(&mut config, base);
+    Ok(config)
+}
+
+/// Makes every relative path of `config` relative to `base` (absolute). Idempotent.
+pub fn resolve_paths<T: FilePaths>(config: &mut T, base: &Path) {
+    for p in config.file_paths() {
+        *p = resolve_against(base, p);
     }
 }
 
@@ -53,6 +101,46 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, Config
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct WithPaths {
+        a: PathBuf,
+        b: Option<PathBuf>,
+    }
+
+    impl FilePaths for WithPaths {
+        fn file_paths(&mut self) -> Vec<&mut PathBuf> {
+            let mut v = vec![&mut self.a];
+            v.extend(self.b.as_mut());
+            v
+        }
+    }
+
+    #[test]
+    fn file_paths_resolve_against_the_file_folder_once() {
+        let dir = tempdir("resolve");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let file = dir.join("sub/c.toml");
+        std::fs::write(&file, "a = \"pki/ca.pem\"\nb = \"/etc/abs.pem\"\n").unwrap();
+        let once: WithPaths = load_resolved(&file).unwrap();
+        assert_eq!(once.a, dir.join("sub/pki/ca.pem"));
+        assert_eq!(once.b.as_deref(), Some(Path::new("/etc/abs.pem")));
+        // Loading again, or resolving what was resolved, gives the same paths.
+        let again: WithPaths = load_resolved(&file).unwrap();
+        assert_eq!(again, once);
+        let mut twice = again;
+        resolve_paths(&mut twice, &dir.join("elsewhere"));
+        assert_eq!(twice, once);
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tongban-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

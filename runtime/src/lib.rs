@@ -7,6 +7,7 @@
 //! - [`config`]: typed config loading with errors that name the field.
 //! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
 //! - [`telemetry`]: tracing subscriber set-up; [`trace_context`]: W3C `traceparent`.
+//! - [`workdir`]: working folders that tools create and may wipe.
 
 pub mod config;
 pub mod identity;
@@ -16,3 +17,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
+pub mod workdir;

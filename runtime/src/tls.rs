@@ -45,6 +45,11 @@ pub fn install_crypto_provider() {
 }
 
 impl TlsFiles {
+    /// The three paths, for config path resolution.
+    pub fn file_paths(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.ca, &mut self.cert, &mut self.key]
+    }
+
     fn read(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
         std::fs::read(path).map_err(|source| TlsError::Read {
             path: path.clone(),
