@@ -3,11 +3,19 @@
 //! JSON object.
 //! It names parties and keys, never application content or personal data.
 
-use std::time::{Duration, Instant};
+use std::{
+    borrow::Cow,
+    time::{Duration, Instant},
+};
 
 use http::{HeaderMap, HeaderValue};
-use tongban_proto::metadata;
+use tongban_proto::{
+    metadata,
+    region::{RegionCode, RegionPrefix},
+};
 use tongban_runtime::{telemetry::AUDIT_TARGET, trace_context::TraceParent};
+
+use crate::{answer::Answer, call::Call, error::GatewayError};
 
 /// The request metadata the audit trail keeps, taken before the request is forwarded
 /// (cheap reference-counted copies, not the whole header map).
@@ -64,19 +72,22 @@ pub enum Outcome<'a> {
 /// or — if the call is dropped first — as abandoned, so no relayed call goes unrecorded.
 pub struct CallAudit {
     started: Instant,
-    method: String,
+    method: Cow<'static, str>,
     keys: AuditKeys,
-    pub caller: Option<String>,
-    pub target: Option<String>,
+    /// The caller's region, once authenticated.
+    pub caller: Option<RegionPrefix>,
+    /// The target region, once routed.
+    pub target: Option<RegionCode>,
     written: bool,
 }
 
 impl CallAudit {
-    pub fn start(method: String, keys: AuditKeys) -> Self {
+    /// Starts the record of `call`, timed from its arrival.
+    pub fn start(call: &Call) -> Self {
         Self {
-            started: Instant::now(),
-            method,
-            keys,
+            started: call.received,
+            method: call.method_name(),
+            keys: AuditKeys::from_headers(&call.headers),
             caller: None,
             target: None,
             written: false,
@@ -88,12 +99,24 @@ impl CallAudit {
         &self.method
     }
 
-    pub fn relayed(mut self, grpc_status: Option<&str>) {
-        self.write(Outcome::Relayed { grpc_status });
-    }
-
-    pub fn refused(mut self, code: tonic::Code, message: &str) {
-        self.write(Outcome::Refused { code, message });
+    /// Records how the call ended and returns the answer for the caller: the node's, or
+    /// the public part of the gateway's refusal (the trail keeps the whole reason).
+    pub fn finish(mut self, result: Result<Answer, GatewayError>) -> Answer {
+        match result {
+            Ok(answer) => {
+                let grpc_status = answer.grpc_status().and_then(|v| v.to_str().ok());
+                self.write(Outcome::Relayed { grpc_status });
+                answer
+            }
+            Err(error) => {
+                let status = error.to_status();
+                self.write(Outcome::Refused {
+                    code: status.code(),
+                    message: &error.to_string(),
+                });
+                Answer::from_status(status)
+            }
+        }
     }
 
     fn write(&mut self, outcome: Outcome<'_>) {
@@ -102,8 +125,8 @@ impl CallAudit {
             &self.keys,
             &AuditRecord {
                 method: &self.method,
-                caller: self.caller.as_deref(),
-                target: self.target.as_deref(),
+                caller: self.caller.as_ref().map(RegionPrefix::as_str),
+                target: self.target.as_ref().map(RegionCode::as_str),
                 outcome,
                 elapsed: self.started.elapsed(),
             },

@@ -20,7 +20,7 @@ use std::{
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::{
-    Ping, RecvStream,
+    RecvStream,
     server::{self, SendResponse},
 };
 use http::{HeaderMap, Request, Response};
@@ -33,7 +33,14 @@ use tongban_runtime::{
 };
 use tower::ServiceExt;
 
-use crate::{forward::Answer, relay::Relay};
+use crate::{
+    answer::Answer,
+    call::{Body, Call},
+    error::GatewayError,
+    keepalive::keepalive,
+    methods,
+    relay::Relay,
+};
 
 /// HTTP/2 limits and timers of the federation listener.
 #[derive(Clone, Debug)]
@@ -194,12 +201,13 @@ fn dispatch(
 ) -> StreamTask {
     let services = services.clone();
     let peer = peer.clone();
-    if request.uri().path().starts_with(crate::relay::PATH_PREFIX) {
+    if methods::is_gateway_service(request.uri().path()) {
         Box::pin(async move {
-            let (parts, mut body) = request.into_parts();
+            let (parts, body) = request.into_parts();
+            let call = Call::from_request(parts, Body::Stream(body), peer);
             // Pinned where it is built: the relay's state is large, and moving it into
             // a wrapper cost more instructions than the rest of the call's own logic.
-            let relay = std::pin::pin!(services.relay.relay(parts, &mut body, &peer.identity));
+            let relay = std::pin::pin!(services.relay.handle(call));
             // A caller's reset drops the relay, which resets the call to the node too
             // (and audits it as abandoned).
             if let Some(answer) = unless_reset(|cx| respond.poll_reset(cx), relay).await {
@@ -268,6 +276,17 @@ async fn serve_grpc(
     peer: Arc<PeerInfo>,
 ) {
     let (mut parts, body) = request.into_parts();
+    // The table says who may call the gateway's own services.
+    if let Some(method) = methods::lookup(parts.uri.path())
+        && !method.callers.admit(&peer.identity)
+    {
+        let refusal = GatewayError::PermissionDenied(format!(
+            "{} may not call {}",
+            peer.identity, method.name
+        ));
+        send_answer(respond, Answer::from_status(refusal.to_status()));
+        return;
+    }
     parts.extensions.insert(PeerInfo::clone(&peer));
     let request = Request::from_parts(parts, tonic::body::Body::new(IncomingBody::new(body)));
     let call = std::pin::pin!(services.grpc.clone().oneshot(request));
@@ -396,26 +415,5 @@ impl HttpBody for IncomingBody {
 
     fn is_end_stream(&self) -> bool {
         self.done || self.inner.is_end_stream()
-    }
-}
-
-/// Pings the peer every `interval`; returns why the connection should close once a ping
-/// goes unanswered for `timeout` (or pings cannot be sent). Used by both sides: the
-/// server's connections and the upstream pool's.
-pub(crate) async fn keepalive(
-    pings: Option<h2::PingPong>,
-    interval: Duration,
-    timeout: Duration,
-) -> String {
-    let Some(mut pings) = pings else {
-        return std::future::pending::<String>().await;
-    };
-    loop {
-        tokio::time::sleep(interval).await;
-        match tokio::time::timeout(timeout, pings.ping(Ping::opaque())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
-            Err(_) => return format!("no keep-alive answer within {timeout:?}"),
-        }
     }
 }

@@ -1,6 +1,8 @@
-//! Errors the gateway itself produces, classified by fault, and the one place where
-//! each becomes a gRPC status.
+//! Errors the gateway itself produces, classified by fault, and the one place where each
+//! becomes a gRPC status: its code, its public message and whether the caller may retry
+//! (stated in the status as `tongban-retry`, see `tongban_proto::retry`).
 
+use tongban_proto::{metadata::MetadataError, retry::Retry};
 use tonic::{Code, Status};
 
 /// Who is at fault decides the code and whether the caller may retry.
@@ -12,7 +14,10 @@ pub enum GatewayError {
     /// Required metadata is missing or malformed.
     #[error("metadata `{key}`: {problem}")]
     InvalidMetadata { key: &'static str, problem: String },
-    /// No node is registered for the target region.
+    /// The target region's province does not exist.
+    #[error("no node is registered for region {0}")]
+    UnknownRegion(String),
+    /// No node is registered for a known region (yet).
     #[error("no node is registered for region {0}")]
     NoRoute(String),
     /// The method is not relayed by this gateway.
@@ -30,29 +35,123 @@ pub enum GatewayError {
     /// The target node could not be reached; safe to retry with the same idempotency key.
     #[error("region {region} is unreachable: {reason}")]
     Unavailable { region: String, reason: String },
+    /// A fault of the gateway itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<MetadataError> for GatewayError {
+    fn from(e: MetadataError) -> Self {
+        Self::InvalidMetadata {
+            key: e.key,
+            problem: e.problem.to_owned(),
+        }
+    }
 }
 
 impl GatewayError {
-    /// The status sent to the caller.
-    pub fn to_status(&self) -> Status {
-        let code = match self {
+    /// The gRPC code.
+    pub fn code(&self) -> Code {
+        match self {
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::InvalidMetadata { .. } => Code::InvalidArgument,
-            Self::NoRoute(_) => Code::NotFound,
+            Self::UnknownRegion(_) | Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
             Self::TooLarge(_) => Code::ResourceExhausted,
             Self::Stalled(_) => Code::DeadlineExceeded,
             Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } => Code::Unavailable,
-        };
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// Whether, and when, the caller may retry the same call.
+    pub fn retry(&self) -> Retry {
+        match self {
+            // A certificate or registry mistake heals when the operator fixes it.
+            Self::PermissionDenied(_) | Self::NoRoute(_) => Retry::Configuration,
+            Self::InvalidMetadata { .. }
+            | Self::UnknownRegion(_)
+            | Self::UnknownMethod(_)
+            | Self::TooLarge(_) => Retry::Permanent,
+            Self::Stalled(_)
+            | Self::ClientGone(_)
+            | Self::Unavailable { .. }
+            | Self::Internal(_) => Retry::Transient,
+        }
+    }
+
+    /// The status sent to the caller.
+    pub fn to_status(&self) -> Status {
         let message = match self {
             // Which address failed, and how, is for the operator (the audit line keeps
             // it), not for the calling region.
             Self::Unavailable { region, .. } => {
                 format!("region {region} is unreachable; retry with the same idempotency key")
             }
+            Self::Internal(_) => "internal error of the gateway; retry later".to_owned(),
             other => other.to_string(),
         };
-        Status::new(code, message)
+        self.retry().mark(Status::new(self.code(), message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_states_its_code_and_retry_class_on_the_wire() {
+        let cases = [
+            (
+                GatewayError::PermissionDenied("x".into()),
+                Code::PermissionDenied,
+                Retry::Configuration,
+            ),
+            (
+                GatewayError::UnknownRegion("990000".into()),
+                Code::NotFound,
+                Retry::Permanent,
+            ),
+            (
+                GatewayError::NoRoute("650102".into()),
+                Code::NotFound,
+                Retry::Configuration,
+            ),
+            (
+                GatewayError::TooLarge(5),
+                Code::ResourceExhausted,
+                Retry::Permanent,
+            ),
+            (
+                GatewayError::Unavailable {
+                    region: "44".into(),
+                    reason: "tcp: 127.0.0.1:9 refused".into(),
+                },
+                Code::Unavailable,
+                Retry::Transient,
+            ),
+            (
+                GatewayError::Internal("bad header".into()),
+                Code::Internal,
+                Retry::Transient,
+            ),
+        ];
+        for (error, code, retry) in cases {
+            let status = error.to_status();
+            assert_eq!(status.code(), code, "{error}");
+            assert_eq!(Retry::of(&status), retry, "{error}");
+        }
+        // Node addresses never reach the caller.
+        let status = GatewayError::Unavailable {
+            region: "44".into(),
+            reason: "tcp: 127.0.0.1:9 refused".into(),
+        }
+        .to_status();
+        assert!(
+            !status.message().contains("127.0.0.1"),
+            "{}",
+            status.message()
+        );
     }
 }

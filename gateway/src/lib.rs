@@ -1,25 +1,32 @@
 //! The Tongban national gateway.
 //!
-//! A relayed call's life, one module per phase (composed in [`relay`]):
-//! [`authenticate`] (certificate → caller identity) → [`authorize`] (may the caller act
-//! for the origin it claims?) → [`route`] (target region → node pool, longest prefix
-//! wins) → [`forward`] (relay the message as bytes over [`upstream`]) → [`audit`].
+//! A relayed call's life (composed in [`relay`], one module per phase, each a plain
+//! function over a [`call::Call`]): [`authenticate`] (certificate → caller region) →
+//! [`authorize`] (may the caller make this call, as the origin it claims?) → [`route`]
+//! (target region → node pool, longest prefix wins) → [`forward`] (relay the message as
+//! bytes over [`upstream`]) → [`audit`]. [`methods`] is the table of every method and
+//! its policy; [`deadline`] bounds each call; [`error`] chooses every gRPC status code
+//! the gateway itself produces, and whether the caller may retry.
 //!
-//! [`connection`] serves HTTP/2 on each authenticated connection and hands relayed calls
-//! to [`relay`]; [`catalog`] serves the national one-thing catalog; [`server`] assembles
-//! the listeners;
-//! [`config`] and [`registry`] are the operator's files; [`error`] chooses every gRPC
-//! status code the gateway itself produces.
+//! [`connection`] is the HTTP/2 server: it turns streams into calls and [`answer`]s into
+//! frames, and nothing else; [`catalog`] serves the national one-thing catalog;
+//! [`server`] assembles the listeners; [`config`] and [`registry`] are the operator's
+//! files; [`keepalive`] pings both kinds of connection.
 
+pub mod answer;
 pub mod audit;
 pub mod authenticate;
 pub mod authorize;
+pub mod call;
 pub mod catalog;
 pub mod config;
 pub mod connection;
+pub mod deadline;
 pub mod error;
 pub mod forward;
+pub mod keepalive;
 pub mod message;
+pub mod methods;
 pub mod registry;
 pub mod relay;
 pub mod route;

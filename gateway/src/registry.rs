@@ -44,20 +44,9 @@ pub struct RegionEntry {
 #[derive(Debug)]
 pub struct Route {
     pub prefix: RegionPrefix,
-    /// `grpc-timeout` sent when the caller set none, so the node bounds every call.
-    pub default_deadline: http::HeaderValue,
-    /// The same deadline, for the gateway's own waits (a request body that never ends).
-    pub request_timeout: std::time::Duration,
     pub identity: PeerIdentity,
     pub endpoints: Vec<String>,
     pub pool: Arc<NodePool>,
-}
-
-/// A `grpc-timeout` value (milliseconds, at most 8 digits as the protocol requires).
-fn grpc_timeout(d: std::time::Duration) -> http::HeaderValue {
-    let ms = d.as_millis().clamp(1, 99_999_999);
-    http::HeaderValue::from_str(&format!("{ms}m"))
-        .unwrap_or_else(|_| http::HeaderValue::from_static("10000m"))
 }
 
 /// The loaded registry.
@@ -142,8 +131,6 @@ impl Registry {
             };
             let route = Route {
                 prefix,
-                default_deadline: grpc_timeout(settings.request_timeout),
-                request_timeout: settings.request_timeout,
                 identity,
                 endpoints: entry.endpoints.clone(),
                 pool,

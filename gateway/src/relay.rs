@@ -1,110 +1,64 @@
-//! The relayed `tongban.federation.v1.Gateway` service: the whole path of a call in one
-//! place — authenticate, authorize, route, forward, audit.
+//! The gateway's call pipeline: the whole path of a relayed call in one place.
+//!
+//! Each phase is a plain function over the [`Call`] value, in a module named for it, so
+//! it is unit-tested without a network. A later concern is one line here, where it
+//! belongs in the order:
+//! - a cache of decoded lookups answers before `forward` (and stores after it);
+//! - a limit or load shedder admits the call after `route` (it knows caller and target);
+//! - a span wraps `handle`, a metric is recorded beside the audit in `finish`.
 
 use std::sync::Arc;
 
-use h2::RecvStream;
-use http::request::Parts;
 use tongban_proto::region::RegionTable;
-use tongban_runtime::identity::PeerIdentity;
 
 use crate::{
-    audit::{AuditKeys, CallAudit},
-    authenticate, authorize,
-    error::GatewayError,
-    forward::{self, Answer},
-    registry::Registry,
-    route,
+    answer::Answer, audit::CallAudit, authenticate, authorize, call::Call, deadline::Deadlines,
+    error::GatewayError, forward, methods::Serve, registry::Registry, route,
 };
-
-/// Path prefix of the relayed methods.
-pub const PATH_PREFIX: &str = "/tongban.federation.v1.Gateway/";
-
-/// Maps a relayed gateway method to the same method on the node service.
-fn node_path(method: &str) -> Option<&'static str> {
-    Some(match method {
-        "DeliverApplication" => "/tongban.federation.v1.Node/DeliverApplication",
-        "QueryStatus" => "/tongban.federation.v1.Node/QueryStatus",
-        "PushStatus" => "/tongban.federation.v1.Node/PushStatus",
-        _ => return None,
-    })
-}
 
 /// Relays calls to nodes; shared by every connection.
 pub struct Relay {
     registry: Arc<Registry>,
     regions: &'static RegionTable,
+    deadlines: Deadlines,
 }
 
 impl Relay {
-    pub fn new(registry: Arc<Registry>, regions: &'static RegionTable) -> Self {
-        Self { registry, regions }
+    /// A relay over `registry`, no call allowed longer than `request_timeout`.
+    pub fn new(
+        registry: Arc<Registry>,
+        regions: &'static RegionTable,
+        request_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            registry,
+            regions,
+            deadlines: Deadlines::new(request_timeout),
+        }
     }
 
-    /// Relays one call (`parts` and its request `body`) from the peer `identity` and
-    /// returns the answer for the caller: the node's, or the gateway's own refusal.
-    pub async fn relay(
-        &self,
-        parts: Parts,
-        body: &mut RecvStream,
-        identity: &PeerIdentity,
-    ) -> Answer {
-        let path = parts.uri.path();
-        let requested = path.strip_prefix(PATH_PREFIX).unwrap_or(path);
-        let node_path = node_path(requested);
-        let method = match node_path {
-            Some(_) => requested.to_owned(),
-            None => printable(requested),
+    /// Handles one call and returns the answer for the caller: the node's, or the
+    /// gateway's own refusal. Every call is audited once, however it ends (one dropped
+    /// before it is answered as abandoned).
+    pub async fn handle(&self, call: Call) -> Answer {
+        let mut audit = CallAudit::start(&call);
+        let result = self.relay(call, &mut audit).await;
+        audit.finish(result)
+    }
+
+    async fn relay(&self, mut call: Call, audit: &mut CallAudit) -> Result<Answer, GatewayError> {
+        let method = call.known_method()?;
+        let Serve::Relay { node_path } = method.serve else {
+            return Err(GatewayError::UnknownMethod(method.name.to_owned()));
         };
-        let mut audit = CallAudit::start(method, AuditKeys::from_headers(&parts.headers));
-
-        let result = async {
-            let node_path =
-                node_path.ok_or_else(|| GatewayError::UnknownMethod(audit.method().to_owned()))?;
-            let caller = authenticate::calling_region(identity)?;
-            audit.caller = Some(caller.to_string());
-            authorize::check_origin_claim(&parts.headers, &caller)?;
-            let (target, route) = route::resolve(&parts.headers, &self.registry, self.regions)?;
-            audit.target = Some(target.to_string());
-            forward::forward(&route, parts, body, node_path, &caller).await
-        }
-        .await;
-
-        match result {
-            Ok(answer) => {
-                audit.relayed(answer.grpc_status().and_then(|v| v.to_str().ok()));
-                answer
-            }
-            Err(error) => {
-                let status = error.to_status();
-                // The trail keeps the whole reason; the caller gets the public part.
-                audit.refused(status.code(), &error.to_string());
-                Answer::from_status(status)
-            }
-        }
-    }
-}
-
-/// A caller-chosen method name as it may appear in logs and errors: printable ASCII
-/// only (a path may carry bytes that log readers take for line breaks), at most 64.
-fn printable(method: &str) -> String {
-    method
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn unknown_method_names_are_made_printable_and_short() {
-        assert_eq!(
-            printable("Delete\u{85}{\"audit\":\"relayed\"}\u{2028}x"),
-            "Delete{\"audit\":\"relayed\"}x"
-        );
-        assert_eq!(printable(&"a".repeat(500)).len(), 64);
+        let caller = authenticate::calling_region(&call)?;
+        audit.caller = Some(caller);
+        authorize::check_caller(&call, method, &caller)?;
+        let (target, route) = route::resolve(&call, &self.registry, self.regions)?;
+        audit.target = Some(target);
+        authorize::check_key(&call, method)?;
+        let deadline = self.deadlines.for_call(method, &call.headers);
+        let message = call.message(deadline.wait).await?;
+        forward::forward(call, message, node_path, &route, &caller, &deadline).await
     }
 }

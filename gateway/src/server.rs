@@ -139,7 +139,11 @@ impl Gateway {
             "gateway serving"
         );
         let services = Arc::new(Services {
-            relay: Relay::new(self.registry.clone(), RegionTable::embedded()),
+            relay: Relay::new(
+                self.registry.clone(),
+                RegionTable::embedded(),
+                self.config.upstream.request_timeout,
+            ),
             grpc: tonic::service::Routes::new(health_service)
                 .add_service(reflection)
                 .add_service(CatalogServer::new(CatalogService::new(&self.catalog))),

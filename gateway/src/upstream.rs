@@ -21,8 +21,7 @@ use std::{
 use bytes::Bytes;
 use h2::client::{self, SendRequest};
 use http::{
-    Request, Response, Uri,
-    request::Parts,
+    HeaderMap, Request, Response, Uri,
     uri::{Authority, PathAndQuery, Scheme},
 };
 use rustls::{ClientConfig, pki_types::ServerName};
@@ -164,21 +163,25 @@ impl NodePool {
         })
     }
 
-    /// Sends a unary call (`parts` with its whole `body`) to `path` on the node and
-    /// returns the node's answer as it arrives (headers now, body and trailers to read).
+    /// Sends a unary call (metadata `headers` with its whole `body`) to `path` on the
+    /// node and returns the node's answer as it arrives (headers now, body and trailers
+    /// to read).
     pub async fn call(
         &self,
-        mut parts: Parts,
+        headers: HeaderMap,
         path: &'static str,
         body: Message,
     ) -> Result<Response<h2::RecvStream>, UpstreamError> {
         let (endpoint, (generation, mut sender)) = self.ready_sender().await?;
-        parts.uri = endpoint.uri(path);
         let http2 = |source| UpstreamError::Http2 {
             endpoint: endpoint.url.clone(),
             source,
         };
-        let request = Request::from_parts(parts, ());
+        let mut request = Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.version_mut() = http::Version::HTTP_2;
+        *request.uri_mut() = endpoint.uri(path);
+        *request.headers_mut() = headers;
         let (response, mut stream) =
             sender.send_request(request, body.is_empty()).map_err(|e| {
                 endpoint.forget(generation);
@@ -399,7 +402,7 @@ async fn drive(
     interval: Duration,
     timeout: Duration,
 ) {
-    let keepalive = crate::connection::keepalive(connection.ping_pong(), interval, timeout);
+    let keepalive = crate::keepalive::keepalive(connection.ping_pong(), interval, timeout);
     let reason = tokio::select! {
         ended = &mut connection => match ended {
             Ok(()) => "closed".to_owned(),

@@ -54,7 +54,7 @@ impl CatalogCopy {
         let response = client
             .get_catalog(known)
             .await
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+            .map_err(|failed| failed.to_string())?;
         if response.not_modified {
             return Ok(false);
         }

@@ -1,5 +1,8 @@
-//! Errors of the node's federation service and where each becomes a gRPC status.
+//! Errors of the node's federation service, and the one place where each becomes a gRPC
+//! status: its code and whether the caller may retry (stated in the status as
+//! `tongban-retry`, see `tongban_proto::retry`).
 
+use tongban_proto::retry::Retry;
 use tonic::{Code, Status};
 
 use crate::{platform::PlatformError, store::StoreError};
@@ -31,24 +34,88 @@ impl NodeError {
             problem: problem.into(),
         }
     }
+
+    /// The gRPC code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Retry(_) => Code::Unavailable,
+            Self::Platform(PlatformError::Conflict(_)) => Code::FailedPrecondition,
+            Self::Store(_) | Self::Platform(_) => Code::Unavailable,
+        }
+    }
+
+    /// Whether, and when, the caller may retry the same call.
+    pub fn retry(&self) -> Retry {
+        match self {
+            // Refusals of the caller's rights and routing mismatches come from a
+            // certificate or registry being changed: they heal once it is fixed.
+            Self::PermissionDenied(_) | Self::NotFound(_) => Retry::Configuration,
+            Self::InvalidArgument { .. }
+            | Self::FailedPrecondition(_)
+            | Self::Platform(PlatformError::Conflict(_)) => Retry::Permanent,
+            // Storage and platform trouble, and catalogs still converging, pass: the
+            // sender keeps its outbox entry and retries with the same key.
+            Self::Retry(_) | Self::Store(_) | Self::Platform(_) => Retry::Transient,
+        }
+    }
 }
 
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
-        let code = match &e {
-            NodeError::PermissionDenied(_) => Code::PermissionDenied,
-            NodeError::InvalidArgument { .. } => Code::InvalidArgument,
-            NodeError::NotFound(_) => Code::NotFound,
-            NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
-            NodeError::Retry(_) => Code::Unavailable,
-            NodeError::Platform(PlatformError::Conflict(_)) => Code::FailedPrecondition,
-            // Storage and platform trouble is transient from the caller's view: the
-            // sender keeps the outbox entry and retries with the same key.
-            NodeError::Store(_) | NodeError::Platform(_) => Code::Unavailable,
-        };
-        if code == Code::Unavailable {
+        let code = e.code();
+        if code == Code::Unavailable && matches!(e, NodeError::Store(_) | NodeError::Platform(_)) {
             tracing::error!(error = %e, "node storage or platform failure");
         }
-        Status::new(code, e.to_string())
+        e.retry().mark(Status::new(code, e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_state_their_retry_class() {
+        let cases = [
+            (
+                NodeError::invalid("application", "required"),
+                Code::InvalidArgument,
+                Retry::Permanent,
+            ),
+            (
+                NodeError::PermissionDenied("gateway only".into()),
+                Code::PermissionDenied,
+                Retry::Configuration,
+            ),
+            (
+                NodeError::NotFound("not handled here".into()),
+                Code::NotFound,
+                Retry::Configuration,
+            ),
+            (
+                NodeError::FailedPrecondition("key reused".into()),
+                Code::FailedPrecondition,
+                Retry::Permanent,
+            ),
+            (
+                NodeError::Retry("catalogs differ".into()),
+                Code::Unavailable,
+                Retry::Transient,
+            ),
+            (
+                NodeError::Platform(PlatformError::Unavailable("down".into())),
+                Code::Unavailable,
+                Retry::Transient,
+            ),
+        ];
+        for (error, code, retry) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code);
+            assert_eq!(Retry::of(&status), retry, "{status:?}");
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! transient failures are retried with capped exponential backoff, with the same
 //! idempotency key, so the receiver applies it once.
 //!
-//! Retry timing is persisted per entry (it must survive restarts), which a retry
-//! middleware cannot do; hence the few lines of backoff arithmetic here.
+//! Whether to retry is the failure's own answer (`CallFailed::retry`, stated by whoever
+//! made the error); retry timing is persisted per entry (it must survive restarts),
+//! which a retry middleware cannot do; hence the few lines of backoff arithmetic here.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,7 +14,6 @@ use prost::Message;
 use tokio::sync::Notify;
 use tongban_proto::v1::{DeliverApplicationRequest, PushStatusRequest};
 use tongban_runtime::shutdown::ShutdownSignal;
-use tonic::Code;
 
 use tongban_proto::resident_id::ResidentId;
 use tongban_runtime::trace_context::TraceParent;
@@ -41,21 +41,6 @@ enum Attempt {
     Done,
     Retry(String),
     Refused(String),
-}
-
-/// Whether a failure may heal by itself. NOT_FOUND is retried: a region whose node is
-/// not registered yet becomes reachable when the operator registers it.
-fn retryable(code: Code) -> bool {
-    !matches!(
-        code,
-        Code::InvalidArgument
-            | Code::PermissionDenied
-            | Code::FailedPrecondition
-            | Code::Unimplemented
-            | Code::Unauthenticated
-            | Code::AlreadyExists
-            | Code::OutOfRange
-    )
 }
 
 impl Forwarder {
@@ -167,10 +152,10 @@ impl Forwarder {
                 Ok(()) => Attempt::Done,
                 Err(e) => Attempt::Retry(e.to_string()),
             },
-            Err(status) if retryable(status.code()) => {
-                Attempt::Retry(format!("{:?}: {}", status.code(), status.message()))
-            }
-            Err(status) => Attempt::Refused(format!("{:?}: {}", status.code(), status.message())),
+            // A configuration refusal (a region not registered yet, a certificate or
+            // registry mistake) heals when an operator fixes it: the entry stays pending.
+            Err(failed) if failed.retry.may_retry() => Attempt::Retry(failed.to_string()),
+            Err(failed) => Attempt::Refused(failed.to_string()),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The node's client for the gateway: one pooled mTLS HTTP/2 channel, and the metadata
-//! the gateway routes and authorizes on.
+//! the gateway routes and authorizes on. A failed call says whether it may be retried,
+//! as its maker (gateway or node) stated it: callers never re-decide that from codes.
 
+use tongban_proto::retry::Retry;
 use tongban_proto::{
     metadata,
     region::RegionCode,
@@ -12,6 +14,24 @@ use tongban_proto::{
 };
 use tongban_runtime::trace_context::TraceParent;
 use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
+
+/// A failed call through the gateway.
+#[derive(Debug, thiserror::Error)]
+#[error("{:?}: {}", .status.code(), .status.message())]
+pub struct CallFailed {
+    pub status: Status,
+    /// Whether, and when, the same call may be tried again.
+    pub retry: Retry,
+}
+
+impl From<Status> for CallFailed {
+    fn from(status: Status) -> Self {
+        Self {
+            retry: Retry::of(&status),
+            status,
+        }
+    }
+}
 
 /// Routing facts of one call.
 pub struct CallMeta<'a> {
@@ -32,7 +52,7 @@ pub struct GatewayClient {
 }
 
 impl GatewayClient {
-    pub fn new(channel: Channel, origin: &RegionCode) -> Result<Self, Status> {
+    pub fn new(channel: Channel, origin: &RegionCode) -> Result<Self, CallFailed> {
         Ok(Self {
             grpc: Grpc::new(channel.clone()),
             catalog: CatalogClient::new(channel),
@@ -40,7 +60,7 @@ impl GatewayClient {
         })
     }
 
-    fn request<T>(&self, message: T, meta: &CallMeta<'_>) -> Result<Request<T>, Status> {
+    fn request<T>(&self, message: T, meta: &CallMeta<'_>) -> Result<Request<T>, CallFailed> {
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(
@@ -71,7 +91,7 @@ impl GatewayClient {
         &self,
         message: DeliverApplicationRequest,
         meta: &CallMeta<'_>,
-    ) -> Result<DeliverApplicationResponse, Status> {
+    ) -> Result<DeliverApplicationResponse, CallFailed> {
         let request = self.request(message, meta)?;
         Ok(self
             .grpc
@@ -85,7 +105,7 @@ impl GatewayClient {
         &self,
         message: QueryStatusRequest,
         meta: &CallMeta<'_>,
-    ) -> Result<QueryStatusResponse, Status> {
+    ) -> Result<QueryStatusResponse, CallFailed> {
         let request = self.request(message, meta)?;
         Ok(self.grpc.clone().query_status(request).await?.into_inner())
     }
@@ -94,12 +114,15 @@ impl GatewayClient {
         &self,
         message: PushStatusRequest,
         meta: &CallMeta<'_>,
-    ) -> Result<PushStatusResponse, Status> {
+    ) -> Result<PushStatusResponse, CallFailed> {
         let request = self.request(message, meta)?;
         Ok(self.grpc.clone().push_status(request).await?.into_inner())
     }
 
-    pub async fn get_catalog(&self, known_version: String) -> Result<GetCatalogResponse, Status> {
+    pub async fn get_catalog(
+        &self,
+        known_version: String,
+    ) -> Result<GetCatalogResponse, CallFailed> {
         Ok(self
             .catalog
             .clone()
@@ -109,7 +132,9 @@ impl GatewayClient {
     }
 }
 
-fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, Status> {
-    MetadataValue::try_from(value)
-        .map_err(|_| Status::invalid_argument(format!("metadata `{key}` is not valid ASCII")))
+fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {
+    MetadataValue::try_from(value).map_err(|_| CallFailed {
+        status: Status::invalid_argument(format!("metadata `{key}` is not valid ASCII")),
+        retry: Retry::Permanent,
+    })
 }

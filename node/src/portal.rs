@@ -197,7 +197,7 @@ async fn application_status(
                     source = "handling_region";
                 }
             }
-            Ok(Err(e)) => tracing::debug!(code = ?e.code(), "live status unavailable"),
+            Ok(Err(e)) => tracing::debug!(code = ?e.status.code(), "live status unavailable"),
             Err(_) => tracing::debug!("live status timed out"),
         }
     }

@@ -123,7 +123,7 @@ impl Node {
             .timeout(config.gateway.client.request_timeout)
             .connect_lazy();
         let client = GatewayClient::new(channel, &config.region)
-            .map_err(|s| NodeStartError::Other(s.message().to_owned()))?;
+            .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
         let catalog = Arc::new(CatalogCopy::load(&store).await);
         Ok(Self {
             config,

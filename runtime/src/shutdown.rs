@@ -39,11 +39,14 @@ impl Shutdown {
         }
     }
 
-    /// Triggers this shutdown when the process gets SIGTERM or Ctrl-C.
+    /// Triggers this shutdown when the process gets SIGTERM or Ctrl-C (SIGINT). The
+    /// handlers are installed before this returns, so a signal sent as soon as the
+    /// process reports it is serving is never met by the default action (exit).
     pub fn trigger_on_os_signals(&self) {
         let this = self.clone();
+        let signals = OsSignals::install();
         tokio::spawn(async move {
-            os_signal().await;
+            signals.recv().await;
             tracing::info!("shutdown requested");
             this.trigger();
         });
@@ -61,22 +64,45 @@ impl ShutdownSignal {
     }
 }
 
-async fn os_signal() {
+/// SIGTERM and SIGINT, registered at once (tokio's `ctrl_c()` would register only when
+/// first polled, on the spawned task's first turn).
+struct OsSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl OsSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn recv(self) {
+        #[cfg(unix)]
+        match self.streams {
+            Some((mut term, mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
+                    _ = int.recv() => {},
                 }
             }
-            Err(_) => {
+            None => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -69,6 +69,10 @@ async fn deliver_to_44(
         request
             .metadata_mut()
             .insert(metadata::TARGET_REGION, "440000".parse().unwrap());
+        // A state-changing call: the gateway requires its idempotency key.
+        request
+            .metadata_mut()
+            .insert(metadata::IDEMPOTENCY_KEY, "deliver-to-44".parse().unwrap());
         client.deliver_application(request).await
     })
 }
@@ -175,6 +179,7 @@ async fn a_request_body_that_never_ends_is_cut_off_at_the_deadline() {
     .header("content-type", "application/grpc")
     .header("te", "trailers")
     .header(metadata::TARGET_REGION, "440000")
+    .header(metadata::IDEMPOTENCY_KEY, "stalled")
     .body(())
     .unwrap();
     let mut client = client.ready().await.unwrap();

@@ -33,7 +33,7 @@ async fn health_check(pool: &NodePool) -> Result<String, UpstreamError> {
         .into_parts();
     // An empty HealthCheckRequest: uncompressed flag, zero length.
     let body = Bytes::from_static(&[0, 0, 0, 0, 0]);
-    let response = pool.call(parts, HEALTH_CHECK, body.into()).await?;
+    let response = pool.call(parts.headers, HEALTH_CHECK, body.into()).await?;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     while let Some(chunk) = body.data().await {

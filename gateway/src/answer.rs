@@ -1,0 +1,47 @@
+//! A call's outcome, whole: what the HTTP/2 server writes back to the caller.
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::message::Message;
+
+/// An answer to the caller: response head, message bytes and trailers.
+pub struct Answer {
+    pub head: http::response::Parts,
+    pub data: Message,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Answer {
+    /// The call's outcome as stated (trailers, or headers if trailers-only).
+    pub fn grpc_status(&self) -> Option<&HeaderValue> {
+        self.trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.head.headers.get("grpc-status"))
+    }
+
+    /// A trailers-only answer carrying `status` (and its metadata).
+    pub fn from_status(status: tonic::Status) -> Self {
+        let (head, ()) = status.into_http::<()>().into_parts();
+        Self {
+            head,
+            data: Message::default(),
+            trailers: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_answer_states_its_code_in_the_head() {
+        let answer = Answer::from_status(tonic::Status::not_found("no node"));
+        assert_eq!(
+            answer.grpc_status().and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
+        assert!(answer.data.is_empty() && answer.trailers.is_none());
+    }
+}
