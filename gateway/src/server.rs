@@ -3,15 +3,22 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{Router, routing::get};
 use tokio::{net::TcpListener, sync::watch};
 use tongban_proto::{
     FILE_DESCRIPTOR_SET, catalog::Catalog, region::RegionTable, v1::catalog_server::CatalogServer,
 };
 use tongban_runtime::{
-    config::ConfigError, incoming::authenticated_incoming, shutdown::ShutdownSignal, tls::TlsError,
+    admin::{self, Readiness},
+    config::ConfigError,
+    incoming::authenticated_incoming,
+    shutdown::ShutdownSignal,
+    standard_services,
+    tls::TlsError,
 };
-use tonic_health::ServingStatus;
+
+/// The services the federation listener serves besides health and reflection.
+const CATALOG_SERVICE: &str = "tongban.federation.v1.Catalog";
+const GATEWAY_SERVICE: &str = "tongban.federation.v1.Gateway";
 
 use crate::{
     catalog::CatalogService,
@@ -117,21 +124,20 @@ impl Gateway {
         let incoming =
             authenticated_incoming(listeners.federation, tls_rx, self.config.handshake_timeout);
 
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<CatalogServer<CatalogService>>().await;
-        health
-            .set_service_status("tongban.federation.v1.Gateway", ServingStatus::Serving)
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| GatewayStartError::Reflection(e.to_string()))?;
+        let served = [CATALOG_SERVICE, GATEWAY_SERVICE];
+        let (health, standard) =
+            standard_services::health_and_reflection(&served, &[FILE_DESCRIPTOR_SET])
+                .await
+                .map_err(|e| GatewayStartError::Reflection(e.to_string()))?;
 
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let admin = listeners
-            .admin
-            .map(|listener| tokio::spawn(serve_admin(listener, ready.clone(), shutdown.clone())));
+        let ready = Readiness::new(true);
+        let admin = listeners.admin.map(|listener| {
+            tokio::spawn(admin::serve(
+                listener,
+                admin::probes(ready.clone()),
+                shutdown.clone(),
+            ))
+        });
 
         tracing::info!(
             routes = self.registry.len(),
@@ -144,56 +150,23 @@ impl Gateway {
                 RegionTable::embedded(),
                 self.config.upstream.request_timeout,
             ),
-            grpc: tonic::service::Routes::new(health_service)
-                .add_service(reflection)
-                .add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
+            grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });
         // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
-        let on_shutdown = {
-            let health = health.clone();
-            let ready = ready.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                shutdown.wait().await;
-                ready.store(false, std::sync::atomic::Ordering::Relaxed);
-                health
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
-            })
-        };
+        let on_shutdown = standard_services::not_serving_on_shutdown(
+            health,
+            served.map(str::to_owned).to_vec(),
+            ready,
+            shutdown.clone(),
+        );
         connection::serve(incoming, services, ServerSettings::default(), shutdown).await;
         let _ = on_shutdown.await;
-        if let Some(admin) = admin {
-            let _ = admin.await;
+        if let Some(admin) = admin
+            && let Ok(Err(error)) = admin.await
+        {
+            return Err(GatewayStartError::Admin(error));
         }
         tracing::info!("gateway stopped");
         Ok(())
     }
-}
-
-/// `/healthz`: the process runs. `/readyz`: it accepts federation traffic.
-async fn serve_admin(
-    listener: TcpListener,
-    ready: Arc<std::sync::atomic::AtomicBool>,
-    shutdown: ShutdownSignal,
-) -> Result<(), GatewayStartError> {
-    let router = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(std::sync::atomic::Ordering::Relaxed);
-                async move {
-                    if ready {
-                        (http::StatusCode::OK, "ready\n")
-                    } else {
-                        (http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.wait())
-        .await
-        .map_err(GatewayStartError::Admin)
 }

@@ -6,14 +6,18 @@
 //! - [`pki`]: development PKI (federation CA and leaf certificates) with rcgen.
 //! - [`config`]: typed config loading with errors that name the field.
 //! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
+//! - [`standard_services`]: health and reflection, as every gRPC listener serves them.
+//! - [`admin`]: the plaintext admin listener (`/healthz`, `/readyz`, and more).
 //! - [`telemetry`]: tracing subscriber set-up; [`trace_context`]: W3C `traceparent`.
 //! - [`workdir`]: working folders that tools create and may wipe.
 
+pub mod admin;
 pub mod config;
 pub mod identity;
 pub mod incoming;
 pub mod pki;
 pub mod shutdown;
+pub mod standard_services;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
