@@ -15,6 +15,9 @@
 //! - `prereview`: form pre-review ([`CatalogItem::validate_form`]) and missing materials.
 //! - `fields`: the per-type value checkers behind pre-review.
 //! - `competent`: the competent-region rule ([`CatalogItem::competent_region`]).
+//!
+//! The working-day arithmetic behind [`CatalogItem::promised_date`] is in
+//! [`calendar`](crate::calendar).
 
 mod competent;
 mod consistency;

@@ -5,8 +5,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use time::{Date, Duration, Weekday};
+use time::Date;
 
+use crate::calendar;
 use crate::region::RegionCode;
 
 /// Maximum length of a text field when the catalog sets none.
@@ -263,29 +264,9 @@ impl CatalogItem {
     /// `filed_on`, counting only days strictly after it. Working days are Monday to
     /// Friday; public holidays and their make-up working days (调休) are not modelled.
     /// Filed on a Friday or a Saturday with one day, the promise is the next Monday.
-    /// Saturates at [`Date::MAX`].
+    /// Saturates at [`Date::MAX`]. The arithmetic is [`calendar::add_working_days`].
     pub fn promised_date(&self, filed_on: Date) -> Date {
-        let days = self.time_limit_working_days;
-        if days == 0 {
-            return filed_on;
-        }
-        // Any 7 consecutive days hold exactly 5 working days, so skip whole weeks first
-        // and walk the remaining 1..=5 working days one day at a time.
-        let weeks = (days - 1) / 5;
-        let mut remaining = days - weeks * 5;
-        let Some(mut date) = filed_on.checked_add(Duration::weeks(i64::from(weeks))) else {
-            return Date::MAX;
-        };
-        while remaining > 0 {
-            let Some(next) = date.next_day() else {
-                return Date::MAX;
-            };
-            date = next;
-            if !matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday) {
-                remaining -= 1;
-            }
-        }
-        date
+        calendar::add_working_days(filed_on, self.time_limit_working_days)
     }
 
     /// Whether the item may be handled in `mode`.
@@ -328,6 +309,7 @@ impl fmt::Display for HandlingMode {
 
 #[cfg(test)]
 mod tests {
+    use time::Weekday;
     use time::macros::date;
 
     use super::*;
