@@ -7,8 +7,12 @@
 //! - [`region`]: GB/T 2260 administrative division codes and the region table.
 //! - [`resident_id`]: GB 11643 resident ID numbers (validation, masking, keyed hashing).
 //! - [`catalog`]: the national one-thing catalog and form pre-review against it.
+//! - [`calendar`]: business time (UTC+8) and working-day arithmetic for promised dates.
+//! - [`digest`]: lower-case hex and SHA-256 hex digests.
 
+pub mod calendar;
 pub mod catalog;
+pub mod digest;
 pub mod metadata;
 pub mod region;
 pub mod resident_id;

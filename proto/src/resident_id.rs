@@ -10,6 +10,7 @@ use std::fmt;
 use ring::hmac;
 use time::{Date, Month};
 
+use crate::digest;
 use crate::region::{RegionCode, RegionTable};
 
 /// Number of characters in a resident ID number.
@@ -187,7 +188,7 @@ impl ResidentId {
     pub fn keyed_hash(&self, key: &[u8]) -> String {
         let key = hmac::Key::new(hmac::HMAC_SHA256, key);
         let tag = hmac::sign(&key, &self.0);
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        digest::hex(tag.as_ref())
     }
 
     /// Decodes positions 7-14 as a calendar date; `None` if it is not a real date.
