@@ -6,6 +6,7 @@
 //!   decision of the handling region.
 //! - [`store`]: the node's durable SQLite store: applications, receipts, the outbox and
 //!   the idempotency keys of deliveries received.
+//! - [`sqlite`]: the SQLite connection both the store and the embedded platform use.
 //! - [`forwarder`]: drains the outbox through the gateway with retries, so whatever was
 //!   acknowledged reaches its handling region.
 //! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status).
@@ -27,6 +28,7 @@ pub mod platform;
 pub mod portal;
 pub mod portal_client;
 pub mod server;
+pub mod sqlite;
 pub mod store;
 
 pub use config::NodeConfig;

@@ -13,7 +13,7 @@ use tongban_proto::{
 use tongban_runtime::shutdown::ShutdownSignal;
 
 use super::{Platform, PlatformCase, PlatformError, Submitted};
-use crate::store::{Db, StoreError, now_ms, timestamp_ms};
+use crate::sqlite::{Db, StoreError, now_ms, timestamp_ms};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS residents (
