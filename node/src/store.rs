@@ -14,7 +14,13 @@ use tongban_proto::v1::{Application, CaseStatus, Stage};
 // The SQLite wrapper moved to `crate::sqlite`; these paths stay for existing callers.
 pub use crate::sqlite::{Db, StoreError, now_ms, timestamp_ms};
 
-const SCHEMA: &str = r#"
+/// The store's schema history, oldest first (see [`crate::sqlite`]). Append a step to
+/// change the schema; never edit one. Step 1 is the schema from before versioning,
+/// verbatim: `IF NOT EXISTS` lets it adopt databases made then (tables present,
+/// user_version 0).
+const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -165,7 +171,7 @@ impl Store {
     /// Opens or creates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
-            db: Db::open(path, SCHEMA)?,
+            db: Db::open(path, MIGRATIONS)?,
         })
     }
 
@@ -657,4 +663,66 @@ fn apply_status_tx(
         ],
     )?;
     Ok(changed > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_user_version(path: &Path, version: i64) {
+        Connection::open(path)
+            .unwrap()
+            .pragma_update(None, "user_version", version)
+            .unwrap();
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A store made before migrations (its schema, user_version 0) opens with its rows.
+    #[tokio::test]
+    async fn a_store_from_before_migrations_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("tongban-store-{}-legacy", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("node.sqlite");
+        // Real rows, written by the filing code, in a file the old code would have made:
+        // step 1 is its schema verbatim, and the old code never set a version.
+        let store = Store::open(&path).unwrap();
+        let key = store.id_hash_key().await.unwrap();
+        store.set_setting("catalog", b"v1".to_vec()).await.unwrap();
+        let filed = store
+            .file(NewFiling {
+                application: Application {
+                    one_thing_id: "newborn".into(),
+                    origin_region: "310000".into(),
+                    target_region: "440000".into(),
+                    ..Default::default()
+                },
+                applicant_hash: "hash".into(),
+                applicant_masked: "3101**********0011".into(),
+                forward: true,
+                receipt: Box::new(|app| format!("{{\"case\":\"{}\"}}", app.case_number)),
+                client_key: None,
+            })
+            .await
+            .unwrap();
+        drop(store);
+        set_user_version(&path, 0);
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        assert_eq!(store.id_hash_key().await.unwrap(), key);
+        assert_eq!(store.setting("catalog").await.unwrap().unwrap(), b"v1");
+        let case = filed.application.case_number;
+        let record = store.application(case.clone()).await.unwrap().unwrap();
+        assert_eq!(record.receipt, filed.receipt);
+        assert_eq!(record.target_region, "440000");
+        assert_eq!(store.pending_outbox().await.unwrap(), 1);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
