@@ -96,6 +96,19 @@ impl Node {
     pub async fn new(config: NodeConfig) -> Result<Self, NodeStartError> {
         let prefix = config.prefix()?;
         config.tls.server_config()?;
+        // Each database keeps its schema version in its file header, so two schemas
+        // cannot share a file: the second would take itself for set up. Refused before
+        // either is opened.
+        match &config.platform {
+            PlatformConfig::Embedded { database, .. } if *database == config.store => {
+                return Err(NodeStartError::Other(format!(
+                    "the platform database and the store are the same file ({}); \
+                     give each its own",
+                    database.display()
+                )));
+            }
+            PlatformConfig::Embedded { .. } => {}
+        }
         let store = Store::open(&config.store)?;
         let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
         let regions = RegionTable::embedded();
