@@ -1,14 +1,19 @@
 //! A Tongban provincial node.
 //!
 //! - [`portal`]: the local portal API (HTTP+JSON) where citizens and counters file
-//!   applications and read their status.
+//!   applications and read their status; [`portal_client`] is a small client for it.
 //! - [`intake`]: pre-review of a filing (ID number, catalog form), the receipt, and the
 //!   decision of the handling region.
 //! - [`store`]: the node's durable SQLite store: applications, receipts, the outbox and
-//!   the idempotency keys of deliveries received.
+//!   the idempotency keys of deliveries received, one submodule per job.
+//! - [`sqlite`]: the SQLite connection and versioned schema migrations that both the
+//!   store and the embedded platform use.
 //! - [`forwarder`]: drains the outbox through the gateway with retries, so whatever was
-//!   acknowledged reaches its handling region.
-//! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status).
+//!   acknowledged reaches its handling region; [`gateway_client`] is its channel.
+//! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status);
+//!   [`error`] maps its failures to gRPC statuses.
+//! - [`status_return`]: returns status changes of cases handled here to the region that
+//!   filed them (属地返还).
 //! - [`platform`]: the adapter to the province's own platform; [`platform::embedded`]
 //!   is the default SQLite one.
 //! - [`catalog`]: the node's copy of the national catalog; [`context`]: what the
@@ -27,6 +32,8 @@ pub mod platform;
 pub mod portal;
 pub mod portal_client;
 pub mod server;
+pub mod sqlite;
+pub mod status_return;
 pub mod store;
 
 pub use config::NodeConfig;

@@ -1,6 +1,7 @@
-//! Assembles a node: federation listener (mTLS gRPC: Node service, health,
-//! reflection), the portal, the outbox forwarder, the catalog refresher, the platform's
-//! clerk and the return of status changes to filing regions.
+//! Assembles a node: opens its databases and spawns the federation listener (mTLS
+//! gRPC: Node service, health, reflection), the portal, the outbox forwarder, the
+//! catalog refresher, the platform's clerk and the return of status changes to filing
+//! regions ([`crate::status_return`]).
 
 use std::{
     net::SocketAddr,
@@ -10,12 +11,12 @@ use std::{
 
 use tokio::{
     net::TcpListener,
-    sync::{Notify, broadcast, watch},
+    sync::{Notify, watch},
 };
 use tongban_proto::{
     FILE_DESCRIPTOR_SET,
-    region::{RegionCode, RegionPrefix, RegionTable},
-    v1::{PushStatusRequest, node_server::NodeServer},
+    region::{RegionPrefix, RegionTable},
+    v1::node_server::NodeServer,
 };
 use tongban_runtime::{
     config::ConfigError,
@@ -33,8 +34,9 @@ use crate::{
     forwarder::Forwarder,
     gateway_client::GatewayClient,
     intake::Intake,
-    platform::{Platform, PlatformCase, embedded::EmbeddedPlatform},
+    platform::{Platform, embedded::EmbeddedPlatform},
     portal::{self, PortalState},
+    status_return::StatusReturn,
     store::{Store, StoreError},
 };
 
@@ -96,6 +98,19 @@ impl Node {
     pub async fn new(config: NodeConfig) -> Result<Self, NodeStartError> {
         let prefix = config.prefix()?;
         config.tls.server_config()?;
+        // Each database keeps its schema version in its file header, so two schemas
+        // cannot share a file: the second would take itself for set up. Refused before
+        // either is opened.
+        match &config.platform {
+            PlatformConfig::Embedded { database, .. } if *database == config.store => {
+                return Err(NodeStartError::Other(format!(
+                    "the platform database and the store are the same file ({}); \
+                     give each its own",
+                    database.display()
+                )));
+            }
+            PlatformConfig::Embedded { .. } => {}
+        }
         let store = Store::open(&config.store)?;
         let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
         let regions = RegionTable::embedded();
@@ -256,110 +271,5 @@ impl Node {
         while tasks.join_next().await.is_some() {}
         tracing::info!(region = %self.config.region, "node stopped");
         served.map_err(NodeStartError::from)
-    }
-}
-
-/// Returns status changes of cases handled here to their filing region (属地返还):
-/// through the outbox when another region filed the case, directly when it was filed
-/// here. Both paths are idempotent per (case, sequence), so the live feed and the
-/// sweep may report the same change.
-#[derive(Clone)]
-struct StatusReturn {
-    store: Store,
-    region: RegionCode,
-    prefix: RegionPrefix,
-    wake: Arc<Notify>,
-}
-
-/// How far back the sweep looks on each pass; it overlaps the previous pass.
-const SWEEP_WINDOW: Duration = Duration::from_secs(10 * 60);
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-impl StatusReturn {
-    async fn record(&self, case: PlatformCase) {
-        let local = RegionCode::parse(&case.origin_region)
-            .map(|o| self.prefix.contains(&o))
-            .unwrap_or(false);
-        // The acceptance itself travels back in the delivery's answer.
-        if !local && case.status.stage == tongban_proto::v1::Stage::Accepted as i32 {
-            return;
-        }
-        let result = if local {
-            self.store
-                .apply_status(case.case_number.clone(), case.status.clone())
-                .await
-                .map(|_| ())
-        } else {
-            let request = PushStatusRequest {
-                case_number: case.case_number.clone(),
-                handling_region: self.region.to_string(),
-                status: Some(case.status.clone()),
-            };
-            let queued = self
-                .store
-                .enqueue_push(
-                    case.case_number.clone(),
-                    case.origin_region.clone(),
-                    case.one_thing_id.clone(),
-                    request,
-                )
-                .await;
-            self.wake.notify_one();
-            queued
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, case = %case.case_number, "could not record a status change");
-        }
-    }
-
-    /// Changes as the platform announces them.
-    async fn run_live(
-        self,
-        mut changes: broadcast::Receiver<PlatformCase>,
-        shutdown: ShutdownSignal,
-    ) {
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            let case = tokio::select! {
-                _ = &mut stop => return,
-                case = changes.recv() => case,
-            };
-            match case {
-                Ok(case) => self.record(case).await,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(
-                        missed = n,
-                        "status changes missed; the sweep will return them"
-                    );
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
-    /// Every case changed recently, at start and then periodically: catches what the
-    /// live feed missed, including changes made just before a crash.
-    async fn run_sweep(self, platform: Arc<dyn Platform>, shutdown: ShutdownSignal) {
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        // At start, look back a day: the node may have been down for a while.
-        let mut window = Duration::from_secs(24 * 3600);
-        loop {
-            let since = crate::store::now_ms() - window.as_millis() as i64;
-            match platform.updated_since(since).await {
-                Ok(cases) => {
-                    for case in cases {
-                        self.record(case).await;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "status sweep failed"),
-            }
-            window = SWEEP_WINDOW;
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
-            }
-        }
     }
 }

@@ -13,9 +13,14 @@ use tongban_proto::{
 use tongban_runtime::shutdown::ShutdownSignal;
 
 use super::{Platform, PlatformCase, PlatformError, Submitted};
-use crate::store::{Db, StoreError, now_ms, timestamp_ms};
+use crate::sqlite::{Db, StoreError, now_ms, timestamp_ms};
 
-const SCHEMA: &str = r#"
+/// The platform database's schema history, oldest first (see [`crate::sqlite`]).
+/// Append a step to change the schema; never edit one. Step 1 is the schema from before
+/// versioning, verbatim: `IF NOT EXISTS` lets it adopt databases made then.
+const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS residents (
     id_hash     TEXT PRIMARY KEY,
     id_masked   TEXT NOT NULL,
@@ -58,7 +63,7 @@ impl EmbeddedPlatform {
     /// Opens (creating) the platform database.
     pub fn open(path: &std::path::Path, prefix: &RegionPrefix) -> Result<Arc<Self>, StoreError> {
         Ok(Arc::new(Self {
-            db: Db::open(path, SCHEMA)?,
+            db: Db::open(path, MIGRATIONS)?,
             prefix: prefix.as_str().to_owned(),
             changes: broadcast::channel(1024).0,
         }))
@@ -371,4 +376,56 @@ pub fn synthetic_residents(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A platform database made before migrations (its schema, user_version 0) opens
+    /// with its cases.
+    #[tokio::test]
+    async fn a_platform_database_from_before_migrations_keeps_its_cases() {
+        let dir =
+            std::env::temp_dir().join(format!("tongban-embedded-{}-legacy", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("platform.sqlite");
+        let prefix = RegionPrefix::parse("44").unwrap();
+        let application = Application {
+            case_number: "310000-20260101-00000001".into(),
+            one_thing_id: "newborn".into(),
+            origin_region: "310000".into(),
+            target_region: "440000".into(),
+            ..Default::default()
+        };
+        let platform = EmbeddedPlatform::open(&path, &prefix).unwrap();
+        platform
+            .submit(&application, "hash", b"as received")
+            .await
+            .unwrap();
+        drop(platform);
+        // Step 1 is the old schema verbatim; the old code never set a version.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 0)
+            .unwrap();
+
+        let platform = EmbeddedPlatform::open(&path, &prefix).unwrap();
+        let version: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(
+            platform.payload(&application.case_number).await.unwrap(),
+            Some(b"as received".to_vec())
+        );
+        let again = platform
+            .submit(&application, "hash", b"as received")
+            .await
+            .unwrap();
+        assert!(!again.created, "the case was kept, not made again");
+        drop(platform);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

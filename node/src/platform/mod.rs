@@ -34,7 +34,7 @@ pub struct Submitted {
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error("platform storage: {0}")]
-    Storage(#[from] crate::store::StoreError),
+    Storage(#[from] crate::sqlite::StoreError),
     #[error("platform unavailable: {0}")]
     Unavailable(String),
     /// The case number is already taken by a different application.

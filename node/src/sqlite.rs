@@ -1,0 +1,319 @@
+//! SQLite connections for the node's databases (its store and the embedded platform):
+//! crash-safe settings on open, versioned schema migrations, and calls from async code
+//! on the blocking pool.
+//!
+//! Each database declares its schema as an ordered list of migration steps. A database
+//! records how many it has run in `PRAGMA user_version`; opening it runs the rest, each
+//! in its own transaction. A schema change is therefore a new step at the end of the
+//! list, never an edit of an old one: databases in the field have already run the old
+//! ones and will not run them again.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("database task failed: {0}")]
+    Join(String),
+    #[error("database lock poisoned")]
+    Poisoned,
+    #[error("database {path}: migrating to schema version {version}: {source}")]
+    Migration {
+        path: String,
+        version: usize,
+        source: rusqlite::Error,
+    },
+    /// The file was migrated by a newer build; running older code on it could misread
+    /// or damage what the newer schema means, so it is refused.
+    #[error("database {path} has schema version {found}; this build knows versions up to {known}")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: usize,
+    },
+    // Lives here, not in the store, because `Db::call` closures return this one error type.
+    #[error("idempotency key {0:?} was used for a different filing")]
+    KeyReused(String),
+}
+
+/// A SQLite connection used from async code: calls run on the blocking pool, one at a
+/// time. SQLite serialises writers anyway; one connection keeps transactions simple.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating) a database file with crash-safe settings and runs the steps of
+    /// `migrations` it has not run yet (see the module docs). Step `i` (from 0) takes
+    /// the schema from version `i` to `i + 1`.
+    pub fn open(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        migrate(&mut conn, path, migrations)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| StoreError::Poisoned)?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+/// Brings the schema of `conn` up to `migrations.len()`.
+///
+/// Each step runs in its own transaction together with its `user_version` bump (the
+/// version lives in the file header, so it commits or rolls back with the step): a crash
+/// or a failing step leaves the database at the last complete version. A step is plain
+/// SQL without `BEGIN`/`COMMIT`; as it runs inside a transaction, `PRAGMA foreign_keys`
+/// has no effect in it.
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), StoreError> {
+    let known = migrations.len();
+    let current = user_version(conn).map_err(|source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let current = match usize::try_from(current) {
+        Ok(v) if v <= known => v,
+        _ => {
+            return Err(StoreError::TooNew {
+                path: path.display().to_string(),
+                found: current,
+                known,
+            });
+        }
+    };
+    for (index, step) in migrations.iter().enumerate().skip(current) {
+        let version = index + 1;
+        let fail = |source| StoreError::Migration {
+            path: path.display().to_string(),
+            version,
+            source,
+        };
+        // IMMEDIATE takes the write lock before the version is read again, so two
+        // processes opening the same file cannot both run a step.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        if user_version(&tx).map_err(fail)? >= version as i64 {
+            continue;
+        }
+        tx.execute_batch(step).map_err(fail)?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        tracing::debug!(path = %path.display(), version, "database schema migrated");
+    }
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Milliseconds since the Unix epoch (the databases store instants this way).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A protobuf timestamp from Unix milliseconds.
+pub fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A fresh folder for one test's database files.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tongban-sqlite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Reads `sql` (one integer) through a separate connection, as another process would.
+    fn count(path: &Path, sql: &str) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn version(path: &Path) -> i64 {
+        count(path, "PRAGMA user_version")
+    }
+
+    // Not idempotent on purpose: running a step twice fails or adds a second row.
+    const STEP_1: &str = "CREATE TABLE things (name TEXT NOT NULL);
+        CREATE TABLE log (step INTEGER NOT NULL); INSERT INTO log VALUES (1);";
+    const STEP_2: &str = "ALTER TABLE things ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+        INSERT INTO log VALUES (2);";
+
+    #[test]
+    fn a_fresh_database_gets_every_step() {
+        let dir = scratch("fresh");
+        let path = dir.join("db.sqlite");
+        let db = Db::open(&path, &[STEP_1, STEP_2]).unwrap();
+        assert_eq!(version(&path), 2);
+        assert_eq!(count(&path, "SELECT COUNT(*) FROM log"), 2);
+        assert_eq!(count(&path, "SELECT COUNT(size) FROM things"), 0);
+        drop(db);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reopening_runs_nothing_twice() {
+        let dir = scratch("reopen");
+        let path = dir.join("db.sqlite");
+        drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
+        drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
+        assert_eq!(version(&path), 2);
+        assert_eq!(count(&path, "SELECT COUNT(*) FROM log"), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_step_added_later_runs_once() {
+        let dir = scratch("later");
+        let path = dir.join("db.sqlite");
+        drop(Db::open(&path, &[STEP_1]).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute("INSERT INTO things (name) VALUES ('kept')", [])
+                .unwrap();
+        }
+        assert_eq!(version(&path), 1);
+        drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
+        drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
+        assert_eq!(version(&path), 2);
+        assert_eq!(
+            count(&path, "SELECT COUNT(*) FROM log WHERE step = 2"),
+            1,
+            "the new step ran once"
+        );
+        assert_eq!(
+            count(
+                &path,
+                "SELECT COUNT(*) FROM things WHERE name = 'kept' AND size = 0"
+            ),
+            1
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_legacy_database_at_version_0_opens_and_keeps_its_rows() {
+        // Before migrations, a database was made by running its `IF NOT EXISTS` schema
+        // on every open, and stayed at user_version 0. That schema is now step 1.
+        let legacy = "CREATE TABLE IF NOT EXISTS things (name TEXT NOT NULL);";
+        let dir = scratch("legacy");
+        let path = dir.join("db.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(legacy).unwrap();
+            conn.execute("INSERT INTO things (name) VALUES ('old')", [])
+                .unwrap();
+        }
+        assert_eq!(version(&path), 0);
+        drop(Db::open(&path, &[legacy, "CREATE TABLE more (x INTEGER);"]).unwrap());
+        assert_eq!(version(&path), 2);
+        assert_eq!(
+            count(&path, "SELECT COUNT(*) FROM things WHERE name = 'old'"),
+            1
+        );
+        assert_eq!(count(&path, "SELECT COUNT(*) FROM more"), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_last_complete_version() {
+        let dir = scratch("failing");
+        let path = dir.join("db.sqlite");
+        let broken = "CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1);";
+        let err = Db::open(&path, &[STEP_1, broken]).err().unwrap();
+        assert!(
+            matches!(err, StoreError::Migration { version: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(version(&path), 1);
+        assert_eq!(
+            count(
+                &path,
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'"
+            ),
+            0,
+            "the failed step was rolled back whole"
+        );
+        drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
+        assert_eq!(version(&path), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let dir = scratch("newer");
+        let path = dir.join("db.sqlite");
+        drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
+        let err = Db::open(&path, &[STEP_1]).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                StoreError::TooNew {
+                    found: 2,
+                    known: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! Status return (属地返还): a case is handled in the region that is competent for it,
+//! but the citizen follows it where they filed it. Status changes the platform makes to
+//! cases handled here therefore go back to the filing region: through the outbox (a
+//! `PushStatus` call via the gateway) when another region filed the case, straight into
+//! the store when it was filed here.
+//!
+//! Two sources feed it: the platform's live feed of changes, and a periodic sweep of
+//! recently changed cases that catches what the feed missed (a lagging receiver, a crash
+//! between a change and its announcement).
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{Notify, broadcast};
+use tongban_proto::{
+    region::{RegionCode, RegionPrefix},
+    v1::PushStatusRequest,
+};
+use tongban_runtime::shutdown::ShutdownSignal;
+
+use crate::{
+    platform::{Platform, PlatformCase},
+    store::Store,
+};
+
+/// Returns status changes of cases handled here to their filing region (属地返还):
+/// through the outbox when another region filed the case, directly when it was filed
+/// here. Both paths are idempotent per (case, sequence), so the live feed and the
+/// sweep may report the same change.
+#[derive(Clone)]
+pub(crate) struct StatusReturn {
+    pub(crate) store: Store,
+    pub(crate) region: RegionCode,
+    pub(crate) prefix: RegionPrefix,
+    /// Woken after a push is queued, so the forwarder sends it without waiting a poll.
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// How far back the sweep looks on each pass; it overlaps the previous pass.
+const SWEEP_WINDOW: Duration = Duration::from_secs(10 * 60);
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+impl StatusReturn {
+    /// Returns one change, by where its case was filed.
+    async fn record(&self, case: PlatformCase) {
+        let local = RegionCode::parse(&case.origin_region)
+            .map(|o| self.prefix.contains(&o))
+            .unwrap_or(false);
+        // The acceptance itself travels back in the delivery's answer.
+        if !local && case.status.stage == tongban_proto::v1::Stage::Accepted as i32 {
+            return;
+        }
+        let result = if local {
+            self.store
+                .apply_status(case.case_number.clone(), case.status.clone())
+                .await
+                .map(|_| ())
+        } else {
+            let request = PushStatusRequest {
+                case_number: case.case_number.clone(),
+                handling_region: self.region.to_string(),
+                status: Some(case.status.clone()),
+            };
+            let queued = self
+                .store
+                .enqueue_push(
+                    case.case_number.clone(),
+                    case.origin_region.clone(),
+                    case.one_thing_id.clone(),
+                    request,
+                )
+                .await;
+            self.wake.notify_one();
+            queued
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, case = %case.case_number, "could not record a status change");
+        }
+    }
+
+    /// Changes as the platform announces them.
+    pub(crate) async fn run_live(
+        self,
+        mut changes: broadcast::Receiver<PlatformCase>,
+        shutdown: ShutdownSignal,
+    ) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            let case = tokio::select! {
+                _ = &mut stop => return,
+                case = changes.recv() => case,
+            };
+            match case {
+                Ok(case) => self.record(case).await,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "status changes missed; the sweep will return them"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Every case changed recently, at start and then periodically: catches what the
+    /// live feed missed, including changes made just before a crash.
+    pub(crate) async fn run_sweep(self, platform: Arc<dyn Platform>, shutdown: ShutdownSignal) {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        // At start, look back a day: the node may have been down for a while.
+        let mut window = Duration::from_secs(24 * 3600);
+        loop {
+            let since = crate::store::now_ms() - window.as_millis() as i64;
+            match platform.updated_since(since).await {
+                Ok(cases) => {
+                    for case in cases {
+                        self.record(case).await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "status sweep failed"),
+            }
+            window = SWEEP_WINDOW;
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Filing: an application gets its case number and is stored with its receipt and its
+//! hand-over (an outbox entry) in one transaction; the case counter numbers cases per
+//! business day.
+
+use prost::Message;
+use rusqlite::{OptionalExtension, params};
+use tongban_proto::v1::{Application, CaseStatus, Stage};
+
+use super::{
+    Store, StoreError,
+    outbox::{OutboxKind, insert_outbox},
+};
+use crate::sqlite::{now_ms, timestamp_ms};
+
+/// An application filed at this node, with its last known status.
+#[derive(Clone, Debug)]
+pub struct ApplicationRecord {
+    pub case_number: String,
+    pub one_thing_id: String,
+    pub origin_region: String,
+    pub target_region: String,
+    pub applicant_masked: String,
+    pub payload: Vec<u8>,
+    pub receipt: String,
+    pub status: CaseStatus,
+    pub handling_reference: Option<String>,
+    pub created_ms: i64,
+}
+
+/// A new filing: the application (without case number yet) and how to describe it.
+pub struct NewFiling {
+    pub application: Application,
+    pub applicant_hash: String,
+    pub applicant_masked: String,
+    /// Forward through the gateway (the handling region is another node's); otherwise
+    /// the case goes to this node's own platform.
+    pub forward: bool,
+    /// Builds the receipt JSON once the case number is known.
+    pub receipt: Box<dyn FnOnce(&Application) -> String + Send>,
+    /// The client's idempotency key and a digest of its request: a retry with the same
+    /// key and request gets the first filing back instead of a second case.
+    pub client_key: Option<(String, String)>,
+}
+
+/// The outcome of [`Store::file`].
+pub struct Filed {
+    pub application: Application,
+    pub receipt: String,
+    /// True when the client's idempotency key had filed this before.
+    pub replayed: bool,
+}
+
+impl Store {
+    /// Files an application: assigns its case number, and stores it with its receipt
+    /// and its outbox entry in one transaction. Returns the application as filed and
+    /// its receipt.
+    pub async fn file(&self, filing: NewFiling) -> Result<Filed, StoreError> {
+        self.db
+            .call(move |conn| {
+                let NewFiling {
+                    mut application,
+                    applicant_hash,
+                    applicant_masked,
+                    forward,
+                    receipt,
+                    client_key,
+                } = filing;
+                let now = now_ms();
+                let tx = conn.transaction()?;
+                if let Some((key, sha)) = &client_key {
+                    let earlier: Option<(Vec<u8>, String, Option<String>)> = tx
+                        .query_row(
+                            "SELECT payload, receipt, client_request_sha FROM applications
+                             WHERE client_key = ?1",
+                            [key],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    if let Some((payload, receipt, first_sha)) = earlier {
+                        if first_sha.as_deref() != Some(sha.as_str()) {
+                            return Err(StoreError::KeyReused(key.clone()));
+                        }
+                        let application = Application::decode(payload.as_slice())
+                            .map_err(|e| StoreError::Join(format!("stored application: {e}")))?;
+                        return Ok(Filed {
+                            application,
+                            receipt,
+                            replayed: true,
+                        });
+                    }
+                }
+                let day = application
+                    .filed_at
+                    .as_ref()
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+                    .map(|t| t.to_offset(crate::context::BUSINESS_OFFSET))
+                    .unwrap_or_else(crate::context::business_now);
+                let day = format!("{:04}{:02}{:02}", day.year(), day.month() as u8, day.day());
+                let seq: i64 = tx.query_row(
+                    "INSERT INTO case_counter (day, next) VALUES (?1, 2)
+                     ON CONFLICT (day) DO UPDATE SET next = next + 1
+                     RETURNING next - 1",
+                    [&day],
+                    |r| r.get(0),
+                )?;
+                application.case_number = format!("{}-{day}-{seq:08}", application.origin_region);
+                let payload = application.encode_to_vec();
+                let receipt = receipt(&application);
+                tx.execute(
+                    "INSERT INTO applications (case_number, one_thing_id, origin_region,
+                        target_region, applicant_hash, applicant_masked, payload, receipt,
+                        stage, status_detail, status_seq, status_updated_ms, created_ms,
+                        client_key, client_request_sha)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?13)",
+                    params![
+                        application.case_number,
+                        application.one_thing_id,
+                        application.origin_region,
+                        application.target_region,
+                        applicant_hash,
+                        applicant_masked,
+                        payload,
+                        receipt,
+                        Stage::Submitted as i32,
+                        "accepted at the filing region",
+                        now,
+                        client_key.as_ref().map(|(k, _)| k),
+                        client_key.as_ref().map(|(_, s)| s),
+                    ],
+                )?;
+                // Either way the hand-over is an outbox entry written with the receipt,
+                // so a crash right after the receipt cannot lose the case.
+                let request = tongban_proto::v1::DeliverApplicationRequest {
+                    application: Some(application.clone()),
+                };
+                let (kind, key) = if forward {
+                    (
+                        OutboxKind::Deliver,
+                        format!("deliver:{}", application.case_number),
+                    )
+                } else {
+                    (
+                        OutboxKind::LocalSubmit,
+                        format!("local:{}", application.case_number),
+                    )
+                };
+                insert_outbox(
+                    &tx,
+                    kind,
+                    &application.case_number,
+                    &application.target_region,
+                    &application.one_thing_id,
+                    &key,
+                    &request.encode_to_vec(),
+                    now,
+                )?;
+                tx.commit()?;
+                Ok(Filed {
+                    application,
+                    receipt,
+                    replayed: false,
+                })
+            })
+            .await
+    }
+
+    /// An application filed here.
+    pub async fn application(
+        &self,
+        case_number: String,
+    ) -> Result<Option<ApplicationRecord>, StoreError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT case_number, one_thing_id, origin_region, target_region,
+                                applicant_masked, payload, receipt, stage, status_detail,
+                                status_seq, status_updated_ms, handling_reference, created_ms
+                         FROM applications WHERE case_number = ?1",
+                        [case_number],
+                        |r| {
+                            let updated_ms: i64 = r.get(10)?;
+                            Ok(ApplicationRecord {
+                                case_number: r.get(0)?,
+                                one_thing_id: r.get(1)?,
+                                origin_region: r.get(2)?,
+                                target_region: r.get(3)?,
+                                applicant_masked: r.get(4)?,
+                                payload: r.get(5)?,
+                                receipt: r.get(6)?,
+                                status: CaseStatus {
+                                    stage: r.get(7)?,
+                                    detail: r.get(8)?,
+                                    sequence: r.get(9)?,
+                                    updated_at: Some(timestamp_ms(updated_ms)),
+                                },
+                                handling_reference: r.get(11)?,
+                                created_ms: r.get(12)?,
+                            })
+                        },
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+}

@@ -1,0 +1,63 @@
+//! Deliveries received from other regions, remembered per (origin, idempotency key)
+//! with their answer, so a replayed delivery gets the first answer and creates nothing.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+use crate::sqlite::now_ms;
+
+impl Store {
+    /// The earlier delivery with this key, if any: its case number, the SHA-256 of its
+    /// application (hex) and the stored answer.
+    pub async fn inbound(
+        &self,
+        origin_prefix: String,
+        key: String,
+    ) -> Result<Option<(String, String, Vec<u8>)>, StoreError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT case_number, payload_sha256, response FROM inbound
+                         WHERE origin_prefix = ?1 AND idempotency_key = ?2",
+                        params![origin_prefix, key],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
+    /// Remembers the answer to a delivery, with the trace it came in; the first answer
+    /// for a key wins.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn remember_inbound(
+        &self,
+        origin_prefix: String,
+        key: String,
+        case_number: String,
+        payload_sha256: String,
+        trace_id: String,
+        response: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO inbound (origin_prefix, idempotency_key, case_number,
+                        payload_sha256, trace_id, response, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        origin_prefix,
+                        key,
+                        case_number,
+                        payload_sha256,
+                        trace_id,
+                        response,
+                        now_ms()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,248 @@
+//! The outbox: calls this node owes to other regions (deliveries, status pushes) and
+//! hand-overs to its own platform, kept until they succeed or are refused for good, so
+//! what was acknowledged is not lost to a crash or an unreachable region.
+
+use prost::Message;
+use rusqlite::{Connection, params};
+use tongban_proto::v1::{CaseStatus, Stage};
+
+use super::{Store, StoreError, status::apply_status_tx};
+use crate::sqlite::now_ms;
+
+/// What an outbox entry asks the forwarder to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// `Gateway.DeliverApplication` with an encoded `DeliverApplicationRequest`.
+    Deliver,
+    /// `Gateway.PushStatus` with an encoded `PushStatusRequest`.
+    PushStatus,
+    /// Hand a case filed and handled here to this node's own platform (an encoded
+    /// `DeliverApplicationRequest`).
+    LocalSubmit,
+}
+
+impl OutboxKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Deliver => "deliver",
+            Self::PushStatus => "push_status",
+            Self::LocalSubmit => "local_submit",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deliver" => Some(Self::Deliver),
+            "push_status" => Some(Self::PushStatus),
+            "local_submit" => Some(Self::LocalSubmit),
+            _ => None,
+        }
+    }
+}
+
+/// One due outbox entry.
+#[derive(Clone, Debug)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub kind: OutboxKind,
+    pub case_number: String,
+    pub target_region: String,
+    pub one_thing_id: String,
+    pub idempotency_key: String,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+}
+
+impl Store {
+    /// Queues a status push to the origin region of a case handled here.
+    pub async fn enqueue_push(
+        &self,
+        case_number: String,
+        origin_region: String,
+        one_thing_id: String,
+        request: tongban_proto::v1::PushStatusRequest,
+    ) -> Result<(), StoreError> {
+        let seq = request.status.as_ref().map_or(0, |s| s.sequence);
+        self.db
+            .call(move |conn| {
+                insert_outbox(
+                    conn,
+                    OutboxKind::PushStatus,
+                    &case_number,
+                    &origin_region,
+                    &one_thing_id,
+                    &format!("status:{case_number}:{seq}"),
+                    &request.encode_to_vec(),
+                    now_ms(),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Pending outbox entries whose next attempt is due.
+    pub async fn due_outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, kind, case_number, target_region, one_thing_id,
+                            idempotency_key, payload, attempts
+                     FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms, id LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![now_ms(), limit], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok((
+                        kind,
+                        OutboxEntry {
+                            id: r.get(0)?,
+                            kind: OutboxKind::Deliver,
+                            case_number: r.get(2)?,
+                            target_region: r.get(3)?,
+                            one_thing_id: r.get(4)?,
+                            idempotency_key: r.get(5)?,
+                            payload: r.get(6)?,
+                            attempts: r.get(7)?,
+                        },
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (kind, mut entry) = row?;
+                    match OutboxKind::parse(&kind) {
+                        Some(k) => {
+                            entry.kind = k;
+                            out.push(entry);
+                        }
+                        None => tracing::error!(id = entry.id, kind, "unknown outbox kind"),
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Number of outbox entries not yet delivered.
+    pub async fn pending_outbox(&self) -> Result<u64, StoreError> {
+        self.db
+            .call(|conn| {
+                Ok(conn.query_row(
+                    "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+    }
+
+    /// Marks an entry delivered; for a delivery, records the handling region's answer on
+    /// the application in the same transaction.
+    pub async fn outbox_done(
+        &self,
+        id: i64,
+        delivered: Option<(String, String, CaseStatus)>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "UPDATE outbox SET state = 'done', done_ms = ?2, attempts = attempts + 1
+                     WHERE id = ?1",
+                    params![id, now_ms()],
+                )?;
+                if let Some((case_number, reference, status)) = delivered {
+                    tx.execute(
+                        "UPDATE applications SET handling_reference = ?2 WHERE case_number = ?1",
+                        params![case_number, reference],
+                    )?;
+                    apply_status_tx(&tx, &case_number, &status)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Schedules another attempt.
+    pub async fn outbox_retry(
+        &self,
+        id: i64,
+        next_attempt_ms: i64,
+        error: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2,
+                        last_error = ?3 WHERE id = ?1",
+                    params![id, next_attempt_ms, error],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Gives up on an entry the receiver refused for good; a refused delivery marks its
+    /// application rejected so the citizen sees why.
+    pub async fn outbox_failed(&self, id: i64, error: String) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let (kind, case_number): (String, String) = tx.query_row(
+                    "SELECT kind, case_number FROM outbox WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                tx.execute(
+                    "UPDATE outbox SET state = 'failed', attempts = attempts + 1,
+                        last_error = ?2, done_ms = ?3 WHERE id = ?1",
+                    params![id, error, now_ms()],
+                )?;
+                if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
+                    tx.execute(
+                        "UPDATE applications SET stage = ?2, status_detail = ?3,
+                            status_updated_ms = ?4 WHERE case_number = ?1",
+                        params![
+                            case_number,
+                            Stage::Rejected as i32,
+                            format!("not accepted by the handling region: {error}"),
+                            now_ms()
+                        ],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Queues one call. The idempotency key is unique, so queuing the same call again (the
+/// live feed and the sweep may report one status change twice) keeps a single entry.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn insert_outbox(
+    conn: &Connection,
+    kind: OutboxKind,
+    case_number: &str,
+    target_region: &str,
+    one_thing_id: &str,
+    key: &str,
+    payload: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (kind, case_number, target_region, one_thing_id,
+            idempotency_key, payload, next_attempt_ms, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![
+            kind.as_str(),
+            case_number,
+            target_region,
+            one_thing_id,
+            key,
+            payload,
+            now
+        ],
+    )?;
+    Ok(())
+}
