@@ -229,10 +229,11 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         listen: ListenConfig {
             federation: SocketAddr::from(([127, 0, 0, 1], node_port)),
             portal: SocketAddr::from(([127, 0, 0, 1], portal_port)),
+            admin: None,
         },
         tls: files(Path::new("pki"), &node_id),
         gateway: GatewayLink {
-            endpoint: "https://127.0.0.1:9".into(),
+            endpoints: vec!["https://127.0.0.1:9".into()],
             server_name: None,
             client: ClientSettings::default(),
         },

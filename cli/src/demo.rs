@@ -327,15 +327,17 @@ fn field_list(body: &Value) -> String {
 
 fn print_endpoints(f: &LocalFederation) {
     println!("\nEndpoints (loopback):");
-    println!(
-        "  gateway   grpcs://{}   admin http://{}/readyz   config {}",
-        f.gateway.federation_addr,
-        f.gateway
-            .admin_addr
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        f.gateway.config_path.display()
-    );
+    for gateway in &f.gateways {
+        println!(
+            "  gateway   grpcs://{}   admin http://{}/readyz   config {}",
+            gateway.federation_addr,
+            gateway
+                .admin_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            gateway.config_path.display()
+        );
+    }
     for node in f.nodes.values() {
         println!(
             "  node {}  grpcs://{}   portal {}/v1/applications   config {}",

@@ -1,6 +1,9 @@
-//! A local federation on loopback: a dev CA, one gateway and N nodes with embedded
-//! platforms, each on ephemeral ports, each loaded from the config files it writes, so
-//! what runs here is what an operator would run from those files.
+//! A local federation on loopback: a dev CA, M gateway replicas and N nodes with embedded
+//! platforms, each on its own ports, each loaded from the config files written here, so
+//! what runs is what an operator would run from those files. Members run in this
+//! process or as real child processes (the project's own binaries), and can be stopped,
+//! killed and restarted one by one; with fault proxies, every link (node → gateway,
+//! gateway → node) passes through a [`FaultProxy`] a test can delay, cut or blackhole.
 //!
 //! The configs name their files relative to the folder they are written in (the config
 //! path rule of `tongban_runtime::config`), so a generated folder can be moved, read and
@@ -10,10 +13,12 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    time::Duration,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-use tokio::task::JoinHandle;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tongban_gateway::{
     Gateway, GatewayConfig, GatewayListeners,
     registry::{RegionEntry, RegistryFile},
@@ -33,6 +38,8 @@ use tongban_runtime::{
     tls::{ClientSettings, TlsFiles},
 };
 
+use crate::fault::FaultProxy;
+
 /// Launcher failures.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -44,6 +51,8 @@ pub enum LocalError {
     Node(#[from] tongban_node::server::NodeStartError),
     #[error("{0}")]
     Config(#[from] tongban_runtime::config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] tongban_node::store::StoreError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -53,6 +62,16 @@ pub enum LocalError {
     Other(String),
 }
 
+/// How members run.
+#[derive(Clone, Debug)]
+pub enum Launch {
+    /// As tasks of this process (fast; a kill drops the member's tasks mid-way).
+    InProcess,
+    /// As child processes of the project's binaries `tongban-gateway` and `tongban-node`
+    /// found in `bin_dir` (a kill is a real SIGKILL).
+    Processes { bin_dir: PathBuf, log: String },
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct FederationSpec {
@@ -60,13 +79,18 @@ pub struct FederationSpec {
     pub dir: PathBuf,
     /// One node per region code (e.g. 110000, 310000, 440000).
     pub regions: Vec<RegionCode>,
+    /// Gateway replicas; every node is given all of them.
+    pub gateways: usize,
+    pub launch: Launch,
+    /// Put a fault proxy on every link, node → gateway and gateway → node.
+    pub fault_proxies: bool,
     /// Synthetic residents seeded into each embedded platform.
     pub seed_residents: u32,
     /// Simulated clerk step of each embedded platform.
     pub review_step: Duration,
     /// Outbox settings of every node.
     pub outbox: OutboxConfig,
-    /// Catalog file the gateway serves; `None` serves the built-in national catalog.
+    /// Catalog file the gateways serve; `None` serves the built-in national catalog.
     pub catalog: Option<PathBuf>,
 }
 
@@ -79,6 +103,9 @@ impl FederationSpec {
         Ok(Self {
             dir: dir.into(),
             regions,
+            gateways: 1,
+            launch: Launch::InProcess,
+            fault_proxies: false,
             seed_residents: 20,
             review_step: Duration::from_millis(300),
             outbox: OutboxConfig {
@@ -92,16 +119,84 @@ impl FederationSpec {
     }
 }
 
-/// A running gateway.
+/// A member of the federation, for [`LocalFederation::stop`], `kill` and `restart`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// Gateway replica by index.
+    Gateway(usize),
+    /// Node by region prefix ("44").
+    Node(String),
+}
+
+/// A link of the federation, for [`LocalFederation::link`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Link {
+    /// Node (by prefix) calling a gateway replica.
+    NodeToGateway { node: String, gateway: usize },
+    /// A gateway replica calling a node (by prefix).
+    GatewayToNode { gateway: usize, node: String },
+}
+
+/// How a member is running.
+enum Run {
+    Task {
+        shutdown: Shutdown,
+        handle: JoinHandle<Result<(), String>>,
+    },
+    Process(Child),
+    Stopped,
+}
+
+impl Run {
+    async fn stop(&mut self) {
+        match std::mem::replace(self, Run::Stopped) {
+            Run::Task { shutdown, handle } => {
+                shutdown.trigger();
+                let _ = handle.await;
+            }
+            Run::Process(mut child) => {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Run::Stopped => {}
+        }
+    }
+
+    async fn kill(&mut self) {
+        match std::mem::replace(self, Run::Stopped) {
+            Run::Task { handle, .. } => {
+                handle.abort();
+                let _ = handle.await;
+            }
+            Run::Process(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Run::Stopped => {}
+        }
+    }
+}
+
+/// A gateway replica.
 pub struct RunningGateway {
+    pub index: usize,
     pub federation_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub config_path: PathBuf,
-    shutdown: Shutdown,
-    handle: JoinHandle<Result<(), tongban_gateway::server::GatewayStartError>>,
+    run: Run,
 }
 
-/// A running node.
+/// A node.
 pub struct RunningNode {
     pub region: RegionCode,
     pub prefix: RegionPrefix,
@@ -109,20 +204,21 @@ pub struct RunningNode {
     pub portal_addr: SocketAddr,
     pub portal: PortalClient,
     pub config_path: PathBuf,
+    /// The node's store and platform, opened on the member's own database files (shared
+    /// with a child process through SQLite's locking).
     pub store: Store,
-    pub platform: std::sync::Arc<EmbeddedPlatform>,
-    shutdown: Shutdown,
-    handle: JoinHandle<Result<(), tongban_node::server::NodeStartError>>,
+    pub platform: Arc<EmbeddedPlatform>,
+    run: Run,
 }
 
 /// The whole local federation.
 pub struct LocalFederation {
     pub dir: PathBuf,
     pub ca_pem: PathBuf,
-    pub gateway: RunningGateway,
+    pub gateways: Vec<RunningGateway>,
     pub nodes: BTreeMap<String, RunningNode>,
+    links: BTreeMap<Link, FaultProxy>,
     spec: FederationSpec,
-    stopped: BTreeMap<String, (PathBuf, SocketAddr, SocketAddr)>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
@@ -147,7 +243,7 @@ fn file_relative(dir: &Path, path: &Path) -> PathBuf {
 }
 
 /// TLS files as a config inside `dir` names them.
-fn tls_files(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> TlsFiles {
+fn tls_files(dir: &Path, ca: &Path, (cert, key): &(PathBuf, PathBuf)) -> TlsFiles {
     TlsFiles {
         ca: file_relative(dir, ca),
         cert: file_relative(dir, cert),
@@ -155,20 +251,50 @@ fn tls_files(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> TlsFiles {
     }
 }
 
-async fn bind_loopback() -> Result<tokio::net::TcpListener, LocalError> {
-    tokio::net::TcpListener::bind("127.0.0.1:0")
+async fn bind_loopback() -> Result<TcpListener, LocalError> {
+    TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| LocalError::Other(format!("binding 127.0.0.1:0: {e}")))
 }
 
-fn local_addr(l: &tokio::net::TcpListener) -> Result<SocketAddr, LocalError> {
+async fn rebind(addr: SocketAddr) -> Result<TcpListener, LocalError> {
+    // A restarted member comes back on its old port; the old socket may linger briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if Instant::now() > deadline => {
+                return Err(LocalError::Other(format!("rebinding {addr}: {e}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn local_addr(l: &TcpListener) -> Result<SocketAddr, LocalError> {
     l.local_addr()
         .map_err(|e| LocalError::Other(format!("local address: {e}")))
 }
 
+/// A member's listeners, bound before its config is written so its ports are its own.
+struct GatewaySockets {
+    federation: TcpListener,
+    admin: TcpListener,
+}
+
+struct NodeSockets {
+    region: RegionCode,
+    prefix: RegionPrefix,
+    federation: TcpListener,
+    portal: TcpListener,
+}
+
 impl LocalFederation {
-    /// Generates the PKI and configs under `spec.dir` and starts everything.
+    /// Generates the PKI and configs under `spec.dir` and starts every member.
     pub async fn start(spec: FederationSpec) -> Result<Self, LocalError> {
+        if spec.gateways == 0 {
+            return Err(LocalError::Other("a federation needs a gateway".into()));
+        }
         let dir = spec.dir.clone();
         let pki_dir = dir.join("pki");
         std::fs::create_dir_all(&pki_dir).map_err(io_err(&pki_dir))?;
@@ -176,81 +302,137 @@ impl LocalFederation {
         ca.write(&pki_dir)?;
         let ca_pem = pki_dir.join("ca.pem");
         let validity = Duration::from_secs(30 * 24 * 3600);
-
-        let gw_leaf = ca.issue(&PeerIdentity::Gateway, validity)?;
-        let (gw_cert, gw_key) = pki::write_leaf(&pki_dir, &PeerIdentity::Gateway, &gw_leaf)?;
-        let gw_listeners = GatewayListeners {
-            federation: bind_loopback().await?,
-            admin: Some(bind_loopback().await?),
+        let issue = |identity: &PeerIdentity| -> Result<(PathBuf, PathBuf), LocalError> {
+            let leaf = ca.issue(identity, validity)?;
+            Ok(pki::write_leaf(&pki_dir, identity, &leaf)?)
         };
-        let gw_addr = local_addr(&gw_listeners.federation)?;
-        let gw_admin = gw_listeners.admin.as_ref().map(local_addr).transpose()?;
 
-        let mut registry = RegistryFile::default();
-        let mut node_parts = Vec::new();
+        let gateway_files = issue(&PeerIdentity::Gateway)?;
+        let mut gateway_sockets = Vec::new();
+        for _ in 0..spec.gateways {
+            gateway_sockets.push(GatewaySockets {
+                federation: bind_loopback().await?,
+                admin: bind_loopback().await?,
+            });
+        }
+        let mut node_sockets = Vec::new();
         for region in &spec.regions {
             let prefix = RegionPrefix::parse(region.significant_prefix())
                 .map_err(|e| LocalError::Other(e.to_string()))?;
-            let identity = PeerIdentity::Region(prefix);
-            let leaf = ca.issue(&identity, validity)?;
-            let (cert, key) = pki::write_leaf(&pki_dir, &identity, &leaf)?;
-            let listeners = NodeListeners {
+            node_sockets.push(NodeSockets {
+                region: *region,
+                prefix,
                 federation: bind_loopback().await?,
                 portal: bind_loopback().await?,
-            };
-            let fed_addr = local_addr(&listeners.federation)?;
-            registry.regions.push(RegionEntry {
-                prefix: prefix.to_string(),
-                endpoints: vec![format!("https://{fed_addr}")],
-                identity: None,
             });
-            node_parts.push((*region, prefix, cert, key, listeners));
         }
 
-        let registry_path = dir.join("registry.toml");
-        write_toml(
-            &registry_path,
-            &registry,
-            "# Node registry: region prefix -> node endpoints (written by `tongban demo`).",
-        )?;
-        let gateway_config = GatewayConfig {
-            listen: gw_addr,
-            admin_listen: gw_admin,
-            tls: tls_files(&dir, &ca_pem, &gw_cert, &gw_key),
-            registry: file_relative(&dir, &registry_path),
-            catalog: spec.catalog.as_deref().map(|c| file_relative(&dir, c)),
-            upstream: ClientSettings::default(),
-            handshake_timeout: Duration::from_secs(5),
-            worker_threads: 1,
-        };
-        let gateway_config_path = dir.join("gateway.toml");
-        write_toml(
-            &gateway_config_path,
-            &gateway_config,
-            "# Gateway config (written by `tongban demo`).",
-        )?;
-        let gateway = Gateway::new(GatewayConfig::load(&gateway_config_path)?)?;
-        let gw_shutdown = Shutdown::new();
-        let gw_signal = gw_shutdown.signal();
-        let gateway = RunningGateway {
-            federation_addr: gw_addr,
-            admin_addr: gw_admin,
-            config_path: gateway_config_path,
-            handle: tokio::spawn(async move { gateway.serve(gw_listeners, gw_signal).await }),
-            shutdown: gw_shutdown,
+        // Every link, through a fault proxy if asked for.
+        let mut links = BTreeMap::new();
+        let mut link_addr = BTreeMap::new();
+        for (g, gw) in gateway_sockets.iter().enumerate() {
+            for node in &node_sockets {
+                let node_name = node.prefix.to_string();
+                for (link, upstream) in [
+                    (
+                        Link::NodeToGateway {
+                            node: node_name.clone(),
+                            gateway: g,
+                        },
+                        local_addr(&gw.federation)?,
+                    ),
+                    (
+                        Link::GatewayToNode {
+                            gateway: g,
+                            node: node_name.clone(),
+                        },
+                        local_addr(&node.federation)?,
+                    ),
+                ] {
+                    let addr = if spec.fault_proxies {
+                        let proxy = FaultProxy::start(bind_loopback().await?, upstream)
+                            .map_err(|e| LocalError::Other(format!("fault proxy: {e}")))?;
+                        let addr = proxy.addr();
+                        links.insert(link.clone(), proxy);
+                        addr
+                    } else {
+                        upstream
+                    };
+                    link_addr.insert(link, addr);
+                }
+            }
+        }
+        let via = |link: Link| -> Result<String, LocalError> {
+            link_addr
+                .get(&link)
+                .map(|a| format!("https://{a}"))
+                .ok_or_else(|| LocalError::Other(format!("no address for {link:?}")))
         };
 
-        let mut nodes = BTreeMap::new();
-        for (region, prefix, cert, key, listeners) in node_parts {
+        let mut gateway_configs = Vec::new();
+        for (g, sockets) in gateway_sockets.iter().enumerate() {
+            let mut registry = RegistryFile::default();
+            for node in &node_sockets {
+                registry.regions.push(RegionEntry {
+                    prefix: node.prefix.to_string(),
+                    endpoints: vec![via(Link::GatewayToNode {
+                        gateway: g,
+                        node: node.prefix.to_string(),
+                    })?],
+                    identity: None,
+                });
+            }
+            let suffix = if g == 0 {
+                String::new()
+            } else {
+                format!("-{g}")
+            };
+            let registry_path = dir.join(format!("registry{suffix}.toml"));
+            write_toml(
+                &registry_path,
+                &registry,
+                "# Node registry: region prefix -> node endpoints (written by `tongban demo`).",
+            )?;
+            let config = GatewayConfig {
+                listen: local_addr(&sockets.federation)?,
+                admin_listen: Some(local_addr(&sockets.admin)?),
+                tls: tls_files(&dir, &ca_pem, &gateway_files),
+                registry: file_relative(&dir, &registry_path),
+                catalog: spec.catalog.as_deref().map(|c| file_relative(&dir, c)),
+                upstream: ClientSettings::default(),
+                handshake_timeout: Duration::from_secs(5),
+                worker_threads: 1,
+            };
+            let path = dir.join(format!("gateway{suffix}.toml"));
+            write_toml(
+                &path,
+                &config,
+                "# Gateway config (written by `tongban demo`).",
+            )?;
+            gateway_configs.push(path);
+        }
+
+        let mut node_configs = Vec::new();
+        for node in &node_sockets {
+            let prefix = node.prefix;
+            let files = issue(&PeerIdentity::Region(prefix))?;
             let config = NodeConfig {
-                region,
+                region: node.region,
                 listen: ListenConfig {
-                    federation: local_addr(&listeners.federation)?,
-                    portal: local_addr(&listeners.portal)?,
+                    federation: local_addr(&node.federation)?,
+                    portal: local_addr(&node.portal)?,
+                    admin: None,
                 },
-                tls: tls_files(&dir, &ca_pem, &cert, &key),
+                tls: tls_files(&dir, &ca_pem, &files),
                 gateway: GatewayLink {
-                    endpoint: format!("https://{gw_addr}"),
+                    endpoints: (0..spec.gateways)
+                        .map(|g| {
+                            via(Link::NodeToGateway {
+                                node: prefix.to_string(),
+                                gateway: g,
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
                     server_name: None,
                     client: ClientSettings::default(),
                 },
@@ -267,46 +449,144 @@ impl LocalFederation {
             write_toml(
                 &path,
                 &config,
-                &format!("# Node {region} config (written by `tongban demo`)."),
+                &format!("# Node {} config (written by `tongban demo`).", node.region),
             )?;
-            let node = Self::launch(&path, listeners).await?;
-            nodes.insert(prefix.to_string(), node);
+            node_configs.push(path);
         }
-        Ok(Self {
+
+        let mut federation = Self {
             dir,
             ca_pem,
-            gateway,
-            nodes,
+            gateways: Vec::new(),
+            nodes: BTreeMap::new(),
+            links,
             spec,
-            stopped: BTreeMap::new(),
+        };
+        for (index, (sockets, path)) in gateway_sockets.into_iter().zip(gateway_configs).enumerate()
+        {
+            let gateway = federation.launch_gateway(index, &path, sockets).await?;
+            federation.gateways.push(gateway);
+        }
+        for (sockets, path) in node_sockets.into_iter().zip(node_configs) {
+            let prefix = sockets.prefix.to_string();
+            let node = federation.launch_node(&path, sockets).await?;
+            federation.nodes.insert(prefix, node);
+        }
+        Ok(federation)
+    }
+
+    async fn launch_gateway(
+        &self,
+        index: usize,
+        config_path: &Path,
+        sockets: GatewaySockets,
+    ) -> Result<RunningGateway, LocalError> {
+        let federation_addr = local_addr(&sockets.federation)?;
+        let admin_addr = local_addr(&sockets.admin)?;
+        let run = match &self.spec.launch {
+            Launch::InProcess => {
+                let gateway = Gateway::new(GatewayConfig::load(config_path)?)?;
+                let shutdown = Shutdown::new();
+                let signal = shutdown.signal();
+                let listeners = GatewayListeners {
+                    federation: sockets.federation,
+                    admin: Some(sockets.admin),
+                };
+                Run::Task {
+                    shutdown,
+                    handle: tokio::spawn(async move {
+                        gateway
+                            .serve(listeners, signal)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }),
+                }
+            }
+            Launch::Processes { bin_dir, log } => {
+                drop(sockets);
+                let child = spawn(
+                    &bin_dir.join("tongban-gateway"),
+                    config_path,
+                    log,
+                    &self.dir.join(format!("gateway-{index}.log")),
+                )?;
+                wait_ready(&format!("http://{admin_addr}")).await?;
+                Run::Process(child)
+            }
+        };
+        Ok(RunningGateway {
+            index,
+            federation_addr,
+            admin_addr: Some(admin_addr),
+            config_path: config_path.to_owned(),
+            run,
         })
     }
 
-    async fn launch(
+    async fn launch_node(
+        &self,
         config_path: &Path,
-        listeners: NodeListeners,
+        sockets: NodeSockets,
     ) -> Result<RunningNode, LocalError> {
         let config = NodeConfig::load(config_path)?;
-        let prefix = config.prefix()?;
-        let federation_addr = local_addr(&listeners.federation)?;
-        let portal_addr = local_addr(&listeners.portal)?;
-        let node = Node::new(config.clone()).await?;
-        let store = node.store().clone();
-        let platform = node.platform();
-        let shutdown = Shutdown::new();
-        let signal = shutdown.signal();
+        let federation_addr = local_addr(&sockets.federation)?;
+        let portal_addr = local_addr(&sockets.portal)?;
+        let portal = PortalClient::new(format!("http://{portal_addr}"));
+        let (run, store, platform) = match &self.spec.launch {
+            Launch::InProcess => {
+                let node = Node::new(config.clone()).await?;
+                let store = node.store().clone();
+                let platform = node.platform();
+                let shutdown = Shutdown::new();
+                let signal = shutdown.signal();
+                let listeners = NodeListeners {
+                    federation: sockets.federation,
+                    portal: sockets.portal,
+                    admin: None,
+                };
+                let run = Run::Task {
+                    shutdown,
+                    handle: tokio::spawn(async move {
+                        node.serve(listeners, signal)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }),
+                };
+                (run, store, platform)
+            }
+            Launch::Processes { bin_dir, log } => {
+                drop(sockets);
+                let child = spawn(
+                    &bin_dir.join("tongban-node"),
+                    config_path,
+                    log,
+                    &self
+                        .dir
+                        .join(format!("node-{}.log", sockets_prefix(&config))),
+                )?;
+                wait_ready(&format!("http://{portal_addr}")).await?;
+                let store = Store::open(&config.store)?;
+                let PlatformConfig::Embedded { database, .. } = &config.platform;
+                let platform = EmbeddedPlatform::open(database, &config.prefix()?)?;
+                (Run::Process(child), store, platform)
+            }
+        };
         Ok(RunningNode {
             region: config.region,
-            prefix,
+            prefix: config.prefix()?,
             federation_addr,
             portal_addr,
-            portal: PortalClient::new(format!("http://{portal_addr}")),
+            portal,
             config_path: config_path.to_owned(),
             store,
             platform,
-            handle: tokio::spawn(async move { node.serve(listeners, signal).await }),
-            shutdown,
+            run,
         })
+    }
+
+    /// The first gateway replica.
+    pub fn gateway(&self) -> &RunningGateway {
+        &self.gateways[0]
     }
 
     /// The node serving `prefix` ("44").
@@ -316,39 +596,74 @@ impl LocalFederation {
             .ok_or_else(|| LocalError::Other(format!("no node for prefix {prefix}")))
     }
 
+    /// The fault proxy on `link` (started with `fault_proxies`).
+    pub fn link(&self, link: &Link) -> Result<&FaultProxy, LocalError> {
+        self.links
+            .get(link)
+            .ok_or_else(|| LocalError::Other(format!("no fault proxy on {link:?}")))
+    }
+
+    fn run_of(&mut self, member: &Member) -> Result<&mut Run, LocalError> {
+        match member {
+            Member::Gateway(i) => self.gateways.get_mut(*i).map(|g| &mut g.run),
+            Member::Node(p) => self.nodes.get_mut(p).map(|n| &mut n.run),
+        }
+        .ok_or_else(|| LocalError::Other(format!("no member {member:?}")))
+    }
+
+    /// Stops a member gracefully (SIGTERM for a process), keeping its files and ports.
+    pub async fn stop(&mut self, member: &Member) -> Result<(), LocalError> {
+        self.run_of(member)?.stop().await;
+        Ok(())
+    }
+
+    /// Kills a member at once: SIGKILL for a process, its tasks dropped mid-way
+    /// in-process.
+    pub async fn kill(&mut self, member: &Member) -> Result<(), LocalError> {
+        self.run_of(member)?.kill().await;
+        Ok(())
+    }
+
+    /// Starts a stopped or killed member again from its config file, on its old ports.
+    pub async fn restart(&mut self, member: &Member) -> Result<(), LocalError> {
+        if !matches!(self.run_of(member)?, Run::Stopped) {
+            return Err(LocalError::Other(format!("{member:?} is still running")));
+        }
+        match member {
+            Member::Gateway(i) => {
+                let old = &self.gateways[*i];
+                let sockets = GatewaySockets {
+                    federation: rebind(old.federation_addr).await?,
+                    admin: rebind(old.admin_addr.unwrap_or(old.federation_addr)).await?,
+                };
+                let path = old.config_path.clone();
+                let gateway = self.launch_gateway(*i, &path, sockets).await?;
+                self.gateways[*i] = gateway;
+            }
+            Member::Node(prefix) => {
+                let old = self.node(prefix)?;
+                let sockets = NodeSockets {
+                    region: old.region,
+                    prefix: old.prefix,
+                    federation: rebind(old.federation_addr).await?,
+                    portal: rebind(old.portal_addr).await?,
+                };
+                let path = old.config_path.clone();
+                let node = self.launch_node(&path, sockets).await?;
+                self.nodes.insert(prefix.clone(), node);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops a node gracefully (fault tests), keeping its files.
     pub async fn stop_node(&mut self, prefix: &str) -> Result<(), LocalError> {
-        let node = self
-            .nodes
-            .remove(prefix)
-            .ok_or_else(|| LocalError::Other(format!("no node for prefix {prefix}")))?;
-        node.shutdown.trigger();
-        let _ = node.handle.await;
-        // Remember where it lived so it can come back on the same ports.
-        self.stopped.insert(
-            prefix.to_owned(),
-            (node.config_path, node.federation_addr, node.portal_addr),
-        );
-        Ok(())
+        self.stop(&Member::Node(prefix.to_owned())).await
     }
 
     /// Restarts a stopped node on its old ports from its config file.
     pub async fn restart_node(&mut self, prefix: &str) -> Result<(), LocalError> {
-        let (path, fed, portal) = self
-            .stopped
-            .remove(prefix)
-            .ok_or_else(|| LocalError::Other(format!("node {prefix} is not stopped")))?;
-        let listeners = NodeListeners {
-            federation: tokio::net::TcpListener::bind(fed)
-                .await
-                .map_err(|e| LocalError::Other(format!("rebinding {fed}: {e}")))?,
-            portal: tokio::net::TcpListener::bind(portal)
-                .await
-                .map_err(|e| LocalError::Other(format!("rebinding {portal}: {e}")))?,
-        };
-        let node = Self::launch(&path, listeners).await?;
-        self.nodes.insert(prefix.to_owned(), node);
-        Ok(())
+        self.restart(&Member::Node(prefix.to_owned())).await
     }
 
     /// The spec this federation was started from.
@@ -356,15 +671,59 @@ impl LocalFederation {
         &self.spec
     }
 
-    /// Shuts everything down gracefully and waits for it.
-    pub async fn shutdown(self) {
-        for node in self.nodes.values() {
-            node.shutdown.trigger();
+    /// Shuts everything down gracefully and waits for it: nodes first, then gateways.
+    pub async fn shutdown(mut self) {
+        for node in self.nodes.values_mut() {
+            node.run.stop().await;
         }
-        for (_, node) in self.nodes {
-            let _ = node.handle.await;
+        for gateway in &mut self.gateways {
+            gateway.run.stop().await;
         }
-        self.gateway.shutdown.trigger();
-        let _ = self.gateway.handle.await;
+    }
+}
+
+fn sockets_prefix(config: &NodeConfig) -> String {
+    config.region.significant_prefix().to_owned()
+}
+
+/// Starts a member binary on `config`, its output appended to `log`.
+fn spawn(binary: &Path, config: &Path, filter: &str, log: &Path) -> Result<Child, LocalError> {
+    if !binary.exists() {
+        return Err(LocalError::Other(format!(
+            "{} is missing: build it first (cargo build -p tongban-gateway -p tongban-node)",
+            binary.display()
+        )));
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io_err(log))?;
+    let err = out.try_clone().map_err(io_err(log))?;
+    Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", filter)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(io_err(binary))
+}
+
+/// Waits until `base` answers 200 on `/readyz` (a member's readiness probe).
+async fn wait_ready(base: &str) -> Result<(), LocalError> {
+    let probe = PortalClient::new(base);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if probe.get("/readyz").await.is_ok_and(|r| r.status == 200) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LocalError::Other(format!(
+                "{base}/readyz not ready within 30 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -50,14 +50,21 @@ pub struct ListenConfig {
     /// Local portal API (HTTP+JSON) for the province's portal and counters, plus
     /// `/healthz` and `/readyz`. Keep it on a private interface or behind the portal.
     pub portal: SocketAddr,
+    /// Plaintext admin listener for probes and operators (`/healthz`, `/readyz`).
+    /// Omit to disable.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// The link to the gateway.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayLink {
-    /// Gateway federation endpoint, `https://host:port`.
-    pub endpoint: String,
+    /// The gateway's federation endpoints, `https://host:port`: one per gateway replica
+    /// (or one load-balanced address). Calls are balanced across them. A single
+    /// `endpoint = "..."` is accepted too.
+    #[serde(alias = "endpoint", deserialize_with = "one_or_many")]
+    pub endpoints: Vec<String>,
     /// TLS name the gateway's certificate must carry. Default `gateway.tongban.internal`.
     #[serde(default)]
     pub server_name: Option<String>,
@@ -112,6 +119,20 @@ impl Default for OutboxConfig {
     }
 }
 
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(de)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
 fn default_handshake_timeout() -> Duration {
     Duration::from_secs(5)
 }
@@ -131,12 +152,21 @@ impl NodeConfig {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
-        if !self.gateway.endpoint.starts_with("https://") {
+        if self.gateway.endpoints.is_empty() {
             return Err(ConfigError::field(
                 origin,
-                "gateway.endpoint",
-                "must be https:// (federation traffic is never plaintext)",
+                "gateway.endpoints",
+                "at least one gateway endpoint is required",
             ));
+        }
+        for (i, endpoint) in self.gateway.endpoints.iter().enumerate() {
+            if !endpoint.starts_with("https://") {
+                return Err(ConfigError::field(
+                    origin,
+                    &format!("gateway.endpoints[{i}]"),
+                    "must be https:// (federation traffic is never plaintext)",
+                ));
+            }
         }
         if self.outbox.batch_size == 0 {
             return Err(ConfigError::field(

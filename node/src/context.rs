@@ -20,12 +20,3 @@ pub struct NodeContext {
     /// Key for keyed hashes of ID numbers (never stored or logged in the clear).
     pub id_hash_key: Arc<[u8]>,
 }
-
-/// Business dates (case-number days, promised dates, birth dates judged "not in the
-/// future") are China Standard Time, UTC+8, whatever the server's clock zone.
-pub const BUSINESS_OFFSET: time::UtcOffset = time::macros::offset!(+8);
-
-/// Now, in business time.
-pub fn business_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc().to_offset(BUSINESS_OFFSET)
-}

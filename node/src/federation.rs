@@ -79,7 +79,7 @@ impl FederationService {
             .ok_or_else(|| NodeError::invalid("application", "required"))?;
 
         let payload = application.encode_to_vec();
-        let payload_sha256 = sha256_hex(&payload);
+        let payload_sha256 = tongban_proto::digest::sha256_hex(&payload);
         // A replay answers with the first outcome and creates nothing; the same key with
         // different content is a caller's error, never silently taken as a replay.
         if let Some((case_number, first_sha256, response)) = self
@@ -124,7 +124,7 @@ impl FederationService {
         }
         // Same standard as a local filing (同标准办理): the ID number and the form are
         // checked against the catalog here too.
-        let today = crate::context::business_now().date();
+        let today = tongban_proto::calendar::business_now().date();
         let applicant = application
             .applicant
             .as_ref()
@@ -288,17 +288,4 @@ impl node_server::Node for FederationService {
     ) -> Result<Response<PushStatusResponse>, Status> {
         Ok(Response::new(self.push(request).await?))
     }
-}
-
-/// Lower-case hex SHA-256.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

@@ -169,7 +169,7 @@ impl Forwarder {
             Ok(_) => return Attempt::Refused("stored payload has no application".into()),
             Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
         };
-        let today = crate::context::business_now().date();
+        let today = tongban_proto::calendar::business_now().date();
         let hash = match application
             .applicant
             .as_ref()

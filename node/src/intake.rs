@@ -149,9 +149,9 @@ impl Intake {
         // retry with the same key must carry the same filing.
         let client_key = client_key.map(|key| {
             let canonical = serde_json::to_vec(&request).unwrap_or_default();
-            (key, crate::federation::sha256_hex(&canonical))
+            (key, tongban_proto::digest::sha256_hex(&canonical))
         });
-        let now = crate::context::business_now();
+        let now = tongban_proto::calendar::business_now();
         let today = now.date();
         let catalog = self.ctx.catalog.get();
         let mut errors = Vec::new();

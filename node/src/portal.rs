@@ -35,7 +35,7 @@ pub struct PortalState {
     pub store: Store,
     pub client: GatewayClient,
     pub prefix: RegionPrefix,
-    pub ready: Arc<std::sync::atomic::AtomicBool>,
+    pub ready: tongban_runtime::admin::Readiness,
 }
 
 /// The portal's routes.
@@ -44,9 +44,8 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/v1/applications", post(file_application))
         .route("/v1/applications/{case_number}", get(application_status))
         .route("/v1/catalog", get(catalog))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(tongban_runtime::admin::probes(state.ready.clone()))
 }
 
 fn error(status: StatusCode, code: &str, message: String, fields: serde_json::Value) -> Response {
@@ -231,14 +230,6 @@ async fn catalog(State(state): State<Arc<PortalState>>) -> Response {
         })
         .collect();
     Json(json!({ "version": catalog.version, "items": items })).into_response()
-}
-
-async fn readyz(State(state): State<Arc<PortalState>>) -> Response {
-    if state.ready.load(std::sync::atomic::Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    }
 }
 
 /// serde's messages quote the offending value ("invalid type: integer `1101…`"); an ID

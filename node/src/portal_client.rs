@@ -75,6 +75,11 @@ impl PortalClient {
         .await
     }
 
+    /// `GET path` (probes, operator endpoints).
+    pub async fn get(&self, path: &str) -> Result<PortalResponse, PortalClientError> {
+        self.send("GET", path, Bytes::new()).await
+    }
+
     /// Any request with a raw body (tests send malformed bodies on purpose).
     pub async fn send(
         &self,

@@ -3,11 +3,7 @@
 //! catalog refresher, the platform's clerk and the return of status changes to filing
 //! regions ([`crate::status_return`]).
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     net::TcpListener,
@@ -19,12 +15,17 @@ use tongban_proto::{
     v1::node_server::NodeServer,
 };
 use tongban_runtime::{
+    admin::{self, Readiness},
     config::ConfigError,
     incoming::authenticated_incoming,
     shutdown::ShutdownSignal,
+    standard_services,
     tls::{self, TlsError},
 };
-use tonic::transport::Server;
+use tonic::transport::{Channel, Server};
+
+/// The service the node's federation listener serves besides health and reflection.
+const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 
 use crate::{
     catalog::CatalogCopy,
@@ -64,6 +65,7 @@ pub enum NodeStartError {
 pub struct NodeListeners {
     pub federation: TcpListener,
     pub portal: TcpListener,
+    pub admin: Option<TcpListener>,
 }
 
 impl NodeListeners {
@@ -76,6 +78,10 @@ impl NodeListeners {
         Ok(Self {
             federation: bind(config.listen.federation).await?,
             portal: bind(config.listen.portal).await?,
+            admin: match config.listen.admin {
+                Some(addr) => Some(bind(addr).await?),
+                None => None,
+            },
         })
     }
 }
@@ -133,10 +139,21 @@ impl Node {
             }
         };
         let tls_config = config.tls.client_config(&config.gateway_server_name())?;
-        // Lazy: the node starts while the gateway is still away.
-        let channel = tls::endpoint(&config.gateway.endpoint, tls_config, &config.gateway.client)?
-            .timeout(config.gateway.client.request_timeout)
-            .connect_lazy();
+        // Balanced over every gateway replica; lazy, so the node starts while the
+        // gateways are still away.
+        let endpoints = config
+            .gateway
+            .endpoints
+            .iter()
+            .map(|url| {
+                tls::endpoint(url, tls_config.clone(), &config.gateway.client)
+                    .map(|e| e.timeout(config.gateway.client.request_timeout))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let channel = match endpoints.as_slice() {
+            [one] => one.connect_lazy(),
+            _ => Channel::balance_list(endpoints.into_iter()),
+        };
         let client = GatewayClient::new(channel, &config.region)
             .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
         let catalog = Arc::new(CatalogCopy::load(&store).await);
@@ -171,7 +188,7 @@ impl Node {
         let regions = RegionTable::embedded();
         let platform: Arc<dyn Platform> = self.platform.clone();
         let wake = Arc::new(Notify::new());
-        let ready = Arc::new(AtomicBool::new(true));
+        let ready = Readiness::new(true);
 
         let ctx = Arc::new(NodeContext {
             region: self.config.region,
@@ -239,35 +256,38 @@ impl Node {
             }
         });
 
+        if let Some(listener) = listeners.admin {
+            let (router, shutdown) = (admin::probes(ready.clone()), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(error) = admin::serve(listener, router, shutdown).await {
+                    tracing::error!(%error, "admin listener failed");
+                }
+            });
+        }
+
         let federation = FederationService { ctx };
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<NodeServer<FederationService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| NodeStartError::Other(format!("reflection: {e}")))?;
+        let (health, standard) =
+            standard_services::health_and_reflection(&[NODE_SERVICE], &[FILE_DESCRIPTOR_SET])
+                .await
+                .map_err(|e| NodeStartError::Other(e.to_string()))?;
         let (_tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
         let incoming =
             authenticated_incoming(listeners.federation, tls_rx, self.config.handshake_timeout);
         tracing::info!(region = %self.config.region, "node serving");
-        let drained = {
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown.wait().await;
-                ready.store(false, std::sync::atomic::Ordering::Relaxed);
-                health
-                    .set_service_status("", tonic_health::ServingStatus::NotServing)
-                    .await;
-            }
-        };
+        // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
+        let not_serving = standard_services::not_serving_on_shutdown(
+            health,
+            vec![NODE_SERVICE.to_owned()],
+            ready,
+            shutdown.clone(),
+        );
+        let drained = shutdown.clone().wait();
         let served = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(NodeServer::new(federation))
+            .add_routes(standard.add_service(NodeServer::new(federation)))
             .serve_with_incoming_shutdown(incoming, drained)
             .await;
+        let _ = not_serving.await;
         while tasks.join_next().await.is_some() {}
         tracing::info!(region = %self.config.region, "node stopped");
         served.map_err(NodeStartError::from)

@@ -60,7 +60,7 @@ impl TraceParent {
 
     /// The trace id as 32 lower-case hex digits.
     pub fn trace_id_hex(&self) -> String {
-        to_hex(&self.trace_id)
+        tongban_proto::digest::hex(&self.trace_id)
     }
 }
 
@@ -69,21 +69,11 @@ impl fmt::Display for TraceParent {
         write!(
             f,
             "00-{}-{}-{:02x}",
-            to_hex(&self.trace_id),
-            to_hex(&self.span_id),
+            tongban_proto::digest::hex(&self.trace_id),
+            tongban_proto::digest::hex(&self.span_id),
             u8::from(self.sampled)
         )
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {

@@ -1,11 +1,17 @@
-//! Test kit: a whole federation on loopback in one call, and gRPC clients that present
-//! any identity (or none, or a foreign CA's) to it.
+//! Test kit: a whole federation on loopback in one call — N regions, a fresh PKI, M
+//! gateway replicas, in this process or as real child processes, with handles to stop,
+//! SIGKILL and restart any member and a fault proxy on any link ([`start_with`] and
+//! [`FederationSpec`]) — and gRPC clients that present any identity (or none, or a
+//! foreign CA's) to it.
 
 use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tongban_cli::local::{FederationSpec, LocalFederation};
+pub use tongban_cli::{
+    fault::LinkMode,
+    local::{FederationSpec, Launch, Link, LocalFederation, Member},
+};
 use tongban_node::platform::embedded::{SyntheticResident, synthetic_residents};
 use tongban_proto::region::{RegionPrefix, RegionTable};
 use tongban_runtime::{
@@ -18,6 +24,24 @@ use tonic::transport::Channel;
 pub struct TestFederation {
     pub fed: LocalFederation,
     pub dir: TempDir,
+}
+
+/// Members as real child processes: the project's own `tongban-gateway` and
+/// `tongban-node`, which `cargo test --workspace` builds beside the test binaries.
+/// `log` is their `RUST_LOG`; their output goes to `<member>.log` in the federation's
+/// folder.
+pub fn processes(log: &str) -> Launch {
+    // The test binary runs from target/<profile>/deps; the binaries are one folder up.
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .to_owned();
+    Launch::Processes {
+        bin_dir,
+        log: log.to_owned(),
+    }
 }
 
 /// Starts a gateway and one node per region code with real mTLS on 127.0.0.1.
@@ -62,7 +86,7 @@ impl TestFederation {
         files: &TlsFiles,
     ) -> Result<Channel, tonic::transport::Error> {
         channel(
-            &format!("https://{}", self.fed.gateway.federation_addr),
+            &format!("https://{}", self.fed.gateway().federation_addr),
             files,
             &PeerIdentity::Gateway,
         )

@@ -481,7 +481,7 @@ async fn an_acknowledged_application_survives_its_target_being_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_are_refused_at_the_tls_handshake() {
     let t = start(&["310000", "440000"]).await;
-    let url = format!("https://{}", t.fed.gateway.federation_addr);
+    let url = format!("https://{}", t.fed.gateway().federation_addr);
 
     // Control: a federation member gets the catalog.
     let member = t
@@ -496,7 +496,7 @@ async fn strangers_are_refused_at_the_tls_handshake() {
     assert!(catalog.items.len() >= 5);
 
     // No client certificate at all: raw TLS, so the refusal is seen at the handshake.
-    let refused = handshake_without_client_cert(&t, t.fed.gateway.federation_addr).await;
+    let refused = handshake_without_client_cert(&t, t.fed.gateway().federation_addr).await;
     assert!(refused, "gateway accepted a client without a certificate");
     let n44 = t.fed.node("44").unwrap();
     assert!(
@@ -522,7 +522,7 @@ async fn strangers_are_refused_at_the_tls_handshake() {
     // Plaintext HTTP/2 to the federation port gets nowhere.
     let plain = tonic::transport::Endpoint::from_shared(format!(
         "http://{}",
-        t.fed.gateway.federation_addr
+        t.fed.gateway().federation_addr
     ))
     .unwrap()
     .connect_timeout(Duration::from_secs(2))
@@ -554,7 +554,7 @@ async fn handshake_without_client_cert(t: &TestFederation, addr: std::net::Socke
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = if addr == t.fed.gateway.federation_addr {
+    let name = if addr == t.fed.gateway().federation_addr {
         PeerIdentity::Gateway.dns_name()
     } else {
         region("44").dns_name()

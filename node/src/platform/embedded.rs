@@ -353,7 +353,7 @@ pub fn synthetic_residents(
     if counties.is_empty() {
         counties.push(tongban_proto::region::RegionCode::from_prefix(prefix));
     }
-    let today = crate::context::business_now().date();
+    let today = tongban_proto::calendar::business_now().date();
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count {
         let code = &counties[(i as usize * 7) % counties.len()];

@@ -7,9 +7,10 @@ use rusqlite::{OptionalExtension, params};
 use tongban_proto::v1::{Application, CaseStatus, Stage};
 
 use super::{
-    Store, StoreError,
+    database::Store,
     outbox::{OutboxKind, insert_outbox},
 };
+use crate::sqlite::StoreError;
 use crate::sqlite::{now_ms, timestamp_ms};
 
 /// An application filed at this node, with its last known status.
@@ -93,8 +94,8 @@ impl Store {
                     .filed_at
                     .as_ref()
                     .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-                    .map(|t| t.to_offset(crate::context::BUSINESS_OFFSET))
-                    .unwrap_or_else(crate::context::business_now);
+                    .map(|t| t.to_offset(tongban_proto::calendar::BUSINESS_OFFSET))
+                    .unwrap_or_else(tongban_proto::calendar::business_now);
                 let day = format!("{:04}{:02}{:02}", day.year(), day.month() as u8, day.day());
                 let seq: i64 = tx.query_row(
                     "INSERT INTO case_counter (day, next) VALUES (?1, 2)

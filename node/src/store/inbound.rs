@@ -3,7 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::database::Store;
+use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
 
 impl Store {

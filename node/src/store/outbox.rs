@@ -6,7 +6,8 @@ use prost::Message;
 use rusqlite::{Connection, params};
 use tongban_proto::v1::{CaseStatus, Stage};
 
-use super::{Store, StoreError, status::apply_status_tx};
+use super::{database::Store, status::apply_status_tx};
+use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
 
 /// What an outbox entry asks the forwarder to do.

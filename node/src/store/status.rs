@@ -4,7 +4,8 @@
 use rusqlite::{Connection, params};
 use tongban_proto::v1::CaseStatus;
 
-use super::{Store, StoreError};
+use super::database::Store;
+use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
 
 impl Store {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::consistency::MAX_ID_LEN;
-use super::model::{Catalog, CatalogError, CatalogItem, CompetentRegion};
+use super::model::{Catalog, CatalogError, CatalogItem};
 use crate::region::truncate_for_error;
 
 /// The vendored national catalog.
@@ -42,39 +42,6 @@ impl Catalog {
     }
 }
 
-/// The JSON shape of [`CompetentRegion`], checked strictly.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CompetentRegionJson {
-    rule: CompetentRuleJson,
-    #[serde(default)]
-    field: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum CompetentRuleJson {
-    ApplicantHome,
-    FormField,
-    FilingRegion,
-}
-
-impl TryFrom<CompetentRegionJson> for CompetentRegion {
-    type Error = &'static str;
-
-    fn try_from(json: CompetentRegionJson) -> Result<Self, Self::Error> {
-        match (json.rule, json.field) {
-            (CompetentRuleJson::FormField, Some(field)) => Ok(CompetentRegion::FormField { field }),
-            (CompetentRuleJson::FormField, None) => {
-                Err("competent_region: rule form_field needs `field`")
-            }
-            (_, Some(_)) => Err("competent_region: `field` is only for rule form_field"),
-            (CompetentRuleJson::ApplicantHome, None) => Ok(CompetentRegion::ApplicantHome),
-            (CompetentRuleJson::FilingRegion, None) => Ok(CompetentRegion::FilingRegion),
-        }
-    }
-}
-
 /// Turns a whole-document deserialization error into one naming the item it lies in,
 /// when it lies in an item.
 fn locate_json_error(json: &str, err: serde_json::Error) -> CatalogError {
@@ -106,7 +73,7 @@ fn locate_json_error(json: &str, err: serde_json::Error) -> CatalogError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::model::CatalogList;
+    use crate::catalog::model::{CatalogList, CompetentRegion};
     use crate::catalog::test_support::{catalog_json, code, item_error, minimal_item};
 
     #[test]

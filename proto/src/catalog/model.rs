@@ -224,11 +224,11 @@ pub enum HandlingMode {
 /// `{"rule": "filing_region"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 // serde's internally tagged unit variants ignore extra keys, so deserialization goes
-// through a strict helper (in `json`) instead.
+// through a strict helper instead.
 #[serde(
     tag = "rule",
     rename_all = "snake_case",
-    try_from = "super::json::CompetentRegionJson"
+    try_from = "CompetentRegionJson"
 )]
 pub enum CompetentRegion {
     /// The applicant's home region, from their resident ID number.
@@ -240,6 +240,39 @@ pub enum CompetentRegion {
     },
     /// The region where the application was filed.
     FilingRegion,
+}
+
+/// The JSON shape of [`CompetentRegion`], checked strictly.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompetentRegionJson {
+    rule: CompetentRuleJson,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CompetentRuleJson {
+    ApplicantHome,
+    FormField,
+    FilingRegion,
+}
+
+impl TryFrom<CompetentRegionJson> for CompetentRegion {
+    type Error = &'static str;
+
+    fn try_from(json: CompetentRegionJson) -> Result<Self, Self::Error> {
+        match (json.rule, json.field) {
+            (CompetentRuleJson::FormField, Some(field)) => Ok(CompetentRegion::FormField { field }),
+            (CompetentRuleJson::FormField, None) => {
+                Err("competent_region: rule form_field needs `field`")
+            }
+            (_, Some(_)) => Err("competent_region: `field` is only for rule form_field"),
+            (CompetentRuleJson::ApplicantHome, None) => Ok(CompetentRegion::ApplicantHome),
+            (CompetentRuleJson::FilingRegion, None) => Ok(CompetentRegion::FilingRegion),
+        }
+    }
 }
 
 impl Catalog {

@@ -1,0 +1,85 @@
+//! The store's handle and its schema: the migrations that make a node's database.
+
+use std::path::Path;
+
+use crate::sqlite::{Db, StoreError};
+
+/// The store's schema history, oldest first (see [`crate::sqlite`]). Append a step to
+/// change the schema; never edit one. Step 1 is the schema from before versioning,
+/// verbatim: `IF NOT EXISTS` lets it adopt databases made then (tables present,
+/// user_version 0).
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+const MIGRATION_1: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS case_counter (
+    day  TEXT PRIMARY KEY,
+    next INTEGER NOT NULL
+);
+-- Applications filed at this node (the origin side).
+CREATE TABLE IF NOT EXISTS applications (
+    case_number        TEXT PRIMARY KEY,
+    one_thing_id       TEXT NOT NULL,
+    origin_region      TEXT NOT NULL,
+    target_region      TEXT NOT NULL,
+    applicant_hash     TEXT NOT NULL,
+    applicant_masked   TEXT NOT NULL,
+    payload            BLOB NOT NULL,
+    receipt            TEXT NOT NULL,
+    stage              INTEGER NOT NULL,
+    status_detail      TEXT NOT NULL,
+    status_seq         INTEGER NOT NULL,
+    status_updated_ms  INTEGER NOT NULL,
+    handling_reference TEXT,
+    created_ms         INTEGER NOT NULL,
+    -- The portal client's Idempotency-Key and a digest of its request, if it sent one.
+    client_key         TEXT UNIQUE,
+    client_request_sha TEXT
+);
+-- Calls this node owes to other regions: deliveries and status pushes.
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind            TEXT NOT NULL,
+    case_number     TEXT NOT NULL,
+    target_region   TEXT NOT NULL,
+    one_thing_id    TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    payload         BLOB NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error      TEXT,
+    created_ms      INTEGER NOT NULL,
+    done_ms         INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
+-- Deliveries received from other regions, once per (origin, idempotency key).
+CREATE TABLE IF NOT EXISTS inbound (
+    origin_prefix   TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    case_number     TEXT NOT NULL,
+    payload_sha256  TEXT NOT NULL,
+    trace_id        TEXT NOT NULL,
+    response        BLOB NOT NULL,
+    received_ms     INTEGER NOT NULL,
+    PRIMARY KEY (origin_prefix, idempotency_key)
+);
+"#;
+
+/// The node's store.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) db: Db,
+}
+
+impl Store {
+    /// Opens or creates the store.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Db::open(path, MIGRATIONS)?,
+        })
+    }
+}
