@@ -5,6 +5,7 @@
 //! Run with `scripts/bench` (builds release binaries first). Add a scenario by adding a
 //! [`Target`] and a way to build its [`load::Caller`].
 
+mod apt;
 mod load;
 mod nginx;
 mod procs;
