@@ -1,11 +1,13 @@
 //! `tongban-bench`: the same unary delivery call made directly to a node, through
-//! Tongban's gateway and through nginx, interleaved in one run, with latency from the
-//! client and CPU time per call from the OS's accounting of each process.
+//! Tongban's gateway and through two peers, nginx and HAProxy, as plain mTLS gRPC
+//! routers, interleaved in one run, with latency from the client and CPU time per call
+//! from the OS's accounting of each process.
 //!
 //! Run with `scripts/bench` (builds release binaries first). Add a scenario by adding a
 //! [`Target`] and a way to build its [`load::Caller`].
 
 mod apt;
+mod haproxy;
 mod load;
 mod nginx;
 mod procs;
@@ -41,7 +43,7 @@ use tongban_runtime::{
 
 use crate::{load::Caller, procs::Proc};
 
-/// Gateway vs direct vs nginx, one run, one table.
+/// Gateway vs direct vs nginx and HAProxy, one run, one table.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -60,12 +62,16 @@ struct Args {
     /// Calls in flight.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     inflight: Vec<usize>,
-    /// Targets to measure, of: direct, gateway, nginx1, nginx2 (default: all).
+    /// Targets to measure, of: direct, gateway, nginx1, nginx2, haproxy1, haproxy2
+    /// (default: all).
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
-    /// Skip nginx (no install, no baseline).
+    /// Skip nginx (no install, no nginx peer).
     #[arg(long)]
     no_nginx: bool,
+    /// Skip HAProxy (no install, no HAProxy peer).
+    #[arg(long)]
+    no_haproxy: bool,
     /// Skip the route-scale and memory checks.
     #[arg(long)]
     no_scale: bool,
@@ -81,6 +87,8 @@ enum Target {
     Gateway3212,
     Nginx1,
     Nginx2,
+    Haproxy1,
+    Haproxy2,
 }
 
 impl Target {
@@ -91,6 +99,8 @@ impl Target {
             Self::Gateway3212 => "gateway3212",
             Self::Nginx1 => "nginx1",
             Self::Nginx2 => "nginx2",
+            Self::Haproxy1 => "haproxy1",
+            Self::Haproxy2 => "haproxy2",
         }
     }
 
@@ -101,6 +111,8 @@ impl Target {
             Self::Gateway3212 => "gateway (3212 routes)",
             Self::Nginx1 => "nginx 1 worker",
             Self::Nginx2 => "nginx 2 workers",
+            Self::Haproxy1 => "haproxy 1 thread",
+            Self::Haproxy2 => "haproxy 2 threads",
         }
     }
 }
@@ -133,7 +145,8 @@ struct Running {
     gateway: Proc,
     gateway_port: u16,
     gateway3212: Option<(Proc, u16)>,
-    nginx: Vec<(Target, Proc, u16)>,
+    /// nginx and HAProxy, each configuration its own process and port.
+    peers: Vec<(Target, Proc, u16)>,
 }
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -269,10 +282,10 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         Some(spawn_gateway(dir, "gateway-3212", node_port, &all)?)
     };
 
-    let mut nginx = Vec::new();
+    let mut peers = Vec::new();
     if !args.no_nginx {
         let bin = nginx::ensure_installed()?;
-        eprintln!("baseline: {}", nginx::version(&bin));
+        eprintln!("peer: {}", nginx::version(&bin));
         for (target, workers) in [(Target::Nginx1, 1), (Target::Nginx2, 2)] {
             let port = procs::free_port()?;
             let prefix = dir.join(format!("nginx-{workers}"));
@@ -299,7 +312,36 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
                 &[],
                 &prefix.join("stdout.log"),
             )?;
-            nginx.push((target, p, port));
+            peers.push((target, p, port));
+        }
+    }
+    if !args.no_haproxy {
+        let bin = haproxy::ensure_installed()?;
+        eprintln!("peer: {}", haproxy::version(&bin));
+        for (target, threads) in [(Target::Haproxy1, 1), (Target::Haproxy2, 2)] {
+            let port = procs::free_port()?;
+            let conf_dir = dir.join(format!("haproxy-{threads}"));
+            let gw = files(&pki_dir, &PeerIdentity::Gateway);
+            let conf = haproxy::write_config(&haproxy::HaproxySetup {
+                dir: &conf_dir,
+                threads,
+                listen_port: port,
+                upstream_port: node_port,
+                upstream_name: &node_id.dns_name(),
+                ca: &gw.ca,
+                cert: &gw.cert,
+                key: &gw.key,
+            })?;
+            let argv = haproxy::args(&conf)?;
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let p = Proc::spawn(
+                target.label(),
+                Path::new(&bin),
+                &argv,
+                &[],
+                &conf_dir.join("stdout.log"),
+            )?;
+            peers.push((target, p, port));
         }
     }
 
@@ -312,7 +354,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         )
         .await?;
     }
-    for (t, _, port) in &nginx {
+    for (t, _, port) in &peers {
         procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], *port)), t.label()).await?;
     }
     Ok(Running {
@@ -321,7 +363,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         gateway,
         gateway_port,
         gateway3212,
-        nginx,
+        peers,
     })
 }
 
@@ -417,8 +459,8 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
     let gw_path = tonic::codegen::http::uri::PathAndQuery::from_static(
         "/tongban.federation.v1.Gateway/DeliverApplication",
     );
-    // Direct and nginx callers stand in for the gateway (they present its certificate or
-    // nginx does) and state the verified origin the gateway would have added.
+    // Direct and peer callers stand in for the gateway (they present its certificate or
+    // the peer does) and state the verified origin the gateway would have added.
     let as_gateway_meta = vec![
         (metadata::VERIFIED_ORIGIN, "31".to_owned()),
         (metadata::TARGET_REGION, "440305".to_owned()),
@@ -465,7 +507,7 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
             },
         ));
     }
-    for (target, _, port) in &run.nginx {
+    for (target, _, port) in &run.peers {
         out.push((
             *target,
             Caller {
@@ -483,8 +525,8 @@ fn proxy_of(run: &Running, target: Target) -> Option<&Proc> {
         Target::Direct => None,
         Target::Gateway => Some(&run.gateway),
         Target::Gateway3212 => run.gateway3212.as_ref().map(|(p, _)| p),
-        Target::Nginx1 | Target::Nginx2 => run
-            .nginx
+        Target::Nginx1 | Target::Nginx2 | Target::Haproxy1 | Target::Haproxy2 => run
+            .peers
             .iter()
             .find(|(t, _, _)| *t == target)
             .map(|(_, p, _)| p),
@@ -571,7 +613,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some((p, _)) = run.gateway3212 {
         p.stop();
     }
-    for (_, p, _) in run.nginx {
+    for (_, p, _) in run.peers {
         p.stop();
     }
     result
