@@ -62,10 +62,15 @@ struct Args {
     /// Calls in flight.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     inflight: Vec<usize>,
-    /// Targets to measure, of: direct, gateway, nginx1, nginx2, haproxy1, haproxy2
-    /// (default: all).
+    /// Targets to measure, of: direct, gateway, gateway-baseline, nginx1, nginx2,
+    /// haproxy1, haproxy2 (default: all). Peers not named are not started.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
+    /// Another tongban-gateway binary (e.g. built before a change) to measure as target
+    /// gateway-baseline, with the gateway's config on a port of its own, so before and
+    /// after are compared in one run on the same machine state.
+    #[arg(long, value_name = "PATH")]
+    baseline_gateway: Option<PathBuf>,
     /// Skip nginx (no install, no nginx peer).
     #[arg(long)]
     no_nginx: bool,
@@ -80,11 +85,39 @@ struct Args {
     dir: PathBuf,
 }
 
+impl Args {
+    /// Whether `target` is to be measured (and so started).
+    fn wants(&self, target: Target) -> bool {
+        self.targets.is_empty() || self.targets.iter().any(|k| k == target.key())
+    }
+
+    /// Rejects unknown target keys and a baseline target without its binary, which would
+    /// otherwise just leave rows out of the table.
+    fn check(&self) -> anyhow::Result<()> {
+        for key in &self.targets {
+            if !Target::MEASURED.iter().any(|t| t.key() == key) {
+                let known: Vec<&str> = Target::MEASURED.iter().map(|t| t.key()).collect();
+                bail!("unknown target {key:?}; known: {}", known.join(", "));
+            }
+        }
+        if self.baseline_gateway.is_none()
+            && self
+                .targets
+                .iter()
+                .any(|k| k == Target::GatewayBaseline.key())
+        {
+            bail!("target gateway-baseline needs --baseline-gateway <path>");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Direct,
     Gateway,
     Gateway3212,
+    GatewayBaseline,
     Nginx1,
     Nginx2,
     Haproxy1,
@@ -92,11 +125,24 @@ enum Target {
 }
 
 impl Target {
+    /// Targets of the main table, in its row order (the 3,212-route gateway is measured
+    /// in the route-scale check only).
+    const MEASURED: [Self; 7] = [
+        Self::Direct,
+        Self::Gateway,
+        Self::GatewayBaseline,
+        Self::Nginx1,
+        Self::Nginx2,
+        Self::Haproxy1,
+        Self::Haproxy2,
+    ];
+
     fn key(self) -> &'static str {
         match self {
             Self::Direct => "direct",
             Self::Gateway => "gateway",
             Self::Gateway3212 => "gateway3212",
+            Self::GatewayBaseline => "gateway-baseline",
             Self::Nginx1 => "nginx1",
             Self::Nginx2 => "nginx2",
             Self::Haproxy1 => "haproxy1",
@@ -109,6 +155,7 @@ impl Target {
             Self::Direct => "direct",
             Self::Gateway => "gateway",
             Self::Gateway3212 => "gateway (3212 routes)",
+            Self::GatewayBaseline => "gateway (baseline)",
             Self::Nginx1 => "nginx 1 worker",
             Self::Nginx2 => "nginx 2 workers",
             Self::Haproxy1 => "haproxy 1 thread",
@@ -145,6 +192,7 @@ struct Running {
     gateway: Proc,
     gateway_port: u16,
     gateway3212: Option<(Proc, u16)>,
+    baseline: Option<(Proc, u16)>,
     /// nginx and HAProxy, each configuration its own process and port.
     peers: Vec<(Target, Proc, u16)>,
 }
@@ -168,14 +216,14 @@ fn files(pki: &Path, identity: &PeerIdentity) -> TlsFiles {
     }
 }
 
-fn spawn_gateway(
+/// Writes `<name>-registry.toml`: every prefix routed to the node. Returns the file's
+/// name, relative to `dir` like the configs that point to it.
+fn write_registry(
     dir: &Path,
     name: &str,
     node_port: u16,
     prefixes: &[String],
-) -> anyhow::Result<(Proc, u16)> {
-    let port = procs::free_port()?;
-    let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
+) -> anyhow::Result<String> {
     let registry = RegistryFile {
         regions: prefixes
             .iter()
@@ -188,6 +236,19 @@ fn spawn_gateway(
     };
     let registry_file = format!("{name}-registry.toml");
     write_toml(&dir.join(&registry_file), &registry)?;
+    Ok(registry_file)
+}
+
+/// Starts `binary` as gateway `name` with the bench's gateway config on a free port,
+/// routing by `registry_file`.
+fn spawn_gateway(
+    dir: &Path,
+    name: &str,
+    binary: &Path,
+    registry_file: &str,
+) -> anyhow::Result<(Proc, u16)> {
+    let port = procs::free_port()?;
+    let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
     let config = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         admin_listen: None,
@@ -201,7 +262,6 @@ fn spawn_gateway(
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;
-    let gateway = bin_dir()?.join("tongban-gateway");
     let config_arg = path.to_str().context("utf-8 path")?;
     // TONGBAN_BENCH_GATEWAY_WRAPPER runs the gateway under a tool, for instruction counts
     // that do not depend on the machine's noise, e.g.
@@ -209,7 +269,7 @@ fn spawn_gateway(
     let wrapper = std::env::var("TONGBAN_BENCH_GATEWAY_WRAPPER").unwrap_or_default();
     let mut command: Vec<&str> = wrapper.split_whitespace().collect();
     command.extend([
-        gateway.to_str().context("utf-8 path")?,
+        binary.to_str().context("utf-8 path")?,
         "--config",
         config_arg,
     ]);
@@ -274,19 +334,41 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         .provinces()
         .map(|d| d.code.significant_prefix().to_owned())
         .collect();
-    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", node_port, &provinces)?;
+    let gateway_bin = bin_dir()?.join("tongban-gateway");
+    let registry = write_registry(dir, "gateway", node_port, &provinces)?;
+    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", &gateway_bin, &registry)?;
     let gateway3212 = if args.no_scale {
         None
     } else {
         let all: Vec<String> = table.iter().map(|d| d.code.as_str().to_owned()).collect();
-        Some(spawn_gateway(dir, "gateway-3212", node_port, &all)?)
+        let registry3212 = write_registry(dir, "gateway-3212", node_port, &all)?;
+        Some(spawn_gateway(
+            dir,
+            "gateway-3212",
+            &gateway_bin,
+            &registry3212,
+        )?)
+    };
+    // The same config and registry as the gateway under test: only the binary differs.
+    let baseline = match &args.baseline_gateway {
+        Some(bin) if args.wants(Target::GatewayBaseline) => {
+            let bin = std::fs::canonicalize(bin)
+                .with_context(|| format!("baseline gateway {}", bin.display()))?;
+            eprintln!("baseline gateway: {}", bin.display());
+            Some(spawn_gateway(dir, "gateway-baseline", &bin, &registry)?)
+        }
+        _ => None,
     };
 
     let mut peers = Vec::new();
-    if !args.no_nginx {
+    let nginx_configs: Vec<(Target, u32)> = [(Target::Nginx1, 1), (Target::Nginx2, 2)]
+        .into_iter()
+        .filter(|(t, _)| args.wants(*t))
+        .collect();
+    if !args.no_nginx && !nginx_configs.is_empty() {
         let bin = nginx::ensure_installed()?;
         eprintln!("peer: {}", nginx::version(&bin));
-        for (target, workers) in [(Target::Nginx1, 1), (Target::Nginx2, 2)] {
+        for (target, workers) in nginx_configs {
             let port = procs::free_port()?;
             let prefix = dir.join(format!("nginx-{workers}"));
             let gw = files(&pki_dir, &PeerIdentity::Gateway);
@@ -315,10 +397,14 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             peers.push((target, p, port));
         }
     }
-    if !args.no_haproxy {
+    let haproxy_configs: Vec<(Target, u32)> = [(Target::Haproxy1, 1), (Target::Haproxy2, 2)]
+        .into_iter()
+        .filter(|(t, _)| args.wants(*t))
+        .collect();
+    if !args.no_haproxy && !haproxy_configs.is_empty() {
         let bin = haproxy::ensure_installed()?;
         eprintln!("peer: {}", haproxy::version(&bin));
-        for (target, threads) in [(Target::Haproxy1, 1), (Target::Haproxy2, 2)] {
+        for (target, threads) in haproxy_configs {
             let port = procs::free_port()?;
             let conf_dir = dir.join(format!("haproxy-{threads}"));
             let gw = files(&pki_dir, &PeerIdentity::Gateway);
@@ -354,6 +440,13 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         )
         .await?;
     }
+    if let Some((_, port)) = &baseline {
+        procs::wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], *port)),
+            Target::GatewayBaseline.label(),
+        )
+        .await?;
+    }
     for (t, _, port) in &peers {
         procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], *port)), t.label()).await?;
     }
@@ -363,6 +456,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         gateway,
         gateway_port,
         gateway3212,
+        baseline,
         peers,
     })
 }
@@ -497,15 +591,20 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
             },
         ),
     ];
-    if let Some((_, port)) = &run.gateway3212 {
-        out.push((
-            Target::Gateway3212,
-            Caller {
-                channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
-                path: gw_path.clone(),
-                metadata: node_meta.clone(),
-            },
-        ));
+    for (target, gateway) in [
+        (Target::Gateway3212, &run.gateway3212),
+        (Target::GatewayBaseline, &run.baseline),
+    ] {
+        if let Some((_, port)) = gateway {
+            out.push((
+                target,
+                Caller {
+                    channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
+                    path: gw_path.clone(),
+                    metadata: node_meta.clone(),
+                },
+            ));
+        }
     }
     for (target, _, port) in &run.peers {
         out.push((
@@ -525,6 +624,7 @@ fn proxy_of(run: &Running, target: Target) -> Option<&Proc> {
         Target::Direct => None,
         Target::Gateway => Some(&run.gateway),
         Target::Gateway3212 => run.gateway3212.as_ref().map(|(p, _)| p),
+        Target::GatewayBaseline => run.baseline.as_ref().map(|(p, _)| p),
         Target::Nginx1 | Target::Nginx2 | Target::Haproxy1 | Target::Haproxy2 => run
             .peers
             .iter()
@@ -603,6 +703,7 @@ fn size_label(bytes: usize) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    args.check()?;
     tls::install_crypto_provider();
     // Wiped only if an earlier benchmark made it (or it is empty).
     let dir = tongban_runtime::workdir::prepare(&args.dir, "tongban-bench")?;
@@ -610,7 +711,7 @@ async fn main() -> anyhow::Result<()> {
     let result = bench(&args, &dir, &mut run).await;
     run.gateway.stop();
     run.node.stop();
-    if let Some((p, _)) = run.gateway3212 {
+    for (p, _) in run.gateway3212.into_iter().chain(run.baseline) {
         p.stop();
     }
     for (_, p, _) in run.peers {
@@ -656,18 +757,27 @@ async fn primed(
 async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
     let pki = dir.join("pki");
     let callers = callers(run, &pki).await?;
-    let idle_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
+    let gateways = |run: &Running| {
+        [
+            Some(&run.gateway),
+            run.gateway3212.as_ref().map(|(p, _)| p),
+            run.baseline.as_ref().map(|(p, _)| p),
+        ]
         .into_iter()
         .flatten()
-        .map(|p| (p.name.clone(), p.rss_kib().0))
+        .map(|p| (p.name.clone(), p.rss_kib()))
+        .collect::<Vec<_>>()
+    };
+    let idle_rss = gateways(run)
+        .into_iter()
+        .map(|(name, (now, _))| (name, now))
         .collect::<Vec<_>>();
 
     let mut cells: Vec<Cell> = Vec::new();
-    let main_targets: Vec<Target> = callers
-        .iter()
-        .map(|(t, _)| *t)
-        .filter(|t| *t != Target::Gateway3212)
-        .filter(|t| args.targets.is_empty() || args.targets.iter().any(|n| n == t.key()))
+    let main_targets: Vec<Target> = Target::MEASURED
+        .into_iter()
+        .filter(|t| args.wants(*t))
+        .filter(|t| callers.iter().any(|(c, _)| c == t))
         .collect();
     for (n, &size) in args.payloads.iter().enumerate() {
         let (callers, body) = primed(&callers, n, size).await?;
@@ -722,10 +832,9 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
             }
         }
     }
-    let load_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
+    let load_rss = gateways(run)
         .into_iter()
-        .flatten()
-        .map(|p| (p.name.clone(), p.rss_kib().1))
+        .map(|(name, (_, peak))| (name, peak))
         .collect::<Vec<_>>();
 
     report::print(args, &cells, &scale, &idle_rss, &load_rss);
