@@ -53,7 +53,8 @@ struct Args {
     /// Warm-up seconds before each measured window (not counted).
     #[arg(long, default_value_t = 0.5)]
     warmup: f64,
-    /// Interleaved rounds per cell; figures add up over rounds.
+    /// Interleaved rounds per cell; the table shows the median over rounds and the
+    /// spread, ratios are taken round by round.
     #[arg(long, default_value_t = 2)]
     rounds: u32,
     /// Payload sizes in bytes (encoded request message).
@@ -137,6 +138,9 @@ impl Target {
         Self::Haproxy2,
     ];
 
+    /// What the gateway is compared with: plain mTLS gRPC routers in front of the node.
+    const PEERS: [Self; 4] = [Self::Nginx1, Self::Nginx2, Self::Haproxy1, Self::Haproxy2];
+
     fn key(self) -> &'static str {
         match self {
             Self::Direct => "direct",
@@ -164,25 +168,56 @@ impl Target {
     }
 }
 
+/// One target's measured window in one round.
+struct Round {
+    index: u32,
+    calls: u64,
+    elapsed: Duration,
+    proxy_cpu_s: f64,
+    node_cpu_s: f64,
+}
+
+impl Round {
+    fn rps(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+    fn per_call_us(&self, cpu_s: f64) -> f64 {
+        if self.calls == 0 {
+            return f64::NAN;
+        }
+        cpu_s * 1e6 / self.calls as f64
+    }
+    fn proxy_us(&self) -> f64 {
+        self.per_call_us(self.proxy_cpu_s)
+    }
+    fn node_us(&self) -> f64 {
+        self.per_call_us(self.node_cpu_s)
+    }
+    fn total_us(&self) -> f64 {
+        self.per_call_us(self.proxy_cpu_s + self.node_cpu_s)
+    }
+}
+
+/// One target at one payload and concurrency, over all rounds.
 struct Cell {
     target: Target,
     payload: usize,
     inflight: usize,
+    /// Calls, errors and latency of all rounds together.
     stats: load::RunStats,
-    proxy_cpu_s: f64,
-    node_cpu_s: f64,
+    /// Throughput and CPU round by round: rounds are interleaved, so a round of one
+    /// target compares best with the same round of another, the machine's state being
+    /// closest then.
+    rounds: Vec<Round>,
     upstream_conns: usize,
 }
 
 impl Cell {
-    fn per_call_us(&self, cpu_s: f64) -> f64 {
-        if self.stats.calls == 0 {
-            return f64::NAN;
-        }
-        cpu_s * 1e6 / self.stats.calls as f64
-    }
     fn p(&self, q: f64) -> u64 {
         self.stats.latency_us.value_at_quantile(q)
+    }
+    fn round(&self, index: u32) -> Option<&Round> {
+        self.rounds.iter().find(|r| r.index == index)
     }
 }
 
@@ -355,7 +390,8 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             let bin = std::fs::canonicalize(bin)
                 .with_context(|| format!("baseline gateway {}", bin.display()))?;
             eprintln!("baseline gateway: {}", bin.display());
-            Some(spawn_gateway(dir, "gateway-baseline", &bin, &registry)?)
+            let name = Target::GatewayBaseline.key();
+            Some(spawn_gateway(dir, name, &bin, &registry)?)
         }
         _ => None,
     };
@@ -633,15 +669,27 @@ fn proxy_of(run: &Running, target: Target) -> Option<&Proc> {
     }
 }
 
+/// Which measured window: payload size, calls in flight, round.
+#[derive(Clone, Copy)]
+struct Slot {
+    payload: usize,
+    inflight: usize,
+    round: u32,
+}
+
 async fn measure(
     run: &Running,
     target: Target,
     caller: &Caller,
     body: &bytes::Bytes,
-    inflight: usize,
     args: &Args,
-    payload: usize,
+    slot: Slot,
 ) -> Cell {
+    let Slot {
+        payload,
+        inflight,
+        round,
+    } = slot;
     let _ = load::run(
         caller,
         body.clone(),
@@ -672,9 +720,14 @@ async fn measure(
         target,
         payload,
         inflight,
+        rounds: vec![Round {
+            index: round,
+            calls: stats.calls,
+            elapsed: stats.elapsed,
+            proxy_cpu_s,
+            node_cpu_s,
+        }],
         stats,
-        proxy_cpu_s,
-        node_cpu_s,
         upstream_conns: sampler.await.unwrap_or(0),
     }
 }
@@ -687,8 +740,7 @@ fn merge(into: &mut Cell, other: Cell) {
     if into.stats.first_error.is_none() {
         into.stats.first_error = other.stats.first_error;
     }
-    into.proxy_cpu_s += other.proxy_cpu_s;
-    into.node_cpu_s += other.node_cpu_s;
+    into.rounds.extend(other.rounds);
     into.upstream_conns = into.upstream_conns.max(other.upstream_conns);
 }
 
@@ -791,7 +843,12 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
                     let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
                         continue;
                     };
-                    let cell = measure(run, target, caller, &body, inflight, args, size).await;
+                    let slot = Slot {
+                        payload: size,
+                        inflight,
+                        round,
+                    };
+                    let cell = measure(run, target, caller, &body, args, slot).await;
                     match cells
                         .iter_mut()
                         .find(|c| c.target == target && c.payload == size && c.inflight == inflight)
@@ -824,7 +881,12 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
                 let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
                     continue;
                 };
-                let cell = measure(run, target, caller, &body, inflight, args, size).await;
+                let slot = Slot {
+                    payload: size,
+                    inflight,
+                    round,
+                };
+                let cell = measure(run, target, caller, &body, args, slot).await;
                 match scale.iter_mut().find(|c| c.target == target) {
                     Some(existing) => merge(existing, cell),
                     None => scale.push(cell),
