@@ -1,7 +1,12 @@
 //! `tongban-bench`: the same unary delivery call made directly to a node, through
 //! Tongban's gateway and through two peers, nginx and HAProxy, as plain mTLS gRPC
 //! routers, interleaved in one run, with latency from the client and CPU time per call
-//! from the OS's accounting of each process.
+//! from the OS's accounting of each process. `--baseline-gateway` adds another gateway
+//! binary under the same config, to compare before and after a change in one run.
+//!
+//! Every round's figures are kept: the table shows their median and range, and ratios
+//! (gateway vs the best peer of each cell, gateway vs baseline) are taken round by round,
+//! since rounds are interleaved, then summarized the same way (see `report`).
 //!
 //! Run with `scripts/bench` (builds release binaries first). Add a scenario by adding a
 //! [`Target`] and a way to build its [`load::Caller`].
