@@ -325,6 +325,27 @@ fn spawn_gateway(
 }
 
 async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
+    // Peers are found (or installed) before anything starts, so a failed install leaves
+    // no node or gateway running.
+    let nginx_configs: Vec<(Target, u32)> = [(Target::Nginx1, 1), (Target::Nginx2, 2)]
+        .into_iter()
+        .filter(|(t, _)| !args.no_nginx && args.wants(*t))
+        .collect();
+    let haproxy_configs: Vec<(Target, u32)> = [(Target::Haproxy1, 1), (Target::Haproxy2, 2)]
+        .into_iter()
+        .filter(|(t, _)| !args.no_haproxy && args.wants(*t))
+        .collect();
+    let nginx_bin = if nginx_configs.is_empty() {
+        None
+    } else {
+        Some(nginx::ensure_installed()?)
+    };
+    let haproxy_bin = if haproxy_configs.is_empty() {
+        None
+    } else {
+        Some(haproxy::ensure_installed()?)
+    };
+
     let pki_dir = dir.join("pki");
     std::fs::create_dir_all(&pki_dir)?;
     let ca = DevCa::generate("bench CA")?;
@@ -402,12 +423,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
     };
 
     let mut peers = Vec::new();
-    let nginx_configs: Vec<(Target, u32)> = [(Target::Nginx1, 1), (Target::Nginx2, 2)]
-        .into_iter()
-        .filter(|(t, _)| args.wants(*t))
-        .collect();
-    if !args.no_nginx && !nginx_configs.is_empty() {
-        let bin = nginx::ensure_installed()?;
+    if let Some(bin) = nginx_bin {
         eprintln!("peer: {}", nginx::version(&bin));
         for (target, workers) in nginx_configs {
             let port = procs::free_port()?;
@@ -438,12 +454,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             peers.push((target, p, port));
         }
     }
-    let haproxy_configs: Vec<(Target, u32)> = [(Target::Haproxy1, 1), (Target::Haproxy2, 2)]
-        .into_iter()
-        .filter(|(t, _)| args.wants(*t))
-        .collect();
-    if !args.no_haproxy && !haproxy_configs.is_empty() {
-        let bin = haproxy::ensure_installed()?;
+    if let Some(bin) = haproxy_bin {
         eprintln!("peer: {}", haproxy::version(&bin));
         for (target, threads) in haproxy_configs {
             let port = procs::free_port()?;
