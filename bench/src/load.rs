@@ -31,12 +31,6 @@ pub struct RunStats {
     pub first_error: Option<String>,
 }
 
-impl RunStats {
-    pub fn rps(&self) -> f64 {
-        self.calls as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
 fn metadata(pairs: &[(&'static str, String)]) -> MetadataMap {
     let mut md = MetadataMap::new();
     for (k, v) in pairs {

@@ -1,10 +1,18 @@
 //! `tongban-bench`: the same unary delivery call made directly to a node, through
-//! Tongban's gateway and through nginx, interleaved in one run, with latency from the
-//! client and CPU time per call from the OS's accounting of each process.
+//! Tongban's gateway and through two peers, nginx and HAProxy, as plain mTLS gRPC
+//! routers, interleaved in one run, with latency from the client and CPU time per call
+//! from the OS's accounting of each process. `--baseline-gateway` adds another gateway
+//! binary under the same config, to compare before and after a change in one run.
+//!
+//! Every round's figures are kept: the table shows their median and range, and ratios
+//! (gateway vs the best peer of each cell, gateway vs baseline) are taken round by round,
+//! since rounds are interleaved, then summarized the same way (see `report`).
 //!
 //! Run with `scripts/bench` (builds release binaries first). Add a scenario by adding a
 //! [`Target`] and a way to build its [`load::Caller`].
 
+mod apt;
+mod haproxy;
 mod load;
 mod nginx;
 mod procs;
@@ -40,7 +48,7 @@ use tongban_runtime::{
 
 use crate::{load::Caller, procs::Proc};
 
-/// Gateway vs direct vs nginx, one run, one table.
+/// Gateway vs direct vs nginx and HAProxy, one run, one table.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -50,7 +58,8 @@ struct Args {
     /// Warm-up seconds before each measured window (not counted).
     #[arg(long, default_value_t = 0.5)]
     warmup: f64,
-    /// Interleaved rounds per cell; figures add up over rounds.
+    /// Interleaved rounds per cell; the table shows the median over rounds and the
+    /// spread, ratios are taken round by round.
     #[arg(long, default_value_t = 2)]
     rounds: u32,
     /// Payload sizes in bytes (encoded request message).
@@ -59,12 +68,21 @@ struct Args {
     /// Calls in flight.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     inflight: Vec<usize>,
-    /// Targets to measure, of: direct, gateway, nginx1, nginx2 (default: all).
+    /// Targets to measure, of: direct, gateway, gateway-baseline, nginx1, nginx2,
+    /// haproxy1, haproxy2 (default: all). Peers not named are not started.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
-    /// Skip nginx (no install, no baseline).
+    /// Another tongban-gateway binary (e.g. built before a change) to measure as target
+    /// gateway-baseline, with the gateway's config on a port of its own, so before and
+    /// after are compared in one run on the same machine state.
+    #[arg(long, value_name = "PATH")]
+    baseline_gateway: Option<PathBuf>,
+    /// Skip nginx (no install, no nginx peer).
     #[arg(long)]
     no_nginx: bool,
+    /// Skip HAProxy (no install, no HAProxy peer).
+    #[arg(long)]
+    no_haproxy: bool,
     /// Skip the route-scale and memory checks.
     #[arg(long)]
     no_scale: bool,
@@ -73,23 +91,71 @@ struct Args {
     dir: PathBuf,
 }
 
+impl Args {
+    /// Whether `target` is to be measured (and so started).
+    fn wants(&self, target: Target) -> bool {
+        self.targets.is_empty() || self.targets.iter().any(|k| k == target.key())
+    }
+
+    /// Rejects unknown target keys and a baseline target without its binary, which would
+    /// otherwise just leave rows out of the table.
+    fn check(&self) -> anyhow::Result<()> {
+        for key in &self.targets {
+            if !Target::MEASURED.iter().any(|t| t.key() == key) {
+                let known: Vec<&str> = Target::MEASURED.iter().map(|t| t.key()).collect();
+                bail!("unknown target {key:?}; known: {}", known.join(", "));
+            }
+        }
+        if self.baseline_gateway.is_none()
+            && self
+                .targets
+                .iter()
+                .any(|k| k == Target::GatewayBaseline.key())
+        {
+            bail!("target gateway-baseline needs --baseline-gateway <path>");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Direct,
     Gateway,
     Gateway3212,
+    GatewayBaseline,
     Nginx1,
     Nginx2,
+    Haproxy1,
+    Haproxy2,
 }
 
 impl Target {
+    /// Targets of the main table, in its row order (the 3,212-route gateway is measured
+    /// in the route-scale check only).
+    const MEASURED: [Self; 7] = [
+        Self::Direct,
+        Self::Gateway,
+        Self::GatewayBaseline,
+        Self::Nginx1,
+        Self::Nginx2,
+        Self::Haproxy1,
+        Self::Haproxy2,
+    ];
+
+    /// What the gateway is compared with: plain mTLS gRPC routers in front of the node.
+    const PEERS: [Self; 4] = [Self::Nginx1, Self::Nginx2, Self::Haproxy1, Self::Haproxy2];
+
     fn key(self) -> &'static str {
         match self {
             Self::Direct => "direct",
             Self::Gateway => "gateway",
             Self::Gateway3212 => "gateway3212",
+            Self::GatewayBaseline => "gateway-baseline",
             Self::Nginx1 => "nginx1",
             Self::Nginx2 => "nginx2",
+            Self::Haproxy1 => "haproxy1",
+            Self::Haproxy2 => "haproxy2",
         }
     }
 
@@ -98,31 +164,65 @@ impl Target {
             Self::Direct => "direct",
             Self::Gateway => "gateway",
             Self::Gateway3212 => "gateway (3212 routes)",
+            Self::GatewayBaseline => "gateway (baseline)",
             Self::Nginx1 => "nginx 1 worker",
             Self::Nginx2 => "nginx 2 workers",
+            Self::Haproxy1 => "haproxy 1 thread",
+            Self::Haproxy2 => "haproxy 2 threads",
         }
     }
 }
 
+/// One target's measured window in one round.
+struct Round {
+    index: u32,
+    calls: u64,
+    elapsed: Duration,
+    proxy_cpu_s: f64,
+    node_cpu_s: f64,
+}
+
+impl Round {
+    fn rps(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+    fn per_call_us(&self, cpu_s: f64) -> f64 {
+        if self.calls == 0 {
+            return f64::NAN;
+        }
+        cpu_s * 1e6 / self.calls as f64
+    }
+    fn proxy_us(&self) -> f64 {
+        self.per_call_us(self.proxy_cpu_s)
+    }
+    fn node_us(&self) -> f64 {
+        self.per_call_us(self.node_cpu_s)
+    }
+    fn total_us(&self) -> f64 {
+        self.per_call_us(self.proxy_cpu_s + self.node_cpu_s)
+    }
+}
+
+/// One target at one payload and concurrency, over all rounds.
 struct Cell {
     target: Target,
     payload: usize,
     inflight: usize,
+    /// Calls, errors and latency of all rounds together.
     stats: load::RunStats,
-    proxy_cpu_s: f64,
-    node_cpu_s: f64,
+    /// Throughput and CPU round by round: rounds are interleaved, so a round of one
+    /// target compares best with the same round of another, the machine's state being
+    /// closest then.
+    rounds: Vec<Round>,
     upstream_conns: usize,
 }
 
 impl Cell {
-    fn per_call_us(&self, cpu_s: f64) -> f64 {
-        if self.stats.calls == 0 {
-            return f64::NAN;
-        }
-        cpu_s * 1e6 / self.stats.calls as f64
-    }
     fn p(&self, q: f64) -> u64 {
         self.stats.latency_us.value_at_quantile(q)
+    }
+    fn round(&self, index: u32) -> Option<&Round> {
+        self.rounds.iter().find(|r| r.index == index)
     }
 }
 
@@ -132,7 +232,9 @@ struct Running {
     gateway: Proc,
     gateway_port: u16,
     gateway3212: Option<(Proc, u16)>,
-    nginx: Vec<(Target, Proc, u16)>,
+    baseline: Option<(Proc, u16)>,
+    /// nginx and HAProxy, each configuration its own process and port.
+    peers: Vec<(Target, Proc, u16)>,
 }
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -154,14 +256,14 @@ fn files(pki: &Path, identity: &PeerIdentity) -> TlsFiles {
     }
 }
 
-fn spawn_gateway(
+/// Writes `<name>-registry.toml`: every prefix routed to the node. Returns the file's
+/// name, relative to `dir` like the configs that point to it.
+fn write_registry(
     dir: &Path,
     name: &str,
     node_port: u16,
     prefixes: &[String],
-) -> anyhow::Result<(Proc, u16)> {
-    let port = procs::free_port()?;
-    let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
+) -> anyhow::Result<String> {
     let registry = RegistryFile {
         regions: prefixes
             .iter()
@@ -174,6 +276,19 @@ fn spawn_gateway(
     };
     let registry_file = format!("{name}-registry.toml");
     write_toml(&dir.join(&registry_file), &registry)?;
+    Ok(registry_file)
+}
+
+/// Starts `binary` as gateway `name` with the bench's gateway config on a free port,
+/// routing by `registry_file`.
+fn spawn_gateway(
+    dir: &Path,
+    name: &str,
+    binary: &Path,
+    registry_file: &str,
+) -> anyhow::Result<(Proc, u16)> {
+    let port = procs::free_port()?;
+    let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
     let config = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         admin_listen: None,
@@ -187,7 +302,6 @@ fn spawn_gateway(
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;
-    let gateway = bin_dir()?.join("tongban-gateway");
     let config_arg = path.to_str().context("utf-8 path")?;
     // TONGBAN_BENCH_GATEWAY_WRAPPER runs the gateway under a tool, for instruction counts
     // that do not depend on the machine's noise, e.g.
@@ -195,7 +309,7 @@ fn spawn_gateway(
     let wrapper = std::env::var("TONGBAN_BENCH_GATEWAY_WRAPPER").unwrap_or_default();
     let mut command: Vec<&str> = wrapper.split_whitespace().collect();
     command.extend([
-        gateway.to_str().context("utf-8 path")?,
+        binary.to_str().context("utf-8 path")?,
         "--config",
         config_arg,
     ]);
@@ -211,6 +325,27 @@ fn spawn_gateway(
 }
 
 async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
+    // Peers are found (or installed) before anything starts, so a failed install leaves
+    // no node or gateway running.
+    let nginx_configs: Vec<(Target, u32)> = [(Target::Nginx1, 1), (Target::Nginx2, 2)]
+        .into_iter()
+        .filter(|(t, _)| !args.no_nginx && args.wants(*t))
+        .collect();
+    let haproxy_configs: Vec<(Target, u32)> = [(Target::Haproxy1, 1), (Target::Haproxy2, 2)]
+        .into_iter()
+        .filter(|(t, _)| !args.no_haproxy && args.wants(*t))
+        .collect();
+    let nginx_bin = if nginx_configs.is_empty() {
+        None
+    } else {
+        Some(nginx::ensure_installed()?)
+    };
+    let haproxy_bin = if haproxy_configs.is_empty() {
+        None
+    } else {
+        Some(haproxy::ensure_installed()?)
+    };
+
     let pki_dir = dir.join("pki");
     std::fs::create_dir_all(&pki_dir)?;
     let ca = DevCa::generate("bench CA")?;
@@ -261,19 +396,37 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         .provinces()
         .map(|d| d.code.significant_prefix().to_owned())
         .collect();
-    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", node_port, &provinces)?;
+    let gateway_bin = bin_dir()?.join("tongban-gateway");
+    let registry = write_registry(dir, "gateway", node_port, &provinces)?;
+    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", &gateway_bin, &registry)?;
     let gateway3212 = if args.no_scale {
         None
     } else {
         let all: Vec<String> = table.iter().map(|d| d.code.as_str().to_owned()).collect();
-        Some(spawn_gateway(dir, "gateway-3212", node_port, &all)?)
+        let registry3212 = write_registry(dir, "gateway-3212", node_port, &all)?;
+        Some(spawn_gateway(
+            dir,
+            "gateway-3212",
+            &gateway_bin,
+            &registry3212,
+        )?)
+    };
+    // The same config and registry as the gateway under test: only the binary differs.
+    let baseline = match &args.baseline_gateway {
+        Some(bin) if args.wants(Target::GatewayBaseline) => {
+            let bin = std::fs::canonicalize(bin)
+                .with_context(|| format!("baseline gateway {}", bin.display()))?;
+            eprintln!("baseline gateway: {}", bin.display());
+            let name = Target::GatewayBaseline.key();
+            Some(spawn_gateway(dir, name, &bin, &registry)?)
+        }
+        _ => None,
     };
 
-    let mut nginx = Vec::new();
-    if !args.no_nginx {
-        let bin = nginx::ensure_installed()?;
-        eprintln!("baseline: {}", nginx::version(&bin));
-        for (target, workers) in [(Target::Nginx1, 1), (Target::Nginx2, 2)] {
+    let mut peers = Vec::new();
+    if let Some(bin) = nginx_bin {
+        eprintln!("peer: {}", nginx::version(&bin));
+        for (target, workers) in nginx_configs {
             let port = procs::free_port()?;
             let prefix = dir.join(format!("nginx-{workers}"));
             let gw = files(&pki_dir, &PeerIdentity::Gateway);
@@ -299,7 +452,35 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
                 &[],
                 &prefix.join("stdout.log"),
             )?;
-            nginx.push((target, p, port));
+            peers.push((target, p, port));
+        }
+    }
+    if let Some(bin) = haproxy_bin {
+        eprintln!("peer: {}", haproxy::version(&bin));
+        for (target, threads) in haproxy_configs {
+            let port = procs::free_port()?;
+            let conf_dir = dir.join(format!("haproxy-{threads}"));
+            let gw = files(&pki_dir, &PeerIdentity::Gateway);
+            let conf = haproxy::write_config(&haproxy::HaproxySetup {
+                dir: &conf_dir,
+                threads,
+                listen_port: port,
+                upstream_port: node_port,
+                upstream_name: &node_id.dns_name(),
+                ca: &gw.ca,
+                cert: &gw.cert,
+                key: &gw.key,
+            })?;
+            let argv = haproxy::args(&conf)?;
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let p = Proc::spawn(
+                target.label(),
+                Path::new(&bin),
+                &argv,
+                &[],
+                &conf_dir.join("stdout.log"),
+            )?;
+            peers.push((target, p, port));
         }
     }
 
@@ -312,7 +493,14 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         )
         .await?;
     }
-    for (t, _, port) in &nginx {
+    if let Some((_, port)) = &baseline {
+        procs::wait_listening(
+            SocketAddr::from(([127, 0, 0, 1], *port)),
+            Target::GatewayBaseline.label(),
+        )
+        .await?;
+    }
+    for (t, _, port) in &peers {
         procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], *port)), t.label()).await?;
     }
     Ok(Running {
@@ -321,7 +509,8 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         gateway,
         gateway_port,
         gateway3212,
-        nginx,
+        baseline,
+        peers,
     })
 }
 
@@ -417,8 +606,8 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
     let gw_path = tonic::codegen::http::uri::PathAndQuery::from_static(
         "/tongban.federation.v1.Gateway/DeliverApplication",
     );
-    // Direct and nginx callers stand in for the gateway (they present its certificate or
-    // nginx does) and state the verified origin the gateway would have added.
+    // Direct and peer callers stand in for the gateway (they present its certificate or
+    // the peer does) and state the verified origin the gateway would have added.
     let as_gateway_meta = vec![
         (metadata::VERIFIED_ORIGIN, "31".to_owned()),
         (metadata::TARGET_REGION, "440305".to_owned()),
@@ -455,17 +644,22 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
             },
         ),
     ];
-    if let Some((_, port)) = &run.gateway3212 {
-        out.push((
-            Target::Gateway3212,
-            Caller {
-                channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
-                path: gw_path.clone(),
-                metadata: node_meta.clone(),
-            },
-        ));
+    for (target, gateway) in [
+        (Target::Gateway3212, &run.gateway3212),
+        (Target::GatewayBaseline, &run.baseline),
+    ] {
+        if let Some((_, port)) = gateway {
+            out.push((
+                target,
+                Caller {
+                    channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
+                    path: gw_path.clone(),
+                    metadata: node_meta.clone(),
+                },
+            ));
+        }
     }
-    for (target, _, port) in &run.nginx {
+    for (target, _, port) in &run.peers {
         out.push((
             *target,
             Caller {
@@ -483,12 +677,21 @@ fn proxy_of(run: &Running, target: Target) -> Option<&Proc> {
         Target::Direct => None,
         Target::Gateway => Some(&run.gateway),
         Target::Gateway3212 => run.gateway3212.as_ref().map(|(p, _)| p),
-        Target::Nginx1 | Target::Nginx2 => run
-            .nginx
+        Target::GatewayBaseline => run.baseline.as_ref().map(|(p, _)| p),
+        Target::Nginx1 | Target::Nginx2 | Target::Haproxy1 | Target::Haproxy2 => run
+            .peers
             .iter()
             .find(|(t, _, _)| *t == target)
             .map(|(_, p, _)| p),
     }
+}
+
+/// Which measured window: payload size, calls in flight, round.
+#[derive(Clone, Copy)]
+struct Slot {
+    payload: usize,
+    inflight: usize,
+    round: u32,
 }
 
 async fn measure(
@@ -496,10 +699,14 @@ async fn measure(
     target: Target,
     caller: &Caller,
     body: &bytes::Bytes,
-    inflight: usize,
     args: &Args,
-    payload: usize,
+    slot: Slot,
 ) -> Cell {
+    let Slot {
+        payload,
+        inflight,
+        round,
+    } = slot;
     let _ = load::run(
         caller,
         body.clone(),
@@ -530,9 +737,14 @@ async fn measure(
         target,
         payload,
         inflight,
+        rounds: vec![Round {
+            index: round,
+            calls: stats.calls,
+            elapsed: stats.elapsed,
+            proxy_cpu_s,
+            node_cpu_s,
+        }],
         stats,
-        proxy_cpu_s,
-        node_cpu_s,
         upstream_conns: sampler.await.unwrap_or(0),
     }
 }
@@ -545,8 +757,7 @@ fn merge(into: &mut Cell, other: Cell) {
     if into.stats.first_error.is_none() {
         into.stats.first_error = other.stats.first_error;
     }
-    into.proxy_cpu_s += other.proxy_cpu_s;
-    into.node_cpu_s += other.node_cpu_s;
+    into.rounds.extend(other.rounds);
     into.upstream_conns = into.upstream_conns.max(other.upstream_conns);
 }
 
@@ -561,6 +772,7 @@ fn size_label(bytes: usize) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    args.check()?;
     tls::install_crypto_provider();
     // Wiped only if an earlier benchmark made it (or it is empty).
     let dir = tongban_runtime::workdir::prepare(&args.dir, "tongban-bench")?;
@@ -568,10 +780,10 @@ async fn main() -> anyhow::Result<()> {
     let result = bench(&args, &dir, &mut run).await;
     run.gateway.stop();
     run.node.stop();
-    if let Some((p, _)) = run.gateway3212 {
+    for (p, _) in run.gateway3212.into_iter().chain(run.baseline) {
         p.stop();
     }
-    for (_, p, _) in run.nginx {
+    for (_, p, _) in run.peers {
         p.stop();
     }
     result
@@ -614,18 +826,27 @@ async fn primed(
 async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
     let pki = dir.join("pki");
     let callers = callers(run, &pki).await?;
-    let idle_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
+    let gateways = |run: &Running| {
+        [
+            Some(&run.gateway),
+            run.gateway3212.as_ref().map(|(p, _)| p),
+            run.baseline.as_ref().map(|(p, _)| p),
+        ]
         .into_iter()
         .flatten()
-        .map(|p| (p.name.clone(), p.rss_kib().0))
+        .map(|p| (p.name.clone(), p.rss_kib()))
+        .collect::<Vec<_>>()
+    };
+    let idle_rss = gateways(run)
+        .into_iter()
+        .map(|(name, (now, _))| (name, now))
         .collect::<Vec<_>>();
 
     let mut cells: Vec<Cell> = Vec::new();
-    let main_targets: Vec<Target> = callers
-        .iter()
-        .map(|(t, _)| *t)
-        .filter(|t| *t != Target::Gateway3212)
-        .filter(|t| args.targets.is_empty() || args.targets.iter().any(|n| n == t.key()))
+    let main_targets: Vec<Target> = Target::MEASURED
+        .into_iter()
+        .filter(|t| args.wants(*t))
+        .filter(|t| callers.iter().any(|(c, _)| c == t))
         .collect();
     for (n, &size) in args.payloads.iter().enumerate() {
         let (callers, body) = primed(&callers, n, size).await?;
@@ -639,7 +860,12 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
                     let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
                         continue;
                     };
-                    let cell = measure(run, target, caller, &body, inflight, args, size).await;
+                    let slot = Slot {
+                        payload: size,
+                        inflight,
+                        round,
+                    };
+                    let cell = measure(run, target, caller, &body, args, slot).await;
                     match cells
                         .iter_mut()
                         .find(|c| c.target == target && c.payload == size && c.inflight == inflight)
@@ -672,7 +898,12 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
                 let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
                     continue;
                 };
-                let cell = measure(run, target, caller, &body, inflight, args, size).await;
+                let slot = Slot {
+                    payload: size,
+                    inflight,
+                    round,
+                };
+                let cell = measure(run, target, caller, &body, args, slot).await;
                 match scale.iter_mut().find(|c| c.target == target) {
                     Some(existing) => merge(existing, cell),
                     None => scale.push(cell),
@@ -680,10 +911,9 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
             }
         }
     }
-    let load_rss = [Some(&run.gateway), run.gateway3212.as_ref().map(|(p, _)| p)]
+    let load_rss = gateways(run)
         .into_iter()
-        .flatten()
-        .map(|p| (p.name.clone(), p.rss_kib().1))
+        .map(|(name, (_, peak))| (name, peak))
         .collect::<Vec<_>>();
 
     report::print(args, &cells, &scale, &idle_rss, &load_rss);

@@ -1,49 +1,14 @@
-//! nginx as the baseline: a plain mTLS gRPC router in front of the same node, run under
-//! its own prefix. Installed from Debian's packages when missing.
+//! nginx as a peer: a plain mTLS gRPC router in front of the same node, run under its
+//! own prefix. Installed from Debian's packages when missing.
 
 use std::{fs, path::Path, process::Command};
 
-use anyhow::{Context, bail};
-
 /// Path of the nginx binary, installing Debian's package if needed.
 pub fn ensure_installed() -> anyhow::Result<String> {
-    if let Some(path) = find() {
-        return Ok(path);
-    }
-    eprintln!("nginx not found: installing Debian's nginx package ...");
-    // Keep the package's post-install from starting a system nginx on port 80.
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let had_policy = policy.exists();
-    if !had_policy {
-        fs::write(policy, "#!/bin/sh\nexit 101\n")?;
-        set_executable(policy)?;
-    }
-    let update = Command::new("apt-get").args(["update", "-qq"]).status();
-    let install = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends", "nginx"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    if !had_policy {
-        let _ = fs::remove_file(policy);
-    }
-    update.context("apt-get update")?;
-    if !install.context("apt-get install nginx")?.success() {
-        bail!("apt-get install nginx failed");
-    }
-    find().context("nginx still not found after installing it")
-}
-
-fn find() -> Option<String> {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .map(|p| (*p).to_owned())
-}
-
-fn set_executable(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
-    Ok(())
+    crate::apt::ensure_installed(
+        "nginx",
+        &["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"],
+    )
 }
 
 /// `nginx -v` output.

@@ -1,6 +1,46 @@
-//! The printed table (Markdown, so BENCHMARKS.md can take it as is) and the goal checks.
+//! The printed tables (Markdown, so BENCHMARKS.md can take them as is), the ratios against
+//! the best peer and the baseline, and the goal checks.
 
-use crate::{Args, Cell, Target, size_label};
+use crate::{Args, Cell, Round, Target, size_label};
+
+/// One figure over rounds: its median and range.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// `None` when no value is finite (no calls, or a ratio with nothing to divide by).
+    fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let (&min, &max) = (v.first()?, v.last()?);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Some(Self { median, min, max })
+    }
+}
+
+/// A figure of `cell` over its rounds.
+fn figure(cell: &Cell, f: impl Fn(&Round) -> f64) -> Option<Spread> {
+    Spread::of(cell.rounds.iter().map(f))
+}
+
+/// `a`'s figure over `b`'s, round by round: both ran in the same round, a few seconds
+/// apart, so the machine's drift between rounds mostly cancels out.
+fn ratio(a: &Cell, b: &Cell, f: impl Fn(&Round) -> f64) -> Option<Spread> {
+    Spread::of(
+        a.rounds
+            .iter()
+            .filter_map(|ra| Some(f(ra) / f(b.round(ra.index)?))),
+    )
+}
 
 fn find(cells: &[Cell], t: Target, payload: usize, inflight: usize) -> Option<&Cell> {
     cells
@@ -8,30 +48,67 @@ fn find(cells: &[Cell], t: Target, payload: usize, inflight: usize) -> Option<&C
         .find(|c| c.target == t && c.payload == payload && c.inflight == inflight)
 }
 
-fn best_nginx(
+/// The peer (nginx or HAProxy, any configuration) with the best median of `f` at this
+/// payload and concurrency.
+fn best_peer(
     cells: &[Cell],
     payload: usize,
     inflight: usize,
-    key: impl Fn(&Cell) -> f64,
+    f: impl Fn(&Round) -> f64,
     lower_is_better: bool,
-) -> Option<(&Cell, f64)> {
-    [Target::Nginx1, Target::Nginx2]
+) -> Option<&Cell> {
+    Target::PEERS
         .into_iter()
         .filter_map(|t| find(cells, t, payload, inflight))
-        .map(|c| (c, key(c)))
-        .filter(|(_, v)| v.is_finite())
+        .filter_map(|c| Some((c, figure(c, &f)?.median)))
         .min_by(|a, b| {
             let o = a.1.total_cmp(&b.1);
             if lower_is_better { o } else { o.reverse() }
         })
+        .map(|(c, _)| c)
 }
 
-fn proxy_cpu(c: &Cell) -> f64 {
-    c.per_call_us(c.proxy_cpu_s)
+/// `median (min–max)`, or just the median when the range rounds to one value (one
+/// round, or a figure that does not move).
+fn value(s: Option<Spread>, decimals: usize) -> String {
+    let Some(s) = s else {
+        return "-".to_owned();
+    };
+    let (m, lo, hi) = (
+        format!("{:.*}", decimals, s.median),
+        format!("{:.*}", decimals, s.min),
+        format!("{:.*}", decimals, s.max),
+    );
+    if lo == hi {
+        m
+    } else {
+        format!("{m} ({lo}–{hi})")
+    }
 }
 
-fn total_cpu(c: &Cell) -> f64 {
-    c.per_call_us(c.proxy_cpu_s + c.node_cpu_s)
+/// A ratio as `0.95× (0.93–0.97)`; `suffix` goes inside the parentheses.
+fn times(s: Option<Spread>, suffix: &str) -> String {
+    let Some(s) = s else {
+        return "-".to_owned();
+    };
+    let (lo, hi) = (format!("{:.2}", s.min), format!("{:.2}", s.max));
+    if lo == hi {
+        format!("{:.2}×", s.median)
+    } else {
+        format!("{:.2}× ({lo}–{hi}{suffix})", s.median)
+    }
+}
+
+/// A ratio against a named peer, for a table cell.
+fn versus(r: Option<(Option<Spread>, &Cell)>) -> String {
+    match r {
+        Some((s, peer)) if s.is_some() => format!("{} vs {}", times(s, ""), peer.target.label()),
+        _ => "-".to_owned(),
+    }
+}
+
+fn median(s: Option<Spread>) -> Option<f64> {
+    s.map(|s| s.median)
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -47,7 +124,7 @@ pub fn print(
 ) {
     println!("\n## Results\n");
     println!(
-        "{} s measured per cell and round (+{} s warm-up), {} interleaved rounds; CPU from /proc (user+system), warm-up excluded.\n",
+        "{} s measured per cell and round (+{} s warm-up), {} interleaved rounds; req/s and CPU per call: median over rounds (min–max); latency percentiles and errors: all rounds' calls together; CPU from /proc (user+system), warm-up excluded.\n",
         args.seconds, args.warmup, args.rounds
     );
     println!(
@@ -56,18 +133,18 @@ pub fn print(
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for c in cells {
         println!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             size_label(c.payload),
             c.inflight,
             c.target.label(),
-            c.stats.rps(),
+            value(figure(c, Round::rps), 0),
             c.p(0.5),
             c.p(0.99),
             c.p(0.999),
             c.stats.errors,
-            proxy_cpu(c),
-            c.per_call_us(c.node_cpu_s),
-            total_cpu(c),
+            value(figure(c, Round::proxy_us), 1),
+            value(figure(c, Round::node_us), 1),
+            value(figure(c, Round::total_us), 1),
             c.upstream_conns
         );
     }
@@ -82,83 +159,124 @@ pub fn print(
         }
     }
 
-    println!("\n## Ratios (gateway vs the better nginx configuration for each figure)\n");
-    println!(
-        "| payload | in flight | gw/nginx proxy CPU | gw/nginx proxy+node CPU | gw/nginx req/s | gw/direct req/s | added p50 µs gw | added p50 µs nginx |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    let mut goals: Vec<(String, bool)> = Vec::new();
     let mut pairs: Vec<(usize, usize)> = cells.iter().map(|c| (c.payload, c.inflight)).collect();
     pairs.dedup();
-    for (payload, inflight) in pairs {
-        let (Some(gw), Some(direct)) = (
-            find(cells, Target::Gateway, payload, inflight),
-            find(cells, Target::Direct, payload, inflight),
-        ) else {
+    let mut goals: Vec<(String, bool)> = Vec::new();
+    let has_peers = cells.iter().any(|c| Target::PEERS.contains(&c.target));
+    if has_peers {
+        println!(
+            "\n## Ratios (gateway vs the best peer for each figure, among nginx and HAProxy configurations; median (min–max) of per-round ratios)\n"
+        );
+        println!(
+            "| payload | in flight | gw/peer proxy CPU | gw/peer proxy+node CPU | gw/peer req/s | gw/direct req/s | added p50 µs gw | added p50 µs peer |"
+        );
+        println!("|---|---:|---|---|---|---:|---:|---:|");
+    }
+    for &(payload, inflight) in &pairs {
+        let Some(gw) = find(cells, Target::Gateway, payload, inflight) else {
             continue;
         };
-        let n_cpu = best_nginx(cells, payload, inflight, proxy_cpu, true);
-        let n_total = best_nginx(cells, payload, inflight, total_cpu, true);
-        let n_rps = best_nginx(cells, payload, inflight, |c| c.stats.rps(), false);
-        let n_p50 = best_nginx(cells, payload, inflight, |c| c.p(0.5) as f64, true);
-        let ratio = |a: f64, b: Option<(&Cell, f64)>| b.map(|(_, v)| a / v);
-        let fmt = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}×"));
-        let cpu_r = ratio(proxy_cpu(gw), n_cpu);
-        let total_r = ratio(total_cpu(gw), n_total);
-        let rps_r = ratio(gw.stats.rps(), n_rps);
-        let added_gw = gw.p(0.5) as f64 - direct.p(0.5) as f64;
-        let added_ng = n_p50.map(|(_, v)| v - direct.p(0.5) as f64);
-        println!(
-            "| {} | {} | {} | {} | {} | {:.2}× | {:.0} | {} |",
-            size_label(payload),
-            inflight,
-            fmt(cpu_r),
-            fmt(total_r),
-            fmt(rps_r),
-            gw.stats.rps() / direct.stats.rps(),
-            added_gw,
-            added_ng.map_or("-".into(), |v| format!("{v:.0}"))
-        );
-        if n_cpu.is_none() {
-            continue;
+        let direct = find(cells, Target::Direct, payload, inflight);
+        // Best by the figure compared: lowest proxy CPU for the CPU ratio, lowest
+        // proxy+node CPU for that ratio, highest req/s for throughput.
+        let against = |f: fn(&Round) -> f64, lower: bool| {
+            best_peer(cells, payload, inflight, f, lower).map(|p| (ratio(gw, p, f), p))
+        };
+        let cpu = against(Round::proxy_us, true);
+        let total = against(Round::total_us, true);
+        let rps = against(Round::rps, false);
+        let p50_peer = Target::PEERS
+            .into_iter()
+            .filter_map(|t| find(cells, t, payload, inflight))
+            .min_by_key(|c| c.p(0.5));
+        let added = |c: &Cell| direct.map(|d| c.p(0.5) as f64 - d.p(0.5) as f64);
+        let added_gw = added(gw);
+        let added_peer = p50_peer.and_then(added);
+        let fmt_us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        if has_peers {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                size_label(payload),
+                inflight,
+                versus(cpu),
+                versus(total),
+                versus(rps),
+                times(direct.and_then(|d| ratio(gw, d, Round::rps)), ""),
+                fmt_us(added_gw),
+                match (added_peer, p50_peer) {
+                    (Some(v), Some(p)) => format!("{v:.0} ({})", p.target.label()),
+                    _ => "-".to_owned(),
+                }
+            );
         }
+        let Some((cpu_r, cpu_peer)) = cpu else {
+            continue;
+        };
+        let named = |r: Option<(Option<Spread>, &Cell)>| {
+            r.map_or("-".to_owned(), |(s, p)| {
+                format!("{} vs {}", times(s, " over rounds"), p.target.label())
+            })
+        };
+        let where_ = format!("{} / {inflight} in flight", size_label(payload));
         if payload <= 4096 {
             goals.push((
                 format!(
-                    "gateway CPU/call ≤ 0.8× nginx at {} / {inflight} in flight, zero errors: {}",
-                    size_label(payload),
-                    fmt(cpu_r)
+                    "gateway CPU/call ≤ 0.8× the best peer at {where_}, zero errors: {} vs {}",
+                    times(cpu_r, " over rounds"),
+                    cpu_peer.target.label()
                 ),
-                cpu_r.is_some_and(|r| r <= 0.8) && gw.stats.errors == 0,
+                median(cpu_r).is_some_and(|r| r <= 0.8) && gw.stats.errors == 0,
             ));
             goals.push((
                 format!(
-                    "proxy+node CPU/call ≤ 0.8× nginx at {} / {inflight} in flight: {}",
-                    size_label(payload),
-                    fmt(total_r)
+                    "proxy+node CPU/call ≤ 0.8× the best peer at {where_}: {}",
+                    named(total)
                 ),
-                total_r.is_some_and(|r| r <= 0.8),
+                median(total.and_then(|(s, _)| s)).is_some_and(|r| r <= 0.8),
             ));
         }
         if inflight >= 64 {
             goals.push((
                 format!(
-                    "throughput ≥ 1.25× nginx at {} / {inflight} in flight: {}",
-                    size_label(payload),
-                    fmt(rps_r)
+                    "throughput ≥ 1.25× the best peer at {where_}: {}",
+                    named(rps)
                 ),
-                rps_r.is_some_and(|r| r >= 1.25),
+                median(rps.and_then(|(s, _)| s)).is_some_and(|r| r >= 1.25),
             ));
         }
         if inflight == 1 {
             goals.push((
                 format!(
-                    "added p50 ≤ nginx's at {} / 1 in flight: {added_gw:.0} µs vs {} µs",
-                    size_label(payload),
-                    added_ng.map_or("-".into(), |v| format!("{v:.0}"))
+                    "added p50 ≤ the best peer's at {where_}: {} µs vs {} µs{}",
+                    fmt_us(added_gw),
+                    fmt_us(added_peer),
+                    p50_peer.map_or(String::new(), |p| format!(" ({})", p.target.label()))
                 ),
-                added_ng.is_some_and(|n| added_gw <= n),
+                matches!((added_gw, added_peer), (Some(g), Some(n)) if g <= n),
             ));
+        }
+    }
+
+    if cells.iter().any(|c| c.target == Target::GatewayBaseline) {
+        println!(
+            "\n## Gateway vs baseline (the --baseline-gateway binary; median (min–max) of per-round ratios: below 1× is less CPU, above 1× more throughput)\n"
+        );
+        for &(payload, inflight) in &pairs {
+            let (Some(gw), Some(base)) = (
+                find(cells, Target::Gateway, payload, inflight),
+                find(cells, Target::GatewayBaseline, payload, inflight),
+            ) else {
+                continue;
+            };
+            println!(
+                "- {} / {inflight} in flight: gateway CPU/call vs baseline: {}; proxy+node CPU/call: {}; req/s: {}; p50 {} µs vs {} µs",
+                size_label(payload),
+                times(ratio(gw, base, Round::proxy_us), " over rounds"),
+                times(ratio(gw, base, Round::total_us), " over rounds"),
+                times(ratio(gw, base, Round::rps), " over rounds"),
+                gw.p(0.5),
+                base.p(0.5),
+            );
         }
     }
 
@@ -166,23 +284,26 @@ pub fn print(
         scale.iter().find(|c| c.target == Target::Gateway),
         scale.iter().find(|c| c.target == Target::Gateway3212),
     ) {
-        let r = b.stats.rps() / a.stats.rps();
+        let r = ratio(b, a, Round::rps);
         println!("\n## Route scale (256 B, 64 in flight)\n");
         println!("| routes | req/s | p50 µs | p99 µs | proxy CPU µs/call | errors |");
         println!("|---:|---:|---:|---:|---:|---:|");
         for (n, c) in [(34, a), (3212, b)] {
             println!(
-                "| {n} | {:.0} | {} | {} | {:.1} | {} |",
-                c.stats.rps(),
+                "| {n} | {} | {} | {} | {} | {} |",
+                value(figure(c, Round::rps), 0),
                 c.p(0.5),
                 c.p(0.99),
-                proxy_cpu(c),
+                value(figure(c, Round::proxy_us), 1),
                 c.stats.errors
             );
         }
         goals.push((
-            format!("3,212 routes within 5 % of 34 routes: {:.3}×", r),
-            (r - 1.0).abs() <= 0.05 || r > 1.0,
+            format!(
+                "3,212 routes within 5 % of 34 routes: {}",
+                times(r, " over rounds")
+            ),
+            median(r).is_some_and(|r| (r - 1.0).abs() <= 0.05 || r > 1.0),
         ));
     }
     if !idle_rss.is_empty() {
@@ -199,17 +320,93 @@ pub fn print(
                 *idle as f64 / 1024.0,
                 peak as f64 / 1024.0
             );
-            goals.push((
-                format!(
-                    "{name} RSS < 64 MiB under load: {:.1} MiB",
-                    peak as f64 / 1024.0
-                ),
-                peak < 64 * 1024,
-            ));
+            // The baseline is shown for comparison; the goal is the gateway's under test.
+            if name != Target::GatewayBaseline.key() {
+                goals.push((
+                    format!(
+                        "{name} RSS < 64 MiB under load: {:.1} MiB",
+                        peak as f64 / 1024.0
+                    ),
+                    peak < 64 * 1024,
+                ));
+            }
         }
     }
     println!("\n## Goals\n");
     for (text, ok) in &goals {
         println!("- {}: {text}", verdict(*ok));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load;
+
+    fn cell(target: Target, rounds: &[(u32, u64, f64)]) -> Cell {
+        Cell {
+            target,
+            payload: 256,
+            inflight: 1,
+            stats: load::RunStats {
+                calls: 0,
+                errors: 0,
+                elapsed: Duration::ZERO,
+                latency_us: load::new_histogram(),
+                first_error: None,
+            },
+            rounds: rounds
+                .iter()
+                .map(|&(index, calls, proxy_cpu_s)| Round {
+                    index,
+                    calls,
+                    elapsed: Duration::from_secs(1),
+                    proxy_cpu_s,
+                    node_cpu_s: 0.0,
+                })
+                .collect(),
+            upstream_conns: 1,
+        }
+    }
+
+    #[test]
+    fn spread_is_median_and_range_of_finite_values() {
+        let s = Spread::of([3.0, f64::NAN, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of([4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(s.median, 2.5);
+        assert!(Spread::of([f64::NAN]).is_none());
+        assert!(Spread::of([]).is_none());
+    }
+
+    #[test]
+    fn ratios_pair_the_same_round() {
+        // Round 1 is missing from b: only rounds 0 and 2 make ratios.
+        let a = cell(
+            Target::Gateway,
+            &[(0, 100, 0.0), (1, 999, 0.0), (2, 300, 0.0)],
+        );
+        let b = cell(Target::Nginx1, &[(2, 100, 0.0), (0, 200, 0.0)]);
+        let r = ratio(&a, &b, Round::rps).unwrap();
+        assert_eq!((r.min, r.max), (0.5, 3.0));
+    }
+
+    #[test]
+    fn best_peer_is_chosen_per_figure() {
+        let cells = [
+            cell(Target::Gateway, &[(0, 100, 0.01)]),
+            cell(Target::Nginx1, &[(0, 100, 0.02)]),
+            cell(Target::Haproxy2, &[(0, 200, 0.05)]),
+        ];
+        let cpu = best_peer(&cells, 256, 1, Round::proxy_us, true).unwrap();
+        assert_eq!(cpu.target, Target::Nginx1);
+        let rps = best_peer(&cells, 256, 1, Round::rps, false).unwrap();
+        assert_eq!(rps.target, Target::Haproxy2);
+        assert_eq!(
+            times(Spread::of([0.5, 0.25]), " over rounds"),
+            "0.38× (0.25–0.50 over rounds)"
+        );
     }
 }
