@@ -271,6 +271,7 @@ fn write_registry(
                 prefix: p.clone(),
                 endpoints: vec![format!("https://127.0.0.1:{node_port}")],
                 identity: Some("spiffe://tongban/region/44".into()),
+                issuer_keys: Vec::new(),
             })
             .collect(),
     };
@@ -299,6 +300,7 @@ fn spawn_gateway(
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
+        recognition: Default::default(),
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;
@@ -380,6 +382,8 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         },
         outbox: OutboxConfig::default(),
         handshake_timeout: Duration::from_secs(5),
+        issuer: Default::default(),
+        recognition: Default::default(),
     };
     let node_path = dir.join("node.toml");
     write_toml(&node_path, &node_config)?;

@@ -21,11 +21,14 @@ use std::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tongban_gateway::{
     Gateway, GatewayConfig, GatewayListeners,
-    registry::{RegionEntry, RegistryFile},
+    config::RecognitionSettings,
+    registry::{IssuerKeyEntry, RegionEntry, RegistryFile},
 };
 use tongban_node::{
     Node, NodeConfig, NodeListeners,
-    config::{GatewayLink, ListenConfig, OutboxConfig, PlatformConfig},
+    config::{
+        GatewayLink, IssuerConfig, ListenConfig, OutboxConfig, PlatformConfig, SigningKeyConfig,
+    },
     platform::embedded::EmbeddedPlatform,
     portal_client::PortalClient,
     store::Store,
@@ -33,7 +36,7 @@ use tongban_node::{
 use tongban_proto::region::{RegionCode, RegionPrefix};
 use tongban_runtime::{
     identity::PeerIdentity,
-    pki::{self, DevCa},
+    pki::{self, DevCa, IssuerKey},
     shutdown::Shutdown,
     tls::{ClientSettings, TlsFiles},
 };
@@ -203,6 +206,9 @@ pub struct RunningNode {
     pub federation_addr: SocketAddr,
     pub portal_addr: SocketAddr,
     pub portal: PortalClient,
+    /// The node's admin listener (probes, license revocation).
+    pub admin_addr: SocketAddr,
+    pub admin: PortalClient,
     pub config_path: PathBuf,
     /// The node's store and platform, opened on the member's own database files (shared
     /// with a child process through SQLite's locking).
@@ -231,6 +237,21 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
 fn write_toml(path: &Path, value: &impl serde::Serialize, header: &str) -> Result<(), LocalError> {
     let text = toml::to_string_pretty(value).map_err(|e| LocalError::Other(e.to_string()))?;
     std::fs::write(path, format!("{header}\n{text}")).map_err(io_err(path))
+}
+
+/// Writes 32 random bytes (mode 0600): the gateways' secret for keyed hashes.
+fn write_secret(path: &Path) -> Result<(), LocalError> {
+    let mut secret = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| LocalError::Other("the system random generator failed".into()))?;
+    std::fs::write(path, secret).map_err(io_err(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 /// `path` as a config inside `dir` should name it: relative to `dir` when it lies
@@ -287,6 +308,7 @@ struct NodeSockets {
     prefix: RegionPrefix,
     federation: TcpListener,
     portal: TcpListener,
+    admin: TcpListener,
 }
 
 impl LocalFederation {
@@ -324,8 +346,22 @@ impl LocalFederation {
                 prefix,
                 federation: bind_loopback().await?,
                 portal: bind_loopback().await?,
+                admin: bind_loopback().await?,
             });
         }
+
+        // Each node's issuer key (Ed25519, apart from its TLS key), registered for its
+        // region with a window around now; and the gateways' shared hash secret.
+        let now = std::time::SystemTime::now();
+        let mut issuer_keys = BTreeMap::new();
+        for node in &node_sockets {
+            let identity = PeerIdentity::Region(node.prefix);
+            let key = IssuerKey::generate(&format!("{}-k1", node.prefix))?;
+            let path = key.write(&pki_dir, &identity)?;
+            issuer_keys.insert(node.prefix.to_string(), (key, path));
+        }
+        let hash_key_path = pki_dir.join("gateway-hash.key");
+        write_secret(&hash_key_path)?;
 
         // Every link, through a fault proxy if asked for.
         let mut links = BTreeMap::new();
@@ -373,6 +409,7 @@ impl LocalFederation {
         for (g, sockets) in gateway_sockets.iter().enumerate() {
             let mut registry = RegistryFile::default();
             for node in &node_sockets {
+                let (key, _) = &issuer_keys[&node.prefix.to_string()];
                 registry.regions.push(RegionEntry {
                     prefix: node.prefix.to_string(),
                     endpoints: vec![via(Link::GatewayToNode {
@@ -380,6 +417,12 @@ impl LocalFederation {
                         node: node.prefix.to_string(),
                     })?],
                     identity: None,
+                    issuer_keys: vec![IssuerKeyEntry {
+                        id: key.key_id.clone(),
+                        ed25519_public_key: key.public_key_hex(),
+                        not_before: now - Duration::from_secs(3600),
+                        not_after: now + validity,
+                    }],
                 });
             }
             let suffix = if g == 0 {
@@ -402,6 +445,10 @@ impl LocalFederation {
                 upstream: ClientSettings::default(),
                 handshake_timeout: Duration::from_secs(5),
                 worker_threads: 1,
+                recognition: RecognitionSettings {
+                    hash_key: Some(file_relative(&dir, &hash_key_path)),
+                    ..RecognitionSettings::default()
+                },
             };
             let path = dir.join(format!("gateway{suffix}.toml"));
             write_toml(
@@ -421,7 +468,7 @@ impl LocalFederation {
                 listen: ListenConfig {
                     federation: local_addr(&node.federation)?,
                     portal: local_addr(&node.portal)?,
-                    admin: None,
+                    admin: Some(local_addr(&node.admin)?),
                 },
                 tls: tls_files(&dir, &ca_pem, &files),
                 gateway: GatewayLink {
@@ -444,6 +491,15 @@ impl LocalFederation {
                 },
                 outbox: spec.outbox.clone(),
                 handshake_timeout: Duration::from_secs(5),
+                issuer: IssuerConfig {
+                    keys: vec![SigningKeyConfig {
+                        id: issuer_keys[&prefix.to_string()].0.key_id.clone(),
+                        file: file_relative(&dir, &issuer_keys[&prefix.to_string()].1),
+                        not_before: None,
+                    }],
+                    assertion_validity: None,
+                },
+                recognition: Default::default(),
             };
             let path = dir.join(format!("node-{prefix}.toml"));
             write_toml(
@@ -531,6 +587,7 @@ impl LocalFederation {
         let config = NodeConfig::load(config_path)?;
         let federation_addr = local_addr(&sockets.federation)?;
         let portal_addr = local_addr(&sockets.portal)?;
+        let admin_addr = local_addr(&sockets.admin)?;
         let portal = PortalClient::new(format!("http://{portal_addr}"));
         let (run, store, platform) = match &self.spec.launch {
             Launch::InProcess => {
@@ -542,7 +599,7 @@ impl LocalFederation {
                 let listeners = NodeListeners {
                     federation: sockets.federation,
                     portal: sockets.portal,
-                    admin: None,
+                    admin: Some(sockets.admin),
                 };
                 let run = Run::Task {
                     shutdown,
@@ -577,6 +634,8 @@ impl LocalFederation {
             federation_addr,
             portal_addr,
             portal,
+            admin_addr,
+            admin: PortalClient::new(format!("http://{admin_addr}")),
             config_path: config_path.to_owned(),
             store,
             platform,
@@ -647,6 +706,7 @@ impl LocalFederation {
                     prefix: old.prefix,
                     federation: rebind(old.federation_addr).await?,
                     portal: rebind(old.portal_addr).await?,
+                    admin: rebind(old.admin_addr).await?,
                 };
                 let path = old.config_path.clone();
                 let node = self.launch_node(&path, sockets).await?;

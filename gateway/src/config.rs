@@ -3,6 +3,7 @@
 //! `tongban_runtime::config`'s, shared with the node).
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -43,6 +44,91 @@ pub struct GatewayConfig {
     /// work-stealing scheduler with that many workers.
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
+    /// Identity and license mutual recognition: the caches of verified lookups.
+    #[serde(default)]
+    pub recognition: RecognitionSettings,
+}
+
+/// The caches of verified identity assertions and license verdicts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecognitionSettings {
+    /// File holding the secret (at least 32 bytes) for keyed hashes of ID numbers and
+    /// license ids in cache keys and logs; give every replica the same file so their
+    /// log references agree. Omit to draw a random secret at start.
+    pub hash_key: Option<PathBuf>,
+    /// Most identity assertions cached at once.
+    pub identity_entries: u64,
+    /// Most license verdicts cached at once (the grace copies are bounded alike).
+    pub license_entries: u64,
+    /// Longest a verified answer is served from cache before the issuer is asked
+    /// again; never beyond the answer's own validity.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// How long "not found", "not recognized" and other negative answers are cached.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// An identity assertion leaves the cache this long before it expires.
+    #[serde(with = "humantime_serde")]
+    pub expiry_margin: Duration,
+    /// How long a holder's list of licenses is cached.
+    #[serde(with = "humantime_serde")]
+    pub holder_list_ttl: Duration,
+    /// Per license type, how long past its freshness a recognized license may still be
+    /// answered when its issuer cannot be reached (never past the license's own
+    /// validity; every such answer is logged and counted). At most 24 h; types not
+    /// listed get none: the answer is "cannot verify now".
+    #[serde(with = "grace_map")]
+    pub grace: BTreeMap<String, Duration>,
+}
+
+/// Longest grace an operator may allow.
+pub const MAX_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for RecognitionSettings {
+    fn default() -> Self {
+        Self {
+            hash_key: None,
+            identity_entries: 100_000,
+            license_entries: 100_000,
+            max_ttl: Duration::from_secs(600),
+            negative_ttl: Duration::from_secs(30),
+            expiry_margin: Duration::from_secs(30),
+            holder_list_ttl: Duration::from_secs(60),
+            grace: BTreeMap::new(),
+        }
+    }
+}
+
+mod grace_map {
+    //! A map of license types to readable durations ("15m").
+    use std::{collections::BTreeMap, time::Duration};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let text: BTreeMap<&String, String> = map
+            .iter()
+            .map(|(k, v)| (k, humantime::format_duration(*v).to_string()))
+            .collect();
+        text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let text = BTreeMap::<String, String>::deserialize(d)?;
+        text.into_iter()
+            .map(|(k, v)| {
+                humantime::parse_duration(&v)
+                    .map(|d| (k, d))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
 }
 
 fn default_handshake_timeout() -> Duration {
@@ -54,10 +140,35 @@ fn default_worker_threads() -> usize {
 }
 
 impl GatewayConfig {
-    /// Loads a config file (a path relative to the working directory) and makes every
-    /// path in it absolute, relative ones taken from the file's folder.
+    /// Loads a config file (a path relative to the working directory), makes every
+    /// path in it absolute (relative ones taken from the file's folder) and validates
+    /// it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        config::load_resolved(path)
+        let config: Self = config::load_resolved(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let r = &self.recognition;
+        for (license_type, grace) in &r.grace {
+            if *grace > MAX_GRACE {
+                return Err(ConfigError::field(
+                    origin,
+                    &format!("recognition.grace.{license_type}"),
+                    "may be at most 24h",
+                ));
+            }
+        }
+        if r.identity_entries == 0 || r.license_entries == 0 {
+            return Err(ConfigError::field(
+                origin,
+                "recognition",
+                "cache sizes must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -66,6 +177,7 @@ impl config::FilePaths for GatewayConfig {
         let mut paths = self.tls.file_paths();
         paths.push(&mut self.registry);
         paths.extend(self.catalog.as_mut());
+        paths.extend(self.recognition.hash_key.as_mut());
         paths
     }
 }

@@ -23,6 +23,15 @@ pub enum GatewayError {
     /// The method is not relayed by this gateway.
     #[error("method {0} is not served by the gateway")]
     UnknownMethod(String),
+    /// A decoded call's message is not a valid message of its method.
+    #[error("message: {0}")]
+    InvalidMessage(String),
+    /// A decoded call's field is missing or malformed (the value is never echoed).
+    #[error("field `{field}`: {problem}")]
+    InvalidField {
+        field: &'static str,
+        problem: String,
+    },
     /// The message exceeds what the federation relays.
     #[error("message larger than {0} bytes")]
     TooLarge(usize),
@@ -54,7 +63,9 @@ impl GatewayError {
     pub fn code(&self) -> Code {
         match self {
             Self::PermissionDenied(_) => Code::PermissionDenied,
-            Self::InvalidMetadata { .. } => Code::InvalidArgument,
+            Self::InvalidMetadata { .. } | Self::InvalidMessage(_) | Self::InvalidField { .. } => {
+                Code::InvalidArgument
+            }
             Self::UnknownRegion(_) | Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
             Self::TooLarge(_) => Code::ResourceExhausted,
@@ -71,6 +82,8 @@ impl GatewayError {
             // A certificate or registry mistake heals when the operator fixes it.
             Self::PermissionDenied(_) | Self::NoRoute(_) => Retry::Configuration,
             Self::InvalidMetadata { .. }
+            | Self::InvalidMessage(_)
+            | Self::InvalidField { .. }
             | Self::UnknownRegion(_)
             | Self::UnknownMethod(_)
             | Self::TooLarge(_) => Retry::Permanent,

@@ -8,6 +8,10 @@
 //! its policy; [`deadline`] bounds each call; [`error`] chooses every gRPC status code
 //! the gateway itself produces, and whether the caller may retry.
 //!
+//! The mutual-recognition lookups (identity, licenses, revocations) are the one kind of
+//! call the gateway decodes: [`recognition`] routes, verifies, caches and judges them;
+//! [`unary`] frames their messages.
+//!
 //! [`connection`] is the HTTP/2 server: it turns streams into calls and [`answer`]s into
 //! frames, and nothing else; [`catalog`] serves the national one-thing catalog;
 //! [`server`] assembles the listeners; [`config`] and [`registry`] are the operator's
@@ -27,10 +31,12 @@ pub mod forward;
 pub mod keepalive;
 pub mod message;
 pub mod methods;
+pub mod recognition;
 pub mod registry;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod unary;
 pub mod upstream;
 
 pub use config::GatewayConfig;

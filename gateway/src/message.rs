@@ -60,6 +60,21 @@ impl Message {
         self.first.is_empty()
     }
 
+    /// The whole message as one buffer: free for the usual single chunk, a copy for a
+    /// message that came in several frames (decoded calls only; relays never join).
+    pub fn contiguous(&self) -> Bytes {
+        if self.rest.is_empty() {
+            return self.first.clone();
+        }
+        let mut all =
+            Vec::with_capacity(self.first.len() + self.rest.iter().map(Bytes::len).sum::<usize>());
+        all.extend_from_slice(&self.first);
+        for chunk in &self.rest {
+            all.extend_from_slice(chunk);
+        }
+        Bytes::from(all)
+    }
+
     /// Queues the chunks on `stream`, the last one ending it if `end_stream`. Queued
     /// without waiting for window: the message is bounded by [`MAX_MESSAGE`], windows
     /// are large, and h2 sends as they open.

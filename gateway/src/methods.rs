@@ -14,8 +14,20 @@ pub const GATEWAY_SERVICE: &str = "/tongban.federation.v1.Gateway/";
 pub enum Serve {
     /// Relayed as bytes, never decoded, to this path on the target node.
     Relay { node_path: &'static str },
+    /// Decoded by the gateway: a mutual-recognition lookup it routes by content,
+    /// verifies, caches and answers with a verdict (see `crate::recognition`).
+    Decode(Lookup),
     /// Answered by a gRPC service of the gateway itself (catalog, health, reflection).
     Local,
+}
+
+/// The decoded methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Identity,
+    License,
+    HolderLicenses,
+    Revocation,
 }
 
 /// Whether a call must carry `tongban-idempotency-key`.
@@ -88,6 +100,29 @@ const fn relayed(
     }
 }
 
+const fn decoded(
+    index: usize,
+    name: &'static str,
+    path: &'static str,
+    lookup: Lookup,
+    changes_state: bool,
+) -> Method {
+    Method {
+        index,
+        name,
+        path,
+        serve: Serve::Decode(lookup),
+        changes_state,
+        idempotency_key: if changes_state {
+            KeyPolicy::Required
+        } else {
+            KeyPolicy::Optional
+        },
+        deadline: Duration::from_secs(5),
+        callers: Callers::Nodes,
+    }
+}
+
 const fn local(index: usize, name: &'static str, path: &'static str) -> Method {
     Method {
         index,
@@ -102,7 +137,7 @@ const fn local(index: usize, name: &'static str, path: &'static str) -> Method {
 }
 
 /// Every method of the federation listener.
-pub static METHODS: [Method; 8] = [
+pub static METHODS: [Method; 12] = [
     relayed(
         0,
         "DeliverApplication",
@@ -127,20 +162,55 @@ pub static METHODS: [Method; 8] = [
         true,
         Duration::from_secs(10),
     ),
-    local(3, "GetCatalog", "/tongban.federation.v1.Catalog/GetCatalog"),
-    local(4, "Health.Check", "/grpc.health.v1.Health/Check"),
-    local(5, "Health.Watch", "/grpc.health.v1.Health/Watch"),
-    local(
+    decoded(
+        3,
+        "VerifyIdentity",
+        "/tongban.federation.v1.Gateway/VerifyIdentity",
+        Lookup::Identity,
+        false,
+    ),
+    decoded(
+        4,
+        "LookupLicense",
+        "/tongban.federation.v1.Gateway/LookupLicense",
+        Lookup::License,
+        false,
+    ),
+    decoded(
+        5,
+        "ListLicenses",
+        "/tongban.federation.v1.Gateway/ListLicenses",
+        Lookup::HolderLicenses,
+        false,
+    ),
+    decoded(
         6,
+        "PublishRevocation",
+        "/tongban.federation.v1.Gateway/PublishRevocation",
+        Lookup::Revocation,
+        true,
+    ),
+    local(7, "GetCatalog", "/tongban.federation.v1.Catalog/GetCatalog"),
+    local(8, "Health.Check", "/grpc.health.v1.Health/Check"),
+    local(9, "Health.Watch", "/grpc.health.v1.Health/Watch"),
+    local(
+        10,
         "Reflection",
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     ),
     local(
-        7,
+        11,
         "Reflection.v1alpha",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
     ),
 ];
+
+/// The issuer methods the gateway calls on nodes for the decoded lookups.
+pub mod issuer_paths {
+    pub const ASSERT_IDENTITY: &str = "/tongban.federation.v1.Node/AssertIdentity";
+    pub const FETCH_LICENSE: &str = "/tongban.federation.v1.Node/FetchLicense";
+    pub const FETCH_HOLDER_LICENSES: &str = "/tongban.federation.v1.Node/FetchHolderLicenses";
+}
 
 /// The method served at `path`, if any.
 pub fn lookup(path: &str) -> Option<&'static Method> {
@@ -173,6 +243,9 @@ mod tests {
                 assert!(is_gateway_service(m.path) && m.path.ends_with(m.name));
                 assert!(node_path.starts_with("/tongban.federation.v1.Node/"));
                 assert!(node_path.ends_with(m.name));
+                assert_eq!(m.callers, Callers::Nodes);
+            } else if let Serve::Decode(_) = m.serve {
+                assert!(is_gateway_service(m.path) && m.path.ends_with(m.name));
                 assert_eq!(m.callers, Callers::Nodes);
             } else {
                 assert!(!is_gateway_service(m.path), "{}", m.name);

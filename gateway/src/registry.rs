@@ -5,7 +5,7 @@
 //! node share one [`NodePool`] (lazily connected HTTP/2, rotated over the node's
 //! endpoints) that is reused by every call.
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{collections::HashMap, path::Path, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tongban_proto::region::{RegionCode, RegionPrefix};
@@ -38,6 +38,73 @@ pub struct RegionEntry {
     /// `spiffe://tongban/region/<prefix>`.
     #[serde(default)]
     pub identity: Option<String>,
+    /// The region's issuer keys (Ed25519), each with its validity window: what its
+    /// identity assertions and licenses must be signed with. Register the next key
+    /// beside the current one, windows overlapping, to roll over without an outage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuer_keys: Vec<IssuerKeyEntry>,
+}
+
+/// One registered issuer key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerKeyEntry {
+    /// The key id the issuer names in what it signs.
+    pub id: String,
+    /// The raw 32-byte Ed25519 public key, hex.
+    pub ed25519_public_key: String,
+    /// Start of the window (RFC 3339): objects issued before it are refused.
+    #[serde(with = "humantime_serde")]
+    pub not_before: SystemTime,
+    /// End of the window (RFC 3339): after it the key verifies nothing.
+    #[serde(with = "humantime_serde")]
+    pub not_after: SystemTime,
+}
+
+/// A verified-usable issuer key of a region.
+#[derive(Clone, Debug)]
+pub struct IssuerKey {
+    pub id: String,
+    pub public_key: [u8; 32],
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl IssuerKey {
+    /// Whether the key is in its window at `at`.
+    pub fn valid_at(&self, at: SystemTime) -> bool {
+        self.not_before <= at && at <= self.not_after
+    }
+}
+
+fn parse_key(entry: &IssuerKeyEntry) -> Result<IssuerKey, String> {
+    if entry.id.is_empty() || entry.id.len() > 64 {
+        return Err("id must be 1 to 64 characters".into());
+    }
+    let bytes = unhex(&entry.ed25519_public_key)
+        .ok_or("ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
+    let public_key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
+    if entry.not_after <= entry.not_before {
+        return Err("not_after must be later than not_before".into());
+    }
+    Ok(IssuerKey {
+        id: entry.id.clone(),
+        public_key,
+        not_before: entry.not_before,
+        not_after: entry.not_after,
+    })
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
 }
 
 /// A region's route: where to send its calls, and the connection pool to use.
@@ -47,6 +114,8 @@ pub struct Route {
     pub identity: PeerIdentity,
     pub endpoints: Vec<String>,
     pub pool: Arc<NodePool>,
+    /// The region's registered issuer keys.
+    pub issuer_keys: Vec<IssuerKey>,
 }
 
 /// The loaded registry.
@@ -129,9 +198,27 @@ impl Registry {
                     pool
                 }
             };
+            let mut issuer_keys = Vec::with_capacity(entry.issuer_keys.len());
+            for (k, key) in entry.issuer_keys.iter().enumerate() {
+                let key = parse_key(key).map_err(|e| {
+                    ConfigError::field(origin, &field(&format!("issuer_keys[{k}]")), e)
+                })?;
+                if issuer_keys
+                    .iter()
+                    .any(|other: &IssuerKey| other.id == key.id)
+                {
+                    return Err(ConfigError::field(
+                        origin,
+                        &field(&format!("issuer_keys[{k}].id")),
+                        format!("key id {:?} is registered twice", key.id),
+                    ));
+                }
+                issuer_keys.push(key);
+            }
             let route = Route {
                 prefix,
                 identity,
+                issuer_keys,
                 endpoints: entry.endpoints.clone(),
                 pool,
             };
@@ -198,6 +285,7 @@ mod tests {
             prefix: prefix.into(),
             endpoints: vec![endpoint.into()],
             identity: None,
+            issuer_keys: Vec::new(),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The gateway's call pipeline: the whole path of a relayed call in one place.
 //!
 //! Each phase is a plain function over the [`Call`] value, in a module named for it, so
-//! it is unit-tested without a network. A later concern is one line here, where it
-//! belongs in the order:
-//! - a cache of decoded lookups answers before `forward` (and stores after it);
+//! it is unit-tested without a network. A relayed call is routed by its metadata and
+//! forwarded as bytes; a decoded lookup (mutual recognition) is routed by its content,
+//! answered from the cache or the issuer, and judged, in `recognition`. A later concern
+//! is one line here, where it belongs in the order:
 //! - a limit or load shedder admits the call after `route` (it knows caller and target);
 //! - a span wraps `handle`, a metric is recorded beside the audit in `finish`.
 
@@ -13,14 +14,16 @@ use tongban_proto::region::RegionTable;
 
 use crate::{
     answer::Answer, audit::CallAudit, authenticate, authorize, call::Call, deadline::Deadlines,
-    error::GatewayError, forward, methods::Serve, registry::Registry, route,
+    error::GatewayError, forward, methods::Serve, recognition::Recognition, registry::Registry,
+    route,
 };
 
-/// Relays calls to nodes; shared by every connection.
+/// Relays calls to nodes and answers lookups; shared by every connection.
 pub struct Relay {
     registry: Arc<Registry>,
     regions: &'static RegionTable,
     deadlines: Deadlines,
+    recognition: Arc<Recognition>,
 }
 
 impl Relay {
@@ -29,11 +32,13 @@ impl Relay {
         registry: Arc<Registry>,
         regions: &'static RegionTable,
         request_timeout: std::time::Duration,
+        recognition: Arc<Recognition>,
     ) -> Self {
         Self {
             registry,
             regions,
             deadlines: Deadlines::new(request_timeout),
+            recognition,
         }
     }
 
@@ -48,17 +53,28 @@ impl Relay {
 
     async fn relay(&self, mut call: Call, audit: &mut CallAudit) -> Result<Answer, GatewayError> {
         let method = call.known_method()?;
-        let Serve::Relay { node_path } = method.serve else {
-            return Err(GatewayError::UnknownMethod(method.name.to_owned()));
-        };
         let caller = authenticate::calling_region(&call)?;
         audit.caller = Some(caller);
         authorize::check_caller(&call, method, &caller)?;
-        let (target, route) = route::resolve(&call, &self.registry, self.regions)?;
-        audit.target = Some(target);
-        authorize::check_key(&call, method)?;
-        let deadline = self.deadlines.for_call(method, &call.headers);
-        let message = call.message(deadline.wait).await?;
-        forward::forward(call, message, node_path, &route, &caller, &deadline).await
+        match method.serve {
+            Serve::Relay { node_path } => {
+                let (target, route) = route::resolve(&call, &self.registry, self.regions)?;
+                audit.target = Some(target);
+                authorize::check_key(&call, method)?;
+                let deadline = self.deadlines.for_call(method, &call.headers);
+                let message = call.message(deadline.wait).await?;
+                forward::forward(call, message, node_path, &route, &caller, &deadline).await
+            }
+            Serve::Decode(lookup) => {
+                authorize::check_key(&call, method)?;
+                let deadline = self.deadlines.for_call(method, &call.headers);
+                let message = call.message(deadline.wait).await?;
+                let recognition = &self.recognition;
+                recognition
+                    .serve(lookup, &call, caller, &message, deadline.wait, audit)
+                    .await
+            }
+            Serve::Local => Err(GatewayError::UnknownMethod(method.name.to_owned())),
+        }
     }
 }

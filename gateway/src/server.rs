@@ -24,6 +24,7 @@ use crate::{
     catalog::CatalogService,
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
+    recognition::Recognition,
     registry::Registry,
     relay::Relay,
 };
@@ -46,6 +47,39 @@ pub enum GatewayStartError {
     Reflection(String),
     #[error("admin listener: {0}")]
     Admin(std::io::Error),
+    #[error("recognition.hash_key {path}: {reason}")]
+    HashKey { path: String, reason: String },
+}
+
+/// The secret for keyed hashes in cache keys and logs: the configured file, or a random
+/// one for this process.
+fn hash_secret(config: &GatewayConfig) -> Result<Vec<u8>, GatewayStartError> {
+    match &config.recognition.hash_key {
+        Some(path) => {
+            let fail = |reason: String| GatewayStartError::HashKey {
+                path: path.display().to_string(),
+                reason,
+            };
+            let secret = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            if secret.len() < 32 {
+                return Err(fail("must hold at least 32 bytes".into()));
+            }
+            Ok(secret)
+        }
+        None => {
+            let mut secret = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret).map_err(
+                |_| GatewayStartError::HashKey {
+                    path: String::new(),
+                    reason: "the system random generator failed".into(),
+                },
+            )?;
+            tracing::warn!(
+                "recognition.hash_key not set: a random secret keys this replica's caches and log references"
+            );
+            Ok(secret)
+        }
+    }
 }
 
 /// Bound sockets, so callers (tests, the demo) can use port 0 and learn the real ports
@@ -77,7 +111,9 @@ impl GatewayListeners {
 pub struct Gateway {
     config: GatewayConfig,
     registry: Arc<Registry>,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
+    recognition: Arc<Recognition>,
+    metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl Gateway {
@@ -101,11 +137,30 @@ impl Gateway {
         };
         // Fail on bad certificates now rather than at the first handshake.
         config.tls.server_config()?;
+        let registry = Arc::new(registry);
+        let catalog = Arc::new(catalog);
+        let secret = hash_secret(&config)?;
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let recognition = Arc::new(Recognition::new(
+            registry.clone(),
+            RegionTable::embedded(),
+            catalog.clone(),
+            config.recognition.clone(),
+            &secret,
+            &mut metrics,
+        ));
         Ok(Self {
             config,
-            registry: Arc::new(registry),
+            registry,
             catalog,
+            recognition,
+            metrics: Arc::new(metrics),
         })
+    }
+
+    /// The recognition service (tests read its caches).
+    pub fn recognition(&self) -> Arc<Recognition> {
+        self.recognition.clone()
     }
 
     /// Number of registered region prefixes.
@@ -132,11 +187,8 @@ impl Gateway {
 
         let ready = Readiness::new(true);
         let admin = listeners.admin.map(|listener| {
-            tokio::spawn(admin::serve(
-                listener,
-                admin::probes(ready.clone()),
-                shutdown.clone(),
-            ))
+            let router = admin::probes(ready.clone()).merge(admin::metrics(self.metrics.clone()));
+            tokio::spawn(admin::serve(listener, router, shutdown.clone()))
         });
 
         tracing::info!(
@@ -149,6 +201,7 @@ impl Gateway {
                 self.registry.clone(),
                 RegionTable::embedded(),
                 self.config.upstream.request_timeout,
+                self.recognition.clone(),
             ),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });

@@ -39,6 +39,58 @@ pub struct NodeConfig {
     /// Time a client gets to complete the TLS handshake.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// This node as the issuer of its region's identity assertions and licenses.
+    #[serde(default)]
+    pub issuer: IssuerConfig,
+    /// Pre-review lookups through the gateway (identity, licenses).
+    #[serde(default)]
+    pub recognition: RecognitionConfig,
+}
+
+/// What this node signs with, and for how long what it signs is good.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Ed25519 signing keys (PKCS#8 PEM files), separate from the TLS key. The newest
+    /// key whose `not_before` has passed signs; list the next key beside the current
+    /// one (both registered at the gateway with overlapping windows) to roll over
+    /// without an outage. Without keys the node answers no lookups.
+    #[serde(default)]
+    pub keys: Vec<SigningKeyConfig>,
+    /// How long an identity assertion is valid. Default 1 hour.
+    #[serde(default, with = "humantime_serde::option")]
+    pub assertion_validity: Option<Duration>,
+}
+
+/// One signing key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// The key's id, as registered for this region at the gateway (`44-2026a`).
+    pub id: String,
+    /// The PKCS#8 PEM file.
+    pub file: PathBuf,
+    /// When the key starts signing (RFC 3339); omit for "now".
+    #[serde(default, with = "humantime_serde::option")]
+    pub not_before: Option<std::time::SystemTime>,
+}
+
+/// How pre-review asks the federation.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecognitionConfig {
+    /// How long a filing waits for its lookups before it is receipted as waiting in
+    /// pre-review (the lookups then continue from the outbox).
+    #[serde(with = "humantime_serde")]
+    pub lookup_timeout: Duration,
+}
+
+impl Default for RecognitionConfig {
+    fn default() -> Self {
+        Self {
+            lookup_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 /// Listening addresses of a node.
@@ -168,6 +220,18 @@ impl NodeConfig {
                 ));
             }
         }
+        for (i, key) in self.issuer.keys.iter().enumerate() {
+            if key.id.is_empty()
+                || key.id.len() > 64
+                || !key.id.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(ConfigError::field(
+                    origin,
+                    &format!("issuer.keys[{i}].id"),
+                    "must be 1 to 64 visible ASCII characters",
+                ));
+            }
+        }
         if self.outbox.batch_size == 0 {
             return Err(ConfigError::field(
                 origin,
@@ -197,6 +261,7 @@ impl config::FilePaths for NodeConfig {
     fn file_paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = self.tls.file_paths();
         paths.push(&mut self.store);
+        paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
         match &mut self.platform {
             PlatformConfig::Embedded { database, .. } => paths.push(database),
         }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use tongban_proto::region::{RegionCode, RegionPrefix, RegionTable};
 
-use crate::{catalog::CatalogCopy, platform::Platform, store::Store};
+use crate::{
+    catalog::CatalogCopy,
+    platform::{LicenseRegistry, Platform},
+    store::Store,
+};
 
 /// Shared by the portal's intake and the federation service.
 pub struct NodeContext {
@@ -17,6 +21,8 @@ pub struct NodeContext {
     pub catalog: Arc<CatalogCopy>,
     pub store: Store,
     pub platform: Arc<dyn Platform>,
+    /// The region's register of persons and licenses (what this node signs).
+    pub registry: Arc<dyn LicenseRegistry>,
     /// Key for keyed hashes of ID numbers (never stored or logged in the clear).
     pub id_hash_key: Arc<[u8]>,
 }

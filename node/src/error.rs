@@ -21,6 +21,10 @@ pub enum NodeError {
     /// A transient disagreement (catalog versions); the sender should retry later.
     #[error("{0}")]
     Retry(String),
+    /// This node cannot sign what was asked (no signing key in force): an operator must
+    /// configure one.
+    #[error("{0}")]
+    NotIssuing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -42,7 +46,7 @@ impl NodeError {
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::Retry(_) => Code::Unavailable,
+            Self::Retry(_) | Self::NotIssuing(_) => Code::Unavailable,
             Self::Platform(PlatformError::Conflict(_)) => Code::FailedPrecondition,
             Self::Store(_) | Self::Platform(_) => Code::Unavailable,
         }
@@ -53,7 +57,9 @@ impl NodeError {
         match self {
             // Refusals of the caller's rights and routing mismatches come from a
             // certificate or registry being changed: they heal once it is fixed.
-            Self::PermissionDenied(_) | Self::NotFound(_) => Retry::Configuration,
+            Self::PermissionDenied(_) | Self::NotFound(_) | Self::NotIssuing(_) => {
+                Retry::Configuration
+            }
             Self::InvalidArgument { .. }
             | Self::FailedPrecondition(_)
             | Self::Platform(PlatformError::Conflict(_)) => Retry::Permanent,

@@ -13,8 +13,10 @@ use tongban_proto::{
     region::{RegionCode, RegionPrefix},
     resident_id::ResidentId,
     v1::{
-        DeliverApplicationRequest, DeliverApplicationResponse, PushStatusRequest,
-        PushStatusResponse, QueryStatusRequest, QueryStatusResponse, node_server,
+        AssertIdentityRequest, AssertIdentityResponse, DeliverApplicationRequest,
+        DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
+        FetchLicenseRequest, FetchLicenseResponse, PushStatusRequest, PushStatusResponse,
+        QueryStatusRequest, QueryStatusResponse, node_server,
     },
 };
 use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo, trace_context::TraceParent};
@@ -25,6 +27,8 @@ use crate::{context::NodeContext, error::NodeError};
 /// The node's federation service.
 pub struct FederationService {
     pub ctx: Arc<NodeContext>,
+    /// The region's issuer: identity assertions and licenses.
+    pub issuer: Arc<crate::issuer::Issuer>,
 }
 
 /// The region the gateway verified for this call.
@@ -287,5 +291,41 @@ impl node_server::Node for FederationService {
         request: Request<PushStatusRequest>,
     ) -> Result<Response<PushStatusResponse>, Status> {
         Ok(Response::new(self.push(request).await?))
+    }
+
+    async fn assert_identity(
+        &self,
+        request: Request<AssertIdentityRequest>,
+    ) -> Result<Response<AssertIdentityResponse>, Status> {
+        let requester = verified_origin(&request)?;
+        let answer = self
+            .issuer
+            .assert_identity(requester, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn fetch_license(
+        &self,
+        request: Request<FetchLicenseRequest>,
+    ) -> Result<Response<FetchLicenseResponse>, Status> {
+        let requester = verified_origin(&request)?;
+        let answer = self
+            .issuer
+            .fetch_license(requester, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn fetch_holder_licenses(
+        &self,
+        request: Request<FetchHolderLicensesRequest>,
+    ) -> Result<Response<FetchHolderLicensesResponse>, Status> {
+        let requester = verified_origin(&request)?;
+        let answer = self
+            .issuer
+            .fetch_holder_licenses(requester, request.into_inner())
+            .await?;
+        Ok(Response::new(answer))
     }
 }

@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use futures_util::{StreamExt, stream};
 use prost::Message;
 use tokio::sync::Notify;
-use tongban_proto::v1::{DeliverApplicationRequest, PushStatusRequest};
+use tongban_proto::v1::{DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest};
 use tongban_runtime::shutdown::ShutdownSignal;
 
 use tongban_proto::resident_id::ResidentId;
@@ -139,6 +139,19 @@ impl Forwarder {
                 })
             }
             OutboxKind::LocalSubmit => return self.submit_locally(entry).await,
+            OutboxKind::Revoke => {
+                let request = match PublishRevocationRequest::decode(entry.payload.as_slice()) {
+                    Ok(r) => r,
+                    Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+                };
+                let Some(endpoint) = entry.gateway_endpoint.as_deref() else {
+                    return Attempt::Refused("revocation without a gateway endpoint".into());
+                };
+                self.client
+                    .publish_revocation(endpoint, request, &entry.idempotency_key)
+                    .await
+                    .map(|_| None)
+            }
             OutboxKind::PushStatus => {
                 let request = match PushStatusRequest::decode(entry.payload.as_slice()) {
                     Ok(r) => r,

@@ -8,8 +8,11 @@ use tongban_proto::{
     region::RegionCode,
     v1::{
         DeliverApplicationRequest, DeliverApplicationResponse, GetCatalogRequest,
-        GetCatalogResponse, PushStatusRequest, PushStatusResponse, QueryStatusRequest,
-        QueryStatusResponse, catalog_client::CatalogClient, gateway_client::GatewayClient as Grpc,
+        GetCatalogResponse, IdentityVerdict, LicenseVerdict, ListLicensesRequest,
+        ListLicensesResponse, LookupLicenseRequest, PublishRevocationRequest,
+        PublishRevocationResponse, PushStatusRequest, PushStatusResponse, QueryStatusRequest,
+        QueryStatusResponse, VerifyIdentityRequest, catalog_client::CatalogClient,
+        gateway_client::GatewayClient as Grpc,
     },
 };
 use tongban_runtime::trace_context::TraceParent;
@@ -48,16 +51,135 @@ pub struct CallMeta<'a> {
 pub struct GatewayClient {
     grpc: Grpc<Channel>,
     catalog: CatalogClient<Channel>,
+    /// One channel per gateway replica, by endpoint, for what every replica must hear
+    /// (revocations).
+    replicas: Vec<(String, Grpc<Channel>)>,
     origin: MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl GatewayClient {
-    pub fn new(channel: Channel, origin: &RegionCode) -> Result<Self, CallFailed> {
+    /// A client over `channel` (balanced over the replicas) and each replica's own
+    /// channel.
+    pub fn new(
+        channel: Channel,
+        replicas: Vec<(String, Channel)>,
+        origin: &RegionCode,
+    ) -> Result<Self, CallFailed> {
         Ok(Self {
             grpc: Grpc::new(channel.clone()),
             catalog: CatalogClient::new(channel),
+            replicas: replicas
+                .into_iter()
+                .map(|(url, channel)| (url, Grpc::new(channel)))
+                .collect(),
             origin: ascii(origin.as_str(), metadata::ORIGIN_REGION)?,
         })
+    }
+
+    /// The gateway replicas' endpoints.
+    pub fn replica_endpoints(&self) -> Vec<String> {
+        self.replicas.iter().map(|(url, _)| url.clone()).collect()
+    }
+
+    /// A lookup's request: the one-thing it is for and the trace of its case.
+    fn lookup_request<T>(
+        &self,
+        message: T,
+        one_thing: &str,
+        trace: Option<TraceParent>,
+    ) -> Result<Request<T>, CallFailed> {
+        let mut request = Request::new(message);
+        let md = request.metadata_mut();
+        md.insert(metadata::ORIGIN_REGION, self.origin.clone());
+        md.insert(metadata::ONE_THING, ascii(one_thing, metadata::ONE_THING)?);
+        if let Some(trace) = trace {
+            md.insert(
+                metadata::TRACEPARENT,
+                ascii(&trace.to_string(), metadata::TRACEPARENT)?,
+            );
+        }
+        Ok(request)
+    }
+
+    /// Verifies an applicant with their home region, through the gateway.
+    pub async fn verify_identity(
+        &self,
+        message: VerifyIdentityRequest,
+        trace: Option<TraceParent>,
+    ) -> Result<IdentityVerdict, CallFailed> {
+        let one_thing = message
+            .purpose
+            .as_ref()
+            .map(|p| p.one_thing_id.clone())
+            .unwrap_or_default();
+        let request = self.lookup_request(message, &one_thing, trace)?;
+        Ok(self
+            .grpc
+            .clone()
+            .verify_identity(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Looks up one license at its issuing region, through the gateway.
+    pub async fn lookup_license(
+        &self,
+        message: LookupLicenseRequest,
+        trace: Option<TraceParent>,
+    ) -> Result<LicenseVerdict, CallFailed> {
+        let one_thing = message
+            .purpose
+            .as_ref()
+            .map(|p| p.one_thing_id.clone())
+            .unwrap_or_default();
+        let request = self.lookup_request(message, &one_thing, trace)?;
+        Ok(self
+            .grpc
+            .clone()
+            .lookup_license(request)
+            .await?
+            .into_inner())
+    }
+
+    /// A holder's licenses at one issuing region, through the gateway.
+    pub async fn list_licenses(
+        &self,
+        message: ListLicensesRequest,
+        trace: Option<TraceParent>,
+    ) -> Result<ListLicensesResponse, CallFailed> {
+        let one_thing = message
+            .purpose
+            .as_ref()
+            .map(|p| p.one_thing_id.clone())
+            .unwrap_or_default();
+        let request = self.lookup_request(message, &one_thing, trace)?;
+        Ok(self.grpc.clone().list_licenses(request).await?.into_inner())
+    }
+
+    /// Publishes a revocation to the replica at `endpoint`.
+    pub async fn publish_revocation(
+        &self,
+        endpoint: &str,
+        message: PublishRevocationRequest,
+        idempotency_key: &str,
+    ) -> Result<PublishRevocationResponse, CallFailed> {
+        let Some((_, grpc)) = self.replicas.iter().find(|(url, _)| url == endpoint) else {
+            // The replica left the configuration: nobody there to tell.
+            return Err(CallFailed {
+                status: Status::failed_precondition(format!(
+                    "gateway endpoint {endpoint} is no longer configured"
+                )),
+                retry: Retry::Permanent,
+            });
+        };
+        let mut request = Request::new(message);
+        let md = request.metadata_mut();
+        md.insert(metadata::ORIGIN_REGION, self.origin.clone());
+        md.insert(
+            metadata::IDEMPOTENCY_KEY,
+            ascii(idempotency_key, metadata::IDEMPOTENCY_KEY)?,
+        );
+        Ok(grpc.clone().publish_revocation(request).await?.into_inner())
     }
 
     fn request<T>(&self, message: T, meta: &CallMeta<'_>) -> Result<Request<T>, CallFailed> {

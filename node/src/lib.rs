@@ -10,7 +10,9 @@
 //!   store and the embedded platform use.
 //! - [`forwarder`]: drains the outbox through the gateway with retries, so whatever was
 //!   acknowledged reaches its handling region; [`gateway_client`] is its channel.
-//! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status);
+//! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status,
+//!   lookups); [`issuer`] signs what this region vouches for (identity assertions,
+//!   licenses) and records who asked;
 //!   [`error`] maps its failures to gRPC statuses.
 //! - [`status_return`]: returns status changes of cases handled here to the region that
 //!   filed them (属地返还).
@@ -28,6 +30,7 @@ pub mod federation;
 pub mod forwarder;
 pub mod gateway_client;
 pub mod intake;
+pub mod issuer;
 pub mod platform;
 pub mod portal;
 pub mod portal_client;

@@ -35,6 +35,7 @@ use crate::{
     forwarder::Forwarder,
     gateway_client::GatewayClient,
     intake::Intake,
+    issuer::{Issuer, IssuerKeys},
     platform::{Platform, embedded::EmbeddedPlatform},
     portal::{self, PortalState},
     status_return::StatusReturn,
@@ -57,6 +58,8 @@ pub enum NodeStartError {
     },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Issuer(#[from] crate::issuer::IssuerError),
     #[error("{0}")]
     Other(String),
 }
@@ -96,6 +99,7 @@ pub struct Node {
     client: GatewayClient,
     catalog: Arc<CatalogCopy>,
     id_hash_key: Arc<[u8]>,
+    issuer_keys: IssuerKeys,
 }
 
 impl Node {
@@ -150,14 +154,26 @@ impl Node {
                     .map(|e| e.timeout(config.gateway.client.request_timeout))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let replicas = config
+            .gateway
+            .endpoints
+            .iter()
+            .cloned()
+            .zip(endpoints.iter().map(|e| e.connect_lazy()))
+            .collect();
         let channel = match endpoints.as_slice() {
             [one] => one.connect_lazy(),
             _ => Channel::balance_list(endpoints.into_iter()),
         };
-        let client = GatewayClient::new(channel, &config.region)
+        let client = GatewayClient::new(channel, replicas, &config.region)
             .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
         let catalog = Arc::new(CatalogCopy::load(&store).await);
+        let issuer_keys = IssuerKeys::load(&config.issuer)?;
+        if issuer_keys.is_empty() {
+            tracing::warn!("no issuer signing key configured: this region answers no lookups");
+        }
         Ok(Self {
+            issuer_keys,
             config,
             prefix,
             store,
@@ -197,6 +213,7 @@ impl Node {
             catalog: self.catalog.clone(),
             store: self.store.clone(),
             platform: platform.clone(),
+            registry: self.platform.clone(),
             id_hash_key: self.id_hash_key.clone(),
         });
 
@@ -265,7 +282,11 @@ impl Node {
             });
         }
 
-        let federation = FederationService { ctx };
+        let issuer = Arc::new(Issuer {
+            ctx: ctx.clone(),
+            keys: self.issuer_keys,
+        });
+        let federation = FederationService { ctx, issuer };
         let (health, standard) =
             standard_services::health_and_reflection(&[NODE_SERVICE], &[FILE_DESCRIPTOR_SET])
                 .await

@@ -4,6 +4,7 @@
 //! - [`v1`]: the protobuf messages and gRPC services (`tongban.federation.v1`).
 //! - [`metadata`]: the gRPC metadata keys that carry routing and authorization.
 //! - [`retry`]: whether a failed call may be retried, stated by whoever made the error.
+//! - [`recognition`]: license ids, signed bytes, Ed25519 signatures, subject hashes.
 //! - [`region`]: GB/T 2260 administrative division codes and the region table.
 //! - [`resident_id`]: GB 11643 resident ID numbers (validation, masking, keyed hashing).
 //! - [`catalog`]: the national one-thing catalog and form pre-review against it.
@@ -14,6 +15,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod digest;
 pub mod metadata;
+pub mod recognition;
 pub mod region;
 pub mod resident_id;
 pub mod retry;

@@ -50,6 +50,34 @@ pub fn probes(readiness: Readiness) -> Router {
         )
 }
 
+/// `/metrics`: the process's metrics in the OpenMetrics text format Prometheus scrapes.
+pub fn metrics(registry: Arc<prometheus_client::registry::Registry>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    Ok(()) => (
+                        http::StatusCode::OK,
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    ),
+                    Err(_) => (
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        "metrics could not be encoded\n".to_owned(),
+                    ),
+                }
+            }
+        }),
+    )
+}
+
 /// Serves `router` on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,

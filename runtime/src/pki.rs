@@ -119,6 +119,50 @@ impl DevCa {
     }
 }
 
+/// An issuer's Ed25519 signing key (separate from its TLS key): what a node signs
+/// identity assertions and licenses with, and what the registry publishes for it.
+#[derive(Clone)]
+pub struct IssuerKey {
+    /// The key's id in the registry, e.g. `44-2026a`.
+    pub key_id: String,
+    /// PKCS#8, PEM.
+    pub key_pem: String,
+    /// The raw 32-byte public key.
+    pub public_key: Vec<u8>,
+}
+
+impl IssuerKey {
+    /// A fresh key named `key_id`.
+    pub fn generate(key_id: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            key_pem: key.serialize_pem(),
+            public_key: key.public_key_raw().to_vec(),
+        })
+    }
+
+    /// The public key as the registry writes it: lower-case hex.
+    pub fn public_key_hex(&self) -> String {
+        tongban_proto::digest::hex(&self.public_key)
+    }
+
+    /// Writes `issuer-<stem>-<key id>.key` (mode 0600) into `dir`; returns its path.
+    pub fn write(
+        &self,
+        dir: &Path,
+        identity: &PeerIdentity,
+    ) -> Result<std::path::PathBuf, PkiError> {
+        let path = dir.join(format!(
+            "issuer-{}-{}.key",
+            file_stem(identity),
+            self.key_id
+        ));
+        write_file(&path, &self.key_pem, true)?;
+        Ok(path)
+    }
+}
+
 /// File stem under which [`write_leaf`] stores an identity's certificate: `gateway`,
 /// `region-44`.
 pub fn file_stem(identity: &PeerIdentity) -> String {

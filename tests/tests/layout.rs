@@ -112,14 +112,14 @@ fn ident_at(text: &str) -> &str {
 /// segments that follow it (groups `{a, b::c}` expanded).
 fn paths_after(text: &str, prefix: &str) -> Vec<Vec<String>> {
     let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(prefix) {
-        let before = rest[..at].chars().next_back();
-        rest = &rest[at + prefix.len()..];
+    let mut from = 0;
+    while let Some(at) = text[from..].find(prefix).map(|i| from + i) {
+        let before = text[..at].chars().next_back();
+        from = at + prefix.len();
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
             continue;
         }
-        expand(rest, Vec::new(), &mut found);
+        expand(&text[from..], Vec::new(), &mut found);
     }
     found
 }
@@ -210,8 +210,10 @@ fn edges(src: &Path) -> (Modules, BTreeMap<String, BTreeSet<String>>) {
             targets.push(path);
         }
         for path in paths_after(text, "super::") {
-            let mut abs = own[..own.len().saturating_sub(1)].to_vec();
-            abs.extend(path);
+            // `super::super::x` climbs once per `super`.
+            let ups = 1 + path.iter().take_while(|s| *s == "super").count();
+            let mut abs = own[..own.len().saturating_sub(ups)].to_vec();
+            abs.extend(path.into_iter().skip(ups - 1));
             targets.push(abs);
         }
         if is_folder || module.is_empty() {
@@ -370,12 +372,20 @@ fn the_cycle_finder_finds_cycles() {
         "use crate::{c::{self, X}, folder};\n#[cfg(test)]\nmod tests { use crate::a::Y; }\n",
     );
     write("c.rs", "pub fn f() { crate::a::g() }\n");
-    write("folder/mod.rs", "mod inner;\npub use inner::Z;\n");
+    write(
+        "folder/mod.rs",
+        "mod deep;\nmod inner;\npub use inner::Z;\n",
+    );
+    write("folder/deep.rs", "use super::super::a::Up;\n");
     write(
         "folder/inner.rs",
         "use super::Other;\n// crate::a is only a comment\n",
     );
     let (modules, graph) = edges(&dir.join("src"));
+    assert!(
+        graph.get("folder::deep").is_some_and(|t| t.contains("a")),
+        "{graph:?}"
+    );
     let nodes: Vec<String> = modules.keys().cloned().collect();
     let mut found = cycles(&graph, &nodes);
     found.sort();

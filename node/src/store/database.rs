@@ -8,7 +8,7 @@ use crate::sqlite::{Db, StoreError};
 /// change the schema; never edit one. Step 1 is the schema from before versioning,
 /// verbatim: `IF NOT EXISTS` lets it adopt databases made then (tables present,
 /// user_version 0).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -69,6 +69,24 @@ CREATE TABLE IF NOT EXISTS inbound (
 );
 "#;
 
+/// Step 2: mutual recognition. The access log of lookups of this region's persons'
+/// data by other regions (each person may read their own); revocations published to a
+/// named gateway replica through the outbox.
+const MIGRATION_2: &str = r#"
+CREATE TABLE access_log (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    holder_hash      TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    license_id       TEXT,
+    requester_region TEXT NOT NULL,
+    one_thing_id     TEXT NOT NULL,
+    case_number      TEXT NOT NULL,
+    at_ms            INTEGER NOT NULL
+);
+CREATE INDEX access_log_holder ON access_log (holder_hash, at_ms);
+ALTER TABLE outbox ADD COLUMN gateway_endpoint TEXT;
+"#;
+
 /// The node's store.
 #[derive(Clone)]
 pub struct Store {
@@ -78,8 +96,14 @@ pub struct Store {
 impl Store {
     /// Opens or creates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, MIGRATIONS)
+    }
+
+    /// Opens the store with only the first steps of its schema (tests make databases
+    /// as older releases did).
+    pub(super) fn open_with(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
         Ok(Self {
-            db: Db::open(path, MIGRATIONS)?,
+            db: Db::open(path, migrations)?,
         })
     }
 }

@@ -6,11 +6,13 @@
 //! idempotency key so a replay creates nothing new.
 //!
 //! `database` holds the [`Store`] handle and the store's schema; each job adds its own
-//! `impl Store` methods in a submodule: `settings`, `filing` (applications filed here),
+//! `impl Store` methods in a submodule: `settings`, `access_log` (lookups of this
+//! region's persons' data), `filing` (applications filed here),
 //! `outbox` (calls owed to other regions), `inbound` (idempotency keys of deliveries
 //! received) and `status` (statuses returned by handling regions). This file only names
 //! them, so no submodule imports it.
 
+mod access_log;
 mod database;
 mod filing;
 mod inbound;
@@ -18,6 +20,7 @@ mod outbox;
 mod settings;
 mod status;
 
+pub use access_log::{AccessEntry, AccessKind};
 pub use database::Store;
 pub use filing::{ApplicationRecord, Filed, NewFiling};
 pub use outbox::{OutboxEntry, OutboxKind};
@@ -55,7 +58,7 @@ mod tests {
         let path = dir.join("node.sqlite");
         // Real rows, written by the filing code, in a file the old code would have made:
         // step 1 is its schema verbatim, and the old code never set a version.
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_with(&path, &MIGRATIONS[..1]).unwrap();
         let key = store.id_hash_key().await.unwrap();
         store.set_setting("catalog", b"v1".to_vec()).await.unwrap();
         let filed = store

@@ -20,6 +20,9 @@ pub enum OutboxKind {
     /// Hand a case filed and handled here to this node's own platform (an encoded
     /// `DeliverApplicationRequest`).
     LocalSubmit,
+    /// `Gateway.PublishRevocation` with an encoded `PublishRevocationRequest`, to the one
+    /// gateway replica named by the entry (every replica gets its own entry).
+    Revoke,
 }
 
 impl OutboxKind {
@@ -28,6 +31,7 @@ impl OutboxKind {
             Self::Deliver => "deliver",
             Self::PushStatus => "push_status",
             Self::LocalSubmit => "local_submit",
+            Self::Revoke => "revoke",
         }
     }
 
@@ -36,6 +40,7 @@ impl OutboxKind {
             "deliver" => Some(Self::Deliver),
             "push_status" => Some(Self::PushStatus),
             "local_submit" => Some(Self::LocalSubmit),
+            "revoke" => Some(Self::Revoke),
             _ => None,
         }
     }
@@ -52,6 +57,8 @@ pub struct OutboxEntry {
     pub idempotency_key: String,
     pub payload: Vec<u8>,
     pub attempts: u32,
+    /// For [`OutboxKind::Revoke`]: the gateway replica it goes to.
+    pub gateway_endpoint: Option<String>,
 }
 
 impl Store {
@@ -81,13 +88,47 @@ impl Store {
             .await
     }
 
+    /// Queues the publication of a revocation to every gateway replica in `endpoints`.
+    pub async fn enqueue_revocation(
+        &self,
+        request: tongban_proto::v1::PublishRevocationRequest,
+        endpoints: Vec<String>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let payload = request.encode_to_vec();
+                let now = now_ms();
+                for endpoint in &endpoints {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO outbox (kind, case_number, target_region,
+                            one_thing_id, idempotency_key, payload, next_attempt_ms,
+                            created_ms, gateway_endpoint)
+                         VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, ?6, ?7)",
+                        params![
+                            OutboxKind::Revoke.as_str(),
+                            request.license_id,
+                            request.license_id.get(..6).unwrap_or_default(),
+                            format!("revoke:{}:{endpoint}", request.license_id),
+                            payload,
+                            now,
+                            endpoint
+                        ],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Pending outbox entries whose next attempt is due.
     pub async fn due_outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, kind, case_number, target_region, one_thing_id,
-                            idempotency_key, payload, attempts
+                            idempotency_key, payload, attempts, gateway_endpoint
                      FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
                      ORDER BY next_attempt_ms, id LIMIT ?2",
                 )?;
@@ -104,6 +145,7 @@ impl Store {
                             idempotency_key: r.get(5)?,
                             payload: r.get(6)?,
                             attempts: r.get(7)?,
+                            gateway_endpoint: r.get(8)?,
                         },
                     ))
                 })?;

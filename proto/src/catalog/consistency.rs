@@ -101,6 +101,23 @@ impl CatalogItem {
                 }
                 (MaterialKind::Upload, None) => {}
             }
+            if !material.recognized_license_types.is_empty() {
+                let path = format!("{path}.recognized_license_types");
+                if material.kind != MaterialKind::License {
+                    return Err(fail(path, "is only for license materials".into()));
+                }
+                for t in &material.recognized_license_types {
+                    check_id(t).map_err(|p| fail(path.clone(), p.into()))?;
+                }
+                if let Some(own) = &material.license_type
+                    && !material.recognized_license_types.contains(own)
+                {
+                    return Err(fail(
+                        path,
+                        format!("must include the material's own license_type {own:?}"),
+                    ));
+                }
+            }
         }
 
         let mut field_names = HashSet::new();
@@ -140,6 +157,23 @@ impl CatalogItem {
                     format!("{path}.options"),
                     "options are only for choice fields".into(),
                 ));
+            }
+            if let Some(prefill) = &field.prefill {
+                let path = format!("{path}.prefill");
+                check_id(&prefill.field).map_err(|p| fail(format!("{path}.field"), p.into()))?;
+                if self
+                    .materials_recognizing(&prefill.license_type)
+                    .next()
+                    .is_none()
+                {
+                    return Err(fail(
+                        format!("{path}.license_type"),
+                        format!(
+                            "{:?} is not recognized for any material of this item",
+                            prefill.license_type
+                        ),
+                    ));
+                }
             }
             match (field.field_type, field.max_length) {
                 (_, None) => {}

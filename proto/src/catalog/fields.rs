@@ -194,6 +194,7 @@ mod tests {
             required: false,
             options: vec![],
             max_length: None,
+            prefill: None,
         };
         let table = RegionTable::embedded();
         assert!(field.check_value(&"字".repeat(200), table, TODAY).is_ok());

@@ -8,7 +8,8 @@
 //!
 //! One submodule per job:
 //!
-//! - `model`: the domain types and trivial accessors.
+//! - `model`: the domain types and trivial accessors, including the mutual-recognition
+//!   catalog (which license types stand in for which materials).
 //! - `json`: the JSON form and the vendored catalog ([`Catalog::embedded`]).
 //! - `wire`: the protobuf form and the enum mappings to [`v1`](crate::v1).
 //! - `consistency`: the rules every catalog must satisfy ([`Catalog::validate`]).
@@ -31,7 +32,7 @@ mod wire;
 
 pub use model::{
     BundledService, Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion,
-    DEFAULT_TEXT_MAX_LENGTH, FieldType, FormField, HandlingMode, Material, MaterialKind,
+    DEFAULT_TEXT_MAX_LENGTH, FieldType, FormField, HandlingMode, Material, MaterialKind, Prefill,
 };
 pub use prereview::{FieldError, FormErrors};
 pub use wire::InvalidHandlingMode;

@@ -152,6 +152,23 @@ pub struct Material {
     pub license_type: Option<String>,
     /// Whether an application is incomplete without it.
     pub required: bool,
+    /// The mutual-recognition catalog for this material: every license type, from any
+    /// region, accepted in place of it. Empty means just `license_type`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recognized_license_types: Vec<String>,
+}
+
+impl Material {
+    /// Whether a license of `license_type` stands in for this material.
+    pub fn recognizes(&self, license_type: &str) -> bool {
+        if self.recognized_license_types.is_empty() {
+            self.license_type.as_deref() == Some(license_type)
+        } else {
+            self.recognized_license_types
+                .iter()
+                .any(|t| t == license_type)
+        }
+    }
 }
 
 /// Where a material comes from.
@@ -184,6 +201,19 @@ pub struct FormField {
     /// [`DEFAULT_TEXT_MAX_LENGTH`]).
     #[serde(default)]
     pub max_length: Option<u32>,
+    /// 无感申报: filled in from a recognized license when the applicant leaves it empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<Prefill>,
+}
+
+/// Where a form field's value can come from instead of the applicant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prefill {
+    /// A license type one of the item's materials recognizes.
+    pub license_type: String,
+    /// The name of the license's field that states the value.
+    pub field: String,
 }
 
 /// The type of a form field's value.
@@ -303,6 +333,17 @@ impl CatalogItem {
     }
 
     /// Whether the item may be handled in `mode`.
+    /// The materials a license of `license_type` stands in for (the mutual-recognition
+    /// catalog, identical for every region).
+    pub fn materials_recognizing<'a>(
+        &'a self,
+        license_type: &'a str,
+    ) -> impl Iterator<Item = &'a Material> + 'a {
+        self.materials
+            .iter()
+            .filter(move |m| m.kind == MaterialKind::License && m.recognizes(license_type))
+    }
+
     pub fn allows_mode(&self, mode: HandlingMode) -> bool {
         self.modes.contains(&mode)
     }

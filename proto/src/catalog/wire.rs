@@ -4,7 +4,7 @@
 use super::consistency::MAX_ID_LEN;
 use super::model::{
     BundledService, Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion, FieldType,
-    FormField, HandlingMode, Material, MaterialKind,
+    FormField, HandlingMode, Material, MaterialKind, Prefill,
 };
 use crate::region::{RegionCode, truncate_for_error};
 use crate::v1;
@@ -87,6 +87,7 @@ impl CatalogItem {
                     kind: v1::MaterialKind::from(m.kind) as i32,
                     license_type: m.license_type.clone().unwrap_or_default(),
                     required: m.required,
+                    recognized_license_types: m.recognized_license_types.clone(),
                 })
                 .collect(),
             form: self
@@ -99,6 +100,16 @@ impl CatalogItem {
                     required: f.required,
                     options: f.options.clone(),
                     max_length: f.max_length.unwrap_or(0),
+                    prefill_license_type: f
+                        .prefill
+                        .as_ref()
+                        .map(|p| p.license_type.clone())
+                        .unwrap_or_default(),
+                    prefill_license_field: f
+                        .prefill
+                        .as_ref()
+                        .map(|p| p.field.clone())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             time_limit_working_days: self.time_limit_working_days,
@@ -159,6 +170,7 @@ impl CatalogItem {
                     kind,
                     license_type: non_empty(&m.license_type),
                     required: m.required,
+                    recognized_license_types: m.recognized_license_types.clone(),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -186,6 +198,16 @@ impl CatalogItem {
                     options: f.options.clone(),
                     // 0 is the protobuf default and means "use the default maximum".
                     max_length: (f.max_length != 0).then_some(f.max_length),
+                    prefill: match (
+                        non_empty(&f.prefill_license_type),
+                        non_empty(&f.prefill_license_field),
+                    ) {
+                        (None, None) => None,
+                        (license_type, field) => Some(Prefill {
+                            license_type: license_type.unwrap_or_default(),
+                            field: field.unwrap_or_default(),
+                        }),
+                    },
                 })
             })
             .collect::<Result<_, _>>()?;

@@ -1,127 +1,20 @@
-//! The embedded platform: cases, residents and licenses in a SQLite file, with a
-//! simulated clerk that reviews and decides accepted cases after a configurable step.
-//! It lets a province without its own platform API, a demo or a test run a complete node.
+//! The embedded platform's case handling: cases taken over from the federation, their
+//! status, and a simulated clerk that reviews and decides accepted cases after a
+//! configurable step.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::broadcast;
-use tongban_proto::{
-    region::{Level, RegionPrefix, RegionTable},
-    resident_id::{ResidentId, check_character},
-    v1::{Application, CaseStatus, Stage},
-};
+use tongban_proto::v1::{Application, CaseStatus, Stage};
 use tongban_runtime::shutdown::ShutdownSignal;
 
-use super::{Platform, PlatformCase, PlatformError, Submitted};
-use crate::sqlite::{Db, StoreError, now_ms, timestamp_ms};
-
-/// The platform database's schema history, oldest first (see [`crate::sqlite`]).
-/// Append a step to change the schema; never edit one. Step 1 is the schema from before
-/// versioning, verbatim: `IF NOT EXISTS` lets it adopt databases made then.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
-
-const MIGRATION_1: &str = r#"
-CREATE TABLE IF NOT EXISTS residents (
-    id_hash     TEXT PRIMARY KEY,
-    id_masked   TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    home_region TEXT NOT NULL,
-    birth_date  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS licenses (
-    license_number TEXT PRIMARY KEY,
-    license_type   TEXT NOT NULL,
-    holder_hash    TEXT NOT NULL REFERENCES residents (id_hash),
-    issuer_region  TEXT NOT NULL,
-    issued_on      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cases (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    case_number    TEXT NOT NULL UNIQUE,
-    one_thing_id   TEXT NOT NULL,
-    origin_region  TEXT NOT NULL,
-    applicant_hash TEXT NOT NULL,
-    payload        BLOB NOT NULL,
-    stage          INTEGER NOT NULL,
-    detail         TEXT NOT NULL,
-    sequence       INTEGER NOT NULL,
-    updated_ms     INTEGER NOT NULL,
-    received_ms    INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cases_open ON cases (stage, updated_ms);
-CREATE INDEX IF NOT EXISTS cases_updated ON cases (updated_ms);
-"#;
-
-/// The embedded SQLite platform.
-pub struct EmbeddedPlatform {
-    db: Db,
-    prefix: String,
-    changes: broadcast::Sender<PlatformCase>,
-}
+use super::database::EmbeddedPlatform;
+use crate::{
+    platform::{Platform, PlatformCase, PlatformError, Submitted},
+    sqlite::{StoreError, now_ms, timestamp_ms},
+};
 
 impl EmbeddedPlatform {
-    /// Opens (creating) the platform database.
-    pub fn open(path: &std::path::Path, prefix: &RegionPrefix) -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self {
-            db: Db::open(path, MIGRATIONS)?,
-            prefix: prefix.as_str().to_owned(),
-            changes: broadcast::channel(1024).0,
-        }))
-    }
-
-    /// Seeds `count` synthetic residents of this region with licenses, unless residents
-    /// exist already. See [`synthetic_residents`].
-    pub async fn seed(
-        &self,
-        table: &'static RegionTable,
-        prefix: &RegionPrefix,
-        count: u32,
-        id_hash_key: Arc<[u8]>,
-    ) -> Result<u32, StoreError> {
-        let residents = synthetic_residents(table, prefix, count);
-        let prefix = prefix.as_str().to_owned();
-        self.db
-            .call(move |conn| {
-                let existing: i64 =
-                    conn.query_row("SELECT COUNT(*) FROM residents", [], |r| r.get(0))?;
-                if existing > 0 {
-                    return Ok(0);
-                }
-                let tx = conn.transaction()?;
-                for (i, r) in residents.iter().enumerate() {
-                    let hash = r.id.keyed_hash(&id_hash_key);
-                    let birth = r.id.birth_date().to_string();
-                    tx.execute(
-                        "INSERT INTO residents (id_hash, id_masked, name, home_region, birth_date)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        rusqlite::params![
-                            hash,
-                            r.id.masked(),
-                            r.name,
-                            r.id.home_region().as_str(),
-                            birth
-                        ],
-                    )?;
-                    for (kind, n) in [("resident_id_card", 1), ("household_register", 2)] {
-                        tx.execute(
-                            "INSERT INTO licenses (license_number, license_type, holder_hash,
-                                issuer_region, issued_on) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            rusqlite::params![
-                                format!("{prefix}-{kind}-{:06}{n}", i + 1),
-                                kind,
-                                hash,
-                                r.id.home_region().as_str(),
-                                birth
-                            ],
-                        )?;
-                    }
-                }
-                tx.commit()?;
-                Ok(residents.len() as u32)
-            })
-            .await
-    }
-
     /// Runs the simulated clerk until shutdown: a case accepted `step` ago goes into
     /// review, a case in review for `step` is approved. Each change is announced.
     pub async fn run_clerk(self: Arc<Self>, step: Duration, shutdown: ShutdownSignal) {
@@ -320,67 +213,11 @@ impl Platform for EmbeddedPlatform {
     }
 }
 
-/// A synthetic resident for demos and tests.
-#[derive(Clone, Debug)]
-pub struct SyntheticResident {
-    pub id: ResidentId,
-    pub name: String,
-}
-
-/// Deterministic synthetic residents of the region `prefix`: real county codes of the
-/// region from the GB/T 2260 table, birth dates spread over 1950–2005, and sequence
-/// numbers 900–999, which the project reserves for synthetic numbers (they belong to no
-/// real person).
-pub fn synthetic_residents(
-    table: &RegionTable,
-    prefix: &RegionPrefix,
-    count: u32,
-) -> Vec<SyntheticResident> {
-    const SURNAMES: [&str; 12] = [
-        "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙",
-    ];
-    const GIVEN: [&str; 12] = [
-        "伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰",
-    ];
-    let mut counties: Vec<_> = table
-        .iter()
-        .filter(|d| {
-            matches!(d.level, Level::County | Level::Prefecture)
-                && d.code.as_str().starts_with(prefix.as_str())
-        })
-        .map(|d| d.code)
-        .collect();
-    if counties.is_empty() {
-        counties.push(tongban_proto::region::RegionCode::from_prefix(prefix));
-    }
-    let today = tongban_proto::calendar::business_now().date();
-    let mut out = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let code = &counties[(i as usize * 7) % counties.len()];
-        let year = 1950 + (i * 13) % 56;
-        let month = 1 + (i * 5) % 12;
-        let day = 1 + (i * 11) % 28;
-        let seq = 900 + (i % 100);
-        let first17 = format!("{}{year:04}{month:02}{day:02}{seq:03}", code.as_str());
-        let Ok(digits) = <[u8; 17]>::try_from(first17.as_bytes()) else {
-            continue;
-        };
-        let number = format!("{first17}{}", check_character(&digits));
-        if let Ok(id) = ResidentId::parse(&number, table, today) {
-            let name = format!(
-                "{}{}",
-                SURNAMES[(i as usize) % SURNAMES.len()],
-                GIVEN[(i as usize * 5 + 3) % GIVEN.len()]
-            );
-            out.push(SyntheticResident { id, name });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::embedded::database::MIGRATIONS;
+    use tongban_proto::region::RegionPrefix;
 
     /// A platform database made before migrations (its schema, user_version 0) opens
     /// with its cases.
@@ -398,7 +235,7 @@ mod tests {
             target_region: "440000".into(),
             ..Default::default()
         };
-        let platform = EmbeddedPlatform::open(&path, &prefix).unwrap();
+        let platform = EmbeddedPlatform::open_with(&path, &prefix, &MIGRATIONS[..1]).unwrap();
         platform
             .submit(&application, "hash", b"as received")
             .await

@@ -1,0 +1,292 @@
+//! The caches of verified lookups (moka): bounded by entries, each entry expiring at
+//! its own time — never beyond the assertion's or license's own validity or its key's
+//! window, short for negative answers — with one issuer call for any number of
+//! concurrent misses of one key, explicit invalidation, and counters for hits, misses,
+//! loads, evictions, invalidations and grace answers.
+//!
+//! Keys are keyed hashes (HMAC-SHA256 under the configured secret) of what was asked:
+//! no raw ID number or license id is ever a key.
+
+use std::{sync::Arc, time::Duration};
+
+use moka::{Expiry, future::Cache, notification::RemovalCause};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+use ring::hmac;
+
+/// A cache key: the first 128 bits of an HMAC, ample against collisions at any size
+/// a cache can hold.
+pub type Key = [u8; 16];
+
+/// Derives cache keys from what was asked.
+pub struct Keyer {
+    key: hmac::Key,
+}
+
+impl Keyer {
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// The key of `parts` under `domain`; parts are length-prefixed, so no two
+    /// different lists of parts share a key.
+    pub fn key(&self, domain: &str, parts: &[&[u8]]) -> Key {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(domain.as_bytes());
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let tag = ctx.sign();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        out
+    }
+
+    /// A short, stable reference for logs: the key's first 6 bytes, hex.
+    pub fn log_ref(key: &Key) -> String {
+        tongban_proto::digest::hex(&key[..6])
+    }
+}
+
+/// Something cached with its own lifetime.
+pub trait Expiring {
+    fn ttl(&self) -> Duration;
+}
+
+struct PerEntry;
+
+impl<K, V: Expiring> Expiry<K, Arc<V>> for PerEntry {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &Arc<V>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &K,
+        value: &Arc<V>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+    event: &'static str,
+}
+
+/// The counters of one cache.
+#[derive(Clone)]
+pub struct CacheStats {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub loads: Counter,
+    pub evictions: Counter,
+    pub invalidations: Counter,
+    pub grace: Counter,
+}
+
+impl CacheStats {
+    fn new(family: &Family<CacheLabels, Counter>, cache: &'static str) -> Self {
+        let c = |event| family.get_or_create(&CacheLabels { cache, event }).clone();
+        Self {
+            hits: c("hit"),
+            misses: c("miss"),
+            loads: c("load"),
+            evictions: c("eviction"),
+            invalidations: c("invalidation"),
+            grace: c("grace"),
+        }
+    }
+}
+
+/// One bounded cache with its counters.
+pub struct CountedCache<V: Expiring + Send + Sync + 'static> {
+    pub cache: Cache<Key, Arc<V>>,
+    pub stats: CacheStats,
+}
+
+impl<V: Expiring + Send + Sync + 'static> CountedCache<V> {
+    fn new(name: &'static str, entries: u64, family: &Family<CacheLabels, Counter>) -> Self {
+        let stats = CacheStats::new(family, name);
+        let (evictions, invalidations) = (stats.evictions.clone(), stats.invalidations.clone());
+        let cache = Cache::builder()
+            .name(name)
+            .max_capacity(entries)
+            .expire_after(PerEntry)
+            .support_invalidation_closures()
+            .eviction_listener(move |_key, _value, cause| match cause {
+                RemovalCause::Expired | RemovalCause::Size => {
+                    evictions.inc();
+                }
+                RemovalCause::Explicit => {
+                    invalidations.inc();
+                }
+                RemovalCause::Replaced => {}
+            })
+            .build();
+        Self { cache, stats }
+    }
+
+    /// The entry, if cached (counted as a hit or a miss).
+    pub async fn get(&self, key: &Key) -> Option<Arc<V>> {
+        let found = self.cache.get(key).await;
+        match &found {
+            Some(_) => self.stats.hits.inc(),
+            None => self.stats.misses.inc(),
+        };
+        found
+    }
+
+    /// The entry, loading it with `load` if absent: concurrent callers for one key
+    /// share a single load. Errors are not cached.
+    pub async fn get_or_load<E, F>(&self, key: Key, load: F) -> Result<Arc<V>, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: std::future::Future<Output = Result<Arc<V>, E>>,
+    {
+        let loads = self.stats.loads.clone();
+        self.cache
+            .try_get_with(key, async move {
+                loads.inc();
+                load.await
+            })
+            .await
+    }
+}
+
+/// Sizes and lifetimes of the caches.
+#[derive(Clone, Debug)]
+pub struct CacheLimits {
+    pub identity_entries: u64,
+    pub license_entries: u64,
+}
+
+/// Every cache of the recognition service.
+pub struct Caches<I, L, H>
+where
+    I: Expiring + Send + Sync + 'static,
+    L: Expiring + Send + Sync + 'static,
+    H: Expiring + Send + Sync + 'static,
+{
+    pub identity: CountedCache<I>,
+    pub licenses: CountedCache<L>,
+    /// Past-freshness copies of recognized licenses, kept for their type's grace.
+    pub grace: CountedCache<L>,
+    pub holder_lists: CountedCache<H>,
+    /// Revoked licenses by key of their id: consulted on every answer, so neither a
+    /// cached verdict nor a lookup in flight when the revocation came can answer
+    /// "recognized" again.
+    pub revoked: Cache<Key, ()>,
+}
+
+/// How long a revocation is remembered: longer than any cached verdict can live.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(400 * 24 * 3600);
+
+impl<I, L, H> Caches<I, L, H>
+where
+    I: Expiring + Send + Sync + 'static,
+    L: Expiring + Send + Sync + 'static,
+    H: Expiring + Send + Sync + 'static,
+{
+    /// The caches, their counters registered in `registry`.
+    pub fn new(limits: &CacheLimits, registry: &mut Registry) -> Self {
+        let family = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "tongban_recognition_cache_events",
+            "Recognition cache events by cache (identity, license, license_grace, holder_licenses) and event (hit, miss, load, eviction, invalidation, grace)",
+            family.clone(),
+        );
+        Self {
+            identity: CountedCache::new("identity", limits.identity_entries, &family),
+            licenses: CountedCache::new("license", limits.license_entries, &family),
+            grace: CountedCache::new("license_grace", limits.license_entries, &family),
+            holder_lists: CountedCache::new(
+                "holder_licenses",
+                (limits.license_entries / 4).max(16),
+                &family,
+            ),
+            revoked: Cache::builder()
+                .name("revoked")
+                .max_capacity(1_000_000)
+                .time_to_live(REVOCATION_MEMORY)
+                .build(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Entry(Duration);
+
+    impl Expiring for Entry {
+        fn ttl(&self) -> Duration {
+            self.0
+        }
+    }
+
+    #[test]
+    fn keys_depend_on_every_part_and_the_secret() {
+        let keyer = Keyer::new(b"secret");
+        let a = keyer.key("license", &[b"ab", b"c"]);
+        assert_eq!(a, keyer.key("license", &[b"ab", b"c"]));
+        assert_ne!(a, keyer.key("license", &[b"a", b"bc"]));
+        assert_ne!(a, keyer.key("identity", &[b"ab", b"c"]));
+        assert_ne!(a, Keyer::new(b"other").key("license", &[b"ab", b"c"]));
+        assert_eq!(Keyer::log_ref(&a).len(), 12);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_load_once_and_entries_expire_on_their_own_time() {
+        let family = Family::<CacheLabels, Counter>::default();
+        let cache: Arc<CountedCache<Entry>> = Arc::new(CountedCache::new("t", 100, &family));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_load::<(), _>([1; 16], async move {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Arc::new(Entry(Duration::from_millis(200))))
+                    })
+                    .await
+                    .is_ok()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(cache.stats.loads.get(), 1);
+        assert!(cache.get(&[1; 16]).await.is_some());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            cache.get(&[1; 16]).await.is_none(),
+            "expired on its own TTL"
+        );
+        assert_eq!((cache.stats.hits.get(), cache.stats.misses.get()), (1, 1));
+        // A failed load is not cached.
+        let failed = cache
+            .get_or_load::<&str, _>([2; 16], async { Err("down") })
+            .await;
+        assert!(failed.is_err());
+        assert!(cache.cache.get(&[2; 16]).await.is_none());
+    }
+}

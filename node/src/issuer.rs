@@ -1,0 +1,269 @@
+//! This node as its region's issuer: the signed identity assertions and licenses the
+//! gateway asks for when another region (or this one) recognizes an applicant or a
+//! license. Every lookup of a person's data is recorded in the access log before the
+//! answer leaves.
+//!
+//! Signing keys are Ed25519, separate from the TLS key; the newest key whose start has
+//! passed signs, so a next key configured beside the current one takes over by itself
+//! (the gateway accepts both while their registered windows overlap).
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use prost::Message;
+use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
+use tongban_proto::{
+    recognition::{self, SignedKind, SigningKey},
+    region::{RegionCode, RegionPrefix},
+    resident_id::ResidentId,
+    v1::{
+        AssertIdentityRequest, AssertIdentityResponse, AssuranceLevel, FetchHolderLicensesRequest,
+        FetchHolderLicensesResponse, FetchLicenseRequest, FetchLicenseResponse, IdentityAssertion,
+        License, LicenseStatus, LookupPurpose, SignedObject,
+    },
+};
+
+use crate::{
+    config::IssuerConfig, context::NodeContext, error::NodeError, platform::LicenseRecord,
+    sqlite::timestamp_ms, store::AccessKind,
+};
+
+const DEFAULT_ASSERTION_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Why the issuer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("issuer.keys[{index}] {path}: {reason}")]
+    Key {
+        index: usize,
+        path: String,
+        reason: String,
+    },
+}
+
+/// The node's signing keys, by start time.
+pub struct IssuerKeys {
+    keys: Vec<(SystemTime, SigningKey)>,
+    assertion_validity: Duration,
+}
+
+impl IssuerKeys {
+    /// Loads every configured key (PKCS#8 PEM).
+    pub fn load(config: &IssuerConfig) -> Result<Self, IssuerError> {
+        let mut keys = Vec::new();
+        for (index, key) in config.keys.iter().enumerate() {
+            let fail = |reason: String| IssuerError::Key {
+                index,
+                path: key.file.display().to_string(),
+                reason,
+            };
+            let der =
+                PrivatePkcs8KeyDer::from_pem_file(&key.file).map_err(|e| fail(e.to_string()))?;
+            let signing = SigningKey::from_pkcs8(key.id.clone(), der.secret_pkcs8_der())
+                .map_err(|e| fail(e.reason))?;
+            keys.push((key.not_before.unwrap_or(SystemTime::UNIX_EPOCH), signing));
+        }
+        keys.sort_by_key(|(start, _)| *start);
+        Ok(Self {
+            keys,
+            assertion_validity: config
+                .assertion_validity
+                .unwrap_or(DEFAULT_ASSERTION_VALIDITY),
+        })
+    }
+
+    /// The key that signs now: the newest whose start has passed.
+    fn current(&self) -> Result<&SigningKey, NodeError> {
+        let now = SystemTime::now();
+        self.keys
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= now)
+            .map(|(_, key)| key)
+            .ok_or_else(|| {
+                NodeError::NotIssuing("no signing key of this region is in force".into())
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Answers the gateway's lookups.
+pub struct Issuer {
+    pub ctx: Arc<NodeContext>,
+    pub keys: IssuerKeys,
+}
+
+fn purpose_of(purpose: Option<LookupPurpose>) -> (String, String) {
+    let p = purpose.unwrap_or_default();
+    // Bounded: they are stored in the access log.
+    let bound = |s: String| s.chars().take(64).collect::<String>();
+    (bound(p.one_thing_id), bound(p.case_number))
+}
+
+impl Issuer {
+    fn parse_id(&self, id_number: &str, field: &str) -> Result<ResidentId, NodeError> {
+        let today = tongban_proto::calendar::business_now().date();
+        ResidentId::parse(id_number, self.ctx.regions, today)
+            .map_err(|e| NodeError::invalid(field, e.to_string()))
+    }
+
+    /// A signed statement about the person with this ID number and name.
+    pub async fn assert_identity(
+        &self,
+        requester: RegionPrefix,
+        request: AssertIdentityRequest,
+    ) -> Result<AssertIdentityResponse, NodeError> {
+        let id = self.parse_id(&request.id_number, "id_number")?;
+        let key = self.keys.current()?;
+        let hash = id.keyed_hash(&self.ctx.id_hash_key);
+        let person = self.ctx.registry.person(&hash).await?;
+        // Only the home region vouches for a person, whatever else it knows of them.
+        let resident = person.filter(|p| {
+            RegionCode::parse(&p.home_region).is_ok_and(|home| self.ctx.prefix.contains(&home))
+        });
+        let (one_thing, case) = purpose_of(request.purpose);
+        self.ctx
+            .store
+            .record_access(
+                hash,
+                AccessKind::Identity,
+                None,
+                requester.to_string(),
+                one_thing,
+                case,
+            )
+            .await?;
+        let salt = recognition::new_salt();
+        let now = SystemTime::now();
+        let ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let assertion = IdentityAssertion {
+            subject: recognition::subject_hash(&salt, id.as_str()),
+            subject_salt: salt.to_vec(),
+            name_matches: resident
+                .as_ref()
+                .is_some_and(|p| p.name == request.name.trim()),
+            subject_known: resident.is_some(),
+            level: resident
+                .as_ref()
+                .map_or(AssuranceLevel::Unspecified, |p| p.level) as i32,
+            issuing_region: self.ctx.region.to_string(),
+            issued_at: Some(timestamp_ms(ms(now))),
+            expires_at: Some(timestamp_ms(ms(now + self.keys.assertion_validity))),
+        };
+        Ok(AssertIdentityResponse {
+            assertion: Some(key.sign(SignedKind::IdentityAssertion, assertion.encode_to_vec())),
+        })
+    }
+
+    /// One license issued here, signed; bound to the holder if the requester named them.
+    pub async fn fetch_license(
+        &self,
+        requester: RegionPrefix,
+        request: FetchLicenseRequest,
+    ) -> Result<FetchLicenseResponse, NodeError> {
+        let issuer = recognition::license_issuer(&request.license_id)
+            .map_err(|e| NodeError::invalid("license_id", e.to_string()))?;
+        if !self.ctx.prefix.contains(&issuer) {
+            return Ok(FetchLicenseResponse { license: None });
+        }
+        let key = self.keys.current()?;
+        let Some(record) = self.ctx.registry.license(&request.license_id).await? else {
+            return Ok(FetchLicenseResponse { license: None });
+        };
+        let holder = if request.holder_id_number.is_empty() {
+            None
+        } else {
+            Some(self.parse_id(&request.holder_id_number, "holder_id_number")?)
+        };
+        let (one_thing, case) = purpose_of(request.purpose);
+        self.ctx
+            .store
+            .record_access(
+                record.holder_hash.clone(),
+                AccessKind::License,
+                Some(record.license_id.clone()),
+                requester.to_string(),
+                one_thing,
+                case,
+            )
+            .await?;
+        let signed = self.sign_license(key, &record, holder.as_ref());
+        Ok(FetchLicenseResponse {
+            license: Some(signed),
+        })
+    }
+
+    /// Every license issued here to the holder, signed and bound to them.
+    pub async fn fetch_holder_licenses(
+        &self,
+        requester: RegionPrefix,
+        request: FetchHolderLicensesRequest,
+    ) -> Result<FetchHolderLicensesResponse, NodeError> {
+        let holder = self.parse_id(&request.holder_id_number, "holder_id_number")?;
+        let key = self.keys.current()?;
+        let hash = holder.keyed_hash(&self.ctx.id_hash_key);
+        let records = self.ctx.registry.licenses_of(&hash).await?;
+        let (one_thing, case) = purpose_of(request.purpose);
+        self.ctx
+            .store
+            .record_access(
+                hash,
+                AccessKind::HolderLicenses,
+                None,
+                requester.to_string(),
+                one_thing,
+                case,
+            )
+            .await?;
+        Ok(FetchHolderLicensesResponse {
+            licenses: records
+                .iter()
+                .map(|r| self.sign_license(key, r, Some(&holder)))
+                .collect(),
+        })
+    }
+
+    fn sign_license(
+        &self,
+        key: &SigningKey,
+        record: &LicenseRecord,
+        holder: Option<&ResidentId>,
+    ) -> SignedObject {
+        // The holder is named (as a salted hash) only when the requester's ID number is
+        // the holder's: the issuer keeps no ID numbers, only its keyed hashes.
+        let (holder, salt) = match holder {
+            Some(id) if id.keyed_hash(&self.ctx.id_hash_key) == record.holder_hash => {
+                let salt = recognition::new_salt();
+                (recognition::subject_hash(&salt, id.as_str()), salt.to_vec())
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let license = License {
+            license_id: record.license_id.clone(),
+            license_type: record.license_type.clone(),
+            issuing_region: record.issuing_region.clone(),
+            holder,
+            holder_salt: salt,
+            holder_name_masked: record.holder_name_masked.clone(),
+            fields: record.fields.clone(),
+            valid_from: record.valid_from.clone(),
+            valid_until: record.valid_until.clone().unwrap_or_default(),
+            status: if record.revoked_ms.is_some() {
+                LicenseStatus::Revoked
+            } else {
+                LicenseStatus::Valid
+            } as i32,
+            revoked_at: record.revoked_ms.map(timestamp_ms),
+            issued_at: Some(timestamp_ms(record.issued_ms)),
+        };
+        key.sign(SignedKind::License, license.encode_to_vec())
+    }
+}

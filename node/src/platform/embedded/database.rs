@@ -1,0 +1,93 @@
+//! The embedded platform's handle and database schema.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tongban_proto::region::RegionPrefix;
+
+use crate::platform::PlatformCase;
+use crate::sqlite::{Db, StoreError};
+
+/// The platform database's schema history, oldest first (see [`crate::sqlite`]).
+/// Append a step to change the schema; never edit one. Step 1 is the schema from before
+/// versioning, verbatim: `IF NOT EXISTS` lets it adopt databases made then.
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+
+const MIGRATION_1: &str = r#"
+CREATE TABLE IF NOT EXISTS residents (
+    id_hash     TEXT PRIMARY KEY,
+    id_masked   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    home_region TEXT NOT NULL,
+    birth_date  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS licenses (
+    license_number TEXT PRIMARY KEY,
+    license_type   TEXT NOT NULL,
+    holder_hash    TEXT NOT NULL REFERENCES residents (id_hash),
+    issuer_region  TEXT NOT NULL,
+    issued_on      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cases (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_number    TEXT NOT NULL UNIQUE,
+    one_thing_id   TEXT NOT NULL,
+    origin_region  TEXT NOT NULL,
+    applicant_hash TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    stage          INTEGER NOT NULL,
+    detail         TEXT NOT NULL,
+    sequence       INTEGER NOT NULL,
+    updated_ms     INTEGER NOT NULL,
+    received_ms    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cases_open ON cases (stage, updated_ms);
+CREATE INDEX IF NOT EXISTS cases_updated ON cases (updated_ms);
+"#;
+
+/// Step 2: the register as an issuer of electronic licenses: what each license states,
+/// its validity and revocation, and each person's assurance level.
+const MIGRATION_2: &str = r#"
+ALTER TABLE residents ADD COLUMN level INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE licenses ADD COLUMN holder_name_masked TEXT NOT NULL DEFAULT '';
+ALTER TABLE licenses ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE licenses ADD COLUMN valid_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE licenses ADD COLUMN valid_until TEXT;
+ALTER TABLE licenses ADD COLUMN issued_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE licenses ADD COLUMN revoked_ms INTEGER;
+ALTER TABLE licenses ADD COLUMN revoke_reason TEXT;
+CREATE INDEX IF NOT EXISTS licenses_holder ON licenses (holder_hash);
+"#;
+
+/// The embedded SQLite platform.
+pub struct EmbeddedPlatform {
+    pub(super) db: Db,
+    pub(super) prefix: String,
+    pub(super) changes: broadcast::Sender<PlatformCase>,
+}
+
+impl EmbeddedPlatform {
+    /// Opens the platform database with only the first steps of its schema (tests make
+    /// databases as older releases did).
+    #[cfg(test)]
+    pub(super) fn open_with(
+        path: &std::path::Path,
+        prefix: &RegionPrefix,
+        migrations: &[&str],
+    ) -> Result<Arc<Self>, StoreError> {
+        Ok(Arc::new(Self {
+            db: Db::open(path, migrations)?,
+            prefix: prefix.as_str().to_owned(),
+            changes: broadcast::channel(1024).0,
+        }))
+    }
+
+    /// Opens (creating) the platform database.
+    pub fn open(path: &std::path::Path, prefix: &RegionPrefix) -> Result<Arc<Self>, StoreError> {
+        Ok(Arc::new(Self {
+            db: Db::open(path, MIGRATIONS)?,
+            prefix: prefix.as_str().to_owned(),
+            changes: broadcast::channel(1024).0,
+        }))
+    }
+}
