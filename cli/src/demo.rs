@@ -1,5 +1,7 @@
 //! The demo: a local federation of three regions, cross-region filings through the
-//! portal API, and a table of what happened.
+//! portal API — identities verified with the home region and materials recognized
+//! from electronic licenses of other regions, then served from the gateway's cache —
+//! and a table of what happened.
 
 use std::{
     path::Path,
@@ -36,6 +38,10 @@ struct Outcome {
     status: String,
     filed_ms: f64,
     done_ms: Option<f64>,
+    /// Materials recognized from licenses, with their issuing regions' prefixes.
+    recognized: String,
+    /// Lookups answered from the gateway's cache (identity and licenses).
+    cached: usize,
     ok: bool,
 }
 
@@ -52,8 +58,12 @@ fn resident<'a>(
     &list[i % list.len()]
 }
 
-fn scenarios(residents: &[(String, Vec<SyntheticResident>)]) -> Vec<Scenario> {
+fn scenarios(
+    residents: &[(String, Vec<SyntheticResident>)],
+    marriage_certificate: Option<String>,
+) -> Vec<Scenario> {
     let r44 = resident(residents, "44", 0);
+    let r44m = resident(residents, "44", 1);
     let r11 = resident(residents, "11", 1);
     let r11b = resident(residents, "11", 2);
     let r31 = resident(residents, "31", 3);
@@ -74,7 +84,6 @@ fn scenarios(residents: &[(String, Vec<SyntheticResident>)]) -> Vec<Scenario> {
                     "treatment_region": "310115", "hospital_name": "复旦大学附属中山医院",
                     "start_date": "2026-12-01", "reason": "异地长期居住", "contact_phone": "13800138000"
                 },
-                "materials": [{"material_id": "medical_insurance_certificate", "source": "license", "reference": "44-MI-000001"}]
             }),
             expect: Expect::Approved {
                 handling_prefix: "44".into(),
@@ -145,6 +154,41 @@ fn scenarios(residents: &[(String, Vec<SyntheticResident>)]) -> Vec<Scenario> {
             },
         },
         Scenario {
+            label: "Guangdong resident moves household to Beijing on marriage, at a Shanghai window \
+                    (licenses of Guangdong and Beijing; the former address filled in from the register)",
+            origin: "31".into(),
+            filing: json!({
+                "one_thing_id": "household-transfer",
+                "mode": "proxy_acceptance",
+                "applicant": applicant(r44m),
+                "form": {
+                    "move_to_region": "110105", "move_to_address": "北京市朝阳区建国路1号",
+                    "reason": "夫妻投靠", "contact_phone": "13800138000"
+                },
+                "materials": marriage_certificate.iter().map(|id| json!(
+                    {"material_id": "marriage_certificate", "source": "license", "reference": id}
+                )).collect::<Vec<_>>()
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "11".into(),
+            },
+        },
+        Scenario {
+            label: "The same applicant transfers social insurance to Beijing (served from the gateway's cache)",
+            origin: "31".into(),
+            filing: json!({
+                "one_thing_id": "social-insurance-transfer",
+                "applicant": applicant(r44m),
+                "form": {
+                    "transfer_to_region": "110105", "insurance_types": "基本养老保险",
+                    "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "11".into(),
+            },
+        },
+        Scenario {
             label: "A mistyped ID number is refused at the window",
             origin: "31".into(),
             filing: json!({
@@ -203,8 +247,9 @@ pub async fn run(
             ))
         })
         .collect();
+    let marriage_certificate = marriage_certificate_from_beijing(&federation, &residents).await;
     let mut outcomes = Vec::new();
-    for scenario in scenarios(&residents) {
+    for scenario in scenarios(&residents, marriage_certificate) {
         let Ok(node) = federation.node(&scenario.origin) else {
             println!(
                 "skipping {:?}: no node for region {}",
@@ -216,6 +261,10 @@ pub async fn run(
         outcomes.push(play(&federation, node, &scenario).await);
     }
     print_table(&outcomes);
+    println!(
+        "\nrecognized: materials satisfied by electronic licenses (count, issuing regions); \
+         cached: lookups the gateway answered from its cache."
+    );
     let ok = outcomes.iter().all(|o| o.ok) && !outcomes.is_empty();
     println!(
         "\n{} of {} scenarios ended as expected.",
@@ -250,6 +299,8 @@ async fn play(
         status: String::new(),
         filed_ms: 0.0,
         done_ms: None,
+        recognized: String::new(),
+        cached: 0,
         ok: false,
     };
     let response = node.portal.file(&scenario.filing).await;
@@ -283,6 +334,20 @@ async fn play(
                 return outcome;
             }
             let receipt = &response.body;
+            let recognized = receipt["materials_recognized"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut regions: Vec<String> = recognized
+                .iter()
+                .filter_map(|m| m["issuing_region"].as_str())
+                .map(|r| r.get(..2).unwrap_or(r).to_owned())
+                .collect();
+            regions.sort();
+            regions.dedup();
+            outcome.recognized = format!("{} ({})", recognized.len(), regions.join(","));
+            outcome.cached = recognized.iter().filter(|m| m["source"] == "cache").count()
+                + usize::from(receipt["identity"]["source"] == "cache");
             outcome.target = receipt["handling_region"].as_str().unwrap_or("").to_owned();
             outcome.case_number = receipt["case_number"].as_str().unwrap_or("").to_owned();
             outcome.promised = receipt["promised_date"].as_str().unwrap_or("").to_owned();
@@ -311,6 +376,27 @@ async fn play(
             }
         }
     }
+}
+
+/// The marriage certificate Beijing's register issued to a Guangdong resident (the
+/// second synthetic resident of 44): a license of a third region for the demo to cite.
+async fn marriage_certificate_from_beijing(
+    federation: &LocalFederation,
+    residents: &[(String, Vec<SyntheticResident>)],
+) -> Option<String> {
+    use tongban_node::platform::LicenseRegistry;
+    let beijing = federation.node("11").ok()?;
+    let holder = residents.iter().find(|(p, _)| p == "44")?.1.get(1)?;
+    let key = beijing.store.id_hash_key().await.ok()?;
+    let licenses = beijing
+        .platform
+        .licenses_of(&holder.id.keyed_hash(&key))
+        .await
+        .ok()?;
+    licenses
+        .into_iter()
+        .find(|l| l.license_type == "marriage_certificate")
+        .map(|l| l.license_id)
 }
 
 fn field_list(body: &Value) -> String {
@@ -352,13 +438,22 @@ fn print_endpoints(f: &LocalFederation) {
 
 fn print_table(outcomes: &[Outcome]) {
     println!(
-        "\n{:<3} {:<7} {:<7} {:<31} {:<25} {:<11} {:>8} {:>8}  final status",
-        "#", "origin", "target", "one-thing", "case number", "promised", "file ms", "done ms"
+        "\n{:<3} {:<7} {:<7} {:<31} {:<25} {:<11} {:<12} {:>6} {:>8} {:>8}  final status",
+        "#",
+        "origin",
+        "target",
+        "one-thing",
+        "case number",
+        "promised",
+        "recognized",
+        "cached",
+        "file ms",
+        "done ms"
     );
-    println!("{}", "-".repeat(130));
+    println!("{}", "-".repeat(150));
     for (i, o) in outcomes.iter().enumerate() {
         println!(
-            "{:<3} {:<7} {:<7} {:<31} {:<25} {:<11} {:>8.1} {:>8}  {}{}",
+            "{:<3} {:<7} {:<7} {:<31} {:<25} {:<11} {:<12} {:>6} {:>8.1} {:>8}  {}{}",
             i + 1,
             o.origin,
             if o.target.is_empty() { "-" } else { &o.target },
@@ -373,6 +468,12 @@ fn print_table(outcomes: &[Outcome]) {
             } else {
                 &o.promised
             },
+            if o.recognized.is_empty() {
+                "-"
+            } else {
+                &o.recognized
+            },
+            o.cached,
             o.filed_ms,
             o.done_ms
                 .map(|d| format!("{d:.0}"))

@@ -95,6 +95,11 @@ pub struct FederationSpec {
     pub outbox: OutboxConfig,
     /// Catalog file the gateways serve; `None` serves the built-in national catalog.
     pub catalog: Option<PathBuf>,
+    /// The gateways' recognition caches (the hash secret is set by the launcher).
+    pub recognition: RecognitionSettings,
+    /// Give every node a second issuer key that starts signing this long after start
+    /// (registered beside the first, windows overlapping): a key rollover under way.
+    pub rollover_after: Option<Duration>,
 }
 
 impl FederationSpec {
@@ -118,6 +123,8 @@ impl FederationSpec {
                 batch_size: 64,
             },
             catalog: None,
+            recognition: RecognitionSettings::default(),
+            rollover_after: None,
         })
     }
 }
@@ -353,12 +360,21 @@ impl LocalFederation {
         // Each node's issuer key (Ed25519, apart from its TLS key), registered for its
         // region with a window around now; and the gateways' shared hash secret.
         let now = std::time::SystemTime::now();
-        let mut issuer_keys = BTreeMap::new();
+        let mut issuer_keys: BTreeMap<
+            String,
+            Vec<(IssuerKey, PathBuf, Option<std::time::SystemTime>)>,
+        > = BTreeMap::new();
         for node in &node_sockets {
-            let identity = PeerIdentity::Region(node.prefix);
-            let key = IssuerKey::generate(&format!("{}-k1", node.prefix))?;
-            let path = key.write(&pki_dir, &identity)?;
-            issuer_keys.insert(node.prefix.to_string(), (key, path));
+            let mut keys = Vec::new();
+            let first = IssuerKey::generate(&format!("{}-k1", node.prefix))?;
+            let path = first.write(&pki_dir)?;
+            keys.push((first, path, None));
+            if let Some(after) = spec.rollover_after {
+                let next = IssuerKey::generate(&format!("{}-k2", node.prefix))?;
+                let path = next.write(&pki_dir)?;
+                keys.push((next, path, Some(now + after)));
+            }
+            issuer_keys.insert(node.prefix.to_string(), keys);
         }
         let hash_key_path = pki_dir.join("gateway-hash.key");
         write_secret(&hash_key_path)?;
@@ -409,7 +425,6 @@ impl LocalFederation {
         for (g, sockets) in gateway_sockets.iter().enumerate() {
             let mut registry = RegistryFile::default();
             for node in &node_sockets {
-                let (key, _) = &issuer_keys[&node.prefix.to_string()];
                 registry.regions.push(RegionEntry {
                     prefix: node.prefix.to_string(),
                     endpoints: vec![via(Link::GatewayToNode {
@@ -417,12 +432,18 @@ impl LocalFederation {
                         node: node.prefix.to_string(),
                     })?],
                     identity: None,
-                    issuer_keys: vec![IssuerKeyEntry {
-                        id: key.key_id.clone(),
-                        ed25519_public_key: key.public_key_hex(),
-                        not_before: now - Duration::from_secs(3600),
-                        not_after: now + validity,
-                    }],
+                    // Both keys of a rollover are registered from now: their windows
+                    // overlap while the node switches from the first to the next.
+                    issuer_keys: issuer_keys[&node.prefix.to_string()]
+                        .iter()
+                        .map(|(key, _, _)| IssuerKeyEntry {
+                            id: key.key_id.clone(),
+                            ed25519_public_key: Some(key.public_key_hex()),
+                            ed25519_public_key_file: None,
+                            not_before: now - Duration::from_secs(3600),
+                            not_after: now + validity,
+                        })
+                        .collect(),
                 });
             }
             let suffix = if g == 0 {
@@ -447,7 +468,7 @@ impl LocalFederation {
                 worker_threads: 1,
                 recognition: RecognitionSettings {
                     hash_key: Some(file_relative(&dir, &hash_key_path)),
-                    ..RecognitionSettings::default()
+                    ..spec.recognition.clone()
                 },
             };
             let path = dir.join(format!("gateway{suffix}.toml"));
@@ -492,11 +513,14 @@ impl LocalFederation {
                 outbox: spec.outbox.clone(),
                 handshake_timeout: Duration::from_secs(5),
                 issuer: IssuerConfig {
-                    keys: vec![SigningKeyConfig {
-                        id: issuer_keys[&prefix.to_string()].0.key_id.clone(),
-                        file: file_relative(&dir, &issuer_keys[&prefix.to_string()].1),
-                        not_before: None,
-                    }],
+                    keys: issuer_keys[&prefix.to_string()]
+                        .iter()
+                        .map(|(key, path, starts)| SigningKeyConfig {
+                            id: key.key_id.clone(),
+                            file: file_relative(&dir, path),
+                            not_before: *starts,
+                        })
+                        .collect(),
                     assertion_validity: None,
                 },
                 recognition: Default::default(),

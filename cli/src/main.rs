@@ -130,6 +130,26 @@ fn certs(out: &PathBuf, regions: &[String], gateway: bool, days: u64) -> anyhow:
             cert.display(),
             identity.dns_name()
         );
+        // A node also signs what its region issues, with a key apart from its TLS key;
+        // an existing one is kept (its public key is registered at the gateway).
+        if let PeerIdentity::Region(prefix) = identity {
+            let key_id = format!("{prefix}-k1");
+            let pub_path = out.join(format!("issuer-{key_id}.pub"));
+            let key_path = out.join(format!("issuer-{key_id}.key"));
+            if key_path.exists() && pub_path.exists() {
+                println!("reusing issuer key {}", key_path.display());
+            } else {
+                let key = pki::IssuerKey::generate(&key_id)?;
+                key.write(out)?;
+                std::fs::write(&pub_path, format!("{}\n", key.public_key_hex()))
+                    .with_context(|| format!("writing {}", pub_path.display()))?;
+                println!(
+                    "issuer key {key_id} -> {} (public key {})",
+                    key_path.display(),
+                    pub_path.display()
+                );
+            }
+        }
     }
     Ok(())
 }

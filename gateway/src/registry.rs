@@ -51,8 +51,13 @@ pub struct RegionEntry {
 pub struct IssuerKeyEntry {
     /// The key id the issuer names in what it signs.
     pub id: String,
-    /// The raw 32-byte Ed25519 public key, hex.
-    pub ed25519_public_key: String,
+    /// The raw 32-byte Ed25519 public key, hex; or see `ed25519_public_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ed25519_public_key: Option<String>,
+    /// A file holding the key in the same form (as `tongban certs` writes it), relative
+    /// to the registry file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ed25519_public_key_file: Option<std::path::PathBuf>,
     /// Start of the window (RFC 3339): objects issued before it are refused.
     #[serde(with = "humantime_serde")]
     pub not_before: SystemTime,
@@ -77,12 +82,25 @@ impl IssuerKey {
     }
 }
 
-fn parse_key(entry: &IssuerKeyEntry) -> Result<IssuerKey, String> {
+fn parse_key(entry: &IssuerKeyEntry, base: &Path) -> Result<IssuerKey, String> {
     if entry.id.is_empty() || entry.id.len() > 64 {
         return Err("id must be 1 to 64 characters".into());
     }
-    let bytes = unhex(&entry.ed25519_public_key)
-        .ok_or("ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
+    let hex = match (&entry.ed25519_public_key, &entry.ed25519_public_key_file) {
+        (Some(hex), None) => hex.clone(),
+        (None, Some(file)) => {
+            let path = config::resolve_against(base, file);
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("ed25519_public_key_file {}: {e}", path.display()))?
+                .trim()
+                .to_owned()
+        }
+        _ => {
+            return Err("give exactly one of ed25519_public_key and ed25519_public_key_file".into());
+        }
+    };
+    let bytes =
+        unhex(&hex).ok_or("ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
     let public_key: [u8; 32] = bytes
         .try_into()
         .map_err(|_| "ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
@@ -200,7 +218,8 @@ impl Registry {
             };
             let mut issuer_keys = Vec::with_capacity(entry.issuer_keys.len());
             for (k, key) in entry.issuer_keys.iter().enumerate() {
-                let key = parse_key(key).map_err(|e| {
+                let base = origin.parent().unwrap_or(Path::new("."));
+                let key = parse_key(key, base).map_err(|e| {
                     ConfigError::field(origin, &field(&format!("issuer_keys[{k}]")), e)
                 })?;
                 if issuer_keys

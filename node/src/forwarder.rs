@@ -32,6 +32,8 @@ pub struct Forwarder {
     pub client: GatewayClient,
     pub settings: OutboxConfig,
     pub wake: Arc<Notify>,
+    /// Finishes the pre-review of cases that wait for verification.
+    pub intake: Arc<crate::intake::Intake>,
 }
 
 /// Outbox calls in flight at once.
@@ -139,6 +141,7 @@ impl Forwarder {
                 })
             }
             OutboxKind::LocalSubmit => return self.submit_locally(entry).await,
+            OutboxKind::Verify => return self.verify(entry).await,
             OutboxKind::Revoke => {
                 let request = match PublishRevocationRequest::decode(entry.payload.as_slice()) {
                     Ok(r) => r,
@@ -169,6 +172,23 @@ impl Forwarder {
             // registry mistake) heals when an operator fixes it: the entry stays pending.
             Err(failed) if failed.retry.may_retry() => Attempt::Retry(failed.to_string()),
             Err(failed) => Attempt::Refused(failed.to_string()),
+        }
+    }
+
+    /// A case waiting in pre-review: the lookups again; once they complete, the case is
+    /// handed over (or refused) and this entry is done.
+    async fn verify(&self, entry: &OutboxEntry) -> Attempt {
+        let application = match DeliverApplicationRequest::decode(entry.payload.as_slice()) {
+            Ok(DeliverApplicationRequest {
+                application: Some(app),
+            }) => app,
+            Ok(_) => return Attempt::Refused("stored payload has no application".into()),
+            Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+        };
+        match self.intake.resume(entry.id, &application).await {
+            Ok(true) => Attempt::Done,
+            Ok(false) => Attempt::Retry("identity or licenses cannot be verified yet".into()),
+            Err(e) => Attempt::Retry(e.to_string()),
         }
     }
 

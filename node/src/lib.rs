@@ -3,7 +3,8 @@
 //! - [`portal`]: the local portal API (HTTP+JSON) where citizens and counters file
 //!   applications and read their status; [`portal_client`] is a small client for it.
 //! - [`intake`]: pre-review of a filing (ID number, catalog form), the receipt, and the
-//!   decision of the handling region.
+//!   decision of the handling region; [`recognition`] asks the federation for the
+//!   applicant's identity and licenses.
 //! - [`store`]: the node's durable SQLite store: applications, receipts, the outbox and
 //!   the idempotency keys of deliveries received, one submodule per job.
 //! - [`sqlite`]: the SQLite connection and versioned schema migrations that both the
@@ -20,6 +21,7 @@
 //!   is the default SQLite one.
 //! - [`catalog`]: the node's copy of the national catalog; [`context`]: what the
 //!   handlers share.
+//! - [`operator`]: the operator endpoints on the admin listener (license revocation).
 //! - [`server`] assembles it all; [`config`] is the operator's file.
 
 pub mod catalog;
@@ -31,9 +33,11 @@ pub mod forwarder;
 pub mod gateway_client;
 pub mod intake;
 pub mod issuer;
+pub mod operator;
 pub mod platform;
 pub mod portal;
 pub mod portal_client;
+pub mod recognition;
 pub mod server;
 pub mod sqlite;
 pub mod status_return;

@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let config = NodeConfig::load(&args.config)?;
     if args.check {
         config.tls.server_config().context("node certificates")?;
+        tongban_node::issuer::IssuerKeys::load(&config.issuer).context("issuer keys")?;
         println!("{}: ok (region {})", args.config.display(), config.region);
         return Ok(());
     }

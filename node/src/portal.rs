@@ -7,6 +7,10 @@
 //! - `GET /v1/applications/{case_number}` reads status: asked live from the handling
 //!   region through the gateway, falling back to the last status it pushed here.
 //! - `GET /v1/catalog` lists the one-things on offer.
+//! - `POST /v1/access-log` with `{"id_number", "name"}`: a person's own access log,
+//!   every lookup other regions made of their data held here (which region, when, for
+//!   which one-thing and case). The ID number travels in the body, never in a URL that
+//!   proxies log; the portal in front authenticates the citizen.
 //! - `GET /healthz`, `GET /readyz` for probes.
 
 use std::{sync::Arc, time::Duration};
@@ -31,7 +35,7 @@ use crate::{
 
 /// Shared state of the portal handlers.
 pub struct PortalState {
-    pub intake: Intake,
+    pub intake: Arc<Intake>,
     pub store: Store,
     pub client: GatewayClient,
     pub prefix: RegionPrefix,
@@ -44,6 +48,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/v1/applications", post(file_application))
         .route("/v1/applications/{case_number}", get(application_status))
         .route("/v1/catalog", get(catalog))
+        .route("/v1/access-log", post(access_log))
         .with_state(state.clone())
         .merge(tongban_runtime::admin::probes(state.ready.clone()))
 }
@@ -94,6 +99,12 @@ async fn file_application(
             "idempotency_key_reused",
             format!("Idempotency-Key {key:?} was used for a different filing"),
             json!([{ "field": "Idempotency-Key", "problem": "used for a different filing" }]),
+        ),
+        Err(IntakeError::IdentityRefused(problem)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "identity_not_confirmed",
+            problem.to_string(),
+            json!([{ "field": problem.field, "problem": problem.problem }]),
         ),
         Err(IntakeError::Invalid(errors)) => {
             let fields: Vec<_> = errors
@@ -230,6 +241,73 @@ async fn catalog(State(state): State<Arc<PortalState>>) -> Response {
         })
         .collect();
     Json(json!({ "version": catalog.version, "items": items })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessLogRequest {
+    id_number: String,
+    name: String,
+}
+
+async fn access_log(
+    State(state): State<Arc<PortalState>>,
+    body: Result<Json<AccessLogRequest>, JsonRejection>,
+) -> Response {
+    let Ok(Json(request)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected {\"id_number\": ..., \"name\": ...}".into(),
+            json!([]),
+        );
+    };
+    let ctx = &state.intake.ctx;
+    let today = tongban_proto::calendar::business_now().date();
+    let Ok(id) =
+        tongban_proto::resident_id::ResidentId::parse(&request.id_number, ctx.regions, today)
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "id_number is not a valid resident ID number".into(),
+            json!([{ "field": "id_number", "problem": "invalid" }]),
+        );
+    };
+    let hash = id.keyed_hash(&ctx.id_hash_key);
+    // Only the person registered under the number, with their name, reads the log.
+    let known = match ctx.registry.person(&hash).await {
+        Ok(person) => person.is_some_and(|p| p.name == request.name.trim()),
+        Err(e) => {
+            tracing::error!(error = %e, "access log: register unavailable");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the register is unavailable".into(),
+                json!([]),
+            );
+        }
+    };
+    if !known {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no person with this ID number and name is registered here".into(),
+            json!([]),
+        );
+    }
+    match state.store.access_log(hash, 500).await {
+        Ok(entries) => Json(json!({ "holder": id.masked(), "entries": entries })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "access log read failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the access log is unavailable".into(),
+                json!([]),
+            )
+        }
+    }
 }
 
 /// serde's messages quote the offending value ("invalid type: integer `1101…`"); an ID

@@ -75,6 +75,19 @@ impl PortalClient {
         .await
     }
 
+    /// `POST path` with a JSON body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<PortalResponse, PortalClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| PortalClientError::Request {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        self.send("POST", path, Bytes::from(body)).await
+    }
+
     /// `GET path` (probes, operator endpoints).
     pub async fn get(&self, path: &str) -> Result<PortalResponse, PortalClientError> {
         self.send("GET", path, Bytes::new()).await

@@ -36,8 +36,10 @@ use crate::{
     gateway_client::GatewayClient,
     intake::Intake,
     issuer::{Issuer, IssuerKeys},
+    operator::{self, OperatorState},
     platform::{Platform, embedded::EmbeddedPlatform},
     portal::{self, PortalState},
+    recognition::Recognizer,
     status_return::StatusReturn,
     store::{Store, StoreError},
 };
@@ -231,6 +233,14 @@ impl Node {
                 .run_live(platform.status_changes(), shutdown.clone()),
         );
         tasks.spawn(returner.run_sweep(platform.clone(), shutdown.clone()));
+        let intake = Arc::new(Intake {
+            ctx: ctx.clone(),
+            outbox_written: wake.clone(),
+            recognizer: Recognizer {
+                client: self.client.clone(),
+                timeout: self.config.recognition.lookup_timeout,
+            },
+        });
         tasks.spawn(
             Forwarder {
                 ctx: ctx.clone(),
@@ -238,6 +248,7 @@ impl Node {
                 client: self.client.clone(),
                 settings: self.config.outbox.clone(),
                 wake: wake.clone(),
+                intake: intake.clone(),
             }
             .run(shutdown.clone()),
         );
@@ -254,10 +265,7 @@ impl Node {
         ));
 
         let portal_state = Arc::new(PortalState {
-            intake: Intake {
-                ctx: ctx.clone(),
-                outbox_written: wake.clone(),
-            },
+            intake,
             store: self.store.clone(),
             client: self.client.clone(),
             prefix: self.prefix,
@@ -274,7 +282,13 @@ impl Node {
         });
 
         if let Some(listener) = listeners.admin {
-            let (router, shutdown) = (admin::probes(ready.clone()), shutdown.clone());
+            let operator = Arc::new(OperatorState {
+                ctx: ctx.clone(),
+                client: self.client.clone(),
+                outbox_written: wake.clone(),
+            });
+            let router = admin::probes(ready.clone()).merge(operator::router(operator));
+            let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 if let Err(error) = admin::serve(listener, router, shutdown).await {
                     tracing::error!(%error, "admin listener failed");

@@ -147,17 +147,9 @@ impl IssuerKey {
         tongban_proto::digest::hex(&self.public_key)
     }
 
-    /// Writes `issuer-<stem>-<key id>.key` (mode 0600) into `dir`; returns its path.
-    pub fn write(
-        &self,
-        dir: &Path,
-        identity: &PeerIdentity,
-    ) -> Result<std::path::PathBuf, PkiError> {
-        let path = dir.join(format!(
-            "issuer-{}-{}.key",
-            file_stem(identity),
-            self.key_id
-        ));
+    /// Writes `issuer-<key id>.key` (mode 0600) into `dir`; returns its path.
+    pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf, PkiError> {
+        let path = dir.join(format!("issuer-{}.key", self.key_id));
         write_file(&path, &self.key_pem, true)?;
         Ok(path)
     }

@@ -391,8 +391,9 @@ impl Recognition {
             issuing_region: issuer_code.to_string(),
             ..Default::default()
         };
-        // The catalog first: a type that stands in for nothing needs no issuer.
-        if !material.recognizes(&request.license_type) {
+        // The catalog first: a type that stands in for nothing needs no issuer. (A
+        // lookup that names no type takes whatever the license is, judged after.)
+        if !request.license_type.is_empty() && !material.recognizes(&request.license_type) {
             return Ok(license_refusal(
                 base,
                 Refusal::new(

@@ -28,9 +28,13 @@ pub struct ApplicationRecord {
     pub created_ms: i64,
 }
 
-/// A new filing: the application (without case number yet) and how to describe it.
+/// A new filing: the application (its case number reserved, or empty to assign one now)
+/// and how to describe it.
 pub struct NewFiling {
     pub application: Application,
+    /// Pre-review could not verify everything now (an issuing region is unreachable):
+    /// the case waits in pre-review, and its hand-over waits for the verification.
+    pub pending_verification: bool,
     pub applicant_hash: String,
     pub applicant_masked: String,
     /// Forward through the gateway (the handling region is another node's); otherwise
@@ -60,6 +64,7 @@ impl Store {
             .call(move |conn| {
                 let NewFiling {
                     mut application,
+                    pending_verification,
                     applicant_hash,
                     applicant_masked,
                     forward,
@@ -68,43 +73,18 @@ impl Store {
                 } = filing;
                 let now = now_ms();
                 let tx = conn.transaction()?;
-                if let Some((key, sha)) = &client_key {
-                    let earlier: Option<(Vec<u8>, String, Option<String>)> = tx
-                        .query_row(
-                            "SELECT payload, receipt, client_request_sha FROM applications
-                             WHERE client_key = ?1",
-                            [key],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
-                        .optional()?;
-                    if let Some((payload, receipt, first_sha)) = earlier {
-                        if first_sha.as_deref() != Some(sha.as_str()) {
-                            return Err(StoreError::KeyReused(key.clone()));
-                        }
-                        let application = Application::decode(payload.as_slice())
-                            .map_err(|e| StoreError::Join(format!("stored application: {e}")))?;
-                        return Ok(Filed {
-                            application,
-                            receipt,
-                            replayed: true,
-                        });
-                    }
+                if let Some((key, sha)) = &client_key
+                    && let Some(earlier) = replay_tx(&tx, key, sha)?
+                {
+                    return Ok(earlier);
                 }
-                let day = application
-                    .filed_at
-                    .as_ref()
-                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-                    .map(|t| t.to_offset(tongban_proto::calendar::BUSINESS_OFFSET))
-                    .unwrap_or_else(tongban_proto::calendar::business_now);
-                let day = format!("{:04}{:02}{:02}", day.year(), day.month() as u8, day.day());
-                let seq: i64 = tx.query_row(
-                    "INSERT INTO case_counter (day, next) VALUES (?1, 2)
-                     ON CONFLICT (day) DO UPDATE SET next = next + 1
-                     RETURNING next - 1",
-                    [&day],
-                    |r| r.get(0),
-                )?;
-                application.case_number = format!("{}-{day}-{seq:08}", application.origin_region);
+                if application.case_number.is_empty() {
+                    application.case_number = next_case_number(
+                        &tx,
+                        &application.origin_region,
+                        application.filed_at.as_ref(),
+                    )?;
+                }
                 let payload = application.encode_to_vec();
                 let receipt = receipt(&application);
                 tx.execute(
@@ -123,7 +103,11 @@ impl Store {
                         payload,
                         receipt,
                         Stage::Submitted as i32,
-                        "accepted at the filing region",
+                        if pending_verification {
+                            PENDING_DETAIL
+                        } else {
+                            "accepted at the filing region"
+                        },
                         now,
                         client_key.as_ref().map(|(k, _)| k),
                         client_key.as_ref().map(|(_, s)| s),
@@ -134,16 +118,13 @@ impl Store {
                 let request = tongban_proto::v1::DeliverApplicationRequest {
                     application: Some(application.clone()),
                 };
-                let (kind, key) = if forward {
+                let (kind, key) = if pending_verification {
                     (
-                        OutboxKind::Deliver,
-                        format!("deliver:{}", application.case_number),
+                        OutboxKind::Verify,
+                        format!("verify:{}", application.case_number),
                     )
                 } else {
-                    (
-                        OutboxKind::LocalSubmit,
-                        format!("local:{}", application.case_number),
-                    )
+                    hand_over(forward, &application.case_number)
                 };
                 insert_outbox(
                     &tx,
@@ -161,6 +142,121 @@ impl Store {
                     receipt,
                     replayed: false,
                 })
+            })
+            .await
+    }
+
+    /// The earlier filing under a client's idempotency key, if any (refused when the key
+    /// was used for a different request).
+    pub async fn client_replay(
+        &self,
+        key: String,
+        sha: String,
+    ) -> Result<Option<Filed>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                replay_tx(&tx, &key, &sha)
+            })
+            .await
+    }
+
+    /// Reserves the next case number of `origin_region` for the business day of
+    /// `filed_at`: pre-review names the case in its lookups before it is filed. A
+    /// filing refused afterwards leaves a gap in the numbers, never a reuse.
+    pub async fn reserve_case_number(
+        &self,
+        origin_region: String,
+        filed_at: Option<prost_types::Timestamp>,
+    ) -> Result<String, StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let number = next_case_number(&tx, &origin_region, filed_at.as_ref())?;
+                tx.commit()?;
+                Ok(number)
+            })
+            .await
+    }
+
+    /// Ends the pre-review of a waiting case: its application and receipt as verified
+    /// now, its hand-over queued, its verification entry done, in one transaction.
+    pub async fn complete_verification(
+        &self,
+        outbox_id: i64,
+        application: Application,
+        receipt: String,
+        forward: bool,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let now = now_ms();
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "UPDATE applications SET payload = ?2, receipt = ?3, stage = ?4,
+                        status_detail = 'accepted at the filing region', status_updated_ms = ?5
+                     WHERE case_number = ?1",
+                    params![
+                        application.case_number,
+                        application.encode_to_vec(),
+                        receipt,
+                        Stage::Submitted as i32,
+                        now
+                    ],
+                )?;
+                tx.execute(
+                    "UPDATE outbox SET state = 'done', done_ms = ?2, attempts = attempts + 1
+                     WHERE id = ?1",
+                    params![outbox_id, now],
+                )?;
+                let (kind, key) = hand_over(forward, &application.case_number);
+                let request = tongban_proto::v1::DeliverApplicationRequest {
+                    application: Some(application.clone()),
+                };
+                insert_outbox(
+                    &tx,
+                    kind,
+                    &application.case_number,
+                    &application.target_region,
+                    &application.one_thing_id,
+                    &key,
+                    &request.encode_to_vec(),
+                    now,
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Ends the pre-review of a waiting case with a refusal the citizen sees.
+    pub async fn refuse_after_verification(
+        &self,
+        outbox_id: i64,
+        case_number: String,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let now = now_ms();
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "UPDATE applications SET stage = ?2, status_detail = ?3, status_updated_ms = ?4
+                     WHERE case_number = ?1",
+                    params![
+                        case_number,
+                        Stage::Rejected as i32,
+                        format!("not accepted at pre-review: {reason}"),
+                        now
+                    ],
+                )?;
+                tx.execute(
+                    "UPDATE outbox SET state = 'done', done_ms = ?2, attempts = attempts + 1,
+                        last_error = ?3 WHERE id = ?1",
+                    params![outbox_id, now, reason],
+                )?;
+                tx.commit()?;
+                Ok(())
             })
             .await
     }
@@ -204,4 +300,66 @@ impl Store {
             })
             .await
     }
+}
+
+/// The status detail of a case waiting in pre-review.
+const PENDING_DETAIL: &str =
+    "received; waiting in pre-review until the applicant's identity or licenses can be verified";
+
+/// The outbox entry that hands a case over: to the gateway, or to this node's platform.
+fn hand_over(forward: bool, case_number: &str) -> (OutboxKind, String) {
+    if forward {
+        (OutboxKind::Deliver, format!("deliver:{case_number}"))
+    } else {
+        (OutboxKind::LocalSubmit, format!("local:{case_number}"))
+    }
+}
+
+/// The filing made earlier under a client's key, if the request is the same one.
+fn replay_tx(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    sha: &str,
+) -> Result<Option<Filed>, StoreError> {
+    let earlier: Option<(Vec<u8>, String, Option<String>)> = tx
+        .query_row(
+            "SELECT payload, receipt, client_request_sha FROM applications WHERE client_key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((payload, receipt, first_sha)) = earlier else {
+        return Ok(None);
+    };
+    if first_sha.as_deref() != Some(sha) {
+        return Err(StoreError::KeyReused(key.to_owned()));
+    }
+    let application = Application::decode(payload.as_slice())
+        .map_err(|e| StoreError::Join(format!("stored application: {e}")))?;
+    Ok(Some(Filed {
+        application,
+        receipt,
+        replayed: true,
+    }))
+}
+
+/// The next case number of `origin_region` for the business day of `filed_at`.
+fn next_case_number(
+    tx: &rusqlite::Transaction<'_>,
+    origin_region: &str,
+    filed_at: Option<&prost_types::Timestamp>,
+) -> Result<String, StoreError> {
+    let day = filed_at
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .map(|t| t.to_offset(tongban_proto::calendar::BUSINESS_OFFSET))
+        .unwrap_or_else(tongban_proto::calendar::business_now);
+    let day = format!("{:04}{:02}{:02}", day.year(), day.month() as u8, day.day());
+    let seq: i64 = tx.query_row(
+        "INSERT INTO case_counter (day, next) VALUES (?1, 2)
+         ON CONFLICT (day) DO UPDATE SET next = next + 1
+         RETURNING next - 1",
+        [&day],
+        |r| r.get(0),
+    )?;
+    Ok(format!("{origin_region}-{day}-{seq:08}"))
 }

@@ -69,6 +69,7 @@ mod tests {
                     target_region: "440000".into(),
                     ..Default::default()
                 },
+                pending_verification: false,
                 applicant_hash: "hash".into(),
                 applicant_masked: "3101**********0011".into(),
                 forward: true,

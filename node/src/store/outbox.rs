@@ -23,6 +23,9 @@ pub enum OutboxKind {
     /// `Gateway.PublishRevocation` with an encoded `PublishRevocationRequest`, to the one
     /// gateway replica named by the entry (every replica gets its own entry).
     Revoke,
+    /// Pre-review of a case filed while an issuing region was unreachable: verify it,
+    /// then hand it over (an encoded `DeliverApplicationRequest`).
+    Verify,
 }
 
 impl OutboxKind {
@@ -32,6 +35,7 @@ impl OutboxKind {
             Self::PushStatus => "push_status",
             Self::LocalSubmit => "local_submit",
             Self::Revoke => "revoke",
+            Self::Verify => "verify",
         }
     }
 
@@ -41,6 +45,7 @@ impl OutboxKind {
             "push_status" => Some(Self::PushStatus),
             "local_submit" => Some(Self::LocalSubmit),
             "revoke" => Some(Self::Revoke),
+            "verify" => Some(Self::Verify),
             _ => None,
         }
     }
