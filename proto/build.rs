@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Sorted maps make encodings deterministic: the same application is the same
         // bytes at every node (and can be signed or compared as bytes).
         .btree_map(".")
+        // Signed objects are cached and answered many times: `Bytes` clones share.
+        .bytes(".tongban.federation.v1.SignedObject")
         .compile_fds(fds)?;
     // tonic-prost-build 0.14 stores but never emits its rerun flag, so say it here.
     println!("cargo:rerun-if-changed=tongban");

@@ -2,7 +2,13 @@
 //! connection, each sending the same pre-encoded message, so the generator's own cost is
 //! small and identical for every target.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use bytes_codec::RawCodec;
 use hdrhistogram::Histogram;
@@ -53,13 +59,44 @@ pub async fn once(caller: &Caller, payload: bytes::Bytes) -> Result<(), String> 
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }
 
+/// What each call sends: one message always, or the next of a pool (each message sent
+/// once, e.g. lookups of keys never looked up before).
+#[derive(Clone)]
+pub enum Payloads {
+    One(bytes::Bytes),
+    Pool {
+        messages: Arc<Vec<bytes::Bytes>>,
+        next: Arc<AtomicUsize>,
+    },
+}
+
+impl Payloads {
+    fn next(&self) -> bytes::Bytes {
+        match self {
+            Self::One(payload) => payload.clone(),
+            Self::Pool { messages, next } => {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                // Past the end the pool wraps: callers size it for their run.
+                messages[i % messages.len().max(1)].clone()
+            }
+        }
+    }
+}
+
+impl From<bytes::Bytes> for Payloads {
+    fn from(payload: bytes::Bytes) -> Self {
+        Self::One(payload)
+    }
+}
+
 /// Runs `inflight` callers for `duration`.
 pub async fn run(
     caller: &Caller,
-    payload: bytes::Bytes,
+    payloads: impl Into<Payloads>,
     inflight: usize,
     duration: Duration,
 ) -> RunStats {
+    let payloads = payloads.into();
     let started = Instant::now();
     let deadline = started + duration;
     let md = metadata(&caller.metadata);
@@ -67,13 +104,13 @@ pub async fn run(
     for _ in 0..inflight {
         let mut grpc = Grpc::new(caller.channel.clone());
         let path = caller.path.clone();
-        let payload = payload.clone();
+        let payloads = payloads.clone();
         let md = md.clone();
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let (mut calls, mut errors, mut first_error) = (0u64, 0u64, None);
             while Instant::now() < deadline {
-                let mut request = Request::new(payload.clone());
+                let mut request = Request::new(payloads.next());
                 *request.metadata_mut() = md.clone();
                 let t0 = Instant::now();
                 let result = match grpc.ready().await {

@@ -14,6 +14,7 @@
 mod apt;
 mod haproxy;
 mod load;
+mod lookups;
 mod nginx;
 mod procs;
 
@@ -28,11 +29,13 @@ use clap::Parser;
 use prost::Message;
 use tongban_gateway::{
     GatewayConfig,
-    registry::{RegionEntry, RegistryFile},
+    registry::{IssuerKeyEntry, RegionEntry, RegistryFile},
 };
 use tongban_node::{
     NodeConfig,
-    config::{GatewayLink, ListenConfig, OutboxConfig, PlatformConfig},
+    config::{
+        GatewayLink, IssuerConfig, ListenConfig, OutboxConfig, PlatformConfig, SigningKeyConfig,
+    },
     platform::embedded::synthetic_residents,
 };
 use tongban_proto::{
@@ -86,6 +89,16 @@ struct Args {
     /// Skip the route-scale and memory checks.
     #[arg(long)]
     no_scale: bool,
+    /// Skip the lookup scenario (cached and uncached license lookups, the issuer direct).
+    #[arg(long)]
+    no_lookups: bool,
+    /// Licenses seeded in the node's register for the lookup scenario: enough for the
+    /// cache fill and every uncached lookup measured.
+    #[arg(long, default_value_t = 200_000)]
+    lookup_licenses: u32,
+    /// Distinct licenses looked up before the gateway's RSS is read.
+    #[arg(long, default_value_t = 100_000)]
+    lookup_fill: usize,
     /// Working folder (certificates, configs, logs, databases).
     #[arg(long, default_value = "/tmp/tongban-bench")]
     dir: PathBuf,
@@ -235,6 +248,10 @@ struct Running {
     baseline: Option<(Proc, u16)>,
     /// nginx and HAProxy, each configuration its own process and port.
     peers: Vec<(Target, Proc, u16)>,
+    /// The gateway's admin port (metrics).
+    gateway_admin_port: Option<u16>,
+    /// What the lookup scenario seeded, if it runs.
+    lookups: Option<lookups::Setup>,
 }
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -263,7 +280,9 @@ fn write_registry(
     name: &str,
     node_port: u16,
     prefixes: &[String],
+    issuer_key: Option<&pki::IssuerKey>,
 ) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now();
     let registry = RegistryFile {
         regions: prefixes
             .iter()
@@ -271,7 +290,18 @@ fn write_registry(
                 prefix: p.clone(),
                 endpoints: vec![format!("https://127.0.0.1:{node_port}")],
                 identity: Some("spiffe://tongban/region/44".into()),
-                issuer_keys: Vec::new(),
+                // The node signs as region 44, whose licenses route by the prefix 44.
+                issuer_keys: issuer_key
+                    .filter(|_| p == "44")
+                    .map(|k| IssuerKeyEntry {
+                        id: k.key_id.clone(),
+                        ed25519_public_key: Some(k.public_key_hex()),
+                        ed25519_public_key_file: None,
+                        not_before: now - Duration::from_secs(3600),
+                        not_after: now + Duration::from_secs(86400),
+                    })
+                    .into_iter()
+                    .collect(),
             })
             .collect(),
     };
@@ -287,12 +317,13 @@ fn spawn_gateway(
     name: &str,
     binary: &Path,
     registry_file: &str,
+    admin_port: Option<u16>,
 ) -> anyhow::Result<(Proc, u16)> {
     let port = procs::free_port()?;
     let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
     let config = GatewayConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        admin_listen: None,
+        admin_listen: admin_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
         // Paths relative to the config's folder, so the folder can be rerun by hand.
         tls: files(Path::new("pki"), &PeerIdentity::Gateway),
         registry: registry_file.into(),
@@ -359,6 +390,15 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         pki::write_leaf(&pki_dir, id, &leaf)?;
     }
 
+    let lookups = if args.no_lookups {
+        None
+    } else {
+        eprintln!(
+            "seeding {} licenses for the lookup scenario ...",
+            args.lookup_licenses
+        );
+        Some(lookups::seed(dir, &pki_dir, args.lookup_licenses).await?)
+    };
     let node_port = procs::free_port()?;
     let portal_port = procs::free_port()?;
     let node_config = NodeConfig {
@@ -382,7 +422,17 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         },
         outbox: OutboxConfig::default(),
         handshake_timeout: Duration::from_secs(5),
-        issuer: Default::default(),
+        issuer: IssuerConfig {
+            keys: lookups
+                .iter()
+                .map(|l| SigningKeyConfig {
+                    id: l.key.key_id.clone(),
+                    file: Path::new("pki").join(l.key_file.file_name().unwrap_or_default()),
+                    not_before: None,
+                })
+                .collect(),
+            assertion_validity: None,
+        },
         recognition: Default::default(),
     };
     let node_path = dir.join("node.toml");
@@ -401,18 +451,27 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         .map(|d| d.code.significant_prefix().to_owned())
         .collect();
     let gateway_bin = bin_dir()?.join("tongban-gateway");
-    let registry = write_registry(dir, "gateway", node_port, &provinces)?;
-    let (gateway, gateway_port) = spawn_gateway(dir, "gateway", &gateway_bin, &registry)?;
+    let issuer_key = lookups.as_ref().map(|l| &l.key);
+    let registry = write_registry(dir, "gateway", node_port, &provinces, issuer_key)?;
+    let gateway_admin_port = procs::free_port()?;
+    let (gateway, gateway_port) = spawn_gateway(
+        dir,
+        "gateway",
+        &gateway_bin,
+        &registry,
+        Some(gateway_admin_port),
+    )?;
     let gateway3212 = if args.no_scale {
         None
     } else {
         let all: Vec<String> = table.iter().map(|d| d.code.as_str().to_owned()).collect();
-        let registry3212 = write_registry(dir, "gateway-3212", node_port, &all)?;
+        let registry3212 = write_registry(dir, "gateway-3212", node_port, &all, issuer_key)?;
         Some(spawn_gateway(
             dir,
             "gateway-3212",
             &gateway_bin,
             &registry3212,
+            None,
         )?)
     };
     // The same config and registry as the gateway under test: only the binary differs.
@@ -422,7 +481,9 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
                 .with_context(|| format!("baseline gateway {}", bin.display()))?;
             eprintln!("baseline gateway: {}", bin.display());
             let name = Target::GatewayBaseline.key();
-            Some(spawn_gateway(dir, name, &bin, &registry)?)
+            // Its own registry, without issuer keys, which an older binary may not know.
+            let registry = write_registry(dir, name, node_port, &provinces, None)?;
+            Some(spawn_gateway(dir, name, &bin, &registry, None)?)
         }
         _ => None,
     };
@@ -515,6 +576,8 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         gateway3212,
         baseline,
         peers,
+        gateway_admin_port: Some(gateway_admin_port),
+        lookups,
     })
 }
 
@@ -698,6 +761,50 @@ struct Slot {
     round: u32,
 }
 
+/// One measured window of one caller: its calls, and the CPU the proxy (if any) and
+/// the node spent on them.
+struct Measured {
+    stats: load::RunStats,
+    proxy_cpu_s: f64,
+    node_cpu_s: f64,
+    upstream_conns: usize,
+}
+
+/// Warms up, then measures `inflight` calls of `caller` for `seconds`.
+async fn measure_window(
+    run: &Running,
+    proxy: Option<&Proc>,
+    caller: &Caller,
+    payloads: load::Payloads,
+    inflight: usize,
+    warmup: f64,
+    seconds: f64,
+) -> Measured {
+    let _ = load::run(
+        caller,
+        payloads.clone(),
+        inflight,
+        Duration::from_secs_f64(warmup),
+    )
+    .await;
+    let p0 = proxy.map_or(0.0, Proc::cpu_seconds);
+    let n0 = run.node.cpu_seconds();
+    let node_port = run.node_port;
+    // Whose connections to the node count: the proxy's, or ours when calling directly.
+    let owners = proxy.map_or_else(|| vec![std::process::id()], Proc::tree);
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        procs::connections_to(node_port, &owners)
+    });
+    let stats = load::run(caller, payloads, inflight, Duration::from_secs_f64(seconds)).await;
+    Measured {
+        stats,
+        proxy_cpu_s: proxy.map_or(0.0, Proc::cpu_seconds) - p0,
+        node_cpu_s: run.node.cpu_seconds() - n0,
+        upstream_conns: sampler.await.unwrap_or(0),
+    }
+}
+
 async fn measure(
     run: &Running,
     target: Target,
@@ -711,45 +818,29 @@ async fn measure(
         inflight,
         round,
     } = slot;
-    let _ = load::run(
+    let m = measure_window(
+        run,
+        proxy_of(run, target),
         caller,
-        body.clone(),
+        body.clone().into(),
         inflight,
-        Duration::from_secs_f64(args.warmup),
+        args.warmup,
+        args.seconds,
     )
     .await;
-    let proxy = proxy_of(run, target);
-    let p0 = proxy.map_or(0.0, Proc::cpu_seconds);
-    let n0 = run.node.cpu_seconds();
-    let node_port = run.node_port;
-    // Whose connections to the node count: the proxy's, or ours when calling directly.
-    let owners = proxy.map_or_else(|| vec![std::process::id()], Proc::tree);
-    let sampler = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        procs::connections_to(node_port, &owners)
-    });
-    let stats = load::run(
-        caller,
-        body.clone(),
-        inflight,
-        Duration::from_secs_f64(args.seconds),
-    )
-    .await;
-    let proxy_cpu_s = proxy.map_or(0.0, Proc::cpu_seconds) - p0;
-    let node_cpu_s = run.node.cpu_seconds() - n0;
     Cell {
         target,
         payload,
         inflight,
         rounds: vec![Round {
             index: round,
-            calls: stats.calls,
-            elapsed: stats.elapsed,
-            proxy_cpu_s,
-            node_cpu_s,
+            calls: m.stats.calls,
+            elapsed: m.stats.elapsed,
+            proxy_cpu_s: m.proxy_cpu_s,
+            node_cpu_s: m.node_cpu_s,
         }],
-        stats,
-        upstream_conns: sampler.await.unwrap_or(0),
+        stats: m.stats,
+        upstream_conns: m.upstream_conns,
     }
 }
 
@@ -921,6 +1012,23 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
         .collect::<Vec<_>>();
 
     report::print(args, &cells, &scale, &idle_rss, &load_rss);
+
+    if let Some(setup) = &run.lookups {
+        let (callers, body) = primed(&callers, args.payloads.len() + 1, 256).await?;
+        let routed = callers
+            .iter()
+            .find(|(t, _)| *t == Target::Gateway)
+            .map(|(_, c)| c.clone())
+            .context("the gateway's caller")?;
+        let options = lookups::Options {
+            rounds: args.rounds,
+            seconds: args.seconds,
+            warmup: args.warmup,
+            inflight: args.inflight.clone(),
+            fill: args.lookup_fill,
+        };
+        lookups::run(run, &pki, setup, (routed, body), &options).await?;
+    }
     Ok(())
 }
 

@@ -111,6 +111,21 @@ fn median(s: Option<Spread>) -> Option<f64> {
     s.map(|s| s.median)
 }
 
+/// Figures over rounds as `median (min–max)`, one decimal (for other sections' tables).
+pub fn median_spread(values: &[f64]) -> String {
+    value(Spread::of(values.iter().copied()), 1)
+}
+
+/// The median of figures over rounds (NaN without any).
+pub fn median_of(values: &[f64]) -> f64 {
+    Spread::of(values.iter().copied()).map_or(f64::NAN, |s| s.median)
+}
+
+/// Ratios over rounds as `0.95× (0.93–0.97)`.
+pub fn ratio_spread(values: &[f64]) -> String {
+    times(Spread::of(values.iter().copied()), "")
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }

@@ -45,12 +45,12 @@ pub struct GatewayConfig {
     #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
     /// Identity and license mutual recognition: the caches of verified lookups.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "RecognitionSettings::is_default")]
     pub recognition: RecognitionSettings,
 }
 
 /// The caches of verified identity assertions and license verdicts.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecognitionSettings {
     /// File holding the secret (at least 32 bytes) for keyed hashes of ID numbers and
@@ -80,6 +80,13 @@ pub struct RecognitionSettings {
     /// listed get none: the answer is "cannot verify now".
     #[serde(with = "grace_map")]
     pub grace: BTreeMap<String, Duration>,
+}
+
+impl RecognitionSettings {
+    /// Whether these are the defaults (then a written config leaves the section out).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Longest grace an operator may allow.

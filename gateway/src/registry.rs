@@ -96,7 +96,9 @@ fn parse_key(entry: &IssuerKeyEntry, base: &Path) -> Result<IssuerKey, String> {
                 .to_owned()
         }
         _ => {
-            return Err("give exactly one of ed25519_public_key and ed25519_public_key_file".into());
+            return Err(
+                "give exactly one of ed25519_public_key and ed25519_public_key_file".into(),
+            );
         }
     };
     let bytes =

@@ -69,9 +69,10 @@ impl Relay {
                 authorize::check_key(&call, method)?;
                 let deadline = self.deadlines.for_call(method, &call.headers);
                 let message = call.message(deadline.wait).await?;
+                // Boxed: the lookup's state is large, and inline it would make every relayed
+                // call's future (moved once per call) as large.
                 let recognition = &self.recognition;
-                recognition
-                    .serve(lookup, &call, caller, &message, deadline.wait, audit)
+                Box::pin(recognition.serve(lookup, &call, caller, &message, deadline.wait, audit))
                     .await
             }
             Serve::Local => Err(GatewayError::UnknownMethod(method.name.to_owned())),

@@ -8,13 +8,12 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use futures_util::future::join_all;
-use prost::Message;
 use tongban_proto::{
     catalog::CatalogItem,
     resident_id::ResidentId,
     v1::{
-        IdentityVerdict, License, LicenseVerdict, ListLicensesRequest, LookupLicenseRequest,
-        LookupPurpose, VerdictOutcome, VerdictReason, VerdictSource, VerifyIdentityRequest,
+        IdentityVerdict, LicenseVerdict, ListLicensesRequest, LookupLicenseRequest, LookupPurpose,
+        VerdictOutcome, VerdictReason, VerdictSource, VerifyIdentityRequest,
     },
 };
 use tongban_runtime::trace_context::TraceParent;
@@ -241,13 +240,13 @@ impl Recognizer {
 }
 
 fn finding(material_id: String, verdict: LicenseVerdict) -> LicenseFinding {
-    let fields = verdict
-        .license
-        .as_ref()
-        .filter(|_| verdict.outcome == VerdictOutcome::Recognized as i32)
-        .and_then(|signed| License::decode(signed.body.as_slice()).ok())
-        .map(|l| l.fields)
-        .unwrap_or_default();
+    // What the gateway verified the license to state (its cached answers carry no
+    // signature to decode it from again).
+    let fields = if verdict.outcome == VerdictOutcome::Recognized as i32 {
+        verdict.fields.clone()
+    } else {
+        BTreeMap::new()
+    };
     LicenseFinding {
         material_id,
         verdict,

@@ -91,9 +91,9 @@ impl SigningKey {
     pub fn sign(&self, kind: SignedKind, body: Vec<u8>) -> SignedObject {
         let signature = self.pair.sign(&signing_input(kind, &body));
         SignedObject {
-            body,
+            body: body.into(),
             key_id: self.key_id.clone(),
-            signature: signature.as_ref().to_vec(),
+            signature: bytes::Bytes::copy_from_slice(signature.as_ref()),
         }
     }
 }
@@ -228,7 +228,7 @@ mod tests {
             &signed.body,
             &signed.signature
         ));
-        let mut tampered = signed.signature.clone();
+        let mut tampered = signed.signature.to_vec();
         tampered[0] ^= 1;
         assert!(!verify(&pk, SignedKind::License, &signed.body, &tampered));
     }

@@ -279,7 +279,9 @@ impl Node for StandIn {
             "OK" => Some(self.good.sign(SignedKind::License, body)),
             "TAMPER" => {
                 let mut signed = self.good.sign(SignedKind::License, body);
-                signed.signature[10] ^= 0x01;
+                let mut signature = signed.signature.to_vec();
+                signature[10] ^= 0x01;
+                signed.signature = signature.into();
                 Some(signed)
             }
             "WRONGKEY" => Some(self.stranger.sign(SignedKind::License, body)),

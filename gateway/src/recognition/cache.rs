@@ -1,15 +1,20 @@
-//! The caches of verified lookups (moka): bounded by entries, each entry expiring at
-//! its own time — never beyond the assertion's or license's own validity or its key's
+//! The caches of verified lookups (moka): bounded by entries, each entry fresh until its
+//! own time — never beyond the assertion's or license's own validity or its key's
 //! window, short for negative answers — with one issuer call for any number of
 //! concurrent misses of one key, explicit invalidation, and counters for hits, misses,
 //! loads, evictions, invalidations and grace answers.
 //!
+//! Freshness is checked on read (a stale entry is dropped and reloaded) rather than by
+//! moka's per-entry expiry, whose timer wheel costs about 50 bytes an entry; the
+//! capacity bound evicts what is never read again. Entries are kept small for the same
+//! reason: 100,000 of them must fit well under the gateway's memory budget.
+//!
 //! Keys are keyed hashes (HMAC-SHA256 under the configured secret) of what was asked:
 //! no raw ID number or license id is ever a key.
 
-use std::{sync::Arc, time::Duration};
+use std::{sync::Arc, time::Instant};
 
-use moka::{Expiry, future::Cache, notification::RemovalCause};
+use moka::{future::Cache, notification::RemovalCause};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -33,13 +38,14 @@ impl Keyer {
         }
     }
 
-    /// The key of `parts` under `domain`; parts are length-prefixed, so no two
-    /// different lists of parts share a key.
+    /// The key of `parts` under `domain`. Parts are ids, codes and names, which never
+    /// hold a zero byte, so zero-terminating each keeps different lists of parts apart
+    /// (and keeps a lookup's message within one SHA-256 block).
     pub fn key(&self, domain: &str, parts: &[&[u8]]) -> Key {
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(domain.as_bytes());
         for part in parts {
-            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(&[0]);
             ctx.update(part);
         }
         let tag = ctx.sign();
@@ -56,30 +62,8 @@ impl Keyer {
 
 /// Something cached with its own lifetime.
 pub trait Expiring {
-    fn ttl(&self) -> Duration;
-}
-
-struct PerEntry;
-
-impl<K, V: Expiring> Expiry<K, Arc<V>> for PerEntry {
-    fn expire_after_create(
-        &self,
-        _key: &K,
-        value: &Arc<V>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl())
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &K,
-        value: &Arc<V>,
-        _updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl())
-    }
+    /// Until when the entry may be answered.
+    fn fresh_until(&self) -> Instant;
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,33 +106,41 @@ pub struct CountedCache<V: Expiring + Send + Sync + 'static> {
 impl<V: Expiring + Send + Sync + 'static> CountedCache<V> {
     fn new(name: &'static str, entries: u64, family: &Family<CacheLabels, Counter>) -> Self {
         let stats = CacheStats::new(family, name);
-        let (evictions, invalidations) = (stats.evictions.clone(), stats.invalidations.clone());
+        let evictions = stats.evictions.clone();
         let cache = Cache::builder()
             .name(name)
             .max_capacity(entries)
-            .expire_after(PerEntry)
             .support_invalidation_closures()
-            .eviction_listener(move |_key, _value, cause| match cause {
-                RemovalCause::Expired | RemovalCause::Size => {
+            .eviction_listener(move |_key, _value, cause| {
+                // Explicit removals are counted where they are made (staleness as an
+                // eviction, revocations as invalidations).
+                if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {
                     evictions.inc();
                 }
-                RemovalCause::Explicit => {
-                    invalidations.inc();
-                }
-                RemovalCause::Replaced => {}
             })
             .build();
         Self { cache, stats }
     }
 
-    /// The entry, if cached (counted as a hit or a miss).
+    /// The entry, if cached and fresh (counted as a hit or a miss; a stale entry is
+    /// dropped, counted as an eviction).
     pub async fn get(&self, key: &Key) -> Option<Arc<V>> {
-        let found = self.cache.get(key).await;
-        match &found {
-            Some(_) => self.stats.hits.inc(),
-            None => self.stats.misses.inc(),
-        };
-        found
+        match self.cache.get(key).await {
+            Some(entry) if entry.fresh_until() > Instant::now() => {
+                self.stats.hits.inc();
+                Some(entry)
+            }
+            Some(_) => {
+                self.cache.invalidate(key).await;
+                self.stats.evictions.inc();
+                self.stats.misses.inc();
+                None
+            }
+            None => {
+                self.stats.misses.inc();
+                None
+            }
+        }
     }
 
     /// The entry, loading it with `load` if absent: concurrent callers for one key
@@ -194,7 +186,7 @@ where
 }
 
 /// How long a revocation is remembered: longer than any cached verdict can live.
-const REVOCATION_MEMORY: Duration = Duration::from_secs(400 * 24 * 3600);
+const REVOCATION_MEMORY: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
 impl<I, L, H> Caches<I, L, H>
 where
@@ -232,10 +224,12 @@ where
 mod tests {
     use super::*;
 
-    struct Entry(Duration);
+    use std::time::Duration;
+
+    struct Entry(Instant);
 
     impl Expiring for Entry {
-        fn ttl(&self) -> Duration {
+        fn fresh_until(&self) -> Instant {
             self.0
         }
     }
@@ -264,7 +258,7 @@ mod tests {
                     .get_or_load::<(), _>([1; 16], async move {
                         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(Arc::new(Entry(Duration::from_millis(200))))
+                        Ok(Arc::new(Entry(Instant::now() + Duration::from_millis(200))))
                     })
                     .await
                     .is_ok()

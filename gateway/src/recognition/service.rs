@@ -7,7 +7,7 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use http::HeaderValue;
@@ -44,45 +44,52 @@ use crate::{
     unary,
 };
 
-/// A cached identity verdict.
+/// A cached identity verdict (without the signed assertion, which only the answer that
+/// asked the home region carries).
 pub struct IdentityEntry {
     verdict: IdentityVerdict,
-    ttl: Duration,
+    fresh_until: Instant,
 }
 
 impl Expiring for IdentityEntry {
-    fn ttl(&self) -> Duration {
-        self.ttl
+    fn fresh_until(&self) -> Instant {
+        self.fresh_until
     }
 }
 
-/// A cached license: the signed object as the issuer sent it and what checking it
-/// found (or why it was refused).
+/// A cached license verdict: what checking the issuer's answer found (or why it was
+/// refused). Small on purpose (see `cache`): no signature, no id, an interned type.
 pub struct LicenseEntry {
     /// Key of the license id alone (revocations are by id).
     id_key: Key,
-    license_id: Box<str>,
-    signed: Option<SignedObject>,
     check: Result<CheckedLicense, Refusal>,
-    ttl: Duration,
+    fresh_until: Instant,
 }
 
 impl Expiring for LicenseEntry {
-    fn ttl(&self) -> Duration {
-        self.ttl
+    fn fresh_until(&self) -> Instant {
+        self.fresh_until
     }
 }
 
-/// A cached list of a holder's licenses at one region.
+/// A cached list of a holder's licenses at one region, by id.
 pub struct HolderList {
-    licenses: Vec<Arc<LicenseEntry>>,
-    ttl: Duration,
+    licenses: Vec<(Box<str>, Arc<LicenseEntry>)>,
+    fresh_until: Instant,
 }
 
 impl Expiring for HolderList {
-    fn ttl(&self) -> Duration {
-        self.ttl
+    fn fresh_until(&self) -> Instant {
+        self.fresh_until
     }
+}
+
+/// A license verdict being built: the entry, where it came from, and the issuer's
+/// signed answer when this call asked the issuer.
+struct Found {
+    entry: Result<Arc<LicenseEntry>, Refusal>,
+    source: VerdictSource,
+    signed: Option<SignedObject>,
 }
 
 /// The recognition service; shared by every connection.
@@ -93,6 +100,11 @@ pub struct Recognition {
     settings: RecognitionSettings,
     keyer: Keyer,
     caches: Caches<IdentityEntry, LicenseEntry, HolderList>,
+    /// License type names, shared by every entry of the type.
+    types: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
+    /// Whether any revocation was ever received (until then no answer needs the
+    /// revocation set).
+    any_revoked: std::sync::atomic::AtomicBool,
 }
 
 /// What a lookup's answer is built from.
@@ -151,6 +163,20 @@ impl Recognition {
             keyer: Keyer::new(secret),
             caches: Caches::new(&limits, metrics),
             settings,
+            types: Default::default(),
+            any_revoked: Default::default(),
+        }
+    }
+
+    /// The shared name of a license type.
+    fn intern(&self, name: &Arc<str>) -> Arc<str> {
+        let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        match types.get(name) {
+            Some(t) => t.clone(),
+            None => {
+                types.insert(name.clone());
+                name.clone()
+            }
         }
     }
 
@@ -253,27 +279,34 @@ impl Recognition {
         if let Some(entry) = cache.get(&key).await {
             return Ok(with_source(entry.verdict.clone(), VerdictSource::Cache));
         }
-        let loaded = cache
-            .get_or_load(key, async {
-                let asked = AssertIdentityRequest {
-                    id_number: id.as_str().to_owned(),
-                    name: name.to_owned(),
-                    purpose: request.purpose.clone(),
-                };
-                let answer: AssertIdentityResponse = issuer::call(
-                    &route,
-                    issuer_paths::ASSERT_IDENTITY,
-                    &asked,
-                    &ctx.caller,
-                    ctx.traceparent,
-                    ctx.deadline,
-                )
-                .await?;
-                Ok::<_, IssuerError>(Arc::new(self.judge_assertion(answer, &route, &id)))
-            })
-            .await;
+        let asked_issuer = std::sync::Mutex::new(None);
+        // The miss path is boxed, so the hit path's future stays small (futures are moved
+        // whole, however much of them a call uses).
+        let loaded = Box::pin(cache.get_or_load(key, async {
+            let asked = AssertIdentityRequest {
+                id_number: id.as_str().to_owned(),
+                name: name.to_owned(),
+                purpose: request.purpose.clone(),
+            };
+            let answer: AssertIdentityResponse = issuer::call(
+                &route,
+                issuer_paths::ASSERT_IDENTITY,
+                &asked,
+                &ctx.caller,
+                ctx.traceparent,
+                ctx.deadline,
+            )
+            .await?;
+            let (entry, assertion) = self.judge_assertion(answer, &route, &id);
+            *asked_issuer.lock().unwrap_or_else(|e| e.into_inner()) = assertion;
+            Ok::<_, IssuerError>(Arc::new(entry))
+        }))
+        .await;
         Ok(match loaded {
-            Ok(entry) => with_source(entry.verdict.clone(), VerdictSource::Issuer),
+            Ok(entry) => IdentityVerdict {
+                assertion: asked_issuer.into_inner().unwrap_or_else(|e| e.into_inner()),
+                ..with_source(entry.verdict.clone(), VerdictSource::Issuer)
+            },
             Err(error) => {
                 tracing::warn!(region = %home, %error, subject = %Keyer::log_ref(&key), "identity lookup failed");
                 identity_refusal(
@@ -284,34 +317,36 @@ impl Recognition {
         })
     }
 
+    /// The cache entry for a home region's answer, and its signed assertion.
     fn judge_assertion(
         &self,
         answer: AssertIdentityResponse,
         route: &Route,
         id: &ResidentId,
-    ) -> IdentityEntry {
+    ) -> (IdentityEntry, Option<SignedObject>) {
         let now = SystemTime::now();
-        let negative = self.settings.negative_ttl;
+        let negative = Instant::now() + self.settings.negative_ttl;
         let Some(signed) = answer.assertion else {
             let refusal = Refusal::new(
                 VerdictOutcome::NotRecognized,
                 VerdictReason::Malformed,
                 "the home region sent no assertion",
             );
-            return IdentityEntry {
+            let entry = IdentityEntry {
                 verdict: identity_refusal(refusal, route.prefix.as_str()),
-                ttl: negative,
+                fresh_until: negative,
             };
+            return (entry, None);
         };
         match verify::check_assertion(&signed, &route.issuer_keys, &route.prefix, id.as_str(), now)
         {
-            Err(refusal) => IdentityEntry {
-                verdict: IdentityVerdict {
-                    assertion: Some(signed),
-                    ..identity_refusal(refusal, route.prefix.as_str())
-                },
-                ttl: negative,
-            },
+            Err(refusal) => {
+                let entry = IdentityEntry {
+                    verdict: identity_refusal(refusal, route.prefix.as_str()),
+                    fresh_until: negative,
+                };
+                (entry, Some(signed))
+            }
             Ok(checked) => {
                 let a = &checked.assertion;
                 let (outcome, reason, detail) = if !a.subject_known {
@@ -339,28 +374,29 @@ impl Recognition {
                         format!("identity confirmed by region {}", a.issuing_region),
                     )
                 };
-                let ttl = if outcome == VerdictOutcome::Recognized {
+                let fresh_until = if outcome == VerdictOutcome::Recognized {
                     let left = checked
                         .good_until
                         .duration_since(now)
                         .unwrap_or(Duration::ZERO)
                         .saturating_sub(self.settings.expiry_margin);
-                    left.min(self.settings.max_ttl)
+                    Instant::now() + left.min(self.settings.max_ttl)
                 } else {
                     negative
                 };
-                IdentityEntry {
+                let entry = IdentityEntry {
                     verdict: IdentityVerdict {
                         outcome: outcome as i32,
                         reason: reason as i32,
                         detail,
                         level: a.level,
                         issuing_region: a.issuing_region.clone(),
-                        assertion: Some(signed),
+                        assertion: None,
                         source: VerdictSource::Unspecified as i32,
                     },
-                    ttl,
-                }
+                    fresh_until,
+                };
+                (entry, Some(signed))
             }
         }
     }
@@ -380,11 +416,6 @@ impl Recognition {
         let material = item
             .material(&request.material_id)
             .ok_or_else(|| field("material_id", format!("not a material of {}", item.id)))?;
-        let holder = if request.holder_id_number.is_empty() {
-            None
-        } else {
-            Some(self.parse_id(&request.holder_id_number, "holder_id_number")?)
-        };
         let base = LicenseVerdict {
             license_id: request.license_id.clone(),
             license_type: request.license_type.clone(),
@@ -410,71 +441,89 @@ impl Recognition {
             Ok(route) => route,
             Err(refusal) => return Ok(license_refusal(base, refusal)),
         };
-        let (entry, source) = self
+        let found = self
             .license_entry(
                 &route,
                 &request.license_id,
-                holder.as_ref(),
+                &request.holder_id_number,
                 &request.purpose,
                 ctx,
             )
-            .await;
-        Ok(self.license_verdict(base, entry, source, item, Some(material.id.as_str())))
+            .await?;
+        Ok(self.license_verdict(base, found, item, Some(material.id.as_str())))
     }
 
-    /// The license's cache entry (or why there is none), and where it came from.
+    /// The license's cache entry (or why there is none), where it came from, and the
+    /// issuer's signed answer if this call asked the issuer.
     async fn license_entry(
         &self,
         route: &Arc<Route>,
         license_id: &str,
-        holder: Option<&ResidentId>,
+        holder_id_number: &str,
         purpose: &Option<LookupPurpose>,
         ctx: &Ctx<'_>,
-    ) -> (Result<Arc<LicenseEntry>, Refusal>, VerdictSource) {
-        let id_key = self.keyer.key("license-id", &[license_id.as_bytes()]);
-        let holder_part = holder.map(ResidentId::as_str).unwrap_or("");
-        let key = self
-            .keyer
-            .key("license", &[license_id.as_bytes(), holder_part.as_bytes()]);
+    ) -> Result<Found, GatewayError> {
+        // Keyed by the holder's number as sent: a hit means it was checked when it
+        // was loaded, so only a miss parses it.
+        let key = self.keyer.key(
+            "license",
+            &[license_id.as_bytes(), holder_id_number.as_bytes()],
+        );
         let cache = &self.caches.licenses;
         if let Some(entry) = cache.get(&key).await {
-            return (Ok(entry), VerdictSource::Cache);
+            return Ok(Found {
+                entry: Ok(entry),
+                source: VerdictSource::Cache,
+                signed: None,
+            });
         }
-        let loaded = cache
-            .get_or_load(key, async {
-                let asked = FetchLicenseRequest {
-                    license_id: license_id.to_owned(),
-                    purpose: purpose.clone(),
-                    holder_id_number: holder_part.to_owned(),
-                };
-                let answer: FetchLicenseResponse = issuer::call(
-                    route,
-                    issuer_paths::FETCH_LICENSE,
-                    &asked,
-                    &ctx.caller,
-                    ctx.traceparent,
-                    ctx.deadline,
-                )
-                .await?;
-                Ok::<_, IssuerError>(Arc::new(self.judge_license(
-                    answer.license,
-                    route,
-                    license_id,
-                    holder,
-                    id_key,
-                )))
-            })
-            .await;
+        let holder = if holder_id_number.is_empty() {
+            None
+        } else {
+            Some(self.parse_id(holder_id_number, "holder_id_number")?)
+        };
+        let holder = holder.as_ref();
+        let holder_part = holder.map(ResidentId::as_str).unwrap_or("");
+        // Revocations are by license id alone; a cached entry carries this key.
+        let id_key = self.keyer.key("license-id", &[license_id.as_bytes()]);
+        let asked_issuer = std::sync::Mutex::new(None);
+        // The miss path is boxed, so the hit path's future stays small (futures are
+        // moved whole, however much of them a call uses).
+        let loaded = Box::pin(cache.get_or_load(key, async {
+            let asked = FetchLicenseRequest {
+                license_id: license_id.to_owned(),
+                purpose: purpose.clone(),
+                holder_id_number: holder_part.to_owned(),
+            };
+            let answer: FetchLicenseResponse = issuer::call(
+                route,
+                issuer_paths::FETCH_LICENSE,
+                &asked,
+                &ctx.caller,
+                ctx.traceparent,
+                ctx.deadline,
+            )
+            .await?;
+            let entry =
+                self.judge_license(answer.license.as_ref(), route, license_id, holder, id_key);
+            *asked_issuer.lock().unwrap_or_else(|e| e.into_inner()) = answer.license;
+            Ok::<_, IssuerError>(Arc::new(entry))
+        }))
+        .await;
         match loaded {
             Ok(entry) => {
                 if entry.check.is_ok() {
                     self.keep_for_grace(key, &entry).await;
                 }
-                (Ok(entry), VerdictSource::Issuer)
+                Ok(Found {
+                    entry: Ok(entry),
+                    source: VerdictSource::Issuer,
+                    signed: asked_issuer.into_inner().unwrap_or_else(|e| e.into_inner()),
+                })
             }
             Err(error) => {
                 // Fail closed, unless the operator allows this type a grace.
-                if let Some(stale) = self.caches.grace.cache.get(&key).await {
+                if let Some(stale) = self.caches.grace.get(&key).await {
                     self.caches.grace.stats.grace.inc();
                     tracing::warn!(
                         region = %route.prefix,
@@ -482,66 +531,69 @@ impl Recognition {
                         license = %Keyer::log_ref(&id_key),
                         "issuer unreachable: answering from the grace copy"
                     );
-                    return (Ok(stale), VerdictSource::Grace);
+                    return Ok(Found {
+                        entry: Ok(stale),
+                        source: VerdictSource::Grace,
+                        signed: None,
+                    });
                 }
                 tracing::warn!(region = %route.prefix, %error, license = %Keyer::log_ref(&id_key), "license lookup failed");
-                (
-                    Err(cannot_verify(format!(
+                Ok(Found {
+                    entry: Err(cannot_verify(format!(
                         "issuing region {} cannot be reached now",
                         route.prefix
                     ))),
-                    VerdictSource::Unspecified,
-                )
+                    source: VerdictSource::Unspecified,
+                    signed: None,
+                })
             }
         }
     }
 
-    /// Keeps a recognized license's copy for its type's grace, if it has one; never
+    /// Keeps a recognized license's verdict for its type's grace, if it has one; never
     /// past the license's own validity.
     async fn keep_for_grace(&self, key: Key, entry: &Arc<LicenseEntry>) {
         let Ok(checked) = &entry.check else { return };
-        let Some(grace) = self.settings.grace.get(&checked.license_type) else {
+        let Some(grace) = self.settings.grace.get(&*checked.license_type) else {
             return;
         };
-        let mut ttl = entry.ttl.saturating_add(*grace);
-        if let Some(until) = checked.valid_until {
-            ttl = ttl.min(until_end_of(until, SystemTime::now()));
+        let now = Instant::now();
+        let mut until = entry.fresh_until.max(now) + *grace;
+        if let Some(last_day) = checked.valid_until {
+            until = until.min(now + until_end_of(last_day, SystemTime::now()));
         }
         let copy = Arc::new(LicenseEntry {
             id_key: entry.id_key,
-            license_id: entry.license_id.clone(),
-            signed: entry.signed.clone(),
             check: entry.check.clone(),
-            ttl,
+            fresh_until: until,
         });
         self.caches.grace.cache.insert(key, copy).await;
     }
 
+    /// The cache entry for an issuer's answer about `license_id`.
     fn judge_license(
         &self,
-        signed: Option<SignedObject>,
+        signed: Option<&SignedObject>,
         route: &Route,
         license_id: &str,
         holder: Option<&ResidentId>,
         id_key: Key,
     ) -> LicenseEntry {
         let now = SystemTime::now();
-        let negative = self.settings.negative_ttl;
+        let negative = Instant::now() + self.settings.negative_ttl;
         let Some(signed) = signed else {
             return LicenseEntry {
                 id_key,
-                license_id: license_id.into(),
-                signed: None,
                 check: Err(Refusal::new(
                     VerdictOutcome::NotFound,
                     VerdictReason::NotFound,
                     format!("region {} issued no license {license_id}", route.prefix),
                 )),
-                ttl: negative,
+                fresh_until: negative,
             };
         };
         let checked = verify::check_license(
-            &signed,
+            signed,
             &route.issuer_keys,
             &route.prefix,
             license_id,
@@ -549,73 +601,76 @@ impl Recognition {
             Self::today(),
             now,
         );
-        let (check, ttl) = match checked {
-            Ok((_, checked)) => {
+        let (check, fresh_until) = match checked {
+            Ok((_, mut checked)) => {
+                checked.license_type = self.intern(&checked.license_type);
                 let mut ttl = self
                     .settings
                     .max_ttl
                     .min(checked.key_until.duration_since(now).unwrap_or_default());
-                if let Some(until) = checked.valid_until {
-                    ttl = ttl.min(until_end_of(until, now));
+                if let Some(last_day) = checked.valid_until {
+                    ttl = ttl.min(until_end_of(last_day, now));
                 }
-                (Ok(checked), ttl)
+                (Ok(checked), Instant::now() + ttl)
             }
             // A revocation does not heal: keep it as long as anything.
-            Err(r) if r.reason == VerdictReason::Revoked => (Err(r), self.settings.max_ttl),
+            Err(r) if r.reason == VerdictReason::Revoked => {
+                (Err(r), Instant::now() + self.settings.max_ttl)
+            }
             Err(r) => (Err(r), negative),
         };
         LicenseEntry {
             id_key,
-            license_id: license_id.into(),
-            signed: Some(signed),
             check,
-            ttl,
+            fresh_until,
         }
     }
 
-    /// The verdict on one license entry for the one-thing `item` (and, if given, the
+    /// The verdict on one license for the one-thing `item` (and, if given, the
     /// material it was offered for).
     fn license_verdict(
         &self,
         base: LicenseVerdict,
-        entry: Result<Arc<LicenseEntry>, Refusal>,
-        source: VerdictSource,
+        found: Found,
         item: &CatalogItem,
         material: Option<&str>,
     ) -> LicenseVerdict {
+        let Found {
+            entry,
+            source,
+            signed,
+        } = found;
         let entry = match entry {
             Ok(entry) => entry,
             Err(refusal) => return license_refusal(base, refusal),
         };
-        let signed = entry.signed.clone();
-        let with = |v: LicenseVerdict| LicenseVerdict {
-            license: signed.clone(),
+        let finish = |v: LicenseVerdict| LicenseVerdict {
+            license: signed,
             source: source as i32,
             ..v
         };
         // Revoked since it was cached, or while it was being looked up.
-        if self.caches.revoked.contains_key(&entry.id_key) {
-            return with(license_refusal(
+        if self.any_revoked.load(std::sync::atomic::Ordering::Acquire)
+            && self.caches.revoked.contains_key(&entry.id_key)
+        {
+            let detail = format!("license {} was revoked by its issuer", base.license_id);
+            return finish(license_refusal(
                 base,
-                Refusal::new(
-                    VerdictOutcome::Revoked,
-                    VerdictReason::Revoked,
-                    format!("license {} was revoked by its issuer", entry.license_id),
-                ),
+                Refusal::new(VerdictOutcome::Revoked, VerdictReason::Revoked, detail),
             ));
         }
         let checked = match &entry.check {
             Ok(checked) => checked,
-            Err(refusal) => return with(license_refusal(base, refusal.clone())),
+            Err(refusal) => return finish(license_refusal(base, refusal.clone())),
         };
         let asked_type = base.license_type.clone();
         let mut verdict = LicenseVerdict {
-            license_type: checked.license_type.clone(),
-            issuing_region: checked.issuing_region.clone(),
+            license_type: checked.license_type.to_string(),
+            issuing_region: checked.issuing_region.to_string(),
             ..base
         };
-        if !asked_type.is_empty() && asked_type != checked.license_type {
-            return with(license_refusal(
+        if !asked_type.is_empty() && *asked_type != *checked.license_type {
+            return finish(license_refusal(
                 verdict,
                 Refusal::new(
                     VerdictOutcome::NotRecognized,
@@ -630,15 +685,16 @@ impl Recognition {
             .collect();
         let offered_ok = material.is_none_or(|m| satisfies.iter().any(|s| s == m));
         if satisfies.is_empty() || !offered_ok {
-            return with(license_refusal(
+            let detail = format!(
+                "{} stands in for no material of {} in catalog {}",
+                checked.license_type, item.id, self.catalog.version
+            );
+            return finish(license_refusal(
                 verdict,
                 Refusal::new(
                     VerdictOutcome::NotRecognized,
                     VerdictReason::TypeNotRecognized,
-                    format!(
-                        "{} stands in for no material of {} in catalog {}",
-                        checked.license_type, item.id, self.catalog.version
-                    ),
+                    detail,
                 ),
             ));
         }
@@ -646,10 +702,15 @@ impl Recognition {
         verdict.reason = VerdictReason::Verified as i32;
         verdict.detail = format!(
             "license {} verified with its issuer {}",
-            entry.license_id, checked.issuing_region
+            verdict.license_id, checked.issuing_region
         );
         verdict.satisfies_materials = satisfies;
-        with(verdict)
+        verdict.fields = checked
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        finish(verdict)
     }
 
     async fn list_licenses(
@@ -686,26 +747,23 @@ impl Recognition {
         let (list, source) = match lists.get(&key).await {
             Some(list) => (list, VerdictSource::Cache),
             None => {
-                let loaded = lists
-                    .get_or_load(key, async {
-                        let asked = FetchHolderLicensesRequest {
-                            holder_id_number: holder.as_str().to_owned(),
-                            purpose: request.purpose.clone(),
-                        };
-                        let answer: FetchHolderLicensesResponse = issuer::call(
-                            &route,
-                            issuer_paths::FETCH_HOLDER_LICENSES,
-                            &asked,
-                            &ctx.caller,
-                            ctx.traceparent,
-                            ctx.deadline,
-                        )
-                        .await?;
-                        Ok::<_, IssuerError>(Arc::new(
-                            self.judge_list(answer, &route, &holder).await,
-                        ))
-                    })
-                    .await;
+                let loaded = Box::pin(lists.get_or_load(key, async {
+                    let asked = FetchHolderLicensesRequest {
+                        holder_id_number: holder.as_str().to_owned(),
+                        purpose: request.purpose.clone(),
+                    };
+                    let answer: FetchHolderLicensesResponse = issuer::call(
+                        &route,
+                        issuer_paths::FETCH_HOLDER_LICENSES,
+                        &asked,
+                        &ctx.caller,
+                        ctx.traceparent,
+                        ctx.deadline,
+                    )
+                    .await?;
+                    Ok::<_, IssuerError>(Arc::new(self.judge_list(answer, &route, &holder).await))
+                }))
+                .await;
                 match loaded {
                     Ok(list) => (list, VerdictSource::Issuer),
                     Err(error) => {
@@ -721,13 +779,18 @@ impl Recognition {
         let licenses = list
             .licenses
             .iter()
-            .map(|entry| {
+            .map(|(license_id, entry)| {
                 let base = LicenseVerdict {
-                    license_id: entry.license_id.to_string(),
+                    license_id: license_id.to_string(),
                     issuing_region: region.to_string(),
                     ..Default::default()
                 };
-                self.license_verdict(base, Ok(entry.clone()), source, item, None)
+                let found = Found {
+                    entry: Ok(entry.clone()),
+                    source,
+                    signed: None,
+                };
+                self.license_verdict(base, found, item, None)
             })
             .collect();
         Ok(ListLicensesResponse {
@@ -747,16 +810,16 @@ impl Recognition {
         holder: &ResidentId,
     ) -> HolderList {
         let mut licenses = Vec::with_capacity(answer.licenses.len());
-        let mut ttl = self.settings.holder_list_ttl;
+        let mut fresh_until = Instant::now() + self.settings.holder_list_ttl;
         for signed in answer.licenses {
             // The id the issuer claims; a tampered body fails the check below anyway.
-            let claimed = prost::Message::decode(signed.body.as_slice())
+            let claimed = prost::Message::decode(signed.body.as_ref())
                 .map(|l: License| l.license_id)
                 .unwrap_or_default();
             let id_key = self.keyer.key("license-id", &[claimed.as_bytes()]);
             let entry =
-                Arc::new(self.judge_license(Some(signed), route, &claimed, Some(holder), id_key));
-            ttl = ttl.min(entry.ttl);
+                Arc::new(self.judge_license(Some(&signed), route, &claimed, Some(holder), id_key));
+            fresh_until = fresh_until.min(entry.fresh_until);
             let key = self
                 .keyer
                 .key("license", &[claimed.as_bytes(), holder.as_str().as_bytes()]);
@@ -764,9 +827,12 @@ impl Recognition {
             if entry.check.is_ok() {
                 self.keep_for_grace(key, &entry).await;
             }
-            licenses.push(entry);
+            licenses.push((claimed.into_boxed_str(), entry));
         }
-        HolderList { licenses, ttl }
+        HolderList {
+            licenses,
+            fresh_until,
+        }
     }
 
     // --- revocation -------------------------------------------------------------
@@ -792,11 +858,16 @@ impl Recognition {
             .key("license-id", &[request.license_id.as_bytes()]);
         let applied = !self.caches.revoked.contains_key(&id_key);
         // Remembered first, so a lookup finishing after this sees it.
+        self.any_revoked
+            .store(true, std::sync::atomic::Ordering::Release);
         self.caches.revoked.insert(id_key, ()).await;
         for cache in [&self.caches.licenses, &self.caches.grace] {
             let _ = cache
                 .cache
                 .invalidate_entries_if(move |_, entry: &Arc<LicenseEntry>| entry.id_key == id_key);
+            if applied {
+                cache.stats.invalidations.inc();
+            }
         }
         tracing::info!(license = %Keyer::log_ref(&id_key), issuer = %issuer_code, "license revoked");
         Ok(PublishRevocationResponse { applied })

@@ -59,7 +59,7 @@ fn open<T: Message + Default>(
             "the issuer's signature does not verify",
         ));
     }
-    let body = T::decode(signed.body.as_slice()).map_err(|_| {
+    let body = T::decode(signed.body.as_ref()).map_err(|_| {
         Refusal::not_recognized(VerdictReason::Malformed, "the signed object is malformed")
     })?;
     let issued = issued_at(&body).ok_or_else(|| {
@@ -134,12 +134,15 @@ pub fn check_assertion(
 /// What a verified license states that verdicts need.
 #[derive(Clone, Debug)]
 pub struct CheckedLicense {
-    pub license_type: String,
-    pub issuing_region: String,
+    /// Compact: a cache holds many of these (the type interned by the caller).
+    pub license_type: std::sync::Arc<str>,
+    pub issuing_region: tongban_proto::region::RegionCode,
     /// The last day it is valid (business time), if it expires.
     pub valid_until: Option<Date>,
     /// Its key's window ends then.
     pub key_until: SystemTime,
+    /// What it states (usually a field or none).
+    pub fields: Box<[(Box<str>, Box<str>)]>,
 }
 
 fn parse_date(s: &str) -> Option<Date> {
@@ -164,9 +167,10 @@ pub fn check_license(
         now,
     )?;
     let named = license_issuer(license_id).ok();
-    let region_ok = tongban_proto::region::RegionCode::parse(&license.issuing_region)
-        .is_ok_and(|r| route.contains(&r) && named == Some(r));
-    if license.license_id != license_id || !region_ok {
+    let region = tongban_proto::region::RegionCode::parse(&license.issuing_region)
+        .ok()
+        .filter(|r| route.contains(r) && named == Some(*r));
+    let Some(issuing_region) = region.filter(|_| license.license_id == license_id) else {
         return Err(Refusal::not_recognized(
             VerdictReason::IssuerMismatch,
             format!(
@@ -174,7 +178,7 @@ pub fn check_license(
                 license.issuing_region
             ),
         ));
-    }
+    };
     if let Some(holder) = holder_id_number
         && (license.holder.is_empty()
             || !recognition::subject_matches(&license.holder, &license.holder_salt, holder))
@@ -216,8 +220,13 @@ pub fn check_license(
         ));
     }
     let checked = CheckedLicense {
-        license_type: license.license_type.clone(),
-        issuing_region: license.issuing_region.clone(),
+        license_type: license.license_type.as_str().into(),
+        issuing_region,
+        fields: license
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+            .collect(),
         valid_until,
         key_until: key.not_after,
     };
@@ -282,17 +291,19 @@ mod tests {
 
         let reason = |r: Result<(), Refusal>| r.unwrap_err().reason;
         let mut tampered = good.clone();
-        tampered.signature[3] ^= 0x40;
+        let mut signature = tampered.signature.to_vec();
+        signature[3] ^= 0x40;
+        tampered.signature = signature.into();
         assert_eq!(
             reason(check(&tampered, &keys, None)),
             VerdictReason::SignatureInvalid
         );
-        let stranger = key("44-a").sign(SignedKind::License, good.body.clone());
+        let stranger = key("44-a").sign(SignedKind::License, good.body.to_vec());
         assert_eq!(
             reason(check(&stranger, &keys, None)),
             VerdictReason::SignatureInvalid
         );
-        let unknown = key("44-z").sign(SignedKind::License, good.body.clone());
+        let unknown = key("44-z").sign(SignedKind::License, good.body.to_vec());
         assert_eq!(
             reason(check(&unknown, &keys, None)),
             VerdictReason::UnknownKey
@@ -340,7 +351,7 @@ mod tests {
         );
         assert_eq!(elsewhere.unwrap_err().reason, VerdictReason::IssuerMismatch);
         // An identity assertion is never taken for a license.
-        let as_assertion = k.sign(SignedKind::IdentityAssertion, good.body.clone());
+        let as_assertion = k.sign(SignedKind::IdentityAssertion, good.body.to_vec());
         assert_eq!(
             reason(check(&as_assertion, &keys, None)),
             VerdictReason::SignatureInvalid
