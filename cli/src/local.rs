@@ -158,39 +158,64 @@ enum Run {
 }
 
 impl Run {
+    // The methods work through `&mut` and leave `Stopped` behind: `Run` has a `Drop`, so
+    // its variants cannot be moved out.
     async fn stop(&mut self) {
-        match std::mem::replace(self, Run::Stopped) {
+        match self {
             Run::Task { shutdown, handle } => {
                 shutdown.trigger();
                 let _ = handle.await;
             }
-            Run::Process(mut child) => {
+            Run::Process(child) => {
                 let _ = Command::new("kill")
                     .args(["-TERM", &child.id().to_string()])
                     .status();
                 let deadline = Instant::now() + Duration::from_secs(15);
+                let mut exited = false;
                 while Instant::now() < deadline {
                     if let Ok(Some(_)) = child.try_wait() {
-                        return;
+                        exited = true;
+                        break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                if !exited {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Run::Stopped => {}
+        }
+        *self = Run::Stopped;
+    }
+
+    async fn kill(&mut self) {
+        match self {
+            Run::Task { handle, .. } => {
+                handle.abort();
+                let _ = handle.await;
+            }
+            Run::Process(child) => {
                 let _ = child.kill();
                 let _ = child.wait();
             }
             Run::Stopped => {}
         }
+        *self = Run::Stopped;
     }
+}
 
-    async fn kill(&mut self) {
-        match std::mem::replace(self, Run::Stopped) {
-            Run::Task { handle, .. } => {
-                handle.abort();
-                let _ = handle.await;
-            }
-            Run::Process(mut child) => {
-                let _ = child.kill();
-                let _ = child.wait();
+impl Drop for Run {
+    /// A federation dropped without `shutdown` (a failed test) leaves nothing running.
+    fn drop(&mut self) {
+        match self {
+            Run::Task { handle, .. } => handle.abort(),
+            Run::Process(child) => {
+                // Already reaped by `stop`/`kill` when those ran: then both are no-ops.
+                if let Ok(None) = child.try_wait() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
             }
             Run::Stopped => {}
         }

@@ -32,6 +32,29 @@ fn all_scenarios_as_expected(text: &str) -> bool {
     })
 }
 
+/// A child process killed if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 fn demo(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tongban"));
     cmd.current_dir(cwd).arg("demo");
@@ -106,12 +129,14 @@ fn a_folder_the_demo_did_not_make_is_refused_and_kept() {
 #[test]
 fn without_once_it_runs_until_ctrl_c_and_stops_cleanly() {
     let cwd = scratch("ctrl-c");
-    let mut child = demo(&cwd)
-        .args(["--dir", "demo"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        demo(&cwd)
+            .args(["--dir", "demo"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
