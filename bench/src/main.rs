@@ -332,6 +332,7 @@ fn spawn_gateway(
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
         recognition: Default::default(),
+        telemetry: Default::default(),
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;
@@ -434,6 +435,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             assertion_validity: None,
         },
         recognition: Default::default(),
+        telemetry: Default::default(),
     };
     let node_path = dir.join("node.toml");
     write_toml(&node_path, &node_config)?;

@@ -39,6 +39,7 @@ use tongban_runtime::{
     pki::{self, DevCa, IssuerKey},
     shutdown::Shutdown,
     tls::{ClientSettings, TlsFiles},
+    traces::TelemetryConfig,
 };
 
 use crate::fault::FaultProxy;
@@ -100,6 +101,8 @@ pub struct FederationSpec {
     /// Give every node a second issuer key that starts signing this long after start
     /// (registered beside the first, windows overlapping): a key rollover under way.
     pub rollover_after: Option<Duration>,
+    /// Traces and metrics settings of every member (off by default).
+    pub telemetry: TelemetryConfig,
 }
 
 impl FederationSpec {
@@ -125,6 +128,7 @@ impl FederationSpec {
             catalog: None,
             recognition: RecognitionSettings::default(),
             rollover_after: None,
+            telemetry: TelemetryConfig::default(),
         })
     }
 }
@@ -495,6 +499,7 @@ impl LocalFederation {
                     hash_key: Some(file_relative(&dir, &hash_key_path)),
                     ..spec.recognition.clone()
                 },
+                telemetry: spec.telemetry.clone(),
             };
             let path = dir.join(format!("gateway{suffix}.toml"));
             write_toml(
@@ -549,6 +554,7 @@ impl LocalFederation {
                     assertion_validity: None,
                 },
                 recognition: Default::default(),
+                telemetry: spec.telemetry.clone(),
             };
             let path = dir.join(format!("node-{prefix}.toml"));
             write_toml(

@@ -52,6 +52,8 @@ pub struct AuditRecord<'a> {
     pub method: &'a str,
     pub caller: Option<&'a str>,
     pub target: Option<&'a str>,
+    /// How a lookup's cache answered, if the call was one.
+    pub cache: Option<&'a str>,
     pub outcome: Outcome<'a>,
     pub elapsed: Duration,
 }
@@ -78,6 +80,8 @@ pub struct CallAudit {
     pub caller: Option<RegionPrefix>,
     /// The target region, once routed.
     pub target: Option<RegionCode>,
+    /// For a lookup: how the cache answered (`hit`, `miss`, `grace`).
+    pub cache: Option<&'static str>,
     written: bool,
 }
 
@@ -90,6 +94,7 @@ impl CallAudit {
             keys: AuditKeys::from_headers(&call.headers),
             caller: None,
             target: None,
+            cache: None,
             written: false,
         }
     }
@@ -127,6 +132,7 @@ impl CallAudit {
                 method: &self.method,
                 caller: self.caller.as_ref().map(RegionPrefix::as_str),
                 target: self.target.as_ref().map(RegionCode::as_str),
+                cache: self.cache,
                 outcome,
                 elapsed: self.started.elapsed(),
             },
@@ -153,6 +159,8 @@ struct Line<'a> {
     one_thing: &'a str,
     idempotency_key: &'a str,
     trace_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc_status: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +191,7 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
         one_thing: text(&keys.one_thing),
         idempotency_key: text(&keys.idempotency_key),
         trace_id: &trace_id,
+        cache: rec.cache,
         grpc_status,
         code,
         message,
@@ -227,6 +236,7 @@ mod tests {
                 method: "DeliverApplication",
                 caller: Some("31"),
                 target: Some("440305"),
+                cache: None,
                 outcome: Outcome::Relayed {
                     grpc_status: Some("0"),
                 },
@@ -248,6 +258,7 @@ mod tests {
                 method: "DeliverApplication",
                 caller: Some("31"),
                 target: None,
+                cache: Some("hit"),
                 outcome: Outcome::Refused {
                     code: tonic::Code::PermissionDenied,
                     message: "origin 44 is outside the caller's region",

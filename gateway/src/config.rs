@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tongban_runtime::{
     config::{self, ConfigError},
     tls::{ClientSettings, TlsFiles},
+    traces::TelemetryConfig,
 };
 
 /// Configuration of one gateway process.
@@ -47,6 +48,9 @@ pub struct GatewayConfig {
     /// Identity and license mutual recognition: the caches of verified lookups.
     #[serde(default, skip_serializing_if = "RecognitionSettings::is_default")]
     pub recognition: RecognitionSettings,
+    /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
+    #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
+    pub telemetry: TelemetryConfig,
 }
 
 /// The caches of verified identity assertions and license verdicts.

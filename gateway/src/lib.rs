@@ -4,7 +4,7 @@
 //! function over a [`call::Call`]): [`authenticate`] (certificate → caller region) →
 //! [`authorize`] (may the caller make this call, as the origin it claims?) → [`route`]
 //! (target region → node pool, longest prefix wins) → [`forward`] (relay the message as
-//! bytes over [`upstream`]) → [`audit`]. [`methods`] is the table of every method and
+//! bytes over [`upstream`]) → [`audit`]; [`trace`] spans the whole call. [`methods`] is the table of every method and
 //! its policy; [`deadline`] bounds each call; [`error`] chooses every gRPC status code
 //! the gateway itself produces, and whether the caller may retry.
 //!
@@ -36,6 +36,7 @@ pub mod registry;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod trace;
 pub mod unary;
 pub mod upstream;
 

@@ -6,7 +6,7 @@
 //! answered from the cache or the issuer, and judged, in `recognition`. A later concern
 //! is one line here, where it belongs in the order:
 //! - a limit or load shedder admits the call after `route` (it knows caller and target);
-//! - a span wraps `handle`, a metric is recorded beside the audit in `finish`.
+//! - the span ([`crate::trace`]) wraps `handle`; the metrics are recorded beside it.
 
 use std::sync::Arc;
 
@@ -15,8 +15,9 @@ use tongban_proto::region::RegionTable;
 use crate::{
     answer::Answer, audit::CallAudit, authenticate, authorize, call::Call, deadline::Deadlines,
     error::GatewayError, forward, methods::Serve, recognition::Recognition, registry::Registry,
-    route,
+    route, trace,
 };
+use tongban_runtime::traces::Traces;
 
 /// Relays calls to nodes and answers lookups; shared by every connection.
 pub struct Relay {
@@ -24,6 +25,7 @@ pub struct Relay {
     regions: &'static RegionTable,
     deadlines: Deadlines,
     recognition: Arc<Recognition>,
+    traces: Traces,
 }
 
 impl Relay {
@@ -33,21 +35,25 @@ impl Relay {
         regions: &'static RegionTable,
         request_timeout: std::time::Duration,
         recognition: Arc<Recognition>,
+        traces: Traces,
     ) -> Self {
         Self {
             registry,
             regions,
             deadlines: Deadlines::new(request_timeout),
             recognition,
+            traces,
         }
     }
 
     /// Handles one call and returns the answer for the caller: the node's, or the
     /// gateway's own refusal. Every call is audited once, however it ends (one dropped
     /// before it is answered as abandoned).
-    pub async fn handle(&self, call: Call) -> Answer {
+    pub async fn handle(&self, mut call: Call) -> Answer {
         let mut audit = CallAudit::start(&call);
+        let mut span = trace::start(&self.traces, &mut call);
         let result = self.relay(call, &mut audit).await;
+        trace::finish(&mut span, &audit, &result);
         audit.finish(result)
     }
 

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use opentelemetry::KeyValue;
 use tokio::{net::TcpListener, sync::watch};
 use tongban_proto::{
     FILE_DESCRIPTOR_SET, catalog::Catalog, region::RegionTable, v1::catalog_server::CatalogServer,
@@ -14,6 +15,7 @@ use tongban_runtime::{
     shutdown::ShutdownSignal,
     standard_services,
     tls::TlsError,
+    traces::{Traces, TracesError},
 };
 
 /// The services the federation listener serves besides health and reflection.
@@ -47,6 +49,8 @@ pub enum GatewayStartError {
     Reflection(String),
     #[error("admin listener: {0}")]
     Admin(std::io::Error),
+    #[error(transparent)]
+    Traces(#[from] TracesError),
     #[error("recognition.hash_key {path}: {reason}")]
     HashKey { path: String, reason: String },
 }
@@ -174,6 +178,11 @@ impl Gateway {
         listeners: GatewayListeners,
         shutdown: ShutdownSignal,
     ) -> Result<(), GatewayStartError> {
+        let (traces, traces_guard) = Traces::start(
+            &self.config.telemetry,
+            "tongban-gateway",
+            vec![KeyValue::new("tongban.role", "gateway")],
+        )?;
         let tls = self.config.tls.server_config()?;
         let (_tls_tx, tls_rx) = watch::channel(tls);
         let incoming =
@@ -202,6 +211,7 @@ impl Gateway {
                 RegionTable::embedded(),
                 self.config.upstream.request_timeout,
                 self.recognition.clone(),
+                traces,
             ),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });
@@ -214,6 +224,7 @@ impl Gateway {
         );
         connection::serve(incoming, services, ServerSettings::default(), shutdown).await;
         let _ = on_shutdown.await;
+        traces_guard.shutdown().await;
         if let Some(admin) = admin
             && let Ok(Err(error)) = admin.await
         {

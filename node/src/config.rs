@@ -45,6 +45,12 @@ pub struct NodeConfig {
     /// Pre-review lookups through the gateway (identity, licenses).
     #[serde(default)]
     pub recognition: RecognitionConfig,
+    /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
+    #[serde(
+        default,
+        skip_serializing_if = "tongban_runtime::traces::TelemetryConfig::is_default"
+    )]
+    pub telemetry: tongban_runtime::traces::TelemetryConfig,
 }
 
 /// What this node signs with, and for how long what it signs is good.

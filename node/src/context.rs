@@ -25,4 +25,6 @@ pub struct NodeContext {
     pub registry: Arc<dyn LicenseRegistry>,
     /// Key for keyed hashes of ID numbers (never stored or logged in the clear).
     pub id_hash_key: Arc<[u8]>,
+    /// This node's spans.
+    pub traces: tongban_runtime::traces::Traces,
 }

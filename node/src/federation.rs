@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use opentelemetry::{KeyValue, trace::SpanKind};
 use prost::Message;
 use tongban_proto::{
     metadata,
@@ -19,7 +20,9 @@ use tongban_proto::{
         QueryStatusRequest, QueryStatusResponse, node_server,
     },
 };
-use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo, trace_context::TraceParent};
+use tongban_runtime::{
+    identity::PeerIdentity, incoming::PeerInfo, trace_context::TraceParent, traces::Span,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{context::NodeContext, error::NodeError};
@@ -54,10 +57,51 @@ fn required_code(value: &str, name: &str) -> Result<RegionCode, NodeError> {
     RegionCode::parse(value).map_err(|e| NodeError::invalid(name, e.to_string()))
 }
 
+/// Ends an incoming call's span with its outcome and answers it.
+fn answered<R>(mut span: Span, result: Result<R, NodeError>) -> Result<Response<R>, Status> {
+    let result = result.map_err(Status::from);
+    span.grpc_outcome(match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    });
+    result.map(Response::new)
+}
+
 impl FederationService {
+    /// The span of an incoming call of `method`: a child of the gateway's span.
+    fn span<T>(&self, method: &'static str, request: &Request<T>) -> Span {
+        let parent = request
+            .metadata()
+            .get(metadata::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse);
+        let traces = &self.ctx.traces;
+        if !traces.enabled() {
+            return Span::passthrough(parent.as_ref());
+        }
+        let origin = request
+            .metadata()
+            .get(metadata::VERIFIED_ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        traces.span(
+            format!("tongban.federation.v1.Node/{method}"),
+            SpanKind::Server,
+            parent.as_ref(),
+            vec![
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.method", method),
+                KeyValue::new("tongban.origin", origin),
+                KeyValue::new("tongban.target", self.ctx.region.to_string()),
+            ],
+        )
+    }
+
     async fn deliver(
         &self,
         request: Request<DeliverApplicationRequest>,
+        trace: Option<TraceParent>,
     ) -> Result<DeliverApplicationResponse, NodeError> {
         let origin = verified_origin(&request)?;
         let key = request
@@ -69,14 +113,8 @@ impl FederationService {
                 NodeError::invalid(metadata::IDEMPOTENCY_KEY, "required, 1 to 128 characters")
             })?
             .to_owned();
-        // The trace the origin opened for this case (empty if none or malformed).
-        let trace_id = request
-            .metadata()
-            .get(metadata::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse)
-            .map(|t| t.trace_id_hex())
-            .unwrap_or_default();
+        // The case's trace (empty if the call came without one).
+        let trace_id = trace.map(|t| t.trace_id_hex()).unwrap_or_default();
         let application = request
             .into_inner()
             .application
@@ -181,7 +219,7 @@ impl FederationService {
                 key,
                 application.case_number.clone(),
                 payload_sha256,
-                trace_id.clone(),
+                trace,
                 DeliverApplicationResponse {
                     duplicate: false,
                     ..response.clone()
@@ -276,56 +314,66 @@ impl node_server::Node for FederationService {
         &self,
         request: Request<DeliverApplicationRequest>,
     ) -> Result<Response<DeliverApplicationResponse>, Status> {
-        Ok(Response::new(self.deliver(request).await?))
+        let span = self.span("DeliverApplication", &request);
+        let trace = span.context();
+        answered(span, self.deliver(request, trace).await)
     }
 
     async fn query_status(
         &self,
         request: Request<QueryStatusRequest>,
     ) -> Result<Response<QueryStatusResponse>, Status> {
-        Ok(Response::new(self.query(request).await?))
+        let span = self.span("QueryStatus", &request);
+        answered(span, self.query(request).await)
     }
 
     async fn push_status(
         &self,
         request: Request<PushStatusRequest>,
     ) -> Result<Response<PushStatusResponse>, Status> {
-        Ok(Response::new(self.push(request).await?))
+        let span = self.span("PushStatus", &request);
+        answered(span, self.push(request).await)
     }
 
     async fn assert_identity(
         &self,
         request: Request<AssertIdentityRequest>,
     ) -> Result<Response<AssertIdentityResponse>, Status> {
-        let requester = verified_origin(&request)?;
-        let answer = self
-            .issuer
-            .assert_identity(requester, request.into_inner())
-            .await?;
-        Ok(Response::new(answer))
+        let span = self.span("AssertIdentity", &request);
+        let answer = async {
+            let requester = verified_origin(&request)?;
+            self.issuer
+                .assert_identity(requester, request.into_inner())
+                .await
+        };
+        answered(span, answer.await)
     }
 
     async fn fetch_license(
         &self,
         request: Request<FetchLicenseRequest>,
     ) -> Result<Response<FetchLicenseResponse>, Status> {
-        let requester = verified_origin(&request)?;
-        let answer = self
-            .issuer
-            .fetch_license(requester, request.into_inner())
-            .await?;
-        Ok(Response::new(answer))
+        let span = self.span("FetchLicense", &request);
+        let answer = async {
+            let requester = verified_origin(&request)?;
+            self.issuer
+                .fetch_license(requester, request.into_inner())
+                .await
+        };
+        answered(span, answer.await)
     }
 
     async fn fetch_holder_licenses(
         &self,
         request: Request<FetchHolderLicensesRequest>,
     ) -> Result<Response<FetchHolderLicensesResponse>, Status> {
-        let requester = verified_origin(&request)?;
-        let answer = self
-            .issuer
-            .fetch_holder_licenses(requester, request.into_inner())
-            .await?;
-        Ok(Response::new(answer))
+        let span = self.span("FetchHolderLicenses", &request);
+        let answer = async {
+            let requester = verified_origin(&request)?;
+            self.issuer
+                .fetch_holder_licenses(requester, request.into_inner())
+                .await
+        };
+        answered(span, answer.await)
     }
 }

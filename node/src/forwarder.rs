@@ -16,7 +16,6 @@ use tongban_proto::v1::{DeliverApplicationRequest, PublishRevocationRequest, Pus
 use tongban_runtime::shutdown::ShutdownSignal;
 
 use tongban_proto::resident_id::ResidentId;
-use tongban_runtime::trace_context::TraceParent;
 
 use crate::{
     config::OutboxConfig,
@@ -97,6 +96,7 @@ impl Forwarder {
                         tracing::warn!(
                             case = %entry.case_number,
                             target = %entry.target_region,
+                            trace_id = %entry.trace.trace_id_hex(),
                             attempts = attempts + 1,
                             retry_in_ms = delay.as_millis() as u64,
                             %error,
@@ -107,7 +107,12 @@ impl Forwarder {
                             .await?;
                     }
                     Attempt::Refused(error) => {
-                        tracing::error!(case = %entry.case_number, %error, "outbox entry refused for good");
+                        tracing::error!(
+                            case = %entry.case_number,
+                            trace_id = %entry.trace.trace_id_hex(),
+                            %error,
+                            "outbox entry refused for good"
+                        );
                         self.store.outbox_failed(id, error).await?;
                         progressed = true;
                     }
@@ -124,7 +129,8 @@ impl Forwarder {
             target_region: &entry.target_region,
             one_thing: &entry.one_thing_id,
             idempotency_key: Some(&entry.idempotency_key),
-            trace: Some(TraceParent::for_case(&entry.case_number)),
+            trace: Some(entry.trace),
+            attempt: entry.attempts + 1,
         };
         let result = match entry.kind {
             OutboxKind::Deliver => {
@@ -185,7 +191,11 @@ impl Forwarder {
             Ok(_) => return Attempt::Refused("stored payload has no application".into()),
             Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
         };
-        match self.intake.resume(entry.id, &application).await {
+        match self
+            .intake
+            .resume(entry.id, &application, entry.trace)
+            .await
+        {
             Ok(true) => Attempt::Done,
             Ok(false) => Attempt::Retry("identity or licenses cannot be verified yet".into()),
             Err(e) => Attempt::Retry(e.to_string()),

@@ -2,6 +2,7 @@
 //! the gateway routes and authorizes on. A failed call says whether it may be retried,
 //! as its maker (gateway or node) stated it: callers never re-decide that from codes.
 
+use opentelemetry::{KeyValue, trace::SpanKind};
 use tongban_proto::retry::Retry;
 use tongban_proto::{
     metadata,
@@ -15,7 +16,10 @@ use tongban_proto::{
         gateway_client::GatewayClient as Grpc,
     },
 };
-use tongban_runtime::trace_context::TraceParent;
+use tongban_runtime::{
+    trace_context::TraceParent,
+    traces::{Span, Traces},
+};
 use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
 
 /// A failed call through the gateway.
@@ -42,8 +46,11 @@ pub struct CallMeta<'a> {
     pub target_region: &'a str,
     pub one_thing: &'a str,
     pub idempotency_key: Option<&'a str>,
-    /// W3C trace context of the call (one trace per case).
+    /// The trace context the call is made under (the case's); the call is a child
+    /// span of it.
     pub trace: Option<TraceParent>,
+    /// Which attempt this is (1 for the first), for outbox calls; 0 otherwise.
+    pub attempt: u32,
 }
 
 /// Calls to the gateway on behalf of this node's region.
@@ -55,6 +62,7 @@ pub struct GatewayClient {
     /// (revocations).
     replicas: Vec<(String, Grpc<Channel>)>,
     origin: MetadataValue<tonic::metadata::Ascii>,
+    traces: Traces,
 }
 
 impl GatewayClient {
@@ -64,6 +72,7 @@ impl GatewayClient {
         channel: Channel,
         replicas: Vec<(String, Channel)>,
         origin: &RegionCode,
+        traces: Traces,
     ) -> Result<Self, CallFailed> {
         Ok(Self {
             grpc: Grpc::new(channel.clone()),
@@ -73,7 +82,39 @@ impl GatewayClient {
                 .map(|(url, channel)| (url, Grpc::new(channel)))
                 .collect(),
             origin: ascii(origin.as_str(), metadata::ORIGIN_REGION)?,
+            traces,
         })
+    }
+
+    /// The client span of a call of `method`, child of `parent`.
+    fn span(
+        &self,
+        method: &'static str,
+        parent: Option<&TraceParent>,
+        target: &str,
+        one_thing: &str,
+        attempt: u32,
+    ) -> Span {
+        if !self.traces.enabled() {
+            return Span::passthrough(parent);
+        }
+        let mut attributes = vec![
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.method", method),
+            KeyValue::new("tongban.one_thing", one_thing.to_owned()),
+        ];
+        if !target.is_empty() {
+            attributes.push(KeyValue::new("tongban.target", target.to_owned()));
+        }
+        if attempt > 0 {
+            attributes.push(KeyValue::new("tongban.attempt", i64::from(attempt)));
+        }
+        self.traces.span(
+            format!("tongban.federation.v1.Gateway/{method}"),
+            SpanKind::Client,
+            parent,
+            attributes,
+        )
     }
 
     /// The gateway replicas' endpoints.
@@ -81,24 +122,26 @@ impl GatewayClient {
         self.replicas.iter().map(|(url, _)| url.clone()).collect()
     }
 
-    /// A lookup's request: the one-thing it is for and the trace of its case.
+    /// A lookup's request (the one-thing it is for, under its span) and its span.
     fn lookup_request<T>(
         &self,
+        method: &'static str,
         message: T,
         one_thing: &str,
         trace: Option<TraceParent>,
-    ) -> Result<Request<T>, CallFailed> {
+    ) -> Result<(Request<T>, Span), CallFailed> {
+        let span = self.span(method, trace.as_ref(), "", one_thing, 0);
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(metadata::ORIGIN_REGION, self.origin.clone());
         md.insert(metadata::ONE_THING, ascii(one_thing, metadata::ONE_THING)?);
-        if let Some(trace) = trace {
+        if let Some(context) = span.context() {
             md.insert(
                 metadata::TRACEPARENT,
-                ascii(&trace.to_string(), metadata::TRACEPARENT)?,
+                ascii(&context.to_string(), metadata::TRACEPARENT)?,
             );
         }
-        Ok(request)
+        Ok((request, span))
     }
 
     /// Verifies an applicant with their home region, through the gateway.
@@ -112,13 +155,8 @@ impl GatewayClient {
             .as_ref()
             .map(|p| p.one_thing_id.clone())
             .unwrap_or_default();
-        let request = self.lookup_request(message, &one_thing, trace)?;
-        Ok(self
-            .grpc
-            .clone()
-            .verify_identity(request)
-            .await?
-            .into_inner())
+        let (request, span) = self.lookup_request("VerifyIdentity", message, &one_thing, trace)?;
+        traced(span, self.grpc.clone().verify_identity(request)).await
     }
 
     /// Looks up one license at its issuing region, through the gateway.
@@ -132,13 +170,8 @@ impl GatewayClient {
             .as_ref()
             .map(|p| p.one_thing_id.clone())
             .unwrap_or_default();
-        let request = self.lookup_request(message, &one_thing, trace)?;
-        Ok(self
-            .grpc
-            .clone()
-            .lookup_license(request)
-            .await?
-            .into_inner())
+        let (request, span) = self.lookup_request("LookupLicense", message, &one_thing, trace)?;
+        traced(span, self.grpc.clone().lookup_license(request)).await
     }
 
     /// A holder's licenses at one issuing region, through the gateway.
@@ -152,8 +185,8 @@ impl GatewayClient {
             .as_ref()
             .map(|p| p.one_thing_id.clone())
             .unwrap_or_default();
-        let request = self.lookup_request(message, &one_thing, trace)?;
-        Ok(self.grpc.clone().list_licenses(request).await?.into_inner())
+        let (request, span) = self.lookup_request("ListLicenses", message, &one_thing, trace)?;
+        traced(span, self.grpc.clone().list_licenses(request)).await
     }
 
     /// Publishes a revocation to the replica at `endpoint`.
@@ -182,7 +215,19 @@ impl GatewayClient {
         Ok(grpc.clone().publish_revocation(request).await?.into_inner())
     }
 
-    fn request<T>(&self, message: T, meta: &CallMeta<'_>) -> Result<Request<T>, CallFailed> {
+    fn request<T>(
+        &self,
+        method: &'static str,
+        message: T,
+        meta: &CallMeta<'_>,
+    ) -> Result<(Request<T>, Span), CallFailed> {
+        let span = self.span(
+            method,
+            meta.trace.as_ref(),
+            meta.target_region,
+            meta.one_thing,
+            meta.attempt,
+        );
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(
@@ -194,10 +239,10 @@ impl GatewayClient {
             metadata::ONE_THING,
             ascii(meta.one_thing, metadata::ONE_THING)?,
         );
-        if let Some(trace) = &meta.trace {
+        if let Some(context) = span.context() {
             md.insert(
                 metadata::TRACEPARENT,
-                ascii(&trace.to_string(), metadata::TRACEPARENT)?,
+                ascii(&context.to_string(), metadata::TRACEPARENT)?,
             );
         }
         if let Some(key) = meta.idempotency_key {
@@ -206,7 +251,7 @@ impl GatewayClient {
                 ascii(key, metadata::IDEMPOTENCY_KEY)?,
             );
         }
-        Ok(request)
+        Ok((request, span))
     }
 
     pub async fn deliver(
@@ -214,13 +259,8 @@ impl GatewayClient {
         message: DeliverApplicationRequest,
         meta: &CallMeta<'_>,
     ) -> Result<DeliverApplicationResponse, CallFailed> {
-        let request = self.request(message, meta)?;
-        Ok(self
-            .grpc
-            .clone()
-            .deliver_application(request)
-            .await?
-            .into_inner())
+        let (request, span) = self.request("DeliverApplication", message, meta)?;
+        traced(span, self.grpc.clone().deliver_application(request)).await
     }
 
     pub async fn query_status(
@@ -228,8 +268,8 @@ impl GatewayClient {
         message: QueryStatusRequest,
         meta: &CallMeta<'_>,
     ) -> Result<QueryStatusResponse, CallFailed> {
-        let request = self.request(message, meta)?;
-        Ok(self.grpc.clone().query_status(request).await?.into_inner())
+        let (request, span) = self.request("QueryStatus", message, meta)?;
+        traced(span, self.grpc.clone().query_status(request)).await
     }
 
     pub async fn push_status(
@@ -237,8 +277,8 @@ impl GatewayClient {
         message: PushStatusRequest,
         meta: &CallMeta<'_>,
     ) -> Result<PushStatusResponse, CallFailed> {
-        let request = self.request(message, meta)?;
-        Ok(self.grpc.clone().push_status(request).await?.into_inner())
+        let (request, span) = self.request("PushStatus", message, meta)?;
+        traced(span, self.grpc.clone().push_status(request)).await
     }
 
     pub async fn get_catalog(
@@ -252,6 +292,19 @@ impl GatewayClient {
             .await?
             .into_inner())
     }
+}
+
+/// Awaits a call, recording its outcome on its span.
+async fn traced<R>(
+    mut span: Span,
+    call: impl std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+) -> Result<R, CallFailed> {
+    let result = call.await;
+    span.grpc_outcome(match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    });
+    Ok(result?.into_inner())
 }
 
 fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {

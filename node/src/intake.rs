@@ -10,7 +10,9 @@
 //! cannot complete now (an issuing region unreachable) is receipted and waits in
 //! pre-review; [`Intake::resume`] finishes it from the outbox.
 
+use opentelemetry::{KeyValue, trace::SpanKind};
 use std::{collections::BTreeMap, sync::Arc};
+use tongban_runtime::trace_context::TraceParent;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -106,6 +108,10 @@ pub struct Receipt {
     /// waits in pre-review and is handed over once verified.
     #[serde(default)]
     pub verification: String,
+    /// The trace of the case's calls across regions (32 hex digits), for support staff
+    /// and SREs following it.
+    #[serde(default)]
+    pub trace_id: String,
 }
 
 /// The identity check on a receipt.
@@ -230,6 +236,7 @@ impl Intake {
         &self,
         request: FilingRequest,
         client_key: Option<String>,
+        parent: Option<TraceParent>,
     ) -> Result<(Receipt, bool), IntakeError> {
         // Digest of the request as parsed (sorted form map, fixed field order), so a
         // retry with the same key must carry the same filing.
@@ -256,14 +263,34 @@ impl Intake {
             .store
             .reserve_case_number(self.ctx.region.to_string(), Some(filed_at))
             .await?;
-        let findings = self.recognize(&checked, &case_number).await;
+        // The filing's span: the case's calls (lookups now, deliveries later) are its
+        // children.
+        let mut span = self.ctx.traces.span(
+            "file application",
+            SpanKind::Server,
+            parent.as_ref(),
+            vec![
+                KeyValue::new("tongban.one_thing", checked.item.id.clone()),
+                KeyValue::new("tongban.origin", self.ctx.region.to_string()),
+            ],
+        );
+        let trace = span
+            .context()
+            .unwrap_or_else(|| TraceParent::for_case(&case_number));
+        let findings = self.recognize(&checked, &case_number, trace).await;
         if findings.identity_refused() {
+            span.fail("identity not confirmed");
             return Err(IntakeError::IdentityRefused(field(
                 "applicant",
                 findings.identity.detail.clone(),
             )));
         }
-        let composed = self.compose(&checked, &findings, &case_number, filed_at, now)?;
+        let mut composed = self
+            .compose(&checked, &findings, &case_number, filed_at, now)
+            .inspect_err(|_| span.fail("refused at pre-review"))?;
+        composed.receipt.trace_id = trace.trace_id_hex();
+        span.set("tongban.target", composed.application.target_region.clone());
+        span.set("tongban.cached_lookups", findings.cached() as i64);
         let applicant_hash = checked.applicant.keyed_hash(&self.ctx.id_hash_key);
         let receipt_json = serde_json::to_string(&composed.receipt).unwrap_or_default();
         let filing = self
@@ -277,6 +304,7 @@ impl Intake {
                 applicant_masked: checked.applicant.masked(),
                 forward: composed.forward,
                 receipt: Box::new(move |_| receipt_json),
+                trace: Some(trace),
             })
             .await
             .map_err(store_error)?;
@@ -291,6 +319,7 @@ impl Intake {
             recognized = composed.receipt.materials_recognized.len(),
             cached = findings.cached(),
             replayed = filing.replayed,
+            trace_id = %trace.trace_id_hex(),
             "application filed"
         );
         // The forwarder hands the case over (to the gateway, or to our own platform),
@@ -383,7 +412,12 @@ impl Intake {
     }
 
     /// Asks the federation about the applicant and their licenses, for `case_number`.
-    pub async fn recognize(&self, checked: &Checked, case_number: &str) -> Findings {
+    pub async fn recognize(
+        &self,
+        checked: &Checked,
+        case_number: &str,
+        trace: TraceParent,
+    ) -> Findings {
         self.recognizer
             .recognize(
                 &checked.item,
@@ -391,6 +425,7 @@ impl Intake {
                 &checked.name,
                 &checked.cited,
                 case_number,
+                trace,
             )
             .await
     }
@@ -553,6 +588,8 @@ impl Intake {
                 "pending"
             }
             .into(),
+            // Set by the caller, which knows the case's trace.
+            trace_id: String::new(),
         };
         Ok(Composed {
             application,
@@ -568,6 +605,7 @@ impl Intake {
         &self,
         outbox_id: i64,
         application: &Application,
+        trace: TraceParent,
     ) -> Result<bool, IntakeError> {
         let now = tongban_proto::calendar::business_now();
         let applicant = application.applicant.clone().unwrap_or_default();
@@ -606,7 +644,9 @@ impl Intake {
             Ok(checked) => checked,
             Err(e) => return refuse(e.to_string()).await,
         };
-        let findings = self.recognize(&checked, &application.case_number).await;
+        let findings = self
+            .recognize(&checked, &application.case_number, trace)
+            .await;
         if findings.identity_refused() {
             return refuse(findings.identity.detail.clone()).await;
         }
@@ -616,11 +656,12 @@ impl Intake {
         let filed_at = application
             .filed_at
             .unwrap_or_else(|| timestamp_ms(now_ms()));
-        let composed =
+        let mut composed =
             match self.compose(&checked, &findings, &application.case_number, filed_at, now) {
                 Ok(composed) => composed,
                 Err(e) => return refuse(e.to_string()).await,
             };
+        composed.receipt.trace_id = trace.trace_id_hex();
         let receipt = serde_json::to_string(&composed.receipt).unwrap_or_default();
         self.ctx
             .store
@@ -722,6 +763,7 @@ fn receipt_of(stored: &str, application: &Application) -> Receipt {
         materials_not_recognized: Vec::new(),
         prefilled_fields: application.prefilled_fields.clone(),
         verification: String::new(),
+        trace_id: String::new(),
     })
 }
 

@@ -91,7 +91,13 @@ async fn file_application(
             );
         }
     };
-    match state.intake.file(request, client_key).await {
+    // W3C trace context from the portal in front, if it sends one: the filing joins
+    // its trace.
+    let parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    match state.intake.file(request, client_key, parent).await {
         Ok((receipt, false)) => (StatusCode::CREATED, Json(receipt)).into_response(),
         Ok((receipt, true)) => (StatusCode::OK, Json(receipt)).into_response(),
         Err(IntakeError::KeyReused(key)) => error(
@@ -181,7 +187,8 @@ async fn application_status(
             target_region: &record.target_region,
             one_thing: &record.one_thing_id,
             idempotency_key: None,
-            trace: Some(TraceParent::for_case(&case_number)),
+            trace: Some(record.trace),
+            attempt: 0,
         };
         let live = tokio::time::timeout(
             Duration::from_secs(2),

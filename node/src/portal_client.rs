@@ -61,7 +61,26 @@ impl PortalClient {
             url: self.base.clone(),
             reason: e.to_string(),
         })?;
-        self.send_with("POST", "/v1/applications", Bytes::from(body), Some(key))
+        self.send_with(
+            "POST",
+            "/v1/applications",
+            Bytes::from(body),
+            &[("idempotency-key", key)],
+        )
+        .await
+    }
+
+    /// `POST /v1/applications` with extra headers (`traceparent`, `idempotency-key`).
+    pub async fn file_with_headers(
+        &self,
+        filing: &impl Serialize,
+        headers: &[(&str, &str)],
+    ) -> Result<PortalResponse, PortalClientError> {
+        let body = serde_json::to_vec(filing).map_err(|e| PortalClientError::Request {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        self.send_with("POST", "/v1/applications", Bytes::from(body), headers)
             .await
     }
 
@@ -100,7 +119,7 @@ impl PortalClient {
         path: &str,
         body: Bytes,
     ) -> Result<PortalResponse, PortalClientError> {
-        self.send_with(method, path, body, None).await
+        self.send_with(method, path, body, &[]).await
     }
 
     async fn send_with(
@@ -108,7 +127,7 @@ impl PortalClient {
         method: &str,
         path: &str,
         body: Bytes,
-        idempotency_key: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Result<PortalResponse, PortalClientError> {
         let url = format!("{}{path}", self.base);
         let err = |reason: String| PortalClientError::Request {
@@ -119,8 +138,8 @@ impl PortalClient {
             .method(method)
             .uri(&url)
             .header("content-type", "application/json");
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(body))

@@ -102,12 +102,13 @@ impl Recognizer {
         name: &str,
         cited: &[CitedLicense],
         case_number: &str,
+        trace: TraceParent,
     ) -> Findings {
         let purpose = LookupPurpose {
             one_thing_id: item.id.clone(),
             case_number: case_number.to_owned(),
         };
-        let trace = || Some(TraceParent::for_case(case_number));
+        let trace = || Some(trace);
         let identity = self.client.verify_identity(
             VerifyIdentityRequest {
                 id_number: applicant.as_str().to_owned(),

@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use opentelemetry::KeyValue;
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
@@ -21,6 +22,7 @@ use tongban_runtime::{
     shutdown::ShutdownSignal,
     standard_services,
     tls::{self, TlsError},
+    traces::{Traces, TracesGuard},
 };
 use tonic::transport::{Channel, Server};
 
@@ -62,6 +64,8 @@ pub enum NodeStartError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Issuer(#[from] crate::issuer::IssuerError),
+    #[error(transparent)]
+    Traces(#[from] tongban_runtime::traces::TracesError),
     #[error("{0}")]
     Other(String),
 }
@@ -102,6 +106,8 @@ pub struct Node {
     catalog: Arc<CatalogCopy>,
     id_hash_key: Arc<[u8]>,
     issuer_keys: IssuerKeys,
+    traces: Traces,
+    traces_guard: TracesGuard,
 }
 
 impl Node {
@@ -167,7 +173,15 @@ impl Node {
             [one] => one.connect_lazy(),
             _ => Channel::balance_list(endpoints.into_iter()),
         };
-        let client = GatewayClient::new(channel, replicas, &config.region)
+        let (traces, traces_guard) = Traces::start(
+            &config.telemetry,
+            &format!("tongban-node-{}", config.region),
+            vec![
+                KeyValue::new("tongban.role", "node"),
+                KeyValue::new("tongban.region", config.region.to_string()),
+            ],
+        )?;
+        let client = GatewayClient::new(channel, replicas, &config.region, traces.clone())
             .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
         let catalog = Arc::new(CatalogCopy::load(&store).await);
         let issuer_keys = IssuerKeys::load(&config.issuer)?;
@@ -184,6 +198,8 @@ impl Node {
             client,
             catalog,
             id_hash_key,
+            traces,
+            traces_guard,
         })
     }
 
@@ -217,6 +233,7 @@ impl Node {
             platform: platform.clone(),
             registry: self.platform.clone(),
             id_hash_key: self.id_hash_key.clone(),
+            traces: self.traces.clone(),
         });
 
         let mut tasks = tokio::task::JoinSet::new();
@@ -324,6 +341,7 @@ impl Node {
             .await;
         let _ = not_serving.await;
         while tasks.join_next().await.is_some() {}
+        self.traces_guard.shutdown().await;
         tracing::info!(region = %self.config.region, "node stopped");
         served.map_err(NodeStartError::from)
     }

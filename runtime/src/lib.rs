@@ -8,7 +8,8 @@
 //! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
 //! - [`standard_services`]: health and reflection, as every gRPC listener serves them.
 //! - [`admin`]: the plaintext admin listener (`/healthz`, `/readyz`, and more).
-//! - [`telemetry`]: tracing subscriber set-up; [`trace_context`]: W3C `traceparent`.
+//! - [`telemetry`]: log output (text on a terminal, JSON otherwise); [`traces`]: spans
+//!   exported over OTLP; [`trace_context`]: W3C `traceparent`.
 //! - [`workdir`]: working folders that tools create and may wipe.
 
 pub mod admin;
@@ -21,4 +22,5 @@ pub mod standard_services;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
+pub mod traces;
 pub mod workdir;

@@ -1,11 +1,12 @@
 //! W3C trace context (`traceparent`) for cross-region calls.
 //!
-//! Every call made for a case carries the same trace id, derived from the case number
-//! (the first 16 bytes of its SHA-256), with a fresh span id per call: the delivery, its
-//! retries, the status pushes and the live status queries of one application are one
-//! trace that an SRE can find from the case number alone. The gateway relays the header
-//! unchanged and names the trace in its audit line; the handling node records it with
-//! the delivery.
+//! Every call made for a case carries the case's trace context: the filing's span at the
+//! origin (its deliveries, retries and live status queries), the received delivery's
+//! span at the handling region (its status pushes), each call as a child span. The
+//! context comes from the portal's request when it sends one; a node that traces starts
+//! a new trace otherwise; one that does not falls back to a trace derived from the case
+//! number ([`TraceParent::for_case`]), so the calls of one case still share a trace id an
+//! SRE can find in the audit lines. The gateway names the trace in its audit line.
 
 use std::fmt;
 
@@ -20,7 +21,9 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// The trace of everything done for `case_number`, as a new span.
+    /// The trace of a case for which no context was recorded (an untraced node, rows
+    /// from before contexts were stored): derived from the case number, as a new span,
+    /// not sampled (nothing recorded it).
     pub fn for_case(case_number: &str) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA256, case_number.as_bytes());
         let mut trace_id = [0u8; 16];
@@ -33,8 +36,16 @@ impl TraceParent {
         Self {
             trace_id,
             span_id,
-            sampled: true,
+            sampled: false,
         }
+    }
+
+    /// A case's stored context, or (none stored: rows from before contexts were kept; or
+    /// one that no longer parses) the one derived from its case number.
+    pub fn stored_or_for_case(stored: Option<&str>, case_number: &str) -> Self {
+        stored
+            .and_then(Self::parse)
+            .unwrap_or_else(|| Self::for_case(case_number))
     }
 
     /// Parses a version-00 header; `None` for anything malformed.

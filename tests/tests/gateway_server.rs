@@ -106,6 +106,7 @@ async fn extra_gateway(
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
         recognition: Default::default(),
+        telemetry: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

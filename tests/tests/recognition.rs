@@ -368,6 +368,7 @@ async fn stand_in_federation(
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
         recognition: RecognitionSettings::default(),
+        telemetry: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

@@ -121,6 +121,16 @@ fn field(field: &'static str, problem: impl Into<String>) -> GatewayError {
     }
 }
 
+/// How the cache answered a lookup, as audited, traced and counted.
+fn cache_outcome(source: i32) -> Option<&'static str> {
+    match VerdictSource::try_from(source) {
+        Ok(VerdictSource::Cache) => Some("hit"),
+        Ok(VerdictSource::Issuer) => Some("miss"),
+        Ok(VerdictSource::Grace) => Some("grace"),
+        _ => None,
+    }
+}
+
 fn cannot_verify(detail: String) -> Refusal {
     Refusal::new(
         VerdictOutcome::CannotVerifyNow,
@@ -196,16 +206,20 @@ impl Recognition {
             deadline,
         };
         Ok(match lookup {
-            Lookup::Identity => unary::answer(
-                &self
+            Lookup::Identity => {
+                let verdict = self
                     .verify_identity(unary::decode(message)?, &ctx, audit)
-                    .await?,
-            ),
-            Lookup::License => unary::answer(
-                &self
+                    .await?;
+                audit.cache = cache_outcome(verdict.source);
+                unary::answer(&verdict)
+            }
+            Lookup::License => {
+                let verdict = self
                     .lookup_license(unary::decode(message)?, &ctx, audit)
-                    .await?,
-            ),
+                    .await?;
+                audit.cache = cache_outcome(verdict.source);
+                unary::answer(&verdict)
+            }
             Lookup::HolderLicenses => unary::answer(
                 &self
                     .list_licenses(unary::decode(message)?, &ctx, audit)

@@ -8,7 +8,7 @@ use crate::sqlite::{Db, StoreError};
 /// change the schema; never edit one. Step 1 is the schema from before versioning,
 /// verbatim: `IF NOT EXISTS` lets it adopt databases made then (tables present,
 /// user_version 0).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -85,6 +85,16 @@ CREATE TABLE access_log (
 );
 CREATE INDEX access_log_holder ON access_log (holder_hash, at_ms);
 ALTER TABLE outbox ADD COLUMN gateway_endpoint TEXT;
+"#;
+
+/// Step 3: traces. Each case keeps the trace context its calls are made under: the
+/// filing's span at the origin (deliveries, retries, live status queries), the delivery's
+/// span at the handling region (status pushes). Rows from before keep NULL and fall back
+/// to the trace derived from the case number.
+const MIGRATION_3: &str = r#"
+ALTER TABLE applications ADD COLUMN trace_parent TEXT;
+ALTER TABLE inbound ADD COLUMN trace_parent TEXT;
+CREATE INDEX inbound_case ON inbound (case_number);
 "#;
 
 /// The node's store.

@@ -11,6 +11,8 @@ use super::{
     outbox::{OutboxKind, insert_outbox},
 };
 use crate::sqlite::StoreError;
+use tongban_runtime::trace_context::TraceParent;
+
 use crate::sqlite::{now_ms, timestamp_ms};
 
 /// An application filed at this node, with its last known status.
@@ -26,6 +28,8 @@ pub struct ApplicationRecord {
     pub status: CaseStatus,
     pub handling_reference: Option<String>,
     pub created_ms: i64,
+    /// The trace context the case's calls are made under.
+    pub trace: TraceParent,
 }
 
 /// A new filing: the application (its case number reserved, or empty to assign one now)
@@ -45,6 +49,8 @@ pub struct NewFiling {
     /// The client's idempotency key and a digest of its request: a retry with the same
     /// key and request gets the first filing back instead of a second case.
     pub client_key: Option<(String, String)>,
+    /// The trace context of the filing, under which the case's calls are made.
+    pub trace: Option<TraceParent>,
 }
 
 /// The outcome of [`Store::file`].
@@ -70,6 +76,7 @@ impl Store {
                     forward,
                     receipt,
                     client_key,
+                    trace,
                 } = filing;
                 let now = now_ms();
                 let tx = conn.transaction()?;
@@ -91,8 +98,8 @@ impl Store {
                     "INSERT INTO applications (case_number, one_thing_id, origin_region,
                         target_region, applicant_hash, applicant_masked, payload, receipt,
                         stage, status_detail, status_seq, status_updated_ms, created_ms,
-                        client_key, client_request_sha)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?13)",
+                        client_key, client_request_sha, trace_parent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?13, ?14)",
                     params![
                         application.case_number,
                         application.one_thing_id,
@@ -111,6 +118,7 @@ impl Store {
                         now,
                         client_key.as_ref().map(|(k, _)| k),
                         client_key.as_ref().map(|(_, s)| s),
+                        trace.map(|t| t.to_string()),
                     ],
                 )?;
                 // Either way the hand-over is an outbox entry written with the receipt,
@@ -272,7 +280,8 @@ impl Store {
                     .query_row(
                         "SELECT case_number, one_thing_id, origin_region, target_region,
                                 applicant_masked, payload, receipt, stage, status_detail,
-                                status_seq, status_updated_ms, handling_reference, created_ms
+                                status_seq, status_updated_ms, handling_reference, created_ms,
+                                trace_parent
                          FROM applications WHERE case_number = ?1",
                         [case_number],
                         |r| {
@@ -293,6 +302,10 @@ impl Store {
                                 },
                                 handling_reference: r.get(11)?,
                                 created_ms: r.get(12)?,
+                                trace: TraceParent::stored_or_for_case(
+                                    r.get::<_, Option<String>>(13)?.as_deref(),
+                                    &r.get::<_, String>(0)?,
+                                ),
                             })
                         },
                     )

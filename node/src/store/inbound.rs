@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use super::database::Store;
 use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
+use tongban_runtime::trace_context::TraceParent;
 
 impl Store {
     /// The earlier delivery with this key, if any: its case number, the SHA-256 of its
@@ -38,23 +39,24 @@ impl Store {
         key: String,
         case_number: String,
         payload_sha256: String,
-        trace_id: String,
+        trace: Option<TraceParent>,
         response: Vec<u8>,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 conn.execute(
                     "INSERT OR IGNORE INTO inbound (origin_prefix, idempotency_key, case_number,
-                        payload_sha256, trace_id, response, received_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        payload_sha256, trace_id, response, received_ms, trace_parent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         origin_prefix,
                         key,
                         case_number,
                         payload_sha256,
-                        trace_id,
+                        trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
                         response,
-                        now_ms()
+                        now_ms(),
+                        trace.map(|t| t.to_string()),
                     ],
                 )?;
                 Ok(())

@@ -30,7 +30,6 @@ pub use crate::sqlite::{Db, StoreError, now_ms, timestamp_ms};
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
-    use tongban_proto::v1::Application;
 
     use std::path::Path;
 
@@ -56,28 +55,33 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tongban-store-{}-legacy", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("node.sqlite");
-        // Real rows, written by the filing code, in a file the old code would have made:
-        // step 1 is its schema verbatim, and the old code never set a version.
+        // Rows as the code of that time wrote them (its statements verbatim), in a file
+        // it would have made: step 1 is its schema, and it never set a version.
         let store = Store::open_with(&path, &MIGRATIONS[..1]).unwrap();
         let key = store.id_hash_key().await.unwrap();
         store.set_setting("catalog", b"v1".to_vec()).await.unwrap();
-        let filed = store
-            .file(NewFiling {
-                application: Application {
-                    one_thing_id: "newborn".into(),
-                    origin_region: "310000".into(),
-                    target_region: "440000".into(),
-                    ..Default::default()
-                },
-                pending_verification: false,
-                applicant_hash: "hash".into(),
-                applicant_masked: "3101**********0011".into(),
-                forward: true,
-                receipt: Box::new(|app| format!("{{\"case\":\"{}\"}}", app.case_number)),
-                client_key: None,
-            })
-            .await
+        let case = "310000-20261127-00000001".to_owned();
+        let receipt = format!("{{\"case\":\"{case}\"}}");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO applications (case_number, one_thing_id, origin_region,
+                    target_region, applicant_hash, applicant_masked, payload, receipt,
+                    stage, status_detail, status_seq, status_updated_ms, created_ms,
+                    client_key, client_request_sha)
+                 VALUES (?1, 'newborn', '310000', '440000', 'hash', '3101**********0011',
+                    x'', ?2, 1, 'accepted at the filing region', 0, 0, 0, NULL, NULL)",
+                rusqlite::params![case, receipt],
+            )
             .unwrap();
+            conn.execute(
+                "INSERT OR IGNORE INTO outbox (kind, case_number, target_region, one_thing_id,
+                    idempotency_key, payload, next_attempt_ms, created_ms)
+                 VALUES ('deliver', ?1, '440000', 'newborn', ?1, x'', 0, 0)",
+                [&case],
+            )
+            .unwrap();
+        }
         drop(store);
         set_user_version(&path, 0);
 
@@ -85,11 +89,15 @@ mod tests {
         assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
         assert_eq!(store.id_hash_key().await.unwrap(), key);
         assert_eq!(store.setting("catalog").await.unwrap().unwrap(), b"v1");
-        let case = filed.application.case_number;
         let record = store.application(case.clone()).await.unwrap().unwrap();
-        assert_eq!(record.receipt, filed.receipt);
+        assert_eq!(record.receipt, receipt);
         assert_eq!(record.target_region, "440000");
         assert_eq!(store.pending_outbox().await.unwrap(), 1);
+        // No trace was stored then: the case's calls use the one its number gives.
+        let expected = tongban_runtime::trace_context::TraceParent::for_case(&case);
+        assert_eq!(record.trace.trace_id, expected.trace_id);
+        let due = store.due_outbox(10).await.unwrap();
+        assert_eq!(due[0].trace.trace_id, expected.trace_id);
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -9,6 +9,7 @@ use tongban_proto::v1::{CaseStatus, Stage};
 use super::{database::Store, status::apply_status_tx};
 use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
+use tongban_runtime::trace_context::TraceParent;
 
 /// What an outbox entry asks the forwarder to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +65,9 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// For [`OutboxKind::Revoke`]: the gateway replica it goes to.
     pub gateway_endpoint: Option<String>,
+    /// The trace context of the entry's case: the filing's (deliveries), the received
+    /// delivery's (status pushes).
+    pub trace: TraceParent,
 }
 
 impl Store {
@@ -133,24 +137,36 @@ impl Store {
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, kind, case_number, target_region, one_thing_id,
-                            idempotency_key, payload, attempts, gateway_endpoint
+                            idempotency_key, payload, attempts, gateway_endpoint,
+                            COALESCE(
+                                (SELECT trace_parent FROM applications a
+                                 WHERE a.case_number = outbox.case_number),
+                                (SELECT trace_parent FROM inbound i
+                                 WHERE i.case_number = outbox.case_number
+                                   AND i.trace_parent IS NOT NULL LIMIT 1))
                      FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
                      ORDER BY next_attempt_ms, id LIMIT ?2",
                 )?;
                 let rows = stmt.query_map(params![now_ms(), limit], |r| {
                     let kind: String = r.get(1)?;
+                    let case_number: String = r.get(2)?;
+                    let trace = TraceParent::stored_or_for_case(
+                        r.get::<_, Option<String>>(9)?.as_deref(),
+                        &case_number,
+                    );
                     Ok((
                         kind,
                         OutboxEntry {
                             id: r.get(0)?,
                             kind: OutboxKind::Deliver,
-                            case_number: r.get(2)?,
+                            case_number,
                             target_region: r.get(3)?,
                             one_thing_id: r.get(4)?,
                             idempotency_key: r.get(5)?,
                             payload: r.get(6)?,
                             attempts: r.get(7)?,
                             gateway_endpoint: r.get(8)?,
+                            trace,
                         },
                     ))
                 })?;
