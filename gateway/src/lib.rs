@@ -4,7 +4,8 @@
 //! function over a [`call::Call`]): [`authenticate`] (certificate → caller region) →
 //! [`authorize`] (may the caller make this call, as the origin it claims?) → [`route`]
 //! (target region → node pool, longest prefix wins) → [`forward`] (relay the message as
-//! bytes over [`upstream`]) → [`audit`]; [`trace`] spans the whole call. [`methods`] is the table of every method and
+//! bytes over [`upstream`]) → [`audit`]; [`trace`] spans the whole call and [`metrics`]
+//! counts it. [`methods`] is the table of every method and
 //! its policy; [`deadline`] bounds each call; [`error`] chooses every gRPC status code
 //! the gateway itself produces, and whether the caller may retry.
 //!
@@ -31,6 +32,7 @@ pub mod forward;
 pub mod keepalive;
 pub mod message;
 pub mod methods;
+pub mod metrics;
 pub mod recognition;
 pub mod registry;
 pub mod relay;

@@ -9,6 +9,10 @@ use tongban_runtime::identity::PeerIdentity;
 /// Path prefix of the methods nodes call on the gateway to reach another node.
 pub const GATEWAY_SERVICE: &str = "/tongban.federation.v1.Gateway/";
 
+/// Names of the methods other modules single out (the metrics count cases by them).
+pub const DELIVER_APPLICATION: &str = "DeliverApplication";
+pub const PUSH_STATUS: &str = "PushStatus";
+
 /// How the gateway serves a method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serve {
@@ -140,7 +144,7 @@ const fn local(index: usize, name: &'static str, path: &'static str) -> Method {
 pub static METHODS: [Method; 12] = [
     relayed(
         0,
-        "DeliverApplication",
+        DELIVER_APPLICATION,
         "/tongban.federation.v1.Gateway/DeliverApplication",
         "/tongban.federation.v1.Node/DeliverApplication",
         true,
@@ -156,7 +160,7 @@ pub static METHODS: [Method; 12] = [
     ),
     relayed(
         2,
-        "PushStatus",
+        PUSH_STATUS,
         "/tongban.federation.v1.Gateway/PushStatus",
         "/tongban.federation.v1.Node/PushStatus",
         true,

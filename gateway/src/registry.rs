@@ -266,6 +266,11 @@ impl Registry {
             .cloned()
     }
 
+    /// Every route, in no particular order.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.values()
+    }
+
     /// Number of registered prefixes.
     pub fn len(&self) -> usize {
         self.routes.len()

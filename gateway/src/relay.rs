@@ -6,7 +6,8 @@
 //! answered from the cache or the issuer, and judged, in `recognition`. A later concern
 //! is one line here, where it belongs in the order:
 //! - a limit or load shedder admits the call after `route` (it knows caller and target);
-//! - the span ([`crate::trace`]) wraps `handle`; the metrics are recorded beside it.
+//! - the span ([`crate::trace`]) wraps `handle`; the metrics ([`crate::metrics`]) are
+//!   recorded beside the audit.
 
 use std::sync::Arc;
 
@@ -14,8 +15,8 @@ use tongban_proto::region::RegionTable;
 
 use crate::{
     answer::Answer, audit::CallAudit, authenticate, authorize, call::Call, deadline::Deadlines,
-    error::GatewayError, forward, methods::Serve, recognition::Recognition, registry::Registry,
-    route, trace,
+    error::GatewayError, forward, methods::Serve, metrics::GatewayMetrics,
+    recognition::Recognition, registry::Registry, route, trace,
 };
 use tongban_runtime::traces::Traces;
 
@@ -26,6 +27,8 @@ pub struct Relay {
     deadlines: Deadlines,
     recognition: Arc<Recognition>,
     traces: Traces,
+    /// Per-call metrics; `None` when the operator turned them off.
+    metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl Relay {
@@ -36,6 +39,7 @@ impl Relay {
         request_timeout: std::time::Duration,
         recognition: Arc<Recognition>,
         traces: Traces,
+        metrics: Option<Arc<GatewayMetrics>>,
     ) -> Self {
         Self {
             registry,
@@ -43,6 +47,7 @@ impl Relay {
             deadlines: Deadlines::new(request_timeout),
             recognition,
             traces,
+            metrics,
         }
     }
 
@@ -52,8 +57,13 @@ impl Relay {
     pub async fn handle(&self, mut call: Call) -> Answer {
         let mut audit = CallAudit::start(&call);
         let mut span = trace::start(&self.traces, &mut call);
+        let facts = self.metrics.as_ref().map(|_| GatewayMetrics::facts(&call));
+        let received = call.received;
         let result = self.relay(call, &mut audit).await;
         trace::finish(&mut span, &audit, &result);
+        if let (Some(metrics), Some(facts)) = (&self.metrics, &facts) {
+            metrics.record(facts, &audit, &result, received.elapsed());
+        }
         audit.finish(result)
     }
 

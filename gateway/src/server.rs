@@ -12,6 +12,7 @@ use tongban_runtime::{
     admin::{self, Readiness},
     config::ConfigError,
     incoming::authenticated_incoming,
+    process_metrics::ProcessCollector,
     shutdown::ShutdownSignal,
     standard_services,
     tls::TlsError,
@@ -26,6 +27,7 @@ use crate::{
     catalog::CatalogService,
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
+    metrics::{GatewayMetrics, UpstreamHealth},
     recognition::Recognition,
     registry::Registry,
     relay::Relay,
@@ -118,6 +120,7 @@ pub struct Gateway {
     catalog: Arc<Catalog>,
     recognition: Arc<Recognition>,
     metrics: Arc<prometheus_client::registry::Registry>,
+    call_metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl Gateway {
@@ -153,12 +156,22 @@ impl Gateway {
             &secret,
             &mut metrics,
         ));
+        metrics.register_collector(Box::new(UpstreamHealth(registry.clone())));
+        metrics.register_collector(Box::new(ProcessCollector::new(vec![(
+            "federation".into(),
+            config.tls.cert.clone(),
+        )])));
+        let call_metrics = config
+            .telemetry
+            .metrics_enabled()
+            .then(|| Arc::new(GatewayMetrics::new(&mut metrics)));
         Ok(Self {
             config,
             registry,
             catalog,
             recognition,
             metrics: Arc::new(metrics),
+            call_metrics,
         })
     }
 
@@ -212,6 +225,7 @@ impl Gateway {
                 self.config.upstream.request_timeout,
                 self.recognition.clone(),
                 traces,
+                self.call_metrics.clone(),
             ),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });

@@ -117,7 +117,46 @@ struct EndpointState {
     failures: u32,
 }
 
+/// An endpoint's state, as the metrics and the console show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointHealth {
+    pub url: String,
+    /// A connection is open.
+    pub connected: bool,
+    /// Consecutive failed connection attempts (0 once connected).
+    pub failures: u32,
+    /// Why the last attempt failed, while calls are refused at once.
+    pub backing_off: Option<String>,
+}
+
+impl EndpointHealth {
+    /// Whether calls can be expected to reach the endpoint: connected, or not yet tried.
+    pub fn up(&self) -> bool {
+        self.connected || self.failures == 0
+    }
+}
+
 impl NodePool {
+    /// The state of each endpoint.
+    pub fn health(&self) -> Vec<EndpointHealth> {
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let state = e.lock();
+                EndpointHealth {
+                    url: e.url.clone(),
+                    connected: state.live.is_some(),
+                    failures: state.failures,
+                    backing_off: state
+                        .failed
+                        .as_ref()
+                        .filter(|(until, _)| Instant::now() < *until)
+                        .map(|(_, reason)| reason.clone()),
+                }
+            })
+            .collect()
+    }
+
     /// A pool for `urls` (`https://host:port`), verifying the node as `server_dns_name`.
     /// Nothing connects until the first call.
     pub fn new(

@@ -27,4 +27,6 @@ pub struct NodeContext {
     pub id_hash_key: Arc<[u8]>,
     /// This node's spans.
     pub traces: tongban_runtime::traces::Traces,
+    /// This node's metrics; `None` when the operator turned them off.
+    pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }

@@ -57,45 +57,77 @@ fn required_code(value: &str, name: &str) -> Result<RegionCode, NodeError> {
     RegionCode::parse(value).map_err(|e| NodeError::invalid(name, e.to_string()))
 }
 
-/// Ends an incoming call's span with its outcome and answers it.
-fn answered<R>(mut span: Span, result: Result<R, NodeError>) -> Result<Response<R>, Status> {
-    let result = result.map_err(Status::from);
-    span.grpc_outcome(match &result {
-        Ok(_) => tonic::Code::Ok,
-        Err(status) => status.code(),
-    });
-    result.map(Response::new)
+/// An incoming call in progress: its span, and what its metrics need.
+struct Served {
+    span: Span,
+    method: &'static str,
+    origin: String,
+    started: std::time::Instant,
 }
 
 impl FederationService {
-    /// The span of an incoming call of `method`: a child of the gateway's span.
-    fn span<T>(&self, method: &'static str, request: &Request<T>) -> Span {
+    /// Starts serving an incoming call of `method`: its span is a child of the
+    /// gateway's.
+    fn start<T>(&self, method: &'static str, request: &Request<T>) -> Served {
+        let started = std::time::Instant::now();
         let parent = request
             .metadata()
             .get(metadata::TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
-        let traces = &self.ctx.traces;
-        if !traces.enabled() {
-            return Span::passthrough(parent.as_ref());
-        }
-        let origin = request
+        // The verified origin (set by the gateway), bounded to a region prefix's length.
+        let origin: String = request
             .metadata()
             .get(metadata::VERIFIED_ORIGIN)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        traces.span(
-            format!("tongban.federation.v1.Node/{method}"),
-            SpanKind::Server,
-            parent.as_ref(),
-            vec![
-                KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.method", method),
-                KeyValue::new("tongban.origin", origin),
-                KeyValue::new("tongban.target", self.ctx.region.to_string()),
-            ],
-        )
+            .and_then(|v| RegionPrefix::parse(v).ok())
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let traces = &self.ctx.traces;
+        let span = if traces.enabled() {
+            traces.span(
+                format!("tongban.federation.v1.Node/{method}"),
+                SpanKind::Server,
+                parent.as_ref(),
+                vec![
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.method", method),
+                    KeyValue::new("tongban.origin", origin.clone()),
+                    KeyValue::new("tongban.target", self.ctx.region.to_string()),
+                ],
+            )
+        } else {
+            Span::passthrough(parent.as_ref())
+        };
+        Served {
+            span,
+            method,
+            origin,
+            started,
+        }
+    }
+
+    /// Ends an incoming call: its outcome on its span and in the metrics.
+    fn answered<R>(
+        &self,
+        mut served: Served,
+        result: Result<R, NodeError>,
+    ) -> Result<Response<R>, Status> {
+        let result = result.map_err(Status::from);
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        served.span.grpc_outcome(code);
+        if let Some(metrics) = &self.ctx.metrics {
+            metrics.server_call(
+                served.method,
+                &served.origin,
+                code,
+                served.started.elapsed(),
+            );
+        }
+        result.map(Response::new)
     }
 
     async fn deliver(
@@ -220,6 +252,7 @@ impl FederationService {
                 application.case_number.clone(),
                 payload_sha256,
                 trace,
+                id.as_str().get(..2).unwrap_or_default().to_owned(),
                 DeliverApplicationResponse {
                     duplicate: false,
                     ..response.clone()
@@ -299,11 +332,13 @@ impl FederationService {
                 push.case_number
             )));
         }
-        let applied = self
-            .ctx
-            .store
-            .apply_status(push.case_number, status)
-            .await?;
+        let applied = crate::metrics::apply_status(
+            &self.ctx.store,
+            self.ctx.metrics.as_deref(),
+            push.case_number,
+            status,
+        )
+        .await?;
         Ok(PushStatusResponse { applied })
     }
 }
@@ -314,66 +349,66 @@ impl node_server::Node for FederationService {
         &self,
         request: Request<DeliverApplicationRequest>,
     ) -> Result<Response<DeliverApplicationResponse>, Status> {
-        let span = self.span("DeliverApplication", &request);
-        let trace = span.context();
-        answered(span, self.deliver(request, trace).await)
+        let served = self.start("DeliverApplication", &request);
+        let trace = served.span.context();
+        self.answered(served, self.deliver(request, trace).await)
     }
 
     async fn query_status(
         &self,
         request: Request<QueryStatusRequest>,
     ) -> Result<Response<QueryStatusResponse>, Status> {
-        let span = self.span("QueryStatus", &request);
-        answered(span, self.query(request).await)
+        let served = self.start("QueryStatus", &request);
+        self.answered(served, self.query(request).await)
     }
 
     async fn push_status(
         &self,
         request: Request<PushStatusRequest>,
     ) -> Result<Response<PushStatusResponse>, Status> {
-        let span = self.span("PushStatus", &request);
-        answered(span, self.push(request).await)
+        let served = self.start("PushStatus", &request);
+        self.answered(served, self.push(request).await)
     }
 
     async fn assert_identity(
         &self,
         request: Request<AssertIdentityRequest>,
     ) -> Result<Response<AssertIdentityResponse>, Status> {
-        let span = self.span("AssertIdentity", &request);
+        let served = self.start("AssertIdentity", &request);
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
                 .assert_identity(requester, request.into_inner())
                 .await
         };
-        answered(span, answer.await)
+        self.answered(served, answer.await)
     }
 
     async fn fetch_license(
         &self,
         request: Request<FetchLicenseRequest>,
     ) -> Result<Response<FetchLicenseResponse>, Status> {
-        let span = self.span("FetchLicense", &request);
+        let served = self.start("FetchLicense", &request);
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
                 .fetch_license(requester, request.into_inner())
                 .await
         };
-        answered(span, answer.await)
+        self.answered(served, answer.await)
     }
 
     async fn fetch_holder_licenses(
         &self,
         request: Request<FetchHolderLicensesRequest>,
     ) -> Result<Response<FetchHolderLicensesResponse>, Status> {
-        let span = self.span("FetchHolderLicenses", &request);
+        let served = self.start("FetchHolderLicenses", &request);
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
                 .fetch_holder_licenses(requester, request.into_inner())
                 .await
         };
-        answered(span, answer.await)
+        self.answered(served, answer.await)
     }
 }

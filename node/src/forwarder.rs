@@ -89,6 +89,7 @@ impl Forwarder {
             for (entry, outcome) in attempts {
                 let id = entry.id;
                 let attempts = entry.attempts;
+                self.count(&entry, &outcome);
                 match outcome {
                     Attempt::Done => progressed = true,
                     Attempt::Retry(error) => {
@@ -124,6 +125,34 @@ impl Forwarder {
         }
     }
 
+    /// Counts an attempt, and for a case filed here its acknowledgement or refusal.
+    fn count(&self, entry: &OutboxEntry, outcome: &Attempt) {
+        let Some(metrics) = &self.ctx.metrics else {
+            return;
+        };
+        let result = match outcome {
+            Attempt::Done => "done",
+            Attempt::Retry(_) => "retry",
+            Attempt::Refused(_) => "refused",
+        };
+        metrics.outbox_attempt(entry.kind, result);
+        let home = entry.applicant_home.as_deref().unwrap_or_default();
+        match (entry.kind, outcome) {
+            (OutboxKind::Deliver | OutboxKind::LocalSubmit, Attempt::Done) => {
+                let age_ms = now_ms().saturating_sub(entry.filed_ms).max(0);
+                metrics.accepted(
+                    home,
+                    &entry.target_region,
+                    Duration::from_millis(age_ms as u64),
+                );
+            }
+            (OutboxKind::Deliver, Attempt::Refused(_)) => {
+                metrics.refused(home, &entry.target_region)
+            }
+            _ => {}
+        }
+    }
+
     async fn attempt(&self, entry: &OutboxEntry) -> Attempt {
         let meta = CallMeta {
             target_region: &entry.target_region,
@@ -131,6 +160,8 @@ impl Forwarder {
             idempotency_key: Some(&entry.idempotency_key),
             trace: Some(entry.trace),
             attempt: entry.attempts + 1,
+            applicant_home: entry.applicant_home.as_deref(),
+            stage: None,
         };
         let result = match entry.kind {
             OutboxKind::Deliver => {
@@ -165,6 +196,14 @@ impl Forwarder {
                 let request = match PushStatusRequest::decode(entry.payload.as_slice()) {
                     Ok(r) => r,
                     Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+                };
+                let stage = request
+                    .status
+                    .as_ref()
+                    .map(|s| crate::intake::stage_name(s.stage));
+                let meta = CallMeta {
+                    stage: stage.as_deref(),
+                    ..meta
                 };
                 self.client.push_status(request, &meta).await.map(|_| None)
             }

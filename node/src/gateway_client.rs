@@ -3,6 +3,8 @@
 //! as its maker (gateway or node) stated it: callers never re-decide that from codes.
 
 use opentelemetry::{KeyValue, trace::SpanKind};
+use std::sync::Arc;
+
 use tongban_proto::retry::Retry;
 use tongban_proto::{
     metadata,
@@ -21,6 +23,8 @@ use tongban_runtime::{
     traces::{Span, Traces},
 };
 use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
+
+use crate::metrics::NodeMetrics;
 
 /// A failed call through the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,10 @@ pub struct CallMeta<'a> {
     pub trace: Option<TraceParent>,
     /// Which attempt this is (1 for the first), for outbox calls; 0 otherwise.
     pub attempt: u32,
+    /// The applicant's home province (deliveries, pushes), for the gateway's counts.
+    pub applicant_home: Option<&'a str>,
+    /// The stage a push carries, for the gateway's counts.
+    pub stage: Option<&'a str>,
 }
 
 /// Calls to the gateway on behalf of this node's region.
@@ -63,6 +71,7 @@ pub struct GatewayClient {
     replicas: Vec<(String, Grpc<Channel>)>,
     origin: MetadataValue<tonic::metadata::Ascii>,
     traces: Traces,
+    metrics: Option<Arc<NodeMetrics>>,
 }
 
 impl GatewayClient {
@@ -73,6 +82,7 @@ impl GatewayClient {
         replicas: Vec<(String, Channel)>,
         origin: &RegionCode,
         traces: Traces,
+        metrics: Option<Arc<NodeMetrics>>,
     ) -> Result<Self, CallFailed> {
         Ok(Self {
             grpc: Grpc::new(channel.clone()),
@@ -83,7 +93,29 @@ impl GatewayClient {
                 .collect(),
             origin: ascii(origin.as_str(), metadata::ORIGIN_REGION)?,
             traces,
+            metrics,
         })
+    }
+
+    /// Awaits a call, recording its outcome on its span and in the metrics.
+    async fn traced<R>(
+        &self,
+        method: &'static str,
+        target: &str,
+        mut span: Span,
+        call: impl std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    ) -> Result<R, CallFailed> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        span.grpc_outcome(code);
+        if let Some(metrics) = &self.metrics {
+            metrics.client_call(method, target, code, started.elapsed());
+        }
+        Ok(result?.into_inner())
     }
 
     /// The client span of a call of `method`, child of `parent`.
@@ -156,7 +188,13 @@ impl GatewayClient {
             .map(|p| p.one_thing_id.clone())
             .unwrap_or_default();
         let (request, span) = self.lookup_request("VerifyIdentity", message, &one_thing, trace)?;
-        traced(span, self.grpc.clone().verify_identity(request)).await
+        self.traced(
+            "VerifyIdentity",
+            "",
+            span,
+            self.grpc.clone().verify_identity(request),
+        )
+        .await
     }
 
     /// Looks up one license at its issuing region, through the gateway.
@@ -171,7 +209,13 @@ impl GatewayClient {
             .map(|p| p.one_thing_id.clone())
             .unwrap_or_default();
         let (request, span) = self.lookup_request("LookupLicense", message, &one_thing, trace)?;
-        traced(span, self.grpc.clone().lookup_license(request)).await
+        self.traced(
+            "LookupLicense",
+            "",
+            span,
+            self.grpc.clone().lookup_license(request),
+        )
+        .await
     }
 
     /// A holder's licenses at one issuing region, through the gateway.
@@ -186,7 +230,13 @@ impl GatewayClient {
             .map(|p| p.one_thing_id.clone())
             .unwrap_or_default();
         let (request, span) = self.lookup_request("ListLicenses", message, &one_thing, trace)?;
-        traced(span, self.grpc.clone().list_licenses(request)).await
+        self.traced(
+            "ListLicenses",
+            "",
+            span,
+            self.grpc.clone().list_licenses(request),
+        )
+        .await
     }
 
     /// Publishes a revocation to the replica at `endpoint`.
@@ -251,6 +301,15 @@ impl GatewayClient {
                 ascii(key, metadata::IDEMPOTENCY_KEY)?,
             );
         }
+        if let Some(home) = meta.applicant_home {
+            md.insert(
+                metadata::APPLICANT_HOME,
+                ascii(home, metadata::APPLICANT_HOME)?,
+            );
+        }
+        if let Some(stage) = meta.stage {
+            md.insert(metadata::CASE_STAGE, ascii(stage, metadata::CASE_STAGE)?);
+        }
         Ok((request, span))
     }
 
@@ -260,7 +319,10 @@ impl GatewayClient {
         meta: &CallMeta<'_>,
     ) -> Result<DeliverApplicationResponse, CallFailed> {
         let (request, span) = self.request("DeliverApplication", message, meta)?;
-        traced(span, self.grpc.clone().deliver_application(request)).await
+        let mut grpc = self.grpc.clone();
+        let call = grpc.deliver_application(request);
+        self.traced("DeliverApplication", meta.target_region, span, call)
+            .await
     }
 
     pub async fn query_status(
@@ -269,7 +331,10 @@ impl GatewayClient {
         meta: &CallMeta<'_>,
     ) -> Result<QueryStatusResponse, CallFailed> {
         let (request, span) = self.request("QueryStatus", message, meta)?;
-        traced(span, self.grpc.clone().query_status(request)).await
+        let mut grpc = self.grpc.clone();
+        let call = grpc.query_status(request);
+        self.traced("QueryStatus", meta.target_region, span, call)
+            .await
     }
 
     pub async fn push_status(
@@ -278,7 +343,10 @@ impl GatewayClient {
         meta: &CallMeta<'_>,
     ) -> Result<PushStatusResponse, CallFailed> {
         let (request, span) = self.request("PushStatus", message, meta)?;
-        traced(span, self.grpc.clone().push_status(request)).await
+        let mut grpc = self.grpc.clone();
+        let call = grpc.push_status(request);
+        self.traced("PushStatus", meta.target_region, span, call)
+            .await
     }
 
     pub async fn get_catalog(
@@ -292,19 +360,6 @@ impl GatewayClient {
             .await?
             .into_inner())
     }
-}
-
-/// Awaits a call, recording its outcome on its span.
-async fn traced<R>(
-    mut span: Span,
-    call: impl std::future::Future<Output = Result<tonic::Response<R>, Status>>,
-) -> Result<R, CallFailed> {
-    let result = call.await;
-    span.grpc_outcome(match &result {
-        Ok(_) => tonic::Code::Ok,
-        Err(status) => status.code(),
-    });
-    Ok(result?.into_inner())
 }
 
 fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {

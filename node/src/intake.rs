@@ -309,6 +309,11 @@ impl Intake {
             .await
             .map_err(store_error)?;
         let filed = &filing.application;
+        if let Some(metrics) = &self.ctx.metrics
+            && !filing.replayed
+        {
+            metrics.filed(checked.applicant.as_str(), &filed.one_thing_id);
+        }
         tracing::info!(
             case = %filed.case_number,
             one_thing = %filed.one_thing_id,

@@ -21,7 +21,9 @@
 //!   is the default SQLite one.
 //! - [`catalog`]: the node's copy of the national catalog; [`context`]: what the
 //!   handlers share.
-//! - [`operator`]: the operator endpoints on the admin listener (license revocation).
+//! - [`operator`]: the operator endpoints on the admin listener (license revocation);
+//!   [`metrics`]: what the admin listener's `/metrics` serves, fairness by home region
+//!   included.
 //! - [`server`] assembles it all; [`config`] is the operator's file.
 
 pub mod catalog;
@@ -33,6 +35,7 @@ pub mod forwarder;
 pub mod gateway_client;
 pub mod intake;
 pub mod issuer;
+pub mod metrics;
 pub mod operator;
 pub mod platform;
 pub mod portal;

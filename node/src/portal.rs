@@ -189,6 +189,8 @@ async fn application_status(
             idempotency_key: None,
             trace: Some(record.trace),
             attempt: 0,
+            applicant_home: None,
+            stage: None,
         };
         let live = tokio::time::timeout(
             Duration::from_secs(2),
@@ -204,10 +206,13 @@ async fn application_status(
             Ok(Ok(answer)) => {
                 if let Some(s) = answer.status {
                     if s.sequence >= status.sequence {
-                        let _ = state
-                            .store
-                            .apply_status(case_number.clone(), s.clone())
-                            .await;
+                        let _ = crate::metrics::apply_status(
+                            &state.store,
+                            state.intake.ctx.metrics.as_deref(),
+                            case_number.clone(),
+                            s.clone(),
+                        )
+                        .await;
                         status = s;
                     }
                     reference = Some(answer.handling_reference);

@@ -19,6 +19,7 @@ use tongban_runtime::{
     admin::{self, Readiness},
     config::ConfigError,
     incoming::authenticated_incoming,
+    process_metrics::ProcessCollector,
     shutdown::ShutdownSignal,
     standard_services,
     tls::{self, TlsError},
@@ -38,6 +39,7 @@ use crate::{
     gateway_client::GatewayClient,
     intake::Intake,
     issuer::{Issuer, IssuerKeys},
+    metrics::NodeMetrics,
     operator::{self, OperatorState},
     platform::{Platform, embedded::EmbeddedPlatform},
     portal::{self, PortalState},
@@ -108,6 +110,8 @@ pub struct Node {
     issuer_keys: IssuerKeys,
     traces: Traces,
     traces_guard: TracesGuard,
+    metrics: Option<Arc<NodeMetrics>>,
+    registry: Arc<prometheus_client::registry::Registry>,
 }
 
 impl Node {
@@ -181,8 +185,23 @@ impl Node {
                 KeyValue::new("tongban.region", config.region.to_string()),
             ],
         )?;
-        let client = GatewayClient::new(channel, replicas, &config.region, traces.clone())
-            .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(ProcessCollector::new(vec![(
+            "federation".into(),
+            config.tls.cert.clone(),
+        )])));
+        let metrics = config
+            .telemetry
+            .metrics_enabled()
+            .then(|| Arc::new(NodeMetrics::new(&mut registry)));
+        let client = GatewayClient::new(
+            channel,
+            replicas,
+            &config.region,
+            traces.clone(),
+            metrics.clone(),
+        )
+        .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
         let catalog = Arc::new(CatalogCopy::load(&store).await);
         let issuer_keys = IssuerKeys::load(&config.issuer)?;
         if issuer_keys.is_empty() {
@@ -200,6 +219,8 @@ impl Node {
             id_hash_key,
             traces,
             traces_guard,
+            metrics,
+            registry: Arc::new(registry),
         })
     }
 
@@ -234,6 +255,7 @@ impl Node {
             registry: self.platform.clone(),
             id_hash_key: self.id_hash_key.clone(),
             traces: self.traces.clone(),
+            metrics: self.metrics.clone(),
         });
 
         let mut tasks = tokio::task::JoinSet::new();
@@ -243,6 +265,7 @@ impl Node {
             region: self.config.region,
             prefix: self.prefix,
             wake: wake.clone(),
+            metrics: self.metrics.clone(),
         };
         tasks.spawn(
             returner
@@ -304,7 +327,13 @@ impl Node {
                 client: self.client.clone(),
                 outbox_written: wake.clone(),
             });
-            let router = admin::probes(ready.clone()).merge(operator::router(operator));
+            let router = admin::probes(ready.clone())
+                .merge(operator::router(operator))
+                .merge(crate::metrics::route(
+                    self.registry.clone(),
+                    self.metrics.clone(),
+                    self.store.clone(),
+                ));
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 if let Err(error) = admin::serve(listener, router, shutdown).await {

@@ -33,6 +33,8 @@ pub(crate) struct StatusReturn {
     pub(crate) prefix: RegionPrefix,
     /// Woken after a push is queued, so the forwarder sends it without waiting a poll.
     pub(crate) wake: Arc<Notify>,
+    /// Counts decisions on cases filed and handled here.
+    pub(crate) metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }
 
 /// How far back the sweep looks on each pass; it overlaps the previous pass.
@@ -50,10 +52,14 @@ impl StatusReturn {
             return;
         }
         let result = if local {
-            self.store
-                .apply_status(case.case_number.clone(), case.status.clone())
-                .await
-                .map(|_| ())
+            crate::metrics::apply_status(
+                &self.store,
+                self.metrics.as_deref(),
+                case.case_number.clone(),
+                case.status.clone(),
+            )
+            .await
+            .map(|_| ())
         } else {
             let request = PushStatusRequest {
                 case_number: case.case_number.clone(),

@@ -3,7 +3,8 @@
 //!
 //! - [`v1`]: the protobuf messages and gRPC services (`tongban.federation.v1`).
 //! - [`metadata`]: the gRPC metadata keys that carry routing and authorization.
-//! - [`retry`]: whether a failed call may be retried, stated by whoever made the error.
+//! - [`retry`]: whether a failed call may be retried, stated by whoever made the error;
+//!   [`codes`]: gRPC codes by their canonical names.
 //! - [`recognition`]: license ids, signed bytes, Ed25519 signatures, subject hashes.
 //! - [`region`]: GB/T 2260 administrative division codes and the region table.
 //! - [`resident_id`]: GB 11643 resident ID numbers (validation, masking, keyed hashing).
@@ -13,6 +14,7 @@
 
 pub mod calendar;
 pub mod catalog;
+pub mod codes;
 pub mod digest;
 pub mod metadata;
 pub mod recognition;

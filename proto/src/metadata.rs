@@ -20,6 +20,13 @@ pub const IDEMPOTENCY_KEY: &str = "tongban-idempotency-key";
 pub const VERIFIED_ORIGIN: &str = "tongban-verified-origin";
 /// W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+/// On deliveries and status pushes: the 2-digit province of the applicant's home region
+/// (from their ID number), so the gateway can count how each home region's applicants
+/// fare (无差别受理 as a number) without decoding the application. A province, never the
+/// person.
+pub const APPLICANT_HOME: &str = "tongban-applicant-home";
+/// On status pushes: the stage pushed (`in_review`, `approved`, `rejected`, ...).
+pub const CASE_STAGE: &str = "tongban-case-stage";
 
 /// Longest idempotency key accepted (it is stored and audited).
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;

@@ -56,26 +56,34 @@ pub fn metrics(registry: Arc<prometheus_client::registry::Registry>) -> Router {
         "/metrics",
         get(move || {
             let registry = registry.clone();
-            async move {
-                let mut text = String::new();
-                match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                    Ok(()) => (
-                        http::StatusCode::OK,
-                        [(
-                            http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    ),
-                    Err(_) => (
-                        http::StatusCode::INTERNAL_SERVER_ERROR,
-                        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                        "metrics could not be encoded\n".to_owned(),
-                    ),
-                }
-            }
+            async move { metrics_response(&registry) }
         }),
     )
+}
+
+/// The scrape answer for `registry` (for processes that refresh gauges first).
+pub fn metrics_response(
+    registry: &prometheus_client::registry::Registry,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => (
+            http::StatusCode::OK,
+            [(
+                http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "metrics could not be encoded\n".to_owned(),
+        )
+            .into_response(),
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown`.

@@ -7,7 +7,8 @@
 //! - [`config`]: typed config loading with errors that name the field.
 //! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
 //! - [`standard_services`]: health and reflection, as every gRPC listener serves them.
-//! - [`admin`]: the plaintext admin listener (`/healthz`, `/readyz`, and more).
+//! - [`admin`]: the plaintext admin listener (`/healthz`, `/readyz`, and more);
+//!   [`process_metrics`]: certificate expiry and `process_*` gauges for `/metrics`.
 //! - [`telemetry`]: log output (text on a terminal, JSON otherwise); [`traces`]: spans
 //!   exported over OTLP; [`trace_context`]: W3C `traceparent`.
 //! - [`workdir`]: working folders that tools create and may wipe.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod identity;
 pub mod incoming;
 pub mod pki;
+pub mod process_metrics;
 pub mod shutdown;
 pub mod standard_services;
 pub mod telemetry;

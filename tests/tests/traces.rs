@@ -64,12 +64,20 @@ async fn a_cross_region_case_is_one_trace_from_the_portal_to_the_status_push() {
     })
     .await;
 
+    // Done when at least two status pushes left 44 and each has reached 31 through the
+    // gateway (the three processes export on their own schedules).
     let push_done = |spans: &[ReceivedSpan]| {
-        spans
+        let pushes: Vec<_> = spans
             .iter()
-            .filter(|s| s.name == "tongban.federation.v1.Node/PushStatus")
-            .count()
-            >= 2
+            .filter(|s| s.name == "tongban.federation.v1.Gateway/PushStatus")
+            .collect();
+        pushes.len() >= 2
+            && pushes.iter().all(|push| {
+                spans
+                    .iter()
+                    .filter(|g| g.parent_span_id == push.span_id)
+                    .any(|g| spans.iter().any(|o| o.parent_span_id == g.span_id))
+            })
     };
     let spans = collector.wait_for(WAIT, push_done).await;
     let spans: Vec<_> = spans

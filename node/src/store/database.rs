@@ -87,13 +87,16 @@ CREATE INDEX access_log_holder ON access_log (holder_hash, at_ms);
 ALTER TABLE outbox ADD COLUMN gateway_endpoint TEXT;
 "#;
 
-/// Step 3: traces. Each case keeps the trace context its calls are made under: the
-/// filing's span at the origin (deliveries, retries, live status queries), the delivery's
-/// span at the handling region (status pushes). Rows from before keep NULL and fall back
-/// to the trace derived from the case number.
+/// Step 3: traces and counts. Each case keeps the trace context its calls are made
+/// under: the filing's span at the origin (deliveries, retries, live status queries),
+/// the delivery's span at the handling region (status pushes). Rows from before keep
+/// NULL and fall back to the trace derived from the case number. A received delivery
+/// keeps its applicant's home province, which its status pushes name for the gateway's
+/// counts by home region.
 const MIGRATION_3: &str = r#"
 ALTER TABLE applications ADD COLUMN trace_parent TEXT;
 ALTER TABLE inbound ADD COLUMN trace_parent TEXT;
+ALTER TABLE inbound ADD COLUMN applicant_home TEXT;
 CREATE INDEX inbound_case ON inbound (case_number);
 "#;
 

@@ -40,14 +40,16 @@ impl Store {
         case_number: String,
         payload_sha256: String,
         trace: Option<TraceParent>,
+        applicant_home: String,
         response: Vec<u8>,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 conn.execute(
                     "INSERT OR IGNORE INTO inbound (origin_prefix, idempotency_key, case_number,
-                        payload_sha256, trace_id, response, received_ms, trace_parent)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        payload_sha256, trace_id, response, received_ms, trace_parent,
+                        applicant_home)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         origin_prefix,
                         key,
@@ -57,6 +59,7 @@ impl Store {
                         response,
                         now_ms(),
                         trace.map(|t| t.to_string()),
+                        applicant_home,
                     ],
                 )?;
                 Ok(())

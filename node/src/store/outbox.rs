@@ -30,7 +30,7 @@ pub enum OutboxKind {
 }
 
 impl OutboxKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Deliver => "deliver",
             Self::PushStatus => "push_status",
@@ -68,6 +68,22 @@ pub struct OutboxEntry {
     /// The trace context of the entry's case: the filing's (deliveries), the received
     /// delivery's (status pushes).
     pub trace: TraceParent,
+    /// When the entry's case was filed here (for a delivery), else when the entry was
+    /// queued; Unix milliseconds.
+    pub filed_ms: i64,
+    /// The applicant's home province: of the case filed here (deliveries), of the
+    /// delivery received (status pushes); `None` when not known.
+    pub applicant_home: Option<String>,
+}
+
+/// The outbox backlog towards one target region.
+#[derive(Clone, Debug)]
+pub struct BacklogRow {
+    pub target_region: String,
+    pub pending: i64,
+    pub failed: i64,
+    /// Queue time of the oldest pending entry (Unix ms); meaningless when none pend.
+    pub oldest_pending_ms: i64,
 }
 
 impl Store {
@@ -143,7 +159,17 @@ impl Store {
                                  WHERE a.case_number = outbox.case_number),
                                 (SELECT trace_parent FROM inbound i
                                  WHERE i.case_number = outbox.case_number
-                                   AND i.trace_parent IS NOT NULL LIMIT 1))
+                                   AND i.trace_parent IS NOT NULL LIMIT 1)),
+                            COALESCE(
+                                (SELECT created_ms FROM applications a
+                                 WHERE a.case_number = outbox.case_number),
+                                created_ms),
+                            COALESCE(
+                                (SELECT substr(applicant_masked, 1, 2) FROM applications a
+                                 WHERE a.case_number = outbox.case_number),
+                                (SELECT applicant_home FROM inbound i
+                                 WHERE i.case_number = outbox.case_number
+                                   AND i.applicant_home IS NOT NULL LIMIT 1))
                      FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
                      ORDER BY next_attempt_ms, id LIMIT ?2",
                 )?;
@@ -167,6 +193,8 @@ impl Store {
                             attempts: r.get(7)?,
                             gateway_endpoint: r.get(8)?,
                             trace,
+                            filed_ms: r.get(10)?,
+                            applicant_home: r.get(11)?,
                         },
                     ))
                 })?;
@@ -182,6 +210,30 @@ impl Store {
                     }
                 }
                 Ok(out)
+            })
+            .await
+    }
+
+    /// Pending and refused entries per target region, with the oldest pending one.
+    pub async fn outbox_backlog(&self) -> Result<Vec<BacklogRow>, StoreError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT target_region,
+                            SUM(state = 'pending'), SUM(state = 'failed'),
+                            COALESCE(MIN(CASE WHEN state = 'pending' THEN created_ms END), 0)
+                     FROM outbox WHERE state IN ('pending', 'failed')
+                     GROUP BY target_region",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(BacklogRow {
+                        target_region: r.get(0)?,
+                        pending: r.get(1)?,
+                        failed: r.get(2)?,
+                        oldest_pending_ms: r.get(3)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
     }

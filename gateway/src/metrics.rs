@@ -1,0 +1,308 @@
+//! The gateway's per-call metrics, served on its admin port's `/metrics`:
+//!
+//! - `tongban_gateway_calls_total{method, origin, target, code}`: every call, by the
+//!   caller's registered region, the target's province and the gRPC code it ended with;
+//! - `tongban_gateway_call_duration_seconds{method, origin, target}`: time from arrival
+//!   to the answer;
+//! - `tongban_gateway_case_events_total{home_region, event}` and
+//!   `tongban_gateway_delivery_duration_seconds{home_region}`: how applicants of each
+//!   home province fare (deliveries, their failures, decisions pushed back), from the
+//!   `tongban-applicant-home` and `tongban-case-stage` metadata nodes send; unequal
+//!   treatment shows as a difference between provinces.
+//!
+//! Labels are small copies (static method names, region prefixes, code names), so
+//! recording costs two hash lookups and a few atomic operations per call. Origins are
+//! registered prefixes and targets provinces: the series stay bounded by the registry.
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tongban_proto::{codes::code_name, metadata, region::RegionPrefix};
+
+use crate::{
+    answer::Answer,
+    audit::CallAudit,
+    call::{Call, MethodRef},
+    error::GatewayError,
+    methods,
+};
+
+/// Latency buckets, in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A region label: a prefix, or empty when not known (a refused call).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct RegionLabel(Option<RegionPrefix>);
+
+impl EncodeLabelValue for RegionLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self.0.as_ref().map(RegionPrefix::as_str).unwrap_or(""))
+    }
+}
+
+/// A province label (2 digits), or empty.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct ProvinceLabel(Option<[u8; 2]>);
+
+impl ProvinceLabel {
+    fn of(text: &str) -> Self {
+        let b = text.as_bytes();
+        Self(match b {
+            [a, c, ..] if a.is_ascii_digit() && c.is_ascii_digit() => Some([*a, *c]),
+            _ => None,
+        })
+    }
+}
+
+impl EncodeLabelValue for ProvinceLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        if let Some([a, b]) = self.0 {
+            encoder.write_char(char::from(a))?;
+            encoder.write_char(char::from(b))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    method: &'static str,
+    origin: RegionLabel,
+    target: ProvinceLabel,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    origin: RegionLabel,
+    target: ProvinceLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HomeEventLabels {
+    home_region: ProvinceLabel,
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HomeLabels {
+    home_region: ProvinceLabel,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// What a call's metrics need from its request, taken before it is forwarded.
+pub struct CallFacts {
+    method: &'static str,
+    /// For deliveries and pushes: the applicant's home province, as the node stated it.
+    home: Option<ProvinceLabel>,
+    /// For pushes: whether the stage pushed is a decision, and which.
+    decision: Option<&'static str>,
+}
+
+/// The gateway's call metrics.
+pub struct GatewayMetrics {
+    calls: Family<CallLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    case_events: Family<HomeEventLabels, Counter>,
+    deliveries: Family<HomeLabels, Histogram, fn() -> Histogram>,
+}
+
+impl GatewayMetrics {
+    /// The metrics, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            calls: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+            case_events: Family::default(),
+            deliveries: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "tongban_gateway_calls",
+            "Calls by method, caller region (origin), target province and gRPC code",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "tongban_gateway_call_duration_seconds",
+            "Time from a call's arrival to its answer, by method, origin and target province",
+            metrics.durations.clone(),
+        );
+        registry.register(
+            "tongban_gateway_case_events",
+            "Cases by the applicant's home province and event: delivered, delivery_failed (an attempt), approved, rejected (decisions pushed back)",
+            metrics.case_events.clone(),
+        );
+        registry.register(
+            "tongban_gateway_delivery_duration_seconds",
+            "Time to relay a delivery, by the applicant's home province",
+            metrics.deliveries.clone(),
+        );
+        metrics
+    }
+
+    /// What `call`'s metrics will need, read before it is forwarded.
+    pub fn facts(call: &Call) -> CallFacts {
+        let method = match call.method {
+            MethodRef::Known(m) => m.name,
+            MethodRef::Unknown => "unknown",
+        };
+        let header = |key: &str| call.headers.get(key).and_then(|v| v.to_str().ok());
+        let (home, decision) = match method {
+            methods::DELIVER_APPLICATION => (header(metadata::APPLICANT_HOME), None),
+            methods::PUSH_STATUS => (
+                header(metadata::APPLICANT_HOME),
+                match header(metadata::CASE_STAGE) {
+                    Some("approved") => Some("approved"),
+                    Some("rejected") => Some("rejected"),
+                    _ => None,
+                },
+            ),
+            _ => (None, None),
+        };
+        CallFacts {
+            method,
+            home: home.map(ProvinceLabel::of),
+            decision,
+        }
+    }
+
+    /// Records how a call ended.
+    pub fn record(
+        &self,
+        facts: &CallFacts,
+        audit: &CallAudit,
+        result: &Result<Answer, GatewayError>,
+        elapsed: Duration,
+    ) {
+        let code = match result {
+            Ok(answer) => answer
+                .grpc_status()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse::<i32>().ok())
+                .map(tonic::Code::from_i32)
+                .unwrap_or(tonic::Code::Unknown),
+            Err(error) => error.code(),
+        };
+        let origin = RegionLabel(audit.caller);
+        let target = ProvinceLabel(audit.target.map(|t| {
+            let b = t.as_str().as_bytes();
+            [b[0], b[1]]
+        }));
+        self.calls
+            .get_or_create(&CallLabels {
+                method: facts.method,
+                origin,
+                target,
+                code: code_name(code),
+            })
+            .inc();
+        let seconds = elapsed.as_secs_f64();
+        self.durations
+            .get_or_create(&RouteLabels {
+                method: facts.method,
+                origin,
+                target,
+            })
+            .observe(seconds);
+        let Some(home) = facts.home else { return };
+        let ok = code == tonic::Code::Ok;
+        if facts.method == methods::DELIVER_APPLICATION {
+            let event = if ok { "delivered" } else { "delivery_failed" };
+            self.case_events
+                .get_or_create(&HomeEventLabels {
+                    home_region: home,
+                    event,
+                })
+                .inc();
+            if ok {
+                self.deliveries
+                    .get_or_create(&HomeLabels { home_region: home })
+                    .observe(seconds);
+            }
+        } else if let (Some(decision), true) = (facts.decision, ok) {
+            self.case_events
+                .get_or_create(&HomeEventLabels {
+                    home_region: home,
+                    event: decision,
+                })
+                .inc();
+        }
+    }
+}
+
+/// `tongban_gateway_upstream_up{region, endpoint}` (1 when the endpoint is connected or
+/// untried, 0 while connecting to it fails) and
+/// `tongban_gateway_upstream_connect_failures{region, endpoint}` (consecutive), read
+/// from the pools at scrape time.
+#[derive(Debug)]
+pub struct UpstreamHealth(pub std::sync::Arc<crate::registry::Registry>);
+
+impl prometheus_client::collector::Collector for UpstreamHealth {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{encoding::EncodeMetric, metrics::gauge::ConstGauge};
+        let mut rows = Vec::new();
+        for route in self.0.routes() {
+            for health in route.pool.health() {
+                rows.push((route.prefix, health));
+            }
+        }
+        rows.sort_by(|a, b| (a.0, &a.1.url).cmp(&(b.0, &b.1.url)));
+        let kind = ConstGauge::new(0i64).metric_type();
+        {
+            let mut family = encoder.encode_descriptor(
+                "tongban_gateway_upstream_up",
+                "1 when the gateway has a connection to the node endpoint (or has not needed one yet), 0 while connecting fails",
+                None,
+                kind,
+            )?;
+            for (prefix, health) in &rows {
+                let labels = [
+                    ("region", prefix.as_str()),
+                    ("endpoint", health.url.as_str()),
+                ];
+                ConstGauge::new(i64::from(health.up())).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "tongban_gateway_upstream_connect_failures",
+            "Consecutive failed connection attempts to the node endpoint",
+            None,
+            kind,
+        )?;
+        for (prefix, health) in &rows {
+            let labels = [
+                ("region", prefix.as_str()),
+                ("endpoint", health.url.as_str()),
+            ];
+            ConstGauge::new(i64::from(health.failures)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provinces_are_two_digits_or_empty() {
+        assert_eq!(ProvinceLabel::of("44"), ProvinceLabel(Some(*b"44")));
+        assert_eq!(ProvinceLabel::of("440305"), ProvinceLabel(Some(*b"44")));
+        assert_eq!(ProvinceLabel::of("x4"), ProvinceLabel(None));
+        assert_eq!(ProvinceLabel::of(""), ProvinceLabel(None));
+    }
+}

@@ -1,0 +1,403 @@
+//! The node's metrics, served on its admin port's `/metrics`:
+//!
+//! - calls it makes through the gateway and calls the gateway makes on it, by method,
+//!   peer region and gRPC code, with latency histograms;
+//! - outbox attempts by kind and result, and at scrape time the backlog per target
+//!   province: pending entries, the oldest one's age, entries refused for good;
+//! - **per home province of the applicant** (from the ID number; a province, never the
+//!   person), for cases filed here: filings, the handling region's acknowledgement and
+//!   decisions (`accepted`, `approved`, `rejected`, `refused`), the time from filing to
+//!   the first status from the handling region and to its decision. Unequal treatment
+//!   of one province's applicants shows as a difference between these series.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tongban_proto::{
+    codes::code_name,
+    v1::{CaseStatus, Stage},
+};
+
+use crate::store::{ApplicationRecord, OutboxKind, Store, StoreError};
+
+/// Latency buckets for calls, in seconds: 1 ms to 10 s.
+const CALL_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for times a case waits, in seconds: 1 s to 30 days.
+const CASE_BUCKETS: [f64; 12] = [
+    1.0,
+    5.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    14_400.0,
+    86_400.0,
+    259_200.0,
+    604_800.0,
+    2_592_000.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    method: &'static str,
+    target: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    method: &'static str,
+    origin: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilingLabels {
+    home_region: String,
+    one_thing: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    home_region: String,
+    handling_region: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HomeLabels {
+    home_region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BacklogLabels {
+    target: String,
+}
+
+fn call_histogram() -> Histogram {
+    Histogram::new(CALL_BUCKETS)
+}
+
+fn case_histogram() -> Histogram {
+    Histogram::new(CASE_BUCKETS)
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The province (2 digits) of a region code or masked ID number; empty if malformed.
+pub fn province(code: &str) -> String {
+    match code.as_bytes() {
+        [a, b, ..] if a.is_ascii_digit() && b.is_ascii_digit() => code[..2].to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The node's metrics.
+pub struct NodeMetrics {
+    client_calls: Family<ClientLabels, Counter>,
+    client_durations: Histograms<MethodLabels>,
+    server_calls: Family<ServerLabels, Counter>,
+    server_durations: Histograms<MethodLabels>,
+    outbox_attempts: Family<AttemptLabels, Counter>,
+    filings: Family<FilingLabels, Counter>,
+    outcomes: Family<OutcomeLabels, Counter>,
+    first_status: Histograms<HomeLabels>,
+    decision_time: Histograms<HomeLabels>,
+    backlog_pending: Family<BacklogLabels, Gauge>,
+    backlog_oldest: Family<BacklogLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    backlog_failed: Family<BacklogLabels, Gauge>,
+}
+
+impl NodeMetrics {
+    /// The metrics, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            client_calls: Family::default(),
+            client_durations: Family::new_with_constructor(call_histogram),
+            server_calls: Family::default(),
+            server_durations: Family::new_with_constructor(call_histogram),
+            outbox_attempts: Family::default(),
+            filings: Family::default(),
+            outcomes: Family::default(),
+            first_status: Family::new_with_constructor(case_histogram),
+            decision_time: Family::new_with_constructor(case_histogram),
+            backlog_pending: Family::default(),
+            backlog_oldest: Family::default(),
+            backlog_failed: Family::default(),
+        };
+        registry.register(
+            "tongban_node_client_calls",
+            "Calls this node made through the gateway, by method, target province and gRPC code",
+            m.client_calls.clone(),
+        );
+        registry.register(
+            "tongban_node_client_call_duration_seconds",
+            "Duration of calls this node made through the gateway, by method",
+            m.client_durations.clone(),
+        );
+        registry.register(
+            "tongban_node_server_calls",
+            "Calls the gateway made on this node, by method, origin region and gRPC code",
+            m.server_calls.clone(),
+        );
+        registry.register(
+            "tongban_node_server_call_duration_seconds",
+            "Duration of calls the gateway made on this node, by method",
+            m.server_durations.clone(),
+        );
+        registry.register(
+            "tongban_node_outbox_attempts",
+            "Outbox attempts by kind and result (done, retry, refused)",
+            m.outbox_attempts.clone(),
+        );
+        registry.register(
+            "tongban_node_filings",
+            "Applications filed here, by the applicant's home province and one-thing",
+            m.filings.clone(),
+        );
+        registry.register(
+            "tongban_node_case_outcomes",
+            "Cases filed here by the applicant's home province, the handling province and outcome: accepted (acknowledged by the handling region), approved, rejected (decisions), refused (delivery refused for good)",
+            m.outcomes.clone(),
+        );
+        registry.register(
+            "tongban_node_time_to_first_status_seconds",
+            "From filing to the handling region's acknowledgement, by the applicant's home province",
+            m.first_status.clone(),
+        );
+        registry.register(
+            "tongban_node_time_to_decision_seconds",
+            "From filing to the decision (approved or rejected), by the applicant's home province",
+            m.decision_time.clone(),
+        );
+        registry.register(
+            "tongban_node_outbox_pending",
+            "Outbox entries not yet delivered, by target province",
+            m.backlog_pending.clone(),
+        );
+        registry.register(
+            "tongban_node_outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered outbox entry, by target province",
+            m.backlog_oldest.clone(),
+        );
+        registry.register(
+            "tongban_node_outbox_failed",
+            "Outbox entries refused for good (dead letters), by target province",
+            m.backlog_failed.clone(),
+        );
+        m
+    }
+
+    /// A call made through the gateway.
+    pub fn client_call(
+        &self,
+        method: &'static str,
+        target: &str,
+        code: tonic::Code,
+        elapsed: Duration,
+    ) {
+        self.client_calls
+            .get_or_create(&ClientLabels {
+                method,
+                target: province(target),
+                code: code_name(code),
+            })
+            .inc();
+        self.client_durations
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A call the gateway made on this node.
+    pub fn server_call(
+        &self,
+        method: &'static str,
+        origin: &str,
+        code: tonic::Code,
+        elapsed: Duration,
+    ) {
+        self.server_calls
+            .get_or_create(&ServerLabels {
+                method,
+                origin: origin.to_owned(),
+                code: code_name(code),
+            })
+            .inc();
+        self.server_durations
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One outbox attempt and how it went.
+    pub fn outbox_attempt(&self, kind: OutboxKind, result: &'static str) {
+        self.outbox_attempts
+            .get_or_create(&AttemptLabels {
+                kind: kind.as_str(),
+                result,
+            })
+            .inc();
+    }
+
+    /// An application filed here by an applicant of `home` (an ID number or province).
+    pub fn filed(&self, home: &str, one_thing: &str) {
+        self.filings
+            .get_or_create(&FilingLabels {
+                home_region: province(home),
+                one_thing: one_thing.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The handling region acknowledged a case filed `age` ago.
+    pub fn accepted(&self, home: &str, handling: &str, age: Duration) {
+        self.outcome(home, handling, "accepted");
+        self.first_status
+            .get_or_create(&HomeLabels {
+                home_region: province(home),
+            })
+            .observe(age.as_secs_f64());
+    }
+
+    /// The delivery of a case was refused for good.
+    pub fn refused(&self, home: &str, handling: &str) {
+        self.outcome(home, handling, "refused");
+    }
+
+    fn outcome(&self, home: &str, handling: &str, outcome: &'static str) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                home_region: province(home),
+                handling_region: province(handling),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// A status was applied to a case filed here: decisions are counted.
+    pub fn status_applied(&self, record: &ApplicationRecord, status: &CaseStatus) {
+        let outcome = match Stage::try_from(status.stage) {
+            Ok(Stage::Approved) => "approved",
+            Ok(Stage::Rejected) => "rejected",
+            _ => return,
+        };
+        self.outcome(&record.applicant_masked, &record.target_region, outcome);
+        let age_ms = crate::store::now_ms()
+            .saturating_sub(record.created_ms)
+            .max(0);
+        self.decision_time
+            .get_or_create(&HomeLabels {
+                home_region: province(&record.applicant_masked),
+            })
+            .observe(age_ms as f64 / 1000.0);
+    }
+
+    /// Reads the outbox backlog into the gauges (at scrape time).
+    pub async fn refresh_backlog(&self, store: &Store) -> Result<(), StoreError> {
+        let rows = store.outbox_backlog().await?;
+        let now = crate::store::now_ms();
+        let mut by_province: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+        for row in rows {
+            let entry = by_province
+                .entry(province(&row.target_region))
+                .or_insert((0, 0, i64::MAX));
+            entry.0 += row.pending;
+            entry.1 += row.failed;
+            if row.pending > 0 {
+                entry.2 = entry.2.min(row.oldest_pending_ms);
+            }
+        }
+        self.backlog_pending.clear();
+        self.backlog_oldest.clear();
+        self.backlog_failed.clear();
+        for (target, (pending, failed, oldest)) in by_province {
+            let labels = BacklogLabels { target };
+            self.backlog_pending.get_or_create(&labels).set(pending);
+            self.backlog_failed.get_or_create(&labels).set(failed);
+            let age = if pending > 0 {
+                (now.saturating_sub(oldest)).max(0) as f64 / 1000.0
+            } else {
+                0.0
+            };
+            self.backlog_oldest.get_or_create(&labels).set(age);
+        }
+        Ok(())
+    }
+}
+
+/// `/metrics` on the admin listener: the backlog gauges are read from the store first.
+pub fn route(
+    registry: std::sync::Arc<Registry>,
+    metrics: Option<std::sync::Arc<NodeMetrics>>,
+    store: Store,
+) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (registry, metrics, store) = (registry.clone(), metrics.clone(), store.clone());
+            async move {
+                if let Some(metrics) = &metrics
+                    && let Err(error) = metrics.refresh_backlog(&store).await
+                {
+                    tracing::warn!(%error, "metrics: outbox backlog unreadable");
+                }
+                tongban_runtime::admin::metrics_response(&registry)
+            }
+        }),
+    )
+}
+
+/// Applies a status to a case filed here and counts it if it is a decision; returns
+/// whether it was applied (newer than what was stored).
+pub async fn apply_status(
+    store: &Store,
+    metrics: Option<&NodeMetrics>,
+    case_number: String,
+    status: CaseStatus,
+) -> Result<bool, StoreError> {
+    let applied = store
+        .apply_status(case_number.clone(), status.clone())
+        .await?;
+    let decision = matches!(
+        Stage::try_from(status.stage),
+        Ok(Stage::Approved | Stage::Rejected)
+    );
+    if applied
+        && decision
+        && let Some(metrics) = metrics
+        && let Some(record) = store.application(case_number).await?
+    {
+        metrics.status_applied(&record, &status);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provinces_of_codes_and_masked_numbers() {
+        assert_eq!(province("440305"), "44");
+        assert_eq!(province("4403**********0011"), "44");
+        assert_eq!(province(""), "");
+        assert_eq!(province("x"), "");
+    }
+}
