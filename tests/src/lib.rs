@@ -143,6 +143,21 @@ pub fn foreign_identity(dir: &Path, identity: &PeerIdentity) -> TlsFiles {
     }
 }
 
+/// The path of a system tool the suite needs (Prometheus, promtool, Chromium, the
+/// reflection client's Python): found on `PATH` or in the system folders, else the test
+/// fails saying how to install it. `scripts/test` installs them all first
+/// (`scripts/test-tools`).
+pub fn system_tool(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: run scripts/test-tools (scripts/test runs it)")
+        })
+}
+
 /// A valid medical-treatment registration filing for `resident`.
 pub fn medical_filing(resident: &SyntheticResident) -> Value {
     json!({

@@ -214,7 +214,8 @@ impl Store {
             .await
     }
 
-    /// Pending and refused entries per target region, with the oldest pending one.
+    /// Pending and refused entries per target region ever owed anything (zeros
+    /// included, so the series stay), with the oldest pending one.
     pub async fn outbox_backlog(&self) -> Result<Vec<BacklogRow>, StoreError> {
         self.db
             .call(|conn| {
@@ -222,8 +223,7 @@ impl Store {
                     "SELECT target_region,
                             SUM(state = 'pending'), SUM(state = 'failed'),
                             COALESCE(MIN(CASE WHEN state = 'pending' THEN created_ms END), 0)
-                     FROM outbox WHERE state IN ('pending', 'failed')
-                     GROUP BY target_region",
+                     FROM outbox GROUP BY target_region",
                 )?;
                 let rows = stmt.query_map([], |r| {
                     Ok(BacklogRow {
