@@ -29,21 +29,32 @@ pub async fn health_and_reflection(
             .set_service_status(*service, ServingStatus::Serving)
             .await;
     }
-    let builder = |reflection: &str| {
+    // Both versions list (and describe) both reflection services: a client sees the
+    // same port whichever version it speaks.
+    let builder = || {
         let mut b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            );
         for d in descriptors {
             b = b.register_encoded_file_descriptor_set(d);
         }
-        for name in services.iter().copied().chain([HEALTH, reflection]) {
+        for name in services
+            .iter()
+            .copied()
+            .chain([HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA])
+        {
             b = b.with_service_name(name);
         }
         b
     };
-    let v1 = builder(REFLECTION_V1)
+    let v1 = builder()
         .build_v1()
         .map_err(|e| ReflectionError(e.to_string()))?;
-    let v1alpha = builder(REFLECTION_V1ALPHA)
+    let v1alpha = builder()
         .build_v1alpha()
         .map_err(|e| ReflectionError(e.to_string()))?;
     let routes = Routes::new(health_service)
