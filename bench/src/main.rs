@@ -333,6 +333,7 @@ fn spawn_gateway(
         worker_threads: 1,
         recognition: Default::default(),
         telemetry: Default::default(),
+        console: Default::default(),
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;

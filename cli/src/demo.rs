@@ -423,6 +423,9 @@ fn print_endpoints(f: &LocalFederation) {
                 .unwrap_or_default(),
             gateway.config_path.display()
         );
+        if let Some(admin) = gateway.admin_addr {
+            println!("  console   http://{admin}/console   metrics http://{admin}/metrics");
+        }
     }
     for node in f.nodes.values() {
         println!(

@@ -21,7 +21,7 @@ use std::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tongban_gateway::{
     Gateway, GatewayConfig, GatewayListeners,
-    config::RecognitionSettings,
+    config::{ConsoleSettings, RecognitionSettings},
     registry::{IssuerKeyEntry, RegionEntry, RegistryFile},
 };
 use tongban_node::{
@@ -500,6 +500,19 @@ impl LocalFederation {
                     ..spec.recognition.clone()
                 },
                 telemetry: spec.telemetry.clone(),
+                // The console shows every node's outbox and certificate.
+                console: ConsoleSettings {
+                    node_metrics: node_sockets
+                        .iter()
+                        .map(|n| {
+                            Ok((
+                                n.region.to_string(),
+                                format!("http://{}/metrics", local_addr(&n.admin)?),
+                            ))
+                        })
+                        .collect::<Result<_, LocalError>>()?,
+                    ..ConsoleSettings::default()
+                },
             };
             let path = dir.join(format!("gateway{suffix}.toml"));
             write_toml(

@@ -54,6 +54,8 @@ pub struct AuditRecord<'a> {
     pub target: Option<&'a str>,
     /// How a lookup's cache answered, if the call was one.
     pub cache: Option<&'a str>,
+    /// A lookup's verdict outcome.
+    pub verdict: Option<&'a str>,
     pub outcome: Outcome<'a>,
     pub elapsed: Duration,
 }
@@ -82,6 +84,9 @@ pub struct CallAudit {
     pub target: Option<RegionCode>,
     /// For a lookup: how the cache answered (`hit`, `miss`, `grace`).
     pub cache: Option<&'static str>,
+    /// For an identity or license lookup: the verdict's outcome (`recognized`,
+    /// `cannot_verify_now`, ...).
+    pub verdict: Option<&'static str>,
     written: bool,
 }
 
@@ -95,8 +100,14 @@ impl CallAudit {
             caller: None,
             target: None,
             cache: None,
+            verdict: None,
             written: false,
         }
+    }
+
+    /// The trace id of the call's `traceparent`, else empty.
+    pub fn trace_id(&self) -> String {
+        trace_id(&self.keys.traceparent)
     }
 
     /// The method as recorded.
@@ -133,6 +144,7 @@ impl CallAudit {
                 caller: self.caller.as_ref().map(RegionPrefix::as_str),
                 target: self.target.as_ref().map(RegionCode::as_str),
                 cache: self.cache,
+                verdict: self.verdict,
                 outcome,
                 elapsed: self.started.elapsed(),
             },
@@ -161,6 +173,8 @@ struct Line<'a> {
     trace_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     cache: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc_status: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,6 +206,7 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
         idempotency_key: text(&keys.idempotency_key),
         trace_id: &trace_id,
         cache: rec.cache,
+        verdict: rec.verdict,
         grpc_status,
         code,
         message,
@@ -237,6 +252,7 @@ mod tests {
                 caller: Some("31"),
                 target: Some("440305"),
                 cache: None,
+                verdict: None,
                 outcome: Outcome::Relayed {
                     grpc_status: Some("0"),
                 },
@@ -259,6 +275,7 @@ mod tests {
                 caller: Some("31"),
                 target: None,
                 cache: Some("hit"),
+                verdict: Some("recognized"),
                 outcome: Outcome::Refused {
                     code: tonic::Code::PermissionDenied,
                     message: "origin 44 is outside the caller's region",
@@ -271,5 +288,6 @@ mod tests {
         assert_eq!(v["code"], tonic::Code::PermissionDenied as i32);
         assert_eq!(v["target_region"], "");
         assert_eq!(v["trace_id"], "");
+        assert_eq!(v["verdict"], "recognized");
     }
 }

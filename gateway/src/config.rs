@@ -51,6 +51,37 @@ pub struct GatewayConfig {
     /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
     pub telemetry: TelemetryConfig,
+    /// The operator console on the admin listener (`/console`).
+    #[serde(default, skip_serializing_if = "ConsoleSettings::is_default")]
+    pub console: ConsoleSettings,
+}
+
+/// What the operator console samples besides the gateway's own metrics.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Region code → URL of that node's `/metrics` (its admin port), for the outbox
+    /// backlog and the nodes' certificate expiry. Nodes not listed are not shown there.
+    pub node_metrics: BTreeMap<String, String>,
+    /// How often the console samples; it keeps the last 60 s.
+    #[serde(with = "humantime_serde")]
+    pub sample_every: Duration,
+}
+
+impl ConsoleSettings {
+    /// Whether these are the defaults (then a written config leaves the section out).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            node_metrics: BTreeMap::new(),
+            sample_every: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The caches of verified identity assertions and license verdicts.
@@ -169,6 +200,22 @@ impl GatewayConfig {
                     origin,
                     &format!("recognition.grace.{license_type}"),
                     "may be at most 24h",
+                ));
+            }
+        }
+        if self.console.sample_every < Duration::from_millis(100) {
+            return Err(ConfigError::field(
+                origin,
+                "console.sample_every",
+                "must be at least 100ms",
+            ));
+        }
+        for (region, url) in &self.console.node_metrics {
+            if !url.starts_with("http://") || url.parse::<http::Uri>().is_err() {
+                return Err(ConfigError::field(
+                    origin,
+                    &format!("console.node_metrics.{region}"),
+                    "must be an http:// URL of a node's admin /metrics",
                 ));
             }
         }

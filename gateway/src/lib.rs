@@ -16,7 +16,8 @@
 //! [`connection`] is the HTTP/2 server: it turns streams into calls and [`answer`]s into
 //! frames, and nothing else; [`catalog`] serves the national one-thing catalog;
 //! [`server`] assembles the listeners; [`config`] and [`registry`] are the operator's
-//! files; [`keepalive`] pings both kinds of connection.
+//! files; [`keepalive`] pings both kinds of connection; [`console`] is the operator's
+//! page on the admin port.
 
 pub mod answer;
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod call;
 pub mod catalog;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod deadline;
 pub mod error;
 pub mod forward;

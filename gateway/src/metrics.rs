@@ -10,11 +10,23 @@
 //!   `tongban-applicant-home` and `tongban-case-stage` metadata nodes send; unequal
 //!   treatment shows as a difference between provinces.
 //!
+//! - `tongban_gateway_verdicts_total{method, target, verdict}`: identity and license
+//!   lookups by the issuing province and the verdict's outcome; `cannot_verify_now`
+//!   is the number that shows an issuer the gateway cannot reach (the call itself ends
+//!   OK: the verdict is the answer).
+//!
+//! The last [`RECENT_ERRORS`] calls that ended with an error are kept for the operator
+//! console (method, regions, code, trace id: never a message, which may quote input).
+//!
 //! Labels are small copies (static method names, region prefixes, code names), so
 //! recording costs two hash lookups and a few atomic operations per call. Origins are
 //! registered prefixes and targets provinces: the series stay bounded by the registry.
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
@@ -88,6 +100,13 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    method: &'static str,
+    target: ProvinceLabel,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HomeEventLabels {
     home_region: ProvinceLabel,
     event: &'static str,
@@ -111,12 +130,34 @@ pub struct CallFacts {
     decision: Option<&'static str>,
 }
 
+/// How many failed calls the console lists.
+pub const RECENT_ERRORS: usize = 50;
+
+/// A call that ended with an error, as the console lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RecentError {
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    pub method: &'static str,
+    /// The caller's registered region, empty if unknown.
+    pub origin: String,
+    /// The target region code, empty if not routed.
+    pub target: String,
+    /// The gRPC code, or for a lookup answered OK the verdict that failed it
+    /// (`cannot_verify_now`).
+    pub code: &'static str,
+    /// Empty when the call carried no trace context.
+    pub trace_id: String,
+}
+
 /// The gateway's call metrics.
 pub struct GatewayMetrics {
     calls: Family<CallLabels, Counter>,
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     case_events: Family<HomeEventLabels, Counter>,
     deliveries: Family<HomeLabels, Histogram, fn() -> Histogram>,
+    verdicts: Family<VerdictLabels, Counter>,
+    recent_errors: Mutex<VecDeque<RecentError>>,
 }
 
 impl GatewayMetrics {
@@ -127,6 +168,8 @@ impl GatewayMetrics {
             durations: Family::new_with_constructor(latency_histogram),
             case_events: Family::default(),
             deliveries: Family::new_with_constructor(latency_histogram),
+            verdicts: Family::default(),
+            recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
         };
         registry.register(
             "tongban_gateway_calls",
@@ -147,6 +190,11 @@ impl GatewayMetrics {
             "tongban_gateway_delivery_duration_seconds",
             "Time to relay a delivery, by the applicant's home province",
             metrics.deliveries.clone(),
+        );
+        registry.register(
+            "tongban_gateway_verdicts",
+            "Identity and license lookups by method, issuing province (target) and verdict outcome",
+            metrics.verdicts.clone(),
         );
         metrics
     }
@@ -207,6 +255,21 @@ impl GatewayMetrics {
                 code: code_name(code),
             })
             .inc();
+        if code != tonic::Code::Ok {
+            self.remember_error(facts, audit, code_name(code));
+        }
+        if let Some(verdict) = audit.verdict {
+            self.verdicts
+                .get_or_create(&VerdictLabels {
+                    method: facts.method,
+                    target,
+                    verdict,
+                })
+                .inc();
+            if verdict == "cannot_verify_now" {
+                self.remember_error(facts, audit, verdict);
+            }
+        }
         let seconds = elapsed.as_secs_f64();
         self.durations
             .get_or_create(&RouteLabels {
@@ -238,6 +301,49 @@ impl GatewayMetrics {
                 })
                 .inc();
         }
+    }
+}
+
+impl GatewayMetrics {
+    fn remember_error(&self, facts: &CallFacts, audit: &CallAudit, code: &'static str) {
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let error = RecentError {
+            unix_ms,
+            method: facts.method,
+            origin: audit
+                .caller
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+            target: audit
+                .target
+                .as_ref()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
+            code,
+            trace_id: audit.trace_id(),
+        };
+        // A poisoned lock only means a panic elsewhere mid-push; the ring is still usable.
+        let mut ring = self
+            .recent_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.len() == RECENT_ERRORS {
+            ring.pop_front();
+        }
+        ring.push_back(error);
+    }
+
+    /// The last failed calls, newest first.
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        let ring = self
+            .recent_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ring.iter().rev().cloned().collect()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Assembles the gateway: federation listener (mTLS HTTP/2, see [`crate::connection`]:
-//! relay, catalog, health, reflection) and the plaintext admin listener for probes.
+//! relay, catalog, health, reflection) and the plaintext admin listener for probes,
+//! `/metrics` and the operator [`crate::console`].
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -27,6 +28,7 @@ use crate::{
     catalog::CatalogService,
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
+    console::Console,
     metrics::{GatewayMetrics, UpstreamHealth},
     recognition::Recognition,
     registry::Registry,
@@ -209,7 +211,16 @@ impl Gateway {
 
         let ready = Readiness::new(true);
         let admin = listeners.admin.map(|listener| {
-            let router = admin::probes(ready.clone()).merge(admin::metrics(self.metrics.clone()));
+            let console = Console::new(
+                self.config.console.clone(),
+                self.metrics.clone(),
+                self.call_metrics.clone(),
+                RegionTable::embedded(),
+            );
+            tokio::spawn(console.clone().sample_until(shutdown.clone()));
+            let router = admin::probes(ready.clone())
+                .merge(admin::metrics(self.metrics.clone()))
+                .merge(console.routes());
             tokio::spawn(admin::serve(listener, router, shutdown.clone()))
         });
 

@@ -107,6 +107,7 @@ async fn extra_gateway(
         worker_threads: 1,
         recognition: Default::default(),
         telemetry: Default::default(),
+        console: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

@@ -369,6 +369,7 @@ async fn stand_in_federation(
         worker_threads: 1,
         recognition: RecognitionSettings::default(),
         telemetry: Default::default(),
+        console: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

@@ -131,6 +131,19 @@ fn cache_outcome(source: i32) -> Option<&'static str> {
     }
 }
 
+/// A verdict's outcome, as audited and counted.
+fn verdict_name(outcome: i32) -> Option<&'static str> {
+    Some(match VerdictOutcome::try_from(outcome).ok()? {
+        VerdictOutcome::Unspecified => return None,
+        VerdictOutcome::Recognized => "recognized",
+        VerdictOutcome::NotRecognized => "not_recognized",
+        VerdictOutcome::Revoked => "revoked",
+        VerdictOutcome::Expired => "expired",
+        VerdictOutcome::NotFound => "not_found",
+        VerdictOutcome::CannotVerifyNow => "cannot_verify_now",
+    })
+}
+
 fn cannot_verify(detail: String) -> Refusal {
     Refusal::new(
         VerdictOutcome::CannotVerifyNow,
@@ -211,6 +224,7 @@ impl Recognition {
                     .verify_identity(unary::decode(message)?, &ctx, audit)
                     .await?;
                 audit.cache = cache_outcome(verdict.source);
+                audit.verdict = verdict_name(verdict.outcome);
                 unary::answer(&verdict)
             }
             Lookup::License => {
@@ -218,6 +232,7 @@ impl Recognition {
                     .lookup_license(unary::decode(message)?, &ctx, audit)
                     .await?;
                 audit.cache = cache_outcome(verdict.source);
+                audit.verdict = verdict_name(verdict.outcome);
                 unary::answer(&verdict)
             }
             Lookup::HolderLicenses => unary::answer(
