@@ -26,6 +26,21 @@ pub struct Caller {
     pub channel: Channel,
     pub path: PathAndQuery,
     pub metadata: Vec<(&'static str, String)>,
+    /// When set, every call carries a W3C `traceparent` of its own, as nodes send them,
+    /// and one call in this many is marked sampled (a portal that samples that share).
+    pub sampled_one_in: Option<u64>,
+}
+
+/// The `traceparent` of call `n` of task `task`: a trace id of its own, sampled one in
+/// `one_in`.
+fn traceparent(task: u64, n: u64, one_in: u64) -> Option<MetadataValue<tonic::metadata::Ascii>> {
+    let flags = if n.is_multiple_of(one_in.max(1)) {
+        "01"
+    } else {
+        "00"
+    };
+    let text = format!("00-{:016x}{:016x}-{:016x}-{flags}", task + 1, n + 1, n + 1);
+    MetadataValue::try_from(text.as_str()).ok()
 }
 
 /// What one run measured.
@@ -101,7 +116,9 @@ pub async fn run(
     let deadline = started + duration;
     let md = metadata(&caller.metadata);
     let mut tasks = Vec::with_capacity(inflight);
-    for _ in 0..inflight {
+    let sampled_one_in = caller.sampled_one_in;
+    for task in 0..inflight {
+        let task = task as u64;
         let mut grpc = Grpc::new(caller.channel.clone());
         let path = caller.path.clone();
         let payloads = payloads.clone();
@@ -112,6 +129,11 @@ pub async fn run(
             while Instant::now() < deadline {
                 let mut request = Request::new(payloads.next());
                 *request.metadata_mut() = md.clone();
+                if let Some(one_in) = sampled_one_in
+                    && let Some(value) = traceparent(task, calls + errors, one_in)
+                {
+                    request.metadata_mut().insert("traceparent", value);
+                }
                 let t0 = Instant::now();
                 let result = match grpc.ready().await {
                     Ok(()) => grpc

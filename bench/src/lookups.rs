@@ -146,6 +146,7 @@ pub async fn run(
         channel: gateway_channel.clone(),
         path: lookup_path.clone(),
         metadata: meta.clone(),
+        sampled_one_in: None,
     };
     let cached_body = lookup(setup, &setup.licenses[0]);
     // The lookups must really be recognized (the load tool sees only gRPC statuses).
@@ -174,6 +175,7 @@ pub async fn run(
             "/tongban.federation.v1.Node/FetchLicense",
         ),
         metadata: vec![(metadata::VERIFIED_ORIGIN, "31".to_owned())],
+        sampled_one_in: None,
     };
     let issuer_body = framed(&FetchLicenseRequest {
         license_id: setup.licenses[0].clone(),

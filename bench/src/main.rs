@@ -4,6 +4,10 @@
 //! from the OS's accounting of each process. `--baseline-gateway` adds another gateway
 //! binary under the same config, to compare before and after a change in one run.
 //!
+//! A telemetry-cost check runs the gateway with telemetry off, with its default (metrics
+//! on), and with metrics plus traces exported over OTLP to a collector in this process,
+//! interleaved; every call carries a `traceparent` as nodes send them, 1 % sampled.
+//!
 //! Every round's figures are kept: the table shows their median and range, and ratios
 //! (gateway vs the best peer of each cell, gateway vs baseline) are taken round by round,
 //! since rounds are interleaved, then summarized the same way (see `report`).
@@ -47,6 +51,7 @@ use tongban_runtime::{
     identity::PeerIdentity,
     pki::{self, DevCa},
     tls::{self, ClientSettings, TlsFiles},
+    traces::TelemetryConfig,
 };
 
 use crate::{load::Caller, procs::Proc};
@@ -89,6 +94,10 @@ struct Args {
     /// Skip the route-scale and memory checks.
     #[arg(long)]
     no_scale: bool,
+    /// Skip the telemetry-cost check (the gateway with telemetry off, and with metrics
+    /// and 1 % of traces exported, against the default: metrics on, traces off).
+    #[arg(long)]
+    no_telemetry_cost: bool,
     /// Skip the lookup scenario (cached and uncached license lookups, the issuer direct).
     #[arg(long)]
     no_lookups: bool,
@@ -137,6 +146,10 @@ enum Target {
     Gateway,
     Gateway3212,
     GatewayBaseline,
+    /// The gateway with `[telemetry] metrics = false` and no traces.
+    GatewayQuiet,
+    /// The gateway with metrics and 1 % of traces exported over OTLP.
+    GatewayTraced,
     Nginx1,
     Nginx2,
     Haproxy1,
@@ -165,6 +178,8 @@ impl Target {
             Self::Gateway => "gateway",
             Self::Gateway3212 => "gateway3212",
             Self::GatewayBaseline => "gateway-baseline",
+            Self::GatewayQuiet => "gateway-quiet",
+            Self::GatewayTraced => "gateway-traced",
             Self::Nginx1 => "nginx1",
             Self::Nginx2 => "nginx2",
             Self::Haproxy1 => "haproxy1",
@@ -178,6 +193,8 @@ impl Target {
             Self::Gateway => "gateway",
             Self::Gateway3212 => "gateway (3212 routes)",
             Self::GatewayBaseline => "gateway (baseline)",
+            Self::GatewayQuiet => "gateway, telemetry off",
+            Self::GatewayTraced => "gateway, metrics + 1 % traces",
             Self::Nginx1 => "nginx 1 worker",
             Self::Nginx2 => "nginx 2 workers",
             Self::Haproxy1 => "haproxy 1 thread",
@@ -246,6 +263,11 @@ struct Running {
     gateway_port: u16,
     gateway3212: Option<(Proc, u16)>,
     baseline: Option<(Proc, u16)>,
+    /// The telemetry-cost gateways (quiet, traced) and the collector the traced one
+    /// exports to.
+    quiet: Option<(Proc, u16)>,
+    traced: Option<(Proc, u16)>,
+    collector: Option<tongban_cli::otlp_collector::OtlpCollector>,
     /// nginx and HAProxy, each configuration its own process and port.
     peers: Vec<(Target, Proc, u16)>,
     /// The gateway's admin port (metrics).
@@ -318,6 +340,7 @@ fn spawn_gateway(
     binary: &Path,
     registry_file: &str,
     admin_port: Option<u16>,
+    telemetry: TelemetryConfig,
 ) -> anyhow::Result<(Proc, u16)> {
     let port = procs::free_port()?;
     let gateway_log = std::env::var("TONGBAN_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into());
@@ -332,7 +355,7 @@ fn spawn_gateway(
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
         recognition: Default::default(),
-        telemetry: Default::default(),
+        telemetry,
         console: Default::default(),
     };
     let path = dir.join(format!("{name}.toml"));
@@ -463,6 +486,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         &gateway_bin,
         &registry,
         Some(gateway_admin_port),
+        TelemetryConfig::default(),
     )?;
     let gateway3212 = if args.no_scale {
         None
@@ -475,6 +499,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             &gateway_bin,
             &registry3212,
             None,
+            TelemetryConfig::default(),
         )?)
     };
     // The same config and registry as the gateway under test: only the binary differs.
@@ -486,9 +511,46 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             let name = Target::GatewayBaseline.key();
             // Its own registry, without issuer keys, which an older binary may not know.
             let registry = write_registry(dir, name, node_port, &provinces, None)?;
-            Some(spawn_gateway(dir, name, &bin, &registry, None)?)
+            Some(spawn_gateway(
+                dir,
+                name,
+                &bin,
+                &registry,
+                None,
+                TelemetryConfig::default(),
+            )?)
         }
         _ => None,
+    };
+    // The telemetry-cost gateways: the same registry as the gateway under test.
+    let (quiet, traced, collector) = if args.no_telemetry_cost {
+        (None, None, None)
+    } else {
+        let quiet = spawn_gateway(
+            dir,
+            Target::GatewayQuiet.key(),
+            &gateway_bin,
+            &registry,
+            None,
+            TelemetryConfig {
+                metrics: Some(false),
+                ..TelemetryConfig::default()
+            },
+        )?;
+        let collector = tongban_cli::otlp_collector::OtlpCollector::start().await?;
+        let traced = spawn_gateway(
+            dir,
+            Target::GatewayTraced.key(),
+            &gateway_bin,
+            &registry,
+            None,
+            TelemetryConfig {
+                otlp_endpoint: Some(collector.endpoint()),
+                sample_ratio: Some(0.01),
+                ..TelemetryConfig::default()
+            },
+        )?;
+        (Some(quiet), Some(traced), Some(collector))
     };
 
     let mut peers = Vec::new();
@@ -561,12 +623,15 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         )
         .await?;
     }
-    if let Some((_, port)) = &baseline {
-        procs::wait_listening(
-            SocketAddr::from(([127, 0, 0, 1], *port)),
-            Target::GatewayBaseline.label(),
-        )
-        .await?;
+    for (target, gateway) in [
+        (Target::GatewayBaseline, &baseline),
+        (Target::GatewayQuiet, &quiet),
+        (Target::GatewayTraced, &traced),
+    ] {
+        if let Some((_, port)) = gateway {
+            procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], *port)), target.label())
+                .await?;
+        }
     }
     for (t, _, port) in &peers {
         procs::wait_listening(SocketAddr::from(([127, 0, 0, 1], *port)), t.label()).await?;
@@ -578,6 +643,9 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         gateway_port,
         gateway3212,
         baseline,
+        quiet,
+        traced,
+        collector,
         peers,
         gateway_admin_port: Some(gateway_admin_port),
         lookups,
@@ -667,6 +735,10 @@ async fn channel(
 /// Idempotency key of the calls before [`primed`] gives each payload its own.
 const KEY: &str = "bench-replay-key";
 
+/// Every call carries its own `traceparent`, as nodes send them, and one in this many is
+/// sampled: the traced gateway records 1 % of calls, as with portals sampling 1 %.
+const SAMPLED_ONE_IN: u64 = 100;
+
 async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Caller)>> {
     let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);
     let client_id = PeerIdentity::Region(RegionPrefix::parse("31")?);
@@ -703,6 +775,7 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
                 channel: channel(pki, &PeerIdentity::Gateway, run.node_port, &node_id).await?,
                 path: node_path.clone(),
                 metadata: as_gateway_meta.clone(),
+                sampled_one_in: Some(SAMPLED_ONE_IN),
             },
         ),
         (
@@ -711,12 +784,15 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
                 channel: channel(pki, &client_id, run.gateway_port, &PeerIdentity::Gateway).await?,
                 path: gw_path.clone(),
                 metadata: node_meta.clone(),
+                sampled_one_in: Some(SAMPLED_ONE_IN),
             },
         ),
     ];
     for (target, gateway) in [
         (Target::Gateway3212, &run.gateway3212),
         (Target::GatewayBaseline, &run.baseline),
+        (Target::GatewayQuiet, &run.quiet),
+        (Target::GatewayTraced, &run.traced),
     ] {
         if let Some((_, port)) = gateway {
             out.push((
@@ -725,6 +801,7 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
                     channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
                     path: gw_path.clone(),
                     metadata: node_meta.clone(),
+                    sampled_one_in: Some(SAMPLED_ONE_IN),
                 },
             ));
         }
@@ -736,6 +813,7 @@ async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Calle
                 channel: channel(pki, &client_id, *port, &PeerIdentity::Gateway).await?,
                 path: node_path.clone(),
                 metadata: as_gateway_meta.clone(),
+                sampled_one_in: Some(SAMPLED_ONE_IN),
             },
         ));
     }
@@ -748,6 +826,8 @@ fn proxy_of(run: &Running, target: Target) -> Option<&Proc> {
         Target::Gateway => Some(&run.gateway),
         Target::Gateway3212 => run.gateway3212.as_ref().map(|(p, _)| p),
         Target::GatewayBaseline => run.baseline.as_ref().map(|(p, _)| p),
+        Target::GatewayQuiet => run.quiet.as_ref().map(|(p, _)| p),
+        Target::GatewayTraced => run.traced.as_ref().map(|(p, _)| p),
         Target::Nginx1 | Target::Nginx2 | Target::Haproxy1 | Target::Haproxy2 => run
             .peers
             .iter()
@@ -878,7 +958,13 @@ async fn main() -> anyhow::Result<()> {
     let result = bench(&args, &dir, &mut run).await;
     run.gateway.stop();
     run.node.stop();
-    for (p, _) in run.gateway3212.into_iter().chain(run.baseline) {
+    for (p, _) in run
+        .gateway3212
+        .into_iter()
+        .chain(run.baseline)
+        .chain(run.quiet)
+        .chain(run.traced)
+    {
         p.stop();
     }
     for (_, p, _) in run.peers {
@@ -919,6 +1005,37 @@ async fn primed(
         bail!("priming delivery of {size} B failed: {e}");
     }
     Ok((callers, body))
+}
+
+/// Gateways that do the same work per call, compared at 256 B and 64 in flight over
+/// twice the rounds (what differs is mostly the machine's noise, which more
+/// alternations average out), the order rotated every round.
+async fn interleaved(
+    run: &Running,
+    (callers, body): &(Vec<(Target, Caller)>, bytes::Bytes),
+    targets: &[Target],
+    args: &Args,
+) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = Vec::new();
+    for round in 0..(args.rounds * 2).max(4) {
+        for i in 0..targets.len() {
+            let target = targets[(i + round as usize) % targets.len()];
+            let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
+                continue;
+            };
+            let slot = Slot {
+                payload: 256,
+                inflight: 64,
+                round,
+            };
+            let cell = measure(run, target, caller, body, args, slot).await;
+            match cells.iter_mut().find(|c| c.target == target) {
+                Some(existing) => merge(existing, cell),
+                None => cells.push(cell),
+            }
+        }
+    }
+    cells
 }
 
 async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
@@ -980,41 +1097,35 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
     // Route scale: 34 vs 3,212 registered routes, interleaved.
     let mut scale: Vec<Cell> = Vec::new();
     if run.gateway3212.is_some() {
-        let size = 256;
-        let inflight = 64;
-        let (callers, body) = primed(&callers, args.payloads.len(), size).await?;
+        let primed = primed(&callers, args.payloads.len(), 256).await?;
         eprintln!("measuring route scale ...");
-        // Twice the rounds: the two gateways do the same work per call, so what differs
-        // is mostly the machine's noise, which more alternations average out.
-        for round in 0..(args.rounds * 2).max(4) {
-            let order = if round % 2 == 0 {
-                [Target::Gateway, Target::Gateway3212]
-            } else {
-                [Target::Gateway3212, Target::Gateway]
-            };
-            for target in order {
-                let Some((_, caller)) = callers.iter().find(|(t, _)| *t == target) else {
-                    continue;
-                };
-                let slot = Slot {
-                    payload: size,
-                    inflight,
-                    round,
-                };
-                let cell = measure(run, target, caller, &body, args, slot).await;
-                match scale.iter_mut().find(|c| c.target == target) {
-                    Some(existing) => merge(existing, cell),
-                    None => scale.push(cell),
-                }
-            }
-        }
+        scale = interleaved(run, &primed, &[Target::Gateway, Target::Gateway3212], args).await;
     }
+    // Telemetry cost: off, the default (metrics), metrics + 1 % traces, interleaved.
+    let mut telemetry: Vec<Cell> = Vec::new();
+    if run.quiet.is_some() {
+        let primed = primed(&callers, args.payloads.len() + 2, 256).await?;
+        eprintln!("measuring telemetry cost ...");
+        let targets = [Target::GatewayQuiet, Target::Gateway, Target::GatewayTraced];
+        telemetry = interleaved(run, &primed, &targets, args).await;
+    }
+    let spans_exported = run.collector.as_ref().map(|c| c.spans().len());
     let load_rss = gateways(run)
         .into_iter()
         .map(|(name, (_, peak))| (name, peak))
         .collect::<Vec<_>>();
 
-    report::print(args, &cells, &scale, &idle_rss, &load_rss);
+    report::print(
+        args,
+        &cells,
+        &scale,
+        &report::TelemetryCost {
+            cells: &telemetry,
+            spans_exported,
+        },
+        &idle_rss,
+        &load_rss,
+    );
 
     if let Some(setup) = &run.lookups {
         let (callers, body) = primed(&callers, args.payloads.len() + 1, 256).await?;

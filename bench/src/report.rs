@@ -130,10 +130,17 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
+/// The telemetry-cost check's cells and what the traced gateway exported.
+pub struct TelemetryCost<'a> {
+    pub cells: &'a [Cell],
+    pub spans_exported: Option<usize>,
+}
+
 pub fn print(
     args: &Args,
     cells: &[Cell],
     scale: &[Cell],
+    telemetry: &TelemetryCost<'_>,
     idle_rss: &[(String, u64)],
     load_rss: &[(String, u64)],
 ) {
@@ -320,6 +327,41 @@ pub fn print(
             ),
             median(r).is_some_and(|r| (r - 1.0).abs() <= 0.05 || r > 1.0),
         ));
+    }
+    let tele = |t: Target| telemetry.cells.iter().find(|c| c.target == t);
+    if let (Some(quiet), Some(default), Some(traced)) = (
+        tele(Target::GatewayQuiet),
+        tele(Target::Gateway),
+        tele(Target::GatewayTraced),
+    ) {
+        println!("\n## Telemetry cost (256 B, 64 in flight)\n");
+        println!("| gateway | req/s | p50 µs | p99 µs | proxy CPU µs/call | CPU vs off | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for c in [quiet, default, traced] {
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                c.target.label(),
+                value(figure(c, Round::rps), 0),
+                c.p(0.5),
+                c.p(0.99),
+                value(figure(c, Round::proxy_us), 1),
+                times(ratio(c, quiet, Round::proxy_us), ""),
+                c.stats.errors
+            );
+        }
+        if let Some(spans) = telemetry.spans_exported {
+            println!("\nspans the traced gateway exported to the collector: {spans}");
+        }
+        for (c, what) in [(default, "metrics"), (traced, "metrics + 1 % traces")] {
+            let r = ratio(c, quiet, Round::proxy_us);
+            goals.push((
+                format!(
+                    "{what} within 10 % of telemetry off, CPU per call: {}",
+                    times(r, " over rounds")
+                ),
+                median(r).is_some_and(|r| r <= 1.10),
+            ));
+        }
     }
     if !idle_rss.is_empty() {
         println!("\n## Gateway memory\n");

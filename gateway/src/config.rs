@@ -252,6 +252,7 @@ mod tests {
         assert_eq!(config.listen.port(), 7000);
         assert!(config.registry.ends_with("registry.toml"));
         assert!(config.registry.is_absolute() && config.tls.ca.is_absolute());
+        assert_eq!(config.console.node_metrics.len(), 3);
         // Loading is idempotent: the same file gives the same paths.
         let again = GatewayConfig::load(&dir.join("gateway.toml")).unwrap();
         assert_eq!(
@@ -265,6 +266,24 @@ mod tests {
         );
         let registry: RegistryFile = config::load(&dir.join("registry.toml")).unwrap();
         assert_eq!(registry.regions.len(), 3);
+    }
+
+    #[test]
+    fn console_node_urls_must_be_http() {
+        let base = "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+        let bad: GatewayConfig = config::parse(
+            &format!("{base}[console.node_metrics]\n\"440000\" = \"ftp://x/metrics\"\n"),
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        let err = bad.validate(Path::new("g.toml")).unwrap_err().to_string();
+        assert!(err.contains("console.node_metrics.440000"), "{err}");
+        let fast: GatewayConfig = config::parse(
+            &format!("{base}[console]\nsample_every = \"1ms\"\n"),
+            Path::new("g.toml"),
+        )
+        .unwrap();
+        assert!(fast.validate(Path::new("g.toml")).is_err());
     }
 
     #[test]

@@ -185,7 +185,7 @@ async fn a_real_prometheus_scrapes_the_federation_and_evaluates_every_rule() {
             .iter()
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
-        (all.len() == 15 && all.iter().all(|r| r["health"] == "ok")).then_some(groups)
+        (all.len() == 16 && all.iter().all(|r| r["health"] == "ok")).then_some(groups)
     })
     .await;
     assert_eq!(groups.len(), 2);

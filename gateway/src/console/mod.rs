@@ -12,10 +12,11 @@
 //! disagree about what a number means, and recording a call costs nothing extra.
 
 pub mod reading;
+pub mod sample;
 pub mod view;
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::VecDeque,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
@@ -33,6 +34,7 @@ use tongban_runtime::shutdown::ShutdownSignal;
 
 use crate::{config::ConsoleSettings, metrics::GatewayMetrics};
 use reading::Reading;
+use sample::Sample;
 
 /// How much history the console keeps.
 const HISTORY: Duration = Duration::from_secs(60);
@@ -42,16 +44,6 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(1);
 const NODE_SCRAPE_LIMIT: usize = 4 << 20;
 
 const PAGE: &str = include_str!("console.html");
-
-/// One sampling instant.
-#[derive(Clone)]
-pub struct Sample {
-    pub at: Instant,
-    pub unix_ms: u64,
-    pub gateway: Reading,
-    /// Region code → that node's reading, or why it could not be read.
-    pub nodes: BTreeMap<String, Result<Reading, String>>,
-}
 
 /// The console's state: settings, what it reads, and the recent samples.
 pub struct Console {

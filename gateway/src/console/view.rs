@@ -8,8 +8,8 @@ use serde::Serialize;
 use tongban_proto::region::{RegionCode, RegionPrefix, RegionTable};
 
 use super::{
-    Sample,
     reading::{Buckets, Labels, Reading},
+    sample::Sample,
 };
 use crate::metrics::RecentError;
 
