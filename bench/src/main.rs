@@ -357,6 +357,7 @@ fn spawn_gateway(
         recognition: Default::default(),
         telemetry,
         console: Default::default(),
+        limits: Default::default(),
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;

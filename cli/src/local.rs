@@ -21,7 +21,7 @@ use std::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tongban_gateway::{
     Gateway, GatewayConfig, GatewayListeners,
-    config::{ConsoleSettings, RecognitionSettings},
+    config::{ConsoleSettings, Limits, RecognitionSettings},
     registry::{IssuerKeyEntry, RegionEntry, RegistryFile},
 };
 use tongban_node::{
@@ -103,6 +103,8 @@ pub struct FederationSpec {
     pub rollover_after: Option<Duration>,
     /// Traces and metrics settings of every member (off by default).
     pub telemetry: TelemetryConfig,
+    /// The gateways' admission limits.
+    pub limits: Limits,
 }
 
 impl FederationSpec {
@@ -129,6 +131,7 @@ impl FederationSpec {
             recognition: RecognitionSettings::default(),
             rollover_after: None,
             telemetry: TelemetryConfig::default(),
+            limits: Limits::default(),
         })
     }
 }
@@ -500,6 +503,7 @@ impl LocalFederation {
                     ..spec.recognition.clone()
                 },
                 telemetry: spec.telemetry.clone(),
+                limits: spec.limits.clone(),
                 // The console shows every node's outbox and certificate.
                 console: ConsoleSettings {
                     node_metrics: node_sockets

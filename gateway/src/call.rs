@@ -95,16 +95,40 @@ impl Call {
     pub async fn message(
         &mut self,
         deadline: std::time::Duration,
+        budget: &mut impl crate::message::Budget,
     ) -> Result<Message, GatewayError> {
         match &mut self.body {
             Body::Whole(message) => Ok(std::mem::take(message)),
-            Body::Stream(stream) => tokio::time::timeout(deadline, Message::read(stream))
+            Body::Stream(stream) => tokio::time::timeout(deadline, Message::read(stream, budget))
                 .await
                 .map_err(|_| GatewayError::Stalled(deadline))?
                 .map_err(|e| match e {
                     ReadError::TooLarge => GatewayError::TooLarge(MAX_MESSAGE),
                     ReadError::Broken(e) => GatewayError::ClientGone(e.to_string()),
+                    ReadError::Refused(e) => e,
                 }),
+        }
+    }
+}
+
+impl Call {
+    /// Reads what is left of the request and drops it, within `wait`: a call refused
+    /// before its message was read is answered after the caller finished sending, so
+    /// the answer does not reset a stream the caller is still writing (h2 closes a
+    /// connection that collects too many such resets, failing every call on it).
+    pub async fn discard(&mut self, wait: std::time::Duration) {
+        if let Body::Stream(stream) = &mut self.body {
+            let drain = async {
+                let mut total = 0;
+                while let Some(Ok(chunk)) = stream.data().await {
+                    let _ = stream.flow_control().release_capacity(chunk.len());
+                    total += chunk.len();
+                    if total > MAX_MESSAGE {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(wait, drain).await;
         }
     }
 }
@@ -182,7 +206,10 @@ mod tests {
             "spiffe://tongban/region/31",
             &[],
         );
-        let m = c.message(std::time::Duration::from_secs(1)).await.unwrap();
+        let m = c
+            .message(std::time::Duration::from_secs(1), &mut ())
+            .await
+            .unwrap();
         assert!(!m.is_empty());
     }
 }

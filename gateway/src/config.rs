@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+pub use crate::admission::Limits;
 use serde::{Deserialize, Serialize};
 use tongban_runtime::{
     config::{self, ConfigError},
@@ -51,6 +52,10 @@ pub struct GatewayConfig {
     /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
     pub telemetry: TelemetryConfig,
+    /// Bounds on calls, buffered bytes, connections and handshakes; see
+    /// `crate::admission`.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
     /// The operator console on the admin listener (`/console`).
     #[serde(default, skip_serializing_if = "ConsoleSettings::is_default")]
     pub console: ConsoleSettings,
@@ -202,6 +207,9 @@ impl GatewayConfig {
                     "may be at most 24h",
                 ));
             }
+        }
+        if let Err(problem) = self.limits.check() {
+            return Err(ConfigError::field(origin, "limits", problem));
         }
         if self.console.sample_every < Duration::from_millis(100) {
             return Err(ConfigError::field(

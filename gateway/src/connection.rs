@@ -9,6 +9,7 @@
 //! written. Here the connection's task queues the answer and writes it in the same turn.
 
 use std::{
+    collections::HashMap,
     future::Future,
     io,
     pin::Pin,
@@ -27,6 +28,7 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame};
 use tokio::task::JoinSet;
 use tongban_runtime::{
+    identity::PeerIdentity,
     incoming::{AuthenticatedStream, PeerInfo},
     shutdown::ShutdownSignal,
     tls::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW},
@@ -54,6 +56,8 @@ pub struct ServerSettings {
     pub keepalive_timeout: Duration,
     /// After shutdown is signalled, how long open calls may take to finish.
     pub drain_timeout: Duration,
+    /// Connections one identity may hold open; one more is closed on arrival.
+    pub max_connections_per_identity: usize,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +69,7 @@ impl Default for ServerSettings {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            max_connections_per_identity: 32,
         }
     }
 }
@@ -90,6 +95,8 @@ pub async fn serve<I>(
 {
     let settings = Arc::new(settings);
     let mut connections = JoinSet::new();
+    // Open connections per identity; only this loop touches it.
+    let mut open: HashMap<PeerIdentity, usize> = HashMap::new();
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
     loop {
@@ -97,18 +104,43 @@ pub async fn serve<I>(
             _ = &mut stop => break,
             next = incoming.next() => match next {
                 Some(Ok(stream)) => {
-                    connections.spawn(serve_connection(
+                    let identity = stream.peer().identity.clone();
+                    let count = open.entry(identity.clone()).or_insert(0);
+                    if *count >= settings.max_connections_per_identity {
+                        tracing::warn!(
+                            %identity,
+                            open = *count,
+                            remote = %stream.peer().remote_addr,
+                            "connection closed: this identity has the most connections allowed"
+                        );
+                        continue;
+                    }
+                    *count += 1;
+                    let serve = serve_connection(
                         stream,
                         services.clone(),
                         settings.clone(),
                         shutdown.clone(),
-                    ));
+                    );
+                    connections.spawn(async move {
+                        serve.await;
+                        identity
+                    });
                 }
                 Some(Err(error)) => tracing::debug!(%error, "incoming connection failed"),
                 None => break,
             },
             // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Ok(identity) = done
+                    && let Some(count) = open.get_mut(&identity)
+                {
+                    *count -= 1;
+                    if *count == 0 {
+                        open.remove(&identity);
+                    }
+                }
+            }
         }
     }
     drop(incoming);

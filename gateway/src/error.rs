@@ -44,6 +44,10 @@ pub enum GatewayError {
     /// The target node could not be reached; safe to retry with the same idempotency key.
     #[error("region {region} is unreachable: {reason}")]
     Unavailable { region: String, reason: String },
+    /// The gateway is at a limit for this caller or target (see `crate::admission`);
+    /// safe to retry later.
+    #[error("{0}")]
+    Overloaded(String),
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,7 +72,7 @@ impl GatewayError {
             }
             Self::UnknownRegion(_) | Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
-            Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::TooLarge(_) | Self::Overloaded(_) => Code::ResourceExhausted,
             Self::Stalled(_) => Code::DeadlineExceeded,
             Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } => Code::Unavailable,
@@ -90,6 +94,7 @@ impl GatewayError {
             Self::Stalled(_)
             | Self::ClientGone(_)
             | Self::Unavailable { .. }
+            | Self::Overloaded(_)
             | Self::Internal(_) => Retry::Transient,
         }
     }

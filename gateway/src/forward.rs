@@ -12,7 +12,12 @@ use http::{HeaderMap, HeaderValue};
 use tongban_proto::{metadata, region::RegionPrefix};
 
 use crate::{
-    answer::Answer, call::Call, deadline::CallDeadline, error::GatewayError, message::Message,
+    admission::Permit,
+    answer::Answer,
+    call::Call,
+    deadline::CallDeadline,
+    error::GatewayError,
+    message::{Message, ReadError},
     registry::Route,
 };
 
@@ -25,6 +30,7 @@ pub async fn forward(
     route: &Route,
     caller: &RegionPrefix,
     deadline: &CallDeadline,
+    permit: &mut Permit,
 ) -> Result<Answer, GatewayError> {
     let headers = node_metadata(call.headers, caller, deadline)?;
     let unavailable = |reason: String| GatewayError::Unavailable {
@@ -37,9 +43,12 @@ pub async fn forward(
         .await
         .map_err(|e| unavailable(source_chain(&e)))?;
     let (head, mut body) = response.into_parts();
-    let data = Message::read(&mut body)
+    let data = Message::read(&mut body, permit)
         .await
-        .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
+        .map_err(|e| match e {
+            ReadError::Refused(refusal) => refusal,
+            e => unavailable(format!("answer interrupted: {e}")),
+        })?;
     let trailers = body
         .trailers()
         .await

@@ -2,7 +2,8 @@
 //!
 //! A relayed call's life (composed in [`relay`], one module per phase, each a plain
 //! function over a [`call::Call`]): [`authenticate`] (certificate → caller region) →
-//! [`authorize`] (may the caller make this call, as the origin it claims?) → [`route`]
+//! [`authorize`] (may the caller make this call, as the origin it claims?) →
+//! [`admission`] (is there room for it, within its region's share?) → [`route`]
 //! (target region → node pool, longest prefix wins) → [`forward`] (relay the message as
 //! bytes over [`upstream`]) → [`audit`]; [`trace`] spans the whole call and [`metrics`]
 //! counts it. [`methods`] is the table of every method and
@@ -19,6 +20,7 @@
 //! files; [`keepalive`] pings both kinds of connection; [`console`] is the operator's
 //! page on the admin port.
 
+pub mod admission;
 pub mod answer;
 pub mod audit;
 pub mod authenticate;

@@ -4,6 +4,21 @@
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
 
+use crate::error::GatewayError;
+
+/// Something that buffered bytes are charged to while a message is read (an admitted
+/// call's `crate::admission::Permit`).
+pub trait Budget {
+    fn charge(&mut self, bytes: usize) -> Result<(), GatewayError>;
+}
+
+/// No budget (tests, and reads the gateway bounds otherwise).
+impl Budget for () {
+    fn charge(&mut self, _: usize) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
 /// Largest message relayed: gRPC's default 4 MiB limit (which nodes enforce too) plus
 /// the 5-byte frame header.
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024 + 5;
@@ -23,6 +38,9 @@ pub enum ReadError {
     TooLarge,
     #[error(transparent)]
     Broken(#[from] h2::Error),
+    /// The gateway's admission refused to buffer more.
+    #[error(transparent)]
+    Refused(GatewayError),
 }
 
 impl From<Bytes> for Message {
@@ -35,9 +53,10 @@ impl From<Bytes> for Message {
 }
 
 impl Message {
-    /// Reads a stream's DATA to its end, up to [`MAX_MESSAGE`] bytes. Each chunk's window
-    /// is handed back as it is read, so the connection keeps flowing for other calls.
-    pub async fn read(body: &mut RecvStream) -> Result<Self, ReadError> {
+    /// Reads a stream's DATA to its end, up to [`MAX_MESSAGE`] bytes, each chunk charged
+    /// to `budget` before it is kept. Each chunk's window is handed back as it is read,
+    /// so the connection keeps flowing for other calls.
+    pub async fn read(body: &mut RecvStream, budget: &mut impl Budget) -> Result<Self, ReadError> {
         let mut message = Self::default();
         let mut total = 0;
         while let Some(chunk) = body.data().await {
@@ -47,6 +66,7 @@ impl Message {
             if total > MAX_MESSAGE {
                 return Err(ReadError::TooLarge);
             }
+            budget.charge(chunk.len()).map_err(ReadError::Refused)?;
             if message.first.is_empty() {
                 message.first = chunk;
             } else if !chunk.is_empty() {
@@ -105,7 +125,7 @@ mod tests {
             while let Some(Ok((request, mut respond))) = connection.accept().await {
                 tokio::spawn(async move {
                     let mut body = request.into_body();
-                    match Message::read(&mut body).await {
+                    match Message::read(&mut body, &mut ()).await {
                         Ok(message) => {
                             let mut stream = respond
                                 .send_response(http::Response::new(()), false)
@@ -139,7 +159,7 @@ mod tests {
         let response = response.await.unwrap();
         let status = response.status().as_u16();
         let mut body = response.into_body();
-        let echoed = Message::read(&mut body).await.unwrap();
+        let echoed = Message::read(&mut body, &mut ()).await.unwrap();
         let frames = 1 + echoed.rest.len();
         let mut bytes = echoed.first.to_vec();
         for chunk in &echoed.rest {

@@ -5,7 +5,8 @@
 //! forwarded as bytes; a decoded lookup (mutual recognition) is routed by its content,
 //! answered from the cache or the issuer, and judged, in `recognition`. A later concern
 //! is one line here, where it belongs in the order:
-//! - a limit or load shedder admits the call after `route` (it knows caller and target);
+//! - [`crate::admission`] admits the call once its caller is known, counts it against
+//!   its target after `route`, and charges every byte buffered for it;
 //! - the span ([`crate::trace`]) wraps `handle`; the metrics ([`crate::metrics`]) are
 //!   recorded beside the audit.
 
@@ -14,11 +15,14 @@ use std::sync::Arc;
 use tongban_proto::region::RegionTable;
 
 use crate::{
-    answer::Answer, audit::CallAudit, authenticate, authorize, call::Call, deadline::Deadlines,
-    error::GatewayError, forward, methods::Serve, metrics::GatewayMetrics,
+    admission::Admission, answer::Answer, audit::CallAudit, authenticate, authorize, call::Call,
+    deadline::Deadlines, error::GatewayError, forward, methods::Serve, metrics::GatewayMetrics,
     recognition::Recognition, registry::Registry, route, trace,
 };
 use tongban_runtime::traces::Traces;
+
+/// How long a refused call's remaining request is read (and dropped) before the refusal.
+const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Relays calls to nodes and answers lookups; shared by every connection.
 pub struct Relay {
@@ -29,6 +33,7 @@ pub struct Relay {
     traces: Traces,
     /// Per-call metrics; `None` when the operator turned them off.
     metrics: Option<Arc<GatewayMetrics>>,
+    admission: Arc<Admission>,
 }
 
 impl Relay {
@@ -40,6 +45,7 @@ impl Relay {
         recognition: Arc<Recognition>,
         traces: Traces,
         metrics: Option<Arc<GatewayMetrics>>,
+        admission: Arc<Admission>,
     ) -> Self {
         Self {
             registry,
@@ -48,6 +54,7 @@ impl Relay {
             recognition,
             traces,
             metrics,
+            admission,
         }
     }
 
@@ -72,19 +79,39 @@ impl Relay {
         let caller = authenticate::calling_region(&call)?;
         audit.caller = Some(caller);
         authorize::check_caller(&call, method, &caller)?;
+        let mut permit = match self.admission.admit(&caller) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                call.discard(DISCARD_WAIT).await;
+                return Err(refusal);
+            }
+        };
         match method.serve {
             Serve::Relay { node_path } => {
                 let (target, route) = route::resolve(&call, &self.registry, self.regions)?;
                 audit.target = Some(target);
+                if let Err(refusal) = permit.target(&target) {
+                    call.discard(DISCARD_WAIT).await;
+                    return Err(refusal);
+                }
                 authorize::check_key(&call, method)?;
                 let deadline = self.deadlines.for_call(method, &call.headers);
-                let message = call.message(deadline.wait).await?;
-                forward::forward(call, message, node_path, &route, &caller, &deadline).await
+                let message = call.message(deadline.wait, &mut permit).await?;
+                forward::forward(
+                    call,
+                    message,
+                    node_path,
+                    &route,
+                    &caller,
+                    &deadline,
+                    &mut permit,
+                )
+                .await
             }
             Serve::Decode(lookup) => {
                 authorize::check_key(&call, method)?;
                 let deadline = self.deadlines.for_call(method, &call.headers);
-                let message = call.message(deadline.wait).await?;
+                let message = call.message(deadline.wait, &mut permit).await?;
                 // Boxed: the lookup's state is large, and inline it would make every relayed
                 // call's future (moved once per call) as large.
                 let recognition = &self.recognition;

@@ -25,6 +25,7 @@ const CATALOG_SERVICE: &str = "tongban.federation.v1.Catalog";
 const GATEWAY_SERVICE: &str = "tongban.federation.v1.Gateway";
 
 use crate::{
+    admission::Admission,
     catalog::CatalogService,
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
@@ -200,8 +201,12 @@ impl Gateway {
         )?;
         let tls = self.config.tls.server_config()?;
         let (_tls_tx, tls_rx) = watch::channel(tls);
-        let incoming =
-            authenticated_incoming(listeners.federation, tls_rx, self.config.handshake_timeout);
+        let incoming = authenticated_incoming(
+            listeners.federation,
+            tls_rx,
+            self.config.handshake_timeout,
+            self.config.limits.max_concurrent_handshakes,
+        );
 
         let served = [CATALOG_SERVICE, GATEWAY_SERVICE];
         let (health, standard) =
@@ -237,6 +242,7 @@ impl Gateway {
                 self.recognition.clone(),
                 traces,
                 self.call_metrics.clone(),
+                Admission::new(self.config.limits.clone()),
             ),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });
@@ -247,7 +253,11 @@ impl Gateway {
             ready,
             shutdown.clone(),
         );
-        connection::serve(incoming, services, ServerSettings::default(), shutdown).await;
+        let settings = ServerSettings {
+            max_connections_per_identity: self.config.limits.max_connections_per_identity,
+            ..ServerSettings::default()
+        };
+        connection::serve(incoming, services, settings, shutdown).await;
         let _ = on_shutdown.await;
         traces_guard.shutdown().await;
         if let Some(admin) = admin

@@ -352,8 +352,12 @@ impl Node {
                 .await
                 .map_err(|e| NodeStartError::Other(e.to_string()))?;
         let (_tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
-        let incoming =
-            authenticated_incoming(listeners.federation, tls_rx, self.config.handshake_timeout);
+        let incoming = authenticated_incoming(
+            listeners.federation,
+            tls_rx,
+            self.config.handshake_timeout,
+            tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
+        );
         tracing::info!(region = %self.config.region, "node serving");
         // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
         let not_serving = standard_services::not_serving_on_shutdown(

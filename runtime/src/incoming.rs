@@ -95,16 +95,23 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
+/// Handshakes a listener runs at once unless configured otherwise.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
 /// Accepts connections on `listener` until the returned stream is dropped. Handshakes
-/// run concurrently (a slow or hostile client cannot stall the accept loop) and are cut
-/// off after `handshake_timeout`. The current TLS configuration is read from `config` for
+/// run concurrently (a slow or hostile client cannot stall the accept loop), at most
+/// `max_handshakes` at once (a TCP connection beyond is closed at once, so
+/// unauthenticated clients cannot pile up tasks), and are cut off after
+/// `handshake_timeout`. The current TLS configuration is read from `config` for
 /// each new connection, so certificates can be swapped without a restart.
 pub fn authenticated_incoming(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
+    max_handshakes: usize,
 ) -> ReceiverStream<io::Result<AuthenticatedStream>> {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -120,10 +127,15 @@ pub fn authenticated_incoming(
                     continue;
                 }
             };
+            let Ok(slot) = handshakes.clone().try_acquire_owned() else {
+                tracing::debug!(%remote_addr, "connection closed: too many handshakes in progress");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 match tokio::time::timeout(handshake_timeout, handshake(acceptor, tcp, remote_addr))
                     .await
                 {

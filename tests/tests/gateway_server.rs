@@ -108,6 +108,7 @@ async fn extra_gateway(
         recognition: Default::default(),
         telemetry: Default::default(),
         console: Default::default(),
+        limits: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

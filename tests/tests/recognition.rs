@@ -343,7 +343,12 @@ async fn stand_in_federation(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_tx, tls_rx) = watch::channel(tls32.server_config().unwrap());
-    let incoming = authenticated_incoming(listener, tls_rx, Duration::from_secs(5));
+    let incoming = authenticated_incoming(
+        listener,
+        tls_rx,
+        Duration::from_secs(5),
+        tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
+    );
     tokio::spawn(async move {
         let _keep = _tx;
         tonic::transport::Server::builder()
@@ -370,6 +375,7 @@ async fn stand_in_federation(
         recognition: RecognitionSettings::default(),
         telemetry: Default::default(),
         console: Default::default(),
+        limits: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

@@ -57,7 +57,10 @@ where
             .await
             .map_err(|e| IssuerError::Unreachable(e.to_string()))?;
         let (head, mut stream) = response.into_parts();
-        let data = Message::read(&mut stream)
+        // Not charged to the caller's permit: an issuer's answer is decoded and dropped
+        // at once, at most MAX_MESSAGE, and issuer calls are bounded by the calls in
+        // flight (one per cache miss).
+        let data = Message::read(&mut stream, &mut ())
             .await
             .map_err(|e| IssuerError::Unreachable(format!("answer interrupted: {e}")))?;
         let trailers = stream
