@@ -1,4 +1,4 @@
-//! `tongban`: development PKI and the local-federation demo.
+//! `tongban`: development PKI, the local-federation demo and the outbox backlog.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -12,6 +12,7 @@ use tongban_runtime::{
     telemetry, tls,
 };
 
+mod backlog;
 mod demo;
 
 /// Tongban operator tool.
@@ -62,6 +63,13 @@ enum Command {
         #[arg(long, default_value = "error")]
         log: String,
     },
+    /// Show nodes' outbox backlog per target province (pending, oldest age, refused for
+    /// good), read from each node's admin `/metrics`.
+    Backlog {
+        /// A node's admin URL (`http://127.0.0.1:9044`) or its config file; repeatable.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -77,6 +85,12 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let _log = telemetry::init("info");
             certs(&out, &regions, gateway, days)
+        }
+        Command::Backlog { nodes } => {
+            if !backlog::run(&nodes).await? {
+                bail!("some nodes could not be read (see above)");
+            }
+            Ok(())
         }
         Command::Demo {
             once,

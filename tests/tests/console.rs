@@ -3,7 +3,8 @@
 //! page is loaded in headless Chromium (Debian's package, installed by
 //! scripts/test-tools), whose rendered DOM must show every region with its traffic, the
 //! stopped region as down, and the failed calls. A screenshot is left in
-//! `<target>/test-artifacts/console.png` for a human to look at.
+//! `<target>/test-artifacts/console.png` for a human to look at. `tongban backlog` is
+//! checked against the same state.
 
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -166,6 +167,31 @@ async fn the_console_shows_every_region_its_traffic_and_a_region_going_down() {
     assert_eq!(error["origin"], "31", "{error}");
     assert!(region(&d, "44")["cannot_verify_total"].as_f64().unwrap() >= 1.0);
     assert_eq!(region(&d, "11")["endpoints_up"], 1);
+
+    // The operator's CLI shows the same backlog: Shanghai's entry waiting for Guangdong,
+    // and Guangdong's node unreachable (so the command fails).
+    let n31_admin = format!("http://{}", t.fed.node("31").unwrap().admin_addr);
+    let node44_config = t.dir.path().join("node-44.toml");
+    let tongban = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("tongban");
+    let out = Command::new(&tongban)
+        .args(["backlog", "--node", &n31_admin, "--node"])
+        .arg(&node44_config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let waiting = text
+        .lines()
+        .find(|l| l.starts_with(&n31_admin) && l.split_whitespace().nth(1) == Some("44"))
+        .unwrap_or_else(|| panic!("no backlog row 31 -> 44:\n{text}"));
+    let pending: f64 = waiting.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(pending >= 1.0, "{text}");
+    assert!(text.contains("unreachable"), "{text}");
 
     // What a browser shows: every region's row with its traffic, Guangdong down.
     let url = format!("http://{admin}/console");
