@@ -30,14 +30,20 @@ pub struct TestFederation {
 /// `tongban-node`, which `cargo test --workspace` builds beside the test binaries.
 /// `log` is their `RUST_LOG`; their output goes to `<member>.log` in the federation's
 /// folder.
+///
+/// `TONGBAN_TEST_BIN_DIR` points at other binaries, e.g. `<target>/release` to see a fault
+/// test's latencies with optimized members (the suite's figures are debug builds).
 pub fn processes(log: &str) -> Launch {
     // The test binary runs from target/<profile>/deps; the binaries are one folder up.
     let exe = std::env::current_exe().expect("test binary path");
-    let bin_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target folder")
-        .to_owned();
+    let bin_dir = match std::env::var_os("TONGBAN_TEST_BIN_DIR") {
+        Some(dir) => dir.into(),
+        None => exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target folder")
+            .to_owned(),
+    };
     Launch::Processes {
         bin_dir,
         log: log.to_owned(),
