@@ -5,7 +5,10 @@
 use std::path::Path;
 
 use anyhow::Context;
-use tongban_gateway::console::reading::Reading;
+use tongban_gateway::console::{
+    reading::Reading,
+    view::{Backlog, backlog},
+};
 use tongban_node::{NodeConfig, portal_client::PortalClient};
 
 /// Where a node's admin listener is: `http://host:port`, or a node config file naming it.
@@ -19,15 +22,6 @@ fn admin_base(node: &str) -> anyhow::Result<String> {
         .admin
         .with_context(|| format!("{node} has no listen.admin: its backlog is not served"))?;
     Ok(format!("http://{admin}"))
-}
-
-/// One row of the table.
-struct Row {
-    node: String,
-    target: String,
-    pending: f64,
-    oldest_seconds: f64,
-    failed: f64,
 }
 
 async fn read(base: &str) -> anyhow::Result<Reading> {
@@ -55,35 +49,11 @@ pub async fn run(nodes: &[String]) -> anyhow::Result<bool> {
         let base = admin_base(node)?;
         match read(&base).await {
             Ok(r) => {
-                let target =
-                    |l: &std::collections::BTreeMap<String, String>| l.get("target").cloned();
-                let pending = r.group("tongban_node_outbox_pending", target);
-                let oldest = r.group("tongban_node_outbox_oldest_pending_seconds", target);
-                let failed = r.group("tongban_node_outbox_failed", target);
-                let get = |m: &std::collections::BTreeMap<String, f64>, k: &str| {
-                    m.get(k).copied().unwrap_or(0.0)
-                };
-                let mut targets: Vec<&String> = pending.keys().chain(failed.keys()).collect();
-                targets.sort();
-                targets.dedup();
+                let targets = backlog(&r);
                 if targets.is_empty() {
-                    rows.push(Row {
-                        node: base.clone(),
-                        target: "-".into(),
-                        pending: 0.0,
-                        oldest_seconds: 0.0,
-                        failed: 0.0,
-                    });
+                    rows.push((base.clone(), Backlog::default()));
                 }
-                for t in targets {
-                    rows.push(Row {
-                        node: base.clone(),
-                        target: t.clone(),
-                        pending: get(&pending, t),
-                        oldest_seconds: get(&oldest, t),
-                        failed: get(&failed, t),
-                    });
-                }
+                rows.extend(targets.into_iter().map(|t| (base.clone(), t)));
             }
             Err(error) => {
                 all_read = false;
@@ -95,10 +65,11 @@ pub async fn run(nodes: &[String]) -> anyhow::Result<bool> {
         "{:<28} {:<7} {:>8} {:>12} {:>8}",
         "node", "target", "pending", "oldest (s)", "failed"
     );
-    for r in &rows {
+    for (node, b) in &rows {
+        let target = if b.target.is_empty() { "-" } else { &b.target };
         println!(
             "{:<28} {:<7} {:>8} {:>12.1} {:>8}",
-            r.node, r.target, r.pending, r.oldest_seconds, r.failed
+            node, target, b.pending, b.oldest_seconds, b.failed
         );
     }
     Ok(all_read)

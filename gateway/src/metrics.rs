@@ -367,35 +367,34 @@ impl prometheus_client::collector::Collector for UpstreamHealth {
             }
         }
         rows.sort_by(|a, b| (a.0, &a.1.url).cmp(&(b.0, &b.1.url)));
-        let kind = ConstGauge::new(0i64).metric_type();
-        {
-            let mut family = encoder.encode_descriptor(
-                "tongban_gateway_upstream_up",
-                "1 when the gateway has a connection to the node endpoint (or has not needed one yet), 0 while connecting fails",
-                None,
-                kind,
-            )?;
+        let gauge = |encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     value: fn(&crate::upstream::EndpointHealth) -> i64|
+         -> Result<(), std::fmt::Error> {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
             for (prefix, health) in &rows {
                 let labels = [
                     ("region", prefix.as_str()),
                     ("endpoint", health.url.as_str()),
                 ];
-                ConstGauge::new(i64::from(health.up())).encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(value(health)).encode(family.encode_family(&labels)?)?;
             }
-        }
-        let mut family = encoder.encode_descriptor(
+            Ok(())
+        };
+        gauge(
+            &mut encoder,
+            "tongban_gateway_upstream_up",
+            "1 when the gateway has a connection to the node endpoint (or has not needed one yet), 0 while connecting fails",
+            |h| i64::from(h.up()),
+        )?;
+        gauge(
+            &mut encoder,
             "tongban_gateway_upstream_connect_failures",
             "Consecutive failed connection attempts to the node endpoint",
-            None,
-            kind,
+            |h| i64::from(h.failures),
         )?;
-        for (prefix, health) in &rows {
-            let labels = [
-                ("region", prefix.as_str()),
-                ("endpoint", health.url.as_str()),
-            ];
-            ConstGauge::new(i64::from(health.failures)).encode(family.encode_family(&labels)?)?;
-        }
         Ok(())
     }
 }

@@ -51,7 +51,8 @@ pub struct Console {
     registry: Arc<Registry>,
     calls: Option<Arc<GatewayMetrics>>,
     regions: &'static RegionTable,
-    history: Mutex<VecDeque<Sample>>,
+    /// Shared so a view takes the samples without copying their readings.
+    history: Mutex<VecDeque<Arc<Sample>>>,
     http: Client<HttpConnector, Empty<Bytes>>,
 }
 
@@ -113,7 +114,7 @@ impl Console {
 
     /// The view over the samples taken so far.
     pub fn view(&self) -> view::ConsoleView {
-        let history: Vec<Sample> = self.lock().iter().cloned().collect();
+        let history: Vec<Arc<Sample>> = self.lock().iter().cloned().collect();
         let errors = self
             .calls
             .as_ref()
@@ -128,7 +129,7 @@ impl Console {
         )
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Sample>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Sample>>> {
         // Samples are whole values pushed under the lock: a poisoned lock holds no
         // half-written state.
         self.history
@@ -174,7 +175,7 @@ impl Console {
             nodes,
         };
         let mut history = self.lock();
-        history.push_back(sample);
+        history.push_back(Arc::new(sample));
         while let (Some(first), Some(last)) = (history.front(), history.back())
             && last.at.duration_since(first.at) > HISTORY
         {

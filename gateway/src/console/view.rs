@@ -156,7 +156,7 @@ pub struct NodeRow {
     pub certificate_days_left: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Backlog {
     pub target: String,
     pub pending: f64,
@@ -230,7 +230,7 @@ fn calls_by_target(r: &Reading) -> (BTreeMap<String, f64>, BTreeMap<String, f64>
 
 /// Builds the view from the samples, oldest first.
 pub fn build(
-    history: &[Sample],
+    history: &[std::sync::Arc<Sample>],
     recent_errors: Vec<RecentError>,
     regions: &RegionTable,
     call_metrics: bool,
@@ -292,20 +292,23 @@ pub fn build(
             .flatten()
     });
 
-    let intervals: Vec<(f64, BTreeMap<String, f64>)> = history
+    // Calls by target in every sample, read once; each interval's rate from two of them.
+    let inbound: Vec<BTreeMap<String, f64>> = history
+        .iter()
+        .map(|s| s.gateway.group(CALLS, |l| province_of(label(l, "target"))))
+        .collect();
+    let intervals: Vec<BTreeMap<String, f64>> = history
         .windows(2)
-        .map(|pair| {
+        .zip(inbound.windows(2))
+        .map(|(pair, counts)| {
             let seconds = pair[1].at.duration_since(pair[0].at).as_secs_f64();
-            let (a, _) = calls_by_target(&pair[0].gateway);
-            let (b, _) = calls_by_target(&pair[1].gateway);
-            let rates = b
+            counts[1]
                 .iter()
                 .map(|(k, v)| {
-                    let delta = increase(*v, get(&a, k));
+                    let delta = increase(*v, get(&counts[0], k));
                     (k.clone(), if seconds > 0.0 { delta / seconds } else { 0.0 })
                 })
-                .collect();
-            (seconds, rates)
+                .collect()
         })
         .collect();
 
@@ -346,7 +349,7 @@ pub fn build(
                     lookups_total: get(&lookups, &province),
                     cannot_verify_total: get(&cannot_verify, &province),
                     scope,
-                    history: intervals.iter().map(|(_, r)| get(r, &province)).collect(),
+                    history: intervals.iter().map(|r| get(r, &province)).collect(),
                     province,
                 }
             },
@@ -550,32 +553,41 @@ fn node_row(region: &str, reading: &Result<Reading, String>, regions: &RegionTab
             certificate_days_left: None,
         },
         Ok(r) => {
-            let target = |l: &Labels| Some(label(l, "target").to_owned());
-            let pending = r.group(NODE_PENDING, target);
-            let oldest = r.group(NODE_OLDEST, target);
-            let failed = r.group(NODE_FAILED, target);
-            let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
-            let mut targets: BTreeSet<&String> = pending.keys().collect();
-            targets.extend(failed.keys());
+            let all = backlog(r);
             NodeRow {
                 region: region.to_owned(),
                 name,
                 error: String::new(),
-                outbox_pending: pending.values().sum(),
-                outbox_oldest_seconds: oldest.values().copied().fold(0.0, f64::max),
-                outbox_failed: failed.values().sum(),
-                backlog: targets
+                outbox_pending: all.iter().map(|b| b.pending).sum(),
+                outbox_oldest_seconds: all.iter().map(|b| b.oldest_seconds).fold(0.0, f64::max),
+                outbox_failed: all.iter().map(|b| b.failed).sum(),
+                backlog: all
                     .into_iter()
-                    .filter(|t| get(&pending, t) > 0.0 || get(&failed, t) > 0.0)
-                    .map(|t| Backlog {
-                        target: t.clone(),
-                        pending: get(&pending, t),
-                        oldest_seconds: get(&oldest, t),
-                        failed: get(&failed, t),
-                    })
+                    .filter(|b| b.pending > 0.0 || b.failed > 0.0)
                     .collect(),
                 certificate_days_left: r.min(CERT_EXPIRY, |_| true).map(|s| s / 86_400.0),
             }
         }
     }
+}
+
+/// A node's outbox per target province, from its `/metrics` (every target it reports,
+/// empty ones included), for the console and `tongban backlog`.
+pub fn backlog(node: &Reading) -> Vec<Backlog> {
+    let target = |l: &Labels| Some(label(l, "target").to_owned());
+    let pending = node.group(NODE_PENDING, target);
+    let oldest = node.group(NODE_OLDEST, target);
+    let failed = node.group(NODE_FAILED, target);
+    let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let mut targets: BTreeSet<&String> = pending.keys().collect();
+    targets.extend(failed.keys());
+    targets
+        .into_iter()
+        .map(|t| Backlog {
+            target: t.clone(),
+            pending: get(&pending, t),
+            oldest_seconds: get(&oldest, t),
+            failed: get(&failed, t),
+        })
+        .collect()
 }
