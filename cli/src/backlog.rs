@@ -1,6 +1,8 @@
 //! `tongban backlog`: the outbox backlog of one or more nodes, per target province, read
 //! from each node's admin `/metrics` (the same series Prometheus scrapes and the console
-//! shows): entries pending, the oldest one's age, entries refused for good.
+//! shows): entries pending, those blocked by a configuration refusal, the oldest one's
+//! age, and dead letters (refused for good; `tongban outbox` lists, replays and closes
+//! them).
 
 use std::path::Path;
 
@@ -12,7 +14,7 @@ use tongban_gateway::console::{
 use tongban_node::{NodeConfig, portal_client::PortalClient};
 
 /// Where a node's admin listener is: `http://host:port`, or a node config file naming it.
-fn admin_base(node: &str) -> anyhow::Result<String> {
+pub(crate) fn admin_base(node: &str) -> anyhow::Result<String> {
     if node.starts_with("http://") {
         return Ok(node.trim_end_matches('/').to_owned());
     }
@@ -62,14 +64,14 @@ pub async fn run(nodes: &[String]) -> anyhow::Result<bool> {
         }
     }
     println!(
-        "{:<28} {:<7} {:>8} {:>12} {:>8}",
-        "node", "target", "pending", "oldest (s)", "failed"
+        "{:<28} {:<7} {:>8} {:>8} {:>12} {:>6}",
+        "node", "target", "pending", "blocked", "oldest (s)", "dead"
     );
     for (node, b) in &rows {
         let target = if b.target.is_empty() { "-" } else { &b.target };
         println!(
-            "{:<28} {:<7} {:>8} {:>12.1} {:>8}",
-            node, target, b.pending, b.oldest_seconds, b.failed
+            "{:<28} {:<7} {:>8} {:>8} {:>12.1} {:>6}",
+            node, target, b.pending, b.blocked, b.oldest_seconds, b.failed
         );
     }
     Ok(all_read)

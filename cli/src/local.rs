@@ -125,7 +125,7 @@ impl FederationSpec {
                 poll_interval: Duration::from_millis(200),
                 retry_initial: Duration::from_millis(100),
                 retry_max: Duration::from_secs(2),
-                batch_size: 64,
+                ..OutboxConfig::default()
             },
             catalog: None,
             recognition: RecognitionSettings::default(),
@@ -264,6 +264,8 @@ pub struct LocalFederation {
     pub nodes: BTreeMap<String, RunningNode>,
     links: BTreeMap<Link, FaultProxy>,
     spec: FederationSpec,
+    /// Extra environment of node processes by prefix, from their next start.
+    node_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
@@ -589,6 +591,7 @@ impl LocalFederation {
             nodes: BTreeMap::new(),
             links,
             spec,
+            node_env: BTreeMap::new(),
         };
         for (index, (sockets, path)) in gateway_sockets.into_iter().zip(gateway_configs).enumerate()
         {
@@ -636,6 +639,7 @@ impl LocalFederation {
                     &bin_dir.join("tongban-gateway"),
                     config_path,
                     log,
+                    &[],
                     &self.dir.join(format!("gateway-{index}.log")),
                 )?;
                 wait_ready(&format!("http://{admin_addr}")).await?;
@@ -685,10 +689,13 @@ impl LocalFederation {
             }
             Launch::Processes { bin_dir, log } => {
                 drop(sockets);
+                let prefix = sockets_prefix(&config);
+                let env = self.node_env.get(&prefix).map_or(&[][..], Vec::as_slice);
                 let child = spawn(
                     &bin_dir.join("tongban-node"),
                     config_path,
                     log,
+                    env,
                     &self
                         .dir
                         .join(format!("node-{}.log", sockets_prefix(&config))),
@@ -755,6 +762,39 @@ impl LocalFederation {
         Ok(())
     }
 
+    /// Sets extra environment for the node process of `prefix` from its next start
+    /// (e.g. `TONGBAN_CRASH_AT`, see `tongban_node::crash_point`); empty clears it.
+    /// Members run in-process ignore it.
+    pub fn set_node_env(&mut self, prefix: &str, env: Vec<(String, String)>) {
+        self.node_env.insert(prefix.to_owned(), env);
+    }
+
+    /// Waits up to `limit` for a member process to exit by itself (a crash); returns
+    /// whether it did, leaving it stopped (restartable) if so.
+    pub async fn wait_exit(
+        &mut self,
+        member: &Member,
+        limit: Duration,
+    ) -> Result<bool, LocalError> {
+        let deadline = Instant::now() + limit;
+        let run = self.run_of(member)?;
+        loop {
+            let exited = match run {
+                Run::Process(child) => child.try_wait().is_ok_and(|s| s.is_some()),
+                Run::Stopped => true,
+                Run::Task { handle, .. } => handle.is_finished(),
+            };
+            if exited {
+                run.kill().await;
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts a stopped or killed member again from its config file, on its old ports.
     pub async fn restart(&mut self, member: &Member) -> Result<(), LocalError> {
         if !matches!(self.run_of(member)?, Run::Stopped) {
@@ -819,7 +859,13 @@ fn sockets_prefix(config: &NodeConfig) -> String {
 }
 
 /// Starts a member binary on `config`, its output appended to `log`.
-fn spawn(binary: &Path, config: &Path, filter: &str, log: &Path) -> Result<Child, LocalError> {
+fn spawn(
+    binary: &Path,
+    config: &Path,
+    filter: &str,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Child, LocalError> {
     if !binary.exists() {
         return Err(LocalError::Other(format!(
             "{} is missing: build it first (cargo build -p tongban-gateway -p tongban-node)",
@@ -836,6 +882,7 @@ fn spawn(binary: &Path, config: &Path, filter: &str, log: &Path) -> Result<Child
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", filter)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -1,4 +1,5 @@
-//! `tongban`: development PKI, the local-federation demo and the outbox backlog.
+//! `tongban`: development PKI, the local-federation demo, the outbox backlog and dead
+//! letters.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -14,6 +15,7 @@ use tongban_runtime::{
 
 mod backlog;
 mod demo;
+mod outbox;
 
 /// Tongban operator tool.
 #[derive(Parser, Debug)]
@@ -63,12 +65,21 @@ enum Command {
         #[arg(long, default_value = "error")]
         log: String,
     },
-    /// Show nodes' outbox backlog per target province (pending, oldest age, refused for
-    /// good), read from each node's admin `/metrics`.
+    /// Show nodes' outbox backlog per target province (pending, blocked by a
+    /// configuration refusal, oldest age, dead letters), read from each node's admin
+    /// `/metrics`.
     Backlog {
         /// A node's admin URL (`http://127.0.0.1:9044`) or its config file; repeatable.
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
+    },
+    /// A node's dead letters (outbox entries refused for good): list, replay or close.
+    Outbox {
+        /// The node's admin URL (`http://127.0.0.1:9044`) or its config file.
+        #[arg(long)]
+        node: String,
+        #[command(subcommand)]
+        action: Option<outbox::Action>,
     },
 }
 
@@ -92,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Outbox { node, action } => outbox::run(&node, action).await,
         Command::Demo {
             once,
             dir,

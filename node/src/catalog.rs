@@ -1,5 +1,10 @@
 //! The node's copy of the national catalog: fetched from the gateway, kept in the store
 //! so a restart works while the gateway is away, and replaced when a new version appears.
+//!
+//! The versions before the current one are kept too (the last [`KEPT_VERSIONS`], and
+//! the one built into this release): an application is judged against the version it
+//! names, which never changes, so a delivery filed just before a new catalog arrived
+//! is still judged by the rules it was filed under, and its verdict is final.
 
 use std::{
     sync::{Arc, RwLock},
@@ -13,39 +18,106 @@ use tongban_runtime::shutdown::ShutdownSignal;
 use crate::{gateway_client::GatewayClient, store::Store};
 
 const SETTING: &str = "catalog";
+/// Earlier versions, newest first, as length-delimited `GetCatalogResponse`s.
+const HISTORY_SETTING: &str = "catalog_history";
+/// Earlier versions kept beside the current one.
+pub const KEPT_VERSIONS: usize = 8;
 
-/// The current catalog; cheap to read.
+/// The current catalog and the recent ones; cheap to read.
 pub struct CatalogCopy {
-    current: RwLock<Arc<Catalog>>,
+    versions: RwLock<Versions>,
+}
+
+struct Versions {
+    current: Arc<Catalog>,
+    /// Earlier versions, newest first, with their encoding (to save them).
+    earlier: Vec<(Arc<Catalog>, Vec<u8>)>,
+    /// The catalog built into this release (a node that never reached the gateway
+    /// judges by it, so its peers may name it).
+    embedded: Arc<Catalog>,
 }
 
 impl CatalogCopy {
-    /// Starts from the copy saved in the store, or the catalog built into this release.
+    /// Starts from the copies saved in the store, or the catalog built into this release.
     pub async fn load(store: &Store) -> Self {
-        let saved = match store.setting(SETTING).await {
-            Ok(Some(bytes)) => GetCatalogResponse::decode(bytes.as_slice())
+        let decode = |bytes: &[u8]| {
+            GetCatalogResponse::decode(bytes)
                 .ok()
-                .and_then(|resp| Catalog::from_proto(&resp).ok()),
+                .and_then(|resp| Catalog::from_proto(&resp).ok())
+        };
+        let saved = match store.setting(SETTING).await {
+            Ok(Some(bytes)) => decode(&bytes),
             _ => None,
         };
-        Self {
-            current: RwLock::new(Arc::new(saved.unwrap_or_else(Catalog::embedded))),
+        let mut earlier = Vec::new();
+        if let Ok(Some(bytes)) = store.setting(HISTORY_SETTING).await {
+            let mut rest = bytes.as_slice();
+            while !rest.is_empty() && earlier.len() < KEPT_VERSIONS {
+                let Ok(one) = prost::encoding::decode_length_delimiter(&mut rest) else {
+                    break;
+                };
+                let Some(encoded) = rest.get(..one) else {
+                    break;
+                };
+                if let Some(catalog) = decode(encoded) {
+                    earlier.push((Arc::new(catalog), encoded.to_vec()));
+                }
+                rest = &rest[one..];
+            }
         }
+        let embedded = Arc::new(Catalog::embedded());
+        Self {
+            versions: RwLock::new(Versions {
+                current: saved.map_or_else(|| embedded.clone(), Arc::new),
+                earlier,
+                embedded,
+            }),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Versions> {
+        self.versions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The catalog in force.
     pub fn get(&self) -> Arc<Catalog> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.read().current.clone()
     }
 
-    fn replace(&self, catalog: Catalog) {
-        match self.current.write() {
-            Ok(mut guard) => *guard = Arc::new(catalog),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(catalog),
+    /// The catalog of `version`, if it is the current one or a recent one.
+    pub fn version(&self, version: &str) -> Option<Arc<Catalog>> {
+        let versions = self.read();
+        std::iter::once(&versions.current)
+            .chain(versions.earlier.iter().map(|(c, _)| c))
+            .chain(std::iter::once(&versions.embedded))
+            .find(|c| c.version == version)
+            .cloned()
+    }
+
+    /// Installs `catalog` as current; the one it replaces becomes the newest earlier
+    /// version. Returns the earlier versions' encoding to save.
+    fn replace(&self, catalog: Catalog, previous_encoded: Option<Vec<u8>>) -> Vec<u8> {
+        let mut versions = self
+            .versions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = std::mem::replace(&mut versions.current, Arc::new(catalog));
+        if let Some(encoded) = previous_encoded {
+            versions
+                .earlier
+                .retain(|(c, _)| c.version != previous.version);
+            versions.earlier.insert(0, (previous, encoded));
+            versions.earlier.truncate(KEPT_VERSIONS);
         }
+        let mut history = Vec::new();
+        for (_, encoded) in &versions.earlier {
+            prost::encoding::encode_length_delimiter(encoded.len(), &mut history)
+                .unwrap_or_default();
+            history.extend_from_slice(encoded);
+        }
+        history
     }
 
     /// Fetches the gateway's catalog; returns whether a new version was installed.
@@ -58,14 +130,26 @@ impl CatalogCopy {
         if response.not_modified {
             return Ok(false);
         }
+        self.install(store, response).await?;
+        Ok(true)
+    }
+
+    /// Makes `response` the current catalog, keeping the one it replaces, and saves both.
+    async fn install(&self, store: &Store, response: GetCatalogResponse) -> Result<(), String> {
         let catalog = Catalog::from_proto(&response).map_err(|e| e.to_string())?;
         let version = catalog.version.clone();
+        // The copy being replaced, as saved (the embedded catalog has none: it is
+        // known anyway).
+        let previous = store.setting(SETTING).await.ok().flatten();
         if let Err(error) = store.set_setting(SETTING, response.encode_to_vec()).await {
             tracing::warn!(%error, "could not save the catalog copy");
         }
-        self.replace(catalog);
+        let history = self.replace(catalog, previous);
+        if let Err(error) = store.set_setting(HISTORY_SETTING, history).await {
+            tracing::warn!(%error, "could not save the earlier catalog versions");
+        }
         tracing::info!(%version, "catalog updated from the gateway");
-        Ok(true)
+        Ok(())
     }
 
     /// Keeps the copy fresh: quickly until the first success, then every `period`.
@@ -96,5 +180,51 @@ impl CatalogCopy {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tongban_proto::catalog::Catalog;
+
+    use super::*;
+
+    fn version(name: &str) -> GetCatalogResponse {
+        let mut response = Catalog::embedded().to_proto();
+        response.version = name.to_owned();
+        response
+    }
+
+    /// Each replaced version stays known, across a restart, up to the limit.
+    #[tokio::test]
+    async fn recent_versions_are_kept_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("tongban-catalog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("node.sqlite")).unwrap();
+        let copy = CatalogCopy::load(&store).await;
+        let embedded = copy.get().version.clone();
+        let names: Vec<String> = (0..KEPT_VERSIONS + 3)
+            .map(|i| format!("2027.{i:02}"))
+            .collect();
+        for name in &names {
+            copy.install(&store, version(name)).await.unwrap();
+        }
+        let last = names.last().unwrap();
+        assert_eq!(&copy.get().version, last);
+        drop(copy);
+        let copy = CatalogCopy::load(&store).await;
+        assert_eq!(&copy.get().version, last, "current restored");
+        for (i, name) in names.iter().enumerate() {
+            // The current one and the KEPT_VERSIONS before it.
+            let kept = i + 1 + KEPT_VERSIONS >= names.len();
+            assert_eq!(copy.version(name).is_some(), kept, "{name}");
+        }
+        assert!(
+            copy.version(&embedded).is_some(),
+            "the built-in catalog is always known"
+        );
+        assert!(copy.version("1999.01").is_none());
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -164,6 +164,11 @@ pub struct OutboxConfig {
     pub retry_max: Duration,
     /// Entries sent per scan.
     pub batch_size: u32,
+    /// How long delivered and closed entries, and the idempotency keys of deliveries
+    /// received, are kept before they are pruned. Default 30 days. Dead letters and
+    /// pending entries are never pruned.
+    #[serde(with = "humantime_serde")]
+    pub retain_finished: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -173,6 +178,7 @@ impl Default for OutboxConfig {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(60),
             batch_size: 64,
+            retain_finished: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

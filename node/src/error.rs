@@ -18,9 +18,10 @@ pub enum NodeError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
-    /// A transient disagreement (catalog versions); the sender should retry later.
+    /// The application names a catalog version this node does not have: the sender
+    /// keeps it pending until the catalogs agree.
     #[error("{0}")]
-    Retry(String),
+    UnknownCatalog(String),
     /// This node cannot sign what was asked (no signing key in force): an operator must
     /// configure one.
     #[error("{0}")]
@@ -46,7 +47,7 @@ impl NodeError {
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::Retry(_) | Self::NotIssuing(_) => Code::Unavailable,
+            Self::NotIssuing(_) | Self::UnknownCatalog(_) => Code::Unavailable,
             Self::Platform(PlatformError::Conflict(_)) => Code::FailedPrecondition,
             Self::Store(_) | Self::Platform(_) => Code::Unavailable,
         }
@@ -57,15 +58,16 @@ impl NodeError {
         match self {
             // Refusals of the caller's rights and routing mismatches come from a
             // certificate or registry being changed: they heal once it is fixed.
-            Self::PermissionDenied(_) | Self::NotFound(_) | Self::NotIssuing(_) => {
-                Retry::Configuration
-            }
+            Self::PermissionDenied(_)
+            | Self::NotFound(_)
+            | Self::NotIssuing(_)
+            | Self::UnknownCatalog(_) => Retry::Configuration,
             Self::InvalidArgument { .. }
             | Self::FailedPrecondition(_)
             | Self::Platform(PlatformError::Conflict(_)) => Retry::Permanent,
-            // Storage and platform trouble, and catalogs still converging, pass: the
-            // sender keeps its outbox entry and retries with the same key.
-            Self::Retry(_) | Self::Store(_) | Self::Platform(_) => Retry::Transient,
+            // Storage and platform trouble pass: the sender keeps its outbox entry and
+            // retries with the same key.
+            Self::Store(_) | Self::Platform(_) => Retry::Transient,
         }
     }
 }
@@ -108,9 +110,9 @@ mod tests {
                 Retry::Permanent,
             ),
             (
-                NodeError::Retry("catalogs differ".into()),
+                NodeError::UnknownCatalog("catalog 2027.1 unknown".into()),
                 Code::Unavailable,
-                Retry::Transient,
+                Retry::Configuration,
             ),
             (
                 NodeError::Platform(PlatformError::Unavailable("down".into())),

@@ -205,29 +205,36 @@ impl FederationService {
             .ok_or_else(|| NodeError::invalid("application.applicant", "required"))?;
         let id = ResidentId::parse(&applicant.id_number, self.ctx.regions, today)
             .map_err(|e| NodeError::invalid("application.applicant.id_number", e.to_string()))?;
-        let catalog = self.ctx.catalog.get();
-        // Judged against another catalog version than ours: the catalogs will converge
-        // (nodes refresh from the gateway), so the sender is told to retry rather than
-        // have an acknowledged application refused for good.
-        let skew = |problem: String| {
-            if application.catalog_version != catalog.version {
-                NodeError::Retry(format!(
-                    "{problem}; the application was checked against catalog {} and this \
-                     node has {}, retry after the catalogs converge",
-                    application.catalog_version, catalog.version
+        // Judged by the catalog version the application names (it never changes), so
+        // the verdict is final: a form that fails under its own version's rules fails
+        // for good. A version this node does not know (newer than its copy, or older
+        // than the ones it keeps) is a configuration matter: the sender keeps the case
+        // pending, counted as blocked, until the catalogs agree.
+        let named = application.catalog_version.as_str();
+        let catalog = if named.is_empty() {
+            self.ctx.catalog.get()
+        } else {
+            self.ctx.catalog.version(named).ok_or_else(|| {
+                NodeError::UnknownCatalog(format!(
+                    "the application names catalog {named:?}, which this node does not \
+                     know (it has {}); deliver again once the catalogs agree",
+                    self.ctx.catalog.get().version
                 ))
-            } else {
-                NodeError::invalid("application", problem)
-            }
+            })?
         };
         let item = catalog.item(&application.one_thing_id).ok_or_else(|| {
-            skew(format!(
-                "one_thing_id {:?} is unknown in catalog {}",
-                application.one_thing_id, catalog.version
-            ))
+            NodeError::invalid(
+                "application.one_thing_id",
+                format!("unknown in catalog {}", catalog.version),
+            )
         })?;
         item.validate_form(&application.form, self.ctx.regions, today)
-            .map_err(|e| skew(e.to_string()))?;
+            .map_err(|e| {
+                NodeError::invalid(
+                    "application.form",
+                    format!("{e} (catalog {})", catalog.version),
+                )
+            })?;
 
         let submitted = self
             .ctx
@@ -238,6 +245,11 @@ impl FederationService {
                 &payload,
             )
             .await?;
+        // The platform's database and the store are two: a crash here leaves the case
+        // taken and its key unrecorded. The sender's retry (same key) then finds no key,
+        // and the platform, idempotent by case number, answers with the case it has:
+        // nothing is created twice (tests/tests/faults.rs proves it with this point).
+        crate::crash_point::crash_point(crate::crash_point::AFTER_PLATFORM_SUBMIT);
         let response = DeliverApplicationResponse {
             case_number: application.case_number.clone(),
             handling_reference: submitted.case.reference.clone(),

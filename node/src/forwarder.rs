@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tongban_proto::v1::{DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest};
 use tongban_runtime::shutdown::ShutdownSignal;
 
-use tongban_proto::resident_id::ResidentId;
+use tongban_proto::{resident_id::ResidentId, retry::Retry};
 
 use crate::{
     config::OutboxConfig,
@@ -38,10 +38,24 @@ pub struct Forwarder {
 /// Outbox calls in flight at once.
 const CONCURRENT_ATTEMPTS: usize = 16;
 
+/// How often finished rows older than the retention are pruned, and how many rows one
+/// prune call deletes at most (short transactions: the store has one connection).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: u32 = 1000;
+
 enum Attempt {
     Done,
-    Retry(String),
+    /// Try again later; the class says whether time (transient) or an operator
+    /// (configuration) is what it waits for.
+    Retry(String, Retry),
+    /// Refused for good: a dead letter for an operator.
     Refused(String),
+}
+
+impl Attempt {
+    fn transient(error: impl ToString) -> Self {
+        Self::Retry(error.to_string(), Retry::Transient)
+    }
 }
 
 impl Forwarder {
@@ -49,7 +63,12 @@ impl Forwarder {
     pub async fn run(self, shutdown: ShutdownSignal) {
         let stop = shutdown.wait();
         tokio::pin!(stop);
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += PRUNE_EVERY;
+                self.prune().await;
+            }
             // Shutdown does not wait for a drain: an attempt cut short leaves its entry
             // pending, and the receiver applies a resend once (same idempotency key).
             tokio::select! {
@@ -65,6 +84,35 @@ impl Forwarder {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
             }
+        }
+    }
+
+    /// Deletes finished rows older than the retention, a batch at a time.
+    async fn prune(&self) {
+        let retain = i64::try_from(self.settings.retain_finished.as_millis()).unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(retain);
+        let (mut outbox, mut inbound) = (0, 0);
+        loop {
+            match self.store.prune(before, PRUNE_BATCH).await {
+                Ok((o, i)) => {
+                    outbox += o;
+                    inbound += i;
+                    if o < PRUNE_BATCH as usize && i < PRUNE_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox prune failed; next try in an hour");
+                    break;
+                }
+            }
+        }
+        if outbox + inbound > 0 {
+            tracing::info!(
+                outbox,
+                inbound,
+                "pruned finished outbox rows and old delivery keys"
+            );
         }
     }
 
@@ -92,7 +140,7 @@ impl Forwarder {
                 self.count(&entry, &outcome);
                 match outcome {
                     Attempt::Done => progressed = true,
-                    Attempt::Retry(error) => {
+                    Attempt::Retry(error, class) => {
                         let delay = self.backoff(id, attempts);
                         tracing::warn!(
                             case = %entry.case_number,
@@ -100,21 +148,25 @@ impl Forwarder {
                             trace_id = %entry.trace.trace_id_hex(),
                             attempts = attempts + 1,
                             retry_in_ms = delay.as_millis() as u64,
+                            class = class.as_str(),
                             %error,
                             "outbox delivery failed; will retry"
                         );
                         self.store
-                            .outbox_retry(id, now_ms() + delay.as_millis() as i64, error)
+                            .outbox_retry(id, now_ms() + delay.as_millis() as i64, error, class)
                             .await?;
                     }
                     Attempt::Refused(error) => {
                         tracing::error!(
                             case = %entry.case_number,
                             trace_id = %entry.trace.trace_id_hex(),
+                            target = %entry.target_region,
+                            outbox_id = id,
                             %error,
-                            "outbox entry refused for good"
+                            "outbox entry refused for good: a dead letter until an operator \
+                             replays or closes it"
                         );
-                        self.store.outbox_failed(id, error).await?;
+                        self.store.outbox_dead(id, error).await?;
                         progressed = true;
                     }
                 }
@@ -132,8 +184,9 @@ impl Forwarder {
         };
         let result = match outcome {
             Attempt::Done => "done",
-            Attempt::Retry(_) => "retry",
-            Attempt::Refused(_) => "refused",
+            Attempt::Retry(_, Retry::Configuration) => "blocked",
+            Attempt::Retry(..) => "retry",
+            Attempt::Refused(_) => "dead",
         };
         metrics.outbox_attempt(entry.kind, result);
         let home = entry.applicant_home.as_deref().unwrap_or_default();
@@ -211,11 +264,14 @@ impl Forwarder {
         match result {
             Ok(delivered) => match self.store.outbox_done(entry.id, delivered).await {
                 Ok(()) => Attempt::Done,
-                Err(e) => Attempt::Retry(e.to_string()),
+                Err(e) => Attempt::transient(e),
             },
-            // A configuration refusal (a region not registered yet, a certificate or
-            // registry mistake) heals when an operator fixes it: the entry stays pending.
-            Err(failed) if failed.retry.may_retry() => Attempt::Retry(failed.to_string()),
+            // The failure's own class decides (see `tongban_proto::retry`): a
+            // configuration refusal heals when an operator fixes it, so the entry stays
+            // pending (counted as blocked); only a permanent one makes a dead letter.
+            Err(failed) if failed.retry.may_retry() => {
+                Attempt::Retry(failed.to_string(), failed.retry)
+            }
             Err(failed) => Attempt::Refused(failed.to_string()),
         }
     }
@@ -236,8 +292,8 @@ impl Forwarder {
             .await
         {
             Ok(true) => Attempt::Done,
-            Ok(false) => Attempt::Retry("identity or licenses cannot be verified yet".into()),
-            Err(e) => Attempt::Retry(e.to_string()),
+            Ok(false) => Attempt::transient("identity or licenses cannot be verified yet"),
+            Err(e) => Attempt::transient(e),
         }
     }
 
@@ -275,15 +331,18 @@ impl Forwarder {
                 );
                 match self.store.outbox_done(entry.id, Some(done)).await {
                     Ok(()) => Attempt::Done,
-                    Err(e) => Attempt::Retry(e.to_string()),
+                    Err(e) => Attempt::transient(e),
                 }
             }
-            Err(e) => Attempt::Retry(e.to_string()),
+            Err(crate::platform::PlatformError::Conflict(e)) => Attempt::Refused(e),
+            Err(e) => Attempt::transient(e),
         }
     }
 
     /// Capped exponential backoff with ±25 % spread derived from the entry, so entries
-    /// that failed together do not retry in lock-step.
+    /// that failed together do not retry in lock-step. Entries blocked by
+    /// configuration follow the same schedule: it reaches the longest delay within a
+    /// few minutes, and a fix is then picked up within that delay.
     fn backoff(&self, id: i64, attempts: u32) -> Duration {
         let base = self
             .settings

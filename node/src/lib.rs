@@ -21,14 +21,17 @@
 //!   is the default SQLite one.
 //! - [`catalog`]: the node's copy of the national catalog; [`context`]: what the
 //!   handlers share.
-//! - [`operator`]: the operator endpoints on the admin listener (license revocation);
+//! - [`operator`]: the operator endpoints on the admin listener (license revocation,
+//!   the outbox's dead letters: list, replay, close);
 //!   [`metrics`]: what the admin listener's `/metrics` serves, fairness by home region
 //!   included.
 //! - [`server`] assembles it all; [`config`] is the operator's file.
+//! - [`crash_point`]: named points where a fault test makes the process abort.
 
 pub mod catalog;
 pub mod config;
 pub mod context;
+pub mod crash_point;
 pub mod error;
 pub mod federation;
 pub mod forwarder;

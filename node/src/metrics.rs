@@ -3,7 +3,8 @@
 //! - calls it makes through the gateway and calls the gateway makes on it, by method,
 //!   peer region and gRPC code, with latency histograms;
 //! - outbox attempts by kind and result, and at scrape time the backlog per target
-//!   province: pending entries, the oldest one's age, entries refused for good;
+//!   province: pending entries (and those blocked by a configuration refusal), the
+//!   oldest one's age, dead letters;
 //! - **per home province of the applicant** (from the ID number; a province, never the
 //!   person), for cases filed here: filings, the handling region's acknowledgement and
 //!   decisions (`accepted`, `approved`, `rejected`, `refused`), the time from filing to
@@ -22,7 +23,7 @@ use tongban_proto::{
     v1::{CaseStatus, Stage},
 };
 
-use crate::store::{ApplicationRecord, OutboxKind, Store, StoreError};
+use crate::store::{ApplicationRecord, BacklogRow, OutboxKind, Store, StoreError};
 
 /// Latency buckets for calls, in seconds: 1 ms to 10 s.
 const CALL_BUCKETS: [f64; 13] = [
@@ -124,6 +125,7 @@ pub struct NodeMetrics {
     backlog_pending: Family<BacklogLabels, Gauge>,
     backlog_oldest: Family<BacklogLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     backlog_failed: Family<BacklogLabels, Gauge>,
+    backlog_blocked: Family<BacklogLabels, Gauge>,
 }
 
 impl NodeMetrics {
@@ -142,6 +144,7 @@ impl NodeMetrics {
             backlog_pending: Family::default(),
             backlog_oldest: Family::default(),
             backlog_failed: Family::default(),
+            backlog_blocked: Family::default(),
         };
         registry.register(
             "tongban_node_client_calls",
@@ -202,6 +205,13 @@ impl NodeMetrics {
             "tongban_node_outbox_failed",
             "Outbox entries refused for good (dead letters), by target province",
             m.backlog_failed.clone(),
+        );
+        registry.register(
+            "tongban_node_outbox_blocked",
+            "Pending outbox entries last refused for a configuration reason (a region not \
+             registered, a certificate or registry mistake): they wait for an operator's fix, \
+             by target province",
+            m.backlog_blocked.clone(),
         );
         m
     }
@@ -313,26 +323,32 @@ impl NodeMetrics {
     pub async fn refresh_backlog(&self, store: &Store) -> Result<(), StoreError> {
         let rows = store.outbox_backlog().await?;
         let now = crate::store::now_ms();
-        let mut by_province: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+        let mut by_province: BTreeMap<String, BacklogRow> = BTreeMap::new();
         for row in rows {
             let entry = by_province
                 .entry(province(&row.target_region))
-                .or_insert((0, 0, i64::MAX));
-            entry.0 += row.pending;
-            entry.1 += row.failed;
+                .or_insert_with(|| BacklogRow {
+                    oldest_pending_ms: i64::MAX,
+                    ..BacklogRow::default()
+                });
+            entry.pending += row.pending;
+            entry.blocked += row.blocked;
+            entry.dead += row.dead;
             if row.pending > 0 {
-                entry.2 = entry.2.min(row.oldest_pending_ms);
+                entry.oldest_pending_ms = entry.oldest_pending_ms.min(row.oldest_pending_ms);
             }
         }
         self.backlog_pending.clear();
         self.backlog_oldest.clear();
         self.backlog_failed.clear();
-        for (target, (pending, failed, oldest)) in by_province {
+        self.backlog_blocked.clear();
+        for (target, row) in by_province {
             let labels = BacklogLabels { target };
-            self.backlog_pending.get_or_create(&labels).set(pending);
-            self.backlog_failed.get_or_create(&labels).set(failed);
-            let age = if pending > 0 {
-                (now.saturating_sub(oldest)).max(0) as f64 / 1000.0
+            self.backlog_pending.get_or_create(&labels).set(row.pending);
+            self.backlog_failed.get_or_create(&labels).set(row.dead);
+            self.backlog_blocked.get_or_create(&labels).set(row.blocked);
+            let age = if row.pending > 0 {
+                (now.saturating_sub(row.oldest_pending_ms)).max(0) as f64 / 1000.0
             } else {
                 0.0
             };

@@ -1,10 +1,18 @@
 //! The node's operator endpoints on its admin listener (plaintext, private to the
-//! province): what the region's own staff do to the federation's view of it. Today:
-//! revoking a license this region issued, which every gateway replica then learns
-//! through the outbox (so the revocation survives a crash or an unreachable replica).
+//! province): what the region's own staff do to the federation's view of it.
 //!
 //! - `POST /licenses/{license_id}/revoke` with `{"reason": "..."}`: `200` with the
-//!   revocation, `404` for a license not issued here.
+//!   revocation, `404` for a license not issued here. Every gateway replica then learns
+//!   it through the outbox (so it survives a crash or an unreachable replica).
+//! - `GET /outbox`: the backlog per target region (pending, blocked by configuration,
+//!   dead letters, oldest pending) and the dead letters themselves.
+//! - `POST /outbox/{id}/replay`: a dead letter is sent again (after its cause was
+//!   fixed), with its idempotency key unchanged.
+//! - `POST /outbox/{id}/close` with `{"reason": "..."}`: a dead letter is given up; a
+//!   delivery's case is rejected with the reason, which the citizen reads.
+//!
+//! Both actions answer `404` for an unknown id and `409` for an entry that is not a
+//! dead letter.
 
 use std::sync::Arc;
 
@@ -13,14 +21,18 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 use tongban_proto::{recognition, v1::PublishRevocationRequest};
 
-use crate::{context::NodeContext, gateway_client::GatewayClient, sqlite::now_ms};
+use axum::extract::rejection::JsonRejection;
+
+use crate::{
+    context::NodeContext, gateway_client::GatewayClient, sqlite::now_ms, store::DeadLetterAction,
+};
 
 /// What the operator endpoints need.
 pub struct OperatorState {
@@ -29,16 +41,128 @@ pub struct OperatorState {
     pub outbox_written: Arc<Notify>,
 }
 
+/// A revocation's or a closure's body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Revocation {
+struct Reason {
     reason: String,
+}
+
+/// The reason of `body`, trimmed: 1 to 200 characters without control characters (the
+/// citizen may read it).
+fn reason(body: Result<Json<Reason>, JsonRejection>) -> Result<String, (StatusCode, &'static str)> {
+    let Ok(Json(Reason { reason })) = body else {
+        return Err((StatusCode::BAD_REQUEST, "expected {\"reason\": \"...\"}"));
+    };
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason must be 1 to 200 characters, without control characters",
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+/// Dead letters listed at most per `GET /outbox`.
+const DEAD_LETTERS_LISTED: u32 = 500;
+
+async fn outbox(State(state): State<Arc<OperatorState>>) -> Response {
+    let store = &state.ctx.store;
+    let read = async {
+        Ok::<_, crate::store::StoreError>((
+            store.outbox_backlog().await?,
+            store.dead_letters(DEAD_LETTERS_LISTED).await?,
+        ))
+    };
+    match read.await {
+        Ok((backlog, dead)) => {
+            let now = now_ms();
+            let targets: Vec<_> = backlog
+                .iter()
+                .map(|row| {
+                    let oldest = if row.pending > 0 {
+                        now.saturating_sub(row.oldest_pending_ms).max(0) / 1000
+                    } else {
+                        0
+                    };
+                    json!({
+                        "target_region": row.target_region,
+                        "pending": row.pending,
+                        "blocked": row.blocked,
+                        "dead": row.dead,
+                        "oldest_pending_seconds": oldest,
+                    })
+                })
+                .collect();
+            Json(json!({ "targets": targets, "dead_letters": dead })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "outbox unreadable");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; retry",
+            )
+        }
+    }
+}
+
+async fn replay(State(state): State<Arc<OperatorState>>, Path(id): Path<i64>) -> Response {
+    let result = state.ctx.store.replay_dead_letter(id).await;
+    if matches!(result, Ok(DeadLetterAction::Done)) {
+        state.outbox_written.notify_one();
+        tracing::warn!(outbox_id = id, "operator replayed a dead letter");
+    }
+    dead_letter_answer(id, "replayed", result)
+}
+
+async fn close(
+    State(state): State<Arc<OperatorState>>,
+    Path(id): Path<i64>,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Response {
+    let reason = match reason(body) {
+        Ok(reason) => reason,
+        Err((status, message)) => return problem(status, message),
+    };
+    let result = state.ctx.store.close_dead_letter(id, reason.clone()).await;
+    if matches!(result, Ok(DeadLetterAction::Done)) {
+        tracing::warn!(outbox_id = id, %reason, "operator closed a dead letter");
+    }
+    dead_letter_answer(id, "closed", result)
+}
+
+fn dead_letter_answer(
+    id: i64,
+    done: &'static str,
+    result: Result<DeadLetterAction, crate::store::StoreError>,
+) -> Response {
+    match result {
+        Ok(DeadLetterAction::Done) => Json(json!({ "id": id, "state": done })).into_response(),
+        Ok(DeadLetterAction::Unknown) => {
+            problem(StatusCode::NOT_FOUND, format!("no outbox entry {id}"))
+        }
+        Ok(DeadLetterAction::NotDead) => problem(
+            StatusCode::CONFLICT,
+            format!("outbox entry {id} is not a dead letter"),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "dead letter action failed");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; retry",
+            )
+        }
+    }
 }
 
 /// The operator routes.
 pub fn router(state: Arc<OperatorState>) -> Router {
     Router::new()
         .route("/licenses/{license_id}/revoke", post(revoke))
+        .route("/outbox", get(outbox))
+        .route("/outbox/{id}/replay", post(replay))
+        .route("/outbox/{id}/close", post(close))
         .with_state(state)
 }
 
@@ -53,18 +177,13 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 async fn revoke(
     State(state): State<Arc<OperatorState>>,
     Path(license_id): Path<String>,
-    body: Result<Json<Revocation>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Reason>, JsonRejection>,
 ) -> Response {
-    let Ok(Json(revocation)) = body else {
-        return problem(StatusCode::BAD_REQUEST, "expected {\"reason\": \"...\"}");
+    let reason = match reason(body) {
+        Ok(reason) => reason,
+        Err((status, message)) => return problem(status, message),
     };
-    let reason = revocation.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 200 {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason must be 1 to 200 characters",
-        );
-    }
+    let reason = reason.as_str();
     let issued_here = recognition::license_issuer(&license_id)
         .is_ok_and(|issuer| state.ctx.prefix.contains(&issuer));
     if !issued_here {

@@ -327,7 +327,12 @@ impl Node {
                 client: self.client.clone(),
                 outbox_written: wake.clone(),
             });
-            let router = admin::probes(ready.clone())
+            let (store, platform) = (self.store.clone(), platform.clone());
+            let checks: Vec<(&'static str, admin::ReadinessCheck)> = vec![
+                ("store", Arc::new(move || store.health())),
+                ("platform", Arc::new(move || platform.health())),
+            ];
+            let router = admin::probes_checked(ready.clone(), checks)
                 .merge(operator::router(operator))
                 .merge(crate::metrics::route(
                     self.registry.clone(),

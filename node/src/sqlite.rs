@@ -28,8 +28,10 @@ pub enum StoreError {
     },
     #[error("database task failed: {0}")]
     Join(String),
-    #[error("database lock poisoned")]
-    Poisoned,
+    /// The call's own code panicked. Its transaction was rolled back and the connection
+    /// stays usable by the next call.
+    #[error("database call panicked: {0}")]
+    Panicked(String),
     #[error("database {path}: migrating to schema version {version}: {source}")]
     Migration {
         path: String,
@@ -51,9 +53,16 @@ pub enum StoreError {
 
 /// A SQLite connection used from async code: calls run on the blocking pool, one at a
 /// time. SQLite serialises writers anyway; one connection keeps transactions simple.
+///
+/// A call that panics cannot take the connection with it: the panic is caught, any
+/// transaction it left open is rolled back, and the call fails with
+/// [`StoreError::Panicked`]. [`Db::health`] tells whether the last call met trouble
+/// that the process cannot serve through (a full or failing disk, a corrupt file, a
+/// panic), so readiness can report it.
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    trouble: Arc<Mutex<Option<String>>>,
 }
 
 impl Db {
@@ -78,7 +87,17 @@ impl Db {
         migrate(&mut conn, path, migrations)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            trouble: Arc::default(),
         })
+    }
+
+    /// `Err` with the reason while the database is failing (the last call met a fault
+    /// of the disk or the file, or panicked); `Ok` once a call succeeds again.
+    pub fn health(&self) -> Result<(), String> {
+        match &*lock(&self.trouble) {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -88,12 +107,62 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let trouble = self.trouble.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Poisoned)?;
-            f(&mut guard)
+            let mut guard = lock(&conn);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    Err(StoreError::Panicked(what))
+                });
+            // A `Transaction` rolls back when dropped, also while unwinding; this covers
+            // a panic between a raw `BEGIN` and its `COMMIT`.
+            if !guard.is_autocommit() {
+                let _ = guard.execute_batch("ROLLBACK");
+            }
+            *lock(&trouble) = match &result {
+                Err(e) if e.is_fault() => Some(e.to_string()),
+                _ => None,
+            };
+            result
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+/// Locks `mutex` even if a panic poisoned it: what it guards (a connection whose
+/// transaction was rolled back, a health note) is whole again after the panic.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl StoreError {
+    /// Whether this failure is the database's own (disk, file, panic), which the next
+    /// caller would meet too, rather than a caller's (a constraint, a missing row).
+    fn is_fault(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            Self::Panicked(_) | Self::Join(_) => true,
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::SystemIoFailure
+                    | C::DiskFull
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::CannotOpen
+                    | C::ReadOnly
+                    | C::PermissionDenied
+                    | C::DatabaseBusy
+            ),
+            _ => false,
+        }
     }
 }
 
@@ -294,6 +363,45 @@ mod tests {
         );
         drop(Db::open(&path, &[STEP_1, STEP_2]).unwrap());
         assert_eq!(version(&path), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A call that panics mid-transaction fails alone: its writes are rolled back, the
+    /// database reports the trouble, and the next call works and clears it.
+    #[tokio::test]
+    async fn a_panicking_call_does_not_poison_the_connection() {
+        let dir = scratch("panic");
+        let path = dir.join("db.sqlite");
+        let db = Db::open(&path, &[STEP_1]).unwrap();
+        let failed = db
+            .call(|conn| {
+                let tx = conn.transaction()?;
+                tx.execute("INSERT INTO things (name) VALUES ('half')", [])?;
+                if tx.is_autocommit() {
+                    return Ok(());
+                }
+                panic!("bug in a store call");
+            })
+            .await;
+        assert!(
+            matches!(&failed, Err(StoreError::Panicked(m)) if m.contains("bug in a store call")),
+            "{failed:?}"
+        );
+        assert!(db.health().is_err());
+        let raw = db
+            .call(|conn| -> Result<(), StoreError> {
+                conn.execute_batch("BEGIN; INSERT INTO things (name) VALUES ('raw');")?;
+                panic!("after a raw BEGIN");
+            })
+            .await;
+        assert!(matches!(raw, Err(StoreError::Panicked(_))), "{raw:?}");
+        let names: i64 = db
+            .call(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM things", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(names, 0, "both panicked calls were rolled back");
+        assert_eq!(db.health(), Ok(()));
+        drop(db);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

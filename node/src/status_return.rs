@@ -37,9 +37,15 @@ pub(crate) struct StatusReturn {
     pub(crate) metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }
 
-/// How far back the sweep looks on each pass; it overlaps the previous pass.
-const SWEEP_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Each sweep starts this far before the previous one started: a change committed
+/// while that sweep ran, or stamped by a platform clock a little behind ours, is not
+/// missed. Returning a change twice is harmless (idempotent per case and sequence).
+const SWEEP_OVERLAP_MS: i64 = 60_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How far back a node's first sweep ever looks.
+const FIRST_SWEEP: Duration = Duration::from_secs(24 * 3600);
+/// The setting that keeps when the last complete sweep started (Unix ms, decimal).
+const SWEEP_WATERMARK: &str = "status_sweep_watermark_ms";
 
 impl StatusReturn {
     /// Returns one change, by where its case was filed.
@@ -109,28 +115,63 @@ impl StatusReturn {
         }
     }
 
-    /// Every case changed recently, at start and then periodically: catches what the
-    /// live feed missed, including changes made just before a crash.
+    /// Every case changed since the last complete sweep, at start and then
+    /// periodically: catches what the live feed missed, including changes made just
+    /// before a crash. Where the last sweep got to is kept in the store, so a node that
+    /// was down for a week, or whose platform failed sweeps for hours, still returns
+    /// every change made meanwhile; a failed sweep does not advance it.
     pub(crate) async fn run_sweep(self, platform: Arc<dyn Platform>, shutdown: ShutdownSignal) {
         let stop = shutdown.wait();
         tokio::pin!(stop);
-        // At start, look back a day: the node may have been down for a while.
-        let mut window = Duration::from_secs(24 * 3600);
+        let mut since = match self.store.setting(SWEEP_WATERMARK).await {
+            Ok(Some(bytes)) => parse_watermark(&bytes),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "status sweep watermark unreadable");
+                None
+            }
+        }
+        // Never swept (a new node): everything its platform changed in the last day.
+        .unwrap_or_else(|| crate::store::now_ms() - FIRST_SWEEP.as_millis() as i64);
         loop {
-            let since = crate::store::now_ms() - window.as_millis() as i64;
-            match platform.updated_since(since).await {
+            let started = crate::store::now_ms();
+            match platform
+                .updated_since(since.saturating_sub(SWEEP_OVERLAP_MS))
+                .await
+            {
                 Ok(cases) => {
                     for case in cases {
                         self.record(case).await;
                     }
+                    since = started;
+                    let mark = started.to_string().into_bytes();
+                    if let Err(error) = self.store.set_setting(SWEEP_WATERMARK, mark).await {
+                        tracing::warn!(%error, "status sweep watermark not saved");
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "status sweep failed"),
             }
-            window = SWEEP_WINDOW;
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
             }
         }
+    }
+}
+
+fn parse_watermark(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_watermark_reads_back_or_is_ignored() {
+        assert_eq!(
+            super::parse_watermark(b"1764650000000"),
+            Some(1_764_650_000_000)
+        );
+        assert_eq!(super::parse_watermark(b"yesterday"), None);
+        assert_eq!(super::parse_watermark(&[0xff, 0x00]), None);
     }
 }

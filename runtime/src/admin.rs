@@ -31,21 +31,43 @@ impl Readiness {
     }
 }
 
+/// A condition readiness also depends on: `Err` with the reason while it fails (a
+/// store whose disk fails, say).
+pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// `/healthz` and `/readyz`, to be merged into any router.
 pub fn probes(readiness: Readiness) -> Router {
+    probes_checked(readiness, Vec::new())
+}
+
+/// `/healthz` and `/readyz`, where ready also needs every one of `checks` to pass; a
+/// failing check is named in the `503` body.
+pub fn probes_checked(readiness: Readiness, checks: Vec<(&'static str, ReadinessCheck)>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let ready = readiness.is_ready();
-                async move {
-                    if ready {
-                        (http::StatusCode::OK, "ready\n")
+                let answer = if !readiness.is_ready() {
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "draining\n".to_owned(),
+                    )
+                } else {
+                    let failing: Vec<String> = checks
+                        .iter()
+                        .filter_map(|(name, check)| check().err().map(|e| format!("{name}: {e}")))
+                        .collect();
+                    if failing.is_empty() {
+                        (http::StatusCode::OK, "ready\n".to_owned())
                     } else {
-                        (http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                        (
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {}\n", failing.join("; ")),
+                        )
                     }
-                }
+                };
+                async move { answer }
             }),
         )
 }

@@ -72,6 +72,12 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Cases whose status changed at or after `since_ms` (Unix milliseconds).
     async fn updated_since(&self, since_ms: i64) -> Result<Vec<PlatformCase>, PlatformError>;
+
+    /// `Err` with the reason while the platform cannot take cases (the node then
+    /// reports itself not ready); an adapter that cannot tell answers `Ok`.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A person the region's register knows.

@@ -8,7 +8,7 @@ use crate::sqlite::{Db, StoreError};
 /// change the schema; never edit one. Step 1 is the schema from before versioning,
 /// verbatim: `IF NOT EXISTS` lets it adopt databases made then (tables present,
 /// user_version 0).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -100,6 +100,20 @@ ALTER TABLE inbound ADD COLUMN applicant_home TEXT;
 CREATE INDEX inbound_case ON inbound (case_number);
 "#;
 
+/// Step 4: an honest outbox. A refused entry is a dead letter an operator replays or
+/// closes (with a reason the citizen sees), no longer `failed` for good; each entry
+/// keeps the retry class of its last failure, so entries held by a configuration
+/// refusal are counted apart from passing trouble. Delivered rows and received keys
+/// are pruned by age (indexes for that).
+const MIGRATION_4: &str = r#"
+UPDATE outbox SET state = 'dead' WHERE state = 'failed';
+ALTER TABLE outbox ADD COLUMN retry_class TEXT;
+ALTER TABLE outbox ADD COLUMN closed_reason TEXT;
+ALTER TABLE outbox ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_finished ON outbox (state, done_ms);
+CREATE INDEX inbound_received ON inbound (received_ms);
+"#;
+
 /// The node's store.
 #[derive(Clone)]
 pub struct Store {
@@ -110,6 +124,12 @@ impl Store {
     /// Opens or creates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with(path, MIGRATIONS)
+    }
+
+    /// `Err` with the reason while the store's database is failing (see
+    /// [`crate::sqlite::Db::health`]): the node then reports itself not ready.
+    pub fn health(&self) -> Result<(), String> {
+        self.db.health()
     }
 
     /// Opens the store with only the first steps of its schema (tests make databases

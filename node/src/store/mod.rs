@@ -23,7 +23,7 @@ mod status;
 pub use access_log::{AccessEntry, AccessKind};
 pub use database::Store;
 pub use filing::{ApplicationRecord, Filed, NewFiling};
-pub use outbox::{BacklogRow, OutboxEntry, OutboxKind};
+pub use outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind};
 // The SQLite wrapper moved to `crate::sqlite`; these paths stay for existing callers.
 pub use crate::sqlite::{Db, StoreError, now_ms, timestamp_ms};
 

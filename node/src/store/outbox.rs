@@ -3,8 +3,11 @@
 //! what was acknowledged is not lost to a crash or an unreachable region.
 
 use prost::Message;
-use rusqlite::{Connection, params};
-use tongban_proto::v1::{CaseStatus, Stage};
+use rusqlite::{Connection, OptionalExtension, params};
+use tongban_proto::{
+    retry::Retry,
+    v1::{CaseStatus, Stage},
+};
 
 use super::{database::Store, status::apply_status_tx};
 use crate::sqlite::StoreError;
@@ -77,14 +80,54 @@ pub struct OutboxEntry {
 }
 
 /// The outbox backlog towards one target region.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BacklogRow {
     pub target_region: String,
+    /// Entries still to deliver (those `blocked` included).
     pub pending: i64,
-    pub failed: i64,
+    /// Pending entries whose last attempt was refused for a configuration reason (a
+    /// region not registered, a certificate or registry mistake): they wait for an
+    /// operator, not for time.
+    pub blocked: i64,
+    /// Dead letters: refused for a reason retrying cannot change, waiting for an
+    /// operator to replay or close them.
+    pub dead: i64,
     /// Queue time of the oldest pending entry (Unix ms); meaningless when none pend.
     pub oldest_pending_ms: i64,
 }
+
+/// An entry refused for good, as an operator reviews it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub kind: &'static str,
+    pub case_number: String,
+    pub target_region: String,
+    pub one_thing_id: String,
+    pub attempts: u32,
+    /// How often an operator replayed it already.
+    pub replays: u32,
+    /// The receiver's refusal.
+    pub error: String,
+    pub queued_ms: i64,
+    pub dead_ms: i64,
+}
+
+/// What an operator's action on a dead letter found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    Done,
+    /// No entry with that id.
+    Unknown,
+    /// The entry is not a dead letter (pending, delivered or closed already).
+    NotDead,
+}
+
+/// What the citizen reads while a delivery is held as a dead letter. The receiver's
+/// own words stay with the operator: they may quote form values.
+const HELD_DETAIL: &str = "accepted here; the handling region did not take the delivery, \
+    and staff of the filing region are reviewing it";
+const REPLAYED_DETAIL: &str = "accepted here; delivery to the handling region resumed";
 
 impl Store {
     /// Queues a status push to the origin region of a case handled here.
@@ -214,14 +257,17 @@ impl Store {
             .await
     }
 
-    /// Pending and refused entries per target region ever owed anything (zeros
-    /// included, so the series stay), with the oldest pending one.
+    /// Pending, blocked and dead entries per target region ever owed anything (zeros
+    /// included, so the series stay; pruning delivered rows may drop a region), with the
+    /// oldest pending one.
     pub async fn outbox_backlog(&self) -> Result<Vec<BacklogRow>, StoreError> {
         self.db
             .call(|conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT target_region,
-                            SUM(state = 'pending'), SUM(state = 'failed'),
+                            SUM(state = 'pending'),
+                            SUM(state = 'pending' AND IFNULL(retry_class, '') = 'configuration'),
+                            SUM(state = 'dead'),
                             COALESCE(MIN(CASE WHEN state = 'pending' THEN created_ms END), 0)
                      FROM outbox GROUP BY target_region",
                 )?;
@@ -229,8 +275,9 @@ impl Store {
                     Ok(BacklogRow {
                         target_region: r.get(0)?,
                         pending: r.get(1)?,
-                        failed: r.get(2)?,
-                        oldest_pending_ms: r.get(3)?,
+                        blocked: r.get(2)?,
+                        dead: r.get(3)?,
+                        oldest_pending_ms: r.get(4)?,
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -279,28 +326,30 @@ impl Store {
             .await
     }
 
-    /// Schedules another attempt.
+    /// Schedules another attempt, keeping the class of this failure.
     pub async fn outbox_retry(
         &self,
         id: i64,
         next_attempt_ms: i64,
         error: String,
+        class: Retry,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 conn.execute(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2,
-                        last_error = ?3 WHERE id = ?1",
-                    params![id, next_attempt_ms, error],
+                        last_error = ?3, retry_class = ?4 WHERE id = ?1",
+                    params![id, next_attempt_ms, error, class.as_str()],
                 )?;
                 Ok(())
             })
             .await
     }
 
-    /// Gives up on an entry the receiver refused for good; a refused delivery marks its
-    /// application rejected so the citizen sees why.
-    pub async fn outbox_failed(&self, id: i64, error: String) -> Result<(), StoreError> {
+    /// Makes an entry the receiver refused for good a dead letter. Its case stays
+    /// where it was (a receipt is not taken back by a machine): the citizen reads that
+    /// staff are reviewing it, until an operator replays or closes it.
+    pub async fn outbox_dead(&self, id: i64, error: String) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
@@ -310,27 +359,159 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 tx.execute(
-                    "UPDATE outbox SET state = 'failed', attempts = attempts + 1,
-                        last_error = ?2, done_ms = ?3 WHERE id = ?1",
+                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1,
+                        last_error = ?2, retry_class = 'permanent', done_ms = ?3
+                     WHERE id = ?1",
                     params![id, error, now_ms()],
                 )?;
                 if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
-                    tx.execute(
-                        "UPDATE applications SET stage = ?2, status_detail = ?3,
-                            status_updated_ms = ?4 WHERE case_number = ?1",
-                        params![
-                            case_number,
-                            Stage::Rejected as i32,
-                            format!("not accepted by the handling region: {error}"),
-                            now_ms()
-                        ],
-                    )?;
+                    set_detail(&tx, &case_number, None, HELD_DETAIL)?;
                 }
                 tx.commit()?;
                 Ok(())
             })
             .await
     }
+
+    /// Dead letters, oldest first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, kind, case_number, target_region, one_thing_id, attempts,
+                            replays, COALESCE(last_error, ''), created_ms, COALESCE(done_ms, 0)
+                     FROM outbox WHERE state = 'dead' ORDER BY done_ms, id LIMIT ?1",
+                )?;
+                let rows = stmt.query_map([limit], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok(DeadLetter {
+                        id: r.get(0)?,
+                        kind: OutboxKind::parse(&kind).map_or("unknown", OutboxKind::as_str),
+                        case_number: r.get(2)?,
+                        target_region: r.get(3)?,
+                        one_thing_id: r.get(4)?,
+                        attempts: r.get(5)?,
+                        replays: r.get(6)?,
+                        error: r.get(7)?,
+                        queued_ms: r.get(8)?,
+                        dead_ms: r.get(9)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    /// An operator sends a dead letter again (after fixing what refused it): it is
+    /// pending and due now, with its idempotency key unchanged.
+    pub async fn replay_dead_letter(&self, id: i64) -> Result<DeadLetterAction, StoreError> {
+        self.dead_letter_action(id, None).await
+    }
+
+    /// An operator closes a dead letter for good; a delivery's case is rejected with
+    /// `reason`, which the citizen reads.
+    pub async fn close_dead_letter(
+        &self,
+        id: i64,
+        reason: String,
+    ) -> Result<DeadLetterAction, StoreError> {
+        self.dead_letter_action(id, Some(reason)).await
+    }
+
+    /// Replays (`close` is `None`) or closes a dead letter, with its case, at once.
+    async fn dead_letter_action(
+        &self,
+        id: i64,
+        close: Option<String>,
+    ) -> Result<DeadLetterAction, StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let Some((kind, case_number, state)): Option<(String, String, String)> = tx
+                    .query_row(
+                        "SELECT kind, case_number, state FROM outbox WHERE id = ?1",
+                        [id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?
+                else {
+                    return Ok(DeadLetterAction::Unknown);
+                };
+                if state != "dead" {
+                    return Ok(DeadLetterAction::NotDead);
+                }
+                let now = now_ms();
+                let delivery = OutboxKind::parse(&kind) == Some(OutboxKind::Deliver);
+                match &close {
+                    None => {
+                        tx.execute(
+                            "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2,
+                                done_ms = NULL, retry_class = NULL, replays = replays + 1
+                             WHERE id = ?1",
+                            params![id, now],
+                        )?;
+                        if delivery {
+                            set_detail(&tx, &case_number, None, REPLAYED_DETAIL)?;
+                        }
+                    }
+                    Some(reason) => {
+                        tx.execute(
+                            "UPDATE outbox SET state = 'closed', closed_reason = ?2,
+                                done_ms = ?3 WHERE id = ?1",
+                            params![id, reason, now],
+                        )?;
+                        if delivery {
+                            let detail = format!("closed by the filing region: {reason}");
+                            set_detail(&tx, &case_number, Some(Stage::Rejected), &detail)?;
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(DeadLetterAction::Done)
+            })
+            .await
+    }
+
+    /// Deletes delivered and closed entries finished before `before_ms`, and the keys
+    /// of deliveries received before then, at most `limit` rows of each per call (so a
+    /// long backlog of old rows does not hold the connection). Returns the rows
+    /// deleted. A delivery retried after its key is gone is still applied once: the
+    /// platform is idempotent by case number.
+    pub async fn prune(&self, before_ms: i64, limit: u32) -> Result<(usize, usize), StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let outbox = tx.execute(
+                    "DELETE FROM outbox WHERE id IN (
+                        SELECT id FROM outbox
+                        WHERE state IN ('done', 'closed') AND done_ms < ?1 LIMIT ?2)",
+                    params![before_ms, limit],
+                )?;
+                let inbound = tx.execute(
+                    "DELETE FROM inbound WHERE rowid IN (
+                        SELECT rowid FROM inbound WHERE received_ms < ?1 LIMIT ?2)",
+                    params![before_ms, limit],
+                )?;
+                tx.commit()?;
+                Ok((outbox, inbound))
+            })
+            .await
+    }
+}
+
+/// Sets what the citizen reads about a case filed here (and its stage, if given).
+fn set_detail(
+    tx: &rusqlite::Transaction<'_>,
+    case_number: &str,
+    stage: Option<Stage>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE applications SET stage = COALESCE(?2, stage), status_detail = ?3,
+            status_updated_ms = ?4 WHERE case_number = ?1",
+        params![case_number, stage.map(|s| s as i32), detail, now_ms()],
+    )?;
+    Ok(())
 }
 
 /// Queues one call. The idempotency key is unique, so queuing the same call again (the

@@ -29,9 +29,7 @@ pub(super) fn apply_status_tx(
     case_number: &str,
     status: &CaseStatus,
 ) -> Result<bool, StoreError> {
-    let updated_ms = status.updated_at.as_ref().map_or_else(now_ms, |t| {
-        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-    });
+    let updated_ms = remote_ms(status.updated_at.as_ref(), now_ms());
     let changed = conn.execute(
         "UPDATE applications SET stage = ?2, status_detail = ?3, status_seq = ?4,
             status_updated_ms = ?5
@@ -45,4 +43,50 @@ pub(super) fn apply_status_tx(
         ],
     )?;
     Ok(changed > 0)
+}
+
+/// Unix milliseconds of a timestamp another region sent, or `now` when it has none or
+/// one no honest clock gives (before 1970, more than a day ahead, or so large that
+/// milliseconds overflow).
+fn remote_ms(t: Option<&prost_types::Timestamp>, now: i64) -> i64 {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    t.and_then(|t| {
+        t.seconds
+            .checked_mul(1000)?
+            .checked_add(i64::from(t.nanos.clamp(0, 999_999_999)) / 1_000_000)
+    })
+    .filter(|ms| (0..=now.saturating_add(DAY_MS)).contains(ms))
+    .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::Timestamp;
+
+    use super::remote_ms;
+
+    #[test]
+    fn remote_timestamps_are_bounded() {
+        let now = 1_764_650_000_000;
+        let at = |seconds, nanos| Some(Timestamp { seconds, nanos });
+        assert_eq!(
+            remote_ms(at(1_764_649_000, 5_000_000).as_ref(), now),
+            1_764_649_000_005
+        );
+        assert_eq!(remote_ms(None, now), now);
+        assert_eq!(remote_ms(at(i64::MAX, 0).as_ref(), now), now, "overflow");
+        assert_eq!(
+            remote_ms(at(i64::MAX / 1000, 999_999_999).as_ref(), now),
+            now
+        );
+        assert_eq!(remote_ms(at(-5, 0).as_ref(), now), now, "before 1970");
+        assert_eq!(
+            remote_ms(at(1_764_650_000 + 2 * 86_400, 0).as_ref(), now),
+            now
+        );
+        assert_eq!(
+            remote_ms(at(1_764_649_000, -7).as_ref(), now),
+            1_764_649_000_000
+        );
+    }
 }

@@ -118,6 +118,10 @@ const SELECT_CASE: &str = "SELECT id, case_number, one_thing_id, origin_region, 
 
 #[tonic::async_trait]
 impl Platform for EmbeddedPlatform {
+    fn health(&self) -> Result<(), String> {
+        self.db.health()
+    }
+
     async fn submit(
         &self,
         application: &Application,
