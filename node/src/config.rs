@@ -162,7 +162,8 @@ pub struct OutboxConfig {
     /// Longest retry delay.
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
-    /// Entries sent per scan.
+    /// Entries attempted at once, over all target regions (at most 8 per region, so a
+    /// slow region holds only its own share).
     pub batch_size: u32,
     /// How long delivered and closed entries, and the idempotency keys of deliveries
     /// received, are kept before they are pruned. Default 30 days. Dead letters and

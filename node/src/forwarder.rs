@@ -7,11 +7,10 @@
 //! made the error); retry timing is persisted per entry (it must survive restarts),
 //! which a retry middleware cannot do; hence the few lines of backoff arithmetic here.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use futures_util::{StreamExt, stream};
 use prost::Message;
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinSet};
 use tongban_proto::v1::{DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest};
 use tongban_runtime::shutdown::ShutdownSignal;
 
@@ -35,8 +34,9 @@ pub struct Forwarder {
     pub intake: Arc<crate::intake::Intake>,
 }
 
-/// Outbox calls in flight at once.
-const CONCURRENT_ATTEMPTS: usize = 16;
+/// Outbox attempts in flight at most per target region (`[outbox] batch_size` bounds
+/// them over all regions).
+const IN_FLIGHT_PER_TARGET: usize = 8;
 
 /// How often finished rows older than the retention are pruned, and how many rows one
 /// prune call deletes at most (short transactions: the store has one connection).
@@ -60,29 +60,129 @@ impl Attempt {
 
 impl Forwarder {
     /// Runs until shutdown.
+    ///
+    /// Each entry is attempted by a task of its own, at most `batch_size` at once and
+    /// [`IN_FLIGHT_PER_TARGET`] per target region; whenever one ends, the store is asked
+    /// for more due entries (not those in flight). So a region whose calls take seconds
+    /// holds only its own slots, and deliveries to every other region go on at their
+    /// own pace.
     pub async fn run(self, shutdown: ShutdownSignal) {
+        let this = Arc::new(self);
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let mut next_prune = tokio::time::Instant::now();
+        let mut in_flight: JoinSet<(OutboxEntry, Attempt)> = JoinSet::new();
+        let in_flight_max = this.settings.batch_size as usize;
+        // Entries in flight (id → target), and the task attempting each.
+        let mut busy: HashMap<i64, String> = HashMap::new();
+        let mut tasks: HashMap<tokio::task::Id, i64> = HashMap::new();
         loop {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
-                self.prune().await;
+                this.prune().await;
             }
-            // Shutdown does not wait for a drain: an attempt cut short leaves its entry
-            // pending, and the receiver applies a resend once (same idempotency key).
-            tokio::select! {
-                _ = &mut stop => return,
-                drained = self.drain() => {
-                    if let Err(error) = drained {
-                        tracing::error!(%error, "outbox scan failed");
+            let free = in_flight_max.saturating_sub(in_flight.len());
+            if free > 0 {
+                let ids: Vec<i64> = busy.keys().copied().collect();
+                let mut per_target: HashMap<String, usize> = HashMap::new();
+                for target in busy.values() {
+                    *per_target.entry(target.clone()).or_default() += 1;
+                }
+                match this
+                    .store
+                    .due_outbox(IN_FLIGHT_PER_TARGET as u32, ids)
+                    .await
+                {
+                    Ok(due) => {
+                        for entry in due {
+                            let n = per_target.entry(entry.target_region.clone()).or_default();
+                            if *n >= IN_FLIGHT_PER_TARGET || busy.len() >= in_flight_max {
+                                continue;
+                            }
+                            *n += 1;
+                            busy.insert(entry.id, entry.target_region.clone());
+                            let (worker, id) = (this.clone(), entry.id);
+                            let task = in_flight.spawn(async move {
+                                let outcome = worker.attempt(&entry).await;
+                                (entry, outcome)
+                            });
+                            tasks.insert(task.id(), id);
+                        }
                     }
+                    Err(error) => tracing::error!(%error, "outbox scan failed"),
                 }
             }
+            // Shutdown does not wait for attempts in flight: one cut short leaves its
+            // entry pending, and the receiver applies a resend once (same key).
             tokio::select! {
                 _ = &mut stop => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let task = match &done {
+                        Ok((task, _)) => *task,
+                        Err(error) => error.id(),
+                    };
+                    if let Some(id) = tasks.remove(&task) {
+                        busy.remove(&id);
+                    }
+                    match done {
+                        Ok((_, (entry, outcome))) => {
+                            if let Err(error) = this.settle(&entry, outcome).await {
+                                tracing::error!(
+                                    %error,
+                                    case = %entry.case_number,
+                                    "outbox outcome not recorded; the entry stays due"
+                                );
+                            }
+                        }
+                        // A panicking attempt: its entry stays pending and due.
+                        Err(error) => tracing::error!(%error, "outbox attempt failed"),
+                    }
+                }
+                _ = this.wake.notified() => {}
+                _ = tokio::time::sleep(this.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Records how an attempt went: done (already recorded by the attempt), a retry
+    /// after a back-off, or a dead letter.
+    async fn settle(
+        &self,
+        entry: &OutboxEntry,
+        outcome: Attempt,
+    ) -> Result<(), crate::store::StoreError> {
+        let id = entry.id;
+        let attempts = entry.attempts;
+        self.count(entry, &outcome);
+        match outcome {
+            Attempt::Done => Ok(()),
+            Attempt::Retry(error, class) => {
+                let delay = self.backoff(id, attempts);
+                tracing::warn!(
+                    case = %entry.case_number,
+                    target = %entry.target_region,
+                    trace_id = %entry.trace.trace_id_hex(),
+                    attempts = attempts + 1,
+                    retry_in_ms = delay.as_millis() as u64,
+                    class = class.as_str(),
+                    %error,
+                    "outbox delivery failed; will retry"
+                );
+                self.store
+                    .outbox_retry(id, now_ms() + delay.as_millis() as i64, error, class)
+                    .await
+            }
+            Attempt::Refused(error) => {
+                tracing::error!(
+                    case = %entry.case_number,
+                    trace_id = %entry.trace.trace_id_hex(),
+                    target = %entry.target_region,
+                    outbox_id = id,
+                    %error,
+                    "outbox entry refused for good: a dead letter until an operator \
+                     replays or closes it"
+                );
+                self.store.outbox_dead(id, error).await
             }
         }
     }
@@ -113,67 +213,6 @@ impl Forwarder {
                 inbound,
                 "pruned finished outbox rows and old delivery keys"
             );
-        }
-    }
-
-    async fn drain(&self) -> Result<(), crate::store::StoreError> {
-        loop {
-            let due = self.store.due_outbox(self.settings.batch_size).await?;
-            if due.is_empty() {
-                return Ok(());
-            }
-            let full = due.len() as u32 == self.settings.batch_size;
-            let mut progressed = false;
-            // Attempts run concurrently, so one slow or unreachable region does not
-            // hold up deliveries to the others.
-            let attempts: Vec<(OutboxEntry, Attempt)> = stream::iter(due)
-                .map(|entry| async move {
-                    let outcome = self.attempt(&entry).await;
-                    (entry, outcome)
-                })
-                .buffer_unordered(CONCURRENT_ATTEMPTS)
-                .collect()
-                .await;
-            for (entry, outcome) in attempts {
-                let id = entry.id;
-                let attempts = entry.attempts;
-                self.count(&entry, &outcome);
-                match outcome {
-                    Attempt::Done => progressed = true,
-                    Attempt::Retry(error, class) => {
-                        let delay = self.backoff(id, attempts);
-                        tracing::warn!(
-                            case = %entry.case_number,
-                            target = %entry.target_region,
-                            trace_id = %entry.trace.trace_id_hex(),
-                            attempts = attempts + 1,
-                            retry_in_ms = delay.as_millis() as u64,
-                            class = class.as_str(),
-                            %error,
-                            "outbox delivery failed; will retry"
-                        );
-                        self.store
-                            .outbox_retry(id, now_ms() + delay.as_millis() as i64, error, class)
-                            .await?;
-                    }
-                    Attempt::Refused(error) => {
-                        tracing::error!(
-                            case = %entry.case_number,
-                            trace_id = %entry.trace.trace_id_hex(),
-                            target = %entry.target_region,
-                            outbox_id = id,
-                            %error,
-                            "outbox entry refused for good: a dead letter until an operator \
-                             replays or closes it"
-                        );
-                        self.store.outbox_dead(id, error).await?;
-                        progressed = true;
-                    }
-                }
-            }
-            if !(full && progressed) {
-                return Ok(());
-            }
         }
     }
 

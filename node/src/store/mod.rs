@@ -96,8 +96,46 @@ mod tests {
         // No trace was stored then: the case's calls use the one its number gives.
         let expected = tongban_runtime::trace_context::TraceParent::for_case(&case);
         assert_eq!(record.trace.trace_id, expected.trace_id);
-        let due = store.due_outbox(10).await.unwrap();
+        let due = store.due_outbox(10, Vec::new()).await.unwrap();
         assert_eq!(due[0].trace.trace_id, expected.trace_id);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Due entries come at most `per_target` per target region, so a region with a long
+    /// backlog does not crowd out the others; entries in flight are left out.
+    #[tokio::test]
+    async fn due_entries_are_shared_by_target_and_skip_those_in_flight() {
+        let dir = std::env::temp_dir().join(format!("tongban-store-{}-due", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("node.sqlite")).unwrap();
+        let push = |case: String, target: &str| {
+            let request = tongban_proto::v1::PushStatusRequest {
+                case_number: case.clone(),
+                handling_region: "310000".into(),
+                status: None,
+            };
+            store.enqueue_push(case, target.to_owned(), "newborn".into(), request)
+        };
+        for i in 0..20 {
+            push(format!("440000-20261202-{i:08}"), "440000")
+                .await
+                .unwrap();
+        }
+        for i in 0..2 {
+            push(format!("110000-20261202-{i:08}"), "110000")
+                .await
+                .unwrap();
+        }
+        let due = store.due_outbox(8, Vec::new()).await.unwrap();
+        let to = |due: &[OutboxEntry], target: &str| {
+            due.iter().filter(|e| e.target_region == target).count()
+        };
+        assert_eq!((to(&due, "440000"), to(&due, "110000")), (8, 2));
+        let busy: Vec<i64> = due.iter().map(|e| e.id).collect();
+        let next = store.due_outbox(8, busy.clone()).await.unwrap();
+        assert_eq!((to(&next, "440000"), to(&next, "110000")), (8, 0));
+        assert!(next.iter().all(|e| !busy.contains(&e.id)));
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -190,8 +190,15 @@ impl Store {
             .await
     }
 
-    /// Pending outbox entries whose next attempt is due.
-    pub async fn due_outbox(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    /// Pending outbox entries whose next attempt is due, oldest first, at most
+    /// `per_target` per target region, leaving out those in `in_flight` (being
+    /// attempted now).
+    pub async fn due_outbox(
+        &self,
+        per_target: u32,
+        in_flight: Vec<i64>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -213,10 +220,17 @@ impl Store {
                                 (SELECT applicant_home FROM inbound i
                                  WHERE i.case_number = outbox.case_number
                                    AND i.applicant_home IS NOT NULL LIMIT 1))
-                     FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
-                     ORDER BY next_attempt_ms, id LIMIT ?2",
+                     FROM outbox WHERE id IN (
+                        SELECT id FROM (
+                            SELECT id, ROW_NUMBER() OVER (
+                                PARTITION BY target_region ORDER BY next_attempt_ms, id) AS rank
+                            FROM outbox
+                            WHERE state = 'pending' AND next_attempt_ms <= ?1
+                              AND id NOT IN (SELECT value FROM json_each(?3)))
+                        WHERE rank <= ?2)
+                     ORDER BY next_attempt_ms, id",
                 )?;
-                let rows = stmt.query_map(params![now_ms(), limit], |r| {
+                let rows = stmt.query_map(params![now_ms(), per_target, in_flight], |r| {
                     let kind: String = r.get(1)?;
                     let case_number: String = r.get(2)?;
                     let trace = TraceParent::stored_or_for_case(
