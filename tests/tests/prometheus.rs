@@ -178,6 +178,16 @@ async fn a_real_prometheus_scrapes_the_federation_and_evaluates_every_rule() {
 
     // Every rule loaded and evaluated without error; no alert fires in a healthy
     // federation.
+    let rules_file =
+        std::fs::read_to_string(deploy().join("prometheus/tongban-rules.yml")).unwrap();
+    let rule_count = rules_file
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("- alert:") || l.starts_with("- record:")
+        })
+        .count();
+    assert!(rule_count >= 17, "{rule_count} rules in the file");
     let groups = eventually(limit, "every rule evaluated", || async {
         let rules = api(&prometheus, "/api/v1/rules").await;
         let groups = rules["groups"].as_array()?.clone();
@@ -185,7 +195,7 @@ async fn a_real_prometheus_scrapes_the_federation_and_evaluates_every_rule() {
             .iter()
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
-        (all.len() == 16 && all.iter().all(|r| r["health"] == "ok")).then_some(groups)
+        (all.len() == rule_count && all.iter().all(|r| r["health"] == "ok")).then_some(groups)
     })
     .await;
     assert_eq!(groups.len(), 2);
