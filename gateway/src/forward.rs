@@ -37,22 +37,27 @@ pub async fn forward(
         region: route.prefix.to_string(),
         reason,
     };
-    let response = route
+    // The report counts against the endpoint unless the answer is read whole (outlier
+    // ejection, see `upstream`): also when this future is dropped at the deadline.
+    let (response, report) = route
         .pool
         .call(headers, node_path, message)
         .await
         .map_err(|e| unavailable(source_chain(&e)))?;
     let (head, mut body) = response.into_parts();
-    let data = Message::read(&mut body, permit)
-        .await
-        .map_err(|e| match e {
-            ReadError::Refused(refusal) => refusal,
-            e => unavailable(format!("answer interrupted: {e}")),
-        })?;
+    let data = match Message::read(&mut body, permit).await {
+        Ok(data) => data,
+        Err(ReadError::Refused(refusal)) => {
+            report.ignore();
+            return Err(refusal);
+        }
+        Err(e) => return Err(unavailable(format!("answer interrupted: {e}"))),
+    };
     let trailers = body
         .trailers()
         .await
         .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
+    report.answered();
     Ok(Answer {
         head,
         data,

@@ -50,6 +50,13 @@ fn backoff(failures: u32) -> Duration {
     base.mul_f64(jitter)
 }
 
+/// Calls in a row that an endpoint fails (a transport error, or no answer before the
+/// call was given up, e.g. at its deadline) before it is ejected: calls skip it (or, if
+/// it is the region's only one, fail at once) for a back-off that grows with each
+/// ejection in a row. Then it is on probation: the next call probes it, one success
+/// restores it, one failure ejects it again.
+const EJECT_AFTER: u32 = 5;
+
 /// Why a call could not be relayed to the node.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -115,6 +122,12 @@ struct EndpointState {
     failed: Option<(Instant, String)>,
     /// Consecutive failed connection attempts.
     failures: u32,
+    /// Consecutive calls that failed on the endpoint (see [`EJECT_AFTER`]).
+    call_failures: u32,
+    /// Ejections in a row (reset by a successful call); the back-off grows with them.
+    ejections: u32,
+    /// Ejected before and not yet proven by a successful call.
+    probation: bool,
 }
 
 /// An endpoint's state, as the metrics and the console show it.
@@ -125,14 +138,16 @@ pub struct EndpointHealth {
     pub connected: bool,
     /// Consecutive failed connection attempts (0 once connected).
     pub failures: u32,
-    /// Why the last attempt failed, while calls are refused at once.
+    /// Why calls are refused at once, while they are: the last connection attempt
+    /// failed, or the endpoint was ejected.
     pub backing_off: Option<String>,
 }
 
 impl EndpointHealth {
-    /// Whether calls can be expected to reach the endpoint: connected, or not yet tried.
+    /// Whether calls can be expected to reach the endpoint: connected, or not yet
+    /// tried, and not ejected.
     pub fn up(&self) -> bool {
-        self.connected || self.failures == 0
+        (self.connected || self.failures == 0) && self.backing_off.is_none()
     }
 }
 
@@ -204,14 +219,21 @@ impl NodePool {
 
     /// Sends a unary call (metadata `headers` with its whole `body`) to `path` on the
     /// node and returns the node's answer as it arrives (headers now, body and trailers
-    /// to read).
+    /// to read), with the report the caller settles once the answer is read whole
+    /// ([`CallReport::answered`]); a report dropped unsettled (the answer broke off, or
+    /// the call was given up) counts against the endpoint.
     pub async fn call(
         &self,
         headers: HeaderMap,
         path: &'static str,
         body: Message,
-    ) -> Result<Response<h2::RecvStream>, UpstreamError> {
+    ) -> Result<(Response<h2::RecvStream>, CallReport), UpstreamError> {
         let (endpoint, (generation, mut sender)) = self.ready_sender().await?;
+        let report = CallReport {
+            endpoint: endpoint.clone(),
+            generation,
+            settled: false,
+        };
         let http2 = |source| UpstreamError::Http2 {
             endpoint: endpoint.url.clone(),
             source,
@@ -230,13 +252,17 @@ impl NodePool {
             // Queued at once, so HEADERS and DATA leave in the same write.
             body.send(&mut stream, true).map_err(http2)?;
         }
-        response.await.map_err(http2)
+        // An error here drops the report unsettled: a failure of the endpoint.
+        let response = response.await.map_err(http2)?;
+        Ok((response, report))
     }
 
     /// A connection ready for a new call, from the endpoints in rotation. An endpoint
     /// that cannot be reached is skipped for the next: nothing has been sent yet, so
     /// trying another is safe. The last error is returned if none can be reached.
-    async fn ready_sender(&self) -> Result<(&Endpoint, (u64, SendRequest<Bytes>)), UpstreamError> {
+    async fn ready_sender(
+        &self,
+    ) -> Result<(&Arc<Endpoint>, (u64, SendRequest<Bytes>)), UpstreamError> {
         let n = self.endpoints.len();
         let start = if n == 1 {
             0
@@ -378,6 +404,38 @@ impl Endpoint {
         }
     }
 
+    /// A call on connection `generation` was answered whole: the endpoint is sound.
+    fn call_answered(&self) {
+        let mut state = self.lock();
+        state.call_failures = 0;
+        state.ejections = 0;
+        state.probation = false;
+    }
+
+    /// A call on connection `generation` failed or went unanswered; enough of them in a
+    /// row (one while on probation) eject the endpoint.
+    fn call_failed(&self, generation: u64) {
+        let mut state = self.lock();
+        state.call_failures = state.call_failures.saturating_add(1);
+        if state.call_failures < EJECT_AFTER && !state.probation {
+            return;
+        }
+        state.call_failures = 0;
+        state.ejections = state.ejections.saturating_add(1);
+        state.probation = true;
+        let wait = backoff(state.ejections);
+        let reason = format!(
+            "ejected for {} ms: calls failed or went unanswered ({} in a row)",
+            wait.as_millis(),
+            state.ejections
+        );
+        tracing::warn!(endpoint = %self.url, %reason, "node endpoint ejected");
+        state.failed = Some((Instant::now() + wait, reason));
+        if state.live.as_ref().is_some_and(|(g, _)| *g == generation) {
+            state.live = None;
+        }
+    }
+
     /// Drops connection `generation` if it is still the live one.
     fn forget(&self, generation: u64) {
         let mut state = self.lock();
@@ -427,6 +485,37 @@ impl Endpoint {
         let (sender, connection, peer) = opened;
         tracing::debug!(endpoint = %self.url, peer = ?peer, "connected to node");
         Ok((sender, connection))
+    }
+}
+
+/// How one call went on its endpoint, for outlier ejection: settled by
+/// [`CallReport::answered`] once the answer was read whole; dropped unsettled (a
+/// transport error, or the call given up at its deadline), a failure of the endpoint.
+pub struct CallReport {
+    endpoint: Arc<Endpoint>,
+    generation: u64,
+    settled: bool,
+}
+
+impl CallReport {
+    /// The endpoint answered the call whole (whatever its gRPC status).
+    pub fn answered(mut self) {
+        self.settled = true;
+        self.endpoint.call_answered();
+    }
+
+    /// The call ended for a reason of the gateway's own (its buffer budget): it says
+    /// nothing about the endpoint.
+    pub fn ignore(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for CallReport {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.endpoint.call_failed(self.generation);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::{path::Path, time::Duration};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 pub use tongban_cli::{
-    fault::LinkMode,
+    fault::{FaultProxy, LinkMode},
     local::{FederationSpec, Launch, Link, LocalFederation, Member},
 };
 use tongban_node::platform::embedded::{SyntheticResident, synthetic_residents};

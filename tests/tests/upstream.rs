@@ -1,5 +1,6 @@
 //! The gateway's connection pool to nodes, driven directly against real nodes: endpoint
-//! failover, and reconnection after a node restarts.
+//! failover, reconnection after a node restarts, and outlier ejection of an endpoint
+//! that stops answering.
 
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -9,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tongban_gateway::upstream::{NodePool, UpstreamError};
 use tongban_runtime::{identity::PeerIdentity, tls::ClientSettings};
-use tongban_tests::{TestFederation, eventually, start};
+use tongban_tests::{LinkMode, TestFederation, eventually, start};
 
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
@@ -33,7 +34,7 @@ async fn health_check(pool: &NodePool) -> Result<String, UpstreamError> {
         .into_parts();
     // An empty HealthCheckRequest: uncompressed flag, zero length.
     let body = Bytes::from_static(&[0, 0, 0, 0, 0]);
-    let response = pool.call(parts.headers, HEALTH_CHECK, body.into()).await?;
+    let (response, report) = pool.call(parts.headers, HEALTH_CHECK, body.into()).await?;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     while let Some(chunk) = body.data().await {
@@ -41,6 +42,7 @@ async fn health_check(pool: &NodePool) -> Result<String, UpstreamError> {
         let _ = body.flow_control().release_capacity(chunk.len());
     }
     let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    report.answered();
     Ok(trailers
         .get("grpc-status")
         .map(|v| v.to_str().unwrap().to_owned())
@@ -93,5 +95,76 @@ async fn a_restarted_node_is_reconnected() {
         health_check(&pool).await.ok()
     })
     .await;
+    t.shutdown().await;
+}
+
+/// A health check given up after `limit`, as the gateway gives up a call at its deadline.
+async fn health_check_within(pool: &NodePool, limit: Duration) -> Option<String> {
+    tokio::time::timeout(limit, health_check(pool))
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_stops_answering_is_ejected_then_probed_back() {
+    let t = start(&["440000"]).await;
+    let node = t.fed.node("44").unwrap().federation_addr;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = tongban_tests::FaultProxy::start(listener, node).unwrap();
+    let pool = pool(
+        &t,
+        &[
+            format!("https://{}", proxy.addr()),
+            format!("https://{node}"),
+        ],
+    );
+    let limit = Duration::from_millis(300);
+    for _ in 0..4 {
+        assert_eq!(
+            health_check_within(&pool, limit).await.as_deref(),
+            Some("0")
+        );
+    }
+
+    // The proxied endpoint's connection stays open but nothing passes: calls on it go
+    // unanswered until given up. After 5 in a row it is ejected.
+    proxy.set(LinkMode::Blackhole);
+    let mut unanswered = 0;
+    for _ in 0..40 {
+        if health_check_within(&pool, limit).await.is_none() {
+            unanswered += 1;
+        }
+        if pool.health()[0].backing_off.is_some() {
+            break;
+        }
+    }
+    let health = pool.health();
+    let reason = health[0].backing_off.clone().expect("ejected");
+    assert!(reason.contains("ejected"), "{reason}");
+    assert!(!health[0].up(), "an ejected endpoint counts as down");
+    assert_eq!(unanswered, 5, "ejected after five unanswered calls");
+    // Ejected, it is skipped: every call lands on the healthy endpoint at once.
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert_eq!(
+            health_check_within(&pool, limit).await.as_deref(),
+            Some("0")
+        );
+    }
+    assert!(started.elapsed() < limit * 5, "{:?}", started.elapsed());
+
+    // Healed, it is probed after its back-off and restored by one answered call.
+    proxy.set(LinkMode::Pass);
+    eventually(Duration::from_secs(10), "the endpoint restored", || async {
+        health_check_within(&pool, limit).await?;
+        let health = pool.health();
+        (health[0].connected && health[0].backing_off.is_none()).then_some(())
+    })
+    .await;
+    println!(
+        "ejected after {unanswered} unanswered calls; restored: {:?}",
+        pool.health()[0]
+    );
     t.shutdown().await;
 }

@@ -51,7 +51,7 @@ where
     }
     let body = Message::from(unary::encode(request));
     let exchange = async {
-        let response = route
+        let (response, report) = route
             .pool
             .call(headers, path, body)
             .await
@@ -67,6 +67,7 @@ where
             .trailers()
             .await
             .map_err(|e| IssuerError::Unreachable(format!("answer interrupted: {e}")))?;
+        report.answered();
         let status = trailers
             .as_ref()
             .and_then(tonic::Status::from_header_map)
