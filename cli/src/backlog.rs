@@ -1,8 +1,8 @@
 //! `tongban backlog`: the outbox backlog of one or more nodes, per target province, read
 //! from each node's admin `/metrics` (the same series Prometheus scrapes and the console
 //! shows): entries pending, those blocked by a configuration refusal, the oldest one's
-//! age, and dead letters (refused for good; `tongban outbox` lists, replays and closes
-//! them).
+//! age, dead letters (refused for good; `tongban outbox` lists, replays and closes
+//! them), and the pending entries whose attempts so far failed.
 
 use std::path::Path;
 
@@ -64,14 +64,14 @@ pub async fn run(nodes: &[String]) -> anyhow::Result<bool> {
         }
     }
     println!(
-        "{:<28} {:<7} {:>8} {:>8} {:>12} {:>6}",
-        "node", "target", "pending", "blocked", "oldest (s)", "dead"
+        "{:<28} {:<7} {:>8} {:>8} {:>12} {:>6} {:>8}",
+        "node", "target", "pending", "blocked", "oldest (s)", "dead", "failing"
     );
     for (node, b) in &rows {
         let target = if b.target.is_empty() { "-" } else { &b.target };
         println!(
-            "{:<28} {:<7} {:>8} {:>8} {:>12.1} {:>6}",
-            node, target, b.pending, b.blocked, b.oldest_seconds, b.failed
+            "{:<28} {:<7} {:>8} {:>8} {:>12.1} {:>6} {:>8}",
+            node, target, b.pending, b.blocked, b.oldest_seconds, b.failed, b.failing
         );
     }
     Ok(all_read)

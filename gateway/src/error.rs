@@ -53,6 +53,22 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// The mean wait stated (`grpc-retry-pushback-ms`) on a call shed for overload: about
+/// the time a call in flight takes to finish and free its slot, and the node outbox's
+/// first retry delay.
+pub const OVERLOAD_PUSHBACK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// [`OVERLOAD_PUSHBACK`] spread over ±50 %: callers shed together (a burst) are told to
+/// come back at different times, so they do not return as a burst. The spread comes
+/// from a counter scrambled by a multiplicative hash; it needs no better randomness.
+fn overload_pushback() -> std::time::Duration {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SHED: AtomicU64 = AtomicU64::new(0);
+    let n = SHED.fetch_add(1, Ordering::Relaxed);
+    let spread = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 101;
+    OVERLOAD_PUSHBACK.mul_f64(0.5 + spread as f64 / 100.0)
+}
+
 impl From<MetadataError> for GatewayError {
     fn from(e: MetadataError) -> Self {
         Self::InvalidMetadata {
@@ -110,7 +126,13 @@ impl GatewayError {
             Self::Internal(_) => "internal error of the gateway; retry later".to_owned(),
             other => other.to_string(),
         };
-        self.retry().mark(Status::new(self.code(), message))
+        let status = self.retry().mark(Status::new(self.code(), message));
+        match self {
+            // Shed: the caller is told when to come back, so a surge spreads out
+            // instead of returning at once.
+            Self::Overloaded(_) => tongban_proto::retry::with_pushback(status, overload_pushback()),
+            _ => status,
+        }
     }
 }
 
@@ -154,12 +176,34 @@ mod tests {
                 Code::Internal,
                 Retry::Transient,
             ),
+            (
+                GatewayError::Overloaded("over the fair share".into()),
+                Code::ResourceExhausted,
+                Retry::Transient,
+            ),
         ];
         for (error, code, retry) in cases {
             let status = error.to_status();
             assert_eq!(status.code(), code, "{error}");
             assert_eq!(Retry::of(&status), retry, "{error}");
+            // Only a shed call says when to come back.
+            let pushback = tongban_proto::retry::pushback(&status);
+            let shed = matches!(error, GatewayError::Overloaded(_));
+            assert_eq!(pushback.is_some(), shed, "{error}");
         }
+        // Shed callers are told to come back at spread-out times around the mean.
+        let waits: std::collections::BTreeSet<_> = (0..50)
+            .map(|_| {
+                let status = GatewayError::Overloaded("x".into()).to_status();
+                tongban_proto::retry::pushback(&status).unwrap()
+            })
+            .collect();
+        assert!(waits.len() > 10, "{waits:?}");
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= OVERLOAD_PUSHBACK / 2 && *w <= OVERLOAD_PUSHBACK.mul_f64(1.5))
+        );
         // Node addresses never reach the caller.
         let status = GatewayError::Unavailable {
             region: "44".into(),

@@ -46,15 +46,16 @@ const PRUNE_BATCH: u32 = 1000;
 enum Attempt {
     Done,
     /// Try again later; the class says whether time (transient) or an operator
-    /// (configuration) is what it waits for.
-    Retry(String, Retry),
+    /// (configuration) is what it waits for; the gateway may have said how long to
+    /// wait at least (a shed call's pushback).
+    Retry(String, Retry, Option<Duration>),
     /// Refused for good: a dead letter for an operator.
     Refused(String),
 }
 
 impl Attempt {
     fn transient(error: impl ToString) -> Self {
-        Self::Retry(error.to_string(), Retry::Transient)
+        Self::Retry(error.to_string(), Retry::Transient, None)
     }
 }
 
@@ -156,8 +157,8 @@ impl Forwarder {
         self.count(entry, &outcome);
         match outcome {
             Attempt::Done => Ok(()),
-            Attempt::Retry(error, class) => {
-                let delay = self.backoff(id, attempts);
+            Attempt::Retry(error, class, pushback) => {
+                let delay = self.backoff(id, attempts).max(pushback.unwrap_or_default());
                 tracing::warn!(
                     case = %entry.case_number,
                     target = %entry.target_region,
@@ -223,7 +224,7 @@ impl Forwarder {
         };
         let result = match outcome {
             Attempt::Done => "done",
-            Attempt::Retry(_, Retry::Configuration) => "blocked",
+            Attempt::Retry(_, Retry::Configuration, _) => "blocked",
             Attempt::Retry(..) => "retry",
             Attempt::Refused(_) => "dead",
         };
@@ -309,7 +310,7 @@ impl Forwarder {
             // configuration refusal heals when an operator fixes it, so the entry stays
             // pending (counted as blocked); only a permanent one makes a dead letter.
             Err(failed) if failed.retry.may_retry() => {
-                Attempt::Retry(failed.to_string(), failed.retry)
+                Attempt::Retry(failed.to_string(), failed.retry, failed.pushback)
             }
             Err(failed) => Attempt::Refused(failed.to_string()),
         }

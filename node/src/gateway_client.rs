@@ -33,12 +33,16 @@ pub struct CallFailed {
     pub status: Status,
     /// Whether, and when, the same call may be tried again.
     pub retry: Retry,
+    /// How long the gateway asked the caller to wait before trying again, if it did
+    /// (a shed call).
+    pub pushback: Option<std::time::Duration>,
 }
 
 impl From<Status> for CallFailed {
     fn from(status: Status) -> Self {
         Self {
             retry: Retry::of(&status),
+            pushback: tongban_proto::retry::pushback(&status),
             status,
         }
     }
@@ -253,6 +257,7 @@ impl GatewayClient {
                     "gateway endpoint {endpoint} is no longer configured"
                 )),
                 retry: Retry::Permanent,
+                pushback: None,
             });
         };
         let mut request = Request::new(message);
@@ -366,5 +371,6 @@ fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>
     MetadataValue::try_from(value).map_err(|_| CallFailed {
         status: Status::invalid_argument(format!("metadata `{key}` is not valid ASCII")),
         retry: Retry::Permanent,
+        pushback: None,
     })
 }

@@ -3,8 +3,8 @@
 //! - calls it makes through the gateway and calls the gateway makes on it, by method,
 //!   peer region and gRPC code, with latency histograms;
 //! - outbox attempts by kind and result, and at scrape time the backlog per target
-//!   province: pending entries (and those blocked by a configuration refusal), the
-//!   oldest one's age, dead letters;
+//!   province: pending entries (those failing so far, and those blocked by a
+//!   configuration refusal), the oldest one's age, dead letters;
 //! - **per home province of the applicant** (from the ID number; a province, never the
 //!   person), for cases filed here: filings, the handling region's acknowledgement and
 //!   decisions (`accepted`, `approved`, `rejected`, `refused`), the time from filing to
@@ -126,6 +126,7 @@ pub struct NodeMetrics {
     backlog_oldest: Family<BacklogLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     backlog_failed: Family<BacklogLabels, Gauge>,
     backlog_blocked: Family<BacklogLabels, Gauge>,
+    backlog_failing: Family<BacklogLabels, Gauge>,
 }
 
 impl NodeMetrics {
@@ -145,6 +146,7 @@ impl NodeMetrics {
             backlog_oldest: Family::default(),
             backlog_failed: Family::default(),
             backlog_blocked: Family::default(),
+            backlog_failing: Family::default(),
         };
         registry.register(
             "tongban_node_client_calls",
@@ -212,6 +214,12 @@ impl NodeMetrics {
              registered, a certificate or registry mistake): they wait for an operator's fix, \
              by target province",
             m.backlog_blocked.clone(),
+        );
+        registry.register(
+            "tongban_node_outbox_failing",
+            "Pending outbox entries whose attempts so far all failed (waiting for a retry), by \
+             target province",
+            m.backlog_failing.clone(),
         );
         m
     }
@@ -333,6 +341,7 @@ impl NodeMetrics {
                 });
             entry.pending += row.pending;
             entry.blocked += row.blocked;
+            entry.failing += row.failing;
             entry.dead += row.dead;
             if row.pending > 0 {
                 entry.oldest_pending_ms = entry.oldest_pending_ms.min(row.oldest_pending_ms);
@@ -342,11 +351,13 @@ impl NodeMetrics {
         self.backlog_oldest.clear();
         self.backlog_failed.clear();
         self.backlog_blocked.clear();
+        self.backlog_failing.clear();
         for (target, row) in by_province {
             let labels = BacklogLabels { target };
             self.backlog_pending.get_or_create(&labels).set(row.pending);
             self.backlog_failed.get_or_create(&labels).set(row.dead);
             self.backlog_blocked.get_or_create(&labels).set(row.blocked);
+            self.backlog_failing.get_or_create(&labels).set(row.failing);
             let age = if row.pending > 0 {
                 (now.saturating_sub(row.oldest_pending_ms)).max(0) as f64 / 1000.0
             } else {

@@ -4,8 +4,8 @@
 //! - `POST /licenses/{license_id}/revoke` with `{"reason": "..."}`: `200` with the
 //!   revocation, `404` for a license not issued here. Every gateway replica then learns
 //!   it through the outbox (so it survives a crash or an unreachable replica).
-//! - `GET /outbox`: the backlog per target region (pending, blocked by configuration,
-//!   dead letters, oldest pending) and the dead letters themselves.
+//! - `GET /outbox`: the backlog per target region (pending, failing so far, blocked by
+//!   configuration, dead letters, oldest pending) and the dead letters themselves.
 //! - `POST /outbox/{id}/replay`: a dead letter is sent again (after its cause was
 //!   fixed), with its idempotency key unchanged.
 //! - `POST /outbox/{id}/close` with `{"reason": "..."}`: a dead letter is given up; a
@@ -89,6 +89,7 @@ async fn outbox(State(state): State<Arc<OperatorState>>) -> Response {
                     json!({
                         "target_region": row.target_region,
                         "pending": row.pending,
+                        "failing": row.failing,
                         "blocked": row.blocked,
                         "dead": row.dead,
                         "oldest_pending_seconds": oldest,

@@ -11,6 +11,31 @@ use tonic::{Code, Status, metadata::MetadataValue};
 /// Metadata key carrying the class on a failed call's status.
 pub const RETRY_KEY: &str = "tongban-retry";
 
+/// gRPC's own retry pushback (gRFC A6): how many milliseconds the caller should wait
+/// before it tries again. The gateway states it when it sheds a call.
+pub const PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
+
+/// The pushback a failed call's status states, if any (a malformed one is ignored).
+pub fn pushback(status: &Status) -> Option<std::time::Duration> {
+    let ms: u64 = status
+        .metadata()
+        .get(PUSHBACK_KEY)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_millis(ms.min(60_000)))
+}
+
+/// `status` with a pushback of `wait` stated in its metadata.
+pub fn with_pushback(mut status: Status, wait: std::time::Duration) -> Status {
+    let ms = wait.as_millis().min(u128::from(u32::MAX)).to_string();
+    if let Ok(value) = MetadataValue::try_from(ms.as_str()) {
+        status.metadata_mut().insert(PUSHBACK_KEY, value);
+    }
+    status
+}
+
 /// How a caller should treat a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Retry {
@@ -86,6 +111,22 @@ impl Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pushback_reads_back_and_bad_ones_are_ignored() {
+        let wait = std::time::Duration::from_millis(250);
+        let status = with_pushback(Status::resource_exhausted("busy"), wait);
+        assert_eq!(pushback(&status), Some(wait));
+        assert_eq!(pushback(&Status::resource_exhausted("busy")), None);
+        let mut bad = Status::resource_exhausted("busy");
+        bad.metadata_mut()
+            .insert(PUSHBACK_KEY, MetadataValue::from_static("-1"));
+        assert_eq!(pushback(&bad), None);
+        let mut huge = Status::resource_exhausted("busy");
+        huge.metadata_mut()
+            .insert(PUSHBACK_KEY, MetadataValue::from_static("99999999999"));
+        assert_eq!(pushback(&huge), Some(std::time::Duration::from_secs(60)));
+    }
 
     #[test]
     fn a_stated_class_wins_over_the_code() {

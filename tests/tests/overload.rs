@@ -108,6 +108,96 @@ async fn steady(
     (ok, shed, other, p99)
 }
 
+/// [`steady`] on a thread and runtime of its own, with its own connection: its
+/// latencies are the gateway's, not those of a test runtime busy with the flood.
+fn steady_apart(
+    url: String,
+    files: tongban_runtime::tls::TlsFiles,
+    r: Replay,
+    duration: Duration,
+) -> std::thread::JoinHandle<(u64, u64, u64, u64)> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let channel = tongban_tests::channel(&url, &files, &PeerIdentity::Gateway)
+                .await
+                .unwrap();
+            let client = GatewayClient::new(channel);
+            // Warm the connection before timing.
+            let _ = replay(&mut client.clone(), &r).await;
+            steady(&client, &r, duration).await
+        })
+    })
+}
+
+/// A flood of `callers` calls at once from one region until `stop`: (ok, shed, other).
+/// A refused caller waits `after_refusal`, or the pushback the gateway states.
+fn flood(
+    client: &GatewayClient<Channel>,
+    r: &Replay,
+    callers: usize,
+    after_refusal: Option<Duration>,
+    stop: &Arc<AtomicBool>,
+) -> (Vec<tokio::task::JoinHandle<()>>, [Arc<AtomicU64>; 3]) {
+    let counts = [(); 3].map(|_| Arc::new(AtomicU64::new(0)));
+    let tasks = (0..callers)
+        .map(|_| {
+            let (mut c, r, stop, counts) =
+                (client.clone(), r.clone(), stop.clone(), counts.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut request = Request::new(DeliverApplicationRequest {
+                        application: Some(r.application.clone()),
+                    });
+                    let md = request.metadata_mut();
+                    md.insert(
+                        metadata::TARGET_REGION,
+                        MetadataValue::try_from(r.target.as_str()).unwrap(),
+                    );
+                    md.insert(
+                        metadata::IDEMPOTENCY_KEY,
+                        MetadataValue::try_from(r.key.as_str()).unwrap(),
+                    );
+                    match c.deliver_application(request).await {
+                        Ok(_) => counts[0].fetch_add(1, Ordering::Relaxed),
+                        Err(status) if status.code() == Code::ResourceExhausted => {
+                            let wait = after_refusal
+                                .or_else(|| tongban_proto::retry::pushback(&status))
+                                .unwrap_or(Duration::from_millis(5));
+                            tokio::time::sleep(wait).await;
+                            counts[1].fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(status) => {
+                            eprintln!("flood call ended {:?}", status.code());
+                            counts[2].fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    (tasks, counts)
+}
+
+/// The gateway's resident memory, from its `/metrics`.
+async fn gateway_rss(t: &TestFederation) -> f64 {
+    let admin = tongban_node::portal_client::PortalClient::new(format!(
+        "http://{}",
+        t.fed.gateway().admin_addr.unwrap()
+    ));
+    let text = admin.get("/metrics").await.unwrap().body;
+    text.as_str()
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("process_resident_memory_bytes"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_region_is_shed_and_the_others_keep_being_served() {
     let t = start_with(&["110000", "310000", "440000"], |spec| {
@@ -122,12 +212,21 @@ async fn a_flooding_region_is_shed_and_the_others_keep_being_served() {
     let flood_case = delivered_case(&t, "31", "44").await;
     let steady_case = delivered_case(&t, "11", "31").await;
     let shanghai = client(&t, "31").await;
-    let beijing = client(&t, "11").await;
+    let url = format!("https://{}", t.fed.gateway().federation_addr);
+    let beijing_files = t.tls_files(&PeerIdentity::from_uri("spiffe://tongban/region/11").unwrap());
+    let measure = |duration| {
+        steady_apart(
+            url.clone(),
+            beijing_files.clone(),
+            steady_case.clone(),
+            duration,
+        )
+    };
 
-    let (ok, shed, other, p99_before) =
-        steady(&beijing, &steady_case, Duration::from_secs(1)).await;
+    let (ok, shed, other, p99_before) = measure(Duration::from_secs(2)).join().unwrap();
     assert_eq!((shed, other), (0, 0));
     assert!(ok > 0);
+    let rss_before = gateway_rss(&t).await;
 
     // Guangdong turns slow (200 ms each way): the flood's calls stay in the gateway.
     t.fed
@@ -137,57 +236,55 @@ async fn a_flooding_region_is_shed_and_the_others_keep_being_served() {
         })
         .unwrap()
         .set(LinkMode::Delay(Duration::from_millis(200)));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood_ok = Arc::new(AtomicU64::new(0));
-    let flood_shed = Arc::new(AtomicU64::new(0));
-    let flood_other = Arc::new(AtomicU64::new(0));
-    let mut flood = Vec::new();
-    // 200 calls at once from one region: five times the gateway's 40.
-    for _ in 0..200 {
-        let (mut c, r, stop) = (shanghai.clone(), flood_case.clone(), stop.clone());
-        let (ok, shed, other) = (flood_ok.clone(), flood_shed.clone(), flood_other.clone());
-        flood.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match replay(&mut c, &r).await {
-                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(Code::ResourceExhausted) => {
-                        // Even a flood backs off a little, or the test machine melts.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        shed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(code) => {
-                        eprintln!("flood call ended {code:?}");
-                        other.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        }));
+
+    // 200 calls at once from one region, ten times its fair share of the gateway's 40
+    // (two regions active: 20 each). First as the contract asks, each shed caller
+    // waiting the pushback the gateway states; then ignoring it (5 ms).
+    for (name, after_refusal) in [
+        ("honouring the pushback", None),
+        ("ignoring it", Some(Duration::from_millis(5))),
+    ] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tasks, counts) = flood(&shanghai, &flood_case, 200, after_refusal, &stop);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let during = measure(Duration::from_secs(3));
+        let mut rss_peak: f64 = 0.0;
+        while !during.is_finished() {
+            rss_peak = rss_peak.max(gateway_rss(&t).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (ok, shed, other, p99_during) = during.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let flood = counts.map(|c| c.load(Ordering::Relaxed));
+        println!(
+            "flood {name}: beijing (steady) {ok} ok, {shed} shed, {other} other errors, p99 {p99_before} µs before, {p99_during} µs during ({:.1}x); \
+             shanghai (200 at once, limit 40) {} ok, {} shed, {} other errors; gateway RSS {:.1} MiB before, {:.1} MiB peak",
+            p99_during as f64 / p99_before.max(1) as f64,
+            flood[0],
+            flood[1],
+            flood[2],
+            rss_before / 1048576.0,
+            rss_peak / 1048576.0,
+        );
+        // Beijing is never refused; Shanghai is shed, not cut off.
+        assert_eq!(
+            (shed, other),
+            (0, 0),
+            "the steady region was refused ({name})"
+        );
+        assert!(ok > 0);
+        assert!(flood[1] > 0, "the flood was never shed ({name})");
+        assert!(flood[0] > 0, "the flooding region was starved ({name})");
+        assert_eq!(
+            flood[2], 0,
+            "the flood saw errors other than shedding ({name})"
+        );
+        // Far under the buffer budget (128 MiB) the limits allow.
+        assert!(rss_peak < 128.0 * 1048576.0, "gateway RSS {rss_peak}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let during = steady(&beijing, &steady_case, Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in flood {
-        task.await.unwrap();
-    }
-    let (ok, shed, other, p99_during) = during;
-    let flood = (
-        flood_ok.load(Ordering::Relaxed),
-        flood_shed.load(Ordering::Relaxed),
-        flood_other.load(Ordering::Relaxed),
-    );
-    println!(
-        "beijing (steady): {ok} ok, {shed} shed, {other} other errors; p99 {p99_before} µs before, {p99_during} µs during the flood"
-    );
-    println!(
-        "shanghai (flood of 200 at once, limit 40): {} ok, {} shed, {} other errors",
-        flood.0, flood.1, flood.2
-    );
-    // Beijing is never refused; Shanghai is shed, not cut off.
-    assert_eq!((shed, other), (0, 0), "the steady region was refused");
-    assert!(ok > 0);
-    assert!(flood.1 > 0, "the flood was never shed");
-    assert!(flood.0 > 0, "the flooding region was starved");
-    assert_eq!(flood.2, 0, "the flood saw errors other than shedding");
 
     // The shedding is on the record: RESOURCE_EXHAUSTED for origin 31 only.
     let admin = tongban_node::portal_client::PortalClient::new(format!(

@@ -29,6 +29,7 @@ const NODE_PENDING: &str = "tongban_node_outbox_pending";
 const NODE_OLDEST: &str = "tongban_node_outbox_oldest_pending_seconds";
 const NODE_FAILED: &str = "tongban_node_outbox_failed";
 const NODE_BLOCKED: &str = "tongban_node_outbox_blocked";
+const NODE_FAILING: &str = "tongban_node_outbox_failing";
 const NODE_OUTCOMES: &str = "tongban_node_case_outcomes_total";
 const NODE_FILINGS: &str = "tongban_node_filings_total";
 const NODE_FIRST_STATUS: &str = "tongban_node_time_to_first_status_seconds";
@@ -162,6 +163,8 @@ pub struct Backlog {
     pub target: String,
     pub pending: f64,
     pub oldest_seconds: f64,
+    /// Pending entries whose attempts so far failed.
+    pub failing: f64,
     /// Pending entries waiting for a configuration fix.
     pub blocked: f64,
     /// Dead letters (the series is `tongban_node_outbox_failed`).
@@ -583,6 +586,7 @@ pub fn backlog(node: &Reading) -> Vec<Backlog> {
     let oldest = node.group(NODE_OLDEST, target);
     let failed = node.group(NODE_FAILED, target);
     let blocked = node.group(NODE_BLOCKED, target);
+    let failing = node.group(NODE_FAILING, target);
     let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
     let mut targets: BTreeSet<&String> = pending.keys().collect();
     targets.extend(failed.keys());
@@ -592,6 +596,7 @@ pub fn backlog(node: &Reading) -> Vec<Backlog> {
             target: t.clone(),
             pending: get(&pending, t),
             oldest_seconds: get(&oldest, t),
+            failing: get(&failing, t),
             blocked: get(&blocked, t),
             failed: get(&failed, t),
         })

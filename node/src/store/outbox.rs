@@ -83,8 +83,10 @@ pub struct OutboxEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BacklogRow {
     pub target_region: String,
-    /// Entries still to deliver (those `blocked` included).
+    /// Entries still to deliver (those `failing` and `blocked` included).
     pub pending: i64,
+    /// Pending entries whose attempts so far all failed (they wait for a retry).
+    pub failing: i64,
     /// Pending entries whose last attempt was refused for a configuration reason (a
     /// region not registered, a certificate or registry mistake): they wait for an
     /// operator, not for time.
@@ -280,6 +282,7 @@ impl Store {
                 let mut stmt = conn.prepare_cached(
                     "SELECT target_region,
                             SUM(state = 'pending'),
+                            SUM(state = 'pending' AND attempts > 0),
                             SUM(state = 'pending' AND IFNULL(retry_class, '') = 'configuration'),
                             SUM(state = 'dead'),
                             COALESCE(MIN(CASE WHEN state = 'pending' THEN created_ms END), 0)
@@ -289,9 +292,10 @@ impl Store {
                     Ok(BacklogRow {
                         target_region: r.get(0)?,
                         pending: r.get(1)?,
-                        blocked: r.get(2)?,
-                        dead: r.get(3)?,
-                        oldest_pending_ms: r.get(4)?,
+                        failing: r.get(2)?,
+                        blocked: r.get(3)?,
+                        dead: r.get(4)?,
+                        oldest_pending_ms: r.get(5)?,
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
