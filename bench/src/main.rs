@@ -311,7 +311,17 @@ fn write_registry(
             .map(|p| RegionEntry {
                 prefix: p.clone(),
                 endpoints: vec![format!("https://127.0.0.1:{node_port}")],
-                identity: Some("spiffe://tongban/region/44".into()),
+                // Every prefix is served by the one node (as region 44), except 31: the
+                // load's caller must be a registered member (the gateway admits only
+                // members), and nothing is sent to it.
+                identity: Some(
+                    if p == "31" {
+                        "spiffe://tongban/region/31"
+                    } else {
+                        "spiffe://tongban/region/44"
+                    }
+                    .into(),
+                ),
                 // The node signs as region 44, whose licenses route by the prefix 44.
                 issuer_keys: issuer_key
                     .filter(|_| p == "44")

@@ -749,6 +749,14 @@ impl LocalFederation {
         .ok_or_else(|| LocalError::Other(format!("no member {member:?}")))
     }
 
+    /// The process id of a member run as a process (to send it signals), if it runs.
+    pub fn pid(&mut self, member: &Member) -> Option<u32> {
+        match self.run_of(member).ok()? {
+            Run::Process(child) => Some(child.id()),
+            _ => None,
+        }
+    }
+
     /// Stops a member gracefully (SIGTERM for a process), keeping its files and ports.
     pub async fn stop(&mut self, member: &Member) -> Result<(), LocalError> {
         self.run_of(member)?.stop().await;

@@ -1,22 +1,46 @@
-//! Phase 2: may the caller make this call? The method table says who may call a method
-//! and whether it must carry an idempotency key; a node originates only for codes inside
-//! its own certificate's region (the verified origin it is given comes from the
-//! certificate, never from the caller).
+//! Phase 2: may the caller make this call? The registry admits: a region's certificate
+//! from the federation CA is not enough, the region must be registered (and is cut off
+//! once it is removed). The method table says who may call a method and whether it must
+//! carry an idempotency key. A node originates only for codes its certificate's region
+//! owns: inside its prefix, and not delegated to a node of their own (a province's
+//! certificate does not act for a city that runs its own node). The verified origin
+//! the target is given comes from the certificate, never from the caller.
 
-use tongban_proto::{metadata, region::RegionPrefix};
+use tongban_proto::{
+    metadata,
+    region::{RegionCode, RegionPrefix},
+};
+use tongban_runtime::identity::PeerIdentity;
 
 use crate::{
     call::Call,
     error::GatewayError,
     methods::{KeyPolicy, Method},
+    registry::Registry,
 };
 
+/// A region's certificate is admitted only while the region is registered; the
+/// gateway's own identity is left to the method table.
+pub fn check_member(identity: &PeerIdentity, registry: &Registry) -> Result<(), GatewayError> {
+    match identity {
+        PeerIdentity::Region(_) if !registry.is_member(identity) => {
+            Err(GatewayError::PermissionDenied(format!(
+                "{identity} is not registered in the federation"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks the table's callers for `method` and the optional `tongban-origin-region`
-/// claim against the caller's region.
+/// claim against the caller's region: the claimed code must lie inside it, and the
+/// node registered for the code's longest registered prefix (`owner`) must be the
+/// caller.
 pub fn check_caller(
     call: &Call,
     method: &Method,
     caller: &RegionPrefix,
+    owner: impl Fn(&RegionCode) -> Option<PeerIdentity>,
 ) -> Result<(), GatewayError> {
     if !method.callers.admit(&call.peer.identity) {
         return Err(GatewayError::PermissionDenied(format!(
@@ -27,12 +51,20 @@ pub fn check_caller(
     let Some(claimed) = metadata::region_code(&call.headers, metadata::ORIGIN_REGION)? else {
         return Ok(());
     };
-    if caller.contains(&claimed) {
-        Ok(())
-    } else {
-        Err(GatewayError::PermissionDenied(format!(
+    if !caller.contains(&claimed) {
+        return Err(GatewayError::PermissionDenied(format!(
             "certificate for region {caller} cannot originate as region {claimed}"
-        )))
+        )));
+    }
+    match owner(&claimed) {
+        Some(owner) if owner == call.peer.identity => Ok(()),
+        Some(owner) => Err(GatewayError::PermissionDenied(format!(
+            "region {claimed} is served by its own node ({owner}); certificate for region \
+             {caller} cannot originate for it"
+        ))),
+        None => Err(GatewayError::PermissionDenied(format!(
+            "region {claimed} is not registered in the federation"
+        ))),
     }
 }
 
@@ -61,20 +93,61 @@ mod tests {
         RegionPrefix::parse(p).unwrap()
     }
 
+    fn region(p: &str) -> PeerIdentity {
+        PeerIdentity::Region(prefix(p))
+    }
+
+    /// Registered: 31, 44, and Shenzhen (4403) with its own node.
+    fn owner(code: &RegionCode) -> Option<PeerIdentity> {
+        let code = code.as_str();
+        ["4403", "44", "31"]
+            .into_iter()
+            .find(|p| code.starts_with(p))
+            .map(region)
+    }
+
     #[test]
     fn origin_claims_must_lie_inside_the_certificate_region() {
         let method = lookup(DELIVER).unwrap();
         let node = "spiffe://tongban/region/31";
         let ok = call(DELIVER, node, &[(metadata::ORIGIN_REGION, "310115")]);
-        assert!(check_caller(&ok, method, &prefix("31")).is_ok());
+        assert!(check_caller(&ok, method, &prefix("31"), owner).is_ok());
         let none = call(DELIVER, node, &[]);
-        assert!(check_caller(&none, method, &prefix("31")).is_ok());
+        assert!(check_caller(&none, method, &prefix("31"), owner).is_ok());
         let foreign = call(DELIVER, node, &[(metadata::ORIGIN_REGION, "440000")]);
-        let err = check_caller(&foreign, method, &prefix("31")).unwrap_err();
+        let err = check_caller(&foreign, method, &prefix("31"), owner).unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
         let malformed = call(DELIVER, node, &[(metadata::ORIGIN_REGION, "31")]);
-        let err = check_caller(&malformed, method, &prefix("31")).unwrap_err();
+        let err = check_caller(&malformed, method, &prefix("31"), owner).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_province_cannot_originate_for_a_city_with_its_own_node() {
+        let method = lookup(DELIVER).unwrap();
+        let province = "spiffe://tongban/region/44";
+        let guangzhou = call(DELIVER, province, &[(metadata::ORIGIN_REGION, "440100")]);
+        assert!(check_caller(&guangzhou, method, &prefix("44"), owner).is_ok());
+        let shenzhen = call(DELIVER, province, &[(metadata::ORIGIN_REGION, "440305")]);
+        let err = check_caller(&shenzhen, method, &prefix("44"), owner).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.to_string().contains("its own node"), "{err}");
+        // Shenzhen's own node may.
+        let own = call(
+            DELIVER,
+            "spiffe://tongban/region/4403",
+            &[(metadata::ORIGIN_REGION, "440305")],
+        );
+        assert!(check_caller(&own, method, &prefix("4403"), owner).is_ok());
+    }
+
+    #[test]
+    fn only_registered_regions_are_members() {
+        let registry = Registry::default();
+        let err = check_member(&region("32"), &registry).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.to_string().contains("not registered"), "{err}");
+        assert!(check_member(&PeerIdentity::Gateway, &registry).is_ok());
     }
 
     #[test]

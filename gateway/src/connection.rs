@@ -308,7 +308,13 @@ async fn serve_grpc(
     peer: Arc<PeerInfo>,
 ) {
     let (mut parts, body) = request.into_parts();
-    // The table says who may call the gateway's own services.
+    // Only registered members, and then the table says who may call the gateway's own
+    // services.
+    if let Err(refusal) = crate::authorize::check_member(&peer.identity, &services.relay.registry())
+    {
+        send_answer(respond, Answer::from_status(refusal.to_status()));
+        return;
+    }
     if let Some(method) = methods::lookup(parts.uri.path())
         && !method.callers.admit(&peer.identity)
     {

@@ -352,7 +352,7 @@ impl GatewayMetrics {
 /// `tongban_gateway_upstream_connect_failures{region, endpoint}` (consecutive), read
 /// from the pools at scrape time.
 #[derive(Debug)]
-pub struct UpstreamHealth(pub std::sync::Arc<crate::registry::Registry>);
+pub struct UpstreamHealth(pub crate::registry::SharedRegistry);
 
 impl prometheus_client::collector::Collector for UpstreamHealth {
     fn encode(
@@ -361,7 +361,7 @@ impl prometheus_client::collector::Collector for UpstreamHealth {
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::{encoding::EncodeMetric, metrics::gauge::ConstGauge};
         let mut rows = Vec::new();
-        for route in self.0.routes() {
+        for route in self.0.current().routes() {
             for health in route.pool.health() {
                 rows.push((route.prefix, health));
             }

@@ -142,6 +142,36 @@ pub struct Route {
 #[derive(Debug, Default)]
 pub struct Registry {
     routes: HashMap<String, Arc<Route>>,
+    /// The identities of the registered nodes: the only regions admitted as callers.
+    members: std::collections::HashSet<PeerIdentity>,
+}
+
+/// The registry in force, replaced whole on reload. A call takes the current one once,
+/// so a reload never changes a call halfway, and calls in flight keep their routes (and
+/// connections) until they end.
+#[derive(Clone, Debug)]
+pub struct SharedRegistry(Arc<std::sync::RwLock<Arc<Registry>>>);
+
+impl SharedRegistry {
+    pub fn new(registry: Registry) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(registry))))
+    }
+
+    /// The registry in force.
+    pub fn current(&self) -> Arc<Registry> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `registry` in force for the calls that start from now on.
+    pub fn replace(&self, registry: Registry) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(registry);
+    }
 }
 
 impl Registry {
@@ -152,20 +182,38 @@ impl Registry {
         settings: &ClientSettings,
     ) -> Result<Self, ConfigError> {
         let file: RegistryFile = config::load(path)?;
-        Self::build(&file, path, tls_files, settings)
+        Self::build(&file, path, tls_files, settings, None)
     }
 
-    /// Validates `file` (named `origin` in errors) and builds its routes.
+    /// Loads the registry file again, keeping the connection pools (their connections
+    /// and endpoint health) of the nodes `previous` already routes to.
+    pub fn reload(
+        path: &Path,
+        tls_files: &TlsFiles,
+        settings: &ClientSettings,
+        previous: &Registry,
+    ) -> Result<Self, ConfigError> {
+        let file: RegistryFile = config::load(path)?;
+        Self::build(&file, path, tls_files, settings, Some(previous))
+    }
+
+    /// Validates `file` (named `origin` in errors) and builds its routes, reusing the
+    /// pools of `previous` for nodes it already knows.
     pub fn build(
         file: &RegistryFile,
         origin: &Path,
         tls_files: &TlsFiles,
         settings: &ClientSettings,
+        previous: Option<&Registry>,
     ) -> Result<Self, ConfigError> {
         let mut routes = HashMap::with_capacity(file.regions.len());
         // One connection pool per node, however many prefixes route to it: a province
         // that registers every county code must not open thousands of pools.
-        let mut pools: HashMap<(Vec<String>, String), Arc<NodePool>> = HashMap::new();
+        let mut pools: HashMap<(Vec<String>, String), Arc<NodePool>> = previous
+            .into_iter()
+            .flat_map(|p| p.routes())
+            .map(|r| ((r.endpoints.clone(), r.identity.dns_name()), r.pool.clone()))
+            .collect();
         let tls_config = tls_files
             .client_rustls_config()
             .map_err(|e| ConfigError::field(origin, "tls", e))?;
@@ -254,7 +302,14 @@ impl Registry {
                 ));
             }
         }
-        Ok(Self { routes })
+        let members = routes.values().map(|r| r.identity.clone()).collect();
+        Ok(Self { routes, members })
+    }
+
+    /// Whether `identity` is a registered node's (the gateway's own identity is not a
+    /// member: what a gateway certificate may call is the method table's matter).
+    pub fn is_member(&self, identity: &PeerIdentity) -> bool {
+        self.members.contains(identity)
     }
 
     /// The route of the longest registered prefix of `code`.
@@ -316,12 +371,51 @@ mod tests {
     }
 
     fn build(regions: Vec<RegionEntry>) -> Result<Registry, ConfigError> {
+        rebuild(regions, None)
+    }
+
+    fn rebuild(
+        regions: Vec<RegionEntry>,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, ConfigError> {
         Registry::build(
             &RegistryFile { regions },
             Path::new("registry.toml"),
             &tls_files(),
             &ClientSettings::default(),
+            previous,
         )
+    }
+
+    /// A reload keeps the pools (connections, endpoint health) of the nodes it already
+    /// routes to, and its members are exactly the registered identities.
+    #[tokio::test]
+    async fn a_rebuilt_registry_keeps_known_pools_and_admits_only_members() {
+        let first = build(vec![
+            entry("44", "https://127.0.0.1:1"),
+            entry("31", "https://127.0.0.1:2"),
+        ])
+        .unwrap();
+        let second = rebuild(
+            vec![
+                entry("44", "https://127.0.0.1:1"),
+                entry("11", "https://127.0.0.1:3"),
+            ],
+            Some(&first),
+        )
+        .unwrap();
+        let route = |r: &Registry, c: &str| r.lookup(&RegionCode::parse(c).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(
+            &route(&first, "440000").pool,
+            &route(&second, "440000").pool
+        ));
+        let region = |p: &str| PeerIdentity::Region(RegionPrefix::parse(p).unwrap());
+        assert!(second.is_member(&region("44")) && second.is_member(&region("11")));
+        assert!(
+            !second.is_member(&region("31")),
+            "removed, no longer admitted"
+        );
+        assert!(!second.is_member(&PeerIdentity::Gateway));
     }
 
     #[tokio::test]

@@ -15,9 +15,19 @@ use std::sync::Arc;
 use tongban_proto::region::RegionTable;
 
 use crate::{
-    admission::Admission, answer::Answer, audit::CallAudit, authenticate, authorize, call::Call,
-    deadline::Deadlines, error::GatewayError, forward, methods::Serve, metrics::GatewayMetrics,
-    recognition::Recognition, registry::Registry, route, trace,
+    admission::Admission,
+    answer::Answer,
+    audit::CallAudit,
+    authenticate, authorize,
+    call::Call,
+    deadline::Deadlines,
+    error::GatewayError,
+    forward,
+    methods::Serve,
+    metrics::GatewayMetrics,
+    recognition::Recognition,
+    registry::{Registry, SharedRegistry},
+    route, trace,
 };
 use tongban_runtime::traces::Traces;
 
@@ -26,7 +36,7 @@ const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Relays calls to nodes and answers lookups; shared by every connection.
 pub struct Relay {
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     regions: &'static RegionTable,
     deadlines: Deadlines,
     recognition: Arc<Recognition>,
@@ -39,7 +49,7 @@ pub struct Relay {
 impl Relay {
     /// A relay over `registry`, no call allowed longer than `request_timeout`.
     pub fn new(
-        registry: Arc<Registry>,
+        registry: SharedRegistry,
         regions: &'static RegionTable,
         request_timeout: std::time::Duration,
         recognition: Arc<Recognition>,
@@ -56,6 +66,11 @@ impl Relay {
             metrics,
             admission,
         }
+    }
+
+    /// The registry the relay routes and admits by, as in force now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.current()
     }
 
     /// Handles one call and returns the answer for the caller: the node's, or the
@@ -78,7 +93,12 @@ impl Relay {
         let method = call.known_method()?;
         let caller = authenticate::calling_region(&call)?;
         audit.caller = Some(caller);
-        authorize::check_caller(&call, method, &caller)?;
+        // One registry for the whole call, however a reload goes meanwhile.
+        let registry = self.registry.current();
+        authorize::check_member(&call.peer.identity, &registry)?;
+        authorize::check_caller(&call, method, &caller, |code| {
+            registry.lookup(code).map(|route| route.identity.clone())
+        })?;
         let mut permit = match self.admission.admit(&caller) {
             Ok(permit) => permit,
             Err(refusal) => {
@@ -88,7 +108,7 @@ impl Relay {
         };
         match method.serve {
             Serve::Relay { node_path } => {
-                let (target, route) = route::resolve(&call, &self.registry, self.regions)?;
+                let (target, route) = route::resolve(&call, &registry, self.regions)?;
                 audit.target = Some(target);
                 if let Err(refusal) = permit.target(&target) {
                     call.discard(DISCARD_WAIT).await;

@@ -14,6 +14,7 @@ use tongban_runtime::{
     config::ConfigError,
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
+    reload::ReloadTriggers,
     shutdown::ShutdownSignal,
     standard_services,
     tls::TlsError,
@@ -32,7 +33,7 @@ use crate::{
     console::Console,
     metrics::{GatewayMetrics, UpstreamHealth},
     recognition::Recognition,
-    registry::Registry,
+    registry::{Registry, SharedRegistry},
     relay::Relay,
 };
 
@@ -119,7 +120,7 @@ impl GatewayListeners {
 /// A configured gateway, ready to serve.
 pub struct Gateway {
     config: GatewayConfig,
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     catalog: Arc<Catalog>,
     recognition: Arc<Recognition>,
     metrics: Arc<prometheus_client::registry::Registry>,
@@ -147,7 +148,7 @@ impl Gateway {
         };
         // Fail on bad certificates now rather than at the first handshake.
         config.tls.server_config()?;
-        let registry = Arc::new(registry);
+        let registry = SharedRegistry::new(registry);
         let catalog = Arc::new(catalog);
         let secret = hash_secret(&config)?;
         let mut metrics = prometheus_client::registry::Registry::default();
@@ -185,7 +186,7 @@ impl Gateway {
 
     /// Number of registered region prefixes.
     pub fn route_count(&self) -> usize {
-        self.registry.len()
+        self.registry.current().len()
     }
 
     /// Serves until `shutdown` fires, then drains in-flight calls.
@@ -200,7 +201,21 @@ impl Gateway {
             vec![KeyValue::new("tongban.role", "gateway")],
         )?;
         let tls = self.config.tls.server_config()?;
-        let (_tls_tx, tls_rx) = watch::channel(tls);
+        let (tls_tx, tls_rx) = watch::channel(tls);
+        // From here on SIGHUP reloads instead of terminating.
+        let (triggers, reload) = ReloadTriggers::install(vec![
+            self.config.registry.clone(),
+            self.config.tls.cert.clone(),
+            self.config.tls.key.clone(),
+            self.config.tls.ca.clone(),
+        ]);
+        tokio::spawn(reload_on_request(
+            triggers,
+            self.registry.clone(),
+            self.config.clone(),
+            tls_tx,
+            shutdown.clone(),
+        ));
         let incoming = authenticated_incoming(
             listeners.federation,
             tls_rx,
@@ -224,13 +239,14 @@ impl Gateway {
             );
             tokio::spawn(console.clone().sample_until(shutdown.clone()));
             let router = admin::probes(ready.clone())
+                .merge(admin::reload(reload.clone()))
                 .merge(admin::metrics(self.metrics.clone()))
                 .merge(console.routes());
             tokio::spawn(admin::serve(listener, router, shutdown.clone()))
         });
 
         tracing::info!(
-            routes = self.registry.len(),
+            routes = self.registry.current().len(),
             catalog = %self.catalog.version,
             "gateway serving"
         );
@@ -268,4 +284,57 @@ impl Gateway {
         tracing::info!("gateway stopped");
         Ok(())
     }
+}
+
+/// Acts on reload requests until shutdown: the registry and the certificates are read
+/// again and put in force for new calls and handshakes; calls in flight keep what they
+/// started with. A bad new file is rejected whole, with the old ones kept.
+async fn reload_on_request(
+    mut triggers: ReloadTriggers,
+    registry: SharedRegistry,
+    config: GatewayConfig,
+    tls: watch::Sender<Arc<rustls::ServerConfig>>,
+    shutdown: ShutdownSignal,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let cause = tokio::select! {
+            _ = &mut stop => return,
+            cause = triggers.next() => cause,
+        };
+        let why = cause.describe();
+        let outcome = reload_once(&registry, &config, &tls);
+        match &outcome {
+            Ok(loaded) => tracing::info!(cause = %why, "reloaded: {loaded}"),
+            Err(error) => tracing::error!(
+                cause = %why,
+                %error,
+                "reload rejected; the registry and certificates in force are kept"
+            ),
+        }
+        cause.answer(outcome);
+    }
+}
+
+fn reload_once(
+    registry: &SharedRegistry,
+    config: &GatewayConfig,
+    tls: &watch::Sender<Arc<rustls::ServerConfig>>,
+) -> Result<String, String> {
+    let server = config
+        .tls
+        .server_config()
+        .map_err(|e| format!("certificates: {e}"))?;
+    let next = Registry::reload(
+        &config.registry,
+        &config.tls,
+        &config.upstream,
+        &registry.current(),
+    )
+    .map_err(|e| format!("registry: {e}"))?;
+    let routes = next.len();
+    registry.replace(next);
+    tls.send_replace(server);
+    Ok(format!("{routes} registered prefixes; certificates"))
 }

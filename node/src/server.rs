@@ -20,6 +20,7 @@ use tongban_runtime::{
     config::ConfigError,
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
+    reload::ReloadTriggers,
     shutdown::ShutdownSignal,
     standard_services,
     tls::{self, TlsError},
@@ -321,6 +322,21 @@ impl Node {
             }
         });
 
+        // From here on SIGHUP (or a changed certificate file, or `POST /reload` on the
+        // admin listener) reloads the certificates instead of terminating the node.
+        let (tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
+        let (triggers, reload) = ReloadTriggers::install(vec![
+            self.config.tls.cert.clone(),
+            self.config.tls.key.clone(),
+            self.config.tls.ca.clone(),
+        ]);
+        tasks.spawn(reload_certificates(
+            triggers,
+            self.config.tls.clone(),
+            tls_tx,
+            shutdown.clone(),
+        ));
+
         if let Some(listener) = listeners.admin {
             let operator = Arc::new(OperatorState {
                 ctx: ctx.clone(),
@@ -333,6 +349,7 @@ impl Node {
                 ("platform", Arc::new(move || platform.health())),
             ];
             let router = admin::probes_checked(ready.clone(), checks)
+                .merge(admin::reload(reload))
                 .merge(operator::router(operator))
                 .merge(crate::metrics::route(
                     self.registry.clone(),
@@ -356,7 +373,6 @@ impl Node {
             standard_services::health_and_reflection(&[NODE_SERVICE], &[FILE_DESCRIPTOR_SET])
                 .await
                 .map_err(|e| NodeStartError::Other(e.to_string()))?;
-        let (_tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
         let incoming = authenticated_incoming(
             listeners.federation,
             tls_rx,
@@ -382,5 +398,41 @@ impl Node {
         self.traces_guard.shutdown().await;
         tracing::info!(region = %self.config.region, "node stopped");
         served.map_err(NodeStartError::from)
+    }
+}
+
+/// Acts on reload requests until shutdown: the node's certificate, key and CA bundle
+/// are read again and used for new handshakes; a bad new file is rejected with the old
+/// ones kept. (The node's client to the gateway keeps the identity it started with.)
+async fn reload_certificates(
+    mut triggers: ReloadTriggers,
+    tls: tongban_runtime::tls::TlsFiles,
+    server: watch::Sender<tls::ServerTls>,
+    shutdown: ShutdownSignal,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let cause = tokio::select! {
+            _ = &mut stop => return,
+            cause = triggers.next() => cause,
+        };
+        let why = cause.describe();
+        let outcome = match tls.server_config() {
+            Ok(config) => {
+                server.send_replace(config);
+                Ok("certificates".to_owned())
+            }
+            Err(e) => Err(format!("certificates: {e}")),
+        };
+        match &outcome {
+            Ok(loaded) => tracing::info!(cause = %why, "reloaded: {loaded}"),
+            Err(error) => tracing::error!(
+                cause = %why,
+                %error,
+                "reload rejected; the certificates in force are kept"
+            ),
+        }
+        cause.answer(outcome);
     }
 }

@@ -72,6 +72,27 @@ pub fn probes_checked(readiness: Readiness, checks: Vec<(&'static str, Readiness
         )
 }
 
+/// `POST /reload`: re-reads what the process may change while it runs (as SIGHUP does)
+/// and answers once it is done: `200` with what was loaded, or `422` with why the new
+/// files were rejected (the old ones stay in force).
+pub fn reload(handle: crate::reload::ReloadHandle) -> Router {
+    Router::new().route(
+        "/reload",
+        axum::routing::post(move || {
+            let handle = handle.clone();
+            async move {
+                match handle.reload().await {
+                    Ok(loaded) => (http::StatusCode::OK, format!("reloaded: {loaded}\n")),
+                    Err(error) => (
+                        http::StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("rejected, the previous files stay in force: {error}\n"),
+                    ),
+                }
+            }
+        }),
+    )
+}
+
 /// `/metrics`: the process's metrics in the OpenMetrics text format Prometheus scrapes.
 pub fn metrics(registry: Arc<prometheus_client::registry::Registry>) -> Router {
     Router::new().route(

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod incoming;
 pub mod pki;
 pub mod process_metrics;
+pub mod reload;
 pub mod shutdown;
 pub mod standard_services;
 pub mod telemetry;

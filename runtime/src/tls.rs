@@ -11,6 +11,9 @@ use rustls::{
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+/// A server's TLS configuration, as listeners take it (and reloads replace it).
+pub type ServerTls = Arc<ServerConfig>;
+
 /// Where a process finds its certificate, key and the federation CA (PEM files).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -77,7 +77,8 @@ async fn deliver_to_44(
     })
 }
 
-/// Starts another gateway of the federation whose registry sends region 44 to `node`.
+/// Starts another gateway of the federation whose registry sends region 44 to `node`
+/// (and registers 31, the callers' region, at its own node).
 async fn extra_gateway(
     t: &TestFederation,
     node: SocketAddr,
@@ -88,9 +89,13 @@ async fn extra_gateway(
     tokio::task::JoinHandle<Result<(), tongban_gateway::server::GatewayStartError>>,
 ) {
     let registry = t.dir.path().join(format!("registry-{}.toml", node.port()));
+    let shanghai = t.fed.node("31").unwrap().federation_addr;
     std::fs::write(
         &registry,
-        format!("[[region]]\nprefix = \"44\"\nendpoints = [\"https://{node}\"]\n"),
+        format!(
+            "[[region]]\nprefix = \"44\"\nendpoints = [\"https://{node}\"]\n\
+             [[region]]\nprefix = \"31\"\nendpoints = [\"https://{shanghai}\"]\n"
+        ),
     )
     .unwrap();
     let config = GatewayConfig {

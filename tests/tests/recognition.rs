@@ -358,9 +358,14 @@ async fn stand_in_federation(
     });
 
     let registry_path = t.dir.path().join("registry-stand-in.toml");
+    // The callers' region (31) is a member too: the registry admits.
+    let shanghai = t.fed.node("31").unwrap().federation_addr;
     std::fs::write(
         &registry_path,
-        registry.replace("{addr}", &addr.to_string()),
+        format!(
+            "{}[[region]]\nprefix = \"31\"\nendpoints = [\"https://{shanghai}\"]\n",
+            registry.replace("{addr}", &addr.to_string())
+        ),
     )
     .unwrap();
     let config = GatewayConfig {

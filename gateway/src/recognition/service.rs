@@ -40,7 +40,7 @@ use crate::{
     error::GatewayError,
     message::Message,
     methods::{Lookup, issuer_paths},
-    registry::{Registry, Route},
+    registry::{Route, SharedRegistry},
     unary,
 };
 
@@ -94,7 +94,7 @@ struct Found {
 
 /// The recognition service; shared by every connection.
 pub struct Recognition {
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     regions: &'static RegionTable,
     catalog: Arc<Catalog>,
     settings: RecognitionSettings,
@@ -168,7 +168,7 @@ impl Recognition {
     /// The service over `registry` (routes and issuer keys) and `catalog` (the
     /// mutual-recognition catalog), its counters registered in `metrics`.
     pub fn new(
-        registry: Arc<Registry>,
+        registry: SharedRegistry,
         regions: &'static RegionTable,
         catalog: Arc<Catalog>,
         settings: RecognitionSettings,
@@ -265,6 +265,7 @@ impl Recognition {
             ));
         }
         self.registry
+            .current()
             .lookup(code)
             .ok_or_else(|| cannot_verify(format!("no node is registered for region {code}")))
     }
