@@ -19,6 +19,29 @@ use crate::{
     registry::Registry,
 };
 
+/// The most metadata (header names and values, in bytes) a call may carry. Tongban's own
+/// keys need a few hundred bytes; a node's HTTP/2 server refuses header blocks over
+/// 16 KiB with a bare HTTP 431, which its caller would see as UNKNOWN, so the gateway
+/// refuses much less than that itself, with a precise code.
+pub const MAX_METADATA: usize = 8 * 1024;
+
+/// Refuses a call whose metadata is larger than [`MAX_METADATA`].
+pub fn check_metadata_size(call: &Call) -> Result<(), GatewayError> {
+    let size: usize = call
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > MAX_METADATA {
+        Err(GatewayError::MetadataTooLarge {
+            size,
+            max: MAX_METADATA,
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// A region's certificate is admitted only while the region is registered; the
 /// gateway's own identity is left to the method table.
 pub fn check_member(identity: &PeerIdentity, registry: &Registry) -> Result<(), GatewayError> {

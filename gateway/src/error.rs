@@ -44,6 +44,9 @@ pub enum GatewayError {
     /// The target node could not be reached; safe to retry with the same idempotency key.
     #[error("region {region} is unreachable: {reason}")]
     Unavailable { region: String, reason: String },
+    /// The call's metadata is larger than the gateway passes on (bytes).
+    #[error("the call's metadata is {size} bytes; at most {max} are accepted")]
+    MetadataTooLarge { size: usize, max: usize },
     /// The gateway is at a limit for this caller or target (see `crate::admission`);
     /// safe to retry later.
     #[error("{0}")]
@@ -88,7 +91,9 @@ impl GatewayError {
             }
             Self::UnknownRegion(_) | Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
-            Self::TooLarge(_) | Self::Overloaded(_) => Code::ResourceExhausted,
+            Self::TooLarge(_) | Self::MetadataTooLarge { .. } | Self::Overloaded(_) => {
+                Code::ResourceExhausted
+            }
             Self::Stalled(_) => Code::DeadlineExceeded,
             Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } => Code::Unavailable,
@@ -106,7 +111,8 @@ impl GatewayError {
             | Self::InvalidField { .. }
             | Self::UnknownRegion(_)
             | Self::UnknownMethod(_)
-            | Self::TooLarge(_) => Retry::Permanent,
+            | Self::TooLarge(_)
+            | Self::MetadataTooLarge { .. } => Retry::Permanent,
             Self::Stalled(_)
             | Self::ClientGone(_)
             | Self::Unavailable { .. }
@@ -175,6 +181,14 @@ mod tests {
                 GatewayError::Internal("bad header".into()),
                 Code::Internal,
                 Retry::Transient,
+            ),
+            (
+                GatewayError::MetadataTooLarge {
+                    size: 20_000,
+                    max: 8192,
+                },
+                Code::ResourceExhausted,
+                Retry::Permanent,
             ),
             (
                 GatewayError::Overloaded("over the fair share".into()),

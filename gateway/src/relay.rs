@@ -91,6 +91,7 @@ impl Relay {
 
     async fn relay(&self, mut call: Call, audit: &mut CallAudit) -> Result<Answer, GatewayError> {
         let method = call.known_method()?;
+        authorize::check_metadata_size(&call)?;
         let caller = authenticate::calling_region(&call)?;
         audit.caller = Some(caller);
         // One registry for the whole call, however a reload goes meanwhile.

@@ -205,6 +205,9 @@ impl FederationService {
             .ok_or_else(|| NodeError::invalid("application.applicant", "required"))?;
         let id = ResidentId::parse(&applicant.id_number, self.ctx.regions, today)
             .map_err(|e| NodeError::invalid("application.applicant.id_number", e.to_string()))?;
+        if let Some(problem) = tongban_proto::text::problem(&applicant.name) {
+            return Err(NodeError::invalid("application.applicant.name", problem));
+        }
         // Judged by the catalog version the application names (it never changes), so
         // the verdict is final: a form that fails under its own version's rules fails
         // for good. A version this node does not know (newer than its copy, or older

@@ -365,6 +365,8 @@ impl Intake {
             errors.push(field("applicant.name", "is required"));
         } else if request.applicant.name.chars().count() > 64 {
             errors.push(field("applicant.name", "is longer than 64 characters"));
+        } else if let Some(problem) = tongban_proto::text::problem(&request.applicant.name) {
+            errors.push(field("applicant.name", problem));
         }
         let Some(item) = item else {
             return Err(IntakeError::Invalid(errors));

@@ -55,10 +55,14 @@ fn reason(body: Result<Json<Reason>, JsonRejection>) -> Result<String, (StatusCo
         return Err((StatusCode::BAD_REQUEST, "expected {\"reason\": \"...\"}"));
     };
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+    if reason.is_empty()
+        || reason.chars().count() > 200
+        || tongban_proto::text::problem(reason).is_some()
+    {
         return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
-            "reason must be 1 to 200 characters, without control characters",
+            "reason must be 1 to 200 characters, without control or bidirectional formatting \
+             characters",
         ));
     }
     Ok(reason.to_owned())

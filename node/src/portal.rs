@@ -49,8 +49,32 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/v1/applications/{case_number}", get(application_status))
         .route("/v1/catalog", get(catalog))
         .route("/v1/access-log", post(access_log))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())
         .merge(tongban_runtime::admin::probes(state.ready.clone()))
+}
+
+/// The largest request body the portal reads: a filing is a form of short fields and
+/// references to materials, never the materials themselves.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// A body that could not be read as the request: its precise status (413 too large,
+/// 415 not JSON, 422 JSON of the wrong shape, 400 not JSON at all), and a message that
+/// never quotes a long number from it.
+fn body_refused(rejection: &JsonRejection) -> Response {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        _ => "bad_request",
+    };
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the request body is larger than {MAX_BODY} bytes")
+    } else {
+        without_long_numbers(&rejection.body_text())
+    };
+    error(status, code, message, json!([]))
 }
 
 fn error(status: StatusCode, code: &str, message: String, fields: serde_json::Value) -> Response {
@@ -82,14 +106,7 @@ async fn file_application(
     };
     let Json(request) = match body {
         Ok(b) => b,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                without_long_numbers(&rejection.body_text()),
-                json!([]),
-            );
-        }
+        Err(rejection) => return body_refused(&rejection),
     };
     // W3C trace context from the portal in front, if it sends one: the filing joins
     // its trace.
@@ -266,13 +283,20 @@ async fn access_log(
     State(state): State<Arc<PortalState>>,
     body: Result<Json<AccessLogRequest>, JsonRejection>,
 ) -> Response {
-    let Ok(Json(request)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "expected {\"id_number\": ..., \"name\": ...}".into(),
-            json!([]),
-        );
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return body_refused(&rejection);
+        }
+        // Never quote this body: it holds an ID number.
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "bad_request",
+                "expected {\"id_number\": ..., \"name\": ...}".into(),
+                json!([]),
+            );
+        }
     };
     let ctx = &state.intake.ctx;
     let today = tongban_proto::calendar::business_now().date();

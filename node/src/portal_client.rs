@@ -122,7 +122,9 @@ impl PortalClient {
         self.send_with(method, path, body, &[]).await
     }
 
-    async fn send_with(
+    /// Any request with a raw body and extra headers (a `content-type` given here
+    /// replaces the JSON one).
+    pub async fn send_with(
         &self,
         method: &str,
         path: &str,
@@ -134,10 +136,13 @@ impl PortalClient {
             url: url.clone(),
             reason,
         };
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", "application/json");
+        let mut request = http::Request::builder().method(method).uri(&url);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -420,7 +420,8 @@ async fn portal_names_the_field_of_bad_input() {
     let mut filing = medical_filing(resident);
     filing["surprise"] = 1.into();
     let r = n31.portal.file(&filing).await.unwrap();
-    assert_eq!(r.status, 400, "{}", r.body);
+    // Well-formed JSON of the wrong shape.
+    assert_eq!(r.status, 422, "{}", r.body);
     assert!(
         r.body["error"]["message"]
             .as_str()

@@ -22,10 +22,10 @@ impl FormField {
                 if len > max as usize {
                     return Err(format!("is {len} characters long; at most {max} allowed"));
                 }
-                if value.chars().any(char::is_control) {
-                    return Err("must not contain control characters".into());
+                match crate::text::problem(value) {
+                    Some(problem) => Err(problem.into()),
+                    None => Ok(()),
                 }
-                Ok(())
             }
             FieldType::Date => check_date(value),
             FieldType::IdNumber => ResidentId::parse(value, table, today)

@@ -7,7 +7,7 @@ use std::fmt;
 use time::Date;
 
 use super::model::{CatalogItem, Material};
-use crate::region::{RegionTable, truncate_for_error};
+use crate::region::RegionTable;
 use crate::v1;
 
 /// A problem with one form field, found by pre-review.
@@ -86,11 +86,24 @@ impl CatalogItem {
             .filter(|name| self.form_field(name).is_none())
             .collect();
         unknown.sort();
+        let mut unnamed = 0;
         for name in unknown {
-            // The key is caller-controlled: shorten it so a pasted value cannot leak whole.
+            // The key is the caller's: quoted back only if it has the shape of a field
+            // name, so a value pasted as a key (an ID number, a name) is never echoed.
+            if crate::text::quotable_key(name) {
+                errors.push(FieldError::new(name, "unknown field for this one-thing"));
+            } else {
+                unnamed += 1;
+            }
+        }
+        if unnamed > 0 {
+            // `*`: some keys of the form, unnamed on purpose.
             errors.push(FieldError::new(
-                &truncate_for_error(name, 32),
-                "unknown field for this one-thing",
+                "*",
+                format!(
+                    "{unnamed} key(s) that are not field names of this one-thing (field \
+                     names are lower-case letters, digits and underscores)"
+                ),
             ));
         }
         if errors.is_empty() {
@@ -148,6 +161,31 @@ mod tests {
             ("contact_phone", "13700137000"),
         ]);
         validate(&featured, &featured_form).unwrap();
+    }
+
+    /// A value pasted as a key (an ID number, a name) is never quoted back.
+    #[test]
+    fn unknown_keys_are_quoted_only_when_shaped_like_field_names() {
+        let newborn = item("newborn-birth");
+        let pasted = form(&[
+            ("110101199003077777", "x"),
+            ("张伟", "y"),
+            ("favourite_colour", "蓝"),
+        ]);
+        let errors = validate(&newborn, &pasted).unwrap_err();
+        let text = format!("{errors:?}");
+        assert!(
+            !text.contains("110101199003077777") && !text.contains("张伟"),
+            "{text}"
+        );
+        assert!(errors.0.iter().any(|e| e.field == "favourite_colour"));
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.field == "*" && e.problem.starts_with("2 key(s)")),
+            "{text}"
+        );
     }
 
     #[test]
