@@ -311,11 +311,11 @@ fn write_registry(
             .map(|p| RegionEntry {
                 prefix: p.clone(),
                 endpoints: vec![format!("https://127.0.0.1:{node_port}")],
-                // Every prefix is served by the one node (as region 44), except 31: the
-                // load's caller must be a registered member (the gateway admits only
-                // members), and nothing is sent to it.
+                // Every prefix is served by the one node (as region 44), except those of
+                // 31: the load's caller must be a registered member owning its origin
+                // (the gateway admits only members), and nothing is sent to 31.
                 identity: Some(
-                    if p == "31" {
+                    if p.starts_with("31") {
                         "spiffe://tongban/region/31"
                     } else {
                         "spiffe://tongban/region/44"
@@ -683,7 +683,8 @@ fn application(case_number: &str) -> anyhow::Result<Application> {
     Ok(Application {
         case_number: case_number.into(),
         one_thing_id: "medical-treatment-registration".into(),
-        catalog_version: "bench".into(),
+        // The node judges a delivery by the catalog version it names: the built-in one.
+        catalog_version: tongban_proto::catalog::Catalog::embedded().version,
         origin_region: "310000".into(),
         target_region: "440305".into(),
         mode: 1,

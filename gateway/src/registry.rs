@@ -246,21 +246,17 @@ impl Registry {
             let pool = match pools.get(&pool_key) {
                 Some(pool) => pool.clone(),
                 None => {
-                    let pool = NodePool::new(
-                        &entry.endpoints,
-                        tls_config.clone(),
-                        &identity.dns_name(),
-                        settings,
-                    )
-                    .map_err(|e| {
-                        let name = match &e {
-                            UpstreamError::BadEndpoint { index, .. } => {
-                                format!("endpoints[{index}]")
-                            }
-                            _ => "identity".to_owned(),
-                        };
-                        ConfigError::field(origin, &field(&name), e)
-                    })?;
+                    let pool =
+                        NodePool::new(&entry.endpoints, tls_config.clone(), &identity, settings)
+                            .map_err(|e| {
+                                let name = match &e {
+                                    UpstreamError::BadEndpoint { index, .. } => {
+                                        format!("endpoints[{index}]")
+                                    }
+                                    _ => "identity".to_owned(),
+                                };
+                                ConfigError::field(origin, &field(&name), e)
+                            })?;
                     let pool = Arc::new(pool);
                     pools.insert(pool_key, pool.clone());
                     pool

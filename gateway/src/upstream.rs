@@ -27,7 +27,10 @@ use http::{
 use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tongban_runtime::tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW};
+use tongban_runtime::{
+    identity::PeerIdentity,
+    tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW},
+};
 
 use crate::message::Message;
 
@@ -100,6 +103,9 @@ impl std::fmt::Debug for NodePool {
 struct Connector {
     tls: TlsConnector,
     server_name: ServerName<'static>,
+    /// The identity the node's certificate must name in its URI SAN (the registry's):
+    /// the DNS name alone is checked by TLS, the identity here.
+    identity: PeerIdentity,
     settings: ClientSettings,
 }
 
@@ -112,6 +118,9 @@ struct Endpoint {
     state: Mutex<EndpointState>,
     /// Held while a connection is being opened, so concurrent calls share one attempt.
     connecting: tokio::sync::Mutex<()>,
+    /// Some call failed since the last answered one: an answered call must reset the
+    /// ejection counters (read first, so the common answered call takes no lock).
+    suspect: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -172,23 +181,26 @@ impl NodePool {
             .collect()
     }
 
-    /// A pool for `urls` (`https://host:port`), verifying the node as `server_dns_name`.
+    /// A pool for `urls` (`https://host:port`), verifying the node as `server`: TLS checks
+    /// its certificate's DNS name, and the pool its URI SAN.
     /// Nothing connects until the first call.
     pub fn new(
         urls: &[String],
         tls: Arc<ClientConfig>,
-        server_dns_name: &str,
+        server: &PeerIdentity,
         settings: &ClientSettings,
     ) -> Result<Self, UpstreamError> {
-        let server_name = ServerName::try_from(server_dns_name.to_owned()).map_err(|e| {
+        let server_dns_name = server.dns_name();
+        let server_name = ServerName::try_from(server_dns_name.clone()).map_err(|e| {
             UpstreamError::BadServerName {
-                name: server_dns_name.to_owned(),
+                name: server_dns_name.clone(),
                 reason: e.to_string(),
             }
         })?;
         let connector = Arc::new(Connector {
             tls: TlsConnector::from(tls),
             server_name,
+            identity: server.clone(),
             settings: settings.clone(),
         });
         let endpoints = urls
@@ -313,6 +325,7 @@ impl Endpoint {
             connector,
             state: Mutex::new(EndpointState::default()),
             connecting: tokio::sync::Mutex::new(()),
+            suspect: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -406,6 +419,10 @@ impl Endpoint {
 
     /// A call on connection `generation` was answered whole: the endpoint is sound.
     fn call_answered(&self) {
+        if !self.suspect.load(Ordering::Relaxed) {
+            return;
+        }
+        self.suspect.store(false, Ordering::Relaxed);
         let mut state = self.lock();
         state.call_failures = 0;
         state.ejections = 0;
@@ -417,6 +434,9 @@ impl Endpoint {
     fn call_failed(&self, generation: u64) {
         let mut state = self.lock();
         state.call_failures = state.call_failures.saturating_add(1);
+        // Under the lock, after the count: an answered call that clears the flag then
+        // finds this failure counted and resets it.
+        self.suspect.store(true, Ordering::Relaxed);
         if state.call_failures < EJECT_AFTER && !state.probation {
             return;
         }
@@ -462,6 +482,23 @@ impl Endpoint {
                 .connect(connector.server_name.clone(), tcp)
                 .await
                 .map_err(|e| fail(format!("tls: {e}")))?;
+            let presented = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| PeerIdentity::from_certificate(leaf.as_ref()));
+            match presented {
+                Some(Ok(identity)) if identity == connector.identity => {}
+                Some(Ok(identity)) => {
+                    return Err(fail(format!(
+                        "tls: the node presented {identity}, the registry names {}",
+                        connector.identity
+                    )));
+                }
+                Some(Err(e)) => return Err(fail(format!("tls: the node's identity: {e}"))),
+                None => return Err(fail("tls: the node presented no certificate".into())),
+            }
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
                 return Err(fail("the node did not agree to HTTP/2 (ALPN h2)".into()));
             }

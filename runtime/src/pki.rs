@@ -88,7 +88,19 @@ impl DevCa {
         identity: &PeerIdentity,
         validity: Duration,
     ) -> Result<IssuedCert, PkiError> {
-        let mut params = CertificateParams::new(vec![identity.dns_name()])?;
+        self.issue_named(identity, identity, validity)
+    }
+
+    /// Issues a leaf whose DNS name is `dns_of`'s and whose URI SAN names `identity`:
+    /// a certificate a careless CA operator might issue, for tests that identities are
+    /// checked by URI SAN and not by DNS name alone.
+    pub fn issue_named(
+        &self,
+        dns_of: &PeerIdentity,
+        identity: &PeerIdentity,
+        validity: Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        let mut params = CertificateParams::new(vec![dns_of.dns_name()])?;
         params
             .subject_alt_names
             .push(SanType::URI(identity.uri().try_into()?));

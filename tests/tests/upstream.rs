@@ -20,7 +20,7 @@ fn pool(t: &TestFederation, urls: &[String]) -> NodePool {
         .client_rustls_config()
         .unwrap();
     let node = PeerIdentity::from_uri("spiffe://tongban/region/44").unwrap();
-    NodePool::new(urls, tls, &node.dns_name(), &ClientSettings::default()).unwrap()
+    NodePool::new(urls, tls, &node, &ClientSettings::default()).unwrap()
 }
 
 /// One `grpc.health.v1.Health/Check` through the pool; the call's `grpc-status`.
@@ -165,6 +165,54 @@ async fn an_endpoint_that_stops_answering_is_ejected_then_probed_back() {
     println!(
         "ejected after {unanswered} unanswered calls; restored: {:?}",
         pool.health()[0]
+    );
+    t.shutdown().await;
+}
+
+/// The gateway checks a node's URI SAN against the registry, not only the DNS name TLS
+/// checks: a certificate with 44's DNS name but naming region 31 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_naming_another_region_is_refused() {
+    let t = start(&["440000"]).await;
+    let dir = t.dir.path().join("pki");
+    let ca = tongban_runtime::pki::DevCa::load(
+        &std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(dir.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let guangdong = PeerIdentity::from_uri("spiffe://tongban/region/44").unwrap();
+    let shanghai = PeerIdentity::from_uri("spiffe://tongban/region/31").unwrap();
+    let leaf = ca
+        .issue_named(&guangdong, &shanghai, Duration::from_secs(3600))
+        .unwrap();
+    let impostor = tempfile::tempdir().unwrap();
+    let (cert, key) = tongban_runtime::pki::write_leaf(impostor.path(), &shanghai, &leaf).unwrap();
+    let files = tongban_runtime::tls::TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert,
+        key,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_keep, config) = tokio::sync::watch::channel(files.server_config().unwrap());
+    let incoming = tongban_runtime::incoming::authenticated_incoming(
+        listener,
+        config,
+        Duration::from_secs(5),
+        tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
+    );
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming),
+    );
+    let pool = pool(&t, &[format!("https://{addr}")]);
+    let err = health_check(&pool).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("presented spiffe://tongban/region/31"),
+        "{err}"
     );
     t.shutdown().await;
 }
