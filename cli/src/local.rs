@@ -21,7 +21,7 @@ use std::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tongban_gateway::{
     Gateway, GatewayConfig, GatewayListeners,
-    config::{ConsoleSettings, Limits, RecognitionSettings},
+    config::{AuditSettings, ConsoleSettings, Limits, RecognitionSettings},
     registry::{IssuerKeyEntry, RegionEntry, RegistryFile},
 };
 use tongban_node::{
@@ -506,6 +506,10 @@ impl LocalFederation {
                 },
                 telemetry: spec.telemetry.clone(),
                 limits: spec.limits.clone(),
+                audit: AuditSettings {
+                    file: dir.join(format!("gateway{suffix}-audit.log")),
+                    ..AuditSettings::default()
+                },
                 // The console shows every node's outbox and certificate.
                 console: ConsoleSettings {
                     node_metrics: node_sockets

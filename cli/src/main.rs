@@ -73,6 +73,11 @@ enum Command {
         #[arg(long = "node", required = true)]
         nodes: Vec<String>,
     },
+    /// The gateway's audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// A node's dead letters (outbox entries refused for good): list, replay or close.
     Outbox {
         /// The node's admin URL (`http://127.0.0.1:9044`) or its config file.
@@ -81,6 +86,13 @@ enum Command {
         #[command(subcommand)]
         action: Option<outbox::Action>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditAction {
+    /// Checks a trail's hash chain: exits non-zero, naming the first line, if a record
+    /// was edited, deleted or moved.
+    Verify { file: PathBuf },
 }
 
 #[tokio::main]
@@ -104,6 +116,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox { node, action } => outbox::run(&node, action).await,
+        Command::Audit {
+            action: AuditAction::Verify { file },
+        } => match tongban_runtime::audit_chain::verify(&file) {
+            Ok(records) => {
+                println!("{}: {records} records, chain intact", file.display());
+                Ok(())
+            }
+            Err(broken) => bail!("{}: chain broken: {broken}", file.display()),
+        },
         Command::Demo {
             once,
             dir,

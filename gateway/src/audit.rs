@@ -1,7 +1,8 @@
-//! Phase 5: the audit trail of relayed calls. One event per call on the `tongban::audit`
-//! target (so operators can route it to its own sink with a filter) whose message is a
-//! JSON object.
-//! It names parties and keys, never application content or personal data.
+//! Phase 5: the audit trail of relayed calls. One record per call, a JSON object, written
+//! to the hash-chained trail file (`tongban_runtime::audit_chain`, whatever the log
+//! level) and also as an event on the `tongban::audit` log target (so operators can
+//! route it to a sink of their own). It names parties and keys, bounded in length,
+//! never application content or personal data.
 
 use std::{
     borrow::Cow,
@@ -15,7 +16,21 @@ use tongban_proto::{
 };
 use tongban_runtime::{telemetry::AUDIT_TARGET, trace_context::TraceParent};
 
+use tongban_runtime::audit_chain::AuditTrail;
+
 use crate::{answer::Answer, call::Call, error::GatewayError};
+
+/// Longest caller-supplied values the trail keeps (longer ones are cut, marked `…`).
+const MAX_ONE_THING: usize = 64;
+const MAX_KEY: usize = 128;
+
+/// `value` cut to `max` characters.
+fn bounded(value: &str, max: usize) -> Cow<'_, str> {
+    match value.char_indices().nth(max) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", &value[..cut])),
+        None => Cow::Borrowed(value),
+    }
+}
 
 /// The request metadata the audit trail keeps, taken before the request is forwarded
 /// (cheap reference-counted copies, not the whole header map).
@@ -88,11 +103,12 @@ pub struct CallAudit {
     /// `cannot_verify_now`, ...).
     pub verdict: Option<&'static str>,
     written: bool,
+    trail: Option<AuditTrail>,
 }
 
 impl CallAudit {
-    /// Starts the record of `call`, timed from its arrival.
-    pub fn start(call: &Call) -> Self {
+    /// Starts the record of `call`, timed from its arrival, to be written to `trail`.
+    pub fn start(call: &Call, trail: Option<AuditTrail>) -> Self {
         Self {
             started: call.received,
             method: call.method_name(),
@@ -102,6 +118,7 @@ impl CallAudit {
             cache: None,
             verdict: None,
             written: false,
+            trail,
         }
     }
 
@@ -138,6 +155,7 @@ impl CallAudit {
     fn write(&mut self, outcome: Outcome<'_>) {
         self.written = true;
         record(
+            self.trail.as_ref(),
             &self.keys,
             &AuditRecord {
                 method: &self.method,
@@ -202,8 +220,8 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
         method: rec.method,
         caller: rec.caller.unwrap_or(""),
         target_region: rec.target.unwrap_or(""),
-        one_thing: text(&keys.one_thing),
-        idempotency_key: text(&keys.idempotency_key),
+        one_thing: &bounded(text(&keys.one_thing), MAX_ONE_THING),
+        idempotency_key: &bounded(text(&keys.idempotency_key), MAX_KEY),
         trace_id: &trace_id,
         cache: rec.cache,
         verdict: rec.verdict,
@@ -216,16 +234,19 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
-/// Writes one audit event. The line is formatted here, once, as JSON; the log formatter
-/// writes it verbatim (see `tongban_runtime::telemetry`).
-pub fn record(keys: &AuditKeys, rec: &AuditRecord<'_>) {
+/// Writes one audit record: to the trail, and as a log event. The line is formatted
+/// here, once, as JSON; the log formatter writes it verbatim (see
+/// `tongban_runtime::telemetry`).
+pub fn record(trail: Option<&AuditTrail>, keys: &AuditKeys, rec: &AuditRecord<'_>) {
     let line = line(keys, rec);
-    let line = line.as_str();
     match rec.outcome {
-        Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line),
+        Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line.as_str()),
         Outcome::Refused { .. } | Outcome::Abandoned => {
-            tracing::warn!(target: AUDIT_TARGET, audit = line)
+            tracing::warn!(target: AUDIT_TARGET, audit = line.as_str())
         }
+    }
+    if let Some(trail) = trail {
+        trail.record(line);
     }
 }
 
@@ -289,5 +310,30 @@ mod tests {
         assert_eq!(v["target_region"], "");
         assert_eq!(v["trace_id"], "");
         assert_eq!(v["verdict"], "recognized");
+
+        // Caller-supplied values are kept bounded.
+        let mut headers = HeaderMap::new();
+        let long = "k".repeat(300);
+        headers.insert(
+            metadata::IDEMPOTENCY_KEY,
+            HeaderValue::from_str(&long).unwrap(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&line(
+            &AuditKeys::from_headers(&headers),
+            &AuditRecord {
+                method: "DeliverApplication",
+                caller: Some("31"),
+                target: None,
+                cache: None,
+                verdict: None,
+                outcome: Outcome::Abandoned,
+                elapsed: Duration::ZERO,
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            v["idempotency_key"].as_str().unwrap().chars().count(),
+            MAX_KEY + 1
+        );
     }
 }

@@ -59,6 +59,36 @@ pub struct GatewayConfig {
     /// The operator console on the admin listener (`/console`).
     #[serde(default, skip_serializing_if = "ConsoleSettings::is_default")]
     pub console: ConsoleSettings,
+    /// The audit trail: a hash-chained file of every call, see `[audit]`.
+    #[serde(default, skip_serializing_if = "AuditSettings::is_default")]
+    pub audit: AuditSettings,
+}
+
+/// Where the audit trail is written and when it reaches the disk.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The trail (relative to this config's folder). Default `gateway-audit.log`.
+    pub file: PathBuf,
+    /// `batch` (default: durable per batch the writer takes), `always` (per record) or
+    /// `never` (left to the OS).
+    pub fsync: tongban_runtime::audit_chain::Fsync,
+}
+
+impl AuditSettings {
+    /// Whether these are the defaults (then a written config leaves the section out).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("gateway-audit.log"),
+            fsync: tongban_runtime::audit_chain::Fsync::Batch,
+        }
+    }
 }
 
 /// What the operator console samples besides the gateway's own metrics.
@@ -244,6 +274,7 @@ impl config::FilePaths for GatewayConfig {
         paths.push(&mut self.registry);
         paths.extend(self.catalog.as_mut());
         paths.extend(self.recognition.hash_key.as_mut());
+        paths.push(&mut self.audit.file);
         paths
     }
 }

@@ -44,6 +44,8 @@ pub struct Relay {
     /// Per-call metrics; `None` when the operator turned them off.
     metrics: Option<Arc<GatewayMetrics>>,
     admission: Arc<Admission>,
+    /// The audit trail file's writer; `None` only in tests of the relay alone.
+    trail: Option<tongban_runtime::audit_chain::AuditTrail>,
 }
 
 impl Relay {
@@ -58,6 +60,7 @@ impl Relay {
         admission: Arc<Admission>,
     ) -> Self {
         Self {
+            trail: None,
             registry,
             regions,
             deadlines: Deadlines::new(request_timeout),
@@ -65,6 +68,14 @@ impl Relay {
             traces,
             metrics,
             admission,
+        }
+    }
+
+    /// The relay, writing its audit records to `trail` too.
+    pub fn with_trail(self, trail: tongban_runtime::audit_chain::AuditTrail) -> Self {
+        Self {
+            trail: Some(trail),
+            ..self
         }
     }
 
@@ -77,7 +88,7 @@ impl Relay {
     /// gateway's own refusal. Every call is audited once, however it ends (one dropped
     /// before it is answered as abandoned).
     pub async fn handle(&self, mut call: Call) -> Answer {
-        let mut audit = CallAudit::start(&call);
+        let mut audit = CallAudit::start(&call, self.trail.clone());
         let mut span = trace::start(&self.traces, &mut call);
         let facts = self.metrics.as_ref().map(|_| GatewayMetrics::facts(&call));
         let received = call.received;

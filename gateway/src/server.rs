@@ -11,6 +11,7 @@ use tongban_proto::{
 };
 use tongban_runtime::{
     admin::{self, Readiness},
+    audit_chain::AuditTrail,
     config::ConfigError,
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
@@ -59,6 +60,8 @@ pub enum GatewayStartError {
     Traces(#[from] TracesError),
     #[error("recognition.hash_key {path}: {reason}")]
     HashKey { path: String, reason: String },
+    #[error("audit trail {path}: {reason}")]
+    Audit { path: String, reason: String },
 }
 
 /// The secret for keyed hashes in cache keys and logs: the configured file, or a random
@@ -223,6 +226,13 @@ impl Gateway {
             self.config.limits.max_concurrent_handshakes,
         );
 
+        let trail =
+            AuditTrail::start(&self.config.audit.file, self.config.audit.fsync).map_err(|e| {
+                GatewayStartError::Audit {
+                    path: self.config.audit.file.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
         let served = [CATALOG_SERVICE, GATEWAY_SERVICE];
         let (health, standard) =
             standard_services::health_and_reflection(&served, &[FILE_DESCRIPTOR_SET])
@@ -259,7 +269,8 @@ impl Gateway {
                 traces,
                 self.call_metrics.clone(),
                 Admission::new(self.config.limits.clone()),
-            ),
+            )
+            .with_trail(trail),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });
         // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.

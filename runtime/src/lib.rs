@@ -14,6 +14,7 @@
 //! - [`workdir`]: working folders that tools create and may wipe.
 
 pub mod admin;
+pub mod audit_chain;
 pub mod config;
 pub mod identity;
 pub mod incoming;

@@ -113,6 +113,13 @@ async fn extra_gateway(
         recognition: Default::default(),
         telemetry: Default::default(),
         console: Default::default(),
+        audit: tongban_gateway::config::AuditSettings {
+            file: t
+                .dir
+                .path()
+                .join(format!("gateway-{}-audit.log", node.port())),
+            ..Default::default()
+        },
         limits: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();

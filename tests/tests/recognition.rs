@@ -380,6 +380,10 @@ async fn stand_in_federation(
         recognition: RecognitionSettings::default(),
         telemetry: Default::default(),
         console: Default::default(),
+        audit: tongban_gateway::config::AuditSettings {
+            file: t.dir.path().join("gateway-stand-in-audit.log"),
+            ..Default::default()
+        },
         limits: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
