@@ -41,6 +41,29 @@ fn load_size() -> usize {
 struct Tally {
     acknowledged: BTreeSet<String>,
     retried_calls: usize,
+    /// Each filing: when it started, and how long until it was receipted (retries
+    /// included), as the citizen waits.
+    receipts: Vec<(Instant, Duration)>,
+}
+
+/// The p99 of the receipt times of filings started in `window`, and their number.
+fn receipt_p99(tally: &Tally, window: std::ops::Range<Instant>) -> (Duration, usize) {
+    let mut times: Vec<Duration> = tally
+        .receipts
+        .iter()
+        .filter(|(at, _)| window.contains(at))
+        .map(|(_, took)| *took)
+        .collect();
+    times.sort();
+    let n = times.len();
+    let rank = ((n as f64) * 0.99).ceil() as usize;
+    (
+        times
+            .get(rank.clamp(1, n.max(1)) - 1)
+            .copied()
+            .unwrap_or_default(),
+        n,
+    )
 }
 
 /// A running load: `n` filings for residents of 44, alternating origins, each retried
@@ -75,12 +98,15 @@ impl Load {
                     let portal = &portals[i % portals.len()];
                     let filing = medical_filing(&residents[i % residents.len()]);
                     let key = format!("{scenario}-{i}");
-                    let deadline = Instant::now() + Duration::from_secs(120);
+                    let started = Instant::now();
+                    let deadline = started + Duration::from_secs(120);
                     loop {
                         match portal.file_with_key(&filing, &key).await {
                             Ok(r) if r.status == 201 || r.status == 200 => {
                                 let case = r.body["case_number"].as_str().unwrap().to_owned();
-                                tally.lock().unwrap().acknowledged.insert(case);
+                                let mut tally = tally.lock().unwrap();
+                                tally.acknowledged.insert(case);
+                                tally.receipts.push((started, started.elapsed()));
                                 filed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 break;
                             }
@@ -143,7 +169,7 @@ async fn platform_cases(t: &TestFederation) -> BTreeSet<String> {
 
 /// Waits until every acknowledged case is at 44's platform, then checks that nothing
 /// else is (no case created twice under another number); prints the scenario's counts.
-async fn settle(t: &TestFederation, scenario: &str, tally: Tally, healed: Instant) {
+async fn settle(t: &TestFederation, scenario: &str, tally: Tally, fault: Instant, healed: Instant) {
     let acknowledged = tally.acknowledged.len();
     let delivered = eventually(
         Duration::from_secs(180),
@@ -158,6 +184,14 @@ async fn settle(t: &TestFederation, scenario: &str, tally: Tally, healed: Instan
     )
     .await;
     let recovery = healed.elapsed();
+    let (before, n_before) = receipt_p99(&tally, Instant::now() - Duration::from_secs(3600)..fault);
+    let (during, n_during) =
+        receipt_p99(&tally, fault..healed.max(fault + Duration::from_millis(1)));
+    println!(
+        "{scenario}: receipt p99 before the fault {:.0} ms ({n_before} filings), during it {:.0} ms ({n_during})",
+        before.as_secs_f64() * 1e3,
+        during.as_secs_f64() * 1e3,
+    );
     // A case at 44 that no receipt names would be a filing made twice.
     let extra = delivered.difference(&tally.acknowledged).count();
     println!(
@@ -188,12 +222,13 @@ async fn the_target_sigkilled_mid_load_loses_and_duplicates_nothing() {
     let load = Load::start(&t, "target-kill", n);
     load.reached(n / 3).await;
     let target = Member::Node("44".into());
+    let fault = Instant::now();
     t.fed.kill(&target).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     t.fed.restart(&target).await.unwrap();
     let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "target SIGKILLed and restarted", tally, healed).await;
+    settle(&t, "target SIGKILLed and restarted", tally, fault, healed).await;
     t.shutdown().await;
 }
 
@@ -204,12 +239,13 @@ async fn an_origin_sigkilled_mid_load_loses_and_duplicates_nothing() {
     let load = Load::start(&t, "origin-kill", n);
     load.reached(n / 3).await;
     let origin = Member::Node("31".into());
+    let fault = Instant::now();
     t.fed.kill(&origin).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     t.fed.restart(&origin).await.unwrap();
     let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "origin SIGKILLed and restarted", tally, healed).await;
+    settle(&t, "origin SIGKILLed and restarted", tally, fault, healed).await;
     t.shutdown().await;
 }
 
@@ -219,12 +255,13 @@ async fn the_gateway_sigkilled_mid_load_loses_and_duplicates_nothing() {
     let n = load_size();
     let load = Load::start(&t, "gateway-kill", n);
     load.reached(n / 3).await;
+    let fault = Instant::now();
     t.fed.kill(&Member::Gateway(0)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     t.fed.restart(&Member::Gateway(0)).await.unwrap();
     let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "gateway SIGKILLed and restarted", tally, healed).await;
+    settle(&t, "gateway SIGKILLed and restarted", tally, fault, healed).await;
     t.shutdown().await;
 }
 
@@ -234,10 +271,19 @@ async fn one_of_two_gateways_sigkilled_for_good_loses_and_duplicates_nothing() {
     let n = load_size();
     let load = Load::start(&t, "replica-kill", n);
     load.reached(n / 3).await;
+    let fault = Instant::now();
     t.fed.kill(&Member::Gateway(0)).await.unwrap();
-    let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "one of two gateways SIGKILLed for good", tally, healed).await;
+    // Never healed: "during" is the rest of the load.
+    let healed = Instant::now();
+    settle(
+        &t,
+        "one of two gateways SIGKILLed for good",
+        tally,
+        fault,
+        healed,
+    )
+    .await;
     t.shutdown().await;
 }
 
@@ -254,6 +300,7 @@ async fn the_link_to_the_target_cut_then_blackholed_loses_and_duplicates_nothing
         .unwrap();
     let load = Load::start(&t, "link-faults", n);
     load.reached(n / 4).await;
+    let fault = Instant::now();
     link.set(LinkMode::Cut);
     tokio::time::sleep(Duration::from_secs(2)).await;
     link.set(LinkMode::Pass);
@@ -268,6 +315,7 @@ async fn the_link_to_the_target_cut_then_blackholed_loses_and_duplicates_nothing
         &t,
         "gateway-to-target link cut, then blackholed",
         tally,
+        fault,
         healed,
     )
     .await;
@@ -281,6 +329,7 @@ async fn a_crash_between_platform_submit_and_key_record_creates_nothing_twice() 
     // 44 aborts right after its platform takes the first case delivered to it, before
     // the delivery's key is recorded.
     t.fed.stop(&target).await.unwrap();
+    let fault = Instant::now();
     t.fed
         .set_node_env("44", vec![(CRASH_AT.into(), AFTER_PLATFORM_SUBMIT.into())]);
     t.fed.restart(&target).await.unwrap();
@@ -312,6 +361,7 @@ async fn a_crash_between_platform_submit_and_key_record_creates_nothing_twice() 
         &t,
         "crash between platform submit and key record",
         tally,
+        fault,
         healed,
     )
     .await;
