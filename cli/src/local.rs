@@ -507,7 +507,7 @@ impl LocalFederation {
                 telemetry: spec.telemetry.clone(),
                 limits: spec.limits.clone(),
                 audit: AuditSettings {
-                    file: dir.join(format!("gateway{suffix}-audit.log")),
+                    file: file_relative(&dir, &dir.join(format!("gateway{suffix}-audit.log"))),
                     ..AuditSettings::default()
                 },
                 // The console shows every node's outbox and certificate.

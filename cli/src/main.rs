@@ -123,6 +123,9 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}: {records} records, chain intact", file.display());
                 Ok(())
             }
+            Err(tongban_runtime::audit_chain::ChainBreak::Io(error)) => {
+                bail!("cannot read the trail: {error}")
+            }
             Err(broken) => bail!("{}: chain broken: {broken}", file.display()),
         },
         Command::Demo {
