@@ -15,7 +15,7 @@ use tongban_runtime::{
     config::ConfigError,
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
-    reload::ReloadTriggers,
+    reload::{ReloadTriggers, serve_reloads},
     shutdown::ShutdownSignal,
     standard_services,
     tls::TlsError,
@@ -301,31 +301,13 @@ impl Gateway {
 /// again and put in force for new calls and handshakes; calls in flight keep what they
 /// started with. A bad new file is rejected whole, with the old ones kept.
 async fn reload_on_request(
-    mut triggers: ReloadTriggers,
+    triggers: ReloadTriggers,
     registry: SharedRegistry,
     config: GatewayConfig,
     tls: watch::Sender<Arc<rustls::ServerConfig>>,
     shutdown: ShutdownSignal,
 ) {
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        let cause = tokio::select! {
-            _ = &mut stop => return,
-            cause = triggers.next() => cause,
-        };
-        let why = cause.describe();
-        let outcome = reload_once(&registry, &config, &tls);
-        match &outcome {
-            Ok(loaded) => tracing::info!(cause = %why, "reloaded: {loaded}"),
-            Err(error) => tracing::error!(
-                cause = %why,
-                %error,
-                "reload rejected; the registry and certificates in force are kept"
-            ),
-        }
-        cause.answer(outcome);
-    }
+    serve_reloads(triggers, shutdown, || reload_once(&registry, &config, &tls)).await;
 }
 
 fn reload_once(

@@ -20,7 +20,7 @@ use tongban_runtime::{
     config::ConfigError,
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
-    reload::ReloadTriggers,
+    reload::{ReloadTriggers, serve_reloads},
     shutdown::ShutdownSignal,
     standard_services,
     tls::{self, TlsError},
@@ -405,34 +405,17 @@ impl Node {
 /// are read again and used for new handshakes; a bad new file is rejected with the old
 /// ones kept. (The node's client to the gateway keeps the identity it started with.)
 async fn reload_certificates(
-    mut triggers: ReloadTriggers,
+    triggers: ReloadTriggers,
     tls: tongban_runtime::tls::TlsFiles,
     server: watch::Sender<tls::ServerTls>,
     shutdown: ShutdownSignal,
 ) {
-    let stop = shutdown.wait();
-    tokio::pin!(stop);
-    loop {
-        let cause = tokio::select! {
-            _ = &mut stop => return,
-            cause = triggers.next() => cause,
-        };
-        let why = cause.describe();
-        let outcome = match tls.server_config() {
-            Ok(config) => {
-                server.send_replace(config);
-                Ok("certificates".to_owned())
-            }
-            Err(e) => Err(format!("certificates: {e}")),
-        };
-        match &outcome {
-            Ok(loaded) => tracing::info!(cause = %why, "reloaded: {loaded}"),
-            Err(error) => tracing::error!(
-                cause = %why,
-                %error,
-                "reload rejected; the certificates in force are kept"
-            ),
-        }
-        cause.answer(outcome);
-    }
+    serve_reloads(triggers, shutdown, || {
+        let config = tls
+            .server_config()
+            .map_err(|e| format!("certificates: {e}"))?;
+        server.send_replace(config);
+        Ok("certificates".to_owned())
+    })
+    .await;
 }

@@ -135,6 +135,35 @@ impl ReloadTriggers {
     }
 }
 
+/// Acts on every reload request until `shutdown`: runs `reload` (which returns what it
+/// loaded, or why the new files were rejected, the old ones kept), logs the outcome
+/// with its cause, and answers whoever asked.
+pub async fn serve_reloads(
+    mut triggers: ReloadTriggers,
+    shutdown: crate::shutdown::ShutdownSignal,
+    mut reload: impl FnMut() -> Result<String, String>,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let cause = tokio::select! {
+            _ = &mut stop => return,
+            cause = triggers.next() => cause,
+        };
+        let why = cause.describe();
+        let outcome = reload();
+        match &outcome {
+            Ok(loaded) => tracing::info!(cause = %why, "reloaded: {loaded}"),
+            Err(error) => tracing::error!(
+                cause = %why,
+                %error,
+                "reload rejected; what was in force is kept"
+            ),
+        }
+        cause.answer(outcome);
+    }
+}
+
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

@@ -50,6 +50,16 @@ pub fn processes(log: &str) -> Launch {
     }
 }
 
+/// The operator CLI `tongban`, which `cargo test --workspace` builds beside the test
+/// binaries (they run from target/<profile>/deps).
+pub fn cli_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .join("tongban")
+}
+
 /// Starts a gateway and one node per region code with real mTLS on 127.0.0.1.
 pub async fn start(regions: &[&str]) -> TestFederation {
     start_with(regions, |_| {}).await

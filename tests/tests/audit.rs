@@ -8,17 +8,8 @@ use std::{path::Path, process::Command, time::Duration};
 
 use tongban_tests::{eventually, medical_filing, start};
 
-fn tongban() -> std::path::PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("tongban")
-}
-
 fn verify(file: &Path) -> (bool, String) {
-    let out = Command::new(tongban())
+    let out = Command::new(tongban_tests::cli_binary())
         .args(["audit", "verify"])
         .arg(file)
         .output()

@@ -172,12 +172,7 @@ async fn the_console_shows_every_region_its_traffic_and_a_region_going_down() {
     // and Guangdong's node unreachable (so the command fails).
     let n31_admin = format!("http://{}", t.fed.node("31").unwrap().admin_addr);
     let node44_config = t.dir.path().join("node-44.toml");
-    let tongban = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap()
-        .join("tongban");
+    let tongban = tongban_tests::cli_binary();
     let out = Command::new(&tongban)
         .args(["backlog", "--node", &n31_admin, "--node"])
         .arg(&node44_config)

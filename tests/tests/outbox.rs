@@ -24,16 +24,6 @@ async fn metric(t: &TestFederation, prefix: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The `tongban` binary beside the test binaries.
-fn tongban() -> std::path::PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap()
-        .join("tongban")
-}
-
 /// Files at 31, straight into its store (no pre-review), a medical-treatment
 /// application of a resident of 44 with `form`.
 async fn file_direct(t: &TestFederation, form: &[(&str, &str)]) -> String {
@@ -137,7 +127,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
 
     // The CLI lists it.
     let admin = format!("http://{}", n31.admin_addr);
-    let out = Command::new(tongban())
+    let out = Command::new(tongban_tests::cli_binary())
         .args(["outbox", "--node", &admin])
         .output()
         .unwrap();
@@ -147,7 +137,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
 
     // Replayed (say, after 44's catalog was fixed): attempted once more, with the same
     // key; still refused, so a dead letter again, with the replay counted.
-    let out = Command::new(tongban())
+    let out = Command::new(tongban_tests::cli_binary())
         .args(["outbox", "--node", &admin, "replay", &id.to_string()])
         .output()
         .unwrap();
@@ -183,7 +173,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
 
     // Closed with a reason: the citizen reads it, and the dead letter is gone.
     let reason = "表单缺少就医医院名称，请补充后重新申请";
-    let out = Command::new(tongban())
+    let out = Command::new(tongban_tests::cli_binary())
         .args([
             "outbox",
             "--node",
@@ -267,7 +257,7 @@ async fn a_delivery_refused_by_configuration_stays_pending_and_is_counted_as_blo
 
     // The operator's view: `tongban backlog` shows it blocked.
     let admin = format!("http://{}", n31.admin_addr);
-    let out = Command::new(tongban())
+    let out = Command::new(tongban_tests::cli_binary())
         .args(["backlog", "--node", &admin])
         .output()
         .unwrap();
