@@ -61,7 +61,7 @@ async fn client(t: &TestFederation, prefix: &str) -> GatewayClient<Channel> {
 }
 
 /// Replays the delivery: the node answers from its idempotency record.
-async fn replay(client: &mut GatewayClient<Channel>, r: &Replay) -> Result<(), Code> {
+async fn replay(client: &mut GatewayClient<Channel>, r: &Replay) -> Result<(), tonic::Status> {
     let mut request = Request::new(DeliverApplicationRequest {
         application: Some(r.application.clone()),
     });
@@ -74,11 +74,7 @@ async fn replay(client: &mut GatewayClient<Channel>, r: &Replay) -> Result<(), C
         metadata::IDEMPOTENCY_KEY,
         MetadataValue::try_from(r.key.as_str()).unwrap(),
     );
-    client
-        .deliver_application(request)
-        .await
-        .map(|_| ())
-        .map_err(|s| s.code())
+    client.deliver_application(request).await.map(|_| ())
 }
 
 /// Sequential replays for `duration`: (ok, refused as overloaded, other errors, p99 µs).
@@ -95,7 +91,7 @@ async fn steady(
         let t0 = Instant::now();
         match replay(&mut client, r).await {
             Ok(()) => ok += 1,
-            Err(Code::ResourceExhausted) => shed += 1,
+            Err(s) if s.code() == Code::ResourceExhausted => shed += 1,
             Err(_) => other += 1,
         }
         latencies.push(t0.elapsed().as_micros() as u64);
@@ -149,19 +145,7 @@ fn flood(
                 (client.clone(), r.clone(), stop.clone(), counts.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let mut request = Request::new(DeliverApplicationRequest {
-                        application: Some(r.application.clone()),
-                    });
-                    let md = request.metadata_mut();
-                    md.insert(
-                        metadata::TARGET_REGION,
-                        MetadataValue::try_from(r.target.as_str()).unwrap(),
-                    );
-                    md.insert(
-                        metadata::IDEMPOTENCY_KEY,
-                        MetadataValue::try_from(r.key.as_str()).unwrap(),
-                    );
-                    match c.deliver_application(request).await {
+                    match replay(&mut c, &r).await {
                         Ok(_) => counts[0].fetch_add(1, Ordering::Relaxed),
                         Err(status) if status.code() == Code::ResourceExhausted => {
                             let wait = after_refusal
