@@ -24,14 +24,23 @@ fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// Longest run of digits a quotable key may hold: a field name numbers things
+/// (`child2_name`), it never carries a number that could identify someone.
+const MAX_DIGIT_RUN: usize = 3;
+
 /// Whether a caller-supplied key (a form field name) may be quoted back in an error:
 /// only the shape of a catalog field name (`child_name`), which a pasted ID number,
-/// phone number or person's name never has.
+/// phone number or person's name never has — not even inside it
+/// (`hospital110105198001019010`, found by the `portal_filing` fuzz target).
 pub fn quotable_key(key: &str) -> bool {
     let mut chars = key.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+    let shaped = chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && key.len() <= 32
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    shaped
+        && key
+            .split(|c: char| !c.is_ascii_digit())
+            .all(|run| run.len() <= MAX_DIGIT_RUN)
 }
 
 #[cfg(test)]
@@ -69,6 +78,8 @@ mod tests {
         for key in [
             "110101199003077777",
             "13800138000",
+            "hospita110105198001019010",
+            "contact13800138000",
             "张伟",
             "Child",
             "_x",

@@ -1,0 +1,3 @@
+//! Fuzz target bodies for `cargo fuzz`; see [`bodies`].
+
+pub mod bodies;
