@@ -48,6 +48,7 @@ use tongban_proto::{
     v1::{Applicant, Application, DeliverApplicationRequest, MaterialRef, MaterialSource},
 };
 use tongban_runtime::{
+    connector::{self, FederationConnector},
     identity::PeerIdentity,
     pki::{self, DevCa},
     tls::{self, ClientSettings, TlsFiles},
@@ -292,6 +293,7 @@ fn files(pki: &Path, identity: &PeerIdentity) -> TlsFiles {
         ca: pki.join("ca.pem"),
         cert: pki.join(format!("{stem}.pem")),
         key: pki.join(format!("{stem}.key")),
+        crl: None,
     }
 }
 
@@ -454,6 +456,7 @@ async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
             client: ClientSettings::default(),
         },
         store: "node.db".into(),
+        audit: tongban_runtime::audit_chain::TrailSettings::at("node-audit.log"),
         platform: PlatformConfig::Embedded {
             database: "platform.db".into(),
             seed_residents: 0,
@@ -736,14 +739,12 @@ async fn channel(
     port: u16,
     server: &PeerIdentity,
 ) -> anyhow::Result<tonic::transport::Channel> {
-    let f = files(pki, client);
-    let tls_config = f.client_config(&server.dns_name())?;
-    Ok(tls::endpoint(
+    let connector = FederationConnector::from_files(&files(pki, client), server.clone())?;
+    Ok(connector::endpoint(
         &format!("https://127.0.0.1:{port}"),
-        tls_config,
         &ClientSettings::default(),
     )?
-    .connect()
+    .connect_with_connector(connector)
     .await?)
 }
 

@@ -310,6 +310,8 @@ fn tls_files(dir: &Path, ca: &Path, (cert, key): &(PathBuf, PathBuf)) -> TlsFile
         ca: file_relative(dir, ca),
         cert: file_relative(dir, cert),
         key: file_relative(dir, key),
+        // Beside the CA (`DevCa::write` puts an empty list there).
+        crl: Some(file_relative(dir, &ca.with_file_name("crl.pem"))),
     }
 }
 
@@ -558,6 +560,9 @@ impl LocalFederation {
                     client: ClientSettings::default(),
                 },
                 store: PathBuf::from(format!("node-{prefix}.db")),
+                audit: tongban_runtime::audit_chain::TrailSettings::at(&format!(
+                    "node-{prefix}-audit.log"
+                )),
                 platform: PlatformConfig::Embedded {
                     database: PathBuf::from(format!("platform-{prefix}.db")),
                     seed_residents: spec.seed_residents,

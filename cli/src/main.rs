@@ -1,7 +1,10 @@
 //! `tongban`: development PKI, the local-federation demo, the outbox backlog and dead
 //! letters.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -90,9 +93,65 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum AuditAction {
-    /// Checks a trail's hash chain: exits non-zero, naming the first line, if a record
-    /// was edited, deleted or moved.
-    Verify { file: PathBuf },
+    /// Checks a trail (the gateway's or a node's): its hash chain and every signed
+    /// checkpoint. Exits non-zero, naming the first line, if a record was edited,
+    /// deleted or moved, a checkpoint does not hold, or a given checkpoint is gone.
+    Verify {
+        file: PathBuf,
+        /// The federation CA (PEM): checkpoint signers must hold its certificates.
+        /// Without it, signatures are checked against the certificates they carry only.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A checkpoint known from elsewhere (the writer logs each one), as
+        /// `<covers>:<head>`: the trail must still hold it (shows records cut off the end).
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
+}
+
+/// `tongban audit verify`.
+fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> anyhow::Result<()> {
+    use tongban_runtime::{audit_chain, audit_checkpoint};
+    let anchors = ca
+        .map(audit_checkpoint::anchors)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let expected = checkpoint
+        .map(|c| {
+            c.split_once(':')
+                .and_then(|(n, head)| Some((n.parse::<u64>().ok()?, head)))
+                .context("--checkpoint must be <covers>:<head>")
+        })
+        .transpose()?;
+    match audit_chain::verify(file, anchors.as_ref(), expected) {
+        Ok(v) => {
+            println!("{}: {} records, chain intact", file.display(), v.records);
+            match &v.last_checkpoint {
+                None => println!("no signed checkpoint yet"),
+                Some((covers, head)) => {
+                    let signers: Vec<&str> = v.signers.iter().map(String::as_str).collect();
+                    println!(
+                        "{} signed checkpoints hold ({}, by {}); the last covers {covers} \
+                         records, head {head}",
+                        v.checkpoints,
+                        if anchors.is_some() {
+                            "signers' certificates checked against the CA"
+                        } else {
+                            "signers' certificates not checked: pass --ca"
+                        },
+                        signers.join(", ")
+                    );
+                    let after = v.records.saturating_sub(covers + 1);
+                    if after > 0 {
+                        println!("{after} records after it are not covered by a signature yet");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(audit_chain::ChainBreak::Io(error)) => bail!("cannot read the trail: {error}"),
+        Err(broken) => bail!("{}: chain broken: {broken}", file.display()),
+    }
 }
 
 #[tokio::main]
@@ -117,17 +176,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Outbox { node, action } => outbox::run(&node, action).await,
         Command::Audit {
-            action: AuditAction::Verify { file },
-        } => match tongban_runtime::audit_chain::verify(&file) {
-            Ok(records) => {
-                println!("{}: {records} records, chain intact", file.display());
-                Ok(())
-            }
-            Err(tongban_runtime::audit_chain::ChainBreak::Io(error)) => {
-                bail!("cannot read the trail: {error}")
-            }
-            Err(broken) => bail!("{}: chain broken: {broken}", file.display()),
-        },
+            action:
+                AuditAction::Verify {
+                    file,
+                    ca,
+                    checkpoint,
+                },
+        } => audit_verify(&file, ca.as_deref(), checkpoint.as_deref()),
+
         Command::Demo {
             once,
             dir,

@@ -60,35 +60,20 @@ pub struct GatewayConfig {
     #[serde(default, skip_serializing_if = "ConsoleSettings::is_default")]
     pub console: ConsoleSettings,
     /// The audit trail: a hash-chained file of every call, see `[audit]`.
-    #[serde(default, skip_serializing_if = "AuditSettings::is_default")]
+    #[serde(default = "default_trail", skip_serializing_if = "is_default_trail")]
     pub audit: AuditSettings,
 }
 
-/// Where the audit trail is written and when it reaches the disk.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditSettings {
-    /// The trail (relative to this config's folder). Default `gateway-audit.log`.
-    pub file: PathBuf,
-    /// `batch` (default: durable per batch the writer takes), `always` (per record) or
-    /// `never` (left to the OS).
-    pub fsync: tongban_runtime::audit_chain::Fsync,
+/// Where the audit trail is written, when it reaches the disk and how often it is
+/// signed. Default file `gateway-audit.log`.
+pub type AuditSettings = tongban_runtime::audit_chain::TrailSettings;
+
+fn default_trail() -> AuditSettings {
+    AuditSettings::at("gateway-audit.log")
 }
 
-impl AuditSettings {
-    /// Whether these are the defaults (then a written config leaves the section out).
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
-impl Default for AuditSettings {
-    fn default() -> Self {
-        Self {
-            file: PathBuf::from("gateway-audit.log"),
-            fsync: tongban_runtime::audit_chain::Fsync::Batch,
-        }
-    }
+fn is_default_trail(settings: &AuditSettings) -> bool {
+    *settings == default_trail()
 }
 
 /// What the operator console samples besides the gateway's own metrics.

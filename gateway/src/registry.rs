@@ -101,8 +101,8 @@ fn parse_key(entry: &IssuerKeyEntry, base: &Path) -> Result<IssuerKey, String> {
             );
         }
     };
-    let bytes =
-        unhex(&hex).ok_or("ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
+    let bytes = tongban_proto::digest::unhex(&hex)
+        .ok_or("ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
     let public_key: [u8; 32] = bytes
         .try_into()
         .map_err(|_| "ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
@@ -115,16 +115,6 @@ fn parse_key(entry: &IssuerKeyEntry, base: &Path) -> Result<IssuerKey, String> {
         not_before: entry.not_before,
         not_after: entry.not_after,
     })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
 }
 
 /// A region's route: where to send its calls, and the connection pool to use.
@@ -144,6 +134,10 @@ pub struct Registry {
     routes: HashMap<String, Arc<Route>>,
     /// The identities of the registered nodes: the only regions admitted as callers.
     members: std::collections::HashSet<PeerIdentity>,
+    /// The TLS files the pools were built with: a reload that changes any of them
+    /// (a reissued certificate, a new revocation list) builds new pools, so new
+    /// connections present and check what is now in force.
+    tls_fingerprint: [u8; 32],
 }
 
 /// The registry in force, replaced whole on reload. A call takes the current one once,
@@ -209,8 +203,12 @@ impl Registry {
         let mut routes = HashMap::with_capacity(file.regions.len());
         // One connection pool per node, however many prefixes route to it: a province
         // that registers every county code must not open thousands of pools.
+        let tls_fingerprint = tls_files
+            .fingerprint()
+            .map_err(|e| ConfigError::field(origin, "tls", e))?;
         let mut pools: HashMap<(Vec<String>, String), Arc<NodePool>> = previous
             .into_iter()
+            .filter(|p| p.tls_fingerprint == tls_fingerprint)
             .flat_map(|p| p.routes())
             .map(|r| ((r.endpoints.clone(), r.identity.dns_name()), r.pool.clone()))
             .collect();
@@ -299,7 +297,11 @@ impl Registry {
             }
         }
         let members = routes.values().map(|r| r.identity.clone()).collect();
-        Ok(Self { routes, members })
+        Ok(Self {
+            routes,
+            members,
+            tls_fingerprint,
+        })
     }
 
     /// Whether `identity` is a registered node's (the gateway's own identity is not a
@@ -354,6 +356,7 @@ mod tests {
             ca: dir.join("ca.pem"),
             cert,
             key,
+            crl: Some(dir.join("crl.pem")),
         }
     }
 
@@ -367,30 +370,37 @@ mod tests {
     }
 
     fn build(regions: Vec<RegionEntry>) -> Result<Registry, ConfigError> {
-        rebuild(regions, None)
+        rebuild(regions, None, &tls_files())
     }
 
     fn rebuild(
         regions: Vec<RegionEntry>,
         previous: Option<&Registry>,
+        tls: &TlsFiles,
     ) -> Result<Registry, ConfigError> {
         Registry::build(
             &RegistryFile { regions },
             Path::new("registry.toml"),
-            &tls_files(),
+            tls,
             &ClientSettings::default(),
             previous,
         )
     }
 
     /// A reload keeps the pools (connections, endpoint health) of the nodes it already
-    /// routes to, and its members are exactly the registered identities.
+    /// routes to while the TLS files stay the same, and its members are exactly the
+    /// registered identities.
     #[tokio::test]
     async fn a_rebuilt_registry_keeps_known_pools_and_admits_only_members() {
-        let first = build(vec![
-            entry("44", "https://127.0.0.1:1"),
-            entry("31", "https://127.0.0.1:2"),
-        ])
+        let tls = tls_files();
+        let first = rebuild(
+            vec![
+                entry("44", "https://127.0.0.1:1"),
+                entry("31", "https://127.0.0.1:2"),
+            ],
+            None,
+            &tls,
+        )
         .unwrap();
         let second = rebuild(
             vec![
@@ -398,12 +408,28 @@ mod tests {
                 entry("11", "https://127.0.0.1:3"),
             ],
             Some(&first),
+            &tls,
         )
         .unwrap();
         let route = |r: &Registry, c: &str| r.lookup(&RegionCode::parse(c).unwrap()).unwrap();
         assert!(Arc::ptr_eq(
             &route(&first, "440000").pool,
             &route(&second, "440000").pool
+        ));
+        // A changed TLS file (a new revocation list): new pools, new handshakes.
+        let crl = tls.crl.clone().unwrap();
+        let mut text = std::fs::read_to_string(&crl).unwrap();
+        text.push('\n');
+        std::fs::write(&crl, text).unwrap();
+        let third = rebuild(
+            vec![entry("44", "https://127.0.0.1:1")],
+            Some(&second),
+            &tls,
+        )
+        .unwrap();
+        assert!(!Arc::ptr_eq(
+            &route(&second, "440000").pool,
+            &route(&third, "440000").pool
         ));
         let region = |p: &str| PeerIdentity::Region(RegionPrefix::parse(p).unwrap());
         assert!(second.is_member(&region("44")) && second.is_member(&region("11")));

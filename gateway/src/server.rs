@@ -16,6 +16,7 @@ use tongban_runtime::{
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
     reload::{ReloadTriggers, serve_reloads},
+    revocation::Revoked,
     shutdown::ShutdownSignal,
     standard_services,
     tls::TlsError,
@@ -205,34 +206,32 @@ impl Gateway {
         )?;
         let tls = self.config.tls.server_config()?;
         let (tls_tx, tls_rx) = watch::channel(tls);
+        let (revoked_tx, revoked_rx) = watch::channel(self.config.tls.revoked()?);
         // From here on SIGHUP reloads instead of terminating.
-        let (triggers, reload) = ReloadTriggers::install(vec![
-            self.config.registry.clone(),
-            self.config.tls.cert.clone(),
-            self.config.tls.key.clone(),
-            self.config.tls.ca.clone(),
-        ]);
+        let mut watched = vec![self.config.registry.clone()];
+        watched.extend(self.config.tls.watched());
+        let (triggers, reload) = ReloadTriggers::install(watched);
         tokio::spawn(reload_on_request(
             triggers,
             self.registry.clone(),
             self.config.clone(),
-            tls_tx,
+            (tls_tx, revoked_tx),
             shutdown.clone(),
         ));
         let incoming = authenticated_incoming(
             listeners.federation,
             tls_rx,
+            revoked_rx,
             self.config.handshake_timeout,
             self.config.limits.max_concurrent_handshakes,
         );
 
-        let trail =
-            AuditTrail::start(&self.config.audit.file, self.config.audit.fsync).map_err(|e| {
-                GatewayStartError::Audit {
-                    path: self.config.audit.file.display().to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let trail = AuditTrail::open(&self.config.audit, &self.config.tls).map_err(|reason| {
+            GatewayStartError::Audit {
+                path: self.config.audit.file.display().to_string(),
+                reason,
+            }
+        })?;
         let served = [CATALOG_SERVICE, GATEWAY_SERVICE];
         let (health, standard) =
             standard_services::health_and_reflection(&served, &[FILE_DESCRIPTOR_SET])
@@ -297,14 +296,21 @@ impl Gateway {
     }
 }
 
-/// Acts on reload requests until shutdown: the registry and the certificates are read
-/// again and put in force for new calls and handshakes; calls in flight keep what they
+/// Where a reload publishes the server side of TLS and the revoked serials.
+type TlsPublishers = (
+    watch::Sender<Arc<rustls::ServerConfig>>,
+    watch::Sender<Arc<Revoked>>,
+);
+
+/// Acts on reload requests until shutdown: the registry, the certificates and the
+/// revocation lists are read again and put in force for new calls and handshakes
+/// (connections of peers now revoked are closed); calls in flight keep what they
 /// started with. A bad new file is rejected whole, with the old ones kept.
 async fn reload_on_request(
     triggers: ReloadTriggers,
     registry: SharedRegistry,
     config: GatewayConfig,
-    tls: watch::Sender<Arc<rustls::ServerConfig>>,
+    tls: TlsPublishers,
     shutdown: ShutdownSignal,
 ) {
     serve_reloads(triggers, shutdown, || reload_once(&registry, &config, &tls)).await;
@@ -313,11 +319,15 @@ async fn reload_on_request(
 fn reload_once(
     registry: &SharedRegistry,
     config: &GatewayConfig,
-    tls: &watch::Sender<Arc<rustls::ServerConfig>>,
+    (tls, revoked_tx): &TlsPublishers,
 ) -> Result<String, String> {
     let server = config
         .tls
         .server_config()
+        .map_err(|e| format!("certificates: {e}"))?;
+    let revoked = config
+        .tls
+        .revoked()
         .map_err(|e| format!("certificates: {e}"))?;
     let next = Registry::reload(
         &config.registry,
@@ -327,7 +337,11 @@ fn reload_once(
     )
     .map_err(|e| format!("registry: {e}"))?;
     let routes = next.len();
+    let serials = revoked.len();
     registry.replace(next);
     tls.send_replace(server);
-    Ok(format!("{routes} registered prefixes; certificates"))
+    revoked_tx.send_replace(revoked);
+    Ok(format!(
+        "{routes} registered prefixes; certificates; {serials} revoked serials"
+    ))
 }

@@ -28,6 +28,7 @@ use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tongban_runtime::{
+    connector::verify_server,
     identity::PeerIdentity,
     tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW},
 };
@@ -482,26 +483,9 @@ impl Endpoint {
                 .connect(connector.server_name.clone(), tcp)
                 .await
                 .map_err(|e| fail(format!("tls: {e}")))?;
-            let presented = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| PeerIdentity::from_certificate(leaf.as_ref()));
-            match presented {
-                Some(Ok(identity)) if identity == connector.identity => {}
-                Some(Ok(identity)) => {
-                    return Err(fail(format!(
-                        "tls: the node presented {identity}, the registry names {}",
-                        connector.identity
-                    )));
-                }
-                Some(Err(e)) => return Err(fail(format!("tls: the node's identity: {e}"))),
-                None => return Err(fail("tls: the node presented no certificate".into())),
-            }
-            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(fail("the node did not agree to HTTP/2 (ALPN h2)".into()));
-            }
+            // The registry's identity, by URI SAN (TLS checked the chain and DNS name).
+            verify_server(tls.get_ref().1, &connector.identity)
+                .map_err(|reason| fail(format!("tls: {reason}")))?;
             let (sender, connection) = client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)

@@ -51,6 +51,18 @@ pub struct NodeConfig {
         skip_serializing_if = "tongban_runtime::traces::TelemetryConfig::is_default"
     )]
     pub telemetry: tongban_runtime::traces::TelemetryConfig,
+    /// The node's audit trail (what it accepted and handed over): a hash-chained,
+    /// signed file. Default `node-audit.log` beside this config.
+    #[serde(default = "default_trail", skip_serializing_if = "is_default_trail")]
+    pub audit: tongban_runtime::audit_chain::TrailSettings,
+}
+
+fn default_trail() -> tongban_runtime::audit_chain::TrailSettings {
+    tongban_runtime::audit_chain::TrailSettings::at("node-audit.log")
+}
+
+fn is_default_trail(settings: &tongban_runtime::audit_chain::TrailSettings) -> bool {
+    *settings == default_trail()
 }
 
 /// What this node signs with, and for how long what it signs is good.
@@ -274,6 +286,7 @@ impl config::FilePaths for NodeConfig {
     fn file_paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = self.tls.file_paths();
         paths.push(&mut self.store);
+        paths.push(&mut self.audit.file);
         paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
         match &mut self.platform {
             PlatformConfig::Embedded { database, .. } => paths.push(database),

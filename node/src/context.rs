@@ -29,4 +29,6 @@ pub struct NodeContext {
     pub traces: tongban_runtime::traces::Traces,
     /// This node's metrics; `None` when the operator turned them off.
     pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
+    /// This node's audit trail.
+    pub audit: crate::audit::NodeAudit,
 }

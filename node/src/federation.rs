@@ -62,6 +62,7 @@ struct Served {
     span: Span,
     method: &'static str,
     origin: String,
+    trace_id: String,
     started: std::time::Instant,
 }
 
@@ -103,11 +104,13 @@ impl FederationService {
             span,
             method,
             origin,
+            trace_id: parent.map(|p| p.trace_id_hex()).unwrap_or_default(),
             started,
         }
     }
 
-    /// Ends an incoming call: its outcome on its span and in the metrics.
+    /// Ends an incoming call: its outcome on its span, in the metrics and in the
+    /// audit trail.
     fn answered<R>(
         &self,
         mut served: Served,
@@ -119,6 +122,9 @@ impl FederationService {
             Err(status) => status.code(),
         };
         served.span.grpc_outcome(code);
+        self.ctx
+            .audit
+            .served(served.method, &served.origin, code, &served.trace_id);
         if let Some(metrics) = &self.ctx.metrics {
             metrics.server_call(
                 served.method,

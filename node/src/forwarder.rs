@@ -156,7 +156,10 @@ impl Forwarder {
         let attempts = entry.attempts;
         self.count(entry, &outcome);
         match outcome {
-            Attempt::Done => Ok(()),
+            Attempt::Done => {
+                self.ctx.audit.outbox(entry, "handed_over");
+                Ok(())
+            }
             Attempt::Retry(error, class, pushback) => {
                 let delay = self.backoff(id, attempts).max(pushback.unwrap_or_default());
                 tracing::warn!(
@@ -183,6 +186,7 @@ impl Forwarder {
                     "outbox entry refused for good: a dead letter until an operator \
                      replays or closes it"
                 );
+                self.ctx.audit.outbox(entry, "dead_letter");
                 self.store.outbox_dead(id, error).await
             }
         }

@@ -24,7 +24,7 @@ use tongban_runtime::{
 };
 use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
 
-use crate::metrics::NodeMetrics;
+use crate::{gateway_replicas::GatewayChannel, metrics::NodeMetrics};
 
 /// A failed call through the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +68,8 @@ pub struct CallMeta<'a> {
 /// Calls to the gateway on behalf of this node's region.
 #[derive(Clone)]
 pub struct GatewayClient {
-    grpc: Grpc<Channel>,
-    catalog: CatalogClient<Channel>,
+    grpc: Grpc<GatewayChannel>,
+    catalog: CatalogClient<GatewayChannel>,
     /// One channel per gateway replica, by endpoint, for what every replica must hear
     /// (revocations).
     replicas: Vec<(String, Grpc<Channel>)>,
@@ -82,7 +82,7 @@ impl GatewayClient {
     /// A client over `channel` (balanced over the replicas) and each replica's own
     /// channel.
     pub fn new(
-        channel: Channel,
+        channel: GatewayChannel,
         replicas: Vec<(String, Channel)>,
         origin: &RegionCode,
         traces: Traces,

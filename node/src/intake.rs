@@ -309,10 +309,16 @@ impl Intake {
             .await
             .map_err(store_error)?;
         let filed = &filing.application;
-        if let Some(metrics) = &self.ctx.metrics
-            && !filing.replayed
-        {
-            metrics.filed(checked.applicant.as_str(), &filed.one_thing_id);
+        if !filing.replayed {
+            if let Some(metrics) = &self.ctx.metrics {
+                metrics.filed(checked.applicant.as_str(), &filed.one_thing_id);
+            }
+            self.ctx.audit.filed(
+                &filed.case_number,
+                &filed.one_thing_id,
+                &filed.target_region,
+                &trace.trace_id_hex(),
+            );
         }
         tracing::info!(
             case = %filed.case_number,

@@ -10,7 +10,8 @@
 //! - [`sqlite`]: the SQLite connection and versioned schema migrations that both the
 //!   store and the embedded platform use.
 //! - [`forwarder`]: drains the outbox through the gateway with retries, so whatever was
-//!   acknowledged reaches its handling region; [`gateway_client`] is its channel.
+//!   acknowledged reaches its handling region; [`gateway_client`] is its client,
+//!   [`gateway_replicas`] the channels to the gateway replicas and the balance over them.
 //! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status,
 //!   lookups); [`issuer`] signs what this region vouches for (identity assertions,
 //!   licenses) and records who asked;
@@ -26,8 +27,10 @@
 //!   [`metrics`]: what the admin listener's `/metrics` serves, fairness by home region
 //!   included.
 //! - [`server`] assembles it all; [`config`] is the operator's file.
+//! - [`audit`]: the node's audit trail of what it accepted and handed over.
 //! - [`crash_point`]: named points where a fault test makes the process abort.
 
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod context;
@@ -36,6 +39,7 @@ pub mod error;
 pub mod federation;
 pub mod forwarder;
 pub mod gateway_client;
+pub mod gateway_replicas;
 pub mod intake;
 pub mod issuer;
 pub mod metrics;

@@ -17,27 +17,33 @@ use tongban_proto::{
 };
 use tongban_runtime::{
     admin::{self, Readiness},
+    audit_chain::AuditTrail,
     config::ConfigError,
+    connector::{ClientTls, FederationConnector},
+    identity::PeerIdentity,
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
     reload::{ReloadTriggers, serve_reloads},
+    revocation::Revoked,
     shutdown::ShutdownSignal,
     standard_services,
     tls::{self, TlsError},
     traces::{Traces, TracesGuard},
 };
-use tonic::transport::{Channel, Server};
+use tonic::transport::Server;
 
 /// The service the node's federation listener serves besides health and reflection.
 const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 
 use crate::{
+    audit::NodeAudit,
     catalog::CatalogCopy,
     config::{NodeConfig, PlatformConfig},
     context::NodeContext,
     federation::FederationService,
     forwarder::Forwarder,
     gateway_client::GatewayClient,
+    gateway_replicas,
     intake::Intake,
     issuer::{Issuer, IssuerKeys},
     metrics::NodeMetrics,
@@ -113,6 +119,9 @@ pub struct Node {
     traces_guard: TracesGuard,
     metrics: Option<Arc<NodeMetrics>>,
     registry: Arc<prometheus_client::registry::Registry>,
+    /// Where reloads publish the client side of our TLS and the revoked serials.
+    client_tls: watch::Sender<Arc<rustls::ClientConfig>>,
+    revoked: watch::Sender<Arc<Revoked>>,
 }
 
 impl Node {
@@ -155,29 +164,22 @@ impl Node {
                 (platform, *review_step)
             }
         };
-        let tls_config = config.tls.client_config(&config.gateway_server_name())?;
-        // Balanced over every gateway replica; lazy, so the node starts while the
-        // gateways are still away.
-        let endpoints = config
-            .gateway
-            .endpoints
-            .iter()
-            .map(|url| {
-                tls::endpoint(url, tls_config.clone(), &config.gateway.client)
-                    .map(|e| e.timeout(config.gateway.client.request_timeout))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let replicas = config
-            .gateway
-            .endpoints
-            .iter()
-            .cloned()
-            .zip(endpoints.iter().map(|e| e.connect_lazy()))
-            .collect();
-        let channel = match endpoints.as_slice() {
-            [one] => one.connect_lazy(),
-            _ => Channel::balance_list(endpoints.into_iter()),
-        };
+        // The client side of our TLS, reloaded with the server side (see `reload_tls`).
+        let (client_tls_tx, client_tls) = watch::channel(config.tls.client_rustls_config()?);
+        let (revoked_tx, revoked) = watch::channel(config.tls.revoked()?);
+        let connector = FederationConnector::new(
+            ClientTls {
+                config: client_tls,
+                revoked: revoked.clone(),
+            },
+            PeerIdentity::Gateway,
+            &config.gateway_server_name(),
+        )?;
+        let (channel, replicas) = gateway_replicas::connect(
+            &config.gateway.endpoints,
+            &connector,
+            &config.gateway.client,
+        )?;
         let (traces, traces_guard) = Traces::start(
             &config.telemetry,
             &format!("tongban-node-{}", config.region),
@@ -222,6 +224,8 @@ impl Node {
             traces_guard,
             metrics,
             registry: Arc::new(registry),
+            client_tls: client_tls_tx,
+            revoked: revoked_tx,
         })
     }
 
@@ -246,7 +250,10 @@ impl Node {
         let wake = Arc::new(Notify::new());
         let ready = Readiness::new(true);
 
+        let trail = AuditTrail::open(&self.config.audit, &self.config.tls)
+            .map_err(|e| NodeStartError::Other(format!("audit trail: {e}")))?;
         let ctx = Arc::new(NodeContext {
+            audit: NodeAudit::new(trail),
             region: self.config.region,
             prefix: self.prefix,
             regions,
@@ -322,18 +329,20 @@ impl Node {
             }
         });
 
-        // From here on SIGHUP (or a changed certificate file, or `POST /reload` on the
-        // admin listener) reloads the certificates instead of terminating the node.
+        // From here on SIGHUP (or a changed certificate or revocation file, or
+        // `POST /reload` on the admin listener) reloads them instead of terminating
+        // the node.
         let (tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
-        let (triggers, reload) = ReloadTriggers::install(vec![
-            self.config.tls.cert.clone(),
-            self.config.tls.key.clone(),
-            self.config.tls.ca.clone(),
-        ]);
-        tasks.spawn(reload_certificates(
+        let revoked = self.revoked.subscribe();
+        let (triggers, reload) = ReloadTriggers::install(self.config.tls.watched());
+        tasks.spawn(reload_tls(
             triggers,
             self.config.tls.clone(),
-            tls_tx,
+            TlsPublishers {
+                server: tls_tx,
+                client: self.client_tls.clone(),
+                revoked: self.revoked.clone(),
+            },
             shutdown.clone(),
         ));
 
@@ -376,6 +385,7 @@ impl Node {
         let incoming = authenticated_incoming(
             listeners.federation,
             tls_rx,
+            revoked,
             self.config.handshake_timeout,
             tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
         );
@@ -401,21 +411,33 @@ impl Node {
     }
 }
 
-/// Acts on reload requests until shutdown: the node's certificate, key and CA bundle
-/// are read again and used for new handshakes; a bad new file is rejected with the old
-/// ones kept. (The node's client to the gateway keeps the identity it started with.)
-async fn reload_certificates(
+/// Where a reload puts what it read.
+struct TlsPublishers {
+    server: watch::Sender<tls::ServerTls>,
+    client: watch::Sender<Arc<rustls::ClientConfig>>,
+    revoked: watch::Sender<Arc<Revoked>>,
+}
+
+/// Acts on reload requests until shutdown: the node's certificate, key, CA bundle and
+/// revocation lists are read again, used for new handshakes both ways, and the
+/// connections of peers now revoked are closed. A bad new file is rejected whole, with
+/// the old ones kept.
+async fn reload_tls(
     triggers: ReloadTriggers,
     tls: tongban_runtime::tls::TlsFiles,
-    server: watch::Sender<tls::ServerTls>,
+    publish: TlsPublishers,
     shutdown: ShutdownSignal,
 ) {
     serve_reloads(triggers, shutdown, || {
-        let config = tls
-            .server_config()
-            .map_err(|e| format!("certificates: {e}"))?;
-        server.send_replace(config);
-        Ok("certificates".to_owned())
+        let certificates = |e: TlsError| format!("certificates: {e}");
+        let server = tls.server_config().map_err(certificates)?;
+        let client = tls.client_rustls_config().map_err(certificates)?;
+        let revoked = tls.revoked().map_err(certificates)?;
+        let outcome = format!("certificates; {} revoked serials", revoked.len());
+        publish.server.send_replace(server);
+        publish.client.send_replace(client);
+        publish.revoked.send_replace(revoked);
+        Ok(outcome)
     })
     .await;
 }

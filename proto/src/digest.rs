@@ -15,6 +15,17 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes spelled by `s` in hex (either case), or `None` if it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
 /// SHA-256 of the bytes, as 64 lower-case hex characters.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
@@ -28,6 +39,10 @@ mod tests {
     fn hex_is_lower_case_two_digits_per_byte() {
         assert_eq!(hex(&[]), "");
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(unhex("000fA5ff"), Some(vec![0x00, 0x0f, 0xa5, 0xff]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
         // The same spelling as the `{:02x}` fold it replaces, for every byte value.
         let all: Vec<u8> = (0..=255).collect();
         let folded: String = all.iter().map(|b| format!("{b:02x}")).collect();

@@ -6,8 +6,13 @@
 //! One record per line: `<seq>\t<hash>\t<json>`, where `seq` counts from 1 and
 //! `hash = sha256(<previous hash> "\n" <seq> "\n" <json>)` in lower-case hex (the first
 //! record's previous hash is empty). A process that reopens its file continues the
-//! chain from the last record. Cutting records off the end leaves a valid shorter chain;
-//! signed checkpoints, which would show that, are not written yet.
+//! chain from the last record; a file is written by one process at a time (it is
+//! locked), so each replica needs its own (`{host}` in the path names it).
+//!
+//! Every `checkpoint_every`, and when the writer stops, a signed checkpoint record is
+//! appended ([`crate::audit_checkpoint`]) and its head logged: records cut off the end
+//! before the last checkpoint, or a trail rewritten with recomputed hashes, no longer
+//! verify; a cut after it is shown by the logged head.
 
 use std::{
     fs::{File, OpenOptions},
@@ -21,6 +26,59 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+
+use crate::audit_checkpoint::{self, Anchors, CheckpointSigner};
+
+/// Where a trail is written, when it reaches the disk and how often it is signed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrailSettings {
+    /// The trail (relative to the config's folder). `{host}` is replaced by the host
+    /// name (a pod's name), so replicas sharing a volume each keep their own file.
+    pub file: PathBuf,
+    /// `batch` (default: durable per batch the writer takes), `always` (per record) or
+    /// `never` (left to the OS).
+    pub fsync: Fsync,
+    /// How often a signed checkpoint is appended (when records were added since).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_every: std::time::Duration,
+}
+
+impl TrailSettings {
+    /// Defaults with the trail at `file`.
+    pub fn at(file: &str) -> Self {
+        Self {
+            file: PathBuf::from(file),
+            fsync: Fsync::Batch,
+            checkpoint_every: std::time::Duration::from_secs(60),
+        }
+    }
+
+    /// The file, `{host}` replaced by this host's name.
+    pub fn path(&self) -> PathBuf {
+        let file = self.file.to_string_lossy();
+        if !file.contains("{host}") {
+            return self.file.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            })
+            .unwrap_or_else(|| "localhost".to_owned());
+        PathBuf::from(file.replace("{host}", &host))
+    }
+}
+
+impl Default for TrailSettings {
+    fn default() -> Self {
+        Self::at("audit.log")
+    }
+}
 
 /// When the trail's writes reach the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -52,6 +110,8 @@ pub struct ChainWriter {
     seq: u64,
     prev: String,
     fsync: Fsync,
+    /// The number of records the last checkpoint covers (its own seq minus one).
+    checkpointed: Option<u64>,
 }
 
 impl ChainWriter {
@@ -60,25 +120,38 @@ impl ChainWriter {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let (mut seq, mut prev) = (0, String::new());
-        if let Ok(existing) = File::open(path) {
-            for line in BufReader::new(existing).lines() {
-                let line = line?;
-                let mut parts = line.splitn(3, '\t');
-                if let (Some(s), Some(h)) = (parts.next(), parts.next())
-                    && let Ok(s) = s.parse()
-                {
-                    seq = s;
-                    prev = h.to_owned();
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // One writer per file: a second process would fork the chain.
+        file.try_lock().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is being written by another process (give each replica its own \
+                     file, e.g. with {{host}} in the path)",
+                    path.display()
+                ),
+            )
+        })?;
+        let (mut seq, mut prev, mut checkpointed) = (0, String::new(), None);
+        for line in BufReader::new(File::open(path)?).lines() {
+            let line = line?;
+            let mut parts = line.splitn(3, '\t');
+            if let (Some(s), Some(h), json) = (parts.next(), parts.next(), parts.next())
+                && let Ok(s) = s.parse::<u64>()
+            {
+                if json.is_some_and(|j| audit_checkpoint::parse(j).is_some()) {
+                    checkpointed = Some(s - 1);
                 }
+                seq = s;
+                prev = h.to_owned();
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
             out: BufWriter::new(file),
             seq,
             prev,
             fsync,
+            checkpointed,
         })
     }
 
@@ -92,6 +165,20 @@ impl ChainWriter {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// Appends a checkpoint signed by `signer` if records were added since the last;
+    /// returns what it covers (records and head).
+    pub fn checkpoint(&mut self, signer: &CheckpointSigner) -> io::Result<Option<(u64, String)>> {
+        if self.seq == 0 || self.checkpointed.is_some_and(|c| c + 1 == self.seq) {
+            return Ok(None);
+        }
+        let (covers, head) = (self.seq, self.prev.clone());
+        let json = signer.sign(covers, &head).map_err(io::Error::other)?;
+        self.append(&json)?;
+        self.checkpointed = Some(covers);
+        self.commit()?;
+        Ok(Some((covers, head)))
     }
 
     /// Makes what was appended durable, as the policy says.
@@ -117,20 +204,37 @@ pub struct AuditTrail {
 }
 
 impl AuditTrail {
-    /// Opens the trail and starts its writer thread; the thread ends, after writing
-    /// everything queued, when the last handle is dropped.
-    pub fn start(path: &Path, fsync: Fsync) -> io::Result<Self> {
-        let writer = ChainWriter::open(path, fsync)?;
+    /// Opens the trail at `path` and starts its writer thread, which appends a
+    /// checkpoint signed by `signer` (if any) as the settings say; the thread ends,
+    /// after writing everything queued and a last checkpoint, when the last handle is
+    /// dropped.
+    pub fn start(
+        path: &Path,
+        settings: &TrailSettings,
+        signer: Option<CheckpointSigner>,
+    ) -> io::Result<Self> {
+        let writer = ChainWriter::open(path, settings.fsync)?;
         let (tx, rx) = sync_channel(QUEUE);
         let shown = path.display().to_string();
+        let every = settings
+            .checkpoint_every
+            .max(std::time::Duration::from_millis(10));
         std::thread::Builder::new()
             .name("audit-trail".into())
-            .spawn(move || write_all(writer, rx, &shown))?;
+            .spawn(move || write_all(writer, rx, &shown, signer, every))?;
         Ok(Self {
             tx,
             dropped: Arc::default(),
             path: Arc::new(path.to_owned()),
         })
+    }
+
+    /// The trail `settings` name, its checkpoints signed with the key of the
+    /// certificate in `tls` (the process's federation identity).
+    pub fn open(settings: &TrailSettings, tls: &crate::tls::TlsFiles) -> Result<Self, String> {
+        let path = settings.path();
+        let signer = CheckpointSigner::from_files(&tls.cert, &tls.key)?;
+        Self::start(&path, settings, Some(signer)).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Queues one record (a JSON object).
@@ -152,8 +256,35 @@ impl AuditTrail {
     }
 }
 
-fn write_all(mut writer: ChainWriter, rx: Receiver<String>, path: &str) {
-    while let Ok(first) = rx.recv() {
+fn write_all(
+    mut writer: ChainWriter,
+    rx: Receiver<String>,
+    path: &str,
+    signer: Option<CheckpointSigner>,
+    every: std::time::Duration,
+) {
+    let checkpoint = |writer: &mut ChainWriter| {
+        let Some(signer) = &signer else { return };
+        match writer.checkpoint(signer) {
+            // Logged too: a copy of the head outside the file, which shows a cut made
+            // after it.
+            Ok(Some((covers, head))) => tracing::info!(path, covers, head, "audit checkpoint"),
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, path, "audit checkpoint failed"),
+        }
+    };
+    let mut due = std::time::Instant::now() + every;
+    loop {
+        let wait = due.saturating_duration_since(std::time::Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(first) => first,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                checkpoint(&mut writer);
+                due = std::time::Instant::now() + every;
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < 4096 {
             match rx.try_recv() {
@@ -168,8 +299,13 @@ fn write_all(mut writer: ChainWriter, rx: Receiver<String>, path: &str) {
         if let Err(error) = written {
             tracing::error!(%error, path, records = batch.len(), "audit trail write failed");
         }
+        if std::time::Instant::now() >= due {
+            checkpoint(&mut writer);
+            due = std::time::Instant::now() + every;
+        }
     }
     let _ = writer.commit();
+    checkpoint(&mut writer);
 }
 
 /// Where and how a trail's chain breaks.
@@ -189,12 +325,39 @@ pub enum ChainBreak {
         seq: u64,
         expected: u64,
     },
+    #[error("line {line}: checkpoint {seq} does not hold: {reason}")]
+    Checkpoint {
+        line: usize,
+        seq: u64,
+        reason: String,
+    },
+    #[error(
+        "the trail holds {records} records, but a checkpoint covering {expected} was given: records were cut off the end"
+    )]
+    Truncated { records: u64, expected: u64 },
     #[error("{0}")]
     Io(String),
 }
 
-/// Checks a whole trail; returns how many records it holds.
-pub fn verify(path: &Path) -> Result<u64, ChainBreak> {
+/// What a verified trail holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub checkpoints: u64,
+    /// The last checkpoint: how many records it covers and their head.
+    pub last_checkpoint: Option<(u64, String)>,
+    /// Signers of the checkpoints (identity URIs).
+    pub signers: std::collections::BTreeSet<String>,
+}
+
+/// Checks a whole trail: its chain, every checkpoint's signature (and, with `anchors`,
+/// that each signer's certificate is the federation's), and, if `expected` names a
+/// checkpoint known from elsewhere (the process log), that the trail still holds it.
+pub fn verify(
+    path: &Path,
+    anchors: Option<&Anchors>,
+    expected: Option<(u64, &str)>,
+) -> Result<Verified, ChainBreak> {
     let file = File::open(path).map_err(|e| ChainBreak::Io(format!("{}: {e}", path.display())))?;
     let mut records = Vec::new();
     for (index, line) in BufReader::new(file).lines().enumerate() {
@@ -209,6 +372,8 @@ pub fn verify(path: &Path) -> Result<u64, ChainBreak> {
             .map_err(|_| ChainBreak::Malformed { line: line_no })?;
         records.push((seq, hash.to_owned(), json.to_owned()));
     }
+    let expected_checkpoint = expected;
+    let mut verified = Verified::default();
     let (mut expected, mut prev) = (1u64, String::new());
     for (index, (seq, hash, json)) in records.iter().enumerate() {
         let line = index + 1;
@@ -233,10 +398,36 @@ pub fn verify(path: &Path) -> Result<u64, ChainBreak> {
         if chain_hash(&prev, seq, json) != *hash {
             return Err(ChainBreak::Edited { line, seq });
         }
+        if let Some(parsed) = audit_checkpoint::parse(json) {
+            let checked = parsed.and_then(|c| c.check(seq - 1, &prev, anchors).map(|()| c));
+            match checked {
+                Ok(c) => {
+                    verified.checkpoints += 1;
+                    verified.signers.insert(c.signer);
+                    verified.last_checkpoint = Some((c.covers, c.head));
+                }
+                Err(reason) => return Err(ChainBreak::Checkpoint { line, seq, reason }),
+            }
+        }
+        if let Some((covers, head)) = expected_checkpoint
+            && covers == seq
+            && head != hash.as_str()
+        {
+            return Err(ChainBreak::Edited { line, seq });
+        }
         prev.clone_from(hash);
         expected += 1;
     }
-    Ok(expected - 1)
+    verified.records = expected - 1;
+    if let Some((covers, _)) = expected_checkpoint
+        && covers > verified.records
+    {
+        return Err(ChainBreak::Truncated {
+            records: verified.records,
+            expected: covers,
+        });
+    }
+    Ok(verified)
 }
 
 #[cfg(test)]
@@ -265,25 +456,28 @@ mod tests {
     #[test]
     fn an_intact_trail_verifies_and_a_reopened_one_continues_its_chain() {
         let path = trail("intact", 5);
-        assert_eq!(verify(&path), Ok(5));
+        assert_eq!(verify(&path, None, None).map(|v| v.records), Ok(5));
         let mut w = ChainWriter::open(&path, Fsync::Never).unwrap();
         w.append("{\"call\":\"after restart\"}").unwrap();
         w.commit().unwrap();
-        assert_eq!(verify(&path), Ok(6));
+        assert_eq!(verify(&path, None, None).map(|v| v.records), Ok(6));
     }
 
     #[test]
     fn edits_deletions_and_reordering_are_found() {
         let path = trail("edited", 5);
         rewrite(&path, |l| l[2] = l[2].replace("\"call\":2", "\"call\":9"));
-        assert_eq!(verify(&path), Err(ChainBreak::Edited { line: 3, seq: 3 }));
+        assert_eq!(
+            verify(&path, None, None).map(|v| v.records),
+            Err(ChainBreak::Edited { line: 3, seq: 3 })
+        );
 
         let path = trail("deleted", 5);
         rewrite(&path, |l| {
             l.remove(1);
         });
         assert_eq!(
-            verify(&path),
+            verify(&path, None, None).map(|v| v.records),
             Err(ChainBreak::Missing {
                 line: 2,
                 from: 2,
@@ -294,7 +488,7 @@ mod tests {
         let path = trail("reordered", 5);
         rewrite(&path, |l| l.swap(1, 2));
         assert_eq!(
-            verify(&path),
+            verify(&path, None, None).map(|v| v.records),
             Err(ChainBreak::Reordered {
                 line: 2,
                 seq: 3,
@@ -311,7 +505,10 @@ mod tests {
                 *line = format!("{}\t{rest}", i + 1);
             }
         });
-        assert_eq!(verify(&path), Err(ChainBreak::Edited { line: 2, seq: 2 }));
+        assert_eq!(
+            verify(&path, None, None).map(|v| v.records),
+            Err(ChainBreak::Edited { line: 2, seq: 2 })
+        );
     }
 
     #[test]
@@ -319,19 +516,152 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tongban-audit-{}-thread", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("trail.log");
-        let trail = AuditTrail::start(&path, Fsync::Batch).unwrap();
+        let trail = AuditTrail::start(&path, &TrailSettings::at("unused"), None).unwrap();
         for i in 0..1000 {
             trail.record(format!("{{\"call\":{i}}}"));
         }
         drop(trail);
         let mut n = 0;
         for _ in 0..200 {
-            n = verify(&path).unwrap_or(0);
+            n = verify(&path, None, None).map(|v| v.records).unwrap_or(0);
             if n == 1000 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(n, 1000);
+    }
+
+    /// A signer with a certificate from a fresh CA in `dir`; the CA's anchors.
+    fn signer(dir: &Path) -> (CheckpointSigner, Anchors) {
+        crate::tls::install_crypto_provider();
+        let ca = crate::pki::DevCa::generate("trail test CA").unwrap();
+        ca.write(dir).unwrap();
+        let id = crate::identity::PeerIdentity::Gateway;
+        let leaf = ca.issue(&id, std::time::Duration::from_secs(600)).unwrap();
+        let (cert, key) = crate::pki::write_leaf(dir, &id, &leaf).unwrap();
+        let anchors = audit_checkpoint::anchors(&dir.join("ca.pem")).unwrap();
+        (CheckpointSigner::from_files(&cert, &key).unwrap(), anchors)
+    }
+
+    /// Rewrites every hash from the first record on, as someone who edits a record and
+    /// knows the chain's rule would.
+    fn rehash(lines: &mut [String]) {
+        let mut prev = String::new();
+        for line in lines.iter_mut() {
+            let mut parts = line.splitn(3, '\t');
+            let (seq, _, json) = (parts.next().unwrap(), parts.next(), parts.next().unwrap());
+            let seq: u64 = seq.parse().unwrap();
+            let hash = chain_hash(&prev, seq, json);
+            *line = format!("{seq}\t{hash}\t{json}");
+            prev = hash;
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_signed_and_show_a_cut_or_a_rewrite() {
+        let path = trail("checkpointed", 5);
+        let dir = path.parent().unwrap().to_owned();
+        let (signer, anchors) = signer(&dir);
+        let mut w = ChainWriter::open(&path, Fsync::Batch).unwrap();
+        let (covers, head) = w.checkpoint(&signer).unwrap().unwrap();
+        assert_eq!(covers, 5);
+        assert!(
+            w.checkpoint(&signer).unwrap().is_none(),
+            "nothing new to sign"
+        );
+        w.append("{\"call\":5}").unwrap();
+        w.append("{\"call\":6}").unwrap();
+        w.commit().unwrap();
+        drop(w);
+
+        let v = verify(&path, Some(&anchors), Some((5, &head))).unwrap();
+        assert_eq!(v.records, 8);
+        assert_eq!(v.checkpoints, 1);
+        assert_eq!(v.last_checkpoint, Some((5, head.clone())));
+        assert!(v.signers.contains("spiffe://tongban/gateway"));
+
+        // Cut before the checkpoint: a valid shorter chain, but the logged head is gone.
+        rewrite(&path, |l| l.truncate(3));
+        assert_eq!(
+            verify(&path, Some(&anchors), Some((5, &head))),
+            Err(ChainBreak::Truncated {
+                records: 3,
+                expected: 5
+            })
+        );
+
+        // An edit with every hash recomputed: the signed head no longer matches.
+        let path = trail("rewritten", 5);
+        let mut w = ChainWriter::open(&path, Fsync::Batch).unwrap();
+        w.checkpoint(&signer).unwrap();
+        drop(w);
+        rewrite(&path, |l| {
+            l[1] = l[1].replace("\"call\":1", "\"call\":7");
+            rehash(l);
+        });
+        let broken = verify(&path, None, None).unwrap_err();
+        assert!(
+            matches!(&broken, ChainBreak::Checkpoint { line: 6, seq: 6, reason } if reason.contains("the trail has 5")),
+            "{broken}"
+        );
+
+        // A checkpoint signed by a stranger's certificate holds alone, not with the CA.
+        let stranger_dir = dir.join("stranger");
+        std::fs::create_dir_all(&stranger_dir).unwrap();
+        let (stranger, _) = self::signer(&stranger_dir);
+        let path = trail("stranger", 2);
+        let mut w = ChainWriter::open(&path, Fsync::Batch).unwrap();
+        w.checkpoint(&stranger).unwrap();
+        drop(w);
+        assert!(verify(&path, None, None).is_ok());
+        let broken = verify(&path, Some(&anchors), None).unwrap_err();
+        assert!(
+            broken.to_string().contains("not the federation's"),
+            "{broken}"
+        );
+
+        // A forged signature.
+        rewrite(&path, |l| {
+            let sig = l[2].rfind("\"signature\":\"").unwrap() + 13;
+            let flipped = if &l[2][sig..sig + 1] == "0" { "1" } else { "0" };
+            l[2].replace_range(sig..sig + 1, flipped);
+            rehash(l);
+        });
+        let broken = verify(&path, None, None).unwrap_err();
+        assert!(broken.to_string().contains("does not verify"), "{broken}");
+    }
+
+    #[test]
+    fn a_trail_is_written_by_one_process_at_a_time() {
+        let path = trail("locked", 1);
+        let _first = ChainWriter::open(&path, Fsync::Batch).unwrap();
+        let second = ChainWriter::open(&path, Fsync::Batch).err().unwrap();
+        assert!(second.to_string().contains("another process"), "{second}");
+    }
+
+    #[test]
+    fn the_writer_signs_a_last_checkpoint_when_it_stops() {
+        let dir = std::env::temp_dir().join(format!("tongban-audit-{}-signed", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (signer, anchors) = signer(&dir);
+        let path = dir.join("trail.log");
+        let trail = AuditTrail::start(&path, &TrailSettings::at("unused"), Some(signer)).unwrap();
+        for i in 0..10 {
+            trail.record(format!("{{\"call\":{i}}}"));
+        }
+        drop(trail);
+        let mut last = None;
+        for _ in 0..200 {
+            if let Ok(v) = verify(&path, Some(&anchors), None)
+                && v.checkpoints == 1
+            {
+                last = v.last_checkpoint;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(last.map(|(covers, _)| covers), Some(10));
     }
 }

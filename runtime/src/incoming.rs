@@ -25,7 +25,10 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-use crate::identity::PeerIdentity;
+use crate::{
+    identity::PeerIdentity,
+    revocation::{Guarded, Revoked, serial_of},
+};
 
 /// What the server knows about the peer of a connection; in every request's extensions.
 #[derive(Clone, Debug)]
@@ -36,7 +39,7 @@ pub struct PeerInfo {
 
 /// A TLS connection whose client certificate was verified and names a federation identity.
 pub struct AuthenticatedStream {
-    inner: TlsStream<TcpStream>,
+    inner: Guarded<TlsStream<TcpStream>>,
     info: PeerInfo,
 }
 
@@ -103,10 +106,12 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
 /// `max_handshakes` at once (a TCP connection beyond is closed at once, so
 /// unauthenticated clients cannot pile up tasks), and are cut off after
 /// `handshake_timeout`. The current TLS configuration is read from `config` for
-/// each new connection, so certificates can be swapped without a restart.
+/// each new connection, so certificates can be swapped without a restart; each
+/// connection is closed as soon as `revoked` names its peer's certificate.
 pub fn authenticated_incoming(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
+    revoked: watch::Receiver<Arc<Revoked>>,
     handshake_timeout: Duration,
     max_handshakes: usize,
 ) -> ReceiverStream<io::Result<AuthenticatedStream>> {
@@ -134,10 +139,14 @@ pub fn authenticated_incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
+            let revoked = revoked.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                match tokio::time::timeout(handshake_timeout, handshake(acceptor, tcp, remote_addr))
-                    .await
+                match tokio::time::timeout(
+                    handshake_timeout,
+                    handshake(acceptor, tcp, remote_addr, revoked),
+                )
+                .await
                 {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
@@ -157,6 +166,7 @@ async fn handshake(
     acceptor: TlsAcceptor,
     tcp: TcpStream,
     remote_addr: SocketAddr,
+    revoked: watch::Receiver<Arc<Revoked>>,
 ) -> Result<AuthenticatedStream, String> {
     let stream = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
     let leaf = stream
@@ -166,8 +176,9 @@ async fn handshake(
         .and_then(|certs| certs.first())
         .ok_or("no client certificate")?;
     let identity = PeerIdentity::from_certificate(leaf).map_err(|e| e.to_string())?;
+    let serial = serial_of(leaf).ok_or("the client certificate does not parse")?;
     Ok(AuthenticatedStream {
-        inner: stream,
+        inner: Guarded::new(stream, serial, revoked),
         info: PeerInfo {
             remote_addr,
             identity,

@@ -1,7 +1,8 @@
 //! Runtime plumbing shared by the Tongban gateway, nodes and tools.
 //!
 //! - [`identity`]: who a peer is, from the URI SAN of its verified certificate.
-//! - [`tls`]: TLS 1.3 mTLS server and client configuration from PEM files.
+//! - [`tls`]: TLS 1.3 mTLS server and client configuration from PEM files;
+//!   [`connector`]: how clients connect; [`revocation`]: revoked peers cut off.
 //! - [`incoming`]: the accept loop that hands tonic authenticated connections.
 //! - [`pki`]: development PKI (federation CA and leaf certificates) with rcgen.
 //! - [`config`]: typed config loading with errors that name the field.
@@ -15,12 +16,15 @@
 
 pub mod admin;
 pub mod audit_chain;
+pub mod audit_checkpoint;
 pub mod config;
+pub mod connector;
 pub mod identity;
 pub mod incoming;
 pub mod pki;
 pub mod process_metrics;
 pub mod reload;
+pub mod revocation;
 pub mod shutdown;
 pub mod standard_services;
 pub mod telemetry;

@@ -7,8 +7,9 @@
 use std::{fs, path::Path, time::Duration};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -124,10 +125,41 @@ impl DevCa {
         })
     }
 
-    /// Writes `ca.pem` and `ca.key` (mode 0600) into `dir`.
+    /// Writes `ca.pem` and `ca.key` (mode 0600) into `dir`, and `crl.pem`, its
+    /// revocation list, empty.
     pub fn write(&self, dir: &Path) -> Result<(), PkiError> {
         write_file(&dir.join("ca.pem"), &self.cert_pem, false)?;
-        write_file(&dir.join("ca.key"), &self.key_pem, true)
+        write_file(&dir.join("ca.key"), &self.key_pem, true)?;
+        self.write_revocations(dir, &[])
+    }
+
+    /// A revocation list (PEM) naming the certificates with `serials` (as
+    /// [`crate::revocation::serial_of`] reads them), valid for a week; its number is
+    /// the time of issue, so each list supersedes the one before.
+    pub fn revocation_list(&self, serials: &[Vec<u8>]) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from(now.unix_timestamp().unsigned_abs()),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
+    /// Writes `crl.pem` into `dir`, naming `serials`.
+    pub fn write_revocations(&self, dir: &Path, serials: &[Vec<u8>]) -> Result<(), PkiError> {
+        write_file(&dir.join("crl.pem"), &self.revocation_list(serials)?, false)
     }
 }
 

@@ -1,15 +1,18 @@
 //! TLS 1.3 configuration for federation traffic: mutual authentication in both
-//! directions against the federation CA, from PEM files.
+//! directions against the federation CA and its revocation lists, from PEM files.
+//! Clients connect through [`crate::connector`].
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,
-    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    client::WebPkiServerVerifier,
+    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, pem::PemObject},
     server::WebPkiClientVerifier,
 };
+
+use crate::revocation::Revoked;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// A server's TLS configuration, as listeners take it (and reloads replace it).
 pub type ServerTls = Arc<ServerConfig>;
@@ -24,6 +27,11 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM file with this process's private key (PKCS#8, SEC1 or PKCS#1).
     pub key: PathBuf,
+    /// PEM file with the federation CA's certificate revocation lists (`X509 CRL`
+    /// blocks), if it revokes any: a peer whose certificate they name is refused at the
+    /// handshake, and its open connections are closed when a reload brings the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 /// TLS set-up errors; each names the file concerned.
@@ -50,7 +58,16 @@ pub fn install_crypto_provider() {
 impl TlsFiles {
     /// The three paths, for config path resolution.
     pub fn file_paths(&mut self) -> Vec<&mut PathBuf> {
-        vec![&mut self.ca, &mut self.cert, &mut self.key]
+        let mut paths = vec![&mut self.ca, &mut self.cert, &mut self.key];
+        paths.extend(self.crl.as_mut());
+        paths
+    }
+
+    /// Every file a reload reads again (watched for changes).
+    pub fn watched(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.ca.clone(), self.cert.clone(), self.key.clone()];
+        paths.extend(self.crl.clone());
+        paths
     }
 
     fn read(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
@@ -60,29 +77,40 @@ impl TlsFiles {
         })
     }
 
-    fn certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    /// Every `what` block of the PEM file at `path`; at least one.
+    fn blocks<T: PemObject>(path: &PathBuf, what: &str) -> Result<Vec<T>, TlsError> {
         let pem = Self::read(path)?;
-        let certs = CertificateDer::pem_slice_iter(&pem)
+        let blocks = T::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Pem {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-        if certs.is_empty() {
+        if blocks.is_empty() {
             return Err(TlsError::Pem {
                 path: path.clone(),
-                reason: "no CERTIFICATE block".into(),
+                reason: format!("no {what} block"),
             });
         }
-        Ok(certs)
+        Ok(blocks)
+    }
+
+    fn certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        Self::blocks(path, "CERTIFICATE")
     }
 
     /// The server side: TLS 1.3 only, HTTP/2 only, client certificate required and
     /// verified against the federation CA.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = WebPkiClientVerifier::builder(Arc::new(self.roots()?))
+        let mut verifier = WebPkiClientVerifier::builder(Arc::new(self.roots()?));
+        let crls = self.revocation_lists()?;
+        if !crls.is_empty() {
+            // Leaves only: the CA is the trust anchor, revoked by replacing the bundle.
+            verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+        }
+        let verifier = verifier
             .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.ca.display())))?;
         let (chain, key) = self.own_identity()?;
         let mut config = ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_client_cert_verifier(verifier)
@@ -97,12 +125,52 @@ impl TlsFiles {
     /// (its DNS name is checked per connection), our certificate presented.
     pub fn client_rustls_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let (chain, key) = self.own_identity()?;
+        let mut verifier = WebPkiServerVerifier::builder(Arc::new(self.roots()?));
+        let crls = self.revocation_lists()?;
+        if !crls.is_empty() {
+            verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+        }
+        let verifier = verifier
+            .build()
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.ca.display())))?;
         let mut config = ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(self.roots()?)
+            .with_webpki_verifier(verifier)
             .with_client_auth_cert(chain, key)
             .map_err(|e| TlsError::Config(format!("{}: {e}", self.cert.display())))?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// A digest of every file's content, to tell whether a reload changed any.
+    pub fn fingerprint(&self) -> Result<[u8; 32], TlsError> {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        for path in self.watched() {
+            let content = Self::read(&path)?;
+            digest.update(&(content.len() as u64).to_be_bytes());
+            digest.update(&content);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.finish().as_ref());
+        Ok(out)
+    }
+
+    /// The revocation lists of `crl`, if configured (none otherwise).
+    pub fn revocation_lists(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+        match &self.crl {
+            None => Ok(Vec::new()),
+            Some(path) => Self::blocks(path, "X509 CRL"),
+        }
+    }
+
+    /// The serials the revocation lists name, for closing open connections.
+    pub fn revoked(&self) -> Result<Arc<Revoked>, TlsError> {
+        let lists = self.revocation_lists()?;
+        Revoked::from_lists(&lists)
+            .map(Arc::new)
+            .map_err(|reason| TlsError::Pem {
+                path: self.crl.clone().unwrap_or_default(),
+                reason,
+            })
     }
 
     fn roots(&self) -> Result<RootCertStore, TlsError> {
@@ -126,18 +194,6 @@ impl TlsFiles {
             reason: e.to_string(),
         })?;
         Ok((chain, key))
-    }
-
-    /// The client side for tonic: verify the server against the federation CA and the
-    /// DNS name of the identity it must have, and present our own certificate.
-    pub fn client_config(&self, server_dns_name: &str) -> Result<ClientTlsConfig, TlsError> {
-        let ca = Self::read(&self.ca)?;
-        let cert = Self::read(&self.cert)?;
-        let key = Self::read(&self.key)?;
-        Ok(ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key))
-            .domain_name(server_dns_name))
     }
 }
 
@@ -176,41 +232,4 @@ impl Default for ClientSettings {
             request_timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// Builds a TLS-only endpoint. It sets no per-call deadline
-/// (`settings.request_timeout`): a client-side timer per call costs the gateway a
-/// wake-up of its event loop per call, so callers choose — the node's client applies
-/// `Endpoint::timeout`, the gateway sends `grpc-timeout` for the node to enforce. `https` is enforced because tonic silently speaks plaintext to an
-/// `http://` URI even with a TLS config.
-pub fn endpoint(
-    url: &str,
-    tls: ClientTlsConfig,
-    settings: &ClientSettings,
-) -> Result<Endpoint, TlsError> {
-    if !url.starts_with("https://") {
-        return Err(TlsError::Config(format!(
-            "endpoint {url:?} must use https:// (federation traffic is never plaintext)"
-        )));
-    }
-    Endpoint::from_shared(url.to_owned())
-        .map_err(|e| TlsError::Config(format!("endpoint {url:?}: {e}")))?
-        .tls_config(tls)
-        .map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            TlsError::Config(format!("endpoint {url:?}: {e}{cause}"))
-        })
-        .map(|ep| {
-            ep.connect_timeout(settings.connect_timeout)
-                .http2_keep_alive_interval(settings.keepalive_interval)
-                .keep_alive_timeout(settings.keepalive_timeout)
-                .keep_alive_while_idle(true)
-                .tcp_nodelay(true)
-                // Windows large enough that a multi-call connection carrying 64 KiB
-                // messages does not stall on (and pay writes for) WINDOW_UPDATE frames.
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-        })
 }

@@ -346,6 +346,7 @@ async fn stand_in_federation(
     let incoming = authenticated_incoming(
         listener,
         tls_rx,
+        watch::channel(Default::default()).1,
         Duration::from_secs(5),
         tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
     );

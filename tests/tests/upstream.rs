@@ -191,22 +191,9 @@ async fn a_node_certificate_naming_another_region_is_refused() {
         ca: dir.join("ca.pem"),
         cert,
         key,
+        crl: None,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_keep, config) = tokio::sync::watch::channel(files.server_config().unwrap());
-    let incoming = tongban_runtime::incoming::authenticated_incoming(
-        listener,
-        config,
-        Duration::from_secs(5),
-        tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
-    );
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming(incoming),
-    );
+    let addr = tongban_tests::health_server(&files).await;
     let pool = pool(&t, &[format!("https://{addr}")]);
     let err = health_check(&pool).await.unwrap_err();
     assert!(
@@ -214,5 +201,19 @@ async fn a_node_certificate_naming_another_region_is_refused() {
             .contains("presented spiffe://tongban/region/31"),
         "{err}"
     );
+    t.shutdown().await;
+}
+
+/// The gateway's client to nodes speaks TLS 1.3 only: a node offering 1.2 alone is
+/// refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_speaking_only_tls_1_2_is_refused() {
+    let t = start(&["440000"]).await;
+    let guangdong = PeerIdentity::from_uri("spiffe://tongban/region/44").unwrap();
+    let fake = tongban_tests::tls12_server(&t.tls_files(&guangdong)).await;
+    let pool = pool(&t, &[format!("https://{fake}")]);
+    let err = health_check(&pool).await.unwrap_err();
+    println!("gateway to a TLS 1.2 node: {err}");
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
     t.shutdown().await;
 }
