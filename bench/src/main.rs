@@ -370,9 +370,14 @@ fn spawn_gateway(
         telemetry,
         console: Default::default(),
         limits: Default::default(),
-        // The default trail (`gateway-audit.log` in the bench folder), left out of the
-        // written config so an older baseline binary still reads it.
-        audit: Default::default(),
+        // A trail per gateway (a trail has one writer, and several run at once); the
+        // baseline keeps the default (`gateway-audit.log`), left out of the written
+        // config so an older binary still reads it.
+        audit: if name == "gateway-baseline" {
+            tongban_gateway::config::default_trail()
+        } else {
+            tongban_runtime::audit_chain::TrailSettings::at(&format!("{name}-audit.log"))
+        },
     };
     let path = dir.join(format!("{name}.toml"));
     write_toml(&path, &config)?;

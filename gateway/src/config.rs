@@ -68,7 +68,8 @@ pub struct GatewayConfig {
 /// signed. Default file `gateway-audit.log`.
 pub type AuditSettings = tongban_runtime::audit_chain::TrailSettings;
 
-fn default_trail() -> AuditSettings {
+/// The trail's settings when a config names none.
+pub fn default_trail() -> AuditSettings {
     AuditSettings::at("gateway-audit.log")
 }
 
