@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use opentelemetry::KeyValue;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 use tongban_proto::{
     FILE_DESCRIPTOR_SET, catalog::Catalog, region::RegionTable, v1::catalog_server::CatalogServer,
 };
@@ -16,10 +16,9 @@ use tongban_runtime::{
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
     reload::{ReloadTriggers, serve_reloads},
-    revocation::Revoked,
     shutdown::ShutdownSignal,
     standard_services,
-    tls::TlsError,
+    tls::{TlsError, TlsInForce},
     traces::{Traces, TracesError},
 };
 
@@ -204,9 +203,7 @@ impl Gateway {
             "tongban-gateway",
             vec![KeyValue::new("tongban.role", "gateway")],
         )?;
-        let tls = self.config.tls.server_config()?;
-        let (tls_tx, tls_rx) = watch::channel(tls);
-        let (revoked_tx, revoked_rx) = watch::channel(self.config.tls.revoked()?);
+        let tls = Arc::new(TlsInForce::new(self.config.tls.read_all()?));
         // From here on SIGHUP reloads instead of terminating.
         let mut watched = vec![self.config.registry.clone()];
         watched.extend(self.config.tls.watched());
@@ -215,13 +212,13 @@ impl Gateway {
             triggers,
             self.registry.clone(),
             self.config.clone(),
-            (tls_tx, revoked_tx),
+            tls.clone(),
             shutdown.clone(),
         ));
         let incoming = authenticated_incoming(
             listeners.federation,
-            tls_rx,
-            revoked_rx,
+            tls.server.subscribe(),
+            tls.revoked.subscribe(),
             self.config.handshake_timeout,
             self.config.limits.max_concurrent_handshakes,
         );
@@ -296,12 +293,6 @@ impl Gateway {
     }
 }
 
-/// Where a reload publishes the server side of TLS and the revoked serials.
-type TlsPublishers = (
-    watch::Sender<Arc<rustls::ServerConfig>>,
-    watch::Sender<Arc<Revoked>>,
-);
-
 /// Acts on reload requests until shutdown: the registry, the certificates and the
 /// revocation lists are read again and put in force for new calls and handshakes
 /// (connections of peers now revoked are closed); calls in flight keep what they
@@ -310,7 +301,7 @@ async fn reload_on_request(
     triggers: ReloadTriggers,
     registry: SharedRegistry,
     config: GatewayConfig,
-    tls: TlsPublishers,
+    tls: Arc<TlsInForce>,
     shutdown: ShutdownSignal,
 ) {
     serve_reloads(triggers, shutdown, || reload_once(&registry, &config, &tls)).await;
@@ -319,15 +310,11 @@ async fn reload_on_request(
 fn reload_once(
     registry: &SharedRegistry,
     config: &GatewayConfig,
-    (tls, revoked_tx): &TlsPublishers,
+    tls: &TlsInForce,
 ) -> Result<String, String> {
-    let server = config
+    let read = config
         .tls
-        .server_config()
-        .map_err(|e| format!("certificates: {e}"))?;
-    let revoked = config
-        .tls
-        .revoked()
+        .read_all()
         .map_err(|e| format!("certificates: {e}"))?;
     let next = Registry::reload(
         &config.registry,
@@ -337,10 +324,8 @@ fn reload_once(
     )
     .map_err(|e| format!("registry: {e}"))?;
     let routes = next.len();
-    let serials = revoked.len();
     registry.replace(next);
-    tls.send_replace(server);
-    revoked_tx.send_replace(revoked);
+    let serials = tls.replace(read);
     Ok(format!(
         "{routes} registered prefixes; certificates; {serials} revoked serials"
     ))

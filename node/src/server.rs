@@ -6,10 +6,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use opentelemetry::KeyValue;
-use tokio::{
-    net::TcpListener,
-    sync::{Notify, watch},
-};
+use tokio::{net::TcpListener, sync::Notify};
 use tongban_proto::{
     FILE_DESCRIPTOR_SET,
     region::{RegionPrefix, RegionTable},
@@ -24,10 +21,9 @@ use tongban_runtime::{
     incoming::authenticated_incoming,
     process_metrics::ProcessCollector,
     reload::{ReloadTriggers, serve_reloads},
-    revocation::Revoked,
     shutdown::ShutdownSignal,
     standard_services,
-    tls::{self, TlsError},
+    tls::{TlsError, TlsInForce},
     traces::{Traces, TracesGuard},
 };
 use tonic::transport::Server;
@@ -119,9 +115,8 @@ pub struct Node {
     traces_guard: TracesGuard,
     metrics: Option<Arc<NodeMetrics>>,
     registry: Arc<prometheus_client::registry::Registry>,
-    /// Where reloads publish the client side of our TLS and the revoked serials.
-    client_tls: watch::Sender<Arc<rustls::ClientConfig>>,
-    revoked: watch::Sender<Arc<Revoked>>,
+    /// Our TLS in force, replaced by reloads.
+    tls: Arc<TlsInForce>,
 }
 
 impl Node {
@@ -165,12 +160,11 @@ impl Node {
             }
         };
         // The client side of our TLS, reloaded with the server side (see `reload_tls`).
-        let (client_tls_tx, client_tls) = watch::channel(config.tls.client_rustls_config()?);
-        let (revoked_tx, revoked) = watch::channel(config.tls.revoked()?);
+        let tls = Arc::new(TlsInForce::new(config.tls.read_all()?));
         let connector = FederationConnector::new(
             ClientTls {
-                config: client_tls,
-                revoked: revoked.clone(),
+                config: tls.client.subscribe(),
+                revoked: tls.revoked.subscribe(),
             },
             PeerIdentity::Gateway,
             &config.gateway_server_name(),
@@ -224,8 +218,7 @@ impl Node {
             traces_guard,
             metrics,
             registry: Arc::new(registry),
-            client_tls: client_tls_tx,
-            revoked: revoked_tx,
+            tls,
         })
     }
 
@@ -332,17 +325,12 @@ impl Node {
         // From here on SIGHUP (or a changed certificate or revocation file, or
         // `POST /reload` on the admin listener) reloads them instead of terminating
         // the node.
-        let (tls_tx, tls_rx) = watch::channel(self.config.tls.server_config()?);
-        let revoked = self.revoked.subscribe();
+
         let (triggers, reload) = ReloadTriggers::install(self.config.tls.watched());
         tasks.spawn(reload_tls(
             triggers,
             self.config.tls.clone(),
-            TlsPublishers {
-                server: tls_tx,
-                client: self.client_tls.clone(),
-                revoked: self.revoked.clone(),
-            },
+            self.tls.clone(),
             shutdown.clone(),
         ));
 
@@ -384,8 +372,8 @@ impl Node {
                 .map_err(|e| NodeStartError::Other(e.to_string()))?;
         let incoming = authenticated_incoming(
             listeners.federation,
-            tls_rx,
-            revoked,
+            self.tls.server.subscribe(),
+            self.tls.revoked.subscribe(),
             self.config.handshake_timeout,
             tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
         );
@@ -411,13 +399,6 @@ impl Node {
     }
 }
 
-/// Where a reload puts what it read.
-struct TlsPublishers {
-    server: watch::Sender<tls::ServerTls>,
-    client: watch::Sender<Arc<rustls::ClientConfig>>,
-    revoked: watch::Sender<Arc<Revoked>>,
-}
-
 /// Acts on reload requests until shutdown: the node's certificate, key, CA bundle and
 /// revocation lists are read again, used for new handshakes both ways, and the
 /// connections of peers now revoked are closed. A bad new file is rejected whole, with
@@ -425,19 +406,13 @@ struct TlsPublishers {
 async fn reload_tls(
     triggers: ReloadTriggers,
     tls: tongban_runtime::tls::TlsFiles,
-    publish: TlsPublishers,
+    in_force: Arc<TlsInForce>,
     shutdown: ShutdownSignal,
 ) {
     serve_reloads(triggers, shutdown, || {
-        let certificates = |e: TlsError| format!("certificates: {e}");
-        let server = tls.server_config().map_err(certificates)?;
-        let client = tls.client_rustls_config().map_err(certificates)?;
-        let revoked = tls.revoked().map_err(certificates)?;
-        let outcome = format!("certificates; {} revoked serials", revoked.len());
-        publish.server.send_replace(server);
-        publish.client.send_replace(client);
-        publish.revoked.send_replace(revoked);
-        Ok(outcome)
+        let read = tls.read_all().map_err(|e| format!("certificates: {e}"))?;
+        let serials = in_force.replace(read);
+        Ok(format!("certificates; {serials} revoked serials"))
     })
     .await;
 }

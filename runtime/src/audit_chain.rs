@@ -140,7 +140,9 @@ impl ChainWriter {
                 && let Ok(s) = s.parse::<u64>()
             {
                 if json.is_some_and(|j| audit_checkpoint::parse(j).is_some()) {
-                    checkpointed = Some(s - 1);
+                    // The file is not trusted here: seq 0 is a malformed line, not an
+                    // underflow.
+                    checkpointed = Some(s.saturating_sub(1));
                 }
                 seq = s;
                 prev = h.to_owned();

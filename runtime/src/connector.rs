@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, ClientConnection, pki_types::ServerName};
 use tokio::{net::TcpStream, sync::watch};
 use tokio_rustls::{TlsConnector, client::TlsStream};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::{
     identity::PeerIdentity,
@@ -119,19 +119,10 @@ impl tower::Service<Uri> for FederationConnector {
     }
 }
 
-/// A lazy channel to `url` (which must be `https://`) through `connector`, with the
-/// federation's connection settings. No per-call deadline is set here
-/// (`settings.request_timeout`): a client-side timer per call costs a wake-up per call,
-/// so callers choose.
-pub fn channel(
-    url: &str,
-    connector: FederationConnector,
-    settings: &ClientSettings,
-) -> Result<Channel, TlsError> {
-    Ok(endpoint(url, settings)?.connect_with_connector_lazy(connector))
-}
-
-/// The endpoint of [`channel`], for callers that add settings of their own.
+/// A TLS-only endpoint for `url` (which must be `https://`) with the federation's
+/// connection settings, to connect through a [`FederationConnector`]. No per-call
+/// deadline is set (`settings.request_timeout`): a client-side timer per call costs a
+/// wake-up per call, so callers choose.
 pub fn endpoint(url: &str, settings: &ClientSettings) -> Result<Endpoint, TlsError> {
     if !url.starts_with("https://") {
         return Err(TlsError::Config(format!(

@@ -132,10 +132,13 @@ impl<S> Guarded<S> {
         &self.inner
     }
 
-    /// `Err` once the peer is revoked; otherwise registers the task to be woken if it
-    /// becomes so.
-    fn check(&self, cx: &Context<'_>) -> io::Result<()> {
-        self.verdict.waker.register(cx.waker());
+    /// `Err` once the peer is revoked. Reads register the task to be woken if it
+    /// becomes so (a connection's task always has a read pending, idle or not);
+    /// writes only look, sparing the hot path a second registration per frame.
+    fn check(&self, wake: Option<&Context<'_>>) -> io::Result<()> {
+        if let Some(cx) = wake {
+            self.verdict.waker.register(cx.waker());
+        }
         if self.verdict.revoked.load(Ordering::Acquire) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -152,7 +155,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.check(cx)?;
+        self.check(Some(cx))?;
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -163,7 +166,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.check(cx)?;
+        self.check(None)?;
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -172,7 +175,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.check(cx)?;
+        self.check(None)?;
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -11,6 +11,8 @@ use rustls::{
     server::WebPkiClientVerifier,
 };
 
+use tokio::sync::watch;
+
 use crate::revocation::Revoked;
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +196,53 @@ impl TlsFiles {
             reason: e.to_string(),
         })?;
         Ok((chain, key))
+    }
+}
+
+/// The TLS files read and checked whole, before any of it is put in force.
+pub struct TlsRead {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+    revoked: Arc<Revoked>,
+}
+
+impl TlsFiles {
+    /// Everything a process takes from its TLS files: both sides' configurations and
+    /// the revoked serials. Any bad file fails the whole read.
+    pub fn read_all(&self) -> Result<TlsRead, TlsError> {
+        Ok(TlsRead {
+            server: self.server_config()?,
+            client: self.client_rustls_config()?,
+            revoked: self.revoked()?,
+        })
+    }
+}
+
+/// TLS as a process holds it while it runs, each part on a watch: listeners take the
+/// server side per handshake, connectors the client side per connection, and every
+/// open connection watches the revoked serials. A reload replaces all three at once.
+pub struct TlsInForce {
+    pub server: watch::Sender<Arc<ServerConfig>>,
+    pub client: watch::Sender<Arc<ClientConfig>>,
+    pub revoked: watch::Sender<Arc<Revoked>>,
+}
+
+impl TlsInForce {
+    pub fn new(read: TlsRead) -> Self {
+        Self {
+            server: watch::channel(read.server).0,
+            client: watch::channel(read.client).0,
+            revoked: watch::channel(read.revoked).0,
+        }
+    }
+
+    /// Puts `read` in force; returns how many serials are revoked now.
+    pub fn replace(&self, read: TlsRead) -> usize {
+        let serials = read.revoked.len();
+        self.server.send_replace(read.server);
+        self.client.send_replace(read.client);
+        self.revoked.send_replace(read.revoked);
+        serials
     }
 }
 
