@@ -13,8 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // Undecodable messages are INVALID_ARGUMENT, not INTERNAL (see src/codec.rs).
-        .codec_path("crate::codec::StrictCodec")
+        // Undecodable messages are INVALID_ARGUMENT, not INTERNAL (see src/contract/codec.rs).
+        .codec_path("crate::contract::codec::StrictCodec")
         // Sorted maps make encodings deterministic: the same application is the same
         // bytes at every node (and can be signed or compared as bytes).
         .btree_map(".")

@@ -2,29 +2,37 @@
 //! compute identically.
 //!
 //! - [`v1`]: the protobuf messages and gRPC services (`tongban.federation.v1`).
-//! - [`metadata`]: the gRPC metadata keys that carry routing and authorization.
-//! - [`retry`]: whether a failed call may be retried, stated by whoever made the error;
-//!   [`codes`]: gRPC codes by their canonical names; [`codec`]: the gRPC codec (prost's,
-//!   with undecodable messages answered INVALID_ARGUMENT).
-//! - [`recognition`]: license ids, signed bytes, Ed25519 signatures, subject hashes.
-//! - [`region`]: GB/T 2260 administrative division codes and the region table.
-//! - [`resident_id`]: GB 11643 resident ID numbers (validation, masking, keyed hashing).
-//! - [`catalog`]: the national one-thing catalog and form pre-review against it.
-//! - [`calendar`]: business time (UTC+8) and working-day arithmetic for promised dates.
-//! - [`digest`]: lower-case hex and SHA-256 hex digests.
-//! - [`text`]: what free text a person typed may contain.
+//! - [`contract`]: what travels beside the messages — the gRPC metadata keys that carry
+//!   routing and authorization ([`contract::metadata`]), whether a failed call may be
+//!   retried ([`contract::retry`]), gRPC codes by their canonical names
+//!   ([`contract::codes`]), the gRPC codec ([`contract::codec`]).
+//! - [`rules`]: the domain rules both sides compute identically — GB/T 2260 region
+//!   codes ([`rules::region`]), GB 11643 resident ID numbers ([`rules::resident_id`]),
+//!   the one-thing catalog and pre-review ([`rules::catalog`]), the one rule set an
+//!   application meets wherever it is checked ([`rules::standard`], 同标准办理), license
+//!   ids and signatures ([`rules::credentials`]), business time and working days
+//!   ([`rules::calendar`]), free text ([`rules::text`]), digests ([`rules::digest`]).
 
-pub mod calendar;
-pub mod catalog;
-pub mod codec;
-pub mod codes;
-pub mod digest;
-pub mod metadata;
-pub mod recognition;
-pub mod region;
-pub mod resident_id;
-pub mod retry;
-pub mod text;
+pub mod contract {
+    //! What travels beside the messages of [`crate::v1`].
+    pub mod codec;
+    pub mod codes;
+    pub mod metadata;
+    pub mod node_metrics;
+    pub mod retry;
+}
+
+pub mod rules {
+    //! The domain rules every gateway and node computes identically.
+    pub mod calendar;
+    pub mod catalog;
+    pub mod credentials;
+    pub mod digest;
+    pub mod region;
+    pub mod resident_id;
+    pub mod standard;
+    pub mod text;
+}
 
 /// Generated code for `tongban.federation.v1`.
 pub mod v1 {

@@ -1,34 +1,56 @@
-//! Runtime plumbing shared by the Tongban gateway, nodes and tools.
+//! Runtime plumbing shared by the Tongban gateway, nodes and tools, shelved by job.
 //!
-//! - [`identity`]: who a peer is, from the URI SAN of its verified certificate.
-//! - [`tls`]: TLS 1.3 mTLS server and client configuration from PEM files;
-//!   [`connector`]: how clients connect; [`revocation`]: revoked peers cut off.
-//! - [`incoming`]: the accept loop that hands tonic authenticated connections.
-//! - [`pki`]: development PKI (federation CA and leaf certificates) with rcgen.
-//! - [`config`]: typed config loading with errors that name the field.
-//! - [`shutdown`]: one signal for SIGTERM / Ctrl-C driven graceful shutdown.
-//! - [`standard_services`]: health and reflection, as every gRPC listener serves them.
-//! - [`admin`]: the plaintext admin listener (`/healthz`, `/readyz`, and more);
-//!   [`process_metrics`]: certificate expiry and `process_*` gauges for `/metrics`.
-//! - [`telemetry`]: log output (text on a terminal, JSON otherwise); [`traces`]: spans
-//!   exported over OTLP; [`trace_context`]: W3C `traceparent`.
-//! - [`workdir`]: working folders that tools create and may wipe.
+//! - [`trust`]: who a peer is and how that is proven — TLS 1.3 mTLS configurations
+//!   ([`trust::tls`]), how every federation client connects ([`trust::connector`]),
+//!   peer identity from the certificate's URI SAN ([`trust::identity`]), revoked peers
+//!   cut off ([`trust::revocation`]), the development PKI ([`trust::pki`]).
+//! - [`serving`]: listeners — the authenticated accept loop ([`serving::incoming`]), the
+//!   plaintext admin listener ([`serving::admin`]), health and reflection
+//!   ([`serving::standard_services`]).
+//! - [`audit`]: the hash-chained audit trail ([`audit::trail`]) and its signed
+//!   checkpoints ([`audit::checkpoint`]).
+//! - [`observability`]: log output ([`observability::logs`]), spans over OTLP
+//!   ([`observability::traces`]), W3C `traceparent` ([`observability::trace_context`]),
+//!   process gauges and certificate expiry ([`observability::process_metrics`]).
+//! - [`process`]: a process's life — typed config loading ([`process::config`]),
+//!   shutdown ([`process::shutdown`]), reloads ([`process::reload`]), working folders
+//!   tools create and may wipe ([`process::workdir`]).
 
-pub mod admin;
-pub mod audit_chain;
-pub mod audit_checkpoint;
-pub mod config;
-pub mod connector;
-pub mod identity;
-pub mod incoming;
-pub mod pki;
-pub mod process_metrics;
-pub mod reload;
-pub mod revocation;
-pub mod shutdown;
-pub mod standard_services;
-pub mod telemetry;
-pub mod tls;
-pub mod trace_context;
-pub mod traces;
-pub mod workdir;
+pub mod trust {
+    //! Who a peer is and how that is proven.
+    pub mod connector;
+    pub mod identity;
+    pub mod pki;
+    pub mod revocation;
+    pub mod tls;
+}
+
+pub mod serving {
+    //! Listeners: federation (authenticated), admin (plaintext), and what every gRPC
+    //! listener serves besides its own services.
+    pub mod admin;
+    pub mod incoming;
+    pub mod standard_services;
+}
+
+pub mod audit {
+    //! The audit trail: hash-chained records and their signed checkpoints.
+    pub mod checkpoint;
+    pub mod trail;
+}
+
+pub mod observability {
+    //! Logs, traces and process metrics.
+    pub mod logs;
+    pub mod process_metrics;
+    pub mod trace_context;
+    pub mod traces;
+}
+
+pub mod process {
+    //! A process's life: configuration, reloads, shutdown, working folders.
+    pub mod config;
+    pub mod reload;
+    pub mod shutdown;
+    pub mod workdir;
+}

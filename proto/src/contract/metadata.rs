@@ -1,0 +1,120 @@
+//! gRPC metadata keys of the federation contract (see the header of `federation.proto`),
+//! and how their values are read.
+//!
+//! Routing and authorization data travels in metadata so the gateway can route without
+//! decoding application bodies.
+
+use http::HeaderMap;
+
+use crate::rules::region::RegionCode;
+
+/// 6-digit code of the region that must handle a relayed call.
+pub const TARGET_REGION: &str = "tongban-target-region";
+/// The calling node's claim of the region it acts for; checked against its certificate.
+pub const ORIGIN_REGION: &str = "tongban-origin-region";
+/// Catalog id of the one-thing concerned.
+pub const ONE_THING: &str = "tongban-one-thing";
+/// Idempotency key of a state-changing call.
+pub const IDEMPOTENCY_KEY: &str = "tongban-idempotency-key";
+/// Region prefix from the caller's certificate, set by the gateway only.
+pub const VERIFIED_ORIGIN: &str = "tongban-verified-origin";
+/// W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+/// On deliveries and status pushes: the 2-digit province of the applicant's home region
+/// (from their ID number), so the gateway can count how each home region's applicants
+/// fare (无差别受理 as a number) without decoding the application. A province, never the
+/// person.
+pub const APPLICANT_HOME: &str = "tongban-applicant-home";
+/// On status pushes: the stage pushed (`in_review`, `approved`, `rejected`, ...).
+pub const CASE_STAGE: &str = "tongban-case-stage";
+
+/// Longest idempotency key accepted (it is stored and audited).
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// A metadata value that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("metadata `{key}`: {problem}")]
+pub struct MetadataError {
+    pub key: &'static str,
+    pub problem: &'static str,
+}
+
+/// The region code in `key`, if present. Malformed values are an error that never
+/// echoes the value (a caller may have put anything there).
+pub fn region_code(
+    headers: &HeaderMap,
+    key: &'static str,
+) -> Result<Option<RegionCode>, MetadataError> {
+    let Some(value) = headers.get(key) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| RegionCode::parse(s).ok())
+        .map(Some)
+        .ok_or(MetadataError {
+            key,
+            problem: "must be a 6-digit GB/T 2260 code",
+        })
+}
+
+/// The idempotency key, checked: 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, MetadataError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+        .map(Some)
+        .ok_or(MetadataError {
+            key: IDEMPOTENCY_KEY,
+            problem: "must be 1 to 128 visible ASCII characters",
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn region_codes_are_read_or_refused_without_echo() {
+        let h = headers(&[(TARGET_REGION, "440305"), (ORIGIN_REGION, "4403x5")]);
+        assert_eq!(
+            region_code(&h, TARGET_REGION)
+                .unwrap()
+                .map(|c| c.to_string()),
+            Some("440305".into())
+        );
+        let err = region_code(&h, ORIGIN_REGION).unwrap_err();
+        assert_eq!(err.key, ORIGIN_REGION);
+        assert!(!err.to_string().contains("4403x5"), "{err}");
+        assert_eq!(region_code(&h, ONE_THING), Ok(None));
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded() {
+        assert_eq!(idempotency_key(&headers(&[])), Ok(None));
+        assert_eq!(
+            idempotency_key(&headers(&[(IDEMPOTENCY_KEY, "deliver:1")])),
+            Ok(Some("deliver:1"))
+        );
+        assert!(idempotency_key(&headers(&[(IDEMPOTENCY_KEY, "")])).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(
+            IDEMPOTENCY_KEY,
+            http::HeaderValue::from_str(&"k".repeat(129)).unwrap(),
+        );
+        assert!(idempotency_key(&h).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! The names of a node's metrics: the node registers them and the gateway's console,
+//! the `tongban backlog` command, the alert rules and the dashboard read them, so they
+//! are part of the contract between those parts, written once here. A counter is
+//! registered under its base name and scraped with `_total` added (prometheus-client
+//! does that): both forms are given.
+
+pub const CLIENT_CALLS: &str = "tongban_node_client_calls";
+pub const CLIENT_CALL_SECONDS: &str = "tongban_node_client_call_duration_seconds";
+pub const SERVER_CALLS: &str = "tongban_node_server_calls";
+pub const SERVER_CALL_SECONDS: &str = "tongban_node_server_call_duration_seconds";
+pub const OUTBOX_ATTEMPTS: &str = "tongban_node_outbox_attempts";
+pub const FILINGS: &str = "tongban_node_filings";
+pub const FILINGS_TOTAL: &str = "tongban_node_filings_total";
+pub const CASE_OUTCOMES: &str = "tongban_node_case_outcomes";
+pub const CASE_OUTCOMES_TOTAL: &str = "tongban_node_case_outcomes_total";
+pub const TIME_TO_FIRST_STATUS: &str = "tongban_node_time_to_first_status_seconds";
+pub const TIME_TO_DECISION: &str = "tongban_node_time_to_decision_seconds";
+pub const OUTBOX_PENDING: &str = "tongban_node_outbox_pending";
+pub const OUTBOX_OLDEST_PENDING: &str = "tongban_node_outbox_oldest_pending_seconds";
+pub const OUTBOX_FAILED: &str = "tongban_node_outbox_failed";
+pub const OUTBOX_BLOCKED: &str = "tongban_node_outbox_blocked";
+pub const OUTBOX_FAILING: &str = "tongban_node_outbox_failing";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scraped_counter_names_are_the_registered_ones_with_total() {
+        assert_eq!(FILINGS_TOTAL, format!("{FILINGS}_total"));
+        assert_eq!(CASE_OUTCOMES_TOTAL, format!("{CASE_OUTCOMES}_total"));
+    }
+}
