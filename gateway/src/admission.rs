@@ -24,7 +24,7 @@ use std::sync::{
 };
 
 use serde::{Deserialize, Serialize};
-use tongban_proto::region::{RegionCode, RegionPrefix};
+use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 
 use crate::{
     error::GatewayError,
@@ -285,7 +285,10 @@ mod tests {
         // 35 in flight, 31 holds 30 of them (share 20 each): shed, although there is room.
         let refused = a.admit(&prefix("31")).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
-        assert_eq!(refused.retry(), tongban_proto::retry::Retry::Transient);
+        assert_eq!(
+            refused.retry(),
+            tongban_proto::contract::retry::Retry::Transient
+        );
         assert!(refused.to_string().contains("region 31"), "{refused}");
         assert!(a.admit(&prefix("11")).is_ok());
         flood.truncate(0);

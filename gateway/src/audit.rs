@@ -1,5 +1,5 @@
 //! Phase 5: the audit trail of relayed calls. One record per call, a JSON object, written
-//! to the hash-chained trail file (`tongban_runtime::audit_chain`, whatever the log
+//! to the hash-chained trail file (`tongban_runtime::audit::trail`, whatever the log
 //! level) and also as an event on the `tongban::audit` log target (so operators can
 //! route it to a sink of their own). It names parties and keys, bounded in length,
 //! never application content or personal data.
@@ -11,12 +11,14 @@ use std::{
 
 use http::{HeaderMap, HeaderValue};
 use tongban_proto::{
-    metadata,
-    region::{RegionCode, RegionPrefix},
+    contract::metadata,
+    rules::region::{RegionCode, RegionPrefix},
 };
-use tongban_runtime::{telemetry::AUDIT_TARGET, trace_context::TraceParent};
+use tongban_runtime::{
+    observability::logs::AUDIT_TARGET, observability::trace_context::TraceParent,
+};
 
-use tongban_runtime::audit_chain::AuditTrail;
+use tongban_runtime::audit::trail::AuditTrail;
 
 use crate::{answer::Answer, call::Call, error::GatewayError};
 
@@ -236,7 +238,7 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
 
 /// Writes one audit record: to the trail, and as a log event. The line is formatted
 /// here, once, as JSON; the log formatter writes it verbatim (see
-/// `tongban_runtime::telemetry`).
+/// `tongban_runtime::observability::logs`).
 pub fn record(trail: Option<&AuditTrail>, keys: &AuditKeys, rec: &AuditRecord<'_>) {
     let line = line(keys, rec);
     match rec.outcome {

@@ -1,8 +1,8 @@
 //! Phase 1: who is calling. The identity was read from the verified client certificate
 //! once per connection by the accept loop, and travels with the call.
 
-use tongban_proto::region::RegionPrefix;
-use tongban_runtime::identity::PeerIdentity;
+use tongban_proto::rules::region::RegionPrefix;
+use tongban_runtime::trust::identity::PeerIdentity;
 
 use crate::{call::Call, error::GatewayError};
 

@@ -5,17 +5,22 @@
 //! owns: inside its prefix, and not delegated to a node of their own (a province's
 //! certificate does not act for a city that runs its own node). The verified origin
 //! the target is given comes from the certificate, never from the caller.
+//!
+//! Every "who may do what" decision of the gateway is here, wherever it is asked: the
+//! relay's phases, the connection's check on calls to the gateway's own services
+//! ([`check_local_call`]), and the recognition service's on revocations
+//! ([`check_revoker`]).
 
 use tongban_proto::{
-    metadata,
-    region::{RegionCode, RegionPrefix},
+    contract::metadata,
+    rules::region::{RegionCode, RegionPrefix},
 };
-use tongban_runtime::identity::PeerIdentity;
+use tongban_runtime::trust::identity::PeerIdentity;
 
 use crate::{
     call::Call,
     error::GatewayError,
-    methods::{KeyPolicy, Method},
+    methods::{self, KeyPolicy, Method},
     registry::Registry,
 };
 
@@ -55,6 +60,45 @@ pub fn check_member(identity: &PeerIdentity, registry: &Registry) -> Result<(), 
     }
 }
 
+/// The method table's callers for `method`: whether `identity` may call it at all.
+pub fn check_method_callers(identity: &PeerIdentity, method: &Method) -> Result<(), GatewayError> {
+    if method.callers.admit(identity) {
+        Ok(())
+    } else {
+        Err(GatewayError::PermissionDenied(format!(
+            "{identity} may not call {}",
+            method.name
+        )))
+    }
+}
+
+/// A call to one of the gateway's own gRPC services (catalog, health, reflection), at
+/// `path`: only registered members, and then the table's callers for the method. A
+/// path the table does not name is left to the router (it answers UNIMPLEMENTED).
+pub fn check_local_call(
+    identity: &PeerIdentity,
+    path: &str,
+    registry: &Registry,
+) -> Result<(), GatewayError> {
+    check_member(identity, registry)?;
+    match methods::lookup(path) {
+        Some(method) => check_method_callers(identity, method),
+        None => Ok(()),
+    }
+}
+
+/// Only a license's issuer revokes it, as its certificate proves: the caller's region
+/// must contain the region that issued the license (named by the license id).
+pub fn check_revoker(caller: &RegionPrefix, issuer: &RegionCode) -> Result<(), GatewayError> {
+    if caller.contains(issuer) {
+        Ok(())
+    } else {
+        Err(GatewayError::PermissionDenied(format!(
+            "region {caller} cannot revoke a license issued by region {issuer}"
+        )))
+    }
+}
+
 /// Checks the table's callers for `method` and the optional `tongban-origin-region`
 /// claim against the caller's region: the claimed code must lie inside it, and the
 /// node registered for the code's longest registered prefix (`owner`) must be the
@@ -65,12 +109,7 @@ pub fn check_caller(
     caller: &RegionPrefix,
     owner: impl Fn(&RegionCode) -> Option<PeerIdentity>,
 ) -> Result<(), GatewayError> {
-    if !method.callers.admit(&call.peer.identity) {
-        return Err(GatewayError::PermissionDenied(format!(
-            "{} may not call {}",
-            call.peer.identity, method.name
-        )));
-    }
+    check_method_callers(&call.peer.identity, method)?;
     let Some(claimed) = metadata::region_code(&call.headers, metadata::ORIGIN_REGION)? else {
         return Ok(());
     };
@@ -171,6 +210,33 @@ mod tests {
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
         assert!(err.to_string().contains("not registered"), "{err}");
         assert!(check_member(&PeerIdentity::Gateway, &registry).is_ok());
+    }
+
+    #[test]
+    fn local_services_admit_members_by_the_table() {
+        let registry = Registry::default();
+        let health = "/grpc.health.v1.Health/Check";
+        let err = check_local_call(&region("32"), health, &registry).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.to_string().contains("not registered"), "{err}");
+        // The gateway's own identity is the table's matter; health is for members.
+        assert!(check_local_call(&PeerIdentity::Gateway, health, &registry).is_ok());
+        assert!(check_local_call(&PeerIdentity::Gateway, "/x.Unknown/Call", &registry).is_ok());
+        let deliver = lookup(DELIVER).unwrap();
+        let err = check_method_callers(&PeerIdentity::Gateway, deliver).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.to_string().contains("may not call"), "{err}");
+    }
+
+    #[test]
+    fn only_the_issuing_region_revokes() {
+        let code = |c: &str| RegionCode::parse(c).unwrap();
+        assert!(check_revoker(&prefix("44"), &code("440305")).is_ok());
+        assert!(check_revoker(&prefix("4403"), &code("440305")).is_ok());
+        let err = check_revoker(&prefix("31"), &code("440305")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.to_string().contains("cannot revoke"), "{err}");
+        assert!(check_revoker(&prefix("4401"), &code("440305")).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::{borrow::Cow, sync::Arc, time::Instant};
 
 use http::HeaderMap;
-use tongban_runtime::incoming::PeerInfo;
+use tongban_runtime::serving::incoming::PeerInfo;
 
 use crate::{
     error::GatewayError,
@@ -147,7 +147,7 @@ pub(crate) mod test_support {
     //! Calls built in memory, for the phases' unit tests.
 
     use super::*;
-    use tongban_runtime::identity::PeerIdentity;
+    use tongban_runtime::trust::identity::PeerIdentity;
 
     /// A call to `path` from `identity` with `metadata`, its message already whole.
     pub fn call(path: &'static str, identity: &str, metadata: &[(&'static str, &str)]) -> Call {

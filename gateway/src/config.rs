@@ -1,6 +1,6 @@
 //! The gateway's config file (TOML). Every field is documented; unknown keys are
 //! rejected; relative paths are relative to the config file's folder (the rule is
-//! `tongban_runtime::config`'s, shared with the node).
+//! `tongban_runtime::process::config`'s, shared with the node).
 
 use std::{
     collections::BTreeMap,
@@ -12,9 +12,9 @@ use std::{
 pub use crate::admission::Limits;
 use serde::{Deserialize, Serialize};
 use tongban_runtime::{
-    config::{self, ConfigError},
-    tls::{ClientSettings, TlsFiles},
-    traces::TelemetryConfig,
+    observability::traces::TelemetryConfig,
+    process::config::{self, ConfigError},
+    trust::tls::{ClientSettings, TlsFiles},
 };
 
 /// Configuration of one gateway process.
@@ -66,7 +66,7 @@ pub struct GatewayConfig {
 
 /// Where the audit trail is written, when it reaches the disk and how often it is
 /// signed. Default file `gateway-audit.log`.
-pub type AuditSettings = tongban_runtime::audit_chain::TrailSettings;
+pub type AuditSettings = tongban_runtime::audit::trail::TrailSettings;
 
 /// The trail's settings when a config names none.
 pub fn default_trail() -> AuditSettings {

@@ -1,7 +1,8 @@
 //! The federation listener's HTTP/2 server. Every authenticated connection is served
 //! with `h2` directly: relayed calls (`/tongban.federation.v1.Gateway/*`) run inside the
 //! connection's own task; the other gRPC services (catalog, health, reflection) go
-//! through tonic's router.
+//! through tonic's router, once `authorize` admits them. Who may call what is decided
+//! there, not here.
 //!
 //! Deliberately not tonic's server: it runs each call as a task of its own behind
 //! several tower layers and body adapters — about a sixth of the instructions of a
@@ -28,17 +29,17 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame};
 use tokio::task::JoinSet;
 use tongban_runtime::{
-    identity::PeerIdentity,
-    incoming::{AuthenticatedStream, PeerInfo},
-    shutdown::ShutdownSignal,
-    tls::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW},
+    process::shutdown::ShutdownSignal,
+    serving::incoming::{AuthenticatedStream, PeerInfo},
+    trust::identity::PeerIdentity,
+    trust::tls::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW},
 };
 use tower::ServiceExt;
 
 use crate::{
     answer::Answer,
+    authorize,
     call::{Body, Call},
-    error::GatewayError,
     keepalive::keepalive,
     methods,
     relay::Relay,
@@ -308,20 +309,10 @@ async fn serve_grpc(
     peer: Arc<PeerInfo>,
 ) {
     let (mut parts, body) = request.into_parts();
-    // Only registered members, and then the table says who may call the gateway's own
-    // services.
-    if let Err(refusal) = crate::authorize::check_member(&peer.identity, &services.relay.registry())
-    {
-        send_answer(respond, Answer::from_status(refusal.to_status()));
-        return;
-    }
-    if let Some(method) = methods::lookup(parts.uri.path())
-        && !method.callers.admit(&peer.identity)
-    {
-        let refusal = GatewayError::PermissionDenied(format!(
-            "{} may not call {}",
-            peer.identity, method.name
-        ));
+    // The registry in force now, not held: a health watch may outlive a reload.
+    let admitted =
+        authorize::check_local_call(&peer.identity, parts.uri.path(), &services.relay.registry());
+    if let Err(refusal) = admitted {
         send_answer(respond, Answer::from_status(refusal.to_status()));
         return;
     }

@@ -1,8 +1,8 @@
 //! Errors the gateway itself produces, classified by fault, and the one place where each
 //! becomes a gRPC status: its code, its public message and whether the caller may retry
-//! (stated in the status as `tongban-retry`, see `tongban_proto::retry`).
+//! (stated in the status as `tongban-retry`, see `tongban_proto::contract::retry`).
 
-use tongban_proto::{metadata::MetadataError, retry::Retry};
+use tongban_proto::{contract::metadata::MetadataError, contract::retry::Retry};
 use tonic::{Code, Status};
 
 /// Who is at fault decides the code and whether the caller may retry.
@@ -58,7 +58,7 @@ pub enum GatewayError {
 
 /// The mean wait stated (`grpc-retry-pushback-ms`) on a call shed for overload. Long
 /// enough that a shed surge comes back at a rate the gateway answers without slowing
-/// the other regions (measured in `tests/tests/overload.rs`: with 200 ms, the steady
+/// the other regions (measured in `tests/tests/integration/overload.rs`: with 200 ms, the steady
 /// region's p99 rose 2.1x under a flood of 200 calls at once; with 500 ms, 1.4-1.7x),
 /// short against a delivery's life (the outbox retries for days).
 pub const OVERLOAD_PUSHBACK: std::time::Duration = std::time::Duration::from_millis(500);
@@ -138,7 +138,9 @@ impl GatewayError {
         match self {
             // Shed: the caller is told when to come back, so a surge spreads out
             // instead of returning at once.
-            Self::Overloaded(_) => tongban_proto::retry::with_pushback(status, overload_pushback()),
+            Self::Overloaded(_) => {
+                tongban_proto::contract::retry::with_pushback(status, overload_pushback())
+            }
             _ => status,
         }
     }
@@ -203,7 +205,7 @@ mod tests {
             assert_eq!(status.code(), code, "{error}");
             assert_eq!(Retry::of(&status), retry, "{error}");
             // Only a shed call says when to come back.
-            let pushback = tongban_proto::retry::pushback(&status);
+            let pushback = tongban_proto::contract::retry::pushback(&status);
             let shed = matches!(error, GatewayError::Overloaded(_));
             assert_eq!(pushback.is_some(), shed, "{error}");
         }
@@ -211,7 +213,7 @@ mod tests {
         let waits: std::collections::BTreeSet<_> = (0..50)
             .map(|_| {
                 let status = GatewayError::Overloaded("x".into()).to_status();
-                tongban_proto::retry::pushback(&status).unwrap()
+                tongban_proto::contract::retry::pushback(&status).unwrap()
             })
             .collect();
         assert!(waits.len() > 10, "{waits:?}");

@@ -9,7 +9,7 @@
 //! trailers also give the audit trail the call's real `grpc-status`.
 
 use http::{HeaderMap, HeaderValue};
-use tongban_proto::{metadata, region::RegionPrefix};
+use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 
 use crate::{
     admission::Permit,

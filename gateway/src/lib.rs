@@ -8,14 +8,16 @@
 //! bytes over [`upstream`]) → [`audit`]; [`trace`] spans the whole call and [`metrics`]
 //! counts it. [`methods`] is the table of every method and
 //! its policy; [`deadline`] bounds each call; [`error`] chooses every gRPC status code
-//! the gateway itself produces, and whether the caller may retry.
+//! the gateway itself produces, and whether the caller may retry. Every "who may do
+//! what" decision is [`authorize`]'s, also those of the gateway's own services and of
+//! revocations.
 //!
 //! The mutual-recognition lookups (identity, licenses, revocations) are the one kind of
 //! call the gateway decodes: [`recognition`] routes, verifies, caches and judges them;
 //! [`unary`] frames their messages.
 //!
 //! [`connection`] is the HTTP/2 server: it turns streams into calls and [`answer`]s into
-//! frames, and nothing else; [`catalog`] serves the national one-thing catalog;
+//! frames, and nothing else; [`catalog_service`] serves the national one-thing catalog;
 //! [`server`] assembles the listeners; [`config`] and [`registry`] are the operator's
 //! files; [`keepalive`] pings both kinds of connection; [`console`] is the operator's
 //! page on the admin port.
@@ -26,7 +28,7 @@ pub mod audit;
 pub mod authenticate;
 pub mod authorize;
 pub mod call;
-pub mod catalog;
+pub mod catalog_service;
 pub mod config;
 pub mod connection;
 pub mod console;

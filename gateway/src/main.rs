@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use tongban_gateway::{Gateway, GatewayConfig, GatewayListeners};
-use tongban_runtime::{shutdown::Shutdown, telemetry, tls};
+use tongban_runtime::{observability::logs, process::shutdown::Shutdown, trust::tls};
 
 /// The Tongban national gateway: routes cross-region calls between provincial nodes
 /// over mutual-TLS gRPC.
@@ -30,7 +30,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tls::install_crypto_provider();
-    let _log = telemetry::init("info");
+    let _log = logs::init("info");
     let config = GatewayConfig::load(&args.config)?;
     let runtime = match config.worker_threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tongban_runtime::identity::PeerIdentity;
+use tongban_runtime::trust::identity::PeerIdentity;
 
 /// Path prefix of the methods nodes call on the gateway to reach another node.
 pub const GATEWAY_SERVICE: &str = "/tongban.federation.v1.Gateway/";

@@ -33,7 +33,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
-use tongban_proto::{codes::code_name, metadata, region::RegionPrefix};
+use tongban_proto::{contract::codes::code_name, contract::metadata, rules::region::RegionPrefix};
 
 use crate::{
     answer::Answer,
@@ -44,6 +44,19 @@ use crate::{
 };
 
 /// Latency buckets, in seconds: 0.5 ms to 10 s.
+/// The names this module registers, and as a scrape shows them (prometheus-client adds
+/// `_total` to a counter's name): the console reads them from here.
+pub const CALLS: &str = "tongban_gateway_calls";
+pub const CALLS_TOTAL: &str = "tongban_gateway_calls_total";
+pub const CALL_SECONDS: &str = "tongban_gateway_call_duration_seconds";
+pub const CASE_EVENTS: &str = "tongban_gateway_case_events";
+pub const CASE_EVENTS_TOTAL: &str = "tongban_gateway_case_events_total";
+pub const DELIVERY_SECONDS: &str = "tongban_gateway_delivery_duration_seconds";
+pub const VERDICTS: &str = "tongban_gateway_verdicts";
+pub const VERDICTS_TOTAL: &str = "tongban_gateway_verdicts_total";
+pub const UPSTREAM_UP: &str = "tongban_gateway_upstream_up";
+pub const UPSTREAM_CONNECT_FAILURES: &str = "tongban_gateway_upstream_connect_failures";
+
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -172,27 +185,27 @@ impl GatewayMetrics {
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
         };
         registry.register(
-            "tongban_gateway_calls",
+            CALLS,
             "Calls by method, caller region (origin), target province and gRPC code",
             metrics.calls.clone(),
         );
         registry.register(
-            "tongban_gateway_call_duration_seconds",
+            CALL_SECONDS,
             "Time from a call's arrival to its answer, by method, origin and target province",
             metrics.durations.clone(),
         );
         registry.register(
-            "tongban_gateway_case_events",
+            CASE_EVENTS,
             "Cases by the applicant's home province and event: delivered, delivery_failed (an attempt), approved, rejected (decisions pushed back)",
             metrics.case_events.clone(),
         );
         registry.register(
-            "tongban_gateway_delivery_duration_seconds",
+            DELIVERY_SECONDS,
             "Time to relay a delivery, by the applicant's home province",
             metrics.deliveries.clone(),
         );
         registry.register(
-            "tongban_gateway_verdicts",
+            VERDICTS,
             "Identity and license lookups by method, issuing province (target) and verdict outcome",
             metrics.verdicts.clone(),
         );
@@ -385,13 +398,13 @@ impl prometheus_client::collector::Collector for UpstreamHealth {
         };
         gauge(
             &mut encoder,
-            "tongban_gateway_upstream_up",
+            UPSTREAM_UP,
             "1 when the gateway has a connection to the node endpoint (or has not needed one yet), 0 while connecting fails",
             |h| i64::from(h.up()),
         )?;
         gauge(
             &mut encoder,
-            "tongban_gateway_upstream_connect_failures",
+            UPSTREAM_CONNECT_FAILURES,
             "Consecutive failed connection attempts to the node endpoint",
             |h| i64::from(h.failures),
         )?;

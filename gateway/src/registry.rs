@@ -8,11 +8,11 @@
 use std::{collections::HashMap, path::Path, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tongban_proto::region::{RegionCode, RegionPrefix};
+use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 use tongban_runtime::{
-    config::{self, ConfigError},
-    identity::PeerIdentity,
-    tls::{ClientSettings, TlsFiles},
+    process::config::{self, ConfigError},
+    trust::identity::PeerIdentity,
+    trust::tls::{ClientSettings, TlsFiles},
 };
 
 use crate::upstream::{NodePool, UpstreamError};
@@ -101,7 +101,7 @@ fn parse_key(entry: &IssuerKeyEntry, base: &Path) -> Result<IssuerKey, String> {
             );
         }
     };
-    let bytes = tongban_proto::digest::unhex(&hex)
+    let bytes = tongban_proto::rules::digest::unhex(&hex)
         .ok_or("ed25519_public_key must be 64 hex digits (the raw 32-byte key)")?;
     let public_key: [u8; 32] = bytes
         .try_into()
@@ -206,7 +206,7 @@ impl Registry {
         let tls_fingerprint = tls_files
             .fingerprint()
             .map_err(|e| ConfigError::field(origin, "tls", e))?;
-        let mut pools: HashMap<(Vec<String>, String), Arc<NodePool>> = previous
+        let mut pools: Pools = previous
             .into_iter()
             .filter(|p| p.tls_fingerprint == tls_fingerprint)
             .flat_map(|p| p.routes())
@@ -215,85 +215,15 @@ impl Registry {
         let tls_config = tls_files
             .client_rustls_config()
             .map_err(|e| ConfigError::field(origin, "tls", e))?;
-        for (i, entry) in file.regions.iter().enumerate() {
-            let field = |name: &str| format!("region[{i}].{name}");
-            let prefix = RegionPrefix::parse(&entry.prefix)
-                .map_err(|e| ConfigError::field(origin, &field("prefix"), e))?;
-            let identity = match &entry.identity {
-                None => PeerIdentity::Region(prefix),
-                Some(uri) => match PeerIdentity::from_uri(uri) {
-                    Ok(id @ PeerIdentity::Region(_)) => id,
-                    Ok(PeerIdentity::Gateway) => {
-                        return Err(ConfigError::field(
-                            origin,
-                            &field("identity"),
-                            "must be a region identity",
-                        ));
-                    }
-                    Err(e) => return Err(ConfigError::field(origin, &field("identity"), e)),
-                },
-            };
-            if entry.endpoints.is_empty() {
-                return Err(ConfigError::field(
-                    origin,
-                    &field("endpoints"),
-                    "at least one endpoint is required",
-                ));
-            }
-            let pool_key = (entry.endpoints.clone(), identity.dns_name());
-            let pool = match pools.get(&pool_key) {
-                Some(pool) => pool.clone(),
-                None => {
-                    let pool =
-                        NodePool::new(&entry.endpoints, tls_config.clone(), &identity, settings)
-                            .map_err(|e| {
-                                let name = match &e {
-                                    UpstreamError::BadEndpoint { index, .. } => {
-                                        format!("endpoints[{index}]")
-                                    }
-                                    _ => "identity".to_owned(),
-                                };
-                                ConfigError::field(origin, &field(&name), e)
-                            })?;
-                    let pool = Arc::new(pool);
-                    pools.insert(pool_key, pool.clone());
-                    pool
-                }
-            };
-            let mut issuer_keys = Vec::with_capacity(entry.issuer_keys.len());
-            for (k, key) in entry.issuer_keys.iter().enumerate() {
-                let base = origin.parent().unwrap_or(Path::new("."));
-                let key = parse_key(key, base).map_err(|e| {
-                    ConfigError::field(origin, &field(&format!("issuer_keys[{k}]")), e)
-                })?;
-                if issuer_keys
-                    .iter()
-                    .any(|other: &IssuerKey| other.id == key.id)
-                {
-                    return Err(ConfigError::field(
-                        origin,
-                        &field(&format!("issuer_keys[{k}].id")),
-                        format!("key id {:?} is registered twice", key.id),
-                    ));
-                }
-                issuer_keys.push(key);
-            }
-            let route = Route {
-                prefix,
-                identity,
-                issuer_keys,
-                endpoints: entry.endpoints.clone(),
-                pool,
-            };
+        for (index, entry) in file.regions.iter().enumerate() {
+            let at = EntryAt { origin, index };
+            let route = build_route(entry, &at, &tls_config, settings, &mut pools)?;
+            let prefix = route.prefix;
             if routes
                 .insert(prefix.as_str().to_owned(), Arc::new(route))
                 .is_some()
             {
-                return Err(ConfigError::field(
-                    origin,
-                    &field("prefix"),
-                    format!("prefix {prefix} is registered twice"),
-                ));
+                return Err(at.invalid("prefix", format!("prefix {prefix} is registered twice")));
             }
         }
         let members = routes.values().map(|r| r.identity.clone()).collect();
@@ -334,13 +264,116 @@ impl Registry {
     }
 }
 
+/// The pools being built, by node: its endpoints and the name its certificate carries.
+type Pools = HashMap<(Vec<String>, String), Arc<NodePool>>;
+
+/// Where in the registry file an entry is, for errors that name its field.
+struct EntryAt<'a> {
+    origin: &'a Path,
+    index: usize,
+}
+
+impl EntryAt<'_> {
+    /// `problem` with the entry's field `name` (`region[2].endpoints`).
+    fn invalid(&self, name: &str, problem: impl std::fmt::Display) -> ConfigError {
+        let field = format!("region[{}].{name}", self.index);
+        ConfigError::field(self.origin, &field, problem)
+    }
+}
+
+/// One entry's route, checked field by field in the file's order, its pool shared with
+/// any earlier entry for the same node.
+fn build_route(
+    entry: &RegionEntry,
+    at: &EntryAt<'_>,
+    tls_config: &Arc<rustls::ClientConfig>,
+    settings: &ClientSettings,
+    pools: &mut Pools,
+) -> Result<Route, ConfigError> {
+    let prefix = RegionPrefix::parse(&entry.prefix).map_err(|e| at.invalid("prefix", e))?;
+    let identity = entry_identity(entry, prefix, at)?;
+    if entry.endpoints.is_empty() {
+        return Err(at.invalid("endpoints", "at least one endpoint is required"));
+    }
+    let pool = pool_for(entry, &identity, at, tls_config, settings, pools)?;
+    let issuer_keys = issuer_keys(entry, at)?;
+    Ok(Route {
+        prefix,
+        identity,
+        issuer_keys,
+        endpoints: entry.endpoints.clone(),
+        pool,
+    })
+}
+
+/// The identity the entry's node must present: the prefix's region unless it names
+/// another region identity.
+fn entry_identity(
+    entry: &RegionEntry,
+    prefix: RegionPrefix,
+    at: &EntryAt<'_>,
+) -> Result<PeerIdentity, ConfigError> {
+    match &entry.identity {
+        None => Ok(PeerIdentity::Region(prefix)),
+        Some(uri) => match PeerIdentity::from_uri(uri) {
+            Ok(id @ PeerIdentity::Region(_)) => Ok(id),
+            Ok(PeerIdentity::Gateway) => Err(at.invalid("identity", "must be a region identity")),
+            Err(e) => Err(at.invalid("identity", e)),
+        },
+    }
+}
+
+/// The node's pool: one already built (or kept from the previous registry), else a new
+/// one, remembered in `pools`.
+fn pool_for(
+    entry: &RegionEntry,
+    identity: &PeerIdentity,
+    at: &EntryAt<'_>,
+    tls_config: &Arc<rustls::ClientConfig>,
+    settings: &ClientSettings,
+    pools: &mut Pools,
+) -> Result<Arc<NodePool>, ConfigError> {
+    let pool_key = (entry.endpoints.clone(), identity.dns_name());
+    if let Some(pool) = pools.get(&pool_key) {
+        return Ok(pool.clone());
+    }
+    let pool =
+        NodePool::new(&entry.endpoints, tls_config.clone(), identity, settings).map_err(|e| {
+            let name = match &e {
+                UpstreamError::BadEndpoint { index, .. } => format!("endpoints[{index}]"),
+                _ => "identity".to_owned(),
+            };
+            at.invalid(&name, e)
+        })?;
+    let pool = Arc::new(pool);
+    pools.insert(pool_key, pool.clone());
+    Ok(pool)
+}
+
+/// The entry's issuer keys, each valid and no id twice.
+fn issuer_keys(entry: &RegionEntry, at: &EntryAt<'_>) -> Result<Vec<IssuerKey>, ConfigError> {
+    let base = at.origin.parent().unwrap_or(Path::new("."));
+    let mut issuer_keys: Vec<IssuerKey> = Vec::with_capacity(entry.issuer_keys.len());
+    for (k, key) in entry.issuer_keys.iter().enumerate() {
+        let key = parse_key(key, base).map_err(|e| at.invalid(&format!("issuer_keys[{k}]"), e))?;
+        if issuer_keys.iter().any(|other| other.id == key.id) {
+            return Err(at.invalid(
+                &format!("issuer_keys[{k}].id"),
+                format!("key id {:?} is registered twice", key.id),
+            ));
+        }
+        issuer_keys.push(key);
+    }
+    Ok(issuer_keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tongban_runtime::pki::{self, DevCa};
+    use tongban_runtime::trust::pki::{self, DevCa};
 
     fn tls_files() -> TlsFiles {
-        tongban_runtime::tls::install_crypto_provider();
+        tongban_runtime::trust::tls::install_crypto_provider();
         // A folder per call: tests run in parallel and must not mix keys.
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use tongban_proto::region::RegionTable;
+use tongban_proto::rules::region::RegionTable;
 
 use crate::{
     admission::Admission,
@@ -29,7 +29,7 @@ use crate::{
     registry::{Registry, SharedRegistry},
     route, trace,
 };
-use tongban_runtime::traces::Traces;
+use tongban_runtime::observability::traces::Traces;
 
 /// How long a refused call's remaining request is read (and dropped) before the refusal.
 const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -45,7 +45,7 @@ pub struct Relay {
     metrics: Option<Arc<GatewayMetrics>>,
     admission: Arc<Admission>,
     /// The audit trail file's writer; `None` only in tests of the relay alone.
-    trail: Option<tongban_runtime::audit_chain::AuditTrail>,
+    trail: Option<tongban_runtime::audit::trail::AuditTrail>,
 }
 
 impl Relay {
@@ -72,7 +72,7 @@ impl Relay {
     }
 
     /// The relay, writing its audit records to `trail` too.
-    pub fn with_trail(self, trail: tongban_runtime::audit_chain::AuditTrail) -> Self {
+    pub fn with_trail(self, trail: tongban_runtime::audit::trail::AuditTrail) -> Self {
         Self {
             trail: Some(trail),
             ..self

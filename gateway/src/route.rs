@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use tongban_proto::{
-    metadata,
-    region::{RegionCode, RegionTable},
+    contract::metadata,
+    rules::region::{RegionCode, RegionTable},
 };
 
 use crate::{

@@ -7,19 +7,20 @@ use std::{net::SocketAddr, sync::Arc};
 use opentelemetry::KeyValue;
 use tokio::net::TcpListener;
 use tongban_proto::{
-    FILE_DESCRIPTOR_SET, catalog::Catalog, region::RegionTable, v1::catalog_server::CatalogServer,
+    FILE_DESCRIPTOR_SET, rules::catalog::Catalog, rules::region::RegionTable,
+    v1::catalog_server::CatalogServer,
 };
 use tongban_runtime::{
-    admin::{self, Readiness},
-    audit_chain::AuditTrail,
-    config::ConfigError,
-    incoming::authenticated_incoming,
-    process_metrics::ProcessCollector,
-    reload::{ReloadTriggers, serve_reloads},
-    shutdown::ShutdownSignal,
-    standard_services,
-    tls::{TlsError, TlsInForce},
-    traces::{Traces, TracesError},
+    audit::trail::AuditTrail,
+    observability::process_metrics::ProcessCollector,
+    observability::traces::{Traces, TracesError},
+    process::config::ConfigError,
+    process::reload::{ReloadTriggers, serve_reloads},
+    process::shutdown::ShutdownSignal,
+    serving::admin::{self, Readiness},
+    serving::incoming::authenticated_incoming,
+    serving::standard_services,
+    trust::tls::{TlsError, TlsInForce},
 };
 
 /// The services the federation listener serves besides health and reflection.
@@ -28,7 +29,7 @@ const GATEWAY_SERVICE: &str = "tongban.federation.v1.Gateway";
 
 use crate::{
     admission::Admission,
-    catalog::CatalogService,
+    catalog_service::CatalogService,
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
     console::Console,

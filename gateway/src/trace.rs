@@ -10,10 +10,10 @@ use std::borrow::Cow;
 
 use http::HeaderValue;
 use opentelemetry::{KeyValue, trace::SpanKind};
-use tongban_proto::metadata;
+use tongban_proto::contract::metadata;
 use tongban_runtime::{
-    trace_context::TraceParent,
-    traces::{Span, Traces},
+    observability::trace_context::TraceParent,
+    observability::traces::{Span, Traces},
 };
 
 use crate::{answer::Answer, audit::CallAudit, call::Call, error::GatewayError};

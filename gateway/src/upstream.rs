@@ -28,9 +28,9 @@ use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tongban_runtime::{
-    connector::verify_server,
-    identity::PeerIdentity,
-    tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW},
+    trust::connector::verify_server,
+    trust::identity::PeerIdentity,
+    trust::tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW},
 };
 
 use crate::message::Message;

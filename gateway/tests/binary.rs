@@ -13,8 +13,8 @@ use std::{
 mod process;
 
 use tongban_runtime::{
-    identity::PeerIdentity,
-    pki::{self, DevCa},
+    trust::identity::PeerIdentity,
+    trust::pki::{self, DevCa},
 };
 
 fn setup(name: &str) -> PathBuf {

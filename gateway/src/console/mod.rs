@@ -11,8 +11,13 @@
 //! older one into rates and quantiles. So the console and the dashboards never
 //! disagree about what a number means, and recording a call costs nothing extra.
 
+mod caches;
+mod fairness;
+mod figures;
+mod nodes;
 pub mod reading;
 pub mod sample;
+mod traffic;
 pub mod view;
 
 use std::{
@@ -29,8 +34,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use prometheus_client::registry::Registry;
-use tongban_proto::region::RegionTable;
-use tongban_runtime::shutdown::ShutdownSignal;
+use tongban_proto::rules::region::RegionTable;
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use crate::{config::ConsoleSettings, metrics::GatewayMetrics};
 use reading::Reading;

@@ -22,6 +22,10 @@ use prometheus_client::{
 };
 use ring::hmac;
 
+/// The cache counters' name as registered, and as a scrape shows it (the console reads it).
+pub const CACHE_EVENTS: &str = "tongban_recognition_cache_events";
+pub const CACHE_EVENTS_TOTAL: &str = "tongban_recognition_cache_events_total";
+
 /// A cache key: the first 128 bits of an HMAC, ample against collisions at any size
 /// a cache can hold.
 pub type Key = [u8; 16];
@@ -56,7 +60,7 @@ impl Keyer {
 
     /// A short, stable reference for logs: the key's first 6 bytes, hex.
     pub fn log_ref(key: &Key) -> String {
-        tongban_proto::digest::hex(&key[..6])
+        tongban_proto::rules::digest::hex(&key[..6])
     }
 }
 
@@ -198,7 +202,7 @@ where
     pub fn new(limits: &CacheLimits, registry: &mut Registry) -> Self {
         let family = Family::<CacheLabels, Counter>::default();
         registry.register(
-            "tongban_recognition_cache_events",
+            CACHE_EVENTS,
             "Recognition cache events by cache (identity, license, license_grace, holder_licenses) and event (hit, miss, load, eviction, invalidation, grace)",
             family.clone(),
         );

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
-use tongban_proto::{metadata, region::RegionPrefix};
+use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 
 use crate::{message::Message, registry::Route, unary};
 

@@ -5,17 +5,26 @@
 //! catalog, and cached so that an applicant from any region is answered as fast as a
 //! local one.
 //!
-//! - `service`: the lookups, in order: decode, route, revocations, cache, verify,
-//!   verdict; fail closed.
+//! - `service`: decodes a call and hands it to its lookup; fail closed.
+//! - One file per lookup: `identity` (`VerifyIdentity`), `license` (`LookupLicense`,
+//!   and the license judgement the holder list reuses), `holder_list` (`ListLicenses`),
+//!   `revocation` (`PublishRevocation`; who may revoke is `crate::authorize`'s).
+//! - `lookup`: what every lookup shares — the service's state and cached entries,
+//!   routing by content, cache keys, the issuer call, refusal and verdict helpers.
 //! - `verify`: the checks behind every verdict (key, window, signature, subject,
 //!   issuer, validity), as plain functions.
 //! - `cache`: the bounded caches, their keys (keyed hashes) and counters.
 //! - `issuer`: the unary call to an issuing node.
 
-mod cache;
+pub mod cache;
+mod holder_list;
+mod identity;
 mod issuer;
+mod license;
+mod lookup;
+mod revocation;
 mod service;
 mod verify;
 
-pub use service::Recognition;
+pub use lookup::Recognition;
 pub use verify::{Refusal, check_assertion, check_license};

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use prost::Message;
 use time::Date;
 use tongban_proto::{
-    recognition::{self, SignedKind, license_issuer, system_time},
-    region::RegionPrefix,
+    rules::credentials::{self, SignedKind, license_issuer, system_time},
+    rules::region::RegionPrefix,
     v1::{IdentityAssertion, License, LicenseStatus, SignedObject, VerdictOutcome, VerdictReason},
 };
 
@@ -53,7 +53,7 @@ fn open<T: Message + Default>(
             "signed with a key that is not registered for the issuing region",
         ));
     };
-    if !recognition::verify(&key.public_key, kind, &signed.body, &signed.signature) {
+    if !credentials::verify(&key.public_key, kind, &signed.body, &signed.signature) {
         return Err(Refusal::not_recognized(
             VerdictReason::SignatureInvalid,
             "the issuer's signature does not verify",
@@ -100,7 +100,7 @@ pub fn check_assertion(
         |a| system_time(&a.issued_at),
         now,
     )?;
-    let issuer_ok = tongban_proto::region::RegionCode::parse(&assertion.issuing_region)
+    let issuer_ok = tongban_proto::rules::region::RegionCode::parse(&assertion.issuing_region)
         .is_ok_and(|r| route.contains(&r));
     if !issuer_ok {
         return Err(Refusal::not_recognized(
@@ -111,7 +111,7 @@ pub fn check_assertion(
             ),
         ));
     }
-    if !recognition::subject_matches(&assertion.subject, &assertion.subject_salt, id_number) {
+    if !credentials::subject_matches(&assertion.subject, &assertion.subject_salt, id_number) {
         return Err(Refusal::not_recognized(
             VerdictReason::HolderMismatch,
             "the assertion is about someone else",
@@ -136,7 +136,7 @@ pub fn check_assertion(
 pub struct CheckedLicense {
     /// Compact: a cache holds many of these (the type interned by the caller).
     pub license_type: std::sync::Arc<str>,
-    pub issuing_region: tongban_proto::region::RegionCode,
+    pub issuing_region: tongban_proto::rules::region::RegionCode,
     /// The last day it is valid (business time), if it expires.
     pub valid_until: Option<Date>,
     /// Its key's window ends then.
@@ -167,7 +167,7 @@ pub fn check_license(
         now,
     )?;
     let named = license_issuer(license_id).ok();
-    let region = tongban_proto::region::RegionCode::parse(&license.issuing_region)
+    let region = tongban_proto::rules::region::RegionCode::parse(&license.issuing_region)
         .ok()
         .filter(|r| route.contains(r) && named == Some(*r));
     let Some(issuing_region) = region.filter(|_| license.license_id == license_id) else {
@@ -181,7 +181,7 @@ pub fn check_license(
     };
     if let Some(holder) = holder_id_number
         && (license.holder.is_empty()
-            || !recognition::subject_matches(&license.holder, &license.holder_salt, holder))
+            || !credentials::subject_matches(&license.holder, &license.holder_salt, holder))
     {
         return Err(Refusal::not_recognized(
             VerdictReason::HolderMismatch,
@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use tongban_proto::recognition::{SigningKey, timestamp as ts};
+    use tongban_proto::rules::credentials::{SigningKey, timestamp as ts};
 
     fn key(id: &str) -> SigningKey {
         SigningKey::from_pkcs8(id, &SigningKey::generate_pkcs8().unwrap()).unwrap()
@@ -256,12 +256,12 @@ mod tests {
     const ID: &str = "440305199001011234";
 
     fn license(status: LicenseStatus, from: &str, until: &str, now: SystemTime) -> License {
-        let salt = recognition::new_salt();
+        let salt = credentials::new_salt();
         License {
             license_id: "440305-MC-0000001".into(),
             license_type: "marriage_certificate".into(),
             issuing_region: "440305".into(),
-            holder: recognition::subject_hash(&salt, ID),
+            holder: credentials::subject_hash(&salt, ID),
             holder_salt: salt.to_vec(),
             valid_from: from.into(),
             valid_until: until.into(),
@@ -275,7 +275,7 @@ mod tests {
     fn each_failure_has_its_reason() {
         let now = SystemTime::now();
         let hour = Duration::from_secs(3600);
-        let today = tongban_proto::calendar::business_now().date();
+        let today = tongban_proto::rules::calendar::business_now().date();
         let k = key("44-a");
         let keys = [registered(&k, now - hour, now + hour)];
         let route = RegionPrefix::parse("44").unwrap();
@@ -365,9 +365,9 @@ mod tests {
         let k = key("44-a");
         let keys = [registered(&k, now - hour, now + 2 * hour)];
         let route = RegionPrefix::parse("44").unwrap();
-        let salt = recognition::new_salt();
+        let salt = credentials::new_salt();
         let assertion = |region: &str, expires: SystemTime| IdentityAssertion {
-            subject: recognition::subject_hash(&salt, ID),
+            subject: credentials::subject_hash(&salt, ID),
             subject_salt: salt.to_vec(),
             name_matches: true,
             subject_known: true,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tongban_proto::{
-    catalog::Catalog,
+    rules::catalog::Catalog,
     v1::{GetCatalogRequest, GetCatalogResponse, catalog_server},
 };
 use tonic::{Request, Response, Status};

@@ -1,0 +1,338 @@
+//! `LookupLicense`: does this license stand in for that material of the one-thing?
+//! Asked of the license's issuing region (its id names it), whose signed license is
+//! checked, cached (and, for the types the operator gave one, kept for a grace), and
+//! judged against the mutual-recognition catalog. The holder list judges each of its
+//! licenses the same way, with the functions here.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime},
+};
+
+use tongban_proto::{
+    rules::{catalog::CatalogItem, credentials::license_issuer, resident_id::ResidentId},
+    v1::{
+        FetchLicenseRequest, FetchLicenseResponse, LicenseVerdict, LookupLicenseRequest,
+        LookupPurpose, SignedObject, VerdictOutcome, VerdictReason, VerdictSource,
+    },
+};
+
+use super::{
+    cache::{Key, Keyer},
+    issuer::IssuerError,
+    lookup::{
+        Ctx, Found, LicenseEntry, Recognition, ask_issuer, cannot_verify, field, license_refusal,
+        today, until_end_of,
+    },
+    verify::{self, Refusal},
+};
+use crate::{audit::CallAudit, error::GatewayError, methods::issuer_paths, registry::Route};
+
+impl Recognition {
+    pub(super) async fn lookup_license(
+        &self,
+        request: LookupLicenseRequest,
+        ctx: &Ctx<'_>,
+        audit: &mut CallAudit,
+    ) -> Result<LicenseVerdict, GatewayError> {
+        let issuer_code =
+            license_issuer(&request.license_id).map_err(|e| field("license_id", e.to_string()))?;
+        audit.target = Some(issuer_code);
+        let item = self.item(&request.purpose)?;
+        let material = item
+            .material(&request.material_id)
+            .ok_or_else(|| field("material_id", format!("not a material of {}", item.id)))?;
+        let base = LicenseVerdict {
+            license_id: request.license_id.clone(),
+            license_type: request.license_type.clone(),
+            issuing_region: issuer_code.to_string(),
+            ..Default::default()
+        };
+        // The catalog first: a type that stands in for nothing needs no issuer. (A
+        // lookup that names no type takes whatever the license is, judged after.)
+        if !request.license_type.is_empty() && !material.recognizes(&request.license_type) {
+            return Ok(license_refusal(
+                base,
+                Refusal::new(
+                    VerdictOutcome::NotRecognized,
+                    VerdictReason::TypeNotRecognized,
+                    format!(
+                        "{} is not accepted for material {} of {} in catalog {}",
+                        request.license_type, material.id, item.id, self.catalog.version
+                    ),
+                ),
+            ));
+        }
+        let route = match self.route_of(&issuer_code) {
+            Ok(route) => route,
+            Err(refusal) => return Ok(license_refusal(base, refusal)),
+        };
+        let found = self
+            .license_entry(
+                &route,
+                &request.license_id,
+                &request.holder_id_number,
+                &request.purpose,
+                ctx,
+            )
+            .await?;
+        Ok(self.license_verdict(base, found, item, Some(material.id.as_str())))
+    }
+
+    /// The license's cache entry (or why there is none), where it came from, and the
+    /// issuer's signed answer if this call asked the issuer.
+    async fn license_entry(
+        &self,
+        route: &Arc<Route>,
+        license_id: &str,
+        holder_id_number: &str,
+        purpose: &Option<LookupPurpose>,
+        ctx: &Ctx<'_>,
+    ) -> Result<Found, GatewayError> {
+        // Keyed by the holder's number as sent: a hit means it was checked when it
+        // was loaded, so only a miss parses it.
+        let key = self.license_key(license_id, holder_id_number);
+        let cache = &self.caches.licenses;
+        if let Some(entry) = cache.get(&key).await {
+            return Ok(Found {
+                entry: Ok(entry),
+                source: VerdictSource::Cache,
+                signed: None,
+            });
+        }
+        let holder = if holder_id_number.is_empty() {
+            None
+        } else {
+            Some(self.parse_id(holder_id_number, "holder_id_number")?)
+        };
+        let holder = holder.as_ref();
+        let holder_part = holder.map(ResidentId::as_str).unwrap_or("");
+        // Revocations are by license id alone; a cached entry carries this key.
+        let id_key = self.license_id_key(license_id);
+        let asked_issuer = Mutex::new(None);
+        // The miss path is boxed, so the hit path's future stays small (futures are
+        // moved whole, however much of them a call uses).
+        let loaded = Box::pin(cache.get_or_load(key, async {
+            let asked = FetchLicenseRequest {
+                license_id: license_id.to_owned(),
+                purpose: purpose.clone(),
+                holder_id_number: holder_part.to_owned(),
+            };
+            let answer: FetchLicenseResponse =
+                ask_issuer(route, issuer_paths::FETCH_LICENSE, &asked, ctx).await?;
+            let entry =
+                self.judge_license(answer.license.as_ref(), route, license_id, holder, id_key);
+            *asked_issuer.lock().unwrap_or_else(|e| e.into_inner()) = answer.license;
+            Ok::<_, IssuerError>(Arc::new(entry))
+        }))
+        .await;
+        match loaded {
+            Ok(entry) => {
+                if entry.check.is_ok() {
+                    self.keep_for_grace(key, &entry).await;
+                }
+                Ok(Found {
+                    entry: Ok(entry),
+                    source: VerdictSource::Issuer,
+                    signed: asked_issuer.into_inner().unwrap_or_else(|e| e.into_inner()),
+                })
+            }
+            Err(error) => Ok(self.without_issuer(key, id_key, route, &error).await),
+        }
+    }
+
+    /// What is left when the issuer cannot answer: fail closed, unless the operator
+    /// allows this type a grace and a recognized copy is within it.
+    async fn without_issuer(
+        &self,
+        key: Key,
+        id_key: Key,
+        route: &Route,
+        error: &IssuerError,
+    ) -> Found {
+        if let Some(stale) = self.caches.grace.get(&key).await {
+            self.caches.grace.stats.grace.inc();
+            tracing::warn!(
+                region = %route.prefix,
+                %error,
+                license = %Keyer::log_ref(&id_key),
+                "issuer unreachable: answering from the grace copy"
+            );
+            return Found {
+                entry: Ok(stale),
+                source: VerdictSource::Grace,
+                signed: None,
+            };
+        }
+        tracing::warn!(region = %route.prefix, %error, license = %Keyer::log_ref(&id_key), "license lookup failed");
+        Found {
+            entry: Err(cannot_verify(format!(
+                "issuing region {} cannot be reached now",
+                route.prefix
+            ))),
+            source: VerdictSource::Unspecified,
+            signed: None,
+        }
+    }
+
+    /// Keeps a recognized license's verdict for its type's grace, if it has one; never
+    /// past the license's own validity.
+    pub(super) async fn keep_for_grace(&self, key: Key, entry: &Arc<LicenseEntry>) {
+        let Ok(checked) = &entry.check else { return };
+        let Some(grace) = self.settings.grace.get(&*checked.license_type) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut until = entry.fresh_until.max(now) + *grace;
+        if let Some(last_day) = checked.valid_until {
+            until = until.min(now + until_end_of(last_day, SystemTime::now()));
+        }
+        let copy = Arc::new(LicenseEntry {
+            id_key: entry.id_key,
+            check: entry.check.clone(),
+            fresh_until: until,
+        });
+        self.caches.grace.cache.insert(key, copy).await;
+    }
+
+    /// The cache entry for an issuer's answer about `license_id`.
+    pub(super) fn judge_license(
+        &self,
+        signed: Option<&SignedObject>,
+        route: &Route,
+        license_id: &str,
+        holder: Option<&ResidentId>,
+        id_key: Key,
+    ) -> LicenseEntry {
+        let now = SystemTime::now();
+        let negative = Instant::now() + self.settings.negative_ttl;
+        let Some(signed) = signed else {
+            return LicenseEntry {
+                id_key,
+                check: Err(Refusal::new(
+                    VerdictOutcome::NotFound,
+                    VerdictReason::NotFound,
+                    format!("region {} issued no license {license_id}", route.prefix),
+                )),
+                fresh_until: negative,
+            };
+        };
+        let checked = verify::check_license(
+            signed,
+            &route.issuer_keys,
+            &route.prefix,
+            license_id,
+            holder.map(ResidentId::as_str),
+            today(),
+            now,
+        );
+        let (check, fresh_until) = match checked {
+            Ok((_, mut checked)) => {
+                checked.license_type = self.intern(&checked.license_type);
+                let mut ttl = self
+                    .settings
+                    .max_ttl
+                    .min(checked.key_until.duration_since(now).unwrap_or_default());
+                if let Some(last_day) = checked.valid_until {
+                    ttl = ttl.min(until_end_of(last_day, now));
+                }
+                (Ok(checked), Instant::now() + ttl)
+            }
+            // A revocation does not heal: keep it as long as anything.
+            Err(r) if r.reason == VerdictReason::Revoked => {
+                (Err(r), Instant::now() + self.settings.max_ttl)
+            }
+            Err(r) => (Err(r), negative),
+        };
+        LicenseEntry {
+            id_key,
+            check,
+            fresh_until,
+        }
+    }
+
+    /// The verdict on one license for the one-thing `item` (and, if given, the
+    /// material it was offered for).
+    pub(super) fn license_verdict(
+        &self,
+        base: LicenseVerdict,
+        found: Found,
+        item: &CatalogItem,
+        material: Option<&str>,
+    ) -> LicenseVerdict {
+        let Found {
+            entry,
+            source,
+            signed,
+        } = found;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(refusal) => return license_refusal(base, refusal),
+        };
+        let finish = |v: LicenseVerdict| LicenseVerdict {
+            license: signed,
+            source: source as i32,
+            ..v
+        };
+        // Revoked since it was cached, or while it was being looked up.
+        if self.is_revoked(&entry.id_key) {
+            let detail = format!("license {} was revoked by its issuer", base.license_id);
+            return finish(license_refusal(
+                base,
+                Refusal::new(VerdictOutcome::Revoked, VerdictReason::Revoked, detail),
+            ));
+        }
+        let checked = match &entry.check {
+            Ok(checked) => checked,
+            Err(refusal) => return finish(license_refusal(base, refusal.clone())),
+        };
+        let asked_type = base.license_type.clone();
+        let mut verdict = LicenseVerdict {
+            license_type: checked.license_type.to_string(),
+            issuing_region: checked.issuing_region.to_string(),
+            ..base
+        };
+        if !asked_type.is_empty() && *asked_type != *checked.license_type {
+            return finish(license_refusal(
+                verdict,
+                Refusal::new(
+                    VerdictOutcome::NotRecognized,
+                    VerdictReason::TypeMismatch,
+                    "the license is of another type than asked",
+                ),
+            ));
+        }
+        let satisfies: Vec<String> = item
+            .materials_recognizing(&checked.license_type)
+            .map(|m| m.id.clone())
+            .collect();
+        let offered_ok = material.is_none_or(|m| satisfies.iter().any(|s| s == m));
+        if satisfies.is_empty() || !offered_ok {
+            let detail = format!(
+                "{} stands in for no material of {} in catalog {}",
+                checked.license_type, item.id, self.catalog.version
+            );
+            return finish(license_refusal(
+                verdict,
+                Refusal::new(
+                    VerdictOutcome::NotRecognized,
+                    VerdictReason::TypeNotRecognized,
+                    detail,
+                ),
+            ));
+        }
+        verdict.outcome = VerdictOutcome::Recognized as i32;
+        verdict.reason = VerdictReason::Verified as i32;
+        verdict.detail = format!(
+            "license {} verified with its issuer {}",
+            verdict.license_id, checked.issuing_region
+        );
+        verdict.satisfies_materials = satisfies;
+        verdict.fields = checked
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        finish(verdict)
+    }
+}

@@ -1,0 +1,357 @@
+//! What every lookup shares, below the files of the lookups themselves: the service's
+//! state, the cached entries, routing by content, the keys of the caches, the call to
+//! the issuer, and the refusal and verdict helpers. Nothing here knows one lookup from
+//! another, so each lookup's file reads only this (and `cache`, `issuer`, `verify`).
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use http::HeaderValue;
+use tongban_proto::{
+    rules::{
+        calendar,
+        catalog::{Catalog, CatalogItem},
+        region::{RegionCode, RegionPrefix, RegionTable},
+        resident_id::ResidentId,
+    },
+    v1::{
+        IdentityVerdict, LicenseVerdict, LookupPurpose, SignedObject, VerdictOutcome,
+        VerdictReason, VerdictSource,
+    },
+};
+
+use super::{
+    cache::{CacheLimits, Caches, Expiring, Key, Keyer},
+    issuer::{self, IssuerError},
+    verify::{CheckedLicense, Refusal},
+};
+use crate::{
+    config::RecognitionSettings,
+    error::GatewayError,
+    registry::{Route, SharedRegistry},
+};
+
+/// A cached identity verdict (without the signed assertion, which only the answer that
+/// asked the home region carries).
+pub struct IdentityEntry {
+    pub(super) verdict: IdentityVerdict,
+    pub(super) fresh_until: Instant,
+}
+
+impl Expiring for IdentityEntry {
+    fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
+}
+
+/// A cached license verdict: what checking the issuer's answer found (or why it was
+/// refused). Small on purpose (see `cache`): no signature, no id, an interned type.
+pub struct LicenseEntry {
+    /// Key of the license id alone (revocations are by id).
+    pub(super) id_key: Key,
+    pub(super) check: Result<CheckedLicense, Refusal>,
+    pub(super) fresh_until: Instant,
+}
+
+impl Expiring for LicenseEntry {
+    fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
+}
+
+/// A cached list of a holder's licenses at one region, by id.
+pub struct HolderList {
+    pub(super) licenses: Vec<(Box<str>, Arc<LicenseEntry>)>,
+    pub(super) fresh_until: Instant,
+}
+
+impl Expiring for HolderList {
+    fn fresh_until(&self) -> Instant {
+        self.fresh_until
+    }
+}
+
+/// A license verdict being built: the entry, where it came from, and the issuer's
+/// signed answer when this call asked the issuer.
+pub(super) struct Found {
+    pub(super) entry: Result<Arc<LicenseEntry>, Refusal>,
+    pub(super) source: VerdictSource,
+    pub(super) signed: Option<SignedObject>,
+}
+
+/// The recognition service; shared by every connection.
+pub struct Recognition {
+    registry: SharedRegistry,
+    pub(super) regions: &'static RegionTable,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) settings: RecognitionSettings,
+    pub(super) keyer: Keyer,
+    pub(super) caches: Caches<IdentityEntry, LicenseEntry, HolderList>,
+    /// License type names, shared by every entry of the type.
+    types: Mutex<HashSet<Arc<str>>>,
+    /// Whether any revocation was ever received (until then no answer needs the
+    /// revocation set).
+    any_revoked: AtomicBool,
+}
+
+/// What a lookup's answer is built from.
+pub(super) struct Ctx<'a> {
+    pub(super) caller: RegionPrefix,
+    pub(super) traceparent: Option<&'a HeaderValue>,
+    pub(super) deadline: Duration,
+}
+
+/// An invalid field of the request.
+pub(super) fn field(field: &'static str, problem: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidField {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// How the cache answered a lookup, as audited, traced and counted.
+pub(super) fn cache_outcome(source: i32) -> Option<&'static str> {
+    match VerdictSource::try_from(source) {
+        Ok(VerdictSource::Cache) => Some("hit"),
+        Ok(VerdictSource::Issuer) => Some("miss"),
+        Ok(VerdictSource::Grace) => Some("grace"),
+        _ => None,
+    }
+}
+
+/// A verdict's outcome, as audited and counted.
+pub(super) fn verdict_name(outcome: i32) -> Option<&'static str> {
+    Some(match VerdictOutcome::try_from(outcome).ok()? {
+        VerdictOutcome::Unspecified => return None,
+        VerdictOutcome::Recognized => "recognized",
+        VerdictOutcome::NotRecognized => "not_recognized",
+        VerdictOutcome::Revoked => "revoked",
+        VerdictOutcome::Expired => "expired",
+        VerdictOutcome::NotFound => "not_found",
+        VerdictOutcome::CannotVerifyNow => "cannot_verify_now",
+    })
+}
+
+pub(super) fn cannot_verify(detail: String) -> Refusal {
+    Refusal::new(
+        VerdictOutcome::CannotVerifyNow,
+        VerdictReason::IssuerUnavailable,
+        detail,
+    )
+}
+
+/// The time left until the end of `date` in business time, from `now`.
+pub(super) fn until_end_of(date: time::Date, now: SystemTime) -> Duration {
+    let end = date
+        .next_day()
+        .map(|d| d.midnight().assume_offset(calendar::BUSINESS_OFFSET));
+    let Some(end) = end else {
+        return Duration::MAX;
+    };
+    let end: SystemTime = end.into();
+    end.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
+/// Today, in business time: the day validity is judged on.
+pub(super) fn today() -> time::Date {
+    calendar::business_now().date()
+}
+
+pub(super) fn with_source(verdict: IdentityVerdict, source: VerdictSource) -> IdentityVerdict {
+    IdentityVerdict {
+        source: source as i32,
+        ..verdict
+    }
+}
+
+pub(super) fn identity_refusal(refusal: Refusal, region: &str) -> IdentityVerdict {
+    IdentityVerdict {
+        outcome: refusal.outcome as i32,
+        reason: refusal.reason as i32,
+        detail: refusal.detail,
+        issuing_region: region.to_owned(),
+        ..Default::default()
+    }
+}
+
+pub(super) fn license_refusal(base: LicenseVerdict, refusal: Refusal) -> LicenseVerdict {
+    LicenseVerdict {
+        outcome: refusal.outcome as i32,
+        reason: refusal.reason as i32,
+        detail: refusal.detail,
+        satisfies_materials: Vec::new(),
+        ..base
+    }
+}
+
+/// Asks the issuer behind `route` at `path`, for the lookup's caller, within its
+/// deadline and trace.
+pub(super) async fn ask_issuer<Q, R>(
+    route: &Route,
+    path: &'static str,
+    request: &Q,
+    ctx: &Ctx<'_>,
+) -> Result<R, IssuerError>
+where
+    Q: prost::Message,
+    R: prost::Message + Default,
+{
+    issuer::call(
+        route,
+        path,
+        request,
+        &ctx.caller,
+        ctx.traceparent,
+        ctx.deadline,
+    )
+    .await
+}
+
+impl Recognition {
+    /// The service over `registry` (routes and issuer keys) and `catalog` (the
+    /// mutual-recognition catalog), its counters registered in `metrics`.
+    pub fn new(
+        registry: SharedRegistry,
+        regions: &'static RegionTable,
+        catalog: Arc<Catalog>,
+        settings: RecognitionSettings,
+        secret: &[u8],
+        metrics: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        let limits = CacheLimits {
+            identity_entries: settings.identity_entries,
+            license_entries: settings.license_entries,
+        };
+        Self {
+            registry,
+            regions,
+            catalog,
+            keyer: Keyer::new(secret),
+            caches: Caches::new(&limits, metrics),
+            settings,
+            types: Default::default(),
+            any_revoked: Default::default(),
+        }
+    }
+
+    /// The shared name of a license type.
+    pub(super) fn intern(&self, name: &Arc<str>) -> Arc<str> {
+        let mut types = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        match types.get(name) {
+            Some(t) => t.clone(),
+            None => {
+                types.insert(name.clone());
+                name.clone()
+            }
+        }
+    }
+
+    /// A resident ID number of the request, valid today; `name` is its field.
+    pub(super) fn parse_id(
+        &self,
+        value: &str,
+        name: &'static str,
+    ) -> Result<ResidentId, GatewayError> {
+        ResidentId::parse(value, self.regions, today()).map_err(|e| field(name, e.to_string()))
+    }
+
+    /// The route of `code`, or why the region cannot be asked.
+    pub(super) fn route_of(&self, code: &RegionCode) -> Result<Arc<Route>, Refusal> {
+        if !self.regions.is_known_province(code) {
+            return Err(Refusal::new(
+                VerdictOutcome::NotFound,
+                VerdictReason::NotFound,
+                format!("region {code} does not exist"),
+            ));
+        }
+        self.registry
+            .current()
+            .lookup(code)
+            .ok_or_else(|| cannot_verify(format!("no node is registered for region {code}")))
+    }
+
+    /// The one-thing of the catalog a lookup is made for.
+    pub(super) fn item(
+        &self,
+        purpose: &Option<LookupPurpose>,
+    ) -> Result<&CatalogItem, GatewayError> {
+        let id = purpose
+            .as_ref()
+            .map(|p| p.one_thing_id.as_str())
+            .unwrap_or_default();
+        self.catalog.item(id).ok_or_else(|| {
+            field(
+                "purpose.one_thing_id",
+                format!("not a one-thing of catalog {}", self.catalog.version),
+            )
+        })
+    }
+
+    // The cache keys, each domain named once: a license cached by the holder list is
+    // found again by `LookupLicense`, and a revocation reaches every entry of its id.
+
+    /// Key of an identity lookup: ID number and (trimmed) name.
+    pub(super) fn identity_key(&self, id: &ResidentId, name: &str) -> Key {
+        self.keyer
+            .key("identity", &[id.as_str().as_bytes(), name.as_bytes()])
+    }
+
+    /// Key of a license lookup: license id and the holder's number as sent.
+    pub(super) fn license_key(&self, license_id: &str, holder_id_number: &str) -> Key {
+        self.keyer.key(
+            "license",
+            &[license_id.as_bytes(), holder_id_number.as_bytes()],
+        )
+    }
+
+    /// Key of a license id alone, what revocations are by.
+    pub(super) fn license_id_key(&self, license_id: &str) -> Key {
+        self.keyer.key("license-id", &[license_id.as_bytes()])
+    }
+
+    /// Key of a holder's list at one region.
+    pub(super) fn holder_key(&self, holder: &ResidentId, region: &RegionPrefix) -> Key {
+        self.keyer.key(
+            "holder",
+            &[holder.as_str().as_bytes(), region.as_str().as_bytes()],
+        )
+    }
+
+    /// Whether the license of `id_key` was revoked (checked on every answer, so neither a
+    /// cached verdict nor a lookup in flight when the revocation came can answer
+    /// "recognized" again).
+    pub(super) fn is_revoked(&self, id_key: &Key) -> bool {
+        self.any_revoked.load(Ordering::Acquire) && self.caches.revoked.contains_key(id_key)
+    }
+
+    /// Remembers the revocation of `id_key`; whether it is new.
+    pub(super) async fn remember_revocation(&self, id_key: Key) -> bool {
+        let applied = !self.caches.revoked.contains_key(&id_key);
+        // Remembered first, so a lookup finishing after this sees it.
+        self.any_revoked.store(true, Ordering::Release);
+        self.caches.revoked.insert(id_key, ()).await;
+        applied
+    }
+
+    /// Runs pending cache maintenance (tests read exact counts after it).
+    pub async fn run_pending_tasks(&self) {
+        self.caches.identity.cache.run_pending_tasks().await;
+        self.caches.licenses.cache.run_pending_tasks().await;
+        self.caches.grace.cache.run_pending_tasks().await;
+        self.caches.holder_lists.cache.run_pending_tasks().await;
+    }
+
+    /// Entries cached now: identity, license.
+    pub fn entry_counts(&self) -> (u64, u64) {
+        (
+            self.caches.identity.cache.entry_count(),
+            self.caches.licenses.cache.entry_count(),
+        )
+    }
+}
