@@ -5,7 +5,7 @@
 //!
 //! They are plain functions, apart from the `fuzz_target!` wrappers, so that the stable
 //! test suite replays the committed seeds through the same code
-//! (`tests/tests/fuzz_seeds.rs` includes this file by path).
+//! (`tests/tests/integration/fuzz_seeds.rs` includes this file by path).
 
 use std::{
     collections::BTreeMap,
@@ -25,20 +25,23 @@ use tongban_gateway::{
     registry::IssuerKey,
     unary,
 };
-use tongban_node::intake::FilingRequest;
+use tongban_node::filing::FilingRequest;
 use tongban_proto::{
-    catalog::Catalog,
-    metadata,
-    recognition::{SignedKind, SigningKey, license_issuer, verify},
-    region::{RegionCode, RegionPrefix, RegionTable},
-    resident_id::ResidentId,
-    text,
+    contract::metadata,
+    rules::catalog::Catalog,
+    rules::credentials::{SignedKind, SigningKey, license_issuer, verify},
+    rules::region::{RegionCode, RegionPrefix, RegionTable},
+    rules::resident_id::ResidentId,
+    rules::text,
     v1::{
         IdentityAssertion, License, ListLicensesRequest, LookupLicenseRequest,
         PublishRevocationRequest, SignedObject, VerifyIdentityRequest,
     },
 };
-use tongban_runtime::{identity::PeerIdentity, incoming::PeerInfo, trace_context::TraceParent};
+use tongban_runtime::{
+    observability::trace_context::TraceParent, serving::incoming::PeerInfo,
+    trust::identity::PeerIdentity,
+};
 
 /// A fixed "today", so a finding reproduces on any day.
 const TODAY: Date = date!(2026 - 12 - 01);
@@ -126,7 +129,7 @@ pub fn portal_filing(data: &[u8]) {
     let _ = item.allows_mode(
         request
             .mode
-            .unwrap_or(tongban_proto::catalog::HandlingMode::FullyOnline),
+            .unwrap_or(tongban_proto::rules::catalog::HandlingMode::FullyOnline),
     );
     let Err(errors) = item.validate_form(&request.form, table(), TODAY) else {
         return;

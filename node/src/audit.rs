@@ -2,11 +2,11 @@
 //! filed at its portal, each federation call it served, each outbox entry handed over
 //! or given up as a dead letter. The same kind of record as the gateway's: a
 //! hash-chained, signed file written whatever the log level
-//! (`tongban_runtime::audit_chain`). Records name cases, one-things, regions, codes
+//! (`tongban_runtime::audit::trail`). Records name cases, one-things, regions, codes
 //! and trace ids, never an applicant.
 
 use serde_json::json;
-use tongban_runtime::audit_chain::AuditTrail;
+use tongban_runtime::audit::trail::AuditTrail;
 
 use crate::store::OutboxEntry;
 

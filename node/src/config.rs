@@ -1,6 +1,6 @@
 //! The node's config file (TOML). Every field is documented; unknown keys are
 //! rejected; relative paths are relative to the config file's folder (the rule is
-//! `tongban_runtime::config`'s, shared with the gateway).
+//! `tongban_runtime::process::config`'s, shared with the gateway).
 
 use std::{
     net::SocketAddr,
@@ -9,10 +9,10 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tongban_proto::region::{RegionCode, RegionPrefix};
+use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 use tongban_runtime::{
-    config::{self, ConfigError},
-    tls::{ClientSettings, TlsFiles},
+    process::config::{self, ConfigError},
+    trust::tls::{ClientSettings, TlsFiles},
 };
 
 /// Configuration of one node process.
@@ -48,20 +48,20 @@ pub struct NodeConfig {
     /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
     #[serde(
         default,
-        skip_serializing_if = "tongban_runtime::traces::TelemetryConfig::is_default"
+        skip_serializing_if = "tongban_runtime::observability::traces::TelemetryConfig::is_default"
     )]
-    pub telemetry: tongban_runtime::traces::TelemetryConfig,
+    pub telemetry: tongban_runtime::observability::traces::TelemetryConfig,
     /// The node's audit trail (what it accepted and handed over): a hash-chained,
     /// signed file. Default `node-audit.log` beside this config.
     #[serde(default = "default_trail", skip_serializing_if = "is_default_trail")]
-    pub audit: tongban_runtime::audit_chain::TrailSettings,
+    pub audit: tongban_runtime::audit::trail::TrailSettings,
 }
 
-fn default_trail() -> tongban_runtime::audit_chain::TrailSettings {
-    tongban_runtime::audit_chain::TrailSettings::at("node-audit.log")
+fn default_trail() -> tongban_runtime::audit::trail::TrailSettings {
+    tongban_runtime::audit::trail::TrailSettings::at("node-audit.log")
 }
 
-fn is_default_trail(settings: &tongban_runtime::audit_chain::TrailSettings) -> bool {
+fn is_default_trail(settings: &tongban_runtime::audit::trail::TrailSettings) -> bool {
     *settings == default_trail()
 }
 

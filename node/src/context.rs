@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use tongban_proto::region::{RegionCode, RegionPrefix, RegionTable};
+use tongban_proto::rules::region::{RegionCode, RegionPrefix, RegionTable};
 
 use crate::{
-    catalog::CatalogCopy,
+    catalog_copy::CatalogCopy,
     platform::{LicenseRegistry, Platform},
     store::Store,
 };
@@ -26,7 +26,7 @@ pub struct NodeContext {
     /// Key for keyed hashes of ID numbers (never stored or logged in the clear).
     pub id_hash_key: Arc<[u8]>,
     /// This node's spans.
-    pub traces: tongban_runtime::traces::Traces,
+    pub traces: tongban_runtime::observability::traces::Traces,
     /// This node's metrics; `None` when the operator turned them off.
     pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// This node's audit trail.

@@ -1,8 +1,9 @@
 //! Errors of the node's federation service, and the one place where each becomes a gRPC
 //! status: its code and whether the caller may retry (stated in the status as
-//! `tongban-retry`, see `tongban_proto::retry`).
+//! `tongban-retry`, see `tongban_proto::contract::retry`).
 
-use tongban_proto::retry::Retry;
+use tongban_proto::contract::retry::Retry;
+use tongban_proto::rules::region::RegionCode;
 use tonic::{Code, Status};
 
 use crate::{platform::PlatformError, store::StoreError};
@@ -70,6 +71,11 @@ impl NodeError {
             Self::Store(_) | Self::Platform(_) => Retry::Transient,
         }
     }
+}
+
+/// A region code a message carries in `field`, or INVALID_ARGUMENT naming the field.
+pub fn region_code(value: &str, field: &str) -> Result<RegionCode, NodeError> {
+    RegionCode::parse(value).map_err(|e| NodeError::invalid(field, e.to_string()))
 }
 
 impl From<NodeError> for Status {

@@ -3,16 +3,14 @@
 //! Only the gateway's certificate may call it, and the calling region is the one the
 //! gateway verified (`tongban-verified-origin`). A delivery is checked to the same
 //! standard as a local filing before the platform sees it, and applied once per
-//! idempotency key.
+//! idempotency key ([`crate::delivery`]). Each call is recorded once, however it ends
+//! ([`crate::observe::served`]).
 
 use std::sync::Arc;
 
-use opentelemetry::{KeyValue, trace::SpanKind};
-use prost::Message;
 use tongban_proto::{
-    metadata,
-    region::{RegionCode, RegionPrefix},
-    resident_id::ResidentId,
+    contract::metadata,
+    rules::region::RegionPrefix,
     v1::{
         AssertIdentityRequest, AssertIdentityResponse, DeliverApplicationRequest,
         DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
@@ -20,12 +18,15 @@ use tongban_proto::{
         QueryStatusRequest, QueryStatusResponse, node_server,
     },
 };
-use tongban_runtime::{
-    identity::PeerIdentity, incoming::PeerInfo, trace_context::TraceParent, traces::Span,
-};
+use tongban_runtime::{serving::incoming::PeerInfo, trust::identity::PeerIdentity};
 use tonic::{Request, Response, Status};
 
-use crate::{context::NodeContext, error::NodeError};
+use crate::{
+    context::NodeContext,
+    delivery,
+    error::{NodeError, region_code},
+    observe::served::Served,
+};
 
 /// The node's federation service.
 pub struct FederationService {
@@ -53,244 +54,7 @@ fn verified_origin<T>(request: &Request<T>) -> Result<RegionPrefix, NodeError> {
         .map_err(|e| NodeError::invalid(metadata::VERIFIED_ORIGIN, e.to_string()))
 }
 
-fn required_code(value: &str, name: &str) -> Result<RegionCode, NodeError> {
-    RegionCode::parse(value).map_err(|e| NodeError::invalid(name, e.to_string()))
-}
-
-/// An incoming call in progress: its span, and what its metrics need.
-struct Served {
-    span: Span,
-    method: &'static str,
-    origin: String,
-    trace_id: String,
-    started: std::time::Instant,
-}
-
 impl FederationService {
-    /// Starts serving an incoming call of `method`: its span is a child of the
-    /// gateway's.
-    fn start<T>(&self, method: &'static str, request: &Request<T>) -> Served {
-        let started = std::time::Instant::now();
-        let parent = request
-            .metadata()
-            .get(metadata::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse);
-        // The verified origin (set by the gateway), bounded to a region prefix's length.
-        let origin: String = request
-            .metadata()
-            .get(metadata::VERIFIED_ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| RegionPrefix::parse(v).ok())
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        let traces = &self.ctx.traces;
-        let span = if traces.enabled() {
-            traces.span(
-                format!("tongban.federation.v1.Node/{method}"),
-                SpanKind::Server,
-                parent.as_ref(),
-                vec![
-                    KeyValue::new("rpc.system", "grpc"),
-                    KeyValue::new("rpc.method", method),
-                    KeyValue::new("tongban.origin", origin.clone()),
-                    KeyValue::new("tongban.target", self.ctx.region.to_string()),
-                ],
-            )
-        } else {
-            Span::passthrough(parent.as_ref())
-        };
-        Served {
-            span,
-            method,
-            origin,
-            trace_id: parent.map(|p| p.trace_id_hex()).unwrap_or_default(),
-            started,
-        }
-    }
-
-    /// Ends an incoming call: its outcome on its span, in the metrics and in the
-    /// audit trail.
-    fn answered<R>(
-        &self,
-        mut served: Served,
-        result: Result<R, NodeError>,
-    ) -> Result<Response<R>, Status> {
-        let result = result.map_err(Status::from);
-        let code = match &result {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        };
-        served.span.grpc_outcome(code);
-        self.ctx
-            .audit
-            .served(served.method, &served.origin, code, &served.trace_id);
-        if let Some(metrics) = &self.ctx.metrics {
-            metrics.server_call(
-                served.method,
-                &served.origin,
-                code,
-                served.started.elapsed(),
-            );
-        }
-        result.map(Response::new)
-    }
-
-    async fn deliver(
-        &self,
-        request: Request<DeliverApplicationRequest>,
-        trace: Option<TraceParent>,
-    ) -> Result<DeliverApplicationResponse, NodeError> {
-        let origin = verified_origin(&request)?;
-        let key = request
-            .metadata()
-            .get(metadata::IDEMPOTENCY_KEY)
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| !k.is_empty() && k.len() <= 128)
-            .ok_or_else(|| {
-                NodeError::invalid(metadata::IDEMPOTENCY_KEY, "required, 1 to 128 characters")
-            })?
-            .to_owned();
-        // The case's trace (empty if the call came without one).
-        let trace_id = trace.map(|t| t.trace_id_hex()).unwrap_or_default();
-        let application = request
-            .into_inner()
-            .application
-            .ok_or_else(|| NodeError::invalid("application", "required"))?;
-
-        let payload = application.encode_to_vec();
-        let payload_sha256 = tongban_proto::digest::sha256_hex(&payload);
-        // A replay answers with the first outcome and creates nothing; the same key with
-        // different content is a caller's error, never silently taken as a replay.
-        if let Some((case_number, first_sha256, response)) = self
-            .ctx
-            .store
-            .inbound(origin.to_string(), key.clone())
-            .await?
-        {
-            if case_number != application.case_number || first_sha256 != payload_sha256 {
-                return Err(NodeError::FailedPrecondition(format!(
-                    "idempotency key {key:?} was used for a different application"
-                )));
-            }
-            let mut first =
-                DeliverApplicationResponse::decode(response.as_slice()).map_err(|e| {
-                    NodeError::FailedPrecondition(format!("stored answer unreadable: {e}"))
-                })?;
-            first.duplicate = true;
-            return Ok(first);
-        }
-
-        let claimed_origin =
-            required_code(&application.origin_region, "application.origin_region")?;
-        if !origin.contains(&claimed_origin) {
-            return Err(NodeError::PermissionDenied(format!(
-                "application.origin_region {claimed_origin} is outside the calling region {origin}"
-            )));
-        }
-        let target = required_code(&application.target_region, "application.target_region")?;
-        if !self.ctx.prefix.contains(&target) {
-            // A routing mismatch (registry being changed) may heal: NOT_FOUND is retried.
-            return Err(NodeError::NotFound(format!(
-                "application.target_region {target} is not handled by region {}",
-                self.ctx.prefix
-            )));
-        }
-        if !application.case_number.starts_with(claimed_origin.as_str()) {
-            return Err(NodeError::invalid(
-                "application.case_number",
-                "must start with the origin region code",
-            ));
-        }
-        // Same standard as a local filing (同标准办理): the ID number and the form are
-        // checked against the catalog here too.
-        let today = tongban_proto::calendar::business_now().date();
-        let applicant = application
-            .applicant
-            .as_ref()
-            .ok_or_else(|| NodeError::invalid("application.applicant", "required"))?;
-        let id = ResidentId::parse(&applicant.id_number, self.ctx.regions, today)
-            .map_err(|e| NodeError::invalid("application.applicant.id_number", e.to_string()))?;
-        if let Some(problem) = tongban_proto::text::problem(&applicant.name) {
-            return Err(NodeError::invalid("application.applicant.name", problem));
-        }
-        // Judged by the catalog version the application names (it never changes), so
-        // the verdict is final: a form that fails under its own version's rules fails
-        // for good. A version this node does not know (newer than its copy, or older
-        // than the ones it keeps) is a configuration matter: the sender keeps the case
-        // pending, counted as blocked, until the catalogs agree.
-        let named = application.catalog_version.as_str();
-        let catalog = if named.is_empty() {
-            self.ctx.catalog.get()
-        } else {
-            self.ctx.catalog.version(named).ok_or_else(|| {
-                NodeError::UnknownCatalog(format!(
-                    "the application names catalog {named:?}, which this node does not \
-                     know (it has {}); deliver again once the catalogs agree",
-                    self.ctx.catalog.get().version
-                ))
-            })?
-        };
-        let item = catalog.item(&application.one_thing_id).ok_or_else(|| {
-            NodeError::invalid(
-                "application.one_thing_id",
-                format!("unknown in catalog {}", catalog.version),
-            )
-        })?;
-        item.validate_form(&application.form, self.ctx.regions, today)
-            .map_err(|e| {
-                NodeError::invalid(
-                    "application.form",
-                    format!("{e} (catalog {})", catalog.version),
-                )
-            })?;
-
-        let submitted = self
-            .ctx
-            .platform
-            .submit(
-                &application,
-                &id.keyed_hash(&self.ctx.id_hash_key),
-                &payload,
-            )
-            .await?;
-        // The platform's database and the store are two: a crash here leaves the case
-        // taken and its key unrecorded. The sender's retry (same key) then finds no key,
-        // and the platform, idempotent by case number, answers with the case it has:
-        // nothing is created twice (tests/tests/faults.rs proves it with this point).
-        crate::crash_point::crash_point(crate::crash_point::AFTER_PLATFORM_SUBMIT);
-        let response = DeliverApplicationResponse {
-            case_number: application.case_number.clone(),
-            handling_reference: submitted.case.reference.clone(),
-            status: Some(submitted.case.status.clone()),
-            duplicate: !submitted.created,
-        };
-        self.ctx
-            .store
-            .remember_inbound(
-                origin.to_string(),
-                key,
-                application.case_number.clone(),
-                payload_sha256,
-                trace,
-                id.as_str().get(..2).unwrap_or_default().to_owned(),
-                DeliverApplicationResponse {
-                    duplicate: false,
-                    ..response.clone()
-                }
-                .encode_to_vec(),
-            )
-            .await?;
-        tracing::info!(
-            case = %application.case_number,
-            origin = %claimed_origin,
-            created = submitted.created,
-            %trace_id,
-            "delivery accepted"
-        );
-        Ok(response)
-    }
-
     async fn query(
         &self,
         request: Request<QueryStatusRequest>,
@@ -300,7 +64,7 @@ impl FederationService {
         let case = self.ctx.platform.case(&case_number).await?.ok_or_else(|| {
             NodeError::NotFound(format!("case {case_number:?} is not handled here"))
         })?;
-        let case_origin = required_code(&case.origin_region, "case.origin_region")?;
+        let case_origin = region_code(&case.origin_region, "case.origin_region")?;
         // Only the filing region (and its sub-regions' nodes) may read a case's status.
         if !origin.contains(&case_origin) {
             return Err(NodeError::PermissionDenied(format!(
@@ -346,7 +110,7 @@ impl FederationService {
                     push.case_number
                 ))
             })?;
-        let handling = required_code(&record.target_region, "case.target_region")?;
+        let handling = region_code(&record.target_region, "case.target_region")?;
         if !origin.contains(&handling) {
             return Err(NodeError::PermissionDenied(format!(
                 "region {origin} does not handle case {}",
@@ -370,66 +134,70 @@ impl node_server::Node for FederationService {
         &self,
         request: Request<DeliverApplicationRequest>,
     ) -> Result<Response<DeliverApplicationResponse>, Status> {
-        let served = self.start("DeliverApplication", &request);
-        let trace = served.span.context();
-        self.answered(served, self.deliver(request, trace).await)
+        let served = Served::start(&self.ctx, "DeliverApplication", &request);
+        let trace = served.trace();
+        let answer = async {
+            let origin = verified_origin(&request)?;
+            delivery::deliver(&self.ctx, origin, request, trace).await
+        };
+        served.answered(&self.ctx, answer.await)
     }
 
     async fn query_status(
         &self,
         request: Request<QueryStatusRequest>,
     ) -> Result<Response<QueryStatusResponse>, Status> {
-        let served = self.start("QueryStatus", &request);
-        self.answered(served, self.query(request).await)
+        let served = Served::start(&self.ctx, "QueryStatus", &request);
+        served.answered(&self.ctx, self.query(request).await)
     }
 
     async fn push_status(
         &self,
         request: Request<PushStatusRequest>,
     ) -> Result<Response<PushStatusResponse>, Status> {
-        let served = self.start("PushStatus", &request);
-        self.answered(served, self.push(request).await)
+        let served = Served::start(&self.ctx, "PushStatus", &request);
+        served.answered(&self.ctx, self.push(request).await)
     }
 
     async fn assert_identity(
         &self,
         request: Request<AssertIdentityRequest>,
     ) -> Result<Response<AssertIdentityResponse>, Status> {
-        let served = self.start("AssertIdentity", &request);
+        let served = Served::start(&self.ctx, "AssertIdentity", &request);
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
                 .assert_identity(requester, request.into_inner())
                 .await
         };
-        self.answered(served, answer.await)
+        served.answered(&self.ctx, answer.await)
     }
 
     async fn fetch_license(
         &self,
         request: Request<FetchLicenseRequest>,
     ) -> Result<Response<FetchLicenseResponse>, Status> {
-        let served = self.start("FetchLicense", &request);
+        let served = Served::start(&self.ctx, "FetchLicense", &request);
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
                 .fetch_license(requester, request.into_inner())
                 .await
         };
-        self.answered(served, answer.await)
+        served.answered(&self.ctx, answer.await)
     }
 
     async fn fetch_holder_licenses(
         &self,
         request: Request<FetchHolderLicensesRequest>,
     ) -> Result<Response<FetchHolderLicensesResponse>, Status> {
-        let served = self.start("FetchHolderLicenses", &request);
+        let served = Served::start(&self.ctx, "FetchHolderLicenses", &request);
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
                 .fetch_holder_licenses(requester, request.into_inner())
                 .await
         };
-        self.answered(served, answer.await)
+        served.answered(&self.ctx, answer.await)
     }
 }

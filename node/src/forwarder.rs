@@ -12,14 +12,15 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use prost::Message;
 use tokio::{sync::Notify, task::JoinSet};
 use tongban_proto::v1::{DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest};
-use tongban_runtime::shutdown::ShutdownSignal;
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
-use tongban_proto::{resident_id::ResidentId, retry::Retry};
+use tongban_proto::{contract::retry::Retry, rules::resident_id::ResidentId};
 
 use crate::{
     config::OutboxConfig,
     context::NodeContext,
     gateway_client::{CallMeta, GatewayClient},
+    observe::{self, outbox::Settled},
     store::{OutboxEntry, OutboxKind, Store, now_ms},
 };
 
@@ -31,7 +32,7 @@ pub struct Forwarder {
     pub settings: OutboxConfig,
     pub wake: Arc<Notify>,
     /// Finishes the pre-review of cases that wait for verification.
-    pub intake: Arc<crate::intake::Intake>,
+    pub intake: Arc<crate::filing::Intake>,
 }
 
 /// Outbox attempts in flight at most per target region (`[outbox] batch_size` bounds
@@ -145,48 +146,35 @@ impl Forwarder {
         }
     }
 
-    /// Records how an attempt went: done (already recorded by the attempt), a retry
-    /// after a back-off, or a dead letter.
+    /// Records how an attempt went (in [`crate::observe::outbox`]) and keeps it: done
+    /// (already recorded by the attempt), a retry after a back-off, or a dead letter.
     async fn settle(
         &self,
         entry: &OutboxEntry,
         outcome: Attempt,
     ) -> Result<(), crate::store::StoreError> {
         let id = entry.id;
-        let attempts = entry.attempts;
-        self.count(entry, &outcome);
         match outcome {
             Attempt::Done => {
-                self.ctx.audit.outbox(entry, "handed_over");
+                observe::outbox::settled(&self.ctx, entry, &Settled::Done);
                 Ok(())
             }
             Attempt::Retry(error, class, pushback) => {
-                let delay = self.backoff(id, attempts).max(pushback.unwrap_or_default());
-                tracing::warn!(
-                    case = %entry.case_number,
-                    target = %entry.target_region,
-                    trace_id = %entry.trace.trace_id_hex(),
-                    attempts = attempts + 1,
-                    retry_in_ms = delay.as_millis() as u64,
-                    class = class.as_str(),
-                    %error,
-                    "outbox delivery failed; will retry"
-                );
+                let delay = self
+                    .backoff(id, entry.attempts)
+                    .max(pushback.unwrap_or_default());
+                let settled = Settled::Retry {
+                    error: &error,
+                    class,
+                    delay,
+                };
+                observe::outbox::settled(&self.ctx, entry, &settled);
                 self.store
                     .outbox_retry(id, now_ms() + delay.as_millis() as i64, error, class)
                     .await
             }
             Attempt::Refused(error) => {
-                tracing::error!(
-                    case = %entry.case_number,
-                    trace_id = %entry.trace.trace_id_hex(),
-                    target = %entry.target_region,
-                    outbox_id = id,
-                    %error,
-                    "outbox entry refused for good: a dead letter until an operator \
-                     replays or closes it"
-                );
-                self.ctx.audit.outbox(entry, "dead_letter");
+                observe::outbox::settled(&self.ctx, entry, &Settled::Dead { error: &error });
                 self.store.outbox_dead(id, error).await
             }
         }
@@ -218,35 +206,6 @@ impl Forwarder {
                 inbound,
                 "pruned finished outbox rows and old delivery keys"
             );
-        }
-    }
-
-    /// Counts an attempt, and for a case filed here its acknowledgement or refusal.
-    fn count(&self, entry: &OutboxEntry, outcome: &Attempt) {
-        let Some(metrics) = &self.ctx.metrics else {
-            return;
-        };
-        let result = match outcome {
-            Attempt::Done => "done",
-            Attempt::Retry(_, Retry::Configuration, _) => "blocked",
-            Attempt::Retry(..) => "retry",
-            Attempt::Refused(_) => "dead",
-        };
-        metrics.outbox_attempt(entry.kind, result);
-        let home = entry.applicant_home.as_deref().unwrap_or_default();
-        match (entry.kind, outcome) {
-            (OutboxKind::Deliver | OutboxKind::LocalSubmit, Attempt::Done) => {
-                let age_ms = now_ms().saturating_sub(entry.filed_ms).max(0);
-                metrics.accepted(
-                    home,
-                    &entry.target_region,
-                    Duration::from_millis(age_ms as u64),
-                );
-            }
-            (OutboxKind::Deliver, Attempt::Refused(_)) => {
-                metrics.refused(home, &entry.target_region)
-            }
-            _ => {}
         }
     }
 
@@ -297,7 +256,7 @@ impl Forwarder {
                 let stage = request
                     .status
                     .as_ref()
-                    .map(|s| crate::intake::stage_name(s.stage));
+                    .map(|s| crate::filing::stage_name(s.stage));
                 let meta = CallMeta {
                     stage: stage.as_deref(),
                     ..meta
@@ -310,7 +269,7 @@ impl Forwarder {
                 Ok(()) => Attempt::Done,
                 Err(e) => Attempt::transient(e),
             },
-            // The failure's own class decides (see `tongban_proto::retry`): a
+            // The failure's own class decides (see `tongban_proto::contract::retry`): a
             // configuration refusal heals when an operator fixes it, so the entry stays
             // pending (counted as blocked); only a permanent one makes a dead letter.
             Err(failed) if failed.retry.may_retry() => {
@@ -351,7 +310,7 @@ impl Forwarder {
             Ok(_) => return Attempt::Refused("stored payload has no application".into()),
             Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
         };
-        let today = tongban_proto::calendar::business_now().date();
+        let today = tongban_proto::rules::calendar::business_now().date();
         let hash = match application
             .applicant
             .as_ref()

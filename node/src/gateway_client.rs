@@ -2,13 +2,12 @@
 //! the gateway routes and authorizes on. A failed call says whether it may be retried,
 //! as its maker (gateway or node) stated it: callers never re-decide that from codes.
 
-use opentelemetry::{KeyValue, trace::SpanKind};
 use std::sync::Arc;
 
-use tongban_proto::retry::Retry;
+use tongban_proto::contract::retry::Retry;
 use tongban_proto::{
-    metadata,
-    region::RegionCode,
+    contract::metadata,
+    rules::region::RegionCode,
     v1::{
         DeliverApplicationRequest, DeliverApplicationResponse, GetCatalogRequest,
         GetCatalogResponse, IdentityVerdict, LicenseVerdict, ListLicensesRequest,
@@ -19,12 +18,16 @@ use tongban_proto::{
     },
 };
 use tongban_runtime::{
-    trace_context::TraceParent,
-    traces::{Span, Traces},
+    observability::trace_context::TraceParent,
+    observability::traces::{Span, Traces},
 };
 use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
 
-use crate::{gateway_replicas::GatewayChannel, metrics::NodeMetrics};
+use crate::{
+    gateway_replicas::GatewayChannel,
+    metrics::NodeMetrics,
+    observe::{self, client::ClientCall},
+};
 
 /// A failed call through the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +45,7 @@ impl From<Status> for CallFailed {
     fn from(status: Status) -> Self {
         Self {
             retry: Retry::of(&status),
-            pushback: tongban_proto::retry::pushback(&status),
+            pushback: tongban_proto::contract::retry::pushback(&status),
             status,
         }
     }
@@ -101,12 +104,13 @@ impl GatewayClient {
         })
     }
 
-    /// Awaits a call, recording its outcome on its span and in the metrics.
+    /// Awaits a call, recording its outcome on its span and in the metrics
+    /// ([`crate::observe::client`]).
     async fn traced<R>(
         &self,
         method: &'static str,
         target: &str,
-        mut span: Span,
+        span: Span,
         call: impl std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     ) -> Result<R, CallFailed> {
         let started = std::time::Instant::now();
@@ -115,42 +119,15 @@ impl GatewayClient {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
         };
-        span.grpc_outcome(code);
-        if let Some(metrics) = &self.metrics {
-            metrics.client_call(method, target, code, started.elapsed());
-        }
+        observe::client::answered(
+            span,
+            self.metrics.as_deref(),
+            method,
+            target,
+            code,
+            started.elapsed(),
+        );
         Ok(result?.into_inner())
-    }
-
-    /// The client span of a call of `method`, child of `parent`.
-    fn span(
-        &self,
-        method: &'static str,
-        parent: Option<&TraceParent>,
-        target: &str,
-        one_thing: &str,
-        attempt: u32,
-    ) -> Span {
-        if !self.traces.enabled() {
-            return Span::passthrough(parent);
-        }
-        let mut attributes = vec![
-            KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.method", method),
-            KeyValue::new("tongban.one_thing", one_thing.to_owned()),
-        ];
-        if !target.is_empty() {
-            attributes.push(KeyValue::new("tongban.target", target.to_owned()));
-        }
-        if attempt > 0 {
-            attributes.push(KeyValue::new("tongban.attempt", i64::from(attempt)));
-        }
-        self.traces.span(
-            format!("tongban.federation.v1.Gateway/{method}"),
-            SpanKind::Client,
-            parent,
-            attributes,
-        )
     }
 
     /// The gateway replicas' endpoints.
@@ -166,7 +143,13 @@ impl GatewayClient {
         one_thing: &str,
         trace: Option<TraceParent>,
     ) -> Result<(Request<T>, Span), CallFailed> {
-        let span = self.span(method, trace.as_ref(), "", one_thing, 0);
+        let call = ClientCall {
+            method,
+            target: "",
+            one_thing,
+            attempt: 0,
+        };
+        let span = observe::client::span(&self.traces, &call, trace.as_ref());
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(metadata::ORIGIN_REGION, self.origin.clone());
@@ -276,13 +259,13 @@ impl GatewayClient {
         message: T,
         meta: &CallMeta<'_>,
     ) -> Result<(Request<T>, Span), CallFailed> {
-        let span = self.span(
+        let call = ClientCall {
             method,
-            meta.trace.as_ref(),
-            meta.target_region,
-            meta.one_thing,
-            meta.attempt,
-        );
+            target: meta.target_region,
+            one_thing: meta.one_thing,
+            attempt: meta.attempt,
+        };
+        let span = observe::client::span(&self.traces, &call, meta.trace.as_ref());
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(

@@ -23,8 +23,8 @@ use std::{
 use http::Uri;
 use tokio::time::Sleep;
 use tongban_runtime::{
-    connector::{self, FederationConnector},
-    tls::{ClientSettings, TlsError},
+    trust::connector::{self, FederationConnector},
+    trust::tls::{ClientSettings, TlsError},
 };
 use tonic::transport::Channel;
 use tower::{

@@ -15,9 +15,9 @@ use std::{
 use prost::Message;
 use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
 use tongban_proto::{
-    recognition::{self, SignedKind, SigningKey},
-    region::{RegionCode, RegionPrefix},
-    resident_id::ResidentId,
+    rules::credentials::{self, SignedKind, SigningKey},
+    rules::region::{RegionCode, RegionPrefix},
+    rules::resident_id::ResidentId,
     v1::{
         AssertIdentityRequest, AssertIdentityResponse, AssuranceLevel, FetchHolderLicensesRequest,
         FetchHolderLicensesResponse, FetchLicenseRequest, FetchLicenseResponse, IdentityAssertion,
@@ -107,7 +107,7 @@ fn purpose_of(purpose: Option<LookupPurpose>) -> (String, String) {
 
 impl Issuer {
     fn parse_id(&self, id_number: &str, field: &str) -> Result<ResidentId, NodeError> {
-        let today = tongban_proto::calendar::business_now().date();
+        let today = tongban_proto::rules::calendar::business_now().date();
         ResidentId::parse(id_number, self.ctx.regions, today)
             .map_err(|e| NodeError::invalid(field, e.to_string()))
     }
@@ -138,14 +138,14 @@ impl Issuer {
                 case,
             )
             .await?;
-        let salt = recognition::new_salt();
+        let salt = credentials::new_salt();
         let now = SystemTime::now();
         let ms = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64)
         };
         let assertion = IdentityAssertion {
-            subject: recognition::subject_hash(&salt, id.as_str()),
+            subject: credentials::subject_hash(&salt, id.as_str()),
             subject_salt: salt.to_vec(),
             name_matches: resident
                 .as_ref()
@@ -169,7 +169,7 @@ impl Issuer {
         requester: RegionPrefix,
         request: FetchLicenseRequest,
     ) -> Result<FetchLicenseResponse, NodeError> {
-        let issuer = recognition::license_issuer(&request.license_id)
+        let issuer = credentials::license_issuer(&request.license_id)
             .map_err(|e| NodeError::invalid("license_id", e.to_string()))?;
         if !self.ctx.prefix.contains(&issuer) {
             return Ok(FetchLicenseResponse { license: None });
@@ -241,8 +241,8 @@ impl Issuer {
         // the holder's: the issuer keeps no ID numbers, only its keyed hashes.
         let (holder, salt) = match holder {
             Some(id) if id.keyed_hash(&self.ctx.id_hash_key) == record.holder_hash => {
-                let salt = recognition::new_salt();
-                (recognition::subject_hash(&salt, id.as_str()), salt.to_vec())
+                let salt = credentials::new_salt();
+                (credentials::subject_hash(&salt, id.as_str()), salt.to_vec())
             }
             _ => (Vec::new(), Vec::new()),
         };

@@ -2,9 +2,9 @@
 //!
 //! - [`portal`]: the local portal API (HTTP+JSON) where citizens and counters file
 //!   applications and read their status; [`portal_client`] is a small client for it.
-//! - [`intake`]: pre-review of a filing (ID number, catalog form), the receipt, and the
-//!   decision of the handling region; [`recognition`] asks the federation for the
-//!   applicant's identity and licenses.
+//! - [`filing`]: a filing at the portal, phase by phase (check against the catalog and
+//!   the shared rule set, recognition through the federation, composition of
+//!   application and receipt, the durable write, a resumed pre-review).
 //! - [`store`]: the node's durable SQLite store: applications, receipts, the outbox and
 //!   the idempotency keys of deliveries received, one submodule per job.
 //! - [`sqlite`]: the SQLite connection and versioned schema migrations that both the
@@ -13,14 +13,16 @@
 //!   acknowledged reaches its handling region; [`gateway_client`] is its client,
 //!   [`gateway_replicas`] the channels to the gateway replicas and the balance over them.
 //! - [`federation`]: the `Node` gRPC service the gateway calls (deliveries, status,
-//!   lookups); [`issuer`] signs what this region vouches for (identity assertions,
-//!   licenses) and records who asked;
-//!   [`error`] maps its failures to gRPC statuses.
+//!   lookups); [`delivery`] takes a delivered application, step by step; [`issuer`]
+//!   signs what this region vouches for (identity assertions, licenses) and records who
+//!   asked; [`error`] maps its failures to gRPC statuses.
+//! - [`observe`]: the one place the node records what it did: spans, metrics, audit
+//!   records and log lines of filings, served calls, outbox attempts and client calls.
 //! - [`status_return`]: returns status changes of cases handled here to the region that
 //!   filed them (属地返还).
 //! - [`platform`]: the adapter to the province's own platform; [`platform::embedded`]
 //!   is the default SQLite one.
-//! - [`catalog`]: the node's copy of the national catalog; [`context`]: what the
+//! - [`catalog_copy`]: the node's copy of the national catalog; [`context`]: what the
 //!   handlers share.
 //! - [`operator`]: the operator endpoints on the admin listener (license revocation,
 //!   the outbox's dead letters: list, replay, close);
@@ -31,23 +33,24 @@
 //! - [`crash_point`]: named points where a fault test makes the process abort.
 
 pub mod audit;
-pub mod catalog;
+pub mod catalog_copy;
 pub mod config;
 pub mod context;
 pub mod crash_point;
+pub mod delivery;
 pub mod error;
 pub mod federation;
+pub mod filing;
 pub mod forwarder;
 pub mod gateway_client;
 pub mod gateway_replicas;
-pub mod intake;
 pub mod issuer;
 pub mod metrics;
+pub mod observe;
 pub mod operator;
 pub mod platform;
 pub mod portal;
 pub mod portal_client;
-pub mod recognition;
 pub mod server;
 pub mod sqlite;
 pub mod status_return;

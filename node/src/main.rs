@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use tongban_node::{Node, NodeConfig, NodeListeners};
-use tongban_runtime::{shutdown::Shutdown, telemetry, tls};
+use tongban_runtime::{observability::logs, process::shutdown::Shutdown, trust::tls};
 
 /// A Tongban provincial node: wraps the province's platform, serves the local portal
 /// API, and exchanges cross-region applications through the national gateway.
@@ -26,7 +26,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tls::install_crypto_provider();
-    let _log = telemetry::init("info");
+    let _log = logs::init("info");
     let config = NodeConfig::load(&args.config)?;
     if args.check {
         config.tls.server_config().context("node certificates")?;

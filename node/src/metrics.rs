@@ -19,7 +19,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use tongban_proto::{
-    codes::code_name,
+    contract::codes::code_name,
+    contract::node_metrics as names,
     v1::{CaseStatus, Stage},
 };
 
@@ -149,74 +150,74 @@ impl NodeMetrics {
             backlog_failing: Family::default(),
         };
         registry.register(
-            "tongban_node_client_calls",
+            names::CLIENT_CALLS,
             "Calls this node made through the gateway, by method, target province and gRPC code",
             m.client_calls.clone(),
         );
         registry.register(
-            "tongban_node_client_call_duration_seconds",
+            names::CLIENT_CALL_SECONDS,
             "Duration of calls this node made through the gateway, by method",
             m.client_durations.clone(),
         );
         registry.register(
-            "tongban_node_server_calls",
+            names::SERVER_CALLS,
             "Calls the gateway made on this node, by method, origin region and gRPC code",
             m.server_calls.clone(),
         );
         registry.register(
-            "tongban_node_server_call_duration_seconds",
+            names::SERVER_CALL_SECONDS,
             "Duration of calls the gateway made on this node, by method",
             m.server_durations.clone(),
         );
         registry.register(
-            "tongban_node_outbox_attempts",
+            names::OUTBOX_ATTEMPTS,
             "Outbox attempts by kind and result (done, retry, refused)",
             m.outbox_attempts.clone(),
         );
         registry.register(
-            "tongban_node_filings",
+            names::FILINGS,
             "Applications filed here, by the applicant's home province and one-thing",
             m.filings.clone(),
         );
         registry.register(
-            "tongban_node_case_outcomes",
+            names::CASE_OUTCOMES,
             "Cases filed here by the applicant's home province, the handling province and outcome: accepted (acknowledged by the handling region), approved, rejected (decisions), refused (delivery refused for good)",
             m.outcomes.clone(),
         );
         registry.register(
-            "tongban_node_time_to_first_status_seconds",
+            names::TIME_TO_FIRST_STATUS,
             "From filing to the handling region's acknowledgement, by the applicant's home province",
             m.first_status.clone(),
         );
         registry.register(
-            "tongban_node_time_to_decision_seconds",
+            names::TIME_TO_DECISION,
             "From filing to the decision (approved or rejected), by the applicant's home province",
             m.decision_time.clone(),
         );
         registry.register(
-            "tongban_node_outbox_pending",
+            names::OUTBOX_PENDING,
             "Outbox entries not yet delivered, by target province",
             m.backlog_pending.clone(),
         );
         registry.register(
-            "tongban_node_outbox_oldest_pending_seconds",
+            names::OUTBOX_OLDEST_PENDING,
             "Age of the oldest undelivered outbox entry, by target province",
             m.backlog_oldest.clone(),
         );
         registry.register(
-            "tongban_node_outbox_failed",
+            names::OUTBOX_FAILED,
             "Outbox entries refused for good (dead letters), by target province",
             m.backlog_failed.clone(),
         );
         registry.register(
-            "tongban_node_outbox_blocked",
+            names::OUTBOX_BLOCKED,
             "Pending outbox entries last refused for a configuration reason (a region not \
              registered, a certificate or registry mistake): they wait for an operator's fix, \
              by target province",
             m.backlog_blocked.clone(),
         );
         registry.register(
-            "tongban_node_outbox_failing",
+            names::OUTBOX_FAILING,
             "Pending outbox entries whose attempts so far all failed (waiting for a retry), by \
              target province",
             m.backlog_failing.clone(),
@@ -385,7 +386,7 @@ pub fn route(
                 {
                     tracing::warn!(%error, "metrics: outbox backlog unreadable");
                 }
-                tongban_runtime::admin::metrics_response(&registry)
+                tongban_runtime::serving::admin::metrics_response(&registry)
             }
         }),
     )

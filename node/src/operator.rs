@@ -26,7 +26,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
-use tongban_proto::{recognition, v1::PublishRevocationRequest};
+use tongban_proto::{rules::credentials, v1::PublishRevocationRequest};
 
 use axum::extract::rejection::JsonRejection;
 
@@ -57,7 +57,7 @@ fn reason(body: Result<Json<Reason>, JsonRejection>) -> Result<String, (StatusCo
     let reason = reason.trim();
     if reason.is_empty()
         || reason.chars().count() > 200
-        || tongban_proto::text::problem(reason).is_some()
+        || tongban_proto::rules::text::problem(reason).is_some()
     {
         return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -189,7 +189,7 @@ async fn revoke(
         Err((status, message)) => return problem(status, message),
     };
     let reason = reason.as_str();
-    let issued_here = recognition::license_issuer(&license_id)
+    let issued_here = credentials::license_issuer(&license_id)
         .is_ok_and(|issuer| state.ctx.prefix.contains(&issuer));
     if !issued_here {
         return problem(

@@ -24,12 +24,14 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::json;
-use tongban_proto::{region::RegionPrefix, v1::QueryStatusRequest};
-use tongban_runtime::trace_context::TraceParent;
+use tongban_proto::{
+    contract::metadata::MAX_IDEMPOTENCY_KEY, rules::region::RegionPrefix, v1::QueryStatusRequest,
+};
+use tongban_runtime::observability::trace_context::TraceParent;
 
 use crate::{
+    filing::{FilingRequest, Intake, IntakeError, Receipt, stage_name},
     gateway_client::{CallMeta, GatewayClient},
-    intake::{FilingRequest, Intake, IntakeError, Receipt, stage_name},
     store::Store,
 };
 
@@ -39,7 +41,7 @@ pub struct PortalState {
     pub store: Store,
     pub client: GatewayClient,
     pub prefix: RegionPrefix,
-    pub ready: tongban_runtime::admin::Readiness,
+    pub ready: tongban_runtime::serving::admin::Readiness,
 }
 
 /// The portal's routes.
@@ -51,7 +53,7 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/v1/access-log", post(access_log))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())
-        .merge(tongban_runtime::admin::probes(state.ready.clone()))
+        .merge(tongban_runtime::serving::admin::probes(state.ready.clone()))
 }
 
 /// The largest request body the portal reads: a filing is a form of short fields and
@@ -94,12 +96,14 @@ async fn file_application(
     // gets the first receipt back (200) instead of filing a second case.
     let client_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
-        Some(Ok(k)) if !k.is_empty() && k.len() <= 128 => Some(k.to_owned()),
+        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.to_owned()),
         Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "Idempotency-Key must be 1 to 128 visible ASCII characters".into(),
+                format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ),
                 json!([{ "field": "Idempotency-Key", "problem": "invalid" }]),
             );
         }
@@ -196,7 +200,7 @@ async fn application_status(
     let mut status = record.status.clone();
     let mut reference = record.handling_reference.clone();
     let mut source = "local_copy";
-    let remote = tongban_proto::region::RegionCode::parse(&record.target_region)
+    let remote = tongban_proto::rules::region::RegionCode::parse(&record.target_region)
         .map(|t| !state.prefix.contains(&t))
         .unwrap_or(false);
     if remote && reference.is_some() {
@@ -299,10 +303,12 @@ async fn access_log(
         }
     };
     let ctx = &state.intake.ctx;
-    let today = tongban_proto::calendar::business_now().date();
-    let Ok(id) =
-        tongban_proto::resident_id::ResidentId::parse(&request.id_number, ctx.regions, today)
-    else {
+    let today = tongban_proto::rules::calendar::business_now().date();
+    let Ok(id) = tongban_proto::rules::resident_id::ResidentId::parse(
+        &request.id_number,
+        ctx.regions,
+        today,
+    ) else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",

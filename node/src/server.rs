@@ -6,47 +6,47 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use opentelemetry::KeyValue;
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tongban_proto::{
     FILE_DESCRIPTOR_SET,
-    region::{RegionPrefix, RegionTable},
+    rules::region::{RegionPrefix, RegionTable},
     v1::node_server::NodeServer,
 };
 use tongban_runtime::{
-    admin::{self, Readiness},
-    audit_chain::AuditTrail,
-    config::ConfigError,
-    connector::{ClientTls, FederationConnector},
-    identity::PeerIdentity,
-    incoming::authenticated_incoming,
-    process_metrics::ProcessCollector,
-    reload::{ReloadTriggers, serve_reloads},
-    shutdown::ShutdownSignal,
-    standard_services,
-    tls::{TlsError, TlsInForce},
-    traces::{Traces, TracesGuard},
+    audit::trail::AuditTrail,
+    observability::process_metrics::ProcessCollector,
+    observability::traces::{Traces, TracesGuard},
+    process::config::ConfigError,
+    process::reload::{ReloadHandle, ReloadTriggers, serve_reloads},
+    process::shutdown::ShutdownSignal,
+    serving::admin::{self, Readiness},
+    serving::incoming::authenticated_incoming,
+    serving::standard_services,
+    trust::connector::{ClientTls, FederationConnector},
+    trust::identity::PeerIdentity,
+    trust::tls::{TlsError, TlsInForce},
 };
-use tonic::transport::Server;
+use tonic::{service::Routes, transport::Server};
+use tonic_health::server::HealthReporter;
 
 /// The service the node's federation listener serves besides health and reflection.
 const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 
 use crate::{
     audit::NodeAudit,
-    catalog::CatalogCopy,
+    catalog_copy::CatalogCopy,
     config::{NodeConfig, PlatformConfig},
     context::NodeContext,
     federation::FederationService,
+    filing::{Intake, recognize::Recognizer},
     forwarder::Forwarder,
     gateway_client::GatewayClient,
     gateway_replicas,
-    intake::Intake,
     issuer::{Issuer, IssuerKeys},
     metrics::NodeMetrics,
     operator::{self, OperatorState},
     platform::{Platform, embedded::EmbeddedPlatform},
     portal::{self, PortalState},
-    recognition::Recognizer,
     status_return::StatusReturn,
     store::{Store, StoreError},
 };
@@ -70,7 +70,7 @@ pub enum NodeStartError {
     #[error(transparent)]
     Issuer(#[from] crate::issuer::IssuerError),
     #[error(transparent)]
-    Traces(#[from] tongban_runtime::traces::TracesError),
+    Traces(#[from] tongban_runtime::observability::traces::TracesError),
     #[error("{0}")]
     Other(String),
 }
@@ -140,25 +140,7 @@ impl Node {
         }
         let store = Store::open(&config.store)?;
         let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
-        let regions = RegionTable::embedded();
-        let (platform, review_step) = match &config.platform {
-            PlatformConfig::Embedded {
-                database,
-                seed_residents,
-                review_step,
-            } => {
-                let platform = EmbeddedPlatform::open(database, &prefix)?;
-                if *seed_residents > 0 {
-                    let n = platform
-                        .seed(regions, &prefix, *seed_residents, id_hash_key.clone())
-                        .await?;
-                    if n > 0 {
-                        tracing::info!(residents = n, "seeded synthetic residents");
-                    }
-                }
-                (platform, *review_step)
-            }
-        };
+        let (platform, review_step) = open_platform(&config, &prefix, &id_hash_key).await?;
         // The client side of our TLS, reloaded with the server side (see `reload_tls`).
         let tls = Arc::new(TlsInForce::new(config.tls.read_all()?));
         let connector = FederationConnector::new(
@@ -238,28 +220,91 @@ impl Node {
         listeners: NodeListeners,
         shutdown: ShutdownSignal,
     ) -> Result<(), NodeStartError> {
-        let regions = RegionTable::embedded();
-        let platform: Arc<dyn Platform> = self.platform.clone();
         let wake = Arc::new(Notify::new());
         let ready = Readiness::new(true);
+        let ctx = self.context()?;
+        let mut tasks = JoinSet::new();
+        let intake = self.spawn_background(&mut tasks, &ctx, &wake, &shutdown);
+        self.spawn_portal(&mut tasks, listeners.portal, intake, &ready, &shutdown);
+        // From here on SIGHUP (or a changed certificate or revocation file, or
+        // `POST /reload` on the admin listener) reloads them instead of terminating
+        // the node.
+        let (triggers, reload) = ReloadTriggers::install(self.config.tls.watched());
+        tasks.spawn(reload_tls(
+            triggers,
+            self.config.tls.clone(),
+            self.tls.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(listener) = listeners.admin {
+            let operator = Arc::new(OperatorState {
+                ctx: ctx.clone(),
+                client: self.client.clone(),
+                outbox_written: wake.clone(),
+            });
+            let router = self.admin_router(operator, reload, &ready);
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(error) = admin::serve(listener, router, shutdown).await {
+                    tracing::error!(%error, "admin listener failed");
+                }
+            });
+        }
+        let issuer = Arc::new(Issuer {
+            ctx: ctx.clone(),
+            keys: self.issuer_keys,
+        });
+        let federation = FederationService { ctx, issuer };
+        let services =
+            standard_services::health_and_reflection(&[NODE_SERVICE], &[FILE_DESCRIPTOR_SET])
+                .await
+                .map_err(|e| NodeStartError::Other(e.to_string()))?;
+        let served = serve_federation(
+            &self.config,
+            &self.tls,
+            listeners.federation,
+            federation,
+            services,
+            ready,
+            &shutdown,
+        )
+        .await;
+        while tasks.join_next().await.is_some() {}
+        self.traces_guard.shutdown().await;
+        tracing::info!(region = %self.config.region, "node stopped");
+        served
+    }
 
+    /// What the handlers share, with the node's audit trail opened.
+    fn context(&self) -> Result<Arc<NodeContext>, NodeStartError> {
         let trail = AuditTrail::open(&self.config.audit, &self.config.tls)
             .map_err(|e| NodeStartError::Other(format!("audit trail: {e}")))?;
-        let ctx = Arc::new(NodeContext {
+        Ok(Arc::new(NodeContext {
             audit: NodeAudit::new(trail),
             region: self.config.region,
             prefix: self.prefix,
-            regions,
+            regions: RegionTable::embedded(),
             catalog: self.catalog.clone(),
             store: self.store.clone(),
-            platform: platform.clone(),
+            platform: self.platform.clone(),
             registry: self.platform.clone(),
             id_hash_key: self.id_hash_key.clone(),
             traces: self.traces.clone(),
             metrics: self.metrics.clone(),
-        });
+        }))
+    }
 
-        let mut tasks = tokio::task::JoinSet::new();
+    /// Spawns the background work: the return of status changes (live, and a sweep),
+    /// the outbox forwarder, the platform's clerk and the catalog refresher. Returns the
+    /// intake, which the forwarder resumes waiting pre-reviews with.
+    fn spawn_background(
+        &self,
+        tasks: &mut JoinSet<()>,
+        ctx: &Arc<NodeContext>,
+        wake: &Arc<Notify>,
+        shutdown: &ShutdownSignal,
+    ) -> Arc<Intake> {
+        let platform: Arc<dyn Platform> = self.platform.clone();
         // Subscribe before the clerk starts, so no change it makes is missed.
         let returner = StatusReturn {
             store: self.store.clone(),
@@ -273,7 +318,7 @@ impl Node {
                 .clone()
                 .run_live(platform.status_changes(), shutdown.clone()),
         );
-        tasks.spawn(returner.run_sweep(platform.clone(), shutdown.clone()));
+        tasks.spawn(returner.run_sweep(platform, shutdown.clone()));
         let intake = Arc::new(Intake {
             ctx: ctx.clone(),
             outbox_written: wake.clone(),
@@ -304,99 +349,127 @@ impl Node {
             Duration::from_secs(300),
             shutdown.clone(),
         ));
+        intake
+    }
 
-        let portal_state = Arc::new(PortalState {
+    /// Spawns the portal (HTTP+JSON) on `listener`.
+    fn spawn_portal(
+        &self,
+        tasks: &mut JoinSet<()>,
+        listener: TcpListener,
+        intake: Arc<Intake>,
+        ready: &Readiness,
+        shutdown: &ShutdownSignal,
+    ) {
+        let state = Arc::new(PortalState {
             intake,
             store: self.store.clone(),
             client: self.client.clone(),
             prefix: self.prefix,
             ready: ready.clone(),
         });
-        let portal_shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(error) = axum::serve(listeners.portal, portal::router(portal_state))
-                .with_graceful_shutdown(portal_shutdown.wait())
+            if let Err(error) = axum::serve(listener, portal::router(state))
+                .with_graceful_shutdown(shutdown.wait())
                 .await
             {
                 tracing::error!(%error, "portal server failed");
             }
         });
-
-        // From here on SIGHUP (or a changed certificate or revocation file, or
-        // `POST /reload` on the admin listener) reloads them instead of terminating
-        // the node.
-
-        let (triggers, reload) = ReloadTriggers::install(self.config.tls.watched());
-        tasks.spawn(reload_tls(
-            triggers,
-            self.config.tls.clone(),
-            self.tls.clone(),
-            shutdown.clone(),
-        ));
-
-        if let Some(listener) = listeners.admin {
-            let operator = Arc::new(OperatorState {
-                ctx: ctx.clone(),
-                client: self.client.clone(),
-                outbox_written: wake.clone(),
-            });
-            let (store, platform) = (self.store.clone(), platform.clone());
-            let checks: Vec<(&'static str, admin::ReadinessCheck)> = vec![
-                ("store", Arc::new(move || store.health())),
-                ("platform", Arc::new(move || platform.health())),
-            ];
-            let router = admin::probes_checked(ready.clone(), checks)
-                .merge(admin::reload(reload))
-                .merge(operator::router(operator))
-                .merge(crate::metrics::route(
-                    self.registry.clone(),
-                    self.metrics.clone(),
-                    self.store.clone(),
-                ));
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                if let Err(error) = admin::serve(listener, router, shutdown).await {
-                    tracing::error!(%error, "admin listener failed");
-                }
-            });
-        }
-
-        let issuer = Arc::new(Issuer {
-            ctx: ctx.clone(),
-            keys: self.issuer_keys,
-        });
-        let federation = FederationService { ctx, issuer };
-        let (health, standard) =
-            standard_services::health_and_reflection(&[NODE_SERVICE], &[FILE_DESCRIPTOR_SET])
-                .await
-                .map_err(|e| NodeStartError::Other(e.to_string()))?;
-        let incoming = authenticated_incoming(
-            listeners.federation,
-            self.tls.server.subscribe(),
-            self.tls.revoked.subscribe(),
-            self.config.handshake_timeout,
-            tongban_runtime::incoming::DEFAULT_MAX_HANDSHAKES,
-        );
-        tracing::info!(region = %self.config.region, "node serving");
-        // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
-        let not_serving = standard_services::not_serving_on_shutdown(
-            health,
-            vec![NODE_SERVICE.to_owned()],
-            ready,
-            shutdown.clone(),
-        );
-        let drained = shutdown.clone().wait();
-        let served = Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .add_routes(standard.add_service(NodeServer::new(federation)))
-            .serve_with_incoming_shutdown(incoming, drained)
-            .await;
-        let _ = not_serving.await;
-        while tasks.join_next().await.is_some() {}
-        self.traces_guard.shutdown().await;
-        tracing::info!(region = %self.config.region, "node stopped");
-        served.map_err(NodeStartError::from)
     }
+
+    /// The admin listener's routes: probes (store and platform checked), reload, the
+    /// operator endpoints and `/metrics`.
+    fn admin_router(
+        &self,
+        operator: Arc<OperatorState>,
+        reload: ReloadHandle,
+        ready: &Readiness,
+    ) -> axum::Router {
+        let store = self.store.clone();
+        let platform: Arc<dyn Platform> = self.platform.clone();
+        let checks: Vec<(&'static str, admin::ReadinessCheck)> = vec![
+            ("store", Arc::new(move || store.health())),
+            ("platform", Arc::new(move || platform.health())),
+        ];
+        admin::probes_checked(ready.clone(), checks)
+            .merge(admin::reload(reload))
+            .merge(operator::router(operator))
+            .merge(crate::metrics::route(
+                self.registry.clone(),
+                self.metrics.clone(),
+                self.store.clone(),
+            ))
+    }
+}
+
+/// Opens the configured platform (the embedded one seeded with synthetic residents if
+/// asked), with its clerk's review step.
+async fn open_platform(
+    config: &NodeConfig,
+    prefix: &RegionPrefix,
+    id_hash_key: &Arc<[u8]>,
+) -> Result<(Arc<EmbeddedPlatform>, Duration), NodeStartError> {
+    match &config.platform {
+        PlatformConfig::Embedded {
+            database,
+            seed_residents,
+            review_step,
+        } => {
+            let platform = EmbeddedPlatform::open(database, prefix)?;
+            if *seed_residents > 0 {
+                let n = platform
+                    .seed(
+                        RegionTable::embedded(),
+                        prefix,
+                        *seed_residents,
+                        id_hash_key.clone(),
+                    )
+                    .await?;
+                if n > 0 {
+                    tracing::info!(residents = n, "seeded synthetic residents");
+                }
+            }
+            Ok((platform, *review_step))
+        }
+    }
+}
+
+/// Serves the federation listener (mTLS gRPC: the Node service, health, reflection)
+/// until `shutdown` fires and its calls have drained.
+async fn serve_federation(
+    config: &NodeConfig,
+    tls: &TlsInForce,
+    listener: TcpListener,
+    federation: FederationService,
+    (health, standard): (HealthReporter, Routes),
+    ready: Readiness,
+    shutdown: &ShutdownSignal,
+) -> Result<(), NodeStartError> {
+    let incoming = authenticated_incoming(
+        listener,
+        tls.server.subscribe(),
+        tls.revoked.subscribe(),
+        config.handshake_timeout,
+        tongban_runtime::serving::incoming::DEFAULT_MAX_HANDSHAKES,
+    );
+    tracing::info!(region = %config.region, "node serving");
+    // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
+    let not_serving = standard_services::not_serving_on_shutdown(
+        health,
+        vec![NODE_SERVICE.to_owned()],
+        ready,
+        shutdown.clone(),
+    );
+    let drained = shutdown.clone().wait();
+    let served = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .add_routes(standard.add_service(NodeServer::new(federation)))
+        .serve_with_incoming_shutdown(incoming, drained)
+        .await;
+    let _ = not_serving.await;
+    served.map_err(NodeStartError::from)
 }
 
 /// Acts on reload requests until shutdown: the node's certificate, key, CA bundle and
@@ -405,7 +478,7 @@ impl Node {
 /// the old ones kept.
 async fn reload_tls(
     triggers: ReloadTriggers,
-    tls: tongban_runtime::tls::TlsFiles,
+    tls: tongban_runtime::trust::tls::TlsFiles,
     in_force: Arc<TlsInForce>,
     shutdown: ShutdownSignal,
 ) {

@@ -12,10 +12,10 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{Notify, broadcast};
 use tongban_proto::{
-    region::{RegionCode, RegionPrefix},
+    rules::region::{RegionCode, RegionPrefix},
     v1::PushStatusRequest,
 };
-use tongban_runtime::shutdown::ShutdownSignal;
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use crate::{
     platform::{Platform, PlatformCase},

@@ -12,10 +12,10 @@ use std::{
 #[path = "../../tests/support/process.rs"]
 mod process;
 
-use tongban_proto::region::RegionPrefix;
+use tongban_proto::rules::region::RegionPrefix;
 use tongban_runtime::{
-    identity::PeerIdentity,
-    pki::{self, DevCa},
+    trust::identity::PeerIdentity,
+    trust::pki::{self, DevCa},
 };
 
 fn setup(name: &str) -> PathBuf {

@@ -11,7 +11,7 @@ use super::{
     outbox::{OutboxKind, insert_outbox},
 };
 use crate::sqlite::StoreError;
-use tongban_runtime::trace_context::TraceParent;
+use tongban_runtime::observability::trace_context::TraceParent;
 
 use crate::sqlite::{now_ms, timestamp_ms};
 
@@ -364,8 +364,8 @@ fn next_case_number(
 ) -> Result<String, StoreError> {
     let day = filed_at
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-        .map(|t| t.to_offset(tongban_proto::calendar::BUSINESS_OFFSET))
-        .unwrap_or_else(tongban_proto::calendar::business_now);
+        .map(|t| t.to_offset(tongban_proto::rules::calendar::BUSINESS_OFFSET))
+        .unwrap_or_else(tongban_proto::rules::calendar::business_now);
     let day = format!("{:04}{:02}{:02}", day.year(), day.month() as u8, day.day());
     let seq: i64 = tx.query_row(
         "INSERT INTO case_counter (day, next) VALUES (?1, 2)

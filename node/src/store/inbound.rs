@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use super::database::Store;
 use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
-use tongban_runtime::trace_context::TraceParent;
+use tongban_runtime::observability::trace_context::TraceParent;
 
 impl Store {
     /// The earlier delivery with this key, if any: its case number, the SHA-256 of its

@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(record.target_region, "440000");
         assert_eq!(store.pending_outbox().await.unwrap(), 1);
         // No trace was stored then: the case's calls use the one its number gives.
-        let expected = tongban_runtime::trace_context::TraceParent::for_case(&case);
+        let expected = tongban_runtime::observability::trace_context::TraceParent::for_case(&case);
         assert_eq!(record.trace.trace_id, expected.trace_id);
         let due = store.due_outbox(10, Vec::new()).await.unwrap();
         assert_eq!(due[0].trace.trace_id, expected.trace_id);

@@ -5,14 +5,14 @@
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use tongban_proto::{
-    retry::Retry,
+    contract::retry::Retry,
     v1::{CaseStatus, Stage},
 };
 
 use super::{database::Store, status::apply_status_tx};
 use crate::sqlite::StoreError;
 use crate::sqlite::now_ms;
-use tongban_runtime::trace_context::TraceParent;
+use tongban_runtime::observability::trace_context::TraceParent;
 
 /// What an outbox entry asks the forwarder to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::broadcast;
 use tongban_proto::v1::{Application, CaseStatus, Stage};
-use tongban_runtime::shutdown::ShutdownSignal;
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use super::database::EmbeddedPlatform;
 use crate::{
-    platform::{Platform, PlatformCase, PlatformError, Submitted},
+    platform::adapter::{Platform, PlatformCase, PlatformError, Submitted},
     sqlite::{StoreError, now_ms, timestamp_ms},
 };
 
@@ -221,7 +221,7 @@ impl Platform for EmbeddedPlatform {
 mod tests {
     use super::*;
     use crate::platform::embedded::database::MIGRATIONS;
-    use tongban_proto::region::RegionPrefix;
+    use tongban_proto::rules::region::RegionPrefix;
 
     /// A platform database made before migrations (its schema, user_version 0) opens
     /// with its cases.

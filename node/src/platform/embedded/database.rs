@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
-use tongban_proto::region::RegionPrefix;
+use tongban_proto::rules::region::RegionPrefix;
 
-use crate::platform::PlatformCase;
+use crate::platform::adapter::PlatformCase;
 use crate::sqlite::{Db, StoreError};
 
 /// The platform database's schema history, oldest first (see [`crate::sqlite`]).

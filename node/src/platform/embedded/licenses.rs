@@ -6,14 +6,15 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use rusqlite::{OptionalExtension, params};
 use tongban_proto::{
-    region::{RegionPrefix, RegionTable},
-    resident_id::ResidentId,
+    rules::region::{RegionPrefix, RegionTable},
+    rules::resident_id::ResidentId,
     v1::AssuranceLevel,
 };
 
 use super::{database::EmbeddedPlatform, synthetic::synthetic_residents};
 use crate::{
-    platform::{LicenseRecord, LicenseRegistry, Person, PlatformError},
+    platform::adapter::PlatformError,
+    platform::register::{LicenseRecord, LicenseRegistry, Person},
     sqlite::{StoreError, now_ms},
 };
 
@@ -155,7 +156,7 @@ impl EmbeddedPlatform {
         id_hash_key: Arc<[u8]>,
     ) -> Result<u32, StoreError> {
         let residents = synthetic_residents(table, prefix, count);
-        let region = tongban_proto::region::RegionCode::from_prefix(prefix);
+        let region = tongban_proto::rules::region::RegionCode::from_prefix(prefix);
         let visitors: Vec<_> = table
             .provinces()
             .filter(|p| !p.code.as_str().starts_with(prefix.as_str()))
@@ -386,7 +387,7 @@ mod tests {
         let held = platform.licenses_of(&hash).await.unwrap();
         assert_eq!(held.len(), 4);
         for l in &held {
-            let issuer = tongban_proto::recognition::license_issuer(&l.license_id).unwrap();
+            let issuer = tongban_proto::rules::credentials::license_issuer(&l.license_id).unwrap();
             assert_eq!(issuer.as_str(), l.issuing_region);
             assert!(prefix.contains(&issuer));
         }

@@ -2,8 +2,8 @@
 //! to no real person.
 
 use tongban_proto::{
-    region::{Level, RegionPrefix, RegionTable},
-    resident_id::{ResidentId, check_character},
+    rules::region::{Level, RegionPrefix, RegionTable},
+    rules::resident_id::{ResidentId, check_character},
 };
 
 /// A synthetic resident for demos and tests.
@@ -37,9 +37,11 @@ pub fn synthetic_residents(
         .map(|d| d.code)
         .collect();
     if counties.is_empty() {
-        counties.push(tongban_proto::region::RegionCode::from_prefix(prefix));
+        counties.push(tongban_proto::rules::region::RegionCode::from_prefix(
+            prefix,
+        ));
     }
-    let today = tongban_proto::calendar::business_now().date();
+    let today = tongban_proto::rules::calendar::business_now().date();
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count {
         let code = &counties[(i as usize * 7) % counties.len()];

@@ -12,8 +12,8 @@ use std::{
 };
 
 use prost::Message;
-use tongban_proto::{catalog::Catalog, v1::GetCatalogResponse};
-use tongban_runtime::shutdown::ShutdownSignal;
+use tongban_proto::{rules::catalog::Catalog, v1::GetCatalogResponse};
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use crate::{gateway_client::GatewayClient, store::Store};
 
@@ -185,7 +185,7 @@ impl CatalogCopy {
 
 #[cfg(test)]
 mod tests {
-    use tongban_proto::catalog::Catalog;
+    use tongban_proto::rules::catalog::Catalog;
 
     use super::*;
 

@@ -1,0 +1,283 @@
+//! A filing request read against the catalog, before anything is asked of anyone: the
+//! shared rule set (同标准办理, `tongban_proto::rules::standard`), what this node cannot
+//! do yet, and the materials given. Every problem is named by its field.
+
+use std::collections::BTreeMap;
+
+use time::Date;
+use tongban_proto::{
+    rules::catalog::{Catalog, CatalogItem, FieldError, HandlingMode, MaterialKind},
+    rules::credentials::license_issuer,
+    rules::region::RegionTable,
+    rules::resident_id::ResidentId,
+    rules::standard::{self, Filing},
+    v1::{MaterialRef, MaterialSource},
+};
+
+use super::request::{
+    FieldProblem, FilingRequest, IntakeError, MAX_MATERIAL_REFERENCE, MaterialInput,
+    MaterialSourceInput, field,
+};
+
+/// A license the applicant cites for a material.
+#[derive(Clone, Debug)]
+pub struct CitedLicense {
+    pub material_id: String,
+    pub license_id: String,
+}
+
+/// A filing request read against the catalog (before anything is asked of anyone).
+pub struct Checked {
+    pub item: CatalogItem,
+    pub catalog_version: String,
+    pub applicant: ResidentId,
+    /// Trimmed.
+    pub name: String,
+    pub phone: String,
+    pub mode: HandlingMode,
+    pub form: BTreeMap<String, String>,
+    /// Uploads and paper materials, as given.
+    pub provided: Vec<MaterialRef>,
+    /// Licenses the applicant cites for materials.
+    pub cited: Vec<CitedLicense>,
+}
+
+/// Reads a request against `catalog`: every problem named by its field, nothing asked
+/// of the federation yet. Required fields that a recognized license can fill in may be
+/// left empty here.
+pub fn check(
+    catalog: &Catalog,
+    regions: &RegionTable,
+    request: &FilingRequest,
+    today: Date,
+) -> Result<Checked, IntakeError> {
+    let filing = Filing {
+        one_thing_id: &request.one_thing_id,
+        id_number: &request.applicant.id_number,
+        name: &request.applicant.name,
+        mode: request.mode,
+        form: &request.form,
+    };
+    let excused =
+        |item: &CatalogItem, e: &FieldError| prefillable_and_empty(item, &request.form, &e.field);
+    let (standard, mut problems) = match standard::check(catalog, &filing, regions, today, excused)
+    {
+        Ok(standard) => (Some(standard), Vec::new()),
+        Err(problems) => (None, problems.into_iter().map(FieldProblem::from).collect()),
+    };
+    let Ok(item) = standard::item(catalog, &request.one_thing_id) else {
+        return Err(IntakeError::Invalid(problems));
+    };
+    problems.extend(joint_refused(item, request.mode));
+    let (provided, cited) = materials(item, &request.materials, &mut problems);
+    match standard {
+        Some(standard) if problems.is_empty() => Ok(Checked {
+            item: item.clone(),
+            catalog_version: catalog.version.clone(),
+            applicant: standard.applicant,
+            name: standard.name,
+            phone: request.applicant.phone.trim().to_owned(),
+            mode: standard.mode,
+            form: request.form.clone(),
+            provided,
+            cited,
+        }),
+        _ => Err(IntakeError::Invalid(problems)),
+    }
+}
+
+/// 多地联办 needs the other regions' parts collected and delivered to each of them;
+/// until this node can, it says so rather than accept and handle it as one. A node's
+/// capability, not part of the shared standard.
+fn joint_refused(item: &CatalogItem, asked: Option<HandlingMode>) -> Option<FieldProblem> {
+    matches!(standard::mode(item, asked), Ok(HandlingMode::Joint)).then(|| {
+        field(
+            "mode",
+            "joint handling across several regions is not supported by this node yet",
+        )
+    })
+}
+
+/// Splits the materials given into uploads (and paper) and cited licenses, naming
+/// every bad one by its index.
+fn materials(
+    item: &CatalogItem,
+    input: &[MaterialInput],
+    errors: &mut Vec<FieldProblem>,
+) -> (Vec<MaterialRef>, Vec<CitedLicense>) {
+    let mut provided = Vec::with_capacity(input.len());
+    let mut cited = Vec::new();
+    for (i, m) in input.iter().enumerate() {
+        let Some(material) = item.material(&m.material_id) else {
+            errors.push(field(
+                format!("materials[{i}].material_id"),
+                format!("{:?} is not a material of {}", m.material_id, item.id),
+            ));
+            continue;
+        };
+        let reference = m.reference.trim();
+        if reference.is_empty() || reference.len() > MAX_MATERIAL_REFERENCE {
+            errors.push(field(
+                format!("materials[{i}].reference"),
+                format!("must be 1 to {MAX_MATERIAL_REFERENCE} characters"),
+            ));
+            continue;
+        }
+        match m.source {
+            MaterialSourceInput::License => {
+                if material.kind != MaterialKind::License {
+                    errors.push(field(
+                        format!("materials[{i}].source"),
+                        format!("{} is uploaded, not a license", material.id),
+                    ));
+                } else if let Err(e) = license_issuer(reference) {
+                    errors.push(field(format!("materials[{i}].reference"), e.to_string()));
+                } else {
+                    cited.push(CitedLicense {
+                        material_id: material.id.clone(),
+                        license_id: reference.to_owned(),
+                    });
+                }
+            }
+            source => provided.push(MaterialRef {
+                material_id: m.material_id.clone(),
+                source: match source {
+                    MaterialSourceInput::Paper => MaterialSource::Paper,
+                    _ => MaterialSource::Upload,
+                } as i32,
+                reference: reference.to_owned(),
+            }),
+        }
+    }
+    (provided, cited)
+}
+
+/// Whether `field` (a form error's field) is one a recognized license may fill and the
+/// applicant left empty.
+pub fn prefillable_and_empty(
+    item: &CatalogItem,
+    form: &BTreeMap<String, String>,
+    field: &str,
+) -> bool {
+    item.form_field(field).is_some_and(|f| f.prefill.is_some())
+        && form.get(field).is_none_or(|v| v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filing::request::ApplicantInput;
+
+    fn today() -> Date {
+        time::macros::date!(2026 - 11 - 26)
+    }
+
+    fn request(one_thing_id: &str, name: &str, form: &[(&str, &str)]) -> FilingRequest {
+        FilingRequest {
+            one_thing_id: one_thing_id.into(),
+            applicant: ApplicantInput {
+                id_number: "11010519491231002X".into(),
+                name: name.into(),
+                phone: String::new(),
+            },
+            form: form
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            materials: Vec::new(),
+            mode: None,
+        }
+    }
+
+    fn medical(name: &str) -> FilingRequest {
+        request(
+            "medical-treatment-registration",
+            name,
+            &[
+                ("treatment_region", "310115"),
+                ("start_date", "2026-12-01"),
+                ("reason", "异地长期居住"),
+                ("contact_phone", "13800138000"),
+            ],
+        )
+    }
+
+    fn problems(request: &FilingRequest) -> Vec<(String, String)> {
+        match check(
+            &Catalog::embedded(),
+            RegionTable::embedded(),
+            request,
+            today(),
+        ) {
+            Err(IntakeError::Invalid(problems)) => {
+                problems.into_iter().map(|p| (p.field, p.problem)).collect()
+            }
+            Err(other) => panic!("unexpected {other}"),
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_good_filing_is_checked_with_its_name_trimmed() {
+        let checked = check(
+            &Catalog::embedded(),
+            RegionTable::embedded(),
+            &medical(" 王小明 "),
+            today(),
+        )
+        .unwrap();
+        assert_eq!(checked.name, "王小明");
+        assert_eq!(checked.mode, HandlingMode::FullyOnline);
+    }
+
+    #[test]
+    fn names_are_refused_by_the_shared_rule_with_the_portal_s_messages() {
+        let cases = [
+            ("", "is required"),
+            (&"张".repeat(65), "is longer than 64 characters"),
+            ("张\u{202E}伟", "must not contain bidirectional"),
+            ("张伟\n", "must not contain control characters"),
+        ];
+        for (name, expected) in cases {
+            let found = problems(&medical(name));
+            assert_eq!(found.len(), 1, "{name:?}: {found:?}");
+            assert_eq!(found[0].0, "applicant.name");
+            assert!(found[0].1.starts_with(expected), "{name:?}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn joint_handling_is_refused_beside_the_other_problems_and_prefill_is_excused() {
+        let mut filing = request(
+            "household-transfer",
+            "王小明",
+            &[
+                // move_from_region left empty: a recognized household register fills it.
+                ("move_to_region", "310115"),
+                ("move_to_address", "上海市浦东新区世纪大道1号"),
+                ("reason", "购房落户"),
+                ("contact_phone", "13800138000"),
+            ],
+        );
+        filing.applicant.id_number = "110105194912310021".into();
+        let fields: Vec<String> = problems(&filing).into_iter().map(|p| p.0).collect();
+        assert_eq!(fields, ["applicant.id_number", "mode"]);
+    }
+
+    #[test]
+    fn material_references_have_their_own_limit() {
+        let mut filing = medical("王小明");
+        filing.materials.push(MaterialInput {
+            material_id: "referral_certificate".into(),
+            source: MaterialSourceInput::Upload,
+            reference: "r".repeat(MAX_MATERIAL_REFERENCE + 1),
+        });
+        assert_eq!(
+            problems(&filing),
+            [(
+                "materials[0].reference".to_owned(),
+                "must be 1 to 128 characters".to_owned()
+            )]
+        );
+    }
+}
