@@ -1,7 +1,11 @@
 //! The printed tables (Markdown, so BENCHMARKS.md can take them as is), the ratios against
 //! the best peer and the baseline, and the goal checks.
 
-use crate::{Args, Cell, Round, Target, size_label};
+use crate::{
+    args::Args,
+    cell::{Cell, Round, size_label},
+    target::Target,
+};
 
 /// One figure over rounds: its median and range.
 #[derive(Clone, Copy)]
@@ -136,6 +140,7 @@ pub struct TelemetryCost<'a> {
     pub spans_exported: Option<usize>,
 }
 
+/// Prints every table of the relay benchmark, then the goals with their verdicts.
 pub fn print(
     args: &Args,
     cells: &[Cell],
@@ -144,6 +149,35 @@ pub fn print(
     idle_rss: &[(String, u64)],
     load_rss: &[(String, u64)],
 ) {
+    print_results(args, cells, scale);
+    let mut pairs: Vec<(usize, usize)> = cells.iter().map(|c| (c.payload, c.inflight)).collect();
+    pairs.dedup();
+    let mut goals: Vec<(String, bool)> = Vec::new();
+    let has_peers = cells.iter().any(|c| Target::PEERS.contains(&c.target));
+    if has_peers {
+        println!(
+            "\n## Ratios (gateway vs the best peer for each figure, among nginx and HAProxy configurations; median (min–max) of per-round ratios)\n"
+        );
+        println!(
+            "| payload | in flight | gw/peer proxy CPU | gw/peer proxy+node CPU | gw/peer req/s | gw/direct req/s | added p50 µs gw | added p50 µs peer |"
+        );
+        println!("|---|---:|---|---|---|---:|---:|---:|");
+    }
+    for &(payload, inflight) in &pairs {
+        ratio_row(cells, payload, inflight, has_peers, &mut goals);
+    }
+    print_baseline(cells, &pairs);
+    print_route_scale(scale, &mut goals);
+    print_telemetry(telemetry, &mut goals);
+    print_memory(idle_rss, load_rss, &mut goals);
+    println!("\n## Goals\n");
+    for (text, ok) in &goals {
+        println!("- {}: {text}", verdict(*ok));
+    }
+}
+
+/// The main table, and the first error of every cell that had errors.
+fn print_results(args: &Args, cells: &[Cell], scale: &[Cell]) {
     println!("\n## Results\n");
     println!(
         "{} s measured per cell and round (+{} s warm-up), {} interleaved rounds; req/s and CPU per call: median over rounds (min–max); latency percentiles and errors: all rounds' calls together; CPU from /proc (user+system), warm-up excluded.\n",
@@ -180,110 +214,108 @@ pub fn print(
             );
         }
     }
+}
 
-    let mut pairs: Vec<(usize, usize)> = cells.iter().map(|c| (c.payload, c.inflight)).collect();
-    pairs.dedup();
-    let mut goals: Vec<(String, bool)> = Vec::new();
-    let has_peers = cells.iter().any(|c| Target::PEERS.contains(&c.target));
+/// One row of the ratios table (printed when there are peers), and the goals of this
+/// payload and concurrency.
+fn ratio_row(
+    cells: &[Cell],
+    payload: usize,
+    inflight: usize,
+    has_peers: bool,
+    goals: &mut Vec<(String, bool)>,
+) {
+    let Some(gw) = find(cells, Target::Gateway, payload, inflight) else {
+        return;
+    };
+    let direct = find(cells, Target::Direct, payload, inflight);
+    // Best by the figure compared: lowest proxy CPU for the CPU ratio, lowest
+    // proxy+node CPU for that ratio, highest req/s for throughput.
+    let against = |f: fn(&Round) -> f64, lower: bool| {
+        best_peer(cells, payload, inflight, f, lower).map(|p| (ratio(gw, p, f), p))
+    };
+    let cpu = against(Round::proxy_us, true);
+    let total = against(Round::total_us, true);
+    let rps = against(Round::rps, false);
+    let p50_peer = Target::PEERS
+        .into_iter()
+        .filter_map(|t| find(cells, t, payload, inflight))
+        .min_by_key(|c| c.p(0.5));
+    let added = |c: &Cell| direct.map(|d| c.p(0.5) as f64 - d.p(0.5) as f64);
+    let added_gw = added(gw);
+    let added_peer = p50_peer.and_then(added);
+    let fmt_us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
     if has_peers {
         println!(
-            "\n## Ratios (gateway vs the best peer for each figure, among nginx and HAProxy configurations; median (min–max) of per-round ratios)\n"
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            size_label(payload),
+            inflight,
+            versus(cpu),
+            versus(total),
+            versus(rps),
+            times(direct.and_then(|d| ratio(gw, d, Round::rps)), ""),
+            fmt_us(added_gw),
+            match (added_peer, p50_peer) {
+                (Some(v), Some(p)) => format!("{v:.0} ({})", p.target.label()),
+                _ => "-".to_owned(),
+            }
         );
-        println!(
-            "| payload | in flight | gw/peer proxy CPU | gw/peer proxy+node CPU | gw/peer req/s | gw/direct req/s | added p50 µs gw | added p50 µs peer |"
-        );
-        println!("|---|---:|---|---|---|---:|---:|---:|");
     }
-    for &(payload, inflight) in &pairs {
-        let Some(gw) = find(cells, Target::Gateway, payload, inflight) else {
-            continue;
-        };
-        let direct = find(cells, Target::Direct, payload, inflight);
-        // Best by the figure compared: lowest proxy CPU for the CPU ratio, lowest
-        // proxy+node CPU for that ratio, highest req/s for throughput.
-        let against = |f: fn(&Round) -> f64, lower: bool| {
-            best_peer(cells, payload, inflight, f, lower).map(|p| (ratio(gw, p, f), p))
-        };
-        let cpu = against(Round::proxy_us, true);
-        let total = against(Round::total_us, true);
-        let rps = against(Round::rps, false);
-        let p50_peer = Target::PEERS
-            .into_iter()
-            .filter_map(|t| find(cells, t, payload, inflight))
-            .min_by_key(|c| c.p(0.5));
-        let added = |c: &Cell| direct.map(|d| c.p(0.5) as f64 - d.p(0.5) as f64);
-        let added_gw = added(gw);
-        let added_peer = p50_peer.and_then(added);
-        let fmt_us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-        if has_peers {
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                size_label(payload),
-                inflight,
-                versus(cpu),
-                versus(total),
-                versus(rps),
-                times(direct.and_then(|d| ratio(gw, d, Round::rps)), ""),
+    let Some((cpu_r, cpu_peer)) = cpu else {
+        return;
+    };
+    let named = |r: Option<(Option<Spread>, &Cell)>| {
+        r.map_or("-".to_owned(), |(s, p)| {
+            format!("{} vs {}", times(s, " over rounds"), p.target.label())
+        })
+    };
+    let where_ = format!("{} / {inflight} in flight", size_label(payload));
+    if payload <= 4096 {
+        goals.push((
+            format!(
+                "gateway CPU/call ≤ 0.8× the best peer at {where_}, zero errors: {} vs {}",
+                times(cpu_r, " over rounds"),
+                cpu_peer.target.label()
+            ),
+            median(cpu_r).is_some_and(|r| r <= 0.8) && gw.stats.errors == 0,
+        ));
+        goals.push((
+            format!(
+                "proxy+node CPU/call ≤ 0.8× the best peer at {where_}: {}",
+                named(total)
+            ),
+            median(total.and_then(|(s, _)| s)).is_some_and(|r| r <= 0.8),
+        ));
+    }
+    if inflight >= 64 {
+        goals.push((
+            format!(
+                "throughput ≥ 1.25× the best peer at {where_}: {}",
+                named(rps)
+            ),
+            median(rps.and_then(|(s, _)| s)).is_some_and(|r| r >= 1.25),
+        ));
+    }
+    if inflight == 1 {
+        goals.push((
+            format!(
+                "added p50 ≤ the best peer's at {where_}: {} µs vs {} µs{}",
                 fmt_us(added_gw),
-                match (added_peer, p50_peer) {
-                    (Some(v), Some(p)) => format!("{v:.0} ({})", p.target.label()),
-                    _ => "-".to_owned(),
-                }
-            );
-        }
-        let Some((cpu_r, cpu_peer)) = cpu else {
-            continue;
-        };
-        let named = |r: Option<(Option<Spread>, &Cell)>| {
-            r.map_or("-".to_owned(), |(s, p)| {
-                format!("{} vs {}", times(s, " over rounds"), p.target.label())
-            })
-        };
-        let where_ = format!("{} / {inflight} in flight", size_label(payload));
-        if payload <= 4096 {
-            goals.push((
-                format!(
-                    "gateway CPU/call ≤ 0.8× the best peer at {where_}, zero errors: {} vs {}",
-                    times(cpu_r, " over rounds"),
-                    cpu_peer.target.label()
-                ),
-                median(cpu_r).is_some_and(|r| r <= 0.8) && gw.stats.errors == 0,
-            ));
-            goals.push((
-                format!(
-                    "proxy+node CPU/call ≤ 0.8× the best peer at {where_}: {}",
-                    named(total)
-                ),
-                median(total.and_then(|(s, _)| s)).is_some_and(|r| r <= 0.8),
-            ));
-        }
-        if inflight >= 64 {
-            goals.push((
-                format!(
-                    "throughput ≥ 1.25× the best peer at {where_}: {}",
-                    named(rps)
-                ),
-                median(rps.and_then(|(s, _)| s)).is_some_and(|r| r >= 1.25),
-            ));
-        }
-        if inflight == 1 {
-            goals.push((
-                format!(
-                    "added p50 ≤ the best peer's at {where_}: {} µs vs {} µs{}",
-                    fmt_us(added_gw),
-                    fmt_us(added_peer),
-                    p50_peer.map_or(String::new(), |p| format!(" ({})", p.target.label()))
-                ),
-                matches!((added_gw, added_peer), (Some(g), Some(n)) if g <= n),
-            ));
-        }
+                fmt_us(added_peer),
+                p50_peer.map_or(String::new(), |p| format!(" ({})", p.target.label()))
+            ),
+            matches!((added_gw, added_peer), (Some(g), Some(n)) if g <= n),
+        ));
     }
+}
 
+/// The gateway against the `--baseline-gateway` binary, if measured.
+fn print_baseline(cells: &[Cell], pairs: &[(usize, usize)]) {
     if cells.iter().any(|c| c.target == Target::GatewayBaseline) {
         println!(
             "\n## Gateway vs baseline (the --baseline-gateway binary; median (min–max) of per-round ratios: below 1× is less CPU, above 1× more throughput)\n"
         );
-        for &(payload, inflight) in &pairs {
+        for &(payload, inflight) in pairs {
             let (Some(gw), Some(base)) = (
                 find(cells, Target::Gateway, payload, inflight),
                 find(cells, Target::GatewayBaseline, payload, inflight),
@@ -301,7 +333,10 @@ pub fn print(
             );
         }
     }
+}
 
+/// 34 vs 3,212 registered routes, if measured.
+fn print_route_scale(scale: &[Cell], goals: &mut Vec<(String, bool)>) {
     if let (Some(a), Some(b)) = (
         scale.iter().find(|c| c.target == Target::Gateway),
         scale.iter().find(|c| c.target == Target::Gateway3212),
@@ -328,6 +363,10 @@ pub fn print(
             median(r).is_some_and(|r| (r - 1.0).abs() <= 0.05 || r > 1.0),
         ));
     }
+}
+
+/// Telemetry off, the default and traced, if measured.
+fn print_telemetry(telemetry: &TelemetryCost<'_>, goals: &mut Vec<(String, bool)>) {
     let tele = |t: Target| telemetry.cells.iter().find(|c| c.target == t);
     if let (Some(quiet), Some(default), Some(traced)) = (
         tele(Target::GatewayQuiet),
@@ -363,6 +402,14 @@ pub fn print(
             ));
         }
     }
+}
+
+/// The gateways' memory idle and after the load.
+fn print_memory(
+    idle_rss: &[(String, u64)],
+    load_rss: &[(String, u64)],
+    goals: &mut Vec<(String, bool)>,
+) {
     if !idle_rss.is_empty() {
         println!("\n## Gateway memory\n");
         println!("| process | RSS idle | peak RSS after load |");
@@ -388,10 +435,6 @@ pub fn print(
                 ));
             }
         }
-    }
-    println!("\n## Goals\n");
-    for (text, ok) in &goals {
-        println!("- {}: {text}", verdict(*ok));
     }
 }
 

@@ -9,10 +9,10 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tongban_cli::local::{FederationSpec, LocalFederation};
+use tongban_kit::{FederationSpec, LocalFederation, RunningNode};
 use tongban_node::platform::embedded::{SyntheticResident, synthetic_residents};
-use tongban_proto::region::{RegionPrefix, RegionTable};
-use tongban_runtime::shutdown::ShutdownSignal;
+use tongban_proto::rules::region::{RegionPrefix, RegionTable};
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
 /// What a scenario must end in.
 enum Expect {
@@ -228,7 +228,7 @@ pub async fn run(
     shutdown: ShutdownSignal,
 ) -> anyhow::Result<bool> {
     // Wiped only if an earlier demo made it (or it is empty): never a user's folder.
-    tongban_runtime::workdir::prepare(dir, "tongban demo")?;
+    tongban_runtime::process::workdir::prepare(dir, "tongban demo")?;
     let refs: Vec<&str> = regions.iter().map(String::as_str).collect();
     let spec = FederationSpec::new(dir, &refs)?;
     println!("Starting a local federation in {} ...", dir.display());
@@ -280,11 +280,7 @@ pub async fn run(
     Ok(ok)
 }
 
-async fn play(
-    _federation: &LocalFederation,
-    node: &tongban_cli::local::RunningNode,
-    scenario: &Scenario,
-) -> Outcome {
+async fn play(_federation: &LocalFederation, node: &RunningNode, scenario: &Scenario) -> Outcome {
     let started = Instant::now();
     let one_thing = scenario.filing["one_thing_id"]
         .as_str()

@@ -8,12 +8,13 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tongban_proto::region::RegionPrefix;
+use tongban_proto::rules::region::RegionPrefix;
 use tongban_runtime::{
-    identity::PeerIdentity,
-    pki::{self, DevCa},
-    shutdown::Shutdown,
-    telemetry, tls,
+    observability::logs,
+    process::shutdown::Shutdown,
+    trust::identity::PeerIdentity,
+    trust::pki::{self, DevCa},
+    trust::tls,
 };
 
 mod backlog;
@@ -111,9 +112,9 @@ enum AuditAction {
 
 /// `tongban audit verify`.
 fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> anyhow::Result<()> {
-    use tongban_runtime::{audit_chain, audit_checkpoint};
+    use tongban_runtime::{audit::checkpoint, audit::trail};
     let anchors = ca
-        .map(audit_checkpoint::anchors)
+        .map(checkpoint::anchors)
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let expected = checkpoint
@@ -123,7 +124,7 @@ fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> any
                 .context("--checkpoint must be <covers>:<head>")
         })
         .transpose()?;
-    match audit_chain::verify(file, anchors.as_ref(), expected) {
+    match trail::verify(file, anchors.as_ref(), expected) {
         Ok(v) => {
             println!("{}: {} records, chain intact", file.display(), v.records);
             match &v.last_checkpoint {
@@ -149,7 +150,7 @@ fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> any
             }
             Ok(())
         }
-        Err(audit_chain::ChainBreak::Io(error)) => bail!("cannot read the trail: {error}"),
+        Err(trail::ChainBreak::Io(error)) => bail!("cannot read the trail: {error}"),
         Err(broken) => bail!("{}: chain broken: {broken}", file.display()),
     }
 }
@@ -165,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
             gateway,
             days,
         } => {
-            let _log = telemetry::init("info");
+            let _log = logs::init("info");
             certs(&out, &regions, gateway, days)
         }
         Command::Backlog { nodes } => {
@@ -190,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
             regions,
             log,
         } => {
-            let _log = telemetry::init(&log);
+            let _log = logs::init(&log);
             let shutdown = Shutdown::new();
             shutdown.trigger_on_os_signals();
             let ok = demo::run(&dir, &regions, once, shutdown.signal()).await?;

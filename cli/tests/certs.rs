@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use rustls::pki_types::{CertificateDer, pem::PemObject};
-use tongban_runtime::identity::PeerIdentity;
+use tongban_runtime::trust::identity::PeerIdentity;
 
 #[test]
 fn certs_issues_identities_and_reuses_its_ca() {

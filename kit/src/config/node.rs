@@ -1,0 +1,72 @@
+//! Node configs: what a provincial node is started from.
+
+use std::{path::Path, time::Duration};
+
+use tongban_node::config::{
+    GatewayLink, IssuerConfig, ListenConfig, NodeConfig, OutboxConfig, PlatformConfig,
+};
+use tongban_proto::rules::region::RegionCode;
+use tongban_runtime::{
+    audit::trail::TrailSettings,
+    trust::tls::{ClientSettings, TlsFiles},
+};
+
+use crate::{config::files::write_toml, error::KitError};
+
+/// A node config with the kit's settings: region `region` on `listen`, presenting
+/// `tls`, calling the gateway `endpoints`, on `platform`; its store and trail are
+/// `node{suffix}.db` and `node{suffix}-audit.log`, no issuer key, a 5 s handshake
+/// timeout, everything else the defaults.
+pub fn config(
+    region: RegionCode,
+    listen: ListenConfig,
+    tls: TlsFiles,
+    endpoints: Vec<String>,
+    suffix: &str,
+    platform: PlatformConfig,
+) -> NodeConfig {
+    NodeConfig {
+        region,
+        listen,
+        tls,
+        gateway: GatewayLink {
+            endpoints,
+            server_name: None,
+            client: ClientSettings::default(),
+        },
+        store: format!("node{suffix}.db").into(),
+        audit: TrailSettings::at(&format!("node{suffix}-audit.log")),
+        platform,
+        outbox: OutboxConfig::default(),
+        handshake_timeout: Duration::from_secs(5),
+        issuer: IssuerConfig {
+            keys: Vec::new(),
+            assertion_validity: None,
+        },
+        recognition: Default::default(),
+        telemetry: Default::default(),
+    }
+}
+
+/// The embedded platform at `platform{suffix}.db`, seeded with `seed_residents`
+/// synthetic residents, its simulated clerk taking `review_step` per step.
+pub fn embedded_platform(
+    suffix: &str,
+    seed_residents: u32,
+    review_step: Duration,
+) -> PlatformConfig {
+    PlatformConfig::Embedded {
+        database: format!("platform{suffix}.db").into(),
+        seed_residents,
+        review_step,
+    }
+}
+
+/// Writes a node config, its header naming the region and the tool that wrote it (`by`).
+pub fn write(path: &Path, config: &NodeConfig, by: &str) -> Result<(), KitError> {
+    write_toml(
+        path,
+        config,
+        &format!("# Node {} config (written by `{by}`).", config.region),
+    )
+}

@@ -1,0 +1,167 @@
+//! The members' config files, written from the spec, the bound listeners, the PKI, the
+//! keys and the links: `gateway[-N].toml` with `registry[-N].toml` per gateway replica,
+//! `node-<prefix>.toml` per node.
+
+use std::path::{Path, PathBuf};
+
+use tongban_gateway::{
+    config::{ConsoleSettings, RecognitionSettings},
+    registry::{RegionEntry, RegistryFile},
+};
+use tongban_node::config::{ListenConfig, SigningKeyConfig};
+use tongban_runtime::{audit::trail::TrailSettings, trust::identity::PeerIdentity};
+
+use crate::{
+    config::{files::file_relative, gateway, node, pki::Pki},
+    error::KitError,
+    launch::{
+        keys::{Keys, VALIDITY},
+        links::Routes,
+        sockets::{NodeSockets, Sockets, local_addr},
+    },
+    spec::{FederationSpec, Link},
+};
+
+/// The tool named in the configs' headers.
+const WRITER: &str = "tongban demo";
+
+/// What the configs are written from.
+pub(crate) struct Plan<'a> {
+    pub spec: &'a FederationSpec,
+    pub pki: &'a Pki,
+    pub sockets: &'a Sockets,
+    pub keys: &'a Keys,
+    pub routes: &'a Routes,
+}
+
+impl Plan<'_> {
+    fn dir(&self) -> &Path {
+        &self.spec.dir
+    }
+
+    /// Writes every gateway replica's registry and config; returns the configs.
+    pub fn write_gateways(&self) -> Result<Vec<PathBuf>, KitError> {
+        (0..self.sockets.gateways.len())
+            .map(|g| self.write_gateway(g))
+            .collect()
+    }
+
+    /// Writes every node's config (issuing its certificate); returns the configs.
+    pub fn write_nodes(&self) -> Result<Vec<PathBuf>, KitError> {
+        self.sockets
+            .nodes
+            .iter()
+            .map(|n| self.write_node(n))
+            .collect()
+    }
+
+    /// Replica `g`'s registry: every node through its link from `g`, with its issuer
+    /// keys.
+    fn write_registry(&self, g: usize, suffix: &str) -> Result<PathBuf, KitError> {
+        let mut registry = RegistryFile::default();
+        for node in &self.sockets.nodes {
+            let prefix = node.prefix.to_string();
+            registry.regions.push(RegionEntry {
+                prefix: prefix.clone(),
+                endpoints: vec![self.routes.url(Link::GatewayToNode {
+                    gateway: g,
+                    node: prefix.clone(),
+                })?],
+                identity: None,
+                // Both keys of a rollover are registered from now: their windows
+                // overlap while the node switches from the first to the next.
+                issuer_keys: self
+                    .keys
+                    .of(&prefix)?
+                    .iter()
+                    .map(|k| gateway::issuer_key_entry(&k.key, self.keys.now, VALIDITY))
+                    .collect(),
+            });
+        }
+        let path = self.dir().join(format!("registry{suffix}.toml"));
+        gateway::write_registry(&path, &registry, WRITER)?;
+        Ok(path)
+    }
+
+    fn write_gateway(&self, g: usize) -> Result<PathBuf, KitError> {
+        let (dir, spec) = (self.dir(), self.spec);
+        let sockets = &self.sockets.gateways[g];
+        let suffix = if g == 0 {
+            String::new()
+        } else {
+            format!("-{g}")
+        };
+        let registry = self.write_registry(g, &suffix)?;
+        let mut config = gateway::config(
+            local_addr(&sockets.federation)?,
+            Some(local_addr(&sockets.admin)?),
+            self.pki.member_tls(dir, &PeerIdentity::Gateway),
+            file_relative(dir, &registry),
+        );
+        config.catalog = spec.catalog.as_deref().map(|c| file_relative(dir, c));
+        config.recognition = RecognitionSettings {
+            hash_key: Some(file_relative(dir, &self.keys.hash_key)),
+            ..spec.recognition.clone()
+        };
+        config.telemetry = spec.telemetry.clone();
+        config.limits = spec.limits.clone();
+        config.audit = TrailSettings::at(&format!("gateway{suffix}-audit.log"));
+        // The console shows every node's outbox and certificate.
+        config.console = ConsoleSettings {
+            node_metrics: self
+                .sockets
+                .nodes
+                .iter()
+                .map(|n| {
+                    Ok((
+                        n.region.to_string(),
+                        format!("http://{}/metrics", local_addr(&n.admin)?),
+                    ))
+                })
+                .collect::<Result<_, KitError>>()?,
+            ..ConsoleSettings::default()
+        };
+        let path = dir.join(format!("gateway{suffix}.toml"));
+        gateway::write(&path, &config, WRITER)?;
+        Ok(path)
+    }
+
+    fn write_node(&self, sockets: &NodeSockets) -> Result<PathBuf, KitError> {
+        let (dir, spec) = (self.dir(), self.spec);
+        let prefix = sockets.prefix.to_string();
+        let identity = PeerIdentity::Region(sockets.prefix);
+        self.pki.issue(&identity, VALIDITY)?;
+        let listen = ListenConfig {
+            federation: local_addr(&sockets.federation)?,
+            portal: local_addr(&sockets.portal)?,
+            admin: Some(local_addr(&sockets.admin)?),
+        };
+        let gateways = (0..spec.gateways)
+            .map(|g| {
+                self.routes.url(Link::NodeToGateway {
+                    node: prefix.clone(),
+                    gateway: g,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let suffix = format!("-{prefix}");
+        let platform = node::embedded_platform(&suffix, spec.seed_residents, spec.review_step);
+        let tls = self.pki.member_tls(dir, &identity);
+        let mut config = node::config(sockets.region, listen, tls, gateways, &suffix, platform);
+        config.outbox = spec.outbox.clone();
+        config.issuer.keys = self
+            .keys
+            .of(&prefix)?
+            .iter()
+            .map(|k| SigningKeyConfig {
+                id: k.key.key_id.clone(),
+                file: file_relative(dir, &k.file),
+                not_before: k.starts,
+            })
+            .collect();
+        config.telemetry = spec.telemetry.clone();
+        let path = dir.join(format!("node-{prefix}.toml"));
+        node::write(&path, &config, WRITER)?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,153 @@
+//! Starting one member from its config file on its bound listeners: as tasks of this
+//! process, or as a child process of the project's binary (the listeners released for
+//! it) waited for until its readiness probe answers.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+use tongban_gateway::{
+    config::GatewayConfig,
+    server::{Gateway, GatewayListeners},
+};
+use tongban_node::{
+    config::{NodeConfig, PlatformConfig},
+    platform::embedded::EmbeddedPlatform,
+    portal_client::PortalClient,
+    server::{Node, NodeListeners},
+    store::Store,
+};
+use tongban_runtime::process::shutdown::Shutdown;
+
+use crate::{
+    error::KitError,
+    launch::sockets::{GatewaySockets, NodeSockets, local_addr},
+    member::{Run, RunningGateway, RunningNode},
+    process::{spawn, wait_ready},
+    spec::Launch,
+};
+
+/// Starts gateway replica `index` from `config_path`; a process logs to
+/// `dir/gateway-<index>.log`.
+pub(crate) async fn gateway(
+    launch: &Launch,
+    dir: &Path,
+    index: usize,
+    config_path: &Path,
+    sockets: GatewaySockets,
+) -> Result<RunningGateway, KitError> {
+    let federation_addr = local_addr(&sockets.federation)?;
+    let admin_addr = local_addr(&sockets.admin)?;
+    let run = match launch {
+        Launch::InProcess => {
+            let gateway = Gateway::new(GatewayConfig::load(config_path)?)?;
+            let shutdown = Shutdown::new();
+            let signal = shutdown.signal();
+            let listeners = GatewayListeners {
+                federation: sockets.federation,
+                admin: Some(sockets.admin),
+            };
+            Run::Task {
+                shutdown,
+                handle: tokio::spawn(async move {
+                    gateway
+                        .serve(listeners, signal)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            }
+        }
+        Launch::Processes { bin_dir, log } => {
+            drop(sockets);
+            let child = spawn(
+                &bin_dir.join("tongban-gateway"),
+                config_path,
+                log,
+                &[],
+                &dir.join(format!("gateway-{index}.log")),
+            )?;
+            wait_ready(&format!("http://{admin_addr}")).await?;
+            Run::Process(child)
+        }
+    };
+    Ok(RunningGateway {
+        index,
+        federation_addr,
+        admin_addr: Some(admin_addr),
+        config_path: config_path.to_owned(),
+        run,
+    })
+}
+
+/// Starts a node from `config_path`; a process gets the extra environment `env` holds
+/// for its prefix and logs to `dir/node-<prefix>.log`.
+pub(crate) async fn node(
+    launch: &Launch,
+    dir: &Path,
+    env: &BTreeMap<String, Vec<(String, String)>>,
+    config_path: &Path,
+    sockets: NodeSockets,
+) -> Result<RunningNode, KitError> {
+    let config = NodeConfig::load(config_path)?;
+    let federation_addr = local_addr(&sockets.federation)?;
+    let portal_addr = local_addr(&sockets.portal)?;
+    let admin_addr = local_addr(&sockets.admin)?;
+    let (run, store, platform) = match launch {
+        Launch::InProcess => node_task(config.clone(), sockets).await?,
+        Launch::Processes { bin_dir, log } => {
+            drop(sockets);
+            let prefix = config.region.significant_prefix().to_owned();
+            let env = env.get(&prefix).map_or(&[][..], Vec::as_slice);
+            let child = spawn(
+                &bin_dir.join("tongban-node"),
+                config_path,
+                log,
+                env,
+                &dir.join(format!("node-{prefix}.log")),
+            )?;
+            wait_ready(&format!("http://{portal_addr}")).await?;
+            // The test's own handles on the process's databases.
+            let store = Store::open(&config.store)?;
+            let PlatformConfig::Embedded { database, .. } = &config.platform;
+            let platform = EmbeddedPlatform::open(database, &config.prefix()?)?;
+            (Run::Process(child), store, platform)
+        }
+    };
+    Ok(RunningNode {
+        region: config.region,
+        prefix: config.prefix()?,
+        federation_addr,
+        portal_addr,
+        portal: PortalClient::new(format!("http://{portal_addr}")),
+        admin_addr,
+        admin: PortalClient::new(format!("http://{admin_addr}")),
+        config_path: config_path.to_owned(),
+        store,
+        platform,
+        run,
+    })
+}
+
+/// A node served by tasks of this process.
+async fn node_task(
+    config: NodeConfig,
+    sockets: NodeSockets,
+) -> Result<(Run, Store, Arc<EmbeddedPlatform>), KitError> {
+    let node = Node::new(config).await?;
+    let store = node.store().clone();
+    let platform = node.platform();
+    let shutdown = Shutdown::new();
+    let signal = shutdown.signal();
+    let listeners = NodeListeners {
+        federation: sockets.federation,
+        portal: sockets.portal,
+        admin: Some(sockets.admin),
+    };
+    let run = Run::Task {
+        shutdown,
+        handle: tokio::spawn(async move {
+            node.serve(listeners, signal)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+    };
+    Ok((run, store, platform))
+}

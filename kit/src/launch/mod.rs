@@ -1,0 +1,87 @@
+//! Starting a local federation: a dev CA, M gateway replicas and N nodes with embedded
+//! platforms, each on its own ports, each loaded from the config files written here, so
+//! what runs is what an operator would run from those files.
+//!
+//! [`LocalFederation::start`] goes step by step: the PKI, every member's listeners
+//! ([`sockets`]), the issuer keys and hash secret ([`keys`]), the links and their fault
+//! proxies ([`links`]), the config files ([`configs`]), then the members themselves
+//! ([`members`]), gateways first.
+
+pub(crate) mod configs;
+pub(crate) mod keys;
+pub(crate) mod links;
+pub(crate) mod members;
+pub(crate) mod sockets;
+
+use std::collections::BTreeMap;
+
+use tongban_runtime::trust::identity::PeerIdentity;
+
+use crate::{config::pki::Pki, error::KitError, federation::LocalFederation, spec::FederationSpec};
+
+/// The name of a local federation's CA.
+const CA_NAME: &str = "Tongban development federation CA";
+
+impl LocalFederation {
+    /// Generates the PKI and configs under `spec.dir` and starts every member.
+    pub async fn start(spec: FederationSpec) -> Result<Self, KitError> {
+        if spec.gateways == 0 {
+            return Err(KitError::Other("a federation needs a gateway".into()));
+        }
+        let pki = Pki::create(&spec.dir.join("pki"), CA_NAME)?;
+        // One certificate for every gateway replica.
+        pki.issue(&PeerIdentity::Gateway, keys::VALIDITY)?;
+        let sockets = sockets::Sockets::bind(&spec).await?;
+        let keys = keys::Keys::write(&spec, &pki, &sockets.nodes)?;
+        let (links, routes) = links::wire(&spec, &sockets).await?;
+        let plan = configs::Plan {
+            spec: &spec,
+            pki: &pki,
+            sockets: &sockets,
+            keys: &keys,
+            routes: &routes,
+        };
+        let gateway_configs = plan.write_gateways()?;
+        let node_configs = plan.write_nodes()?;
+
+        let mut federation = Self {
+            dir: spec.dir.clone(),
+            ca_pem: pki.ca_pem(),
+            gateways: Vec::new(),
+            nodes: BTreeMap::new(),
+            links,
+            spec,
+            node_env: BTreeMap::new(),
+        };
+        federation
+            .launch_all(sockets, gateway_configs, node_configs)
+            .await?;
+        Ok(federation)
+    }
+
+    /// Starts the gateways, then the nodes, each from its config.
+    async fn launch_all(
+        &mut self,
+        sockets: sockets::Sockets,
+        gateway_configs: Vec<std::path::PathBuf>,
+        node_configs: Vec<std::path::PathBuf>,
+    ) -> Result<(), KitError> {
+        for (index, (sockets, path)) in sockets
+            .gateways
+            .into_iter()
+            .zip(gateway_configs)
+            .enumerate()
+        {
+            let gateway =
+                members::gateway(&self.spec.launch, &self.dir, index, &path, sockets).await?;
+            self.gateways.push(gateway);
+        }
+        for (sockets, path) in sockets.nodes.into_iter().zip(node_configs) {
+            let prefix = sockets.prefix.to_string();
+            let node =
+                members::node(&self.spec.launch, &self.dir, &self.node_env, &path, sockets).await?;
+            self.nodes.insert(prefix, node);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! What federation to start ([`FederationSpec`]: regions, gateway replicas, how members
+//! run, fault proxies, the members' settings) and the names a test uses for its parts
+//! ([`Member`], [`Link`]).
+
+use std::{path::PathBuf, time::Duration};
+
+use tongban_gateway::config::{Limits, RecognitionSettings};
+use tongban_node::config::OutboxConfig;
+use tongban_proto::rules::region::RegionCode;
+use tongban_runtime::observability::traces::TelemetryConfig;
+
+use crate::error::KitError;
+
+/// How members run.
+#[derive(Clone, Debug)]
+pub enum Launch {
+    /// As tasks of this process (fast; a kill drops the member's tasks mid-way).
+    InProcess,
+    /// As child processes of the project's binaries `tongban-gateway` and `tongban-node`
+    /// found in `bin_dir` (a kill is a real SIGKILL).
+    Processes { bin_dir: PathBuf, log: String },
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct FederationSpec {
+    /// Folder for certificates, configs and databases.
+    pub dir: PathBuf,
+    /// One node per region code (e.g. 110000, 310000, 440000).
+    pub regions: Vec<RegionCode>,
+    /// Gateway replicas; every node is given all of them.
+    pub gateways: usize,
+    pub launch: Launch,
+    /// Put a fault proxy on every link, node → gateway and gateway → node.
+    pub fault_proxies: bool,
+    /// Synthetic residents seeded into each embedded platform.
+    pub seed_residents: u32,
+    /// Simulated clerk step of each embedded platform.
+    pub review_step: Duration,
+    /// Outbox settings of every node.
+    pub outbox: OutboxConfig,
+    /// Catalog file the gateways serve; `None` serves the built-in national catalog.
+    pub catalog: Option<PathBuf>,
+    /// The gateways' recognition caches (the hash secret is set by the launcher).
+    pub recognition: RecognitionSettings,
+    /// Give every node a second issuer key that starts signing this long after start
+    /// (registered beside the first, windows overlapping): a key rollover under way.
+    pub rollover_after: Option<Duration>,
+    /// Traces and metrics settings of every member (off by default).
+    pub telemetry: TelemetryConfig,
+    /// The gateways' admission limits.
+    pub limits: Limits,
+}
+
+impl FederationSpec {
+    pub fn new(dir: impl Into<PathBuf>, regions: &[&str]) -> Result<Self, KitError> {
+        let regions = regions
+            .iter()
+            .map(|r| RegionCode::parse(r).map_err(|e| KitError::Other(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            dir: dir.into(),
+            regions,
+            gateways: 1,
+            launch: Launch::InProcess,
+            fault_proxies: false,
+            seed_residents: 20,
+            review_step: Duration::from_millis(300),
+            outbox: OutboxConfig {
+                poll_interval: Duration::from_millis(200),
+                retry_initial: Duration::from_millis(100),
+                retry_max: Duration::from_secs(2),
+                ..OutboxConfig::default()
+            },
+            catalog: None,
+            recognition: RecognitionSettings::default(),
+            rollover_after: None,
+            telemetry: TelemetryConfig::default(),
+            limits: Limits::default(),
+        })
+    }
+}
+
+/// A member of the federation, for `LocalFederation::stop`, `kill` and `restart`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// Gateway replica by index.
+    Gateway(usize),
+    /// Node by region prefix ("44").
+    Node(String),
+}
+
+/// A link of the federation, for `LocalFederation::link`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Link {
+    /// Node (by prefix) calling a gateway replica.
+    NodeToGateway { node: String, gateway: usize },
+    /// A gateway replica calling a node (by prefix).
+    GatewayToNode { gateway: usize, node: String },
+}

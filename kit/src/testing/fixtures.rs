@@ -1,0 +1,34 @@
+//! What many tests need the same: a valid filing, and the system tools some of them
+//! drive.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use tongban_node::platform::embedded::SyntheticResident;
+
+/// The path of a system tool the suite needs (Prometheus, promtool, Chromium, the
+/// reflection client's Python): found on `PATH` or in the system folders, else the test
+/// fails saying how to install it. `scripts/test` installs them all first
+/// (`scripts/test-tools`).
+pub fn system_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: run scripts/test-tools (scripts/test runs it)")
+        })
+}
+
+/// A valid medical-treatment registration filing for `resident`.
+pub fn medical_filing(resident: &SyntheticResident) -> Value {
+    json!({
+        "one_thing_id": "medical-treatment-registration",
+        "applicant": {"id_number": resident.id.as_str(), "name": resident.name, "phone": "13800138000"},
+        "form": {
+            "treatment_region": "310115", "hospital_name": "复旦大学附属中山医院",
+            "start_date": "2026-12-01", "reason": "异地长期居住", "contact_phone": "13800138000"
+        }
+    })
+}

@@ -1,0 +1,30 @@
+//! The integration and fault tests in one binary, a module per area (as linkerd2-proxy's
+//! integration crate does): real gateways and nodes on loopback with real mTLS, started
+//! and driven by `tongban_kit`. One binary links once instead of once per area.
+//!
+//! The areas share this process and run in parallel, so a test must not change what
+//! the others see of it: no test sets process environment variables (a node process
+//! gets its own through `LocalFederation::set_node_env`), the one log subscriber is
+//! installed once by the kit, every federation lives in its own temporary folder on its
+//! own ports, and what a test counts it reads from its own members (metrics, trails,
+//! platforms), never from the process as a whole.
+
+mod audit;
+mod console;
+mod faults;
+mod federation;
+mod fuzz_seeds;
+mod gateway_server;
+mod hostile;
+mod kit;
+mod layout;
+mod metrics;
+mod outbox;
+mod overload;
+mod prometheus;
+mod recognition;
+mod reflection_clients;
+mod revocation;
+mod traces;
+mod trust;
+mod upstream;
