@@ -59,6 +59,11 @@ pub struct Args {
     /// Distinct licenses looked up before the gateway's RSS is read.
     #[arg(long, default_value_t = 100_000)]
     pub lookup_fill: usize,
+    /// Stops the node once the callers are connected, so that every call of the run
+    /// fails: shows what the goals say of a run whose target was down (each must answer
+    /// "cannot judge"). For checking the tool, not for measuring.
+    #[arg(long, hide = true)]
+    pub target_down: bool,
     /// Working folder (certificates, configs, logs, databases).
     #[arg(long, default_value = "/tmp/tongban-bench")]
     pub dir: PathBuf,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{load, target::Target};
+use crate::{judgement::Tally, load, target::Target};
 
 /// One target's measured window in one round.
 pub struct Round {
@@ -52,6 +52,24 @@ pub struct Cell {
 impl Cell {
     pub fn p(&self, q: f64) -> u64 {
         self.stats.latency_us.value_at_quantile(q)
+    }
+    /// The median latency of the answered calls; `None` without any (an empty
+    /// histogram reads 0, which is no latency).
+    pub fn p50(&self) -> Option<u64> {
+        (!self.stats.latency_us.is_empty()).then(|| self.p(0.5))
+    }
+    /// Where this cell is, as goals name it: `gateway at 256 B / 1 in flight`.
+    pub fn place(&self) -> String {
+        format!(
+            "{} at {} / {} in flight",
+            self.target.label(),
+            size_label(self.payload),
+            self.inflight
+        )
+    }
+    /// Its answered and failed calls, for a goal that compares it.
+    pub fn tally(&self) -> Tally {
+        Tally::new(self.place(), self.stats.calls, self.stats.errors)
     }
     pub fn round(&self, index: u32) -> Option<&Round> {
         self.rounds.iter().find(|r| r.index == index)

@@ -19,6 +19,7 @@ mod apt;
 mod args;
 mod cell;
 mod haproxy;
+mod judgement;
 mod load;
 mod lookups;
 mod measure;
@@ -70,7 +71,7 @@ async fn main_table(
         .filter(|t| callers.iter().any(|(c, _)| c == t))
         .collect();
     for (n, &size) in args.payloads.iter().enumerate() {
-        let (callers, body) = primed(callers, n, size).await?;
+        let (callers, body) = primed(callers, n, size, args.target_down).await?;
         for &inflight in &args.inflight {
             eprintln!("measuring {} at {inflight} in flight ...", size_label(size));
             for round in 0..args.rounds {
@@ -95,56 +96,77 @@ async fn main_table(
                         None => cells.push(cell),
                     }
                 }
-                run.node.check_alive()?;
+                if !args.target_down {
+                    run.node.check_alive()?;
+                }
             }
         }
     }
     Ok(cells)
 }
 
-/// The gateways' RSS now and at peak, by name.
-fn gateways_rss(run: &Running) -> Vec<(String, (u64, u64))> {
+/// The gateways' RSS: now as `idle_kib`, the peak so far as `peak_kib` (`None` when
+/// `/proc` gave no reading).
+fn gateways_rss(run: &Running) -> Vec<report::Memory> {
     [
-        Some(&run.gateway),
-        run.gateway3212.as_ref().map(|(p, _)| p),
-        run.baseline.as_ref().map(|(p, _)| p),
+        (Target::Gateway, Some(&run.gateway)),
+        (
+            Target::Gateway3212,
+            run.gateway3212.as_ref().map(|(p, _)| p),
+        ),
+        (
+            Target::GatewayBaseline,
+            run.baseline.as_ref().map(|(p, _)| p),
+        ),
     ]
     .into_iter()
-    .flatten()
-    .map(|p| (p.name.clone(), p.rss_kib()))
+    .filter_map(|(target, p)| {
+        let (now, peak) = p?.rss_kib().unzip();
+        Some(report::Memory {
+            target,
+            name: p?.name.clone(),
+            idle_kib: now,
+            peak_kib: peak,
+        })
+    })
     .collect()
 }
 
 async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
     let pki = dir.join("pki");
     let callers = callers(run, &pki).await?;
-    let idle_rss = gateways_rss(run)
-        .into_iter()
-        .map(|(name, (now, _))| (name, now))
-        .collect::<Vec<_>>();
+    let idle_rss = gateways_rss(run);
+    if args.target_down {
+        eprintln!("--target-down: stopping the node; every call from here on fails");
+        run.node.kill_now();
+    }
 
     let cells = main_table(args, run, &callers).await?;
 
     // Route scale: 34 vs 3,212 registered routes, interleaved.
     let mut scale: Vec<Cell> = Vec::new();
     if run.gateway3212.is_some() {
-        let primed = primed(&callers, args.payloads.len(), 256).await?;
+        let primed = primed(&callers, args.payloads.len(), 256, args.target_down).await?;
         eprintln!("measuring route scale ...");
         scale = interleaved(run, &primed, &[Target::Gateway, Target::Gateway3212], args).await;
     }
     // Telemetry cost: off, the default (metrics), metrics + 1 % traces, interleaved.
     let mut telemetry: Vec<Cell> = Vec::new();
     if run.quiet.is_some() {
-        let primed = primed(&callers, args.payloads.len() + 2, 256).await?;
+        let primed = primed(&callers, args.payloads.len() + 2, 256, args.target_down).await?;
         eprintln!("measuring telemetry cost ...");
         let targets = [Target::GatewayQuiet, Target::Gateway, Target::GatewayTraced];
         telemetry = interleaved(run, &primed, &targets, args).await;
     }
     let spans_exported = run.collector.as_ref().map(|c| c.spans().len());
-    let load_rss = gateways_rss(run)
-        .into_iter()
-        .map(|(name, (_, peak))| (name, peak))
-        .collect::<Vec<_>>();
+    // Idle as read before the load, peak as read after it.
+    let mut memory = gateways_rss(run);
+    for m in &mut memory {
+        m.idle_kib = idle_rss
+            .iter()
+            .find(|i| i.target == m.target)
+            .and_then(|i| i.idle_kib);
+    }
 
     report::print(
         args,
@@ -154,12 +176,12 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
             cells: &telemetry,
             spans_exported,
         },
-        &idle_rss,
-        &load_rss,
+        &memory,
     );
 
     if let Some(setup) = &run.lookups {
-        let (callers, body) = primed(&callers, args.payloads.len() + 1, 256).await?;
+        let (callers, body) =
+            primed(&callers, args.payloads.len() + 1, 256, args.target_down).await?;
         let routed = callers
             .iter()
             .find(|(t, _)| *t == Target::Gateway)
@@ -171,6 +193,7 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
             warmup: args.warmup,
             inflight: args.inflight.clone(),
             fill: args.lookup_fill,
+            target_down: args.target_down,
         };
         lookups::run(run, &pki, setup, (routed, body), &options).await?;
     }

@@ -51,15 +51,18 @@ impl Proc {
     }
 
     /// CPU seconds (user + system) of the process and all its descendants that are alive
-    /// now (nginx's workers are children of its master).
-    pub fn cpu_seconds(&self) -> f64 {
-        let mut total = 0;
-        let mut stack = vec![self.pid()];
+    /// now (nginx's workers are children of its master). `None` when the process's own
+    /// figure cannot be read (it exited, or `/proc` is not readable): never a 0 that a
+    /// goal would take for "no CPU spent". A descendant that exits between being listed
+    /// and being read adds nothing.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let mut total = cpu_ticks(self.pid())?;
+        let mut stack = children(self.pid());
         while let Some(pid) = stack.pop() {
             total += cpu_ticks(pid).unwrap_or(0);
             stack.extend(children(pid));
         }
-        total as f64 / TICKS_PER_SEC
+        Some(total as f64 / TICKS_PER_SEC)
     }
 
     /// The process and its live descendants.
@@ -73,21 +76,35 @@ impl Proc {
         out
     }
 
-    /// Resident memory (KiB) of the process tree now, and its peak.
-    pub fn rss_kib(&self) -> (u64, u64) {
-        let mut now = 0;
-        let mut peak = 0;
-        let mut stack = vec![self.pid()];
+    /// Resident memory (KiB) of the process tree now, and its peak. `None` when the
+    /// process's own figures cannot be read (it exited, or `/proc` is not readable):
+    /// never 0 MiB, which is under any memory goal. A descendant that exits between
+    /// being listed and being read adds nothing.
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        let mut now = status_kib(self.pid(), "VmRSS:")?;
+        let mut peak = status_kib(self.pid(), "VmHWM:")?;
+        let mut stack = children(self.pid());
         while let Some(pid) = stack.pop() {
             now += status_kib(pid, "VmRSS:").unwrap_or(0);
             peak += status_kib(pid, "VmHWM:").unwrap_or(0);
             stack.extend(children(pid));
         }
-        (now, peak)
+        Some((now, peak))
+    }
+
+    /// Kills the process now and reaps it (`--target-down`).
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Asks the process to stop (SIGTERM) and waits up to 5 s before killing it.
     pub fn stop(mut self) {
+        // Already reaped (killed on purpose, or exited and checked): its pid may be
+        // another process's by now, so nothing is sent to it.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();

@@ -1,9 +1,12 @@
 //! The printed tables (Markdown, so BENCHMARKS.md can take them as is), the ratios against
-//! the best peer and the baseline, and the goal checks.
+//! the best peer and the baseline, and the goal checks: each goal met, not met, or
+//! "cannot judge" when a cell it compares had failed calls or a reading is missing
+//! (see `judgement`).
 
 use crate::{
     args::Args,
     cell::{Cell, Round, size_label},
+    judgement::{Judgement, Tally},
     target::Target,
 };
 
@@ -130,8 +133,28 @@ pub fn ratio_spread(values: &[f64]) -> String {
     times(Spread::of(values.iter().copied()), "")
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
+/// Memory goals' bound: 64 MiB, in KiB.
+pub const RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+/// KiB as `12.3 MiB`, or `?` when `/proc` gave no reading.
+pub fn mib(kib: Option<u64>) -> String {
+    kib.map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+/// Prints the goals, one line each with its verdict.
+pub fn print_goals(goals: &[(String, Judgement)]) {
+    for (text, judgement) in goals {
+        println!("{}", judgement.line(text));
+    }
+}
+
+/// A gateway's resident memory: idle, and its peak after the load (`None` when `/proc`
+/// gave no reading).
+pub struct Memory {
+    pub target: Target,
+    pub name: String,
+    pub idle_kib: Option<u64>,
+    pub peak_kib: Option<u64>,
 }
 
 /// The telemetry-cost check's cells and what the traced gateway exported.
@@ -146,13 +169,12 @@ pub fn print(
     cells: &[Cell],
     scale: &[Cell],
     telemetry: &TelemetryCost<'_>,
-    idle_rss: &[(String, u64)],
-    load_rss: &[(String, u64)],
+    memory: &[Memory],
 ) {
     print_results(args, cells, scale);
     let mut pairs: Vec<(usize, usize)> = cells.iter().map(|c| (c.payload, c.inflight)).collect();
     pairs.dedup();
-    let mut goals: Vec<(String, bool)> = Vec::new();
+    let mut goals: Vec<(String, Judgement)> = Vec::new();
     let has_peers = cells.iter().any(|c| Target::PEERS.contains(&c.target));
     if has_peers {
         println!(
@@ -169,11 +191,10 @@ pub fn print(
     print_baseline(cells, &pairs);
     print_route_scale(scale, &mut goals);
     print_telemetry(telemetry, &mut goals);
-    print_memory(idle_rss, load_rss, &mut goals);
+    let load: Vec<&Cell> = cells.iter().chain(scale).chain(telemetry.cells).collect();
+    print_memory(memory, &load, &mut goals);
     println!("\n## Goals\n");
-    for (text, ok) in &goals {
-        println!("- {}: {text}", verdict(*ok));
-    }
+    print_goals(&goals);
 }
 
 /// The main table, and the first error of every cell that had errors.
@@ -223,12 +244,16 @@ fn ratio_row(
     payload: usize,
     inflight: usize,
     has_peers: bool,
-    goals: &mut Vec<(String, bool)>,
+    goals: &mut Vec<(String, Judgement)>,
 ) {
     let Some(gw) = find(cells, Target::Gateway, payload, inflight) else {
         return;
     };
     let direct = find(cells, Target::Direct, payload, inflight);
+    let peers: Vec<&Cell> = Target::PEERS
+        .into_iter()
+        .filter_map(|t| find(cells, t, payload, inflight))
+        .collect();
     // Best by the figure compared: lowest proxy CPU for the CPU ratio, lowest
     // proxy+node CPU for that ratio, highest req/s for throughput.
     let against = |f: fn(&Round) -> f64, lower: bool| {
@@ -237,11 +262,13 @@ fn ratio_row(
     let cpu = against(Round::proxy_us, true);
     let total = against(Round::total_us, true);
     let rps = against(Round::rps, false);
-    let p50_peer = Target::PEERS
-        .into_iter()
-        .filter_map(|t| find(cells, t, payload, inflight))
-        .min_by_key(|c| c.p(0.5));
-    let added = |c: &Cell| direct.map(|d| c.p(0.5) as f64 - d.p(0.5) as f64);
+    // The lowest p50 among peers that answered (an empty histogram reads 0).
+    let p50_peer = peers
+        .iter()
+        .filter_map(|&c| Some((c, c.p50()?)))
+        .min_by_key(|(_, p)| *p)
+        .map(|(c, _)| c);
+    let added = |c: &Cell| Some(c.p50()? as f64 - direct?.p50()? as f64);
     let added_gw = added(gw);
     let added_peer = p50_peer.and_then(added);
     let fmt_us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
@@ -261,30 +288,38 @@ fn ratio_row(
             }
         );
     }
-    let Some((cpu_r, cpu_peer)) = cpu else {
-        return;
-    };
     let named = |r: Option<(Option<Spread>, &Cell)>| {
         r.map_or("-".to_owned(), |(s, p)| {
             format!("{} vs {}", times(s, " over rounds"), p.target.label())
         })
     };
     let where_ = format!("{} / {inflight} in flight", size_label(payload));
+    // The cells these goals compare: the gateway and every peer, since the best peer is
+    // chosen among all of them (one failing leaves "the best" unknown); no peer at all
+    // is a cell with no calls.
+    let mut tallies: Vec<Tally> = std::iter::once(gw)
+        .chain(peers.iter().copied())
+        .map(Cell::tally)
+        .collect();
+    if peers.is_empty() {
+        tallies.push(Tally::new(format!("nginx or HAProxy at {where_}"), 0, 0));
+    }
+    let no_ratio = "no round with this figure for both the gateway and a peer";
+    let of = |r: Option<(Option<Spread>, &Cell)>| median(r.and_then(|(s, _)| s));
     if payload <= 4096 {
         goals.push((
             format!(
-                "gateway CPU/call ≤ 0.8× the best peer at {where_}, zero errors: {} vs {}",
-                times(cpu_r, " over rounds"),
-                cpu_peer.target.label()
+                "gateway CPU/call ≤ 0.8× the best peer at {where_}, zero errors: {}",
+                named(cpu)
             ),
-            median(cpu_r).is_some_and(|r| r <= 0.8) && gw.stats.errors == 0,
+            Judgement::at_most(&tallies, of(cpu), no_ratio, 0.8),
         ));
         goals.push((
             format!(
                 "proxy+node CPU/call ≤ 0.8× the best peer at {where_}: {}",
                 named(total)
             ),
-            median(total.and_then(|(s, _)| s)).is_some_and(|r| r <= 0.8),
+            Judgement::at_most(&tallies, of(total), no_ratio, 0.8),
         ));
     }
     if inflight >= 64 {
@@ -293,10 +328,19 @@ fn ratio_row(
                 "throughput ≥ 1.25× the best peer at {where_}: {}",
                 named(rps)
             ),
-            median(rps.and_then(|(s, _)| s)).is_some_and(|r| r >= 1.25),
+            Judgement::at_least(&tallies, of(rps), no_ratio, 1.25),
         ));
     }
     if inflight == 1 {
+        let mut tallies = tallies;
+        tallies.push(direct.map_or_else(
+            || Tally::new(format!("direct at {where_}"), 0, 0),
+            Cell::tally,
+        ));
+        let reading = match (added_gw, added_peer) {
+            (Some(g), Some(p)) => Ok((g, p)),
+            _ => Err("no p50 of answered calls for the gateway, a peer and direct".to_owned()),
+        };
         goals.push((
             format!(
                 "added p50 ≤ the best peer's at {where_}: {} µs vs {} µs{}",
@@ -304,7 +348,9 @@ fn ratio_row(
                 fmt_us(added_peer),
                 p50_peer.map_or(String::new(), |p| format!(" ({})", p.target.label()))
             ),
-            matches!((added_gw, added_peer), (Some(g), Some(n)) if g <= n),
+            Judgement::of(&tallies, reading, |(g, p)| {
+                (g > p).then(|| format!("{g:.0} µs > {p:.0} µs"))
+            }),
         ));
     }
 }
@@ -336,7 +382,7 @@ fn print_baseline(cells: &[Cell], pairs: &[(usize, usize)]) {
 }
 
 /// 34 vs 3,212 registered routes, if measured.
-fn print_route_scale(scale: &[Cell], goals: &mut Vec<(String, bool)>) {
+fn print_route_scale(scale: &[Cell], goals: &mut Vec<(String, Judgement)>) {
     if let (Some(a), Some(b)) = (
         scale.iter().find(|c| c.target == Target::Gateway),
         scale.iter().find(|c| c.target == Target::Gateway3212),
@@ -360,13 +406,20 @@ fn print_route_scale(scale: &[Cell], goals: &mut Vec<(String, bool)>) {
                 "3,212 routes within 5 % of 34 routes: {}",
                 times(r, " over rounds")
             ),
-            median(r).is_some_and(|r| (r - 1.0).abs() <= 0.05 || r > 1.0),
+            Judgement::of(
+                &[a.tally(), b.tally()],
+                crate::judgement::finite(median(r), "no round measured for both"),
+                |r| {
+                    ((r - 1.0).abs() > 0.05 && r < 1.0)
+                        .then(|| format!("{r:.2}× of the 34-route gateway's req/s"))
+                },
+            ),
         ));
     }
 }
 
 /// Telemetry off, the default and traced, if measured.
-fn print_telemetry(telemetry: &TelemetryCost<'_>, goals: &mut Vec<(String, bool)>) {
+fn print_telemetry(telemetry: &TelemetryCost<'_>, goals: &mut Vec<(String, Judgement)>) {
     let tele = |t: Target| telemetry.cells.iter().find(|c| c.target == t);
     if let (Some(quiet), Some(default), Some(traced)) = (
         tele(Target::GatewayQuiet),
@@ -398,43 +451,47 @@ fn print_telemetry(telemetry: &TelemetryCost<'_>, goals: &mut Vec<(String, bool)
                     "{what} within 10 % of telemetry off, CPU per call: {}",
                     times(r, " over rounds")
                 ),
-                median(r).is_some_and(|r| r <= 1.10),
+                Judgement::at_most(
+                    &[c.tally(), quiet.tally()],
+                    median(r),
+                    "no round measured for both",
+                    1.10,
+                ),
             ));
         }
     }
 }
 
-/// The gateways' memory idle and after the load.
-fn print_memory(
-    idle_rss: &[(String, u64)],
-    load_rss: &[(String, u64)],
-    goals: &mut Vec<(String, bool)>,
-) {
-    if !idle_rss.is_empty() {
-        println!("\n## Gateway memory\n");
-        println!("| process | RSS idle | peak RSS after load |");
-        println!("|---|---:|---:|");
-        for (name, idle) in idle_rss {
-            let peak = load_rss
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(0, |(_, p)| *p);
-            println!(
-                "| {name} | {:.1} MiB | {:.1} MiB |",
-                *idle as f64 / 1024.0,
-                peak as f64 / 1024.0
-            );
-            // The baseline is shown for comparison; the goal is the gateway's under test.
-            if name != Target::GatewayBaseline.key() {
-                goals.push((
-                    format!(
-                        "{name} RSS < 64 MiB under load: {:.1} MiB",
-                        peak as f64 / 1024.0
-                    ),
-                    peak < 64 * 1024,
-                ));
-            }
+/// The gateways' memory idle and after the load (`load`: every cell measured, whose
+/// calls to each gateway are its load).
+fn print_memory(memory: &[Memory], load: &[&Cell], goals: &mut Vec<(String, Judgement)>) {
+    if memory.is_empty() {
+        return;
+    }
+    println!("\n## Gateway memory\n");
+    println!("| process | RSS idle | peak RSS after load |");
+    println!("|---|---:|---:|");
+    for m in memory {
+        println!("| {} | {} | {} |", m.name, mib(m.idle_kib), mib(m.peak_kib));
+        // The baseline is shown for comparison; the goal is the gateway's under test.
+        if m.target == Target::GatewayBaseline {
+            continue;
         }
+        // Under load only if its calls were answered: a gateway whose every call
+        // failed holds nothing and would pass.
+        let (answered, failed) = load
+            .iter()
+            .filter(|c| c.target == m.target)
+            .fold((0, 0), |(a, f), c| (a + c.stats.calls, f + c.stats.errors));
+        let tally = Tally::new(format!("{} under load", m.name), answered, failed);
+        goals.push((
+            format!("{} RSS < 64 MiB under load: {}", m.name, mib(m.peak_kib)),
+            Judgement::of(
+                &[tally],
+                m.peak_kib.ok_or_else(|| "RSS unreadable".to_owned()),
+                |kib| (kib >= RSS_LIMIT_KIB).then(|| format!("{} ≥ 64 MiB", mib(Some(kib)))),
+            ),
+        ));
     }
 }
 
@@ -508,5 +565,198 @@ mod tests {
             times(Spread::of([0.5, 0.25]), " over rounds"),
             "0.38× (0.25–0.50 over rounds)"
         );
+    }
+
+    /// A cell of `target` at 256 B, 1 in flight: `answered` calls of `p50_us` each (or
+    /// none recorded), `failed` calls, and one round at `cpu_us` CPU per answered call.
+    fn measured(
+        target: Target,
+        answered: u64,
+        failed: u64,
+        p50_us: Option<u64>,
+        cpu_us: f64,
+    ) -> Cell {
+        let mut latency_us = load::new_histogram();
+        if let Some(us) = p50_us {
+            latency_us.record_n(us, answered).unwrap();
+        }
+        Cell {
+            target,
+            payload: 256,
+            inflight: 1,
+            stats: load::RunStats {
+                calls: answered,
+                errors: failed,
+                elapsed: Duration::from_secs(1),
+                latency_us,
+                first_error: (failed > 0).then(|| "Unavailable: connection refused".into()),
+            },
+            rounds: vec![Round {
+                index: 0,
+                calls: answered,
+                elapsed: Duration::from_secs(1),
+                proxy_cpu_s: if target == Target::Direct {
+                    0.0
+                } else {
+                    cpu_us * answered as f64 / 1e6
+                },
+                node_cpu_s: 100.0 * answered as f64 / 1e6,
+            }],
+            upstream_conns: 1,
+        }
+    }
+
+    fn row_goals(cells: &[Cell]) -> Vec<(String, Judgement)> {
+        let mut goals = Vec::new();
+        ratio_row(cells, 256, 1, false, &mut goals);
+        goals
+    }
+
+    fn verdicts(goals: &[(String, Judgement)]) -> Vec<&'static str> {
+        goals.iter().map(|(_, j)| j.label()).collect()
+    }
+
+    #[test]
+    fn goals_of_a_run_whose_every_call_failed_cannot_be_judged() {
+        // The target was down: every call failed, every histogram empty (p50 read 0),
+        // so "added p50 0 µs ≤ 0 µs" used to print met.
+        let cells = [
+            measured(Target::Direct, 0, 1200, None, 0.0),
+            measured(Target::Gateway, 0, 1200, None, 0.0),
+            measured(Target::Nginx1, 0, 1200, None, 0.0),
+        ];
+        let goals = row_goals(&cells);
+        assert_eq!(goals.len(), 3, "two CPU goals and the added-p50 goal");
+        let (text, added) = &goals[2];
+        assert!(text.starts_with("added p50"), "{text}");
+        assert_eq!(
+            *added,
+            Judgement::CannotJudge(
+                "1200 of 1200 calls failed (gateway at 256 B / 1 in flight)".into()
+            ),
+            "{text}"
+        );
+        for (text, j) in &goals {
+            assert_eq!(
+                *j,
+                Judgement::CannotJudge(
+                    "1200 of 1200 calls failed (gateway at 256 B / 1 in flight)".into()
+                ),
+                "{text}"
+            );
+        }
+        // The gateway's memory under that "load": its RSS is small and real, but it
+        // carried no call.
+        let memory = [Memory {
+            target: Target::Gateway,
+            name: "gateway".into(),
+            idle_kib: Some(9 * 1024),
+            peak_kib: Some(10 * 1024),
+        }];
+        let mut goals = Vec::new();
+        print_memory(&memory, &cells.iter().collect::<Vec<_>>(), &mut goals);
+        assert!(
+            matches!(&goals[0].1, Judgement::CannotJudge(w) if w == "1200 of 1200 calls failed (gateway under load)"),
+            "{:?}",
+            goals[0]
+        );
+    }
+
+    #[test]
+    fn one_failed_call_of_a_peer_cannot_be_judged() {
+        let cells = [
+            measured(Target::Direct, 1000, 0, Some(190), 0.0),
+            measured(Target::Gateway, 1000, 0, Some(260), 50.0),
+            measured(Target::Nginx1, 999, 1, Some(280), 100.0),
+        ];
+        assert_eq!(
+            verdicts(&row_goals(&cells)),
+            ["cannot judge", "cannot judge", "cannot judge"]
+        );
+    }
+
+    #[test]
+    fn a_missing_p50_cannot_be_judged() {
+        // Direct answered, but no latency was recorded: no p50, not 0 µs.
+        let cells = [
+            measured(Target::Direct, 1000, 0, None, 0.0),
+            measured(Target::Gateway, 1000, 0, Some(260), 50.0),
+            measured(Target::Nginx1, 1000, 0, Some(280), 100.0),
+        ];
+        let goals = row_goals(&cells);
+        let (text, added) = &goals[2];
+        assert!(text.starts_with("added p50"), "{text}");
+        assert_eq!(
+            *added,
+            Judgement::CannotJudge(
+                "no p50 of answered calls for the gateway, a peer and direct".into()
+            )
+        );
+    }
+
+    #[test]
+    fn no_peer_measured_cannot_be_judged() {
+        let cells = [
+            measured(Target::Direct, 1000, 0, Some(190), 0.0),
+            measured(Target::Gateway, 1000, 0, Some(260), 50.0),
+        ];
+        let goals = row_goals(&cells);
+        assert_eq!(goals.len(), 3);
+        for (_, j) in &goals {
+            assert_eq!(
+                *j,
+                Judgement::CannotJudge(
+                    "no calls made (nginx or HAProxy at 256 B / 1 in flight)".into()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_rss_cannot_be_judged() {
+        let cells = [measured(Target::Gateway, 1000, 0, Some(260), 50.0)];
+        let memory = [Memory {
+            target: Target::Gateway,
+            name: "gateway".into(),
+            idle_kib: None,
+            peak_kib: None,
+        }];
+        let mut goals = Vec::new();
+        print_memory(&memory, &cells.iter().collect::<Vec<_>>(), &mut goals);
+        assert_eq!(goals[0].0, "gateway RSS < 64 MiB under load: ?");
+        assert_eq!(goals[0].1, Judgement::CannotJudge("RSS unreadable".into()));
+    }
+
+    #[test]
+    fn a_good_run_meets_its_goals_and_a_worse_one_does_not() {
+        // Gateway at half nginx's CPU, 70 µs added vs 90 µs.
+        let good = [
+            measured(Target::Direct, 1000, 0, Some(190), 0.0),
+            measured(Target::Gateway, 1000, 0, Some(260), 50.0),
+            measured(Target::Nginx1, 1000, 0, Some(280), 100.0),
+        ];
+        assert_eq!(verdicts(&row_goals(&good)), ["met", "met", "met"]);
+        // The gateway at nginx's CPU and 20 µs slower.
+        let worse = [
+            measured(Target::Direct, 1000, 0, Some(190), 0.0),
+            measured(Target::Gateway, 1000, 0, Some(300), 100.0),
+            measured(Target::Nginx1, 1000, 0, Some(280), 100.0),
+        ];
+        let goals = row_goals(&worse);
+        assert_eq!(verdicts(&goals), ["NOT met", "NOT met", "NOT met"]);
+        assert_eq!(goals[0].1, Judgement::NotMet("1.00 > 0.8".into()));
+        assert_eq!(goals[2].1, Judgement::NotMet("110 µs > 90 µs".into()));
+        // Memory: under 64 MiB met, over not.
+        for (peak_mib, verdict) in [(10, "met"), (66, "NOT met")] {
+            let memory = [Memory {
+                target: Target::Gateway,
+                name: "gateway".into(),
+                idle_kib: Some(9 * 1024),
+                peak_kib: Some(peak_mib * 1024),
+            }];
+            let mut goals = Vec::new();
+            print_memory(&memory, &good.iter().collect::<Vec<_>>(), &mut goals);
+            assert_eq!(goals[0].1.label(), verdict);
+        }
     }
 }
