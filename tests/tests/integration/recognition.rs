@@ -1,9 +1,11 @@
 //! Identity verification and license mutual recognition through real gateways and
 //! nodes: the same verdicts and outcome whatever region a license comes from, the
-//! precise reason of every refusal, one issuer call for many concurrent misses,
+//! precise reason of every refusal (every reason the proto has, for identity
+//! assertions and licenses, each reached through a gateway), the holder check, one
+//! issuer call for many concurrent misses,
 //! revocation that reaches every replica and beats a lookup in flight, key rollover
 //! without a lost lookup, fail-closed answers, pre-review that fills in and waits, and
-//! no raw ID number in any log.
+//! no raw ID number or name in any log.
 
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -204,30 +206,96 @@ async fn six_regions_same_application_same_verdicts_whatever_region_issued_the_l
     t.shutdown().await;
 }
 
-/// A stand-in issuer for region 32 that answers license lookups with what each test
-/// license id asks for: a good license, a tampered signature, a key not registered,
-/// a key outside its window, or nothing; it counts its calls and can be slowed.
+/// A stand-in issuer for region 32 that answers license lookups and identity
+/// assertions with what each test case asks for: the case is the second part of the
+/// license id (`320000-TAMPER-1`) or the name asked about (`TAMPER`). It signs as the
+/// real node's issuer does (`node/src/issuer.rs`: Ed25519 over the exact body with its
+/// kind's domain tag, the person as a salted subject hash), then forges what the case
+/// names: a tampered signature, a key not registered, a key outside its window, another
+/// kind's domain, another issuing region, another person, a revoked, expired, not yet
+/// valid or malformed object, or no object at all; or it does not answer. It counts its
+/// license calls and can be slowed.
 struct StandIn {
     good: SigningKey,
     stranger: SigningKey,
     retired: SigningKey,
+    /// The one person its licenses were issued to: like the real issuer, a license
+    /// names its holder (as a salted hash) only to a requester who names them.
+    holder: String,
     calls: Arc<AtomicUsize>,
     delay: watch::Receiver<Duration>,
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Bytes that are no protobuf message (field 1 with wire type 7), signed as they are.
+const GARBAGE: [u8; 2] = [0x0f, 0x00];
+
 impl StandIn {
-    fn license(&self, id: &str, holder: &str) -> License {
-        let salt = credentials::new_salt();
+    /// A good license `id` as the issuer would sign it for a requester naming
+    /// `asked_holder`.
+    fn license(&self, id: &str, asked_holder: &str) -> License {
+        let (holder, holder_salt) = if asked_holder == self.holder {
+            let salt = credentials::new_salt();
+            (
+                credentials::subject_hash(&salt, asked_holder),
+                salt.to_vec(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
         License {
             license_id: id.into(),
             license_type: "marriage_certificate".into(),
             issuing_region: "320000".into(),
-            holder: credentials::subject_hash(&salt, holder),
-            holder_salt: salt.to_vec(),
+            holder,
+            holder_salt,
             valid_from: "2020-01-01".into(),
             status: LicenseStatus::Valid as i32,
             issued_at: Some(credentials::timestamp(SystemTime::now())),
             ..Default::default()
+        }
+    }
+
+    /// A good assertion that `id_number` is a resident of 32 by the name asked.
+    fn assertion(&self, id_number: &str) -> v1::IdentityAssertion {
+        let salt = credentials::new_salt();
+        let now = SystemTime::now();
+        v1::IdentityAssertion {
+            subject: credentials::subject_hash(&salt, id_number),
+            subject_salt: salt.to_vec(),
+            name_matches: true,
+            subject_known: true,
+            level: v1::AssuranceLevel::Substantial as i32,
+            issuing_region: "320000".into(),
+            issued_at: Some(credentials::timestamp(now)),
+            expires_at: Some(credentials::timestamp(now + HOUR)),
+        }
+    }
+
+    /// Signs `body` as a `kind` object with the good key, unless the case forges the
+    /// signature, the key or the kind.
+    fn sign(&self, case: &str, kind: SignedKind, body: Vec<u8>) -> v1::SignedObject {
+        match case {
+            "TAMPER" => {
+                let mut signed = self.good.sign(kind, body);
+                let mut signature = signed.signature.to_vec();
+                signature[10] ^= 0x01;
+                signed.signature = signature.into();
+                signed
+            }
+            "WRONGKEY" => self.stranger.sign(kind, body),
+            "OLDKEY" => self.retired.sign(kind, body),
+            // The good key's signature, but over the other kind's domain tag.
+            "OTHERKIND" => self.good.sign(
+                match kind {
+                    SignedKind::License => SignedKind::IdentityAssertion,
+                    SignedKind::IdentityAssertion => SignedKind::License,
+                },
+                body,
+            ),
+            "GARBAGE" => self.good.sign(kind, GARBAGE.to_vec()),
+            _ => self.good.sign(kind, body),
         }
     }
 }
@@ -254,9 +322,37 @@ impl Node for StandIn {
     }
     async fn assert_identity(
         &self,
-        _: Request<v1::AssertIdentityRequest>,
+        request: Request<v1::AssertIdentityRequest>,
     ) -> Result<Response<v1::AssertIdentityResponse>, Status> {
-        Err(Status::unimplemented("stand-in"))
+        let r = request.into_inner();
+        let case = r.name.as_str();
+        let now = SystemTime::now();
+        let mut a = self.assertion(&r.id_number);
+        match case {
+            "DOWN" => return Err(Status::unavailable("stand-in: register offline")),
+            "NOASSERTION" => {
+                return Ok(Response::new(v1::AssertIdentityResponse {
+                    assertion: None,
+                }));
+            }
+            // Issued before the good key's window opened (it was valid then for no one).
+            "BACKDATED" => a.issued_at = Some(credentials::timestamp(now - 2 * HOUR)),
+            "NOISSUE" => a.issued_at = None,
+            "ELSEWHERE" => a.issuing_region = "310000".into(),
+            "SOMEONEELSE" => a.subject = credentials::subject_hash(&a.subject_salt, &self.holder),
+            "STALE" => a.expires_at = Some(credentials::timestamp(now - Duration::from_secs(1))),
+            "UNKNOWN" => {
+                a.subject_known = false;
+                a.name_matches = false;
+                a.level = v1::AssuranceLevel::Unspecified as i32;
+            }
+            "WRONGNAME" => a.name_matches = false,
+            _ => {}
+        }
+        let assertion = self.sign(case, SignedKind::IdentityAssertion, a.encode_to_vec());
+        Ok(Response::new(v1::AssertIdentityResponse {
+            assertion: Some(assertion),
+        }))
     }
     async fn fetch_holder_licenses(
         &self,
@@ -272,24 +368,40 @@ impl Node for StandIn {
         let delay = *self.delay.borrow();
         tokio::time::sleep(delay).await;
         let r = request.into_inner();
-        let body = self
-            .license(&r.license_id, &r.holder_id_number)
-            .encode_to_vec();
-        let kind = r.license_id.split('-').nth(1).unwrap_or("");
-        let license = match kind {
-            "OK" => Some(self.good.sign(SignedKind::License, body)),
-            "TAMPER" => {
-                let mut signed = self.good.sign(SignedKind::License, body);
-                let mut signature = signed.signature.to_vec();
-                signature[10] ^= 0x01;
-                signed.signature = signature.into();
-                Some(signed)
+        let case = r.license_id.split('-').nth(1).unwrap_or("");
+        let now = SystemTime::now();
+        let mut l = self.license(&r.license_id, &r.holder_id_number);
+        match case {
+            "NONE" => return Ok(Response::new(FetchLicenseResponse { license: None })),
+            "DOWN" => return Err(Status::unavailable("stand-in: register offline")),
+            "BACKDATED" => l.issued_at = Some(credentials::timestamp(now - 2 * HOUR)),
+            "NOISSUE" => l.issued_at = None,
+            "ELSEWHERE" => l.issuing_region = "310000".into(),
+            // Another license of the region than the one asked.
+            "SWAPPED" => l.license_id = "320000-OK-1".into(),
+            // Names its holder whoever asks.
+            "LIAR" => {
+                let salt = credentials::new_salt();
+                l.holder = credentials::subject_hash(&salt, &self.holder);
+                l.holder_salt = salt.to_vec();
             }
-            "WRONGKEY" => Some(self.stranger.sign(SignedKind::License, body)),
-            "OLDKEY" => Some(self.retired.sign(SignedKind::License, body)),
-            _ => None,
-        };
-        Ok(Response::new(FetchLicenseResponse { license }))
+            "REVOKED" => {
+                l.status = LicenseStatus::Revoked as i32;
+                l.revoked_at = Some(credentials::timestamp(now));
+            }
+            "EXPIRED" => {
+                l.valid_from = "2001-01-01".into();
+                l.valid_until = "2011-01-01".into();
+            }
+            "FUTURE" => l.valid_from = "2999-01-01".into(),
+            "BADDATE" => l.valid_until = "someday".into(),
+            "REGISTER" => l.license_type = "household_register".into(),
+            _ => {}
+        }
+        let license = self.sign(case, SignedKind::License, l.encode_to_vec());
+        Ok(Response::new(FetchLicenseResponse {
+            license: Some(license),
+        }))
     }
 }
 
@@ -302,10 +414,11 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Starts the stand-in issuer for region 32 (certificate from the federation's CA)
-/// and a gateway whose registry has it, with its keys; returns the gateway's URL, the
-/// stand-in's call counter and its delay control.
+/// and a gateway whose registry has it, with its keys; its licenses are `holder`'s.
+/// Returns the gateway's URL, the stand-in's call counter and its delay control.
 async fn stand_in_federation(
     t: &TestFederation,
+    holder: &str,
 ) -> (String, Arc<AtomicUsize>, watch::Sender<Duration>, Shutdown) {
     let pki_dir = t.dir.path().join("pki");
     let ca = DevCa::load(
@@ -338,6 +451,7 @@ async fn stand_in_federation(
         good,
         stranger,
         retired,
+        holder: holder.to_owned(),
         calls: calls.clone(),
         delay,
     };
@@ -404,40 +518,222 @@ async fn client_at(t: &TestFederation, url: &str, prefix: &str) -> GatewayClient
     )
 }
 
+/// Which kind of signed object a verdict was about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Judged {
+    Identity,
+    License,
+}
+
+/// Every value of `VerdictReason` in the proto, read from the generated enum: a
+/// reason added later is in this set, so a test that has to reach each reason fails
+/// until the new one is reached too.
+fn every_reason() -> std::collections::BTreeSet<VerdictReason> {
+    (0..1024)
+        .filter_map(|n| VerdictReason::try_from(n).ok())
+        .collect()
+}
+
+/// The reasons a verdict about `judged` can give for an issuer's answer: every reason
+/// but those that cannot apply to it.
+fn reasons_for(judged: Judged) -> std::collections::BTreeSet<VerdictReason> {
+    let not_for_this = match judged {
+        // An assertion has no type, no start date and no revocation: it expires.
+        Judged::Identity => vec![
+            VerdictReason::Unspecified,
+            VerdictReason::TypeNotRecognized,
+            VerdictReason::TypeMismatch,
+            VerdictReason::NotYetValid,
+            VerdictReason::Revoked,
+        ],
+        // A license is not asked about a name.
+        Judged::License => vec![VerdictReason::Unspecified, VerdictReason::NameMismatch],
+    };
+    every_reason()
+        .into_iter()
+        .filter(|r| !not_for_this.contains(r))
+        .collect()
+}
+
+/// The resident ID number of the first 17 digits `first17`, with its check character.
+fn id_number(first17: &str) -> String {
+    let digits: [u8; 17] = first17.as_bytes().try_into().unwrap();
+    format!(
+        "{first17}{}",
+        tongban_proto::rules::resident_id::check_character(&digits)
+    )
+}
+
+/// A Jiangsu (32) resident ID number: the stand-in issuer's own resident.
+fn jiangsu_resident() -> String {
+    id_number("32010219800808951")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_its_precise_reason() {
     let t = start(&["310000", "440000"]).await;
-    let (url, _, _, stop) = stand_in_federation(&t).await;
     let holder = t.residents("44")[2].id.as_str().to_owned();
+    let (url, _, _, stop) = stand_in_federation(&t, &holder).await;
+    // Region 31's node certificate, asking the gateway, which asks the stand-in issuer.
     let mut at_stand_in = client_at(&t, &url, "31").await;
-    let cases = [
+    let mut seen = std::collections::BTreeSet::new();
+    use VerdictOutcome as O;
+    use VerdictReason as R;
+
+    // Identity assertions, by the name asked about (the stand-in's case).
+    let resident_32 = jiangsu_resident();
+    let identity_cases = [
+        ("OK", O::Recognized, R::Verified),
+        ("TAMPER", O::NotRecognized, R::SignatureInvalid),
+        // A license signature is no assertion signature: the domain tags differ.
+        ("OTHERKIND", O::NotRecognized, R::SignatureInvalid),
+        ("WRONGKEY", O::NotRecognized, R::UnknownKey),
+        ("OLDKEY", O::NotRecognized, R::KeyOutsideWindow),
+        ("BACKDATED", O::NotRecognized, R::KeyOutsideWindow),
+        ("ELSEWHERE", O::NotRecognized, R::IssuerMismatch),
+        ("SOMEONEELSE", O::NotRecognized, R::HolderMismatch),
+        ("STALE", O::Expired, R::Expired),
+        ("UNKNOWN", O::NotFound, R::NotFound),
+        ("WRONGNAME", O::NotRecognized, R::NameMismatch),
+        ("NOASSERTION", O::NotRecognized, R::Malformed),
+        ("GARBAGE", O::NotRecognized, R::Malformed),
+        ("NOISSUE", O::NotRecognized, R::Malformed),
+        ("DOWN", O::CannotVerifyNow, R::IssuerUnavailable),
+    ];
+    for (case, outcome, reason) in identity_cases {
+        let v = at_stand_in
+            .verify_identity(VerifyIdentityRequest {
+                id_number: resident_32.clone(),
+                name: case.into(),
+                purpose: purpose("household-transfer"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (
+                O::try_from(v.outcome).unwrap(),
+                R::try_from(v.reason).unwrap()
+            ),
+            (outcome, reason),
+            "identity {case}: {v:?}"
+        );
+        if outcome == O::Recognized {
+            assert_eq!(v.source, VerdictSource::Issuer as i32, "{v:?}");
+            assert!(v.assertion.is_some(), "{v:?}");
+        }
+        assert!(
+            !v.detail.contains(&resident_32),
+            "identity {case}: the detail quotes the ID number: {v:?}"
+        );
+        seen.insert((Judged::Identity, reason));
+    }
+
+    // Licenses, by their id (the stand-in's case), all the holder's.
+    let license_cases = [
+        ("320000-OK-1", "", O::Recognized, R::Verified),
+        ("320000-TAMPER-1", "", O::NotRecognized, R::SignatureInvalid),
+        // An assertion signature is no license signature: the domain tags differ.
         (
-            "320000-OK-1",
-            VerdictOutcome::Recognized,
-            VerdictReason::Verified,
+            "320000-OTHERKIND-1",
+            "",
+            O::NotRecognized,
+            R::SignatureInvalid,
+        ),
+        ("320000-WRONGKEY-1", "", O::NotRecognized, R::UnknownKey),
+        ("320000-OLDKEY-1", "", O::NotRecognized, R::KeyOutsideWindow),
+        (
+            "320000-BACKDATED-1",
+            "",
+            O::NotRecognized,
+            R::KeyOutsideWindow,
         ),
         (
-            "320000-TAMPER-1",
-            VerdictOutcome::NotRecognized,
-            VerdictReason::SignatureInvalid,
+            "320000-ELSEWHERE-1",
+            "",
+            O::NotRecognized,
+            R::IssuerMismatch,
         ),
+        ("320000-SWAPPED-1", "", O::NotRecognized, R::IssuerMismatch),
+        ("320000-REVOKED-1", "", O::Revoked, R::Revoked),
+        ("320000-EXPIRED-1", "", O::Expired, R::Expired),
+        ("320000-FUTURE-1", "", O::NotRecognized, R::NotYetValid),
+        // A household register does not stand in for a marriage certificate...
         (
-            "320000-WRONGKEY-1",
-            VerdictOutcome::NotRecognized,
-            VerdictReason::UnknownKey,
+            "320000-REGISTER-1",
+            "",
+            O::NotRecognized,
+            R::TypeNotRecognized,
         ),
+        // ... and is not the marriage certificate that was asked for.
         (
-            "320000-OLDKEY-1",
-            VerdictOutcome::NotRecognized,
-            VerdictReason::KeyOutsideWindow,
+            "320000-REGISTER-2",
+            "marriage_certificate",
+            O::NotRecognized,
+            R::TypeMismatch,
         ),
+        ("320000-NONE-1", "", O::NotFound, R::NotFound),
+        ("320000-BADDATE-1", "", O::NotRecognized, R::Malformed),
+        ("320000-GARBAGE-1", "", O::NotRecognized, R::Malformed),
+        ("320000-NOISSUE-1", "", O::NotRecognized, R::Malformed),
         (
-            "320000-NONE-1",
-            VerdictOutcome::NotFound,
-            VerdictReason::NotFound,
+            "320000-DOWN-1",
+            "",
+            O::CannotVerifyNow,
+            R::IssuerUnavailable,
         ),
     ];
-    for (id, outcome, reason) in cases {
+    for (id, license_type, outcome, reason) in license_cases {
+        let v = at_stand_in
+            .lookup_license(LookupLicenseRequest {
+                license_id: id.into(),
+                license_type: license_type.into(),
+                purpose: purpose("household-transfer"),
+                material_id: "marriage_certificate".into(),
+                holder_id_number: holder.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (
+                O::try_from(v.outcome).unwrap(),
+                R::try_from(v.reason).unwrap()
+            ),
+            (outcome, reason),
+            "{id}: {v:?}"
+        );
+        if outcome == O::Recognized {
+            assert_eq!(v.source, VerdictSource::Issuer as i32, "{v:?}");
+            assert!(v.license.is_some(), "{v:?}");
+            assert_eq!(v.satisfies_materials, ["marriage_certificate"], "{v:?}");
+        } else {
+            assert!(v.satisfies_materials.is_empty(), "{id}: {v:?}");
+        }
+        seen.insert((Judged::License, reason));
+    }
+
+    // The holder of a license is the applicant, and nobody else: looked up for another
+    // person, the same good license is refused as someone else's, whether the issuer
+    // names no holder to a stranger (as the real issuer does) or names its holder.
+    let other = t.residents("44")[3].id.as_str().to_owned();
+    for id in ["320000-OK-2", "320000-LIAR-1"] {
+        let v = lookup(
+            &mut at_stand_in,
+            id,
+            "marriage_certificate",
+            "household-transfer",
+            &other,
+        )
+        .await;
+        assert_eq!(
+            (v.outcome, v.reason),
+            (O::NotRecognized as i32, R::HolderMismatch as i32),
+            "{id} for another person: {v:?}"
+        );
+        assert!(v.satisfies_materials.is_empty(), "{v:?}");
+        seen.insert((Judged::License, R::HolderMismatch));
+        // Its holder gets it recognized (the refusal was not cached for them).
         let v = lookup(
             &mut at_stand_in,
             id,
@@ -447,24 +743,48 @@ async fn every_refusal_has_its_precise_reason() {
         )
         .await;
         assert_eq!(
-            (v.outcome, v.reason),
-            (outcome as i32, reason as i32),
-            "{id}: {v:?}"
+            v.outcome,
+            O::Recognized as i32,
+            "{id} for its holder: {v:?}"
         );
     }
-    // The holder of the good license is the applicant, and nobody else.
-    let other = t.residents("44")[3].id.as_str().to_owned();
-    let v = lookup(
+    // The holder is checked when the lookup names one (`holder_id_number` is optional
+    // in the proto): a lookup naming nobody is answered on the license alone.
+    let anyone = lookup(
         &mut at_stand_in,
-        "320000-OK-2",
+        "320000-OK-3",
         "marriage_certificate",
         "household-transfer",
-        &other,
+        "",
     )
     .await;
-    assert_eq!(v.outcome, VerdictOutcome::Recognized as i32);
+    assert_eq!(anyone.outcome, O::Recognized as i32, "{anyone:?}");
 
-    // Real issuer: expired, type outside the catalog, revoked (also once cached).
+    // Every reason an issuer's answer can get was reached, for each kind of object.
+    for judged in [Judged::Identity, Judged::License] {
+        let reached: std::collections::BTreeSet<_> = seen
+            .iter()
+            .filter(|(j, _)| *j == judged)
+            .map(|(_, r)| *r)
+            .collect();
+        let expected = reasons_for(judged);
+        let missing: Vec<_> = expected
+            .difference(&reached)
+            .map(|r| r.as_str_name())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{judged:?}: no case reaches {missing:?}"
+        );
+        assert_eq!(reached, expected, "{judged:?}");
+    }
+    let all: std::collections::BTreeSet<_> = seen.iter().map(|(_, r)| *r).collect();
+    let mut every = every_reason();
+    every.remove(&R::Unspecified);
+    assert_eq!(all, every, "every reason but UNSPECIFIED is reached");
+
+    // Real issuer: expired, type outside the catalog, revoked (also once cached), and a
+    // license looked up for someone else than its holder.
     let mut gateway = gateway_as(&t, "31").await;
     let resident = t.residents("44")[4].clone();
     let n44 = t.fed.node("44").unwrap();
@@ -503,6 +823,28 @@ async fn every_refusal_has_its_precise_reason() {
         "{v:?}"
     );
     let id_card = license_of(&t, "44", h, "resident_id_card").await;
+    // The real issuer names no holder to a requester who names another person, and the
+    // gateway refuses the license as someone else's; for its holder it is recognized.
+    let v = lookup(
+        &mut gateway,
+        &id_card,
+        "id_card",
+        "household-transfer",
+        &other,
+    )
+    .await;
+    assert_eq!(
+        (v.outcome, v.reason),
+        (O::NotRecognized as i32, R::HolderMismatch as i32),
+        "{v:?}"
+    );
+    assert!(!v.detail.contains(other.as_str()), "{v:?}");
+    let v = lookup(&mut gateway, &id_card, "id_card", "household-transfer", h).await;
+    assert_eq!(
+        (v.outcome, v.reason),
+        (O::Recognized as i32, R::Verified as i32),
+        "{v:?}"
+    );
     let v = lookup(
         &mut gateway,
         &id_card,
@@ -745,8 +1087,8 @@ async fn revocations_reach_every_replica_and_only_issuers_revoke() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_in_flight_when_the_revocation_arrives_answers_revoked() {
     let t = start(&["310000", "440000"]).await;
-    let (url, calls, delay, stop) = stand_in_federation(&t).await;
     let holder = t.residents("44")[2].id.as_str().to_owned();
+    let (url, calls, delay, stop) = stand_in_federation(&t, &holder).await;
     delay.send_replace(Duration::from_millis(800));
     let client = client_at(&t, &url, "31").await;
     let in_flight = {
@@ -1042,6 +1384,91 @@ async fn no_raw_id_number_appears_in_any_log_line() {
         approved(&t, "31", r.body["case_number"].as_str().unwrap()).await;
         used.push(resident.id.as_str().to_owned());
     }
+    // Two more Guangdong residents, with names distinctive enough to appear in no log
+    // line by accident (rare given names, compound surnames), registered with their
+    // licenses at home (44) and a marriage certificate from Beijing (11).
+    let mut names = Vec::new();
+    let table = tongban_proto::rules::region::RegionTable::embedded();
+    let today = tongban_proto::rules::calendar::business_now().date();
+    let seeded: Vec<String> = t
+        .residents("44")
+        .iter()
+        .map(|r| r.id.as_str().to_owned())
+        .collect();
+    for (first17, name) in [
+        ("44030519770707987", "司马琰珏"),
+        ("44030519880808986", "上官翊翀"),
+    ] {
+        let id =
+            tongban_proto::rules::resident_id::ResidentId::parse(&id_number(first17), table, today)
+                .unwrap();
+        assert!(!seeded.contains(&id.as_str().to_owned()), "{first17}");
+        let resident = tongban_node::platform::embedded::SyntheticResident {
+            id: id.clone(),
+            name: name.to_owned(),
+        };
+        let issue = |issuer: &str, license_type: &str, fields: &[(&str, &str)]| NewLicense {
+            holder: id.clone(),
+            holder_name: name.to_owned(),
+            license_type: license_type.into(),
+            issuing_region: format!("{issuer}0000"),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            valid_from: "2020-05-20".into(),
+            valid_until: None,
+        };
+        let home = id.home_region().as_str().to_owned();
+        for (issuer, license) in [
+            ("44", issue("44", "resident_id_card", &[])),
+            (
+                "44",
+                issue("44", "household_register", &[("registered_region", &home)]),
+            ),
+            (
+                "11",
+                issue(
+                    "11",
+                    "marriage_certificate",
+                    &[("registration_region", "110000")],
+                ),
+            ),
+        ] {
+            let node = t.fed.node(issuer).unwrap();
+            let key = node.store.id_hash_key().await.unwrap();
+            node.platform
+                .issue_license(license, key.into())
+                .await
+                .unwrap();
+        }
+        let mc = license_of(&t, "11", id.as_str(), "marriage_certificate").await;
+        let r = n31
+            .portal
+            .file(&household_transfer(&resident, &mc))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+        // The name went all the way: the home region confirmed it.
+        assert_eq!(r.body["identity"]["outcome"], "recognized", "{}", r.body);
+        approved(&t, "31", r.body["case_number"].as_str().unwrap()).await;
+        used.push(id.as_str().to_owned());
+        names.push(name.to_owned());
+    }
+    // A wrong (and as distinctive) name, refused by the home region through the gateway.
+    let wrong = "慕容琇璟";
+    let mut gateway = gateway_as(&t, "31").await;
+    let v = gateway
+        .verify_identity(VerifyIdentityRequest {
+            id_number: used[3].clone(),
+            name: wrong.into(),
+            purpose: purpose("household-transfer"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.reason, VerdictReason::NameMismatch as i32, "{v:?}");
+    names.push(wrong.to_owned());
     t.fed.stop(&Member::Gateway(0)).await.unwrap();
     let mut lines = 0;
     for entry in std::fs::read_dir(t.dir.path()).unwrap() {
@@ -1057,6 +1484,16 @@ async fn no_raw_id_number_appears_in_any_log_line() {
                 "{} holds an ID number",
                 path.display()
             );
+        }
+        // Nor a name, whole or its given name (the surname alone is what masked names
+        // show).
+        for name in &names {
+            let given: String = name.chars().skip(2).collect();
+            for needle in [name.as_str(), given.as_str()] {
+                if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                    panic!("{} holds a name ({needle}): {line}", path.display());
+                }
+            }
         }
         // Nor any other 18-character number that reads as an ID number.
         for token in text.split(|c: char| !c.is_ascii_alphanumeric()) {
