@@ -359,14 +359,45 @@ async fn a_gateway_certificate_naming_a_region_is_refused_by_nodes() {
     t.shutdown().await;
 }
 
+/// The serial of the certificate the server at `addr` presents to a fresh TLS 1.3
+/// handshake from a client presenting `files`, verified as `server`.
+pub(super) async fn presented_serial(
+    addr: std::net::SocketAddr,
+    files: &TlsFiles,
+    server: &PeerIdentity,
+) -> Vec<u8> {
+    let config = files.client_rustls_config().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(server.dns_name()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    serial_of(presented.as_ref()).unwrap()
+}
+
 /// Certificates reissued (new keys) for the gateway and a node, put in force by a
-/// reload while members call: no call fails, and new handshakes see the new ones.
+/// reload while members call: no call fails, and new handshakes with either get the
+/// new certificate, the one now in its files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_reissued_and_reloaded_under_load_fail_no_call() {
     let t = start(&["310000", "440000"]).await;
     let shanghai = t.tls_files(&region("31"));
     let gateway_files = t.tls_files(&PeerIdentity::Gateway);
+    let node_files = t.tls_files(&region("44"));
+    let gateway_addr = t.fed.gateway().federation_addr;
+    let node = t.fed.node("44").unwrap();
+    // What each presents now is what its files hold.
     let before = serial(&gateway_files);
+    let node_before = serial(&node_files);
+    assert_eq!(
+        presented_serial(gateway_addr, &shanghai, &PeerIdentity::Gateway).await,
+        before
+    );
+    assert_eq!(
+        presented_serial(node.federation_addr, &shanghai, &region("44")).await,
+        node_before
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut callers = Vec::new();
     for _ in 0..4 {
@@ -381,30 +412,30 @@ async fn certificates_reissued_and_reloaded_under_load_fail_no_call() {
         let leaf = ca.issue(&identity, Duration::from_secs(3600)).unwrap();
         pki::write_leaf(&pki_dir, &identity, &leaf).unwrap();
     }
+    let (reissued, node_reissued) = (serial(&gateway_files), serial(&node_files));
+    assert_ne!(before, reissued);
+    assert_ne!(node_before, node_reissued);
     let (status, text) = post_reload(t.fed.gateway().admin_addr.unwrap()).await;
     assert_eq!(status, 200, "{text}");
-    let node = t.fed.node("44").unwrap();
     let (status, text) = post_reload(node.admin_addr).await;
     assert_eq!(status, 200, "{text}");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // A new handshake gets the new certificate.
-    let config = shanghai.client_rustls_config().unwrap();
-    let tcp = tokio::net::TcpStream::connect(t.fed.gateway().federation_addr)
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(
-            ServerName::try_from(PeerIdentity::Gateway.dns_name()).unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let after = serial_of(presented.as_ref()).unwrap();
+    // A new handshake with either gets the reissued certificate.
+    let after = presented_serial(gateway_addr, &shanghai, &PeerIdentity::Gateway).await;
     assert_ne!(
         before, after,
         "the gateway still presents its old certificate"
+    );
+    assert_eq!(after, reissued, "the gateway presents another certificate");
+    let node_after = presented_serial(node.federation_addr, &shanghai, &region("44")).await;
+    assert_ne!(
+        node_before, node_after,
+        "node 44 still presents its old certificate"
+    );
+    assert_eq!(
+        node_after, node_reissued,
+        "node 44 presents another certificate"
     );
 
     stop.store(true, Ordering::Relaxed);
