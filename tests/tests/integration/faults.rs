@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -149,40 +149,101 @@ impl Load {
     }
 }
 
-/// Cases 44's platform holds from the load's origins.
-async fn platform_cases(t: &TestFederation) -> BTreeSet<String> {
-    let db = t.dir.path().join("platform-44.db");
+/// The rows of `prefix`'s platform (its `cases` table) per case number, counted by the
+/// database: a case taken twice is 2 here, not one case seen twice.
+pub(super) async fn platform_rows(t: &TestFederation, prefix: &str) -> BTreeMap<String, usize> {
+    let db = t.dir.path().join(format!("platform-{prefix}.db"));
     tokio::task::spawn_blocking(move || {
         let conn = rusqlite::Connection::open(db).unwrap();
         let mut stmt = conn
-            .prepare("SELECT case_number FROM cases WHERE origin_region IN ('110000', '310000')")
+            .prepare("SELECT case_number, COUNT(*) FROM cases GROUP BY case_number")
             .unwrap();
-        stmt.query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .collect::<Result<BTreeSet<_>, _>>()
-            .unwrap()
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                usize::try_from(r.get::<_, i64>(1)?).unwrap(),
+            ))
+        })
+        .unwrap()
+        .collect::<Result<BTreeMap<_, _>, _>>()
+        .unwrap()
     })
     .await
     .unwrap()
 }
 
-/// Waits until every acknowledged case is at 44's platform, then checks that nothing
-/// else is (no case created twice under another number); prints the scenario's counts.
+/// What is wrong with `rows` (a platform's rows per case) as "each of `acknowledged`
+/// exactly once, and nothing else": cases missing, held more than once, or held
+/// without a receipt naming them; `None` when nothing is.
+pub(super) fn not_exactly_once(
+    rows: &BTreeMap<String, usize>,
+    acknowledged: &BTreeSet<String>,
+) -> Option<String> {
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|c| !rows.contains_key(*c))
+        .collect();
+    let repeated: Vec<(&String, &usize)> = rows.iter().filter(|(_, n)| **n != 1).collect();
+    let extra: Vec<&String> = rows.keys().filter(|c| !acknowledged.contains(*c)).collect();
+    let total: usize = rows.values().sum();
+    (!missing.is_empty()
+        || !repeated.is_empty()
+        || !extra.is_empty()
+        || total != acknowledged.len())
+    .then(|| {
+        format!(
+            "{total} rows for {} acknowledged cases; missing {missing:?}, held more than \
+             once {repeated:?}, held without a receipt {extra:?}",
+            acknowledged.len()
+        )
+    })
+}
+
+/// Waits until the outboxes of `origins` have nothing left to deliver (nothing more
+/// can reach a platform after that); fails on a dead letter.
+pub(super) async fn outboxes_drained(t: &TestFederation, origins: &[&str], within: Duration) {
+    eventually(within, "the origins' outboxes drained", || async {
+        let mut pending = 0;
+        for origin in origins {
+            let backlog = t
+                .fed
+                .node(origin)
+                .unwrap()
+                .store
+                .outbox_backlog()
+                .await
+                .ok()?;
+            for row in backlog {
+                assert_eq!(row.dead, 0, "{origin}: a dead letter: {row:?}");
+                pending += row.pending;
+            }
+        }
+        (pending == 0).then_some(())
+    })
+    .await;
+}
+
+/// Waits until every acknowledged case is at 44's platform and the origins' outboxes
+/// are drained, then checks that 44 holds each acknowledged case in exactly one row and
+/// nothing else (no case taken twice, none created twice under another number); prints
+/// the scenario's counts.
 async fn settle(t: &TestFederation, scenario: &str, tally: Tally, fault: Instant, healed: Instant) {
     let acknowledged = tally.acknowledged.len();
-    let delivered = eventually(
+    eventually(
         Duration::from_secs(180),
         "every acknowledged case delivered",
         || {
             let wanted = &tally.acknowledged;
             async move {
-                let at_44 = platform_cases(t).await;
-                wanted.is_subset(&at_44).then_some(at_44)
+                let at_44 = platform_rows(t, "44").await;
+                wanted.iter().all(|c| at_44.contains_key(c)).then_some(())
             }
         },
     )
     .await;
     let recovery = healed.elapsed();
+    outboxes_drained(t, &ORIGINS, Duration::from_secs(120)).await;
+    let rows = platform_rows(t, "44").await;
     let (before, n_before) = receipt_p99(&tally, Instant::now() - Duration::from_secs(3600)..fault);
     let (during, n_during) =
         receipt_p99(&tally, fault..healed.max(fault + Duration::from_millis(1)));
@@ -191,17 +252,29 @@ async fn settle(t: &TestFederation, scenario: &str, tally: Tally, fault: Instant
         before.as_secs_f64() * 1e3,
         during.as_secs_f64() * 1e3,
     );
-    // A case at 44 that no receipt names would be a filing made twice.
-    let extra = delivered.difference(&tally.acknowledged).count();
+    // A case at 44 that no receipt names would be a filing made twice; a case in two
+    // rows, a delivery taken twice.
+    let extra = rows
+        .keys()
+        .filter(|c| !tally.acknowledged.contains(*c))
+        .count();
+    let repeated = rows.values().filter(|n| **n > 1).count();
     println!(
-        "{scenario}: filed {} acknowledged {acknowledged} delivered {} extra {extra} \
-         (portal calls retried {}), all delivered {:.1} s after the fault healed",
+        "{scenario}: filed {} acknowledged {acknowledged} delivered {} rows at 44 {} \
+         extra {extra} held more than once {repeated} (portal calls retried {}), all \
+         delivered {:.1} s after the fault healed",
         load_size(),
-        delivered.intersection(&tally.acknowledged).count(),
+        rows.keys()
+            .filter(|c| tally.acknowledged.contains(*c))
+            .count(),
+        rows.values().sum::<usize>(),
         tally.retried_calls,
         recovery.as_secs_f64()
     );
     assert_eq!(extra, 0, "44 holds cases no receipt names");
+    if let Some(wrong) = not_exactly_once(&rows, &tally.acknowledged) {
+        panic!("{scenario}: not each acknowledged case exactly once at 44: {wrong}");
+    }
     assert_eq!(acknowledged, load_size(), "every filing was receipted");
 }
 
@@ -343,7 +416,7 @@ async fn a_crash_between_platform_submit_and_key_record_creates_nothing_twice() 
     );
     // Deliveries run concurrently: one or a few cases were taken before the abort, none
     // with its key recorded.
-    let taken = platform_cases(&t).await;
+    let taken = platform_rows(&t, "44").await;
     assert!(
         !taken.is_empty(),
         "the platform took a case before the crash"
@@ -451,18 +524,35 @@ async fn a_slow_target_does_not_slow_calls_to_the_others() {
     let (during, during_portal) = to_11("slow-during").await;
     slow.set(LinkMode::Pass);
     let (to_44, _) = towards_44.await.unwrap();
-    let mut all: BTreeSet<String> = before.iter().chain(&during).cloned().collect();
-    all.extend(to_44.iter().cloned());
-    let (t_ref, all_ref) = (&t, &all);
+    let to_11: BTreeSet<String> = before.iter().chain(&during).cloned().collect();
+    let to_44: BTreeSet<String> = to_44.into_iter().collect();
+    assert_eq!(
+        to_11.len() + to_44.len(),
+        3 * n,
+        "each filing has a case number of its own"
+    );
+    let (t_ref, to_11_ref, to_44_ref) = (&t, &to_11, &to_44);
     eventually(
         Duration::from_secs(120),
         "everything delivered",
         || async move {
-            let held = platform_cases_of(t_ref, &["11", "44"]).await;
-            all_ref.is_subset(&held).then_some(())
+            let (at_11, at_44) = (
+                platform_rows(t_ref, "11").await,
+                platform_rows(t_ref, "44").await,
+            );
+            (to_11_ref.iter().all(|c| at_11.contains_key(c))
+                && to_44_ref.iter().all(|c| at_44.contains_key(c)))
+            .then_some(())
         },
     )
     .await;
+    // Delivered once: each case in one row at its platform, nothing else there.
+    outboxes_drained(&t, &["31"], Duration::from_secs(120)).await;
+    for (prefix, cases) in [("11", &to_11), ("44", &to_44)] {
+        if let Some(wrong) = not_exactly_once(&platform_rows(&t, prefix).await, cases) {
+            panic!("not each case exactly once at {prefix}: {wrong}");
+        }
+    }
     let (delivery_before, delivery_during) = (
         p99(delivery_times(&t, &before).await),
         p99(delivery_times(&t, &during).await),
@@ -488,24 +578,4 @@ async fn a_slow_target_does_not_slow_calls_to_the_others() {
         "deliveries to 11 waited behind 44: p99 {delivery_during:?} (before {delivery_before:?})"
     );
     t.shutdown().await;
-}
-
-/// Cases the platforms of `prefixes` hold.
-async fn platform_cases_of(t: &TestFederation, prefixes: &[&str]) -> BTreeSet<String> {
-    let dbs: Vec<_> = prefixes
-        .iter()
-        .map(|p| t.dir.path().join(format!("platform-{p}.db")))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let mut all = BTreeSet::new();
-        for db in dbs {
-            let conn = rusqlite::Connection::open(db).unwrap();
-            let mut stmt = conn.prepare("SELECT case_number FROM cases").unwrap();
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-            all.extend(rows.map(Result::unwrap));
-        }
-        all
-    })
-    .await
-    .unwrap()
 }

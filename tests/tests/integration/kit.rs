@@ -6,8 +6,9 @@
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
+use super::faults::{not_exactly_once, outboxes_drained, platform_rows};
 use tongban_kit::testing::{TestFederation, eventually, medical_filing, processes, start_with};
 use tongban_kit::{Link, LinkMode, Member};
 
@@ -24,17 +25,30 @@ async fn file_at_31(t: &TestFederation, i: usize) -> String {
     receipt.body["case_number"].as_str().unwrap().to_owned()
 }
 
-/// How many cases with this number 44's platform holds.
+/// How many rows 44's platform holds for this case number (counted by the database, so
+/// a case taken twice counts 2).
 async fn cases_at_44(t: &TestFederation, case: &str) -> usize {
-    let platform = t.fed.node("44").unwrap().platform.clone();
-    usize::from(platform.payload(case).await.unwrap().is_some())
+    platform_rows(t, "44").await.get(case).copied().unwrap_or(0)
 }
 
+/// Waits until `case` is at 44's platform; then it must be there exactly once.
 async fn delivered(t: &TestFederation, case: &str, within: Duration) {
-    eventually(within, &format!("{case} delivered"), || async {
-        (cases_at_44(t, case).await == 1).then_some(())
+    let rows = eventually(within, &format!("{case} delivered"), || async {
+        let rows = cases_at_44(t, case).await;
+        (rows > 0).then_some(rows)
     })
     .await;
+    assert_eq!(rows, 1, "{case} is at 44's platform {rows} times");
+}
+
+/// Once 31 has nothing left to deliver: 44's platform holds each of `acknowledged` in
+/// exactly one row, and no other case.
+async fn each_exactly_once_at_44(t: &TestFederation, acknowledged: &[&String]) {
+    outboxes_drained(t, &["31"], Duration::from_secs(60)).await;
+    let acknowledged: BTreeSet<String> = acknowledged.iter().map(|c| (*c).clone()).collect();
+    if let Some(wrong) = not_exactly_once(&platform_rows(t, "44").await, &acknowledged) {
+        panic!("not each acknowledged case exactly once at 44: {wrong}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +107,7 @@ async fn processes_with_two_gateways_survive_sigkills_and_cut_links() {
     for case in [&first, &second, &third, &fourth] {
         assert_eq!(cases_at_44(&t, case).await, 1, "{case}");
     }
+    each_exactly_once_at_44(&t, &[&first, &second, &third, &fourth]).await;
     t.shutdown().await;
 }
 
@@ -120,5 +135,6 @@ async fn a_blackholed_link_holds_calls_until_it_heals_in_process() {
     assert_eq!(cases_at_44(&t, &held).await, 0);
     link.set(LinkMode::Pass);
     delivered(&t, &held, Duration::from_secs(40)).await;
+    each_exactly_once_at_44(&t, &[&slow, &held]).await;
     t.shutdown().await;
 }
