@@ -98,13 +98,8 @@ pub async fn channel(
     port: u16,
     server: &PeerIdentity,
 ) -> anyhow::Result<tonic::transport::Channel> {
-    let connector = FederationConnector::from_files(&tls_files(pki, client), server.clone())?;
-    Ok(connector::endpoint(
-        &format!("https://127.0.0.1:{port}"),
-        &ClientSettings::default(),
-    )?
-    .connect_with_connector(connector)
-    .await?)
+    let (endpoint, connector) = endpoint(pki, client, port, server)?;
+    Ok(endpoint.connect_with_connector(connector).await?)
 }
 
 /// A channel like [`channel`]'s that connects on its first call (to a node stopped on
@@ -115,12 +110,24 @@ pub fn lazy_channel(
     port: u16,
     server: &PeerIdentity,
 ) -> anyhow::Result<tonic::transport::Channel> {
+    let (endpoint, connector) = endpoint(pki, client, port, server)?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// The endpoint at `port` on loopback and the connector that proves `client` to
+/// `server` there.
+fn endpoint(
+    pki: &Path,
+    client: &PeerIdentity,
+    port: u16,
+    server: &PeerIdentity,
+) -> anyhow::Result<(tonic::transport::Endpoint, FederationConnector)> {
     let connector = FederationConnector::from_files(&tls_files(pki, client), server.clone())?;
-    Ok(connector::endpoint(
+    let endpoint = connector::endpoint(
         &format!("https://127.0.0.1:{port}"),
         &ClientSettings::default(),
-    )?
-    .connect_with_connector_lazy(connector))
+    )?;
+    Ok((endpoint, connector))
 }
 
 /// Idempotency key of the calls before [`primed`] gives each payload its own.

@@ -13,11 +13,10 @@ use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
 use tongban_kit::testing::{TestFederation, eventually, medical_filing, start, start_with};
-use tongban_node::store::NewFiling;
 use tongban_proto::{
     contract::metadata,
     v1::{
-        Applicant, Application, DeliverApplicationRequest, VerifyIdentityRequest,
+        Application, DeliverApplicationRequest, VerifyIdentityRequest,
         gateway_client::GatewayClient,
     },
 };
@@ -265,40 +264,8 @@ async fn refused_calls(t: &TestFederation) {
 /// would), an application for resident 6 of 44 that lacks a field its catalog version
 /// requires, under trace 107: 44 refuses it for good and it becomes a dead letter.
 async fn file_a_dead_letter(t: &TestFederation) -> String {
-    let n31 = t.fed.node("31").unwrap();
-    let resident = &t.residents("44")[6];
-    let catalog = n31.portal.get("/v1/catalog").await.unwrap();
-    let application = Application {
-        one_thing_id: "medical-treatment-registration".into(),
-        catalog_version: catalog.body["version"].as_str().unwrap().to_owned(),
-        origin_region: "310000".into(),
-        target_region: "440000".into(),
-        applicant: Some(Applicant {
-            id_number: resident.id.as_str().to_owned(),
-            name: resident.name.clone(),
-            phone: "13800138000".into(),
-        }),
-        form: [("treatment_region".to_owned(), "310115".to_owned())].into(),
-        filed_at: Some(tongban_node::store::timestamp_ms(
-            tongban_node::store::now_ms(),
-        )),
-        ..Application::default()
-    };
-    let filed = n31
-        .store
-        .file(NewFiling {
-            application,
-            pending_verification: false,
-            applicant_hash: "test".into(),
-            applicant_masked: "4401**********0000".into(),
-            forward: true,
-            receipt: Box::new(|_| "{}".into()),
-            client_key: None,
-            trace: TraceParent::parse(&trace(107).0),
-        })
-        .await
-        .unwrap();
-    filed.application.case_number
+    let lacking = [("treatment_region", "310115")];
+    super::outbox::file_direct_as(t, 6, &lacking, TraceParent::parse(&trace(107).0)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tongban_kit::testing::{TestFederation, eventually, medical_filing, start};
 use tongban_node::store::NewFiling;
 use tongban_proto::v1::{Applicant, Application};
+use tongban_runtime::observability::trace_context::TraceParent;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -27,8 +28,18 @@ async fn metric(t: &TestFederation, prefix: &str, series: &str) -> Option<f64> {
 /// Files at 31, straight into its store (no pre-review), a medical-treatment
 /// application of a resident of 44 with `form`.
 async fn file_direct(t: &TestFederation, form: &[(&str, &str)]) -> String {
+    file_direct_as(t, 1, form, None).await
+}
+
+/// [`file_direct`] for 44's resident number `resident`, under `trace`.
+pub(super) async fn file_direct_as(
+    t: &TestFederation,
+    resident: usize,
+    form: &[(&str, &str)],
+    trace: Option<TraceParent>,
+) -> String {
     let n31 = t.fed.node("31").unwrap();
-    let resident = &t.residents("44")[1];
+    let resident = &t.residents("44")[resident];
     let catalog = n31.portal.get("/v1/catalog").await.unwrap();
     let version = catalog.body["version"].as_str().unwrap().to_owned();
     let form = form
@@ -61,7 +72,7 @@ async fn file_direct(t: &TestFederation, form: &[(&str, &str)]) -> String {
             forward: true,
             receipt: Box::new(|_| "{}".into()),
             client_key: None,
-            trace: None,
+            trace,
         })
         .await
         .unwrap();
