@@ -162,9 +162,10 @@ fn spawn_gateway(
     config.telemetry = telemetry;
     // A trail per gateway (a trail has one writer, and several run at once); the
     // baseline keeps the default (`gateway-audit.log`), left out of the written config
-    // so an older binary still reads it.
+    // so an older binary still reads it, and so no other gateway may take that name:
+    // `{name}-audit.log` would, for the gateway under test.
     if name != "gateway-baseline" {
-        config.audit = TrailSettings::at(&format!("{name}-audit.log"));
+        config.audit = TrailSettings::at(&format!("{name}.audit.log"));
     }
     let path = dir.join(format!("{name}.toml"));
     gateway::write(&path, &config, WRITER)?;
