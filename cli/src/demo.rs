@@ -380,13 +380,12 @@ async fn marriage_certificate_from_beijing(
     federation: &LocalFederation,
     residents: &[(String, Vec<SyntheticResident>)],
 ) -> Option<String> {
-    use tongban_node::platform::LicenseRegistry;
     let beijing = federation.node("11").ok()?;
     let holder = residents.iter().find(|(p, _)| p == "44")?.1.get(1)?;
     let key = beijing.store.id_hash_key().await.ok()?;
     let licenses = beijing
         .platform
-        .licenses_of(&holder.id.keyed_hash(&key))
+        .licenses_of_resident(&holder.id, &key)
         .await
         .ok()?;
     licenses

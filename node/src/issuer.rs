@@ -26,8 +26,12 @@ use tongban_proto::{
 };
 
 use crate::{
-    config::IssuerConfig, context::NodeContext, error::NodeError, platform::LicenseRecord,
-    sqlite::timestamp_ms, store::AccessKind,
+    config::IssuerConfig,
+    context::NodeContext,
+    error::NodeError,
+    platform::{LicenseRecord, Purpose, Subject},
+    sqlite::timestamp_ms,
+    store::AccessKind,
 };
 
 const DEFAULT_ASSERTION_VALIDITY: Duration = Duration::from_secs(3600);
@@ -98,11 +102,11 @@ pub struct Issuer {
     pub keys: IssuerKeys,
 }
 
-fn purpose_of(purpose: Option<LookupPurpose>) -> (String, String) {
+fn purpose_of(purpose: Option<LookupPurpose>) -> Purpose {
     let p = purpose.unwrap_or_default();
-    // Bounded: they are stored in the access log.
+    // Bounded: they are stored in the access log and sent to the platform.
     let bound = |s: String| s.chars().take(64).collect::<String>();
-    (bound(p.one_thing_id), bound(p.case_number))
+    Purpose::new(bound(p.one_thing_id), bound(p.case_number))
 }
 
 impl Issuer {
@@ -121,12 +125,16 @@ impl Issuer {
         let id = self.parse_id(&request.id_number, "id_number")?;
         let key = self.keys.current()?;
         let hash = id.keyed_hash(&self.ctx.id_hash_key);
-        let person = self.ctx.registry.person(&hash).await?;
+        let purpose = purpose_of(request.purpose);
+        let subject = Subject {
+            id_number: id.as_str(),
+            id_hash: &hash,
+        };
+        let person = self.ctx.registry.person(subject, &purpose).await?;
         // Only the home region vouches for a person, whatever else it knows of them.
         let resident = person.filter(|p| {
             RegionCode::parse(&p.home_region).is_ok_and(|home| self.ctx.prefix.contains(&home))
         });
-        let (one_thing, case) = purpose_of(request.purpose);
         self.ctx
             .store
             .record_access(
@@ -134,8 +142,8 @@ impl Issuer {
                 AccessKind::Identity,
                 None,
                 requester.to_string(),
-                one_thing,
-                case,
+                purpose.one_thing_id,
+                purpose.case_number,
             )
             .await?;
         let salt = credentials::new_salt();
@@ -175,7 +183,13 @@ impl Issuer {
             return Ok(FetchLicenseResponse { license: None });
         }
         let key = self.keys.current()?;
-        let Some(record) = self.ctx.registry.license(&request.license_id).await? else {
+        let purpose = purpose_of(request.purpose);
+        let Some(record) = self
+            .ctx
+            .registry
+            .license(&request.license_id, &purpose)
+            .await?
+        else {
             return Ok(FetchLicenseResponse { license: None });
         };
         let holder = if request.holder_id_number.is_empty() {
@@ -183,7 +197,6 @@ impl Issuer {
         } else {
             Some(self.parse_id(&request.holder_id_number, "holder_id_number")?)
         };
-        let (one_thing, case) = purpose_of(request.purpose);
         self.ctx
             .store
             .record_access(
@@ -191,8 +204,8 @@ impl Issuer {
                 AccessKind::License,
                 Some(record.license_id.clone()),
                 requester.to_string(),
-                one_thing,
-                case,
+                purpose.one_thing_id,
+                purpose.case_number,
             )
             .await?;
         let signed = self.sign_license(key, &record, holder.as_ref());
@@ -210,8 +223,12 @@ impl Issuer {
         let holder = self.parse_id(&request.holder_id_number, "holder_id_number")?;
         let key = self.keys.current()?;
         let hash = holder.keyed_hash(&self.ctx.id_hash_key);
-        let records = self.ctx.registry.licenses_of(&hash).await?;
-        let (one_thing, case) = purpose_of(request.purpose);
+        let purpose = purpose_of(request.purpose);
+        let subject = Subject {
+            id_number: holder.as_str(),
+            id_hash: &hash,
+        };
+        let records = self.ctx.registry.licenses_of(subject, &purpose).await?;
         self.ctx
             .store
             .record_access(
@@ -219,8 +236,8 @@ impl Issuer {
                 AccessKind::HolderLicenses,
                 None,
                 requester.to_string(),
-                one_thing,
-                case,
+                purpose.one_thing_id,
+                purpose.case_number,
             )
             .await?;
         Ok(FetchHolderLicensesResponse {

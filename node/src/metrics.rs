@@ -90,6 +90,12 @@ struct HomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeedProblemLabels {
+    feed: &'static str,
+    problem: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BacklogLabels {
     target: String,
 }
@@ -128,6 +134,7 @@ pub struct NodeMetrics {
     backlog_failed: Family<BacklogLabels, Gauge>,
     backlog_blocked: Family<BacklogLabels, Gauge>,
     backlog_failing: Family<BacklogLabels, Gauge>,
+    feed_problems: Family<FeedProblemLabels, Counter>,
 }
 
 impl NodeMetrics {
@@ -148,6 +155,7 @@ impl NodeMetrics {
             backlog_failed: Family::default(),
             backlog_blocked: Family::default(),
             backlog_failing: Family::default(),
+            feed_problems: Family::default(),
         };
         registry.register(
             names::CLIENT_CALLS,
@@ -222,7 +230,22 @@ impl NodeMetrics {
              target province",
             m.backlog_failing.clone(),
         );
+        registry.register(
+            names::PLATFORM_FEED_PROBLEMS,
+            "Problems in the platform's feeds, by feed (case_events, revocations) and problem: \
+             unmapped_status (a status code [platform.status_codes] does not map: the feed \
+             waits at it until the table is fixed), invalid_transition (a change the canonical \
+             state machine forbids: skipped)",
+            m.feed_problems.clone(),
+        );
         m
+    }
+
+    /// A problem in what a platform feed reported.
+    pub fn feed_problem(&self, feed: &'static str, problem: &'static str) {
+        self.feed_problems
+            .get_or_create(&FeedProblemLabels { feed, problem })
+            .inc();
     }
 
     /// A call made through the gateway.

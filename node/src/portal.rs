@@ -35,6 +35,9 @@ use crate::{
     store::Store,
 };
 
+/// The purpose of use a register call states when a citizen reads their access log.
+const ACCESS_LOG_PURPOSE: &str = "access-log-inquiry";
+
 /// Shared state of the portal handlers.
 pub struct PortalState {
     pub intake: Arc<Intake>,
@@ -318,7 +321,13 @@ async fn access_log(
     };
     let hash = id.keyed_hash(&ctx.id_hash_key);
     // Only the person registered under the number, with their name, reads the log.
-    let known = match ctx.registry.person(&hash).await {
+    let subject = crate::platform::Subject {
+        id_number: id.as_str(),
+        id_hash: &hash,
+    };
+    // 用证事由: the citizen's own inquiry into who looked them up.
+    let purpose = crate::platform::Purpose::new(ACCESS_LOG_PURPOSE, "");
+    let known = match ctx.registry.person(subject, &purpose).await {
         Ok(person) => person.is_some_and(|p| p.name == request.name.trim()),
         Err(e) => {
             tracing::error!(error = %e, "access log: register unavailable");

@@ -294,7 +294,7 @@ impl Node {
         }))
     }
 
-    /// Spawns the background work: the return of status changes (live, and a sweep),
+    /// Spawns the background work: the return of status changes (following the platform's feed),
     /// the outbox forwarder, the platform's clerk and the catalog refresher. Returns the
     /// intake, which the forwarder resumes waiting pre-reviews with.
     fn spawn_background(
@@ -305,7 +305,6 @@ impl Node {
         shutdown: &ShutdownSignal,
     ) -> Arc<Intake> {
         let platform: Arc<dyn Platform> = self.platform.clone();
-        // Subscribe before the clerk starts, so no change it makes is missed.
         let returner = StatusReturn {
             store: self.store.clone(),
             region: self.config.region,
@@ -313,12 +312,7 @@ impl Node {
             wake: wake.clone(),
             metrics: self.metrics.clone(),
         };
-        tasks.spawn(
-            returner
-                .clone()
-                .run_live(platform.status_changes(), shutdown.clone()),
-        );
-        tasks.spawn(returner.run_sweep(platform, shutdown.clone()));
+        tasks.spawn(returner.run_feed(platform, crate::status_return::FEED_POLL, shutdown.clone()));
         let intake = Arc::new(Intake {
             ctx: ctx.clone(),
             outbox_written: wake.clone(),

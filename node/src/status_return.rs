@@ -4,28 +4,31 @@
 //! `PushStatus` call via the gateway) when another region filed the case, straight into
 //! the store when it was filed here.
 //!
-//! Two sources feed it: the platform's live feed of changes, and a periodic sweep of
-//! recently changed cases that catches what the feed missed (a lagging receiver, a crash
-//! between a change and its announcement).
+//! It follows the platform's feed of status changes from a cursor kept in the node's
+//! store: a page is recorded, then the cursor moves past it, so a crash between the
+//! two returns a change twice (harmless: idempotent per case and sequence) and never
+//! misses one. Each change is checked against the canonical state machine; a status
+//! code the node's table does not map stops the feed at that change (counted, logged
+//! with the code) until the table is fixed, so nothing is guessed and nothing is lost.
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use tongban_proto::{
     rules::region::{RegionCode, RegionPrefix},
-    v1::PushStatusRequest,
+    v1::{PushStatusRequest, Stage},
 };
 use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use crate::{
-    platform::{Platform, PlatformCase},
+    platform::{Platform, PlatformCase, contract::status::stage_transition_allowed},
     store::Store,
 };
 
 /// Returns status changes of cases handled here to their filing region (属地返还):
 /// through the outbox when another region filed the case, directly when it was filed
-/// here. Both paths are idempotent per (case, sequence), so the live feed and the
-/// sweep may report the same change.
+/// here. Both paths are idempotent per (case, sequence), so a change read twice (after
+/// a crash before the cursor was kept) is returned once.
 #[derive(Clone)]
 pub(crate) struct StatusReturn {
     pub(crate) store: Store,
@@ -37,15 +40,13 @@ pub(crate) struct StatusReturn {
     pub(crate) metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }
 
-/// Each sweep starts this far before the previous one started: a change committed
-/// while that sweep ran, or stamped by a platform clock a little behind ours, is not
-/// missed. Returning a change twice is harmless (idempotent per case and sequence).
-const SWEEP_OVERLAP_MS: i64 = 60_000;
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// How far back a node's first sweep ever looks.
-const FIRST_SWEEP: Duration = Duration::from_secs(24 * 3600);
-/// The setting that keeps when the last complete sweep started (Unix ms, decimal).
-const SWEEP_WATERMARK: &str = "status_sweep_watermark_ms";
+/// How often the feed is read when the platform cannot say it changed, and how long
+/// after a failed read it is tried again.
+pub(crate) const FEED_POLL: Duration = Duration::from_secs(1);
+/// Changes read at once.
+const FEED_PAGE: u32 = 200;
+/// The setting that keeps the feed's cursor: where the node resumes after a restart.
+const FEED_CURSOR: &str = "platform_event_cursor";
 
 impl StatusReturn {
     /// Returns one change, by where its case was filed.
@@ -89,89 +90,111 @@ impl StatusReturn {
         }
     }
 
-    /// Changes as the platform announces them.
-    pub(crate) async fn run_live(
+    /// Follows the platform's feed of status changes until shutdown: at start, when the
+    /// platform says it changed, and every `poll` (which is also the wait after a
+    /// failed read).
+    pub(crate) async fn run_feed(
         self,
-        mut changes: broadcast::Receiver<PlatformCase>,
+        platform: Arc<dyn Platform>,
+        poll: Duration,
         shutdown: ShutdownSignal,
     ) {
         let stop = shutdown.wait();
         tokio::pin!(stop);
-        loop {
-            let case = tokio::select! {
-                _ = &mut stop => return,
-                case = changes.recv() => case,
-            };
-            match case {
-                Ok(case) => self.record(case).await,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(
-                        missed = n,
-                        "status changes missed; the sweep will return them"
-                    );
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
-
-    /// Every case changed since the last complete sweep, at start and then
-    /// periodically: catches what the live feed missed, including changes made just
-    /// before a crash. Where the last sweep got to is kept in the store, so a node that
-    /// was down for a week, or whose platform failed sweeps for hours, still returns
-    /// every change made meanwhile; a failed sweep does not advance it.
-    pub(crate) async fn run_sweep(self, platform: Arc<dyn Platform>, shutdown: ShutdownSignal) {
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        let mut since = match self.store.setting(SWEEP_WATERMARK).await {
-            Ok(Some(bytes)) => parse_watermark(&bytes),
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%error, "status sweep watermark unreadable");
-                None
-            }
-        }
-        // Never swept (a new node): everything its platform changed in the last day.
-        .unwrap_or_else(|| crate::store::now_ms() - FIRST_SWEEP.as_millis() as i64);
-        loop {
-            let started = crate::store::now_ms();
-            match platform
-                .updated_since(since.saturating_sub(SWEEP_OVERLAP_MS))
-                .await
-            {
-                Ok(cases) => {
-                    for case in cases {
-                        self.record(case).await;
-                    }
-                    since = started;
-                    let mark = started.to_string().into_bytes();
-                    if let Err(error) = self.store.set_setting(SWEEP_WATERMARK, mark).await {
-                        tracing::warn!(%error, "status sweep watermark not saved");
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "status sweep failed"),
+        let changed = platform.changed().unwrap_or_default();
+        let mut cursor = loop {
+            match self.store.setting(FEED_CURSOR).await {
+                Ok(bytes) => break bytes.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                Err(error) => tracing::warn!(%error, "platform feed cursor unreadable"),
             }
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+        .unwrap_or_default();
+        loop {
+            let more = match self.follow_page(platform.as_ref(), &mut cursor).await {
+                Ok(more) => more,
+                Err(error) => {
+                    tracing::warn!(%error, "platform feed not read; retrying");
+                    false
+                }
+            };
+            if more {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
             }
         }
     }
-}
 
-fn parse_watermark(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    /// Records one page of the feed and moves the kept cursor past it; `Ok(true)` when
+    /// more follows right away.
+    async fn follow_page(
+        &self,
+        platform: &dyn Platform,
+        cursor: &mut String,
+    ) -> Result<bool, crate::platform::PlatformError> {
+        let page = match platform.events_after(cursor, FEED_PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                if matches!(error, crate::platform::PlatformError::UnmappedStatus(_))
+                    && let Some(metrics) = &self.metrics
+                {
+                    metrics.feed_problem("case_events", "unmapped_status");
+                }
+                return Err(error);
+            }
+        };
+        for event in page.events {
+            let to = Stage::try_from(event.case.status.stage).unwrap_or(Stage::Unspecified);
+            if !stage_transition_allowed(event.previous, to) {
+                tracing::error!(
+                    case = %event.case.case_number,
+                    from = ?event.previous,
+                    to = ?to,
+                    cursor = %event.cursor,
+                    "the platform reported a change the canonical state machine forbids; skipped"
+                );
+                if let Some(metrics) = &self.metrics {
+                    metrics.feed_problem("case_events", "invalid_transition");
+                }
+                continue;
+            }
+            self.record(event.case).await;
+        }
+        if page.next_cursor != *cursor {
+            self.store
+                .set_setting(FEED_CURSOR, page.next_cursor.clone().into_bytes())
+                .await?;
+            *cursor = page.next_cursor;
+        }
+        Ok(page.more)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn a_watermark_reads_back_or_is_ignored() {
-        assert_eq!(
-            super::parse_watermark(b"1764650000000"),
-            Some(1_764_650_000_000)
-        );
-        assert_eq!(super::parse_watermark(b"yesterday"), None);
-        assert_eq!(super::parse_watermark(&[0xff, 0x00]), None);
+    fn only_the_machine_s_transitions_are_returned() {
+        assert!(stage_transition_allowed(None, Stage::Accepted));
+        assert!(stage_transition_allowed(
+            Some(Stage::InReview),
+            Stage::Approved
+        ));
+        assert!(!stage_transition_allowed(
+            Some(Stage::Approved),
+            Stage::Rejected
+        ));
+        assert!(!stage_transition_allowed(
+            Some(Stage::Accepted),
+            Stage::Submitted
+        ));
     }
 }

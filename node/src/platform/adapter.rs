@@ -1,8 +1,10 @@
 //! The [`Platform`] side of the adapter: cases delivered to this region, their status,
 //! and the status changes the platform's clerks make.
 
-use tokio::sync::broadcast;
-use tongban_proto::v1::{Application, CaseStatus};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tongban_proto::v1::{Application, CaseStatus, Stage};
 
 /// A case as the platform knows it.
 #[derive(Clone, Debug)]
@@ -24,6 +26,27 @@ pub struct Submitted {
     pub created: bool,
 }
 
+/// One status change of a case handled here.
+#[derive(Clone, Debug)]
+pub struct CaseEvent {
+    /// Where the feed resumes after this event.
+    pub cursor: String,
+    /// The case as this change left it.
+    pub case: PlatformCase,
+    /// The stage before the change; `None` for the case's first event.
+    pub previous: Option<Stage>,
+}
+
+/// A page of the platform's feed of status changes.
+#[derive(Clone, Debug, Default)]
+pub struct EventPage {
+    pub events: Vec<CaseEvent>,
+    /// Where the next page starts.
+    pub next_cursor: String,
+    /// More events follow right away.
+    pub more: bool,
+}
+
 /// Platform failures.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -34,6 +57,17 @@ pub enum PlatformError {
     /// The case number is already taken by a different application.
     #[error("{0}")]
     Conflict(String),
+    /// The platform answered something the contract does not allow (a bad body, a
+    /// status code the node's table does not map): retrying will not help until the
+    /// platform or the node's configuration is fixed.
+    #[error("platform contract: {0}")]
+    Contract(String),
+    /// The platform reported a status code `[platform.status_codes]` does not map.
+    #[error(transparent)]
+    UnmappedStatus(#[from] super::contract::status::UnmappedStatus),
+    /// The adapter cannot do this; `0` says where it is done instead.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// What a node needs from its province's platform.
@@ -52,14 +86,17 @@ pub trait Platform: Send + Sync + 'static {
     /// A case by federation case number.
     async fn case(&self, case_number: &str) -> Result<Option<PlatformCase>, PlatformError>;
 
-    /// Status changes made by the platform itself (reviews, decisions), as they happen.
-    /// Best effort: the node also sweeps [`Platform::updated_since`], so a change missed
-    /// here (a crash between the change and its announcement, a lagging receiver) is
-    /// still returned to the filing region.
-    fn status_changes(&self) -> broadcast::Receiver<PlatformCase>;
+    /// Status changes the platform made after `cursor` (`""`: from the beginning), in
+    /// the order it made them, at most `limit`. The node keeps the page's `next_cursor`
+    /// with its own state once it has recorded the page, so every change is returned
+    /// to the filing region once more at worst, never missed.
+    async fn events_after(&self, cursor: &str, limit: u32) -> Result<EventPage, PlatformError>;
 
-    /// Cases whose status changed at or after `since_ms` (Unix milliseconds).
-    async fn updated_since(&self, since_ms: i64) -> Result<Vec<PlatformCase>, PlatformError>;
+    /// Woken when the platform made a change, so the node reads the feed at once; a
+    /// platform that cannot tell returns `None` and is polled.
+    fn changed(&self) -> Option<Arc<Notify>> {
+        None
+    }
 
     /// `Err` with the reason while the platform cannot take cases (the node then
     /// reports itself not ready); an adapter that cannot tell answers `Ok`.

@@ -1,7 +1,8 @@
 //! The adapter between a node and its province's government-service platform.
 //!
 //! The node stays the same whatever the platform: the embedded SQLite one
-//! ([`embedded`]) by default, an HTTP adapter to a province's own API later. Two
+//! ([`embedded`]) by default, or a province's own platform over HTTP ([`http`]), which
+//! implements the published [`contract`]. Two
 //! traits, since a province often runs them as two systems:
 //! - [`Platform`] takes over cases delivered to this region, reports their status, and
 //!   announces the status changes its clerks make so the node can return them to the
@@ -13,8 +14,11 @@
 //! so an implementation (`embedded/`) names them there, not in this file.
 
 pub mod adapter;
+pub mod contract;
 pub mod embedded;
 pub mod register;
 
-pub use adapter::{Platform, PlatformCase, PlatformError, Submitted};
-pub use register::{LicenseRecord, LicenseRegistry, Person};
+pub use adapter::{CaseEvent, EventPage, Platform, PlatformCase, PlatformError, Submitted};
+pub use register::{
+    LicenseRecord, LicenseRegistry, Person, PlatformRevocation, Purpose, RevocationPage, Subject,
+};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use tongban_proto::v1::AssuranceLevel;
 
 use super::adapter::PlatformError;
+pub use super::contract::headers::Purpose;
 
 /// A person the region's register knows.
 #[derive(Clone, Debug)]
@@ -38,24 +39,76 @@ pub struct LicenseRecord {
     pub revoked_ms: Option<i64>,
 }
 
-/// The region's register of persons and the licenses it issued.
+/// Whom a register call is about: the ID number (for a platform that keys its register
+/// by it, over TLS only) and the node's keyed hash of it (for one that keys by the hash,
+/// like the embedded platform).
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub id_number: &'a str,
+    pub id_hash: &'a str,
+}
+
+/// A revocation made at the platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformRevocation {
+    /// Where the feed resumes after this revocation.
+    pub cursor: String,
+    pub license_id: String,
+    pub reason: String,
+    pub revoked_ms: i64,
+}
+
+/// A page of the platform's feed of revocations.
+#[derive(Clone, Debug, Default)]
+pub struct RevocationPage {
+    pub revocations: Vec<PlatformRevocation>,
+    pub next_cursor: String,
+    pub more: bool,
+}
+
+/// The region's register of persons and the licenses it issued. Every lookup states
+/// its purpose of use (用证事由), which the platform may record.
 #[tonic::async_trait]
 pub trait LicenseRegistry: Send + Sync + 'static {
-    /// A person by the node's keyed hash of their ID number.
-    async fn person(&self, id_hash: &str) -> Result<Option<Person>, PlatformError>;
+    /// A person by ID number.
+    async fn person(
+        &self,
+        subject: Subject<'_>,
+        purpose: &Purpose,
+    ) -> Result<Option<Person>, PlatformError>;
 
     /// A license by id.
-    async fn license(&self, license_id: &str) -> Result<Option<LicenseRecord>, PlatformError>;
+    async fn license(
+        &self,
+        license_id: &str,
+        purpose: &Purpose,
+    ) -> Result<Option<LicenseRecord>, PlatformError>;
 
-    /// Every license issued here to the holder with this keyed hash.
-    async fn licenses_of(&self, holder_hash: &str) -> Result<Vec<LicenseRecord>, PlatformError>;
+    /// Every license issued here to the holder.
+    async fn licenses_of(
+        &self,
+        holder: Subject<'_>,
+        purpose: &Purpose,
+    ) -> Result<Vec<LicenseRecord>, PlatformError>;
 
     /// Revokes a license issued here; `None` if there is no such license. Revoking
-    /// twice keeps the first time.
+    /// twice keeps the first time. A registry where revocations are made at the
+    /// platform itself answers [`PlatformError::Unsupported`].
     async fn revoke(
         &self,
         license_id: &str,
         reason: &str,
         at_ms: i64,
     ) -> Result<Option<LicenseRecord>, PlatformError>;
+
+    /// Revocations made at the platform after `cursor` (`""`: from the beginning), for
+    /// the node to publish to the gateway. `None` from a registry whose revocations the
+    /// node makes itself ([`LicenseRegistry::revoke`]), which publishes them already.
+    async fn revocations_after(
+        &self,
+        _cursor: &str,
+        _limit: u32,
+    ) -> Result<Option<RevocationPage>, PlatformError> {
+        Ok(None)
+    }
 }

@@ -20,6 +20,10 @@ pub const OUTBOX_OLDEST_PENDING: &str = "tongban_node_outbox_oldest_pending_seco
 pub const OUTBOX_FAILED: &str = "tongban_node_outbox_failed";
 pub const OUTBOX_BLOCKED: &str = "tongban_node_outbox_blocked";
 pub const OUTBOX_FAILING: &str = "tongban_node_outbox_failing";
+/// Problems in what the platform's feeds reported, by feed and problem
+/// (`unmapped_status`: a configuration error; `invalid_transition`: a platform's bug).
+pub const PLATFORM_FEED_PROBLEMS: &str = "tongban_node_platform_feed_problems";
+pub const PLATFORM_FEED_PROBLEMS_TOTAL: &str = "tongban_node_platform_feed_problems_total";
 
 #[cfg(test)]
 mod tests {
@@ -29,5 +33,9 @@ mod tests {
     fn scraped_counter_names_are_the_registered_ones_with_total() {
         assert_eq!(FILINGS_TOTAL, format!("{FILINGS}_total"));
         assert_eq!(CASE_OUTCOMES_TOTAL, format!("{CASE_OUTCOMES}_total"));
+        assert_eq!(
+            PLATFORM_FEED_PROBLEMS_TOTAL,
+            format!("{PLATFORM_FEED_PROBLEMS}_total")
+        );
     }
 }

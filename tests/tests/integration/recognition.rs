@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tongban_gateway::{Gateway, GatewayConfig, GatewayListeners, config::RecognitionSettings};
 use tongban_kit::Member;
 use tongban_kit::testing::{TestFederation, channel, eventually, processes, start, start_with};
-use tongban_node::platform::{LicenseRegistry, embedded::NewLicense};
+use tongban_node::platform::embedded::NewLicense;
 use tongban_proto::{
     contract::metadata,
     rules::credentials::{self, SignedKind, SigningKey},
@@ -76,7 +76,7 @@ async fn license_of(t: &TestFederation, issuer: &str, holder: &str, license_type
     )
     .unwrap();
     node.platform
-        .licenses_of(&id.keyed_hash(&key))
+        .licenses_of_resident(&id, &key)
         .await
         .unwrap()
         .into_iter()

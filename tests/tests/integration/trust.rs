@@ -23,7 +23,7 @@ use tongban_gateway::registry::{RegionEntry, RegistryFile};
 use tongban_kit::Member;
 use tongban_kit::testing::{TestFederation, eventually, medical_filing, start};
 use tongban_node::{
-    platform::{LicenseRegistry, Platform, embedded::SyntheticResident},
+    platform::{Platform, embedded::SyntheticResident},
     portal_client::PortalClient,
 };
 use tongban_proto::{
@@ -367,7 +367,7 @@ async fn license_of(
     let node = t.fed.node(issuer).unwrap();
     let key = node.store.id_hash_key().await.unwrap();
     node.platform
-        .licenses_of(&holder.keyed_hash(&key))
+        .licenses_of_resident(holder, &key)
         .await
         .unwrap()
         .into_iter()

@@ -4,13 +4,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 use tongban_proto::v1::{Application, CaseStatus, Stage};
 use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use super::database::EmbeddedPlatform;
 use crate::{
-    platform::adapter::{Platform, PlatformCase, PlatformError, Submitted},
+    platform::adapter::{EventPage, Platform, PlatformCase, PlatformError, Submitted},
     sqlite::{StoreError, now_ms, timestamp_ms},
 };
 
@@ -29,11 +29,8 @@ impl EmbeddedPlatform {
                 _ = interval.tick() => {}
             }
             match self.advance(step).await {
-                Ok(changed) => {
-                    for case in changed {
-                        let _ = self.changes.send(case);
-                    }
-                }
+                Ok(changed) if !changed.is_empty() => self.changed.notify_one(),
+                Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "embedded platform clerk"),
             }
         }
@@ -72,6 +69,14 @@ impl EmbeddedPlatform {
                         changed.push(row?);
                     }
                 }
+                for case in &changed {
+                    let previous = if case.status.stage == Stage::InReview as i32 {
+                        Stage::Accepted
+                    } else {
+                        Stage::InReview
+                    };
+                    super::feed::record_event(&tx, case, Some(previous))?;
+                }
                 tx.commit()?;
                 Ok(changed)
             })
@@ -96,7 +101,7 @@ impl EmbeddedPlatform {
     }
 }
 
-fn row_to_case(prefix: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<PlatformCase> {
+pub(super) fn row_to_case(prefix: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<PlatformCase> {
     let id: i64 = r.get(0)?;
     let updated_ms: i64 = r.get(7)?;
     Ok(PlatformCase {
@@ -165,6 +170,9 @@ impl Platform for EmbeddedPlatform {
                 }
                 let case =
                     tx.query_row(SELECT_CASE, [&case_number], |r| row_to_case(&prefix, r))?;
+                if inserted == 1 {
+                    super::feed::record_event(&tx, &case, None)?;
+                }
                 tx.commit()?;
                 Ok(Ok(Submitted {
                     case,
@@ -172,6 +180,9 @@ impl Platform for EmbeddedPlatform {
                 }))
             })
             .await?;
+        if submitted.as_ref().is_ok_and(|s| s.created) {
+            self.changed.notify_one();
+        }
         submitted.map_err(|case| {
             PlatformError::Conflict(format!(
                 "case {case} already exists with a different application"
@@ -193,27 +204,12 @@ impl Platform for EmbeddedPlatform {
             .await?)
     }
 
-    fn status_changes(&self) -> broadcast::Receiver<PlatformCase> {
-        self.changes.subscribe()
+    async fn events_after(&self, cursor: &str, limit: u32) -> Result<EventPage, PlatformError> {
+        self.case_events_after(cursor, limit).await
     }
 
-    async fn updated_since(&self, since_ms: i64) -> Result<Vec<PlatformCase>, PlatformError> {
-        let prefix = self.prefix.clone();
-        Ok(self
-            .db
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, case_number, one_thing_id, origin_region, stage, detail,
-                            sequence, updated_ms FROM cases WHERE updated_ms >= ?1",
-                )?;
-                let rows = stmt.query_map([since_ms], |r| row_to_case(&prefix, r))?;
-                let mut out = Vec::new();
-                for row in rows {
-                    out.push(row?);
-                }
-                Ok(out)
-            })
-            .await?)
+    fn changed(&self) -> Option<Arc<Notify>> {
+        Some(self.changed.clone())
     }
 }
 

@@ -2,16 +2,15 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 use tongban_proto::rules::region::RegionPrefix;
 
-use crate::platform::adapter::PlatformCase;
 use crate::sqlite::{Db, StoreError};
 
 /// The platform database's schema history, oldest first (see [`crate::sqlite`]).
 /// Append a step to change the schema; never edit one. Step 1 is the schema from before
 /// versioning, verbatim: `IF NOT EXISTS` lets it adopt databases made then.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS residents (
@@ -59,11 +58,37 @@ ALTER TABLE licenses ADD COLUMN revoke_reason TEXT;
 CREATE INDEX IF NOT EXISTS licenses_holder ON licenses (holder_hash);
 "#;
 
+/// Step 3: the platform as the contract describes it: every status change in an
+/// ordered feed (with the stage it left, so a follower checks the transition), every
+/// revocation in a feed, and the ID number of each person (the reference platform
+/// answers lookups by it). Changes from before this step are not replayed into the feed:
+/// a node upgrading follows from here.
+const MIGRATION_3: &str = r#"
+ALTER TABLE residents ADD COLUMN id_number TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS residents_id_number ON residents (id_number);
+CREATE TABLE IF NOT EXISTS case_events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_number    TEXT NOT NULL,
+    previous_stage INTEGER,
+    stage          INTEGER NOT NULL,
+    detail         TEXT NOT NULL,
+    sequence       INTEGER NOT NULL,
+    at_ms          INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocation_log (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    license_number TEXT NOT NULL UNIQUE,
+    reason         TEXT NOT NULL,
+    revoked_ms     INTEGER NOT NULL
+);
+"#;
+
 /// The embedded SQLite platform.
 pub struct EmbeddedPlatform {
     pub(super) db: Db,
     pub(super) prefix: String,
-    pub(super) changes: broadcast::Sender<PlatformCase>,
+    /// Woken after every status change, so the node reads the feed at once.
+    pub(super) changed: Arc<Notify>,
 }
 
 impl EmbeddedPlatform {
@@ -78,7 +103,7 @@ impl EmbeddedPlatform {
         Ok(Arc::new(Self {
             db: Db::open(path, migrations)?,
             prefix: prefix.as_str().to_owned(),
-            changes: broadcast::channel(1024).0,
+            changed: Arc::new(Notify::new()),
         }))
     }
 
@@ -87,7 +112,7 @@ impl EmbeddedPlatform {
         Ok(Arc::new(Self {
             db: Db::open(path, MIGRATIONS)?,
             prefix: prefix.as_str().to_owned(),
-            changes: broadcast::channel(1024).0,
+            changed: Arc::new(Notify::new()),
         }))
     }
 }

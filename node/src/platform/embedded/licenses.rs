@@ -14,7 +14,7 @@ use tongban_proto::{
 use super::{database::EmbeddedPlatform, synthetic::synthetic_residents};
 use crate::{
     platform::adapter::PlatformError,
-    platform::register::{LicenseRecord, LicenseRegistry, Person},
+    platform::register::{LicenseRecord, LicenseRegistry, Person, Purpose, Subject},
     sqlite::{StoreError, now_ms},
 };
 
@@ -60,15 +60,17 @@ fn register_person(
     name: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT OR IGNORE INTO residents (id_hash, id_masked, name, home_region, birth_date, level)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO residents (id_hash, id_masked, name, home_region, birth_date, level,
+            id_number)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             hash,
             id.masked(),
             name,
             id.home_region().as_str(),
             id.birth_date().to_string(),
-            AssuranceLevel::Substantial as i32
+            AssuranceLevel::Substantial as i32,
+            id.as_str()
         ],
     )?;
     Ok(())
@@ -218,9 +220,23 @@ impl EmbeddedPlatform {
                 Ok(id)
             })
             .await?;
-        self.license(&id)
+        self.license(&id, &Purpose::default())
             .await?
             .ok_or_else(|| PlatformError::Unavailable(format!("license {id} vanished")))
+    }
+
+    /// Every license issued here to a resident (demos and tests, which know the key).
+    pub async fn licenses_of_resident(
+        &self,
+        id: &ResidentId,
+        id_hash_key: &[u8],
+    ) -> Result<Vec<LicenseRecord>, PlatformError> {
+        let hash = id.keyed_hash(id_hash_key);
+        let subject = Subject {
+            id_number: id.as_str(),
+            id_hash: &hash,
+        };
+        self.licenses_of(subject, &Purpose::default()).await
     }
 
     /// Issues `count` licenses of `license_type` to synthetic holders in one
@@ -280,8 +296,12 @@ fn row_to_license(r: &rusqlite::Row<'_>) -> rusqlite::Result<LicenseRecord> {
 
 #[tonic::async_trait]
 impl LicenseRegistry for EmbeddedPlatform {
-    async fn person(&self, id_hash: &str) -> Result<Option<Person>, PlatformError> {
-        let id_hash = id_hash.to_owned();
+    async fn person(
+        &self,
+        subject: Subject<'_>,
+        _purpose: &Purpose,
+    ) -> Result<Option<Person>, PlatformError> {
+        let id_hash = subject.id_hash.to_owned();
         Ok(self
             .db
             .call(move |conn| {
@@ -304,7 +324,11 @@ impl LicenseRegistry for EmbeddedPlatform {
             .await?)
     }
 
-    async fn license(&self, license_id: &str) -> Result<Option<LicenseRecord>, PlatformError> {
+    async fn license(
+        &self,
+        license_id: &str,
+        _purpose: &Purpose,
+    ) -> Result<Option<LicenseRecord>, PlatformError> {
         let license_id = license_id.to_owned();
         Ok(self
             .db
@@ -316,8 +340,12 @@ impl LicenseRegistry for EmbeddedPlatform {
             .await?)
     }
 
-    async fn licenses_of(&self, holder_hash: &str) -> Result<Vec<LicenseRecord>, PlatformError> {
-        let holder_hash = holder_hash.to_owned();
+    async fn licenses_of(
+        &self,
+        holder: Subject<'_>,
+        _purpose: &Purpose,
+    ) -> Result<Vec<LicenseRecord>, PlatformError> {
+        let holder_hash = holder.id_hash.to_owned();
         Ok(self
             .db
             .call(move |conn| {
@@ -343,15 +371,20 @@ impl LicenseRegistry for EmbeddedPlatform {
         let (id, reason) = (license_id.to_owned(), reason.to_owned());
         self.db
             .call(move |conn| {
-                conn.execute(
+                let tx = conn.transaction()?;
+                let changed = tx.execute(
                     "UPDATE licenses SET revoked_ms = ?2, revoke_reason = ?3
                      WHERE license_number = ?1 AND revoked_ms IS NULL",
                     params![id, at_ms, reason],
                 )?;
+                if changed == 1 {
+                    super::feed::record_revocation(&tx, &id, &reason, at_ms)?;
+                }
+                tx.commit()?;
                 Ok(())
             })
             .await?;
-        self.license(license_id).await
+        self.license(license_id, &Purpose::default()).await
     }
 }
 
@@ -382,9 +415,14 @@ mod tests {
         );
         let resident = &synthetic_residents(table, &prefix, 3)[0];
         let hash = resident.id.keyed_hash(&key);
-        let person = platform.person(&hash).await.unwrap().unwrap();
+        let subject = Subject {
+            id_number: resident.id.as_str(),
+            id_hash: &hash,
+        };
+        let none = Purpose::default();
+        let person = platform.person(subject, &none).await.unwrap().unwrap();
         assert_eq!(person.name, resident.name);
-        let held = platform.licenses_of(&hash).await.unwrap();
+        let held = platform.licenses_of(subject, &none).await.unwrap();
         assert_eq!(held.len(), 4);
         for l in &held {
             let issuer = tongban_proto::rules::credentials::license_issuer(&l.license_id).unwrap();
@@ -402,7 +440,13 @@ mod tests {
         // Visitors from other provinces hold marriage certificates issued here.
         let visitor = &synthetic_residents(table, &RegionPrefix::parse("11").unwrap(), 1)[0];
         let theirs = platform
-            .licenses_of(&visitor.id.keyed_hash(&key))
+            .licenses_of(
+                Subject {
+                    id_number: visitor.id.as_str(),
+                    id_hash: &visitor.id.keyed_hash(&key),
+                },
+                &none,
+            )
             .await
             .unwrap();
         assert_eq!(theirs.len(), 1);

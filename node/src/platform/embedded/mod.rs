@@ -4,11 +4,13 @@
 //!
 //! `database` holds the handle and schema; `cases` the [`Platform`](super::Platform)
 //! side (cases and the clerk); `licenses` the [`LicenseRegistry`](super::LicenseRegistry)
-//! side (persons, the licenses issued here, seeding); `synthetic` the synthetic
+//! side (persons, the licenses issued here, seeding); `feed` the ordered feeds of
+//! status changes and revocations; `synthetic` the synthetic
 //! residents that demos and tests use.
 
 mod cases;
 mod database;
+mod feed;
 mod licenses;
 mod synthetic;
 
