@@ -236,11 +236,17 @@ mod tests {
             ..Default::default()
         };
         let platform = EmbeddedPlatform::open_with(&path, &prefix, &MIGRATIONS[..1]).unwrap();
-        platform
-            .submit(&application, "hash", b"as received")
-            .await
-            .unwrap();
         drop(platform);
+        // The old code's insert (its schema had no feed to write to).
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO cases (case_number, one_thing_id, origin_region, applicant_hash,
+                    payload, stage, detail, sequence, updated_ms, received_ms)
+                 VALUES (?1, 'newborn', '310000', 'hash', ?2, 2, 'accepted', 1, 0, 0)",
+                rusqlite::params![application.case_number, b"as received".to_vec()],
+            )
+            .unwrap();
         // Step 1 is the old schema verbatim; the old code never set a version.
         rusqlite::Connection::open(&path)
             .unwrap()

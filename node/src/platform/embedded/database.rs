@@ -10,7 +10,7 @@ use crate::sqlite::{Db, StoreError};
 /// The platform database's schema history, oldest first (see [`crate::sqlite`]).
 /// Append a step to change the schema; never edit one. Step 1 is the schema from before
 /// versioning, verbatim: `IF NOT EXISTS` lets it adopt databases made then.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS residents (
@@ -81,6 +81,22 @@ CREATE TABLE IF NOT EXISTS revocation_log (
     reason         TEXT NOT NULL,
     revoked_ms     INTEGER NOT NULL
 );
+"#;
+
+/// Step 4: the reference platform records the purpose of use (用证事由) of every
+/// register call, as provincial license-sharing services must: who asked about whom for
+/// which one-thing and case. The subject is the masked ID number or the license id,
+/// never a plain ID number. Also the index the clerk's queue of open cases reads.
+const MIGRATION_4: &str = r#"
+CREATE TABLE IF NOT EXISTS purpose_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms       INTEGER NOT NULL,
+    operation   TEXT NOT NULL,
+    one_thing   TEXT NOT NULL,
+    case_number TEXT NOT NULL,
+    subject     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cases_received ON cases (stage, received_ms);
 "#;
 
 /// The embedded SQLite platform.

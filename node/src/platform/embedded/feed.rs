@@ -8,8 +8,9 @@ use tongban_proto::v1::Stage;
 use super::database::EmbeddedPlatform;
 use crate::{
     platform::{
-        CaseEvent, EventPage, PlatformCase, PlatformError, PlatformRevocation, RevocationPage,
+        adapter::{CaseEvent, EventPage, PlatformCase, PlatformError},
         contract::wire::MAX_PAGE,
+        register::{PlatformRevocation, RevocationPage},
     },
     sqlite::{StoreError, timestamp_ms},
 };

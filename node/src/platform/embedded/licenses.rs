@@ -37,7 +37,7 @@ pub struct NewLicense {
 }
 
 /// The license-id code of a type: the initials of its words (`household_register` → HR).
-fn type_code(license_type: &str) -> String {
+pub(super) fn type_code(license_type: &str) -> String {
     license_type
         .split('_')
         .filter_map(|w| w.chars().next())
@@ -45,7 +45,7 @@ fn type_code(license_type: &str) -> String {
         .collect()
 }
 
-fn masked_name(name: &str) -> String {
+pub(super) fn masked_name(name: &str) -> String {
     let mut chars = name.chars();
     match chars.next() {
         Some(first) => std::iter::once(first).chain(chars.map(|_| '*')).collect(),
