@@ -322,7 +322,8 @@ fn start_node(dir: &Path, lookups: Option<&lookup_seed::Setup>) -> anyhow::Resul
         // Nothing is forwarded: the node only answers.
         vec!["https://127.0.0.1:9".into()],
         "",
-        node::embedded_platform("", 0, Duration::from_secs(3600)),
+        // No clerk: the node only answers lookups.
+        node::embedded_platform("", 0, None),
     );
     config.issuer.keys = lookups
         .iter()

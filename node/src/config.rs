@@ -144,6 +144,9 @@ pub struct GatewayLink {
 }
 
 /// Which platform adapter to use.
+// Read once at start: the size of a variant costs nothing worth a `Box` that every
+// writer of a config would have to spell.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PlatformConfig {
@@ -155,10 +158,21 @@ pub enum PlatformConfig {
         /// Seed this many synthetic residents (with licenses) of this region on first start.
         #[serde(default)]
         seed_residents: u32,
-        /// Simulated clerk: time from acceptance to review, and from review to decision.
-        #[serde(default = "default_review_step", with = "humantime_serde")]
-        review_step: Duration,
+        /// A demo clerk that approves every case on a timer: accepted → in review after
+        /// this long, in review → approved after as long again. Off when omitted (cases
+        /// then wait for a clerk's decision). `review_step`, its former name, is read
+        /// as this.
+        #[serde(
+            default,
+            alias = "review_step",
+            with = "humantime_serde::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        auto_approve_after: Option<Duration>,
     },
+    /// A province's own platform over the published contract
+    /// (`proto/platform/v1/openapi.json`), over HTTPS only.
+    Http(crate::platform::http::HttpPlatformConfig),
 }
 
 /// Outbox delivery settings.
@@ -214,8 +228,44 @@ fn default_handshake_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-fn default_review_step() -> Duration {
-    Duration::from_secs(5)
+/// What the types of `[platform] kind = "http"` cannot check.
+fn validate_http_platform(
+    http: &crate::platform::http::HttpPlatformConfig,
+    origin: &Path,
+) -> Result<(), ConfigError> {
+    if !http.url.starts_with("https://") {
+        return Err(ConfigError::field(
+            origin,
+            "platform.url",
+            "must be https://: personal data (ID numbers, names) crosses it, and travels \
+             only over TLS",
+        ));
+    }
+    let positive = [
+        ("platform.timeout", http.timeout),
+        ("platform.poll_interval", http.poll_interval),
+        ("platform.retry_initial", http.retry_initial),
+    ];
+    for (field, value) in positive {
+        if value.is_zero() {
+            return Err(ConfigError::field(origin, field, "must be more than 0"));
+        }
+    }
+    if http.circuit_failures == 0 {
+        return Err(ConfigError::field(
+            origin,
+            "platform.circuit_failures",
+            "must be at least 1",
+        ));
+    }
+    if http.status_codes.is_empty() {
+        return Err(ConfigError::field(
+            origin,
+            "platform.status_codes",
+            "maps no status code: omit it for the reference platform's codes",
+        ));
+    }
+    Ok(())
 }
 
 impl NodeConfig {
@@ -257,6 +307,9 @@ impl NodeConfig {
                 ));
             }
         }
+        if let PlatformConfig::Http(http) = &self.platform {
+            validate_http_platform(http, origin)?;
+        }
         if self.outbox.batch_size == 0 {
             return Err(ConfigError::field(
                 origin,
@@ -290,6 +343,7 @@ impl config::FilePaths for NodeConfig {
         paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
         match &mut self.platform {
             PlatformConfig::Embedded { database, .. } => paths.push(database),
+            PlatformConfig::Http(http) => paths.extend(http.file_paths()),
         }
         paths
     }
@@ -328,6 +382,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("platform"), "{err}");
+        let bad_kind = base.replace("kind = \"embedded\"", "kind = \"soap\"");
+        let err = config::parse::<NodeConfig>(&bad_kind, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("platform"), "{err}");
         let plaintext = base.replace("https://127.0.0.1:7000", "http://127.0.0.1:7000");
         let parsed: NodeConfig = config::parse(&plaintext, Path::new("n.toml")).unwrap();
         let err = parsed
@@ -335,5 +394,101 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gateway.endpoint"), "{err}");
+    }
+
+    /// `[platform]` of deploy/node-44.toml replaced by `platform`.
+    fn with_platform(platform: &str) -> String {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node-44.toml"),
+        )
+        .unwrap();
+        let start = base.find("[platform]").unwrap();
+        let end = start + base[start..].find("\n[outbox]").unwrap();
+        format!("{}{platform}\n{}", &base[..start], &base[end..])
+    }
+
+    #[test]
+    fn an_http_platform_parses_with_its_paths_resolved_and_plain_http_refused() {
+        let text = with_platform(
+            r#"[platform]
+kind = "http"
+url = "https://platform.gd.example:8443"
+timeout = "3s"
+retries = 2
+circuit_failures = 4
+circuit_open_for = "10s"
+
+[platform.tls]
+ca = "certs/platform-ca.pem"
+cert = "certs/node-44-client.pem"
+key = "certs/node-44-client.key"
+
+[platform.auth]
+kind = "hmac"
+app_key = "tongban-node-44"
+secret_file = "secrets/platform-hmac"
+
+[platform.status_codes]
+"01" = "received"
+"02" = "accepted"
+"03" = "more_materials_needed"
+"09" = "approved"
+"10" = "rejected"
+"#,
+        );
+        let path = Path::new("/etc/tongban/node.toml");
+        let mut parsed: NodeConfig = config::parse(&text, path).unwrap();
+        parsed.validate(path).unwrap();
+        config::resolve_paths(&mut parsed, Path::new("/etc/tongban"));
+        let PlatformConfig::Http(http) = &parsed.platform else {
+            panic!("not http: {:?}", parsed.platform);
+        };
+        assert_eq!(http.timeout, Duration::from_secs(3));
+        assert_eq!(http.retries, 2);
+        assert_eq!(http.poll_interval, Duration::from_secs(1));
+        assert_eq!(http.tls.ca, Path::new("/etc/tongban/certs/platform-ca.pem"));
+        assert!(matches!(
+            &http.auth,
+            crate::platform::http::PlatformAuth::Hmac { secret_file, .. }
+                if secret_file == Path::new("/etc/tongban/secrets/platform-hmac")
+        ));
+        assert_eq!(
+            http.status_codes.canonical("03"),
+            Ok(crate::platform::contract::status::CanonicalStatus::MoreMaterialsNeeded)
+        );
+
+        let plain = text.replace("https://platform", "http://platform");
+        let parsed: NodeConfig = config::parse(&plain, path).unwrap();
+        let err = parsed.validate(path).unwrap_err().to_string();
+        assert!(err.contains("platform.url") && err.contains("TLS"), "{err}");
+        let unknown = text.replace("retries = 2", "retries = 2\nretry = 1");
+        let err = config::parse::<NodeConfig>(&unknown, path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retry"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_clerk_is_off_unless_asked_and_review_step_still_reads() {
+        let auto = |platform: &str| {
+            let parsed: NodeConfig =
+                config::parse(&with_platform(platform), Path::new("n.toml")).unwrap();
+            match parsed.platform {
+                PlatformConfig::Embedded {
+                    auto_approve_after, ..
+                } => auto_approve_after,
+                other => panic!("{other:?}"),
+            }
+        };
+        let embedded = "[platform]\nkind = \"embedded\"\ndatabase = \"p.db\"\n";
+        assert_eq!(auto(embedded), None);
+        assert_eq!(
+            auto(&format!("{embedded}auto_approve_after = \"2s\"\n")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            auto(&format!("{embedded}review_step = \"5s\"\n")),
+            Some(Duration::from_secs(5))
+        );
     }
 }

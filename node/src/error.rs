@@ -63,6 +63,14 @@ impl NodeError {
             | Self::NotFound(_)
             | Self::NotIssuing(_)
             | Self::UnknownCatalog(_) => Retry::Configuration,
+            // The platform answered what the contract does not allow, or a status code
+            // the node's table does not map: it heals once the platform or the table is
+            // fixed, not with time.
+            Self::Platform(
+                PlatformError::Contract(_)
+                | PlatformError::UnmappedStatus(_)
+                | PlatformError::Unsupported(_),
+            ) => Retry::Configuration,
             Self::InvalidArgument { .. }
             | Self::FailedPrecondition(_)
             | Self::Platform(PlatformError::Conflict(_)) => Retry::Permanent,
@@ -124,6 +132,11 @@ mod tests {
                 NodeError::Platform(PlatformError::Unavailable("down".into())),
                 Code::Unavailable,
                 Retry::Transient,
+            ),
+            (
+                NodeError::Platform(PlatformError::Contract("answered 400".into())),
+                Code::Unavailable,
+                Retry::Configuration,
             ),
         ];
         for (error, code, retry) in cases {

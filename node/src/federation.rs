@@ -4,7 +4,8 @@
 //! gateway verified (`tongban-verified-origin`). A delivery is checked to the same
 //! standard as a local filing before the platform sees it, and applied once per
 //! idempotency key ([`crate::delivery`]). Each call is recorded once, however it ends
-//! ([`crate::observe::served`]).
+//! ([`crate::observe::served`]); the platform calls it makes carry the call's trace
+//! ([`crate::observe::platform::under`]).
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::{
     context::NodeContext,
     delivery,
     error::{NodeError, region_code},
-    observe::served::Served,
+    observe::{platform as platform_calls, served::Served},
 };
 
 /// The node's federation service.
@@ -140,7 +141,8 @@ impl node_server::Node for FederationService {
             let origin = verified_origin(&request)?;
             delivery::deliver(&self.ctx, origin, request, trace).await
         };
-        served.answered(&self.ctx, answer.await)
+        let answer = platform_calls::under(served.trace(), answer).await;
+        served.answered(&self.ctx, answer)
     }
 
     async fn query_status(
@@ -148,7 +150,8 @@ impl node_server::Node for FederationService {
         request: Request<QueryStatusRequest>,
     ) -> Result<Response<QueryStatusResponse>, Status> {
         let served = Served::start(&self.ctx, "QueryStatus", &request);
-        served.answered(&self.ctx, self.query(request).await)
+        let answer = platform_calls::under(served.trace(), self.query(request)).await;
+        served.answered(&self.ctx, answer)
     }
 
     async fn push_status(
@@ -170,7 +173,8 @@ impl node_server::Node for FederationService {
                 .assert_identity(requester, request.into_inner())
                 .await
         };
-        served.answered(&self.ctx, answer.await)
+        let answer = platform_calls::under(served.trace(), answer).await;
+        served.answered(&self.ctx, answer)
     }
 
     async fn fetch_license(
@@ -184,7 +188,8 @@ impl node_server::Node for FederationService {
                 .fetch_license(requester, request.into_inner())
                 .await
         };
-        served.answered(&self.ctx, answer.await)
+        let answer = platform_calls::under(served.trace(), answer).await;
+        served.answered(&self.ctx, answer)
     }
 
     async fn fetch_holder_licenses(
@@ -198,6 +203,7 @@ impl node_server::Node for FederationService {
                 .fetch_holder_licenses(requester, request.into_inner())
                 .await
         };
-        served.answered(&self.ctx, answer.await)
+        let answer = platform_calls::under(served.trace(), answer).await;
+        served.answered(&self.ctx, answer)
     }
 }

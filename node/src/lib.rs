@@ -21,7 +21,10 @@
 //! - [`status_return`]: returns status changes of cases handled here to the region that
 //!   filed them (属地返还).
 //! - [`platform`]: the adapter to the province's own platform; [`platform::embedded`]
-//!   is the default SQLite one.
+//!   is the default SQLite one, [`platform::http`] a province's own over the published
+//!   contract; [`province_platform`] opens the one configured.
+//! - [`revocations`]: revocations of licenses issued here published to every gateway
+//!   replica, from the operator's route or the platform's feed.
 //! - [`catalog_copy`]: the node's copy of the national catalog; [`context`]: what the
 //!   handlers share.
 //! - [`operator`]: the operator endpoints on the admin listener (license revocation,
@@ -51,6 +54,8 @@ pub mod operator;
 pub mod platform;
 pub mod portal;
 pub mod portal_client;
+pub mod province_platform;
+pub mod revocations;
 pub mod server;
 pub mod sqlite;
 pub mod status_return;

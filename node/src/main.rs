@@ -31,6 +31,11 @@ async fn main() -> anyhow::Result<()> {
     if args.check {
         config.tls.server_config().context("node certificates")?;
         tongban_node::issuer::IssuerKeys::load(&config.issuer).context("issuer keys")?;
+        if let tongban_node::config::PlatformConfig::Http(http) = &config.platform {
+            use tongban_node::platform::http::{auth::AuthPolicy, tls};
+            tls::client_config(&http.tls).context("platform TLS")?;
+            AuthPolicy::load(&http.auth).context("platform authentication")?;
+        }
         println!("{}: ok (region {})", args.config.display(), config.region);
         return Ok(());
     }

@@ -9,7 +9,10 @@
 //!   person), for cases filed here: filings, the handling region's acknowledgement and
 //!   decisions (`accepted`, `approved`, `rejected`, `refused`), the time from filing to
 //!   the first status from the handling region and to its decision. Unequal treatment
-//!   of one province's applicants shows as a difference between these series.
+//!   of one province's applicants shows as a difference between these series;
+//! - the province's platform: calls over HTTP by operation and outcome with latency,
+//!   the circuit in front of it, whether it is up (read at scrape time), and problems in
+//!   its feeds.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -24,7 +27,10 @@ use tongban_proto::{
     v1::{CaseStatus, Stage},
 };
 
-use crate::store::{ApplicationRecord, BacklogRow, OutboxKind, Store, StoreError};
+use crate::{
+    platform::adapter::Platform,
+    store::{ApplicationRecord, BacklogRow, OutboxKind, Store, StoreError},
+};
 
 /// Latency buckets for calls, in seconds: 1 ms to 10 s.
 const CALL_BUCKETS: [f64; 13] = [
@@ -96,6 +102,17 @@ struct FeedProblemLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlatformCallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BacklogLabels {
     target: String,
 }
@@ -135,6 +152,11 @@ pub struct NodeMetrics {
     backlog_blocked: Family<BacklogLabels, Gauge>,
     backlog_failing: Family<BacklogLabels, Gauge>,
     feed_problems: Family<FeedProblemLabels, Counter>,
+    platform_calls: Family<PlatformCallLabels, Counter>,
+    platform_durations: Histograms<OperationLabels>,
+    platform_circuit_open: Gauge,
+    platform_circuit_opens: Counter,
+    platform_up: Gauge,
 }
 
 impl NodeMetrics {
@@ -156,6 +178,11 @@ impl NodeMetrics {
             backlog_blocked: Family::default(),
             backlog_failing: Family::default(),
             feed_problems: Family::default(),
+            platform_calls: Family::default(),
+            platform_durations: Family::new_with_constructor(call_histogram),
+            platform_circuit_open: Gauge::default(),
+            platform_circuit_opens: Counter::default(),
+            platform_up: Gauge::default(),
         };
         registry.register(
             names::CLIENT_CALLS,
@@ -202,43 +229,126 @@ impl NodeMetrics {
             "From filing to the decision (approved or rejected), by the applicant's home province",
             m.decision_time.clone(),
         );
+        m.register_backlog(registry);
+        m.register_platform(registry);
+        m
+    }
+
+    /// The backlog gauges per target province, set at scrape time.
+    fn register_backlog(&self, registry: &mut Registry) {
         registry.register(
             names::OUTBOX_PENDING,
             "Outbox entries not yet delivered, by target province",
-            m.backlog_pending.clone(),
+            self.backlog_pending.clone(),
         );
         registry.register(
             names::OUTBOX_OLDEST_PENDING,
             "Age of the oldest undelivered outbox entry, by target province",
-            m.backlog_oldest.clone(),
+            self.backlog_oldest.clone(),
         );
         registry.register(
             names::OUTBOX_FAILED,
             "Outbox entries refused for good (dead letters), by target province",
-            m.backlog_failed.clone(),
+            self.backlog_failed.clone(),
         );
         registry.register(
             names::OUTBOX_BLOCKED,
             "Pending outbox entries last refused for a configuration reason (a region not \
              registered, a certificate or registry mistake): they wait for an operator's fix, \
              by target province",
-            m.backlog_blocked.clone(),
+            self.backlog_blocked.clone(),
         );
         registry.register(
             names::OUTBOX_FAILING,
             "Pending outbox entries whose attempts so far all failed (waiting for a retry), by \
              target province",
-            m.backlog_failing.clone(),
+            self.backlog_failing.clone(),
         );
+    }
+
+    /// The platform's metrics: its calls, circuit, health and feeds.
+    fn register_platform(&self, registry: &mut Registry) {
+        // The problems alerted on exist from the start, so their first increase shows.
+        for (feed, problem) in [
+            ("case_events", "unmapped_status"),
+            ("case_events", "invalid_transition"),
+        ] {
+            let _ = self
+                .feed_problems
+                .get_or_create(&FeedProblemLabels { feed, problem });
+        }
         registry.register(
             names::PLATFORM_FEED_PROBLEMS,
             "Problems in the platform's feeds, by feed (case_events, revocations) and problem: \
              unmapped_status (a status code [platform.status_codes] does not map: the feed \
              waits at it until the table is fixed), invalid_transition (a change the canonical \
-             state machine forbids: skipped)",
-            m.feed_problems.clone(),
+             state machine forbids: skipped), not_issued_here (a revocation of a license \
+             another region issued: skipped)",
+            self.feed_problems.clone(),
         );
-        m
+        registry.register(
+            names::PLATFORM_CALLS,
+            "Calls to the province's platform over HTTP, by operation and outcome: ok (answered \
+             as the contract says), retried (an attempt that failed and was made again), failed \
+             (unreachable, no answer in time, busy after every retry, or an unexpected answer), \
+             circuit_open (refused without calling)",
+            self.platform_calls.clone(),
+        );
+        registry.register(
+            names::PLATFORM_CALL_SECONDS,
+            "Duration of calls to the province's platform, retries included, by operation",
+            self.platform_durations.clone(),
+        );
+        registry.register(
+            names::PLATFORM_CIRCUIT_OPEN,
+            "1 while the circuit in front of the province's platform is open (calls fail fast)",
+            self.platform_circuit_open.clone(),
+        );
+        registry.register(
+            names::PLATFORM_CIRCUIT_OPENS,
+            "Times the circuit in front of the province's platform opened",
+            self.platform_circuit_opens.clone(),
+        );
+        registry.register(
+            names::PLATFORM_UP,
+            "1 while the province's platform takes cases (the readiness check of it), read at \
+             scrape time",
+            self.platform_up.clone(),
+        );
+    }
+
+    /// A call to the platform ended with `outcome`, after `elapsed` (`None` when it was
+    /// not timed: a retried attempt, a call the circuit refused).
+    pub fn platform_call(
+        &self,
+        operation: &'static str,
+        outcome: &'static str,
+        elapsed: Option<Duration>,
+    ) {
+        self.platform_calls
+            .get_or_create(&PlatformCallLabels { operation, outcome })
+            .inc();
+        if let Some(elapsed) = elapsed {
+            self.platform_durations
+                .get_or_create(&OperationLabels { operation })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// The circuit in front of the platform opened.
+    pub fn platform_circuit_opened(&self) {
+        self.platform_circuit_opens.inc();
+        self.platform_circuit_open.set(1);
+    }
+
+    /// The circuit in front of the platform closed.
+    pub fn platform_circuit_closed(&self) {
+        self.platform_circuit_open.set(0);
+    }
+
+    /// Whether the platform takes cases (at scrape time).
+    pub fn platform_up(&self, up: bool) {
+        self.platform_up.set(i64::from(up));
     }
 
     /// A problem in what a platform feed reported.
@@ -393,21 +503,25 @@ impl NodeMetrics {
     }
 }
 
-/// `/metrics` on the admin listener: the backlog gauges are read from the store first.
+/// `/metrics` on the admin listener: the backlog gauges are read from the store first,
+/// and whether the platform is up from its health.
 pub fn route(
     registry: std::sync::Arc<Registry>,
     metrics: Option<std::sync::Arc<NodeMetrics>>,
     store: Store,
+    platform: std::sync::Arc<dyn Platform>,
 ) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let (registry, metrics, store) = (registry.clone(), metrics.clone(), store.clone());
+            let platform = platform.clone();
             async move {
-                if let Some(metrics) = &metrics
-                    && let Err(error) = metrics.refresh_backlog(&store).await
-                {
-                    tracing::warn!(%error, "metrics: outbox backlog unreadable");
+                if let Some(metrics) = &metrics {
+                    metrics.platform_up(platform.health().is_ok());
+                    if let Err(error) = metrics.refresh_backlog(&store).await {
+                        tracing::warn!(%error, "metrics: outbox backlog unreadable");
+                    }
                 }
                 tongban_runtime::serving::admin::metrics_response(&registry)
             }

@@ -2,8 +2,10 @@
 //! province): what the region's own staff do to the federation's view of it.
 //!
 //! - `POST /licenses/{license_id}/revoke` with `{"reason": "..."}`: `200` with the
-//!   revocation, `404` for a license not issued here. Every gateway replica then learns
-//!   it through the outbox (so it survives a crash or an unreachable replica).
+//!   revocation, `404` for a license not issued here, `409` where the province's own
+//!   platform makes revocations (the node publishes those from the platform's feed,
+//!   `crate::revocations`). Every gateway replica then learns it through the outbox (so
+//!   it survives a crash or an unreachable replica).
 //! - `GET /outbox`: the backlog per target region (pending, failing so far, blocked by
 //!   configuration, dead letters, oldest pending) and the dead letters themselves.
 //! - `POST /outbox/{id}/replay`: a dead letter is sent again (after its cause was
@@ -26,12 +28,13 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
-use tongban_proto::{rules::credentials, v1::PublishRevocationRequest};
+use tongban_proto::rules::credentials;
 
 use axum::extract::rejection::JsonRejection;
 
 use crate::{
-    context::NodeContext, gateway_client::GatewayClient, sqlite::now_ms, store::DeadLetterAction,
+    context::NodeContext, gateway_client::GatewayClient, platform::adapter::PlatformError,
+    sqlite::now_ms, store::DeadLetterAction,
 };
 
 /// What the operator endpoints need.
@@ -210,6 +213,10 @@ async fn revoke(
                 "no license with this id was issued here",
             );
         }
+        // A province's platform revokes itself; the node publishes what its feed lists.
+        Err(PlatformError::Unsupported(where_instead)) => {
+            return problem(StatusCode::CONFLICT, where_instead);
+        }
         Err(error) => {
             tracing::error!(%error, "revocation failed");
             return problem(
@@ -219,25 +226,25 @@ async fn revoke(
         }
     };
     let revoked_ms = record.revoked_ms.unwrap_or_else(now_ms);
-    let request = PublishRevocationRequest {
-        license_id: license_id.clone(),
-        reason: reason.to_owned(),
-        revoked_at: Some(crate::sqlite::timestamp_ms(revoked_ms)),
+    let published = crate::revocations::publish(
+        &state.ctx.store,
+        &state.client,
+        &state.outbox_written,
+        &license_id,
+        reason,
+        revoked_ms,
+    )
+    .await;
+    let replicas = match published {
+        Ok(replicas) => replicas,
+        Err(error) => {
+            tracing::error!(%error, "revocation not queued");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the revocation could not be queued; retry",
+            );
+        }
     };
-    let replicas = state.client.replica_endpoints();
-    if let Err(error) = state
-        .ctx
-        .store
-        .enqueue_revocation(request, replicas.clone())
-        .await
-    {
-        tracing::error!(%error, "revocation not queued");
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the revocation could not be queued; retry",
-        );
-    }
-    state.outbox_written.notify_one();
     tracing::info!(license = %license_id, replicas = replicas.len(), "license revoked; publishing");
     (
         StatusCode::OK,

@@ -1,7 +1,9 @@
-//! Assembles a node: opens its databases and spawns the federation listener (mTLS
-//! gRPC: Node service, health, reflection), the portal, the outbox forwarder, the
-//! catalog refresher, the platform's clerk and the return of status changes to filing
-//! regions ([`crate::status_return`]).
+//! Assembles a node: opens its store and platform ([`crate::province_platform`]) and
+//! spawns the federation listener (mTLS gRPC: Node service, health, reflection), the
+//! portal, the outbox forwarder, the catalog refresher, what the platform needs (the
+//! embedded demo clerk, the HTTP adapter's probe), the return of status changes to
+//! filing regions ([`crate::status_return`]) and the publication of the platform's
+//! revocations ([`crate::revocations`]).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -35,7 +37,7 @@ const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 use crate::{
     audit::NodeAudit,
     catalog_copy::CatalogCopy,
-    config::{NodeConfig, PlatformConfig},
+    config::NodeConfig,
     context::NodeContext,
     federation::FederationService,
     filing::{Intake, recognize::Recognizer},
@@ -45,8 +47,10 @@ use crate::{
     issuer::{Issuer, IssuerKeys},
     metrics::NodeMetrics,
     operator::{self, OperatorState},
-    platform::{Platform, embedded::EmbeddedPlatform},
+    platform::embedded::EmbeddedPlatform,
     portal::{self, PortalState},
+    province_platform::{OpenPlatform, PlatformOpenError},
+    revocations::RevocationFeed,
     status_return::StatusReturn,
     store::{Store, StoreError},
 };
@@ -71,6 +75,8 @@ pub enum NodeStartError {
     Issuer(#[from] crate::issuer::IssuerError),
     #[error(transparent)]
     Traces(#[from] tongban_runtime::observability::traces::TracesError),
+    #[error(transparent)]
+    Platform(#[from] PlatformOpenError),
     #[error("{0}")]
     Other(String),
 }
@@ -105,8 +111,7 @@ pub struct Node {
     config: NodeConfig,
     prefix: RegionPrefix,
     store: Store,
-    platform: Arc<EmbeddedPlatform>,
-    review_step: Duration,
+    platform: OpenPlatform,
     client: GatewayClient,
     catalog: Arc<CatalogCopy>,
     id_hash_key: Arc<[u8]>,
@@ -125,22 +130,19 @@ impl Node {
     pub async fn new(config: NodeConfig) -> Result<Self, NodeStartError> {
         let prefix = config.prefix()?;
         config.tls.server_config()?;
-        // Each database keeps its schema version in its file header, so two schemas
-        // cannot share a file: the second would take itself for set up. Refused before
-        // either is opened.
-        match &config.platform {
-            PlatformConfig::Embedded { database, .. } if *database == config.store => {
-                return Err(NodeStartError::Other(format!(
-                    "the platform database and the store are the same file ({}); \
-                     give each its own",
-                    database.display()
-                )));
-            }
-            PlatformConfig::Embedded { .. } => {}
+        if let crate::config::PlatformConfig::Embedded { database, .. } = &config.platform
+            && *database == config.store
+        {
+            // Each database keeps its schema version in its file header, so two schemas
+            // cannot share a file: the second would take itself for set up. Refused
+            // before either is opened.
+            return Err(NodeStartError::Other(format!(
+                "the platform database and the store are the same file ({}); give each its own",
+                database.display()
+            )));
         }
         let store = Store::open(&config.store)?;
         let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
-        let (platform, review_step) = open_platform(&config, &prefix, &id_hash_key).await?;
         // The client side of our TLS, reloaded with the server side (see `reload_tls`).
         let tls = Arc::new(TlsInForce::new(config.tls.read_all()?));
         let connector = FederationConnector::new(
@@ -173,6 +175,8 @@ impl Node {
             .telemetry
             .metrics_enabled()
             .then(|| Arc::new(NodeMetrics::new(&mut registry)));
+        let platform =
+            OpenPlatform::open(&config, &prefix, &id_hash_key, &traces, metrics.clone()).await?;
         let client = GatewayClient::new(
             channel,
             replicas,
@@ -192,7 +196,6 @@ impl Node {
             prefix,
             store,
             platform,
-            review_step,
             client,
             catalog,
             id_hash_key,
@@ -209,9 +212,10 @@ impl Node {
         &self.store
     }
 
-    /// The embedded platform (tests read it).
-    pub fn platform(&self) -> Arc<EmbeddedPlatform> {
-        self.platform.clone()
+    /// The embedded platform, when it is the one in use (tests, demos and the test kit
+    /// read it).
+    pub fn embedded_platform(&self) -> Option<Arc<EmbeddedPlatform>> {
+        self.platform.embedded.clone()
     }
 
     /// Serves until `shutdown` fires; in-flight calls drain, background work stops.
@@ -286,17 +290,18 @@ impl Node {
             regions: RegionTable::embedded(),
             catalog: self.catalog.clone(),
             store: self.store.clone(),
-            platform: self.platform.clone(),
-            registry: self.platform.clone(),
+            platform: self.platform.cases.clone(),
+            registry: self.platform.register.clone(),
             id_hash_key: self.id_hash_key.clone(),
             traces: self.traces.clone(),
             metrics: self.metrics.clone(),
         }))
     }
 
-    /// Spawns the background work: the return of status changes (following the platform's feed),
-    /// the outbox forwarder, the platform's clerk and the catalog refresher. Returns the
-    /// intake, which the forwarder resumes waiting pre-reviews with.
+    /// Spawns the background work: the return of status changes (following the
+    /// platform's feed), the publication of the platform's revocations, the outbox
+    /// forwarder, what the platform needs and the catalog refresher. Returns the intake,
+    /// which the forwarder resumes waiting pre-reviews with.
     fn spawn_background(
         &self,
         tasks: &mut JoinSet<()>,
@@ -304,7 +309,7 @@ impl Node {
         wake: &Arc<Notify>,
         shutdown: &ShutdownSignal,
     ) -> Arc<Intake> {
-        let platform: Arc<dyn Platform> = self.platform.clone();
+        let poll = self.platform.poll_interval();
         let returner = StatusReturn {
             store: self.store.clone(),
             region: self.config.region,
@@ -312,7 +317,18 @@ impl Node {
             wake: wake.clone(),
             metrics: self.metrics.clone(),
         };
-        tasks.spawn(returner.run_feed(platform, crate::status_return::FEED_POLL, shutdown.clone()));
+        tasks.spawn(returner.run_feed(self.platform.cases.clone(), poll, shutdown.clone()));
+        let revocations = RevocationFeed {
+            registry: self.platform.register.clone(),
+            store: self.store.clone(),
+            client: self.client.clone(),
+            prefix: self.prefix,
+            outbox_written: wake.clone(),
+            metrics: self.metrics.clone(),
+            poll,
+        };
+        tasks.spawn(revocations.run(shutdown.clone()));
+        self.platform.spawn(tasks, shutdown);
         let intake = Arc::new(Intake {
             ctx: ctx.clone(),
             outbox_written: wake.clone(),
@@ -331,11 +347,6 @@ impl Node {
                 intake: intake.clone(),
             }
             .run(shutdown.clone()),
-        );
-        tasks.spawn(
-            self.platform
-                .clone()
-                .run_clerk(self.review_step, shutdown.clone()),
         );
         tasks.spawn(self.catalog.clone().run_refresher(
             self.client.clone(),
@@ -382,7 +393,7 @@ impl Node {
         ready: &Readiness,
     ) -> axum::Router {
         let store = self.store.clone();
-        let platform: Arc<dyn Platform> = self.platform.clone();
+        let platform = self.platform.cases.clone();
         let checks: Vec<(&'static str, admin::ReadinessCheck)> = vec![
             ("store", Arc::new(move || store.health())),
             ("platform", Arc::new(move || platform.health())),
@@ -394,39 +405,8 @@ impl Node {
                 self.registry.clone(),
                 self.metrics.clone(),
                 self.store.clone(),
+                self.platform.cases.clone(),
             ))
-    }
-}
-
-/// Opens the configured platform (the embedded one seeded with synthetic residents if
-/// asked), with its clerk's review step.
-async fn open_platform(
-    config: &NodeConfig,
-    prefix: &RegionPrefix,
-    id_hash_key: &Arc<[u8]>,
-) -> Result<(Arc<EmbeddedPlatform>, Duration), NodeStartError> {
-    match &config.platform {
-        PlatformConfig::Embedded {
-            database,
-            seed_residents,
-            review_step,
-        } => {
-            let platform = EmbeddedPlatform::open(database, prefix)?;
-            if *seed_residents > 0 {
-                let n = platform
-                    .seed(
-                        RegionTable::embedded(),
-                        prefix,
-                        *seed_residents,
-                        id_hash_key.clone(),
-                    )
-                    .await?;
-                if n > 0 {
-                    tracing::info!(residents = n, "seeded synthetic residents");
-                }
-            }
-            Ok((platform, *review_step))
-        }
     }
 }
 

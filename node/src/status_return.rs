@@ -40,9 +40,6 @@ pub(crate) struct StatusReturn {
     pub(crate) metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }
 
-/// How often the feed is read when the platform cannot say it changed, and how long
-/// after a failed read it is tried again.
-pub(crate) const FEED_POLL: Duration = Duration::from_secs(1);
 /// Changes read at once.
 const FEED_PAGE: u32 = 200;
 /// The setting that keeps the feed's cursor: where the node resumes after a restart.

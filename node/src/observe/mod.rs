@@ -10,8 +10,12 @@
 //! - [`outbox`]: how an outbox attempt settled (`crate::forwarder`).
 //! - [`client`]: a call this node made through the gateway (`crate::gateway_client`):
 //!   one client span per attempt and the client-call metrics.
+//! - [`platform`]: a call this node made on its province's platform over HTTP
+//!   (`crate::platform::http`): its span and `traceparent`, the platform-call metrics,
+//!   the circuit and the platform's reachability.
 
 pub mod client;
 pub mod filing;
 pub mod outbox;
+pub mod platform;
 pub mod served;

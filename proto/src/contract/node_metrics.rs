@@ -24,6 +24,19 @@ pub const OUTBOX_FAILING: &str = "tongban_node_outbox_failing";
 /// (`unmapped_status`: a configuration error; `invalid_transition`: a platform's bug).
 pub const PLATFORM_FEED_PROBLEMS: &str = "tongban_node_platform_feed_problems";
 pub const PLATFORM_FEED_PROBLEMS_TOTAL: &str = "tongban_node_platform_feed_problems_total";
+/// Calls to a province's platform over HTTP, by operation and outcome (`ok`, `retried`:
+/// an attempt that failed and was made again, `failed`, `circuit_open`).
+pub const PLATFORM_CALLS: &str = "tongban_node_platform_calls";
+pub const PLATFORM_CALLS_TOTAL: &str = "tongban_node_platform_calls_total";
+pub const PLATFORM_CALL_SECONDS: &str = "tongban_node_platform_call_duration_seconds";
+/// 1 while the circuit in front of the platform is open (calls fail fast).
+pub const PLATFORM_CIRCUIT_OPEN: &str = "tongban_node_platform_circuit_open";
+/// Times the circuit opened.
+pub const PLATFORM_CIRCUIT_OPENS: &str = "tongban_node_platform_circuit_opens";
+pub const PLATFORM_CIRCUIT_OPENS_TOTAL: &str = "tongban_node_platform_circuit_opens_total";
+/// 1 while the platform takes cases (the node's readiness check of it), read at scrape
+/// time, whatever the platform's kind.
+pub const PLATFORM_UP: &str = "tongban_node_platform_up";
 
 #[cfg(test)]
 mod tests {
@@ -36,6 +49,11 @@ mod tests {
         assert_eq!(
             PLATFORM_FEED_PROBLEMS_TOTAL,
             format!("{PLATFORM_FEED_PROBLEMS}_total")
+        );
+        assert_eq!(PLATFORM_CALLS_TOTAL, format!("{PLATFORM_CALLS}_total"));
+        assert_eq!(
+            PLATFORM_CIRCUIT_OPENS_TOTAL,
+            format!("{PLATFORM_CIRCUIT_OPENS}_total")
         );
     }
 }
