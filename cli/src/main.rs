@@ -1,5 +1,5 @@
 //! `tongban`: development PKI, the local-federation demo, the outbox backlog and dead
-//! letters.
+//! letters, and the reference platform.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,6 +20,7 @@ use tongban_runtime::{
 mod backlog;
 mod demo;
 mod outbox;
+mod platform;
 
 /// Tongban operator tool.
 #[derive(Parser, Debug)]
@@ -89,6 +90,11 @@ enum Command {
         node: String,
         #[command(subcommand)]
         action: Option<outbox::Action>,
+    },
+    /// A province's platform: serve the reference platform, import into its register.
+    Platform {
+        #[command(subcommand)]
+        command: platform::PlatformCommand,
     },
 }
 
@@ -176,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Outbox { node, action } => outbox::run(&node, action).await,
+        Command::Platform { command } => platform::run(command).await,
         Command::Audit {
             action:
                 AuditAction::Verify {

@@ -21,6 +21,7 @@ mod layout;
 mod metrics;
 mod outbox;
 mod overload;
+mod platform_conformance;
 mod prometheus;
 mod recognition;
 mod reflection_clients;
