@@ -107,8 +107,16 @@ impl LocalFederation {
             admin: rebind(old.admin_addr).await?,
         };
         let path = old.config_path.clone();
-        let node =
-            members::node(&self.spec.launch, &self.dir, &self.node_env, &path, sockets).await?;
+        let database = self.platforms.get(prefix).map(|p| p.files.database.clone());
+        let node = members::node(
+            &self.spec.launch,
+            &self.dir,
+            &self.node_env,
+            &path,
+            sockets,
+            database.as_deref(),
+        )
+        .await?;
         self.nodes.insert(prefix.to_owned(), node);
         Ok(())
     }

@@ -8,6 +8,7 @@ use crate::{
     error::KitError,
     fault::FaultProxy,
     member::{Run, RunningGateway, RunningNode},
+    platform::RunningPlatform,
     spec::{FederationSpec, Link, Member},
 };
 
@@ -17,6 +18,8 @@ pub struct LocalFederation {
     pub ca_pem: PathBuf,
     pub gateways: Vec<RunningGateway>,
     pub nodes: BTreeMap<String, RunningNode>,
+    /// The province platforms of nodes with an HTTP platform, by prefix.
+    pub platforms: BTreeMap<String, RunningPlatform>,
     pub(crate) links: BTreeMap<Link, FaultProxy>,
     pub(crate) spec: FederationSpec,
     /// Extra environment of node processes by prefix, from their next start.
@@ -34,6 +37,20 @@ impl LocalFederation {
         self.nodes
             .get(prefix)
             .ok_or_else(|| KitError::Other(format!("no node for prefix {prefix}")))
+    }
+
+    /// The province platform of the node serving `prefix` (one with an HTTP platform).
+    pub fn platform(&self, prefix: &str) -> Result<&RunningPlatform, KitError> {
+        self.platforms
+            .get(prefix)
+            .ok_or_else(|| KitError::Other(format!("no province platform for prefix {prefix}")))
+    }
+
+    /// The same, to stop, kill or restart it.
+    pub fn platform_mut(&mut self, prefix: &str) -> Result<&mut RunningPlatform, KitError> {
+        self.platforms
+            .get_mut(prefix)
+            .ok_or_else(|| KitError::Other(format!("no province platform for prefix {prefix}")))
     }
 
     /// The fault proxy on `link` (started with `fault_proxies`).
@@ -57,10 +74,14 @@ impl LocalFederation {
         .ok_or_else(|| KitError::Other(format!("no member {member:?}")))
     }
 
-    /// Shuts everything down gracefully and waits for it: nodes first, then gateways.
+    /// Shuts everything down gracefully and waits for it: nodes first, then their
+    /// platforms, then gateways.
     pub async fn shutdown(mut self) {
         for node in self.nodes.values_mut() {
             node.run.stop().await;
+        }
+        for platform in self.platforms.values_mut() {
+            platform.stop().await;
         }
         for gateway in &mut self.gateways {
             gateway.run.stop().await;

@@ -16,6 +16,8 @@
 //! - [`config`] — the config writers (PKI layout, gateway, registry and node configs),
 //!   also used by the benchmark.
 //! - [`member`] — a running gateway replica or node.
+//! - [`platform`] — a province platform (the reference platform over the contract) a
+//!   node stands in front of: in-process or a process, killed, restarted, made to fail.
 //! - `process` — members as child processes: spawned, probed until ready.
 //! - [`federation`] — [`LocalFederation`], the started whole.
 //! - `launch` — [`LocalFederation::start`], step by step, in-process or as processes.
@@ -35,6 +37,7 @@ pub mod federation;
 mod launch;
 pub mod member;
 pub mod otlp_collector;
+pub mod platform;
 mod process;
 pub mod spec;
 pub mod testing;

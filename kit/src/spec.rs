@@ -35,8 +35,9 @@ pub struct FederationSpec {
     pub fault_proxies: bool,
     /// Synthetic residents seeded into each embedded platform.
     pub seed_residents: u32,
-    /// Simulated clerk step of each embedded platform.
-    pub review_step: Duration,
+    /// The demo clerk of each embedded platform: approves every case, one step after
+    /// another this long apart (`None`: cases wait for a clerk's decision).
+    pub auto_approve_after: Option<Duration>,
     /// Outbox settings of every node.
     pub outbox: OutboxConfig,
     /// Catalog file the gateways serve; `None` serves the built-in national catalog.
@@ -50,6 +51,14 @@ pub struct FederationSpec {
     pub telemetry: TelemetryConfig,
     /// The gateways' admission limits.
     pub limits: Limits,
+    /// Regions (by prefix, "44") whose node stands in front of a province platform over
+    /// the HTTP contract (the reference platform, with the province's own PKI, mutual TLS
+    /// and HMAC signatures) instead of an embedded one.
+    pub http_platforms: Vec<String>,
+    /// Run those platforms as processes of this `tongban` binary (`tongban platform
+    /// serve`, so a kill is a real SIGKILL); `None` runs them in this process, where
+    /// their contract can be made to fail (`platform::Faults`).
+    pub platform_binary: Option<PathBuf>,
 }
 
 impl FederationSpec {
@@ -65,7 +74,7 @@ impl FederationSpec {
             launch: Launch::InProcess,
             fault_proxies: false,
             seed_residents: 20,
-            review_step: Duration::from_millis(300),
+            auto_approve_after: Some(Duration::from_millis(300)),
             outbox: OutboxConfig {
                 poll_interval: Duration::from_millis(200),
                 retry_initial: Duration::from_millis(100),
@@ -77,6 +86,8 @@ impl FederationSpec {
             rollover_after: None,
             telemetry: TelemetryConfig::default(),
             limits: Limits::default(),
+            http_platforms: Vec::new(),
+            platform_binary: None,
         })
     }
 }

@@ -10,3 +10,4 @@ pub mod files;
 pub mod gateway;
 pub mod node;
 pub mod pki;
+pub mod platform;

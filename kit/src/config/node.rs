@@ -49,16 +49,17 @@ pub fn config(
 }
 
 /// The embedded platform at `platform{suffix}.db`, seeded with `seed_residents`
-/// synthetic residents, its simulated clerk taking `review_step` per step.
+/// synthetic residents, its demo clerk approving every case `auto_approve_after` per
+/// step (`None`: no clerk).
 pub fn embedded_platform(
     suffix: &str,
     seed_residents: u32,
-    review_step: Duration,
+    auto_approve_after: Option<Duration>,
 ) -> PlatformConfig {
     PlatformConfig::Embedded {
         database: format!("platform{suffix}.db").into(),
         seed_residents,
-        review_step,
+        auto_approve_after,
     }
 }
 

@@ -2,7 +2,11 @@
 //! keys and the links: `gateway[-N].toml` with `registry[-N].toml` per gateway replica,
 //! `node-<prefix>.toml` per node.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use tongban_gateway::{
     config::{ConsoleSettings, RecognitionSettings},
@@ -12,7 +16,7 @@ use tongban_node::config::{ListenConfig, SigningKeyConfig};
 use tongban_runtime::{audit::trail::TrailSettings, trust::identity::PeerIdentity};
 
 use crate::{
-    config::{files::file_relative, gateway, node, pki::Pki},
+    config::{files::file_relative, gateway, node, pki::Pki, platform::ProvincePlatform},
     error::KitError,
     launch::{
         keys::{Keys, VALIDITY},
@@ -21,6 +25,9 @@ use crate::{
     },
     spec::{FederationSpec, Link},
 };
+
+/// How often nodes read their HTTP platform's feeds.
+const PLATFORM_POLL: Duration = Duration::from_millis(200);
 
 /// The tool named in the configs' headers.
 const WRITER: &str = "tongban demo";
@@ -32,6 +39,8 @@ pub(crate) struct Plan<'a> {
     pub sockets: &'a Sockets,
     pub keys: &'a Keys,
     pub routes: &'a Routes,
+    /// The province platforms of nodes with an HTTP platform, by prefix.
+    pub platforms: &'a BTreeMap<String, ProvincePlatform>,
 }
 
 impl Plan<'_> {
@@ -145,7 +154,10 @@ impl Plan<'_> {
             })
             .collect::<Result<_, _>>()?;
         let suffix = format!("-{prefix}");
-        let platform = node::embedded_platform(&suffix, spec.seed_residents, spec.review_step);
+        let platform = match self.platforms.get(&prefix) {
+            Some(province) => province.node_platform(dir, PLATFORM_POLL),
+            None => node::embedded_platform(&suffix, spec.seed_residents, spec.auto_approve_after),
+        };
         let tls = self.pki.member_tls(dir, &identity);
         let mut config = node::config(sockets.region, listen, tls, gateways, &suffix, platform);
         config.outbox = spec.outbox.clone();

@@ -85,13 +85,21 @@ pub(crate) async fn node(
     env: &BTreeMap<String, Vec<(String, String)>>,
     config_path: &Path,
     sockets: NodeSockets,
+    platform_database: Option<&Path>,
 ) -> Result<RunningNode, KitError> {
     let config = NodeConfig::load(config_path)?;
+    // The test's handle on the platform: the node's embedded one, or the database of
+    // the province platform it stands in front of.
+    let platform_database = match (&config.platform, platform_database) {
+        (PlatformConfig::Embedded { database, .. }, _) => database.clone(),
+        (_, Some(database)) => database.to_owned(),
+        (_, None) => return Err(KitError::Other(NO_PLATFORM.into())),
+    };
     let federation_addr = local_addr(&sockets.federation)?;
     let portal_addr = local_addr(&sockets.portal)?;
     let admin_addr = local_addr(&sockets.admin)?;
     let (run, store, platform) = match launch {
-        Launch::InProcess => node_task(config.clone(), sockets).await?,
+        Launch::InProcess => node_task(config.clone(), sockets, &platform_database).await?,
         Launch::Processes { bin_dir, log } => {
             drop(sockets);
             let prefix = config.region.significant_prefix().to_owned();
@@ -106,8 +114,7 @@ pub(crate) async fn node(
             wait_ready(&format!("http://{portal_addr}")).await?;
             // The test's own handles on the process's databases.
             let store = Store::open(&config.store)?;
-            let PlatformConfig::Embedded { database, .. } = &config.platform;
-            let platform = EmbeddedPlatform::open(database, &config.prefix()?)?;
+            let platform = EmbeddedPlatform::open(&platform_database, &config.prefix()?)?;
             (Run::Process(child), store, platform)
         }
     };
@@ -126,14 +133,22 @@ pub(crate) async fn node(
     })
 }
 
+/// The kit hands tests a handle on every node's platform database.
+const NO_PLATFORM: &str = "a node on an HTTP platform the kit did not start";
+
 /// A node served by tasks of this process.
 async fn node_task(
     config: NodeConfig,
     sockets: NodeSockets,
+    platform_database: &Path,
 ) -> Result<(Run, Store, Arc<EmbeddedPlatform>), KitError> {
+    let prefix = config.prefix()?;
     let node = Node::new(config).await?;
     let store = node.store().clone();
-    let platform = node.platform();
+    let platform = match node.embedded_platform() {
+        Some(platform) => platform,
+        None => EmbeddedPlatform::open(platform_database, &prefix)?,
+    };
     let shutdown = Shutdown::new();
     let signal = shutdown.signal();
     let listeners = NodeListeners {

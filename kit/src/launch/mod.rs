@@ -5,12 +5,15 @@
 //! [`LocalFederation::start`] goes step by step: the PKI, every member's listeners
 //! ([`sockets`]), the issuer keys and hash secret ([`keys`]), the links and their fault
 //! proxies ([`links`]), the config files ([`configs`]), then the members themselves
-//! ([`members`]), gateways first.
+//! ([`members`]), gateways first. Province platforms of nodes with an HTTP platform
+//! ([`platforms`]) start before the configs are written, since the nodes' configs name
+//! them.
 
 pub(crate) mod configs;
 pub(crate) mod keys;
 pub(crate) mod links;
 pub(crate) mod members;
+pub(crate) mod platforms;
 pub(crate) mod sockets;
 
 use std::collections::BTreeMap;
@@ -34,12 +37,18 @@ impl LocalFederation {
         let sockets = sockets::Sockets::bind(&spec).await?;
         let keys = keys::Keys::write(&spec, &pki, &sockets.nodes)?;
         let (links, routes) = links::wire(&spec, &sockets).await?;
+        let platforms = platforms::start(&spec).await?;
+        let provinces = platforms
+            .iter()
+            .map(|(prefix, p)| (prefix.clone(), p.files.clone()))
+            .collect();
         let plan = configs::Plan {
             spec: &spec,
             pki: &pki,
             sockets: &sockets,
             keys: &keys,
             routes: &routes,
+            platforms: &provinces,
         };
         let gateway_configs = plan.write_gateways()?;
         let node_configs = plan.write_nodes()?;
@@ -49,6 +58,7 @@ impl LocalFederation {
             ca_pem: pki.ca_pem(),
             gateways: Vec::new(),
             nodes: BTreeMap::new(),
+            platforms,
             links,
             spec,
             node_env: BTreeMap::new(),
@@ -78,8 +88,19 @@ impl LocalFederation {
         }
         for (sockets, path) in sockets.nodes.into_iter().zip(node_configs) {
             let prefix = sockets.prefix.to_string();
-            let node =
-                members::node(&self.spec.launch, &self.dir, &self.node_env, &path, sockets).await?;
+            let database = self
+                .platforms
+                .get(&prefix)
+                .map(|p| p.files.database.clone());
+            let node = members::node(
+                &self.spec.launch,
+                &self.dir,
+                &self.node_env,
+                &path,
+                sockets,
+                database.as_deref(),
+            )
+            .await?;
             self.nodes.insert(prefix, node);
         }
         Ok(())

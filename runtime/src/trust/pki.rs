@@ -125,6 +125,38 @@ impl DevCa {
         })
     }
 
+    /// Issues a plain TLS leaf for host names and IP addresses (a province's platform
+    /// and the node that calls it), without a federation identity: the province's own
+    /// PKI, apart from the federation's.
+    pub fn issue_for_hosts(
+        &self,
+        hosts: &[&str],
+        validity: Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        // rcgen makes an IP address SAN of a name that parses as one.
+        let mut params =
+            CertificateParams::new(hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())?;
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().copied().unwrap_or("tongban"),
+        );
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + validity;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// Writes `ca.pem` and `ca.key` (mode 0600) into `dir`, and `crl.pem`, its
     /// revocation list, empty.
     pub fn write(&self, dir: &Path) -> Result<(), PkiError> {
@@ -209,17 +241,25 @@ pub fn file_stem(identity: &PeerIdentity) -> String {
 }
 
 /// Writes `<stem>.pem` and `<stem>.key` (mode 0600) into `dir`; returns their paths.
-pub fn write_leaf(
+pub fn write_named_leaf(
     dir: &Path,
-    identity: &PeerIdentity,
+    stem: &str,
     cert: &IssuedCert,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf), PkiError> {
-    let stem = file_stem(identity);
     let cert_path = dir.join(format!("{stem}.pem"));
     let key_path = dir.join(format!("{stem}.key"));
     write_file(&cert_path, &cert.cert_pem, false)?;
     write_file(&key_path, &cert.key_pem, true)?;
     Ok((cert_path, key_path))
+}
+
+/// Writes `<stem>.pem` and `<stem>.key` (mode 0600) into `dir`; returns their paths.
+pub fn write_leaf(
+    dir: &Path,
+    identity: &PeerIdentity,
+    cert: &IssuedCert,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), PkiError> {
+    write_named_leaf(dir, &file_stem(identity), cert)
 }
 
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError> {

@@ -273,7 +273,7 @@ async fn the_trail_records_every_call_and_verify_finds_tampering() {
     // No clerk steps during the test: the calls are the test's own, so they can be
     // counted exactly.
     let t = start_with(&["310000", "440000"], |spec| {
-        spec.review_step = Duration::from_secs(3600);
+        spec.auto_approve_after = None;
     })
     .await;
     let n31 = t.fed.node("31").unwrap();

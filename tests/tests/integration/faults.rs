@@ -27,7 +27,7 @@ const ORIGINS: [&str; 2] = ["11", "31"];
 /// Filings in flight at once, over both origins.
 const CONCURRENCY: usize = 8;
 
-fn load_size() -> usize {
+pub(super) fn load_size() -> usize {
     std::env::var("TONGBAN_FAULT_LOAD")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -37,8 +37,8 @@ fn load_size() -> usize {
 /// What a load saw: the case numbers receipted (acknowledged), and the portal calls that
 /// failed and were retried with the same idempotency key.
 #[derive(Default)]
-struct Tally {
-    acknowledged: BTreeSet<String>,
+pub(super) struct Tally {
+    pub(super) acknowledged: BTreeSet<String>,
     retried_calls: usize,
     /// Each filing: when it started, and how long until it was receipted (retries
     /// included), as the citizen waits.
@@ -67,14 +67,14 @@ fn receipt_p99(tally: &Tally, window: std::ops::Range<Instant>) -> (Duration, us
 
 /// A running load: `n` filings for residents of 44, alternating origins, each retried
 /// with its idempotency key until receipted (a citizen's portal does the same).
-struct Load {
+pub(super) struct Load {
     tally: Arc<Mutex<Tally>>,
     filed: Arc<std::sync::atomic::AtomicUsize>,
     tasks: JoinSet<()>,
 }
 
 impl Load {
-    fn start(t: &TestFederation, scenario: &str, n: usize) -> Self {
+    pub(super) fn start(t: &TestFederation, scenario: &str, n: usize) -> Self {
         let residents = t.residents("44");
         let portals: Vec<PortalClient> = ORIGINS
             .iter()
@@ -130,14 +130,14 @@ impl Load {
     }
 
     /// Waits until `count` filings are receipted (to inject a fault mid-load).
-    async fn reached(&self, count: usize) {
+    pub(super) async fn reached(&self, count: usize) {
         eventually(Duration::from_secs(120), "load progress", || async {
             (self.filed.load(std::sync::atomic::Ordering::Relaxed) >= count).then_some(())
         })
         .await;
     }
 
-    async fn finish(mut self) -> Tally {
+    pub(super) async fn finish(mut self) -> Tally {
         while let Some(done) = self.tasks.join_next().await {
             done.unwrap();
         }
@@ -152,7 +152,11 @@ impl Load {
 /// The rows of `prefix`'s platform (its `cases` table) per case number, counted by the
 /// database: a case taken twice is 2 here, not one case seen twice.
 pub(super) async fn platform_rows(t: &TestFederation, prefix: &str) -> BTreeMap<String, usize> {
-    let db = t.dir.path().join(format!("platform-{prefix}.db"));
+    // A node's embedded platform, or the province platform it stands in front of.
+    let db = match t.fed.platforms.get(prefix) {
+        Some(platform) => platform.files.database.clone(),
+        None => t.dir.path().join(format!("platform-{prefix}.db")),
+    };
     tokio::task::spawn_blocking(move || {
         let conn = rusqlite::Connection::open(db).unwrap();
         let mut stmt = conn
@@ -227,7 +231,14 @@ pub(super) async fn outboxes_drained(t: &TestFederation, origins: &[&str], withi
 /// are drained, then checks that 44 holds each acknowledged case in exactly one row and
 /// nothing else (no case taken twice, none created twice under another number); prints
 /// the scenario's counts.
-async fn settle(t: &TestFederation, scenario: &str, tally: Tally, fault: Instant, healed: Instant) {
+pub(super) async fn settle(
+    t: &TestFederation,
+    scenario: &str,
+    tally: Tally,
+    fault: Instant,
+    healed: Instant,
+    filed: usize,
+) {
     let acknowledged = tally.acknowledged.len();
     eventually(
         Duration::from_secs(180),
@@ -263,7 +274,7 @@ async fn settle(t: &TestFederation, scenario: &str, tally: Tally, fault: Instant
         "{scenario}: filed {} acknowledged {acknowledged} delivered {} rows at 44 {} \
          extra {extra} held more than once {repeated} (portal calls retried {}), all \
          delivered {:.1} s after the fault healed",
-        load_size(),
+        filed,
         rows.keys()
             .filter(|c| tally.acknowledged.contains(*c))
             .count(),
@@ -275,7 +286,7 @@ async fn settle(t: &TestFederation, scenario: &str, tally: Tally, fault: Instant
     if let Some(wrong) = not_exactly_once(&rows, &tally.acknowledged) {
         panic!("{scenario}: not each acknowledged case exactly once at 44: {wrong}");
     }
-    assert_eq!(acknowledged, load_size(), "every filing was receipted");
+    assert_eq!(acknowledged, filed, "every filing was receipted");
 }
 
 async fn federation(gateways: usize, fault_proxies: bool) -> TestFederation {
@@ -300,7 +311,15 @@ async fn the_target_sigkilled_mid_load_loses_and_duplicates_nothing() {
     t.fed.restart(&target).await.unwrap();
     let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "target SIGKILLed and restarted", tally, fault, healed).await;
+    settle(
+        &t,
+        "target SIGKILLed and restarted",
+        tally,
+        fault,
+        healed,
+        load_size(),
+    )
+    .await;
     t.shutdown().await;
 }
 
@@ -317,7 +336,15 @@ async fn an_origin_sigkilled_mid_load_loses_and_duplicates_nothing() {
     t.fed.restart(&origin).await.unwrap();
     let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "origin SIGKILLed and restarted", tally, fault, healed).await;
+    settle(
+        &t,
+        "origin SIGKILLed and restarted",
+        tally,
+        fault,
+        healed,
+        load_size(),
+    )
+    .await;
     t.shutdown().await;
 }
 
@@ -333,7 +360,15 @@ async fn the_gateway_sigkilled_mid_load_loses_and_duplicates_nothing() {
     t.fed.restart(&Member::Gateway(0)).await.unwrap();
     let healed = Instant::now();
     let tally = load.finish().await;
-    settle(&t, "gateway SIGKILLed and restarted", tally, fault, healed).await;
+    settle(
+        &t,
+        "gateway SIGKILLed and restarted",
+        tally,
+        fault,
+        healed,
+        load_size(),
+    )
+    .await;
     t.shutdown().await;
 }
 
@@ -354,6 +389,7 @@ async fn one_of_two_gateways_sigkilled_for_good_loses_and_duplicates_nothing() {
         tally,
         fault,
         healed,
+        load_size(),
     )
     .await;
     t.shutdown().await;
@@ -389,6 +425,7 @@ async fn the_link_to_the_target_cut_then_blackholed_loses_and_duplicates_nothing
         tally,
         fault,
         healed,
+        load_size(),
     )
     .await;
     t.shutdown().await;
@@ -435,6 +472,7 @@ async fn a_crash_between_platform_submit_and_key_record_creates_nothing_twice() 
         tally,
         fault,
         healed,
+        load_size(),
     )
     .await;
     t.shutdown().await;
@@ -442,7 +480,7 @@ async fn a_crash_between_platform_submit_and_key_record_creates_nothing_twice() 
 
 /// Files `n` filings at 31 for residents of the region `home` (one at a time, `pace`
 /// apart); returns their case numbers and the portal latencies.
-async fn paced_filings(
+pub(super) async fn paced_filings(
     portal: PortalClient,
     residents: Vec<tongban_node::platform::embedded::SyntheticResident>,
     key: String,
@@ -466,7 +504,7 @@ async fn paced_filings(
 }
 
 /// Filing-to-acknowledgement times of `cases` (31's outbox: queued to done).
-async fn delivery_times(t: &TestFederation, cases: &[String]) -> Vec<Duration> {
+pub(super) async fn delivery_times(t: &TestFederation, cases: &[String]) -> Vec<Duration> {
     let store = t.dir.path().join("node-31.db");
     let cases = cases.to_vec();
     tokio::task::spawn_blocking(move || {
@@ -490,7 +528,7 @@ async fn delivery_times(t: &TestFederation, cases: &[String]) -> Vec<Duration> {
     .unwrap()
 }
 
-fn p99(mut samples: Vec<Duration>) -> Duration {
+pub(super) fn p99(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     let rank = ((samples.len() as f64) * 0.99).ceil() as usize;
     samples[rank.clamp(1, samples.len()) - 1]

@@ -746,13 +746,14 @@ async fn a_retried_filing_with_an_idempotency_key_files_one_case() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_status_change_made_just_before_a_crash_still_reaches_the_filing_region() {
+async fn a_decision_made_while_the_node_was_down_reaches_the_filing_region() {
     let mut t = start(&["310000", "440000"]).await;
     let resident = &t.residents("44")[7];
     let case = file_and_deliver(&t, "31", &medical_filing(resident)).await;
     t.fed.stop_node("44").await.unwrap();
 
-    // 44's platform decided the case but the node died before announcing it.
+    // 44's platform decided the case while its node was down: the change and its
+    // event in the platform's feed, in one transaction, as the platform writes them.
     let db = t.dir.path().join("platform-44.db");
     let c = case.clone();
     tokio::task::spawn_blocking(move || {
@@ -760,14 +761,23 @@ async fn a_status_change_made_just_before_a_crash_still_reaches_the_filing_regio
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .execute(
-                "UPDATE cases SET stage = ?1, detail = 'rejected: offline decision',
-                    sequence = 9, updated_ms = ?2 WHERE case_number = ?3",
-                rusqlite::params![tongban_proto::v1::Stage::Rejected as i32, now, c],
-            )
-            .unwrap();
+        let mut conn = rusqlite::Connection::open(db).unwrap();
+        let tx = conn.transaction().unwrap();
+        let params = rusqlite::params![tongban_proto::v1::Stage::Rejected as i32, now, c];
+        tx.execute(
+            "INSERT INTO case_events (case_number, previous_stage, stage, detail, sequence, at_ms)
+             SELECT case_number, stage, ?1, 'rejected: offline decision', 9, ?2
+             FROM cases WHERE case_number = ?3",
+            params,
+        )
+        .unwrap();
+        tx.execute(
+            "UPDATE cases SET stage = ?1, detail = 'rejected: offline decision',
+                sequence = 9, updated_ms = ?2 WHERE case_number = ?3",
+            params,
+        )
+        .unwrap();
+        tx.commit().unwrap();
     })
     .await
     .unwrap();

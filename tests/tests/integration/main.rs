@@ -22,6 +22,8 @@ mod metrics;
 mod outbox;
 mod overload;
 mod platform_conformance;
+mod platform_faults;
+mod platforms;
 mod prometheus;
 mod recognition;
 mod reflection_clients;
