@@ -35,8 +35,10 @@ pub struct Forwarder {
     pub intake: Arc<crate::filing::Intake>,
 }
 
-/// Outbox attempts in flight at most per target region (`[outbox] batch_size` bounds
-/// them over all regions).
+/// Outbox attempts in flight at most per target province (`[outbox] batch_size` bounds
+/// them over all provinces). Per province, not per 6-digit code: one province's cases
+/// go to many of its cities and counties, and a slow province must not fill the batch
+/// through them.
 const IN_FLIGHT_PER_TARGET: usize = 8;
 
 /// How often finished rows older than the retention are pruned, and how many rows one
@@ -64,7 +66,7 @@ impl Forwarder {
     /// Runs until shutdown.
     ///
     /// Each entry is attempted by a task of its own, at most `batch_size` at once and
-    /// [`IN_FLIGHT_PER_TARGET`] per target region; whenever one ends, the store is asked
+    /// [`IN_FLIGHT_PER_TARGET`] per target province; whenever one ends, the store is asked
     /// for more due entries (not those in flight). So a region whose calls take seconds
     /// holds only its own slots, and deliveries to every other region go on at their
     /// own pace.
@@ -97,12 +99,13 @@ impl Forwarder {
                 {
                     Ok(due) => {
                         for entry in due {
-                            let n = per_target.entry(entry.target_region.clone()).or_default();
+                            let province = crate::metrics::province(&entry.target_region);
+                            let n = per_target.entry(province.clone()).or_default();
                             if *n >= IN_FLIGHT_PER_TARGET || busy.len() >= in_flight_max {
                                 continue;
                             }
                             *n += 1;
-                            busy.insert(entry.id, entry.target_region.clone());
+                            busy.insert(entry.id, province);
                             let (worker, id) = (this.clone(), entry.id);
                             let task = in_flight.spawn(async move {
                                 let outcome = worker.attempt(&entry).await;

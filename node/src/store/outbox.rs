@@ -193,7 +193,7 @@ impl Store {
     }
 
     /// Pending outbox entries whose next attempt is due, oldest first, at most
-    /// `per_target` per target region, leaving out those in `in_flight` (being
+    /// `per_target` per target province, leaving out those in `in_flight` (being
     /// attempted now).
     pub async fn due_outbox(
         &self,
@@ -225,7 +225,7 @@ impl Store {
                      FROM outbox WHERE id IN (
                         SELECT id FROM (
                             SELECT id, ROW_NUMBER() OVER (
-                                PARTITION BY target_region ORDER BY next_attempt_ms, id) AS rank
+                                PARTITION BY substr(target_region, 1, 2) ORDER BY next_attempt_ms, id) AS rank
                             FROM outbox
                             WHERE state = 'pending' AND next_attempt_ms <= ?1
                               AND id NOT IN (SELECT value FROM json_each(?3)))
