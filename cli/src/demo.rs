@@ -224,13 +224,18 @@ fn scenarios(
 pub async fn run(
     dir: &Path,
     regions: &[String],
+    http_platforms: &[String],
     once: bool,
     shutdown: ShutdownSignal,
 ) -> anyhow::Result<bool> {
     // Wiped only if an earlier demo made it (or it is empty): never a user's folder.
     tongban_runtime::process::workdir::prepare(dir, "tongban demo")?;
     let refs: Vec<&str> = regions.iter().map(String::as_str).collect();
-    let spec = FederationSpec::new(dir, &refs)?;
+    let mut spec = FederationSpec::new(dir, &refs)?;
+    // Those regions' nodes reach a reference platform process (this very binary, as
+    // `tongban platform serve`) over the HTTP contract.
+    spec.http_platforms = http_platforms.to_vec();
+    spec.platform_binary = Some(std::env::current_exe()?);
     println!("Starting a local federation in {} ...", dir.display());
     let federation = LocalFederation::start(spec).await?;
     print_endpoints(&federation);
@@ -382,7 +387,11 @@ async fn marriage_certificate_from_beijing(
 ) -> Option<String> {
     let beijing = federation.node("11").ok()?;
     let holder = residents.iter().find(|(p, _)| p == "44")?.1.get(1)?;
-    let key = beijing.store.id_hash_key().await.ok()?;
+    // The register's key: the node's own, or its province platform's.
+    let key = match federation.platforms.get("11") {
+        Some(platform) => platform.id_hash_key().ok()?,
+        None => beijing.store.id_hash_key().await.ok()?,
+    };
     let licenses = beijing
         .platform
         .licenses_of_resident(&holder.id, &key)
@@ -429,6 +438,17 @@ fn print_endpoints(f: &LocalFederation) {
             node.federation_addr,
             node.portal.base(),
             node.config_path.display()
+        );
+    }
+    for platform in f.platforms.values() {
+        println!(
+            "  platform {}  {} (reference platform, pid {}, HTTP contract with mutual TLS \
+             and HMAC)   clerk's API {}/clerk/v1/cases   config {}",
+            platform.prefix,
+            platform.url(),
+            platform.pid().map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            platform.clerk.base(),
+            platform.files.config_path.display()
         );
     }
     println!("  CA        {}\n", f.ca_pem.display());

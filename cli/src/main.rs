@@ -65,6 +65,12 @@ enum Command {
         /// Node regions (6-digit GB/T 2260 codes).
         #[arg(long, value_delimiter = ',', default_value = "110000,310000,440000")]
         regions: Vec<String>,
+        /// Regions (by prefix) whose node stands in front of a province platform over
+        /// the HTTP contract: a reference platform run as a `tongban platform serve`
+        /// process of its own, with the province's own PKI, mutual TLS and HMAC
+        /// signatures. The others use embedded platforms. `--http-platforms ''` for none.
+        #[arg(long, value_delimiter = ',', default_value = "44")]
+        http_platforms: Vec<String>,
         /// Log level for the federation's own logs while the demo runs (the table is
         /// the demo's output; `info` shows every filing, relay and delivery).
         #[arg(long, default_value = "error")]
@@ -196,12 +202,15 @@ async fn main() -> anyhow::Result<()> {
             once,
             dir,
             regions,
+            http_platforms,
             log,
         } => {
             let _log = logs::init(&log);
             let shutdown = Shutdown::new();
             shutdown.trigger_on_os_signals();
-            let ok = demo::run(&dir, &regions, once, shutdown.signal()).await?;
+            let http_platforms: Vec<String> =
+                http_platforms.into_iter().filter(|p| !p.is_empty()).collect();
+            let ok = demo::run(&dir, &regions, &http_platforms, once, shutdown.signal()).await?;
             if !ok {
                 bail!("the demo scenario did not end as expected (see the table above)");
             }
