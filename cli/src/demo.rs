@@ -446,7 +446,9 @@ fn print_endpoints(f: &LocalFederation) {
              and HMAC)   clerk's API {}/clerk/v1/cases   config {}",
             platform.prefix,
             platform.url(),
-            platform.pid().map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            platform
+                .pid()
+                .map_or_else(|| "-".to_owned(), |p| p.to_string()),
             platform.clerk.base(),
             platform.files.config_path.display()
         );

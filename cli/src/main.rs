@@ -208,8 +208,10 @@ async fn main() -> anyhow::Result<()> {
             let _log = logs::init(&log);
             let shutdown = Shutdown::new();
             shutdown.trigger_on_os_signals();
-            let http_platforms: Vec<String> =
-                http_platforms.into_iter().filter(|p| !p.is_empty()).collect();
+            let http_platforms: Vec<String> = http_platforms
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
             let ok = demo::run(&dir, &regions, &http_platforms, once, shutdown.signal()).await?;
             if !ok {
                 bail!("the demo scenario did not end as expected (see the table above)");

@@ -3,15 +3,18 @@
 //! exits 0 when every check passed (skipped ones allowed), 1 when one failed, 2 when
 //! the kit's own settings are wrong (a file that cannot be read, a bad option).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use tongban_node::config::PlatformConfig;
 use tongban_node::platform::{
     conformance::{self, Options},
     contract::status::StatusCodes,
-    http::config::{PlatformAuth, PlatformTls},
+    http::config::{HttpPlatformConfig, PlatformAuth, PlatformTls},
 };
 use tongban_runtime::process::config;
 
@@ -19,11 +22,11 @@ use tongban_runtime::process::config;
 #[derive(Args, Debug)]
 pub struct ConformanceArgs {
     /// The contract's base URL (`https://platform.example.gov.cn:7400`).
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "node_config")]
+    url: Option<String>,
     /// PEM file of the CA that signs the platform's certificate.
-    #[arg(long)]
-    ca: PathBuf,
+    #[arg(long, required_unless_present = "node_config")]
+    ca: Option<PathBuf>,
     /// The node's client certificate (PEM), for a platform that wants mutual TLS.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -46,8 +49,13 @@ pub struct ConformanceArgs {
     /// Default: the reference platform's codes.
     #[arg(long, conflicts_with = "node_config")]
     status_codes: Option<PathBuf>,
-    /// The node's config file: its `[platform.status_codes]` table is used.
-    #[arg(long)]
+    /// The node's config file: the platform is checked exactly as that node reaches
+    /// it — its `[platform]` of kind "http" gives the URL, TLS files, authentication
+    /// and status codes, and its region is the platform's.
+    #[arg(long, conflicts_with_all = [
+        "url", "ca", "cert", "key", "server_name", "bearer_token_file", "hmac_app_key",
+        "hmac_secret_file", "status_codes",
+    ])]
     node_config: Option<PathBuf>,
     /// Longest wait for one answer ("5s", "800ms"): slower fails, over half is slow.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -74,40 +82,51 @@ pub struct ConformanceArgs {
 /// The part of a node's config file the kit reads.
 #[derive(Deserialize)]
 struct NodeFile {
-    #[serde(default)]
-    platform: Option<NodePlatform>,
+    region: String,
+    platform: PlatformConfig,
 }
 
-#[derive(Deserialize)]
-struct NodePlatform {
-    #[serde(default)]
-    status_codes: Option<StatusCodes>,
-}
-
-fn status_codes(args: &ConformanceArgs) -> anyhow::Result<StatusCodes> {
-    if let Some(path) = &args.status_codes {
-        let codes: StatusCodes = config::load(path)?;
-        if codes.is_empty() {
-            anyhow::bail!("--status-codes {}: the table is empty", path.display());
+/// The node's `[platform]`, its files resolved against the config's folder as the node
+/// resolves them, and its region.
+fn node_platform(path: &Path) -> anyhow::Result<(HttpPlatformConfig, String)> {
+    let node: NodeFile = config::load(path)?;
+    let PlatformConfig::Http(mut platform) = node.platform else {
+        anyhow::bail!(
+            "--node-config {}: its [platform] is not of kind \"http\": an embedded platform \
+             has no contract to check",
+            path.display()
+        );
+    };
+    let dir = std::path::absolute(path)?
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    for file in platform.file_paths() {
+        if file.is_relative() {
+            *file = dir.join(&*file);
         }
-        return Ok(codes);
     }
-    if let Some(path) = &args.node_config {
-        let node: NodeFile = config::load(path)?;
-        return node.platform.and_then(|p| p.status_codes).with_context(|| {
-            format!(
-                "--node-config {}: no [platform.status_codes] table (a node of kind \
-                     \"http\" maps its platform's codes there)",
-                path.display()
-            )
-        });
-    }
-    Ok(StatusCodes::reference())
+    Ok((platform, node.region))
 }
 
-fn options(args: &ConformanceArgs) -> anyhow::Result<Options> {
+fn status_codes(path: &Option<PathBuf>) -> anyhow::Result<StatusCodes> {
+    let Some(path) = path else {
+        return Ok(StatusCodes::reference());
+    };
+    let codes: StatusCodes = config::load(path)?;
+    if codes.is_empty() {
+        anyhow::bail!("--status-codes {}: the table is empty", path.display());
+    }
+    Ok(codes)
+}
+
+/// How the node reaches the platform, from the flags.
+fn from_flags(args: &ConformanceArgs) -> anyhow::Result<HttpPlatformConfig> {
+    let (Some(url), Some(ca)) = (&args.url, &args.ca) else {
+        anyhow::bail!("name the platform: --url and --ca, or --node-config");
+    };
     let tls = PlatformTls {
-        ca: args.ca.clone(),
+        ca: ca.clone(),
         cert: args.cert.clone(),
         key: args.key.clone(),
         server_name: args.server_name.clone(),
@@ -126,18 +145,33 @@ fn options(args: &ConformanceArgs) -> anyhow::Result<Options> {
         },
         _ => PlatformAuth::None,
     };
+    Ok(HttpPlatformConfig {
+        auth,
+        status_codes: status_codes(&args.status_codes)?,
+        ..HttpPlatformConfig::new(url.clone(), tls)
+    })
+}
+
+fn options(args: &ConformanceArgs) -> anyhow::Result<Options> {
     if args.timeout.is_zero() {
         anyhow::bail!("--timeout must be more than zero");
     }
+    let (platform, region) = match &args.node_config {
+        Some(path) => {
+            let (platform, region) = node_platform(path)?;
+            (platform, Some(region))
+        }
+        None => (from_flags(args)?, None),
+    };
     Ok(Options {
-        auth,
-        status_codes: status_codes(args)?,
+        auth: platform.auth,
+        status_codes: platform.status_codes,
         timeout: args.timeout,
         origin_region: args.origin_region.clone(),
-        platform_region: args.platform_region.clone(),
+        platform_region: args.platform_region.clone().or(region),
         expect_revoked: args.expect_revoked.clone(),
         known_person: args.known_person.clone(),
-        ..Options::new(args.url.clone(), tls)
+        ..Options::new(platform.url, platform.tls)
     })
 }
 
@@ -233,6 +267,7 @@ mod tests {
             &["--cert", "c.pem"],
             &["--timeout", "soon"],
             &["--status-codes", "a.toml", "--node-config", "n.toml"],
+            &["--node-config", "n.toml"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
@@ -251,17 +286,40 @@ mod tests {
 
         let node = scratch(
             "node.toml",
-            "region = \"44\"\n[platform]\nkind = \"http\"\nurl = \"https://p\"\n\
+            "region = \"440000\"\n[platform]\nkind = \"http\"\nurl = \"https://p:7400\"\n\
+             [platform.tls]\nca = \"pki/ca.pem\"\n\
+             [platform.auth]\nkind = \"bearer\"\ntoken_file = \"token\"\n\
              [platform.status_codes]\n\"办结\" = \"approved\"\n",
         );
-        let args = parse(&["--node-config", node.to_str().unwrap()]).unwrap();
-        let codes = options(&args).unwrap().status_codes;
-        assert_eq!(codes.canonical("办结"), Ok(CanonicalStatus::Approved));
+        let cli = Cli::try_parse_from(["tongban", "--node-config", node.to_str().unwrap()])
+            .unwrap()
+            .args;
+        let read = options(&cli).unwrap();
+        assert_eq!(
+            read.status_codes.canonical("办结"),
+            Ok(CanonicalStatus::Approved)
+        );
+        assert_eq!(read.url, "https://p:7400");
+        assert_eq!(read.platform_region.as_deref(), Some("440000"));
+        assert_eq!(read.tls.ca, node.parent().unwrap().join("pki/ca.pem"));
+        assert!(matches!(
+            read.auth,
+            PlatformAuth::Bearer { ref token_file } if token_file == &node.parent().unwrap().join("token")
+        ));
+        assert!(
+            parse(&["--node-config", node.to_str().unwrap()]).is_err(),
+            "not with --url"
+        );
 
-        let bare = scratch("bare.toml", "region = \"44\"\n");
-        let args = parse(&["--node-config", bare.to_str().unwrap()]).unwrap();
-        let error = options(&args).unwrap_err().to_string();
-        assert!(error.contains("[platform.status_codes]"), "{error}");
+        let embedded = scratch(
+            "embedded.toml",
+            "region = \"440000\"\n[platform]\nkind = \"embedded\"\ndatabase = \"p.db\"\n",
+        );
+        let cli = Cli::try_parse_from(["tongban", "--node-config", embedded.to_str().unwrap()])
+            .unwrap()
+            .args;
+        let error = options(&cli).unwrap_err().to_string();
+        assert!(error.contains("not of kind"), "{error}");
         let wrong = scratch("wrong.toml", "\"办结\" = \"done\"\n");
         let args = parse(&["--status-codes", wrong.to_str().unwrap()]).unwrap();
         assert!(options(&args).is_err());

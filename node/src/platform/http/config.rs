@@ -76,6 +76,22 @@ pub enum PlatformAuth {
 }
 
 impl HttpPlatformConfig {
+    /// The platform at `url` verified with `tls`, everything else the defaults.
+    pub fn new(url: impl Into<String>, tls: PlatformTls) -> Self {
+        Self {
+            url: url.into(),
+            tls,
+            auth: PlatformAuth::default(),
+            timeout: default_timeout(),
+            retries: default_retries(),
+            retry_initial: default_retry_initial(),
+            circuit_failures: default_circuit_failures(),
+            circuit_open_for: default_circuit_open_for(),
+            poll_interval: default_poll_interval(),
+            status_codes: StatusCodes::default(),
+        }
+    }
+
     /// The files it names, for resolving them against the config file's folder.
     pub fn file_paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = vec![&mut self.tls.ca];
