@@ -107,16 +107,7 @@ impl LocalFederation {
             admin: rebind(old.admin_addr).await?,
         };
         let path = old.config_path.clone();
-        let database = self.platforms.get(prefix).map(|p| p.files.database.clone());
-        let node = members::node(
-            &self.spec.launch,
-            &self.dir,
-            &self.node_env,
-            &path,
-            sockets,
-            database.as_deref(),
-        )
-        .await?;
+        let node = self.launch_node(&path, sockets).await?;
         self.nodes.insert(prefix.to_owned(), node);
         Ok(())
     }

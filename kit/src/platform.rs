@@ -5,8 +5,7 @@
 //! can also be made to fail ([`PlatformFault`]): answer `503`, or answer slowly.
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -30,6 +29,7 @@ use crate::{
     config::platform::ProvincePlatform,
     error::{KitError, io_err},
     member::Run,
+    process::spawn_command,
 };
 
 /// How the contract of an in-process platform misbehaves.
@@ -126,7 +126,14 @@ impl RunningPlatform {
                 });
                 Run::Task { shutdown, handle }
             }
-            Some(binary) => Run::Process(spawn(binary, &self.files.config_path, &self.log)?),
+            Some(binary) => Run::Process(spawn_command(
+                binary,
+                &["platform", "serve"],
+                &self.files.config_path,
+                "warn",
+                &[],
+                &self.log,
+            )?),
         };
         self.wait_ready().await
     }
@@ -208,28 +215,4 @@ impl RunningPlatform {
     pub fn id_hash_key(&self) -> Result<Vec<u8>, KitError> {
         std::fs::read(&self.files.id_hash_key).map_err(io_err(&self.files.id_hash_key))
     }
-}
-
-fn spawn(binary: &Path, config: &Path, log: &Path) -> Result<std::process::Child, KitError> {
-    if !binary.exists() {
-        return Err(KitError::Other(format!(
-            "{} is missing: build it first (cargo build -p tongban-cli)",
-            binary.display()
-        )));
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(io_err(log))?;
-    let err = out.try_clone().map_err(io_err(log))?;
-    Command::new(binary)
-        .args(["platform", "serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(io_err(binary))
 }

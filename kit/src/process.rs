@@ -20,9 +20,22 @@ pub(crate) fn spawn(
     env: &[(String, String)],
     log: &Path,
 ) -> Result<Child, KitError> {
+    spawn_command(binary, &[], config, filter, env, log)
+}
+
+/// Starts `binary` with `command` (its subcommand words) and `--config config`, with
+/// `RUST_LOG=filter` and `env`, its output appended to `log`.
+pub(crate) fn spawn_command(
+    binary: &Path,
+    command: &[&str],
+    config: &Path,
+    filter: &str,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Child, KitError> {
     if !binary.exists() {
         return Err(KitError::Other(format!(
-            "{} is missing: build it first (cargo build -p tongban-gateway -p tongban-node)",
+            "{} is missing: build it first (cargo build -p tongban-gateway -p tongban-node -p tongban-cli)",
             binary.display()
         )));
     }
@@ -33,6 +46,7 @@ pub(crate) fn spawn(
         .map_err(io_err(log))?;
     let err = out.try_clone().map_err(io_err(log))?;
     Command::new(binary)
+        .args(command)
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", filter)

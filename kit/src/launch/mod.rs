@@ -88,21 +88,35 @@ impl LocalFederation {
         }
         for (sockets, path) in sockets.nodes.into_iter().zip(node_configs) {
             let prefix = sockets.prefix.to_string();
-            let database = self
-                .platforms
-                .get(&prefix)
-                .map(|p| p.files.database.clone());
-            let node = members::node(
-                &self.spec.launch,
-                &self.dir,
-                &self.node_env,
-                &path,
-                sockets,
-                database.as_deref(),
-            )
-            .await?;
+            let node = self.launch_node(&path, sockets).await?;
             self.nodes.insert(prefix, node);
         }
         Ok(())
+    }
+}
+
+impl LocalFederation {
+    /// Starts the node of the config at `path` on `sockets` (at start and on a
+    /// restart), handing tests its platform's database: its embedded one, or its
+    /// province platform's.
+    pub(crate) async fn launch_node(
+        &self,
+        path: &std::path::Path,
+        sockets: sockets::NodeSockets,
+    ) -> Result<crate::member::RunningNode, KitError> {
+        let prefix = sockets.prefix.to_string();
+        let database = self
+            .platforms
+            .get(&prefix)
+            .map(|p| p.files.database.clone());
+        members::node(
+            &self.spec.launch,
+            &self.dir,
+            &self.node_env,
+            path,
+            sockets,
+            database.as_deref(),
+        )
+        .await
     }
 }

@@ -105,10 +105,21 @@ impl DevCa {
         params
             .subject_alt_names
             .push(SanType::URI(identity.uri().try_into()?));
+        self.sign_leaf(params, &identity.uri(), validity)
+    }
+
+    /// Signs a leaf for both server and client use, named `common_name`, valid from an
+    /// hour ago for `validity`.
+    fn sign_leaf(
+        &self,
+        mut params: CertificateParams,
+        common_name: &str,
+        validity: Duration,
+    ) -> Result<IssuedCert, PkiError> {
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
-            .push(DnType::CommonName, identity.uri());
+            .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -134,27 +145,10 @@ impl DevCa {
         validity: Duration,
     ) -> Result<IssuedCert, PkiError> {
         // rcgen makes an IP address SAN of a name that parses as one.
-        let mut params =
+        let params =
             CertificateParams::new(hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())?;
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            hosts.first().copied().unwrap_or("tongban"),
-        );
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + validity;
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        let name = hosts.first().copied().unwrap_or("tongban");
+        self.sign_leaf(params, name, validity)
     }
 
     /// Writes `ca.pem` and `ca.key` (mode 0600) into `dir`, and `crl.pem`, its

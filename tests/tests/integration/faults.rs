@@ -227,6 +227,32 @@ pub(super) async fn outboxes_drained(t: &TestFederation, origins: &[&str], withi
     .await;
 }
 
+/// Waits until every case of each `(prefix, cases)` is at that region's platform and
+/// the `origins`' outboxes are drained, then checks that each platform holds each of
+/// its cases in exactly one row and nothing else.
+pub(super) async fn delivered_once(
+    t: &TestFederation,
+    origins: &[&str],
+    expected: &[(&str, &BTreeSet<String>)],
+) {
+    eventually(Duration::from_secs(180), "everything delivered", || async {
+        for (prefix, cases) in expected {
+            let rows = platform_rows(t, prefix).await;
+            if !cases.iter().all(|c| rows.contains_key(c)) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    outboxes_drained(t, origins, Duration::from_secs(120)).await;
+    for (prefix, cases) in expected {
+        if let Some(wrong) = not_exactly_once(&platform_rows(t, prefix).await, cases) {
+            panic!("not each case exactly once at {prefix}: {wrong}");
+        }
+    }
+}
+
 /// Waits until every acknowledged case is at 44's platform and the origins' outboxes
 /// are drained, then checks that 44 holds each acknowledged case in exactly one row and
 /// nothing else (no case taken twice, none created twice under another number); prints
@@ -569,28 +595,7 @@ async fn a_slow_target_does_not_slow_calls_to_the_others() {
         3 * n,
         "each filing has a case number of its own"
     );
-    let (t_ref, to_11_ref, to_44_ref) = (&t, &to_11, &to_44);
-    eventually(
-        Duration::from_secs(120),
-        "everything delivered",
-        || async move {
-            let (at_11, at_44) = (
-                platform_rows(t_ref, "11").await,
-                platform_rows(t_ref, "44").await,
-            );
-            (to_11_ref.iter().all(|c| at_11.contains_key(c))
-                && to_44_ref.iter().all(|c| at_44.contains_key(c)))
-            .then_some(())
-        },
-    )
-    .await;
-    // Delivered once: each case in one row at its platform, nothing else there.
-    outboxes_drained(&t, &["31"], Duration::from_secs(120)).await;
-    for (prefix, cases) in [("11", &to_11), ("44", &to_44)] {
-        if let Some(wrong) = not_exactly_once(&platform_rows(&t, prefix).await, cases) {
-            panic!("not each case exactly once at {prefix}: {wrong}");
-        }
-    }
+    delivered_once(&t, &["31"], &[("11", &to_11), ("44", &to_44)]).await;
     let (delivery_before, delivery_during) = (
         p99(delivery_times(&t, &before).await),
         p99(delivery_times(&t, &during).await),

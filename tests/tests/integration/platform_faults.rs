@@ -23,8 +23,7 @@ use tongban_kit::{
 use tongban_node::portal_client::PortalClient;
 
 use super::faults::{
-    Load, delivery_times, not_exactly_once, outboxes_drained, p99, paced_filings, platform_rows,
-    settle,
+    Load, delivered_once, delivery_times, not_exactly_once, p99, paced_filings, settle,
 };
 
 fn load() -> usize {
@@ -156,27 +155,7 @@ async fn a_platform_failing_then_slow_loses_nothing_and_holds_no_other_region() 
         .cloned()
         .collect();
     let to_44: BTreeSet<String> = to_44.into_iter().collect();
-    let (t_ref, to_11_ref, to_44_ref) = (&t, &to_11, &to_44);
-    tongban_kit::testing::eventually(
-        Duration::from_secs(180),
-        "everything delivered",
-        || async move {
-            let (at_11, at_44) = (
-                platform_rows(t_ref, "11").await,
-                platform_rows(t_ref, "44").await,
-            );
-            (to_11_ref.iter().all(|c| at_11.contains_key(c))
-                && to_44_ref.iter().all(|c| at_44.contains_key(c)))
-            .then_some(())
-        },
-    )
-    .await;
-    outboxes_drained(&t, &["31"], Duration::from_secs(120)).await;
-    for (prefix, cases) in [("11", &to_11), ("44", &to_44)] {
-        if let Some(wrong) = not_exactly_once(&platform_rows(&t, prefix).await, cases) {
-            panic!("not each case exactly once at {prefix}: {wrong}");
-        }
-    }
+    delivered_once(&t, &["31"], &[("11", &to_11), ("44", &to_44)]).await;
     if let Some(wrong) = not_exactly_once(&first_events(&t).await, &to_44) {
         panic!("not one take-over event per case at 44's platform: {wrong}");
     }

@@ -115,16 +115,7 @@ async fn case_events(
 ) -> Result<Json<CaseEventPage>, ApiProblem> {
     problem::idempotency_key(&headers)?;
     let (after, limit) = problem::page(query)?;
-    if !state
-        .platform
-        .knows_event_cursor(&after)
-        .await
-        .map_err(ApiProblem::unavailable)?
-    {
-        return Err(ApiProblem::bad_request(
-            "after: not a cursor this feed gave out",
-        ));
-    }
+    problem::known_cursor(state.platform.knows_event_cursor(&after).await)?;
     let page = state
         .platform
         .case_events_after(&after, limit)

@@ -132,16 +132,7 @@ async fn revocations(
 ) -> Result<Json<RevocationPage>, ApiProblem> {
     problem::idempotency_key(&headers)?;
     let (after, limit) = problem::page(query)?;
-    if !state
-        .platform
-        .knows_revocation_cursor(&after)
-        .await
-        .map_err(ApiProblem::unavailable)?
-    {
-        return Err(ApiProblem::bad_request(
-            "after: not a cursor this feed gave out",
-        ));
-    }
+    problem::known_cursor(state.platform.knows_revocation_cursor(&after).await)?;
     let page = state
         .platform
         .revocation_log_after(&after, limit)
