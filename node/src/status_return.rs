@@ -46,14 +46,15 @@ const FEED_PAGE: u32 = 200;
 const FEED_CURSOR: &str = "platform_event_cursor";
 
 impl StatusReturn {
-    /// Returns one change, by where its case was filed.
-    async fn record(&self, case: PlatformCase) {
+    /// Returns one change, by where its case was filed. An error leaves it unrecorded:
+    /// the caller must not move the feed's cursor past it.
+    async fn record(&self, case: PlatformCase) -> Result<(), crate::store::StoreError> {
         let local = RegionCode::parse(&case.origin_region)
             .map(|o| self.prefix.contains(&o))
             .unwrap_or(false);
         // The acceptance itself travels back in the delivery's answer.
         if !local && case.status.stage == tongban_proto::v1::Stage::Accepted as i32 {
-            return;
+            return Ok(());
         }
         let result = if local {
             crate::metrics::apply_status(
@@ -82,9 +83,10 @@ impl StatusReturn {
             self.wake.notify_one();
             queued
         };
-        if let Err(error) = result {
-            tracing::error!(%error, case = %case.case_number, "could not record a status change");
+        if let Err(error) = &result {
+            tracing::error!(%error, case = %case.case_number, "could not record a status change; the feed is read again from before it");
         }
+        result
     }
 
     /// Follows the platform's feed of status changes until shutdown: at start, when the
@@ -139,10 +141,13 @@ impl StatusReturn {
         let page = match platform.events_after(cursor, FEED_PAGE).await {
             Ok(page) => page,
             Err(error) => {
-                if matches!(error, crate::platform::PlatformError::UnmappedStatus(_))
-                    && let Some(metrics) = &self.metrics
-                {
-                    metrics.feed_problem("case_events", "unmapped_status");
+                let problem = match error {
+                    crate::platform::PlatformError::UnmappedStatus(_) => Some("unmapped_status"),
+                    crate::platform::PlatformError::Contract(_) => Some("contract"),
+                    _ => None,
+                };
+                if let (Some(problem), Some(metrics)) = (problem, &self.metrics) {
+                    metrics.feed_problem("case_events", problem);
                 }
                 return Err(error);
             }
@@ -162,7 +167,9 @@ impl StatusReturn {
                 }
                 continue;
             }
-            self.record(event.case).await;
+            // Not recorded (the store failed): the cursor stays, and the page is read
+            // again; what was recorded already is recorded once (per case and sequence).
+            self.record(event.case).await?;
         }
         if page.next_cursor != *cursor {
             self.store

@@ -144,11 +144,16 @@ impl Reply {
         }
         serde_json::from_slice(&self.body).map_err(|e| {
             format!(
-                "answered {expected} but the body is not the contract's {}: {e}",
+                "answered {expected} but the body is not the contract's {} ({}, at line {} \
+                 column {})",
                 std::any::type_name::<T>()
                     .rsplit("::")
                     .next()
-                    .unwrap_or("body")
+                    .unwrap_or("body"),
+                // serde's message quotes the offending value, which may be personal.
+                json_error_kind(&e),
+                e.line(),
+                e.column()
             )
         })
     }
@@ -171,5 +176,15 @@ impl Reply {
         serde_json::from_slice(&self.body).map_err(|e| {
             format!("answered {expected} with a problem body that does not parse: {e}")
         })
+    }
+}
+
+/// What kind of JSON error, without the value serde's message would quote.
+fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "a field missing or of the wrong type",
+        serde_json::error::Category::Eof => "cut short",
     }
 }

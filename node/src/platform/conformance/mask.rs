@@ -12,15 +12,7 @@ const NAME_FIELDS: [&str; 2] = ["name", "holder_name"];
 /// Fields masked whole: what a license states may be personal (an address, a date).
 const OPAQUE_FIELDS: [&str; 2] = ["phone", "fields"];
 
-/// An ID number as `110105********9010` (the first 6 and last 4 characters kept);
-/// anything else of another length as `***`.
-pub fn id_number(value: &str) -> String {
-    if value.chars().count() == 18 && value.is_ascii() {
-        format!("{}********{}", &value[..6], &value[14..])
-    } else {
-        "***".to_owned()
-    }
-}
+pub use crate::platform::contract::redact::id_number;
 
 /// A name as its first character and `*`.
 pub fn name(value: &str) -> String {
@@ -74,32 +66,9 @@ fn mask_value(value: &mut Value) {
     }
 }
 
-/// Masks every run of 17 digits followed by a digit or `X` (an ID number, wherever it
-/// stands).
+/// ID and phone numbers masked wherever they stand.
 fn mask_digit_runs(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let run = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if run == 0 {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let with_check = match chars.get(i + run) {
-            Some('X' | 'x') if run == 17 => 18,
-            _ => run,
-        };
-        let piece: String = chars[i..i + with_check].iter().collect();
-        if with_check == 18 {
-            out.push_str(&id_number(&piece));
-        } else {
-            out.push_str(&piece);
-        }
-        i += with_check;
-    }
-    out
+    crate::platform::contract::redact::free_text(text, usize::MAX)
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@
 //!   province's own status codes onto it;
 //! - [`headers`]: what every call carries (idempotency key, case number, trace context,
 //!   purpose of use) and the HMAC request signature;
+//! - [`redact`]: ID and phone numbers masked out of free text a platform wrote;
 //! - [`openapi`]: the OpenAPI 3.1 document (`proto/platform/v1/openapi.json`).
 
 pub mod headers;
 pub mod openapi;
+pub mod redact;
 pub mod status;
 pub mod wire;

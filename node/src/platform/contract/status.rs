@@ -126,7 +126,7 @@ pub fn stage_transition_allowed(from: Option<Stage>, to: Stage) -> bool {
 #[error(
     "the platform reported status code {code:?}, which [platform.status_codes] does not map; \
      add it (onto one of received, accepted, more_materials_needed, approved, rejected, \
-     withdrawn, terminated) and reload"
+     withdrawn, terminated) and restart the node"
 )]
 pub struct UnmappedStatus {
     pub code: String,

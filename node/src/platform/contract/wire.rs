@@ -81,7 +81,9 @@ pub struct CaseView {
     /// Human-readable detail the citizen may read.
     #[serde(default)]
     pub detail: String,
-    /// Increases by one with every change of this case.
+    /// Increases with every change of this case, from 1: the filing region keeps the
+    /// highest it saw, so a repeated or lower one is ignored there.
+    #[schema(minimum = 1)]
     pub sequence: u64,
     pub updated_at: String,
 }
@@ -94,7 +96,8 @@ pub struct CaseEvent {
     pub case_number: String,
     pub one_thing_id: String,
     pub origin_region: String,
-    /// The case's `sequence` after this change.
+    /// The case's `sequence` after this change (from 1).
+    #[schema(minimum = 1)]
     pub sequence: u64,
     /// The status code before the change; absent for the case's first event.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,7 +43,10 @@ fn read_secret(setting: &'static str, path: &std::path::Path) -> Result<String, 
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    let secret = text.trim().to_owned();
+    // ASCII white space only, as the reference platform reads the same file.
+    let secret = text
+        .trim_matches(|c: char| c.is_ascii_whitespace())
+        .to_owned();
     if secret.is_empty() {
         return Err(error("the file is empty".into()));
     }

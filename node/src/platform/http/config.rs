@@ -66,7 +66,7 @@ pub enum PlatformAuth {
     /// Mutual TLS alone (or nothing, for a platform that needs nothing more).
     #[default]
     None,
-    /// `Authorization: Bearer <token>`, the token read from a file (re-read on reload).
+    /// `Authorization: Bearer <token>`, the token read from a file at start.
     Bearer { token_file: PathBuf },
     /// An HMAC-SHA256 signature of every request (see `contract::headers`).
     Hmac {

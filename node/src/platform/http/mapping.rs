@@ -200,6 +200,14 @@ pub fn event_page(
         if event.case_number.is_empty() {
             return Err(contract(format!("event {:?} names no case", event.cursor)));
         }
+        // The filing region keeps the highest sequence it saw: a 0 would be ignored
+        // there, and every later change with it.
+        if event.sequence == 0 {
+            return Err(contract(format!(
+                "event {:?} has sequence 0 (sequences start at 1)",
+                event.cursor
+            )));
+        }
         events.push(CaseEvent {
             case: PlatformCase {
                 // Events do not carry the platform's reference; the node's follower
@@ -248,9 +256,12 @@ fn check_page_shape<'a>(
         ))),
         Some(_) => Ok(()),
         None if more => Err(contract("an empty page says more follow")),
-        None if next_cursor.is_empty() && !after.is_empty() => Err(contract(format!(
-            "an empty page after {after:?} answered an empty next_cursor (the feed's \
-             beginning): it must stay where it was asked"
+        // An empty page stays where it was asked: a cursor moved past nothing would
+        // skip the events in between. (At the feed's beginning, a platform may name
+        // the position of its empty head.)
+        None if next_cursor != after && !after.is_empty() => Err(contract(format!(
+            "an empty page after {after:?} answered next_cursor {next_cursor:?}: it must \
+             stay where it was asked"
         ))),
         None => Ok(()),
     }

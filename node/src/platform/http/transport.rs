@@ -113,6 +113,11 @@ impl Transport {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls::client_config(&config.tls)?)
             .https_only(true)
+            // Straight to the platform, as the conformance kit checks it: no proxy from
+            // the environment, and no redirect (which would also break a signature
+            // that covers the path).
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
@@ -417,7 +422,8 @@ pub fn unexpected(answer: &Answer) -> String {
     }
 }
 
-/// At most 200 characters of a platform's text, without control characters.
+/// At most 200 characters of a platform's text, without control characters, ID and
+/// phone numbers masked: it travels into logs and to the filing region.
 pub fn bounded(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::platform::contract::redact::free_text(text, 200)
 }

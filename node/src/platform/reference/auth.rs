@@ -77,8 +77,9 @@ struct Nonces {
 }
 
 impl Nonces {
-    /// Admits `nonce` (false: seen within the window, or no room).
-    fn admit(&mut self, nonce: String, expires: i64, now: i64) -> bool {
+    /// Admits `nonce`: `Valid`, `Invalid` (seen within the window: a replay), or
+    /// `NoRoom` (too many live nonces: the caller is told to come back, not refused).
+    fn admit(&mut self, nonce: String, expires: i64, now: i64) -> Signed {
         while let Some((at, _)) = self.by_expiry.first() {
             if *at > now {
                 break;
@@ -87,13 +88,27 @@ impl Nonces {
                 self.live.remove(&old);
             }
         }
-        if self.live.contains(&nonce) || self.live.len() >= MAX_NONCES {
-            return false;
+        if self.live.contains(&nonce) {
+            return Signed::Invalid;
+        }
+        if self.live.len() >= MAX_NONCES {
+            return Signed::NoRoom;
         }
         self.live.insert(nonce.clone());
         self.by_expiry.insert((expires, nonce));
-        true
+        Signed::Valid
     }
+}
+
+/// How a signed request fared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signed {
+    Valid,
+    /// A bad or replayed signature: `401`.
+    Invalid,
+    /// Signed correctly, but the nonce window is full: `503`, retry shortly (a busy
+    /// platform, not a wrong secret, which the node would wait on for an operator).
+    NoRoom,
 }
 
 /// How contract calls are authenticated (built from [`AuthSettings`]).
@@ -130,14 +145,14 @@ impl Authenticator {
 
     /// Checks a signed request: app key, timestamp within the window, nonce not seen
     /// in it, signature over the canonical request.
-    fn signed(&self, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    fn signed(&self, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> Signed {
         let Policy::Hmac {
             app_key,
             secret,
             nonces,
         } = &self.0
         else {
-            return false;
+            return Signed::Invalid;
         };
         let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let (Some(key), Some(timestamp), Some(nonce), Some(signature)) = (
@@ -146,25 +161,25 @@ impl Authenticator {
             text(headers::NONCE),
             text(headers::SIGNATURE),
         ) else {
-            return false;
+            return Signed::Invalid;
         };
         let now = unix_now();
         let Ok(at) = timestamp.parse::<i64>() else {
-            return false;
+            return Signed::Invalid;
         };
         if key != app_key
             || nonce.is_empty()
             || nonce.len() > MAX_NONCE_LEN
-            || (now - at).abs() > headers::SIGNATURE_SKEW_SECS
+            || now.abs_diff(at) > headers::SIGNATURE_SKEW_SECS.unsigned_abs()
         {
-            return false;
+            return Signed::Invalid;
         }
         let canonical = headers::canonical_request(method, path, timestamp, nonce, body, key);
         let Some(tag) = tongban_proto::rules::digest::unhex(signature) else {
-            return false;
+            return Signed::Invalid;
         };
         if hmac::verify(secret, canonical.as_bytes(), &tag).is_err() {
-            return false;
+            return Signed::Invalid;
         }
         // Only a correctly signed request spends a nonce, so nobody else can fill the
         // window.
@@ -214,10 +229,19 @@ pub async fn authenticate(
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
             let request = Request::from_parts(parts, Body::from(bytes.clone()));
-            if auth.signed(request.method().as_str(), &path, request.headers(), &bytes) {
-                next.run(request).await
-            } else {
-                refuse(&request)
+            match auth.signed(request.method().as_str(), &path, request.headers(), &bytes) {
+                Signed::Valid => next.run(request).await,
+                Signed::Invalid => refuse(&request),
+                Signed::NoRoom => {
+                    let mut busy =
+                        ApiProblem::unavailable("too many signed requests in the clock window")
+                            .into_response();
+                    busy.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from_static("1"),
+                    );
+                    busy
+                }
             }
         }
     }
@@ -239,12 +263,17 @@ mod tests {
     #[test]
     fn a_nonce_is_spent_once_within_its_window() {
         let mut nonces = Nonces::default();
-        assert!(nonces.admit("a".into(), 100, 10));
-        assert!(!nonces.admit("a".into(), 100, 50));
-        assert!(nonces.admit("b".into(), 60, 50));
+        assert_eq!(nonces.admit("a".into(), 100, 10), Signed::Valid);
+        assert_eq!(nonces.admit("a".into(), 100, 50), Signed::Invalid);
+        assert_eq!(nonces.admit("b".into(), 60, 50), Signed::Valid);
         // Past its expiry a nonce is forgotten (its timestamp fails the window then).
-        assert!(nonces.admit("a".into(), 300, 100));
+        assert_eq!(nonces.admit("a".into(), 300, 100), Signed::Valid);
         assert_eq!(nonces.live.len(), 1, "b expired at 60");
+        // A full window asks the caller to come back; it does not call it a forgery.
+        for i in 0..MAX_NONCES {
+            nonces.live.insert(format!("n{i}"));
+        }
+        assert_eq!(nonces.admit("c".into(), 300, 100), Signed::NoRoom);
     }
 
     #[test]
@@ -290,24 +319,33 @@ mod tests {
         };
         let now = unix_now();
         let h = sign(now, "n1", b"{}");
-        assert!(auth.signed("POST", "/v1/persons/lookup", &h, b"{}"));
+        assert_eq!(
+            auth.signed("POST", "/v1/persons/lookup", &h, b"{}"),
+            Signed::Valid
+        );
         assert!(
-            !auth.signed("POST", "/v1/persons/lookup", &h, b"{}"),
+            auth.signed("POST", "/v1/persons/lookup", &h, b"{}") != Signed::Valid,
             "replay"
         );
         let h = sign(now, "n2", b"{}");
         assert!(
-            !auth.signed("POST", "/v1/persons/lookup", &h, b"{ }"),
+            auth.signed("POST", "/v1/persons/lookup", &h, b"{ }") != Signed::Valid,
             "body changed"
         );
         assert!(
-            !auth.signed("POST", "/v1/licenses/by-holder", &h, b"{}"),
+            auth.signed("POST", "/v1/licenses/by-holder", &h, b"{}") != Signed::Valid,
             "path changed"
         );
         let old = sign(now - headers::SIGNATURE_SKEW_SECS - 5, "n3", b"{}");
         assert!(
-            !auth.signed("POST", "/v1/persons/lookup", &old, b"{}"),
+            auth.signed("POST", "/v1/persons/lookup", &old, b"{}") != Signed::Valid,
             "stale"
+        );
+        // A timestamp chosen to overflow the clock arithmetic is refused, not a panic.
+        let far = sign(i64::MIN, "n4", b"{}");
+        assert_eq!(
+            auth.signed("POST", "/v1/persons/lookup", &far, b"{}"),
+            Signed::Invalid
         );
     }
 }

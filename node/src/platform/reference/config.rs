@@ -44,8 +44,8 @@ use crate::platform::contract::status::StatusCodes;
 pub struct ReferenceConfig {
     /// Where the contract is served (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
-    /// Where the clerk's API is served: plain HTTP, so loopback unless
-    /// `clerk_token_file` is set. Default `127.0.0.1:7401`.
+    /// Where the clerk's API is served: plain HTTP on loopback; elsewhere only with
+    /// `clerk_token_file` and `[tls]` (then over TLS). Default `127.0.0.1:7401`.
     #[serde(default = "default_clerk_listen")]
     pub clerk_listen: SocketAddr,
     /// The platform's SQLite database (cases, register, feeds); made if missing.
@@ -185,12 +185,16 @@ impl ReferenceConfig {
                 "must be non-empty visible ASCII",
             ));
         }
-        if !self.clerk_listen.ip().is_loopback() && self.clerk_token_file.is_none() {
+        // Off loopback the clerk's API carries a token and case data over the network:
+        // it needs the token and TLS (it is then served with [tls], as the contract is).
+        if !self.clerk_listen.ip().is_loopback()
+            && (self.clerk_token_file.is_none() || self.tls.is_none())
+        {
             return Err(ConfigError::field(
                 origin,
                 "clerk_listen",
-                "is not a loopback address: set clerk_token_file, or the clerk's API is open \
-                 to the network",
+                "is not a loopback address: set clerk_token_file and [tls], or the clerk's \
+                 API and its token cross the network in the clear",
             ));
         }
         if self.listen == self.clerk_listen && self.listen.port() != 0 {

@@ -71,6 +71,8 @@ pub struct RunningPlatform {
     pub clerk_addr: SocketAddr,
     /// Whether the contract is served over TLS.
     pub tls: bool,
+    /// Whether the clerk's API is (off loopback).
+    pub clerk_tls: bool,
     pub state: Arc<PlatformState>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -84,7 +86,8 @@ impl RunningPlatform {
 
     /// The clerk's API's base URL.
     pub fn clerk_url(&self) -> String {
-        format!("http://{}", self.clerk_addr)
+        let scheme = if self.clerk_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.clerk_addr)
     }
 
     pub fn platform(&self) -> &Arc<EmbeddedPlatform> {
@@ -142,15 +145,23 @@ pub async fn serve_with(
     let mut tasks = Vec::new();
     let stop = shutdown.clone();
     let is_tls = tls.is_some();
+    let contract_tls = tls.clone();
     tasks.push(tokio::spawn(async move {
-        if let Err(error) = serve_router(listener, tls, router, stop).await {
+        if let Err(error) = serve_router(listener, contract_tls, router, stop).await {
             tracing::error!(%error, "reference platform listener");
         }
     }));
     let clerk = clerk::router(state.clone(), clerk_token);
     let stop = shutdown.clone();
+    // Plain HTTP on loopback; off loopback the config requires [tls], used here too.
+    let clerk_tls = if clerk_addr.ip().is_loopback() {
+        None
+    } else {
+        tls.clone()
+    };
+    let clerk_is_tls = clerk_tls.is_some();
     tasks.push(tokio::spawn(async move {
-        if let Err(error) = serve_router(clerk_listener, None, clerk, stop).await {
+        if let Err(error) = serve_router(clerk_listener, clerk_tls, clerk, stop).await {
             tracing::error!(%error, "clerk listener");
         }
     }));
@@ -162,6 +173,7 @@ pub async fn serve_with(
         addr,
         clerk_addr,
         tls: is_tls,
+        clerk_tls: clerk_is_tls,
         state,
         tasks,
     })

@@ -231,6 +231,18 @@ pub fn json_body<T: DeserializeOwned>(
     })
 }
 
+/// `Ok` when the feed gave out the cursor (`known`), a `400` naming `after` when it did
+/// not, `503` when the platform could not tell.
+pub fn known_cursor<E: std::fmt::Display>(known: Result<bool, E>) -> Result<(), ApiProblem> {
+    match known {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiProblem::bad_request(
+            "after: not a cursor this feed gave out",
+        )),
+        Err(error) => Err(ApiProblem::unavailable(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,17 +287,5 @@ mod tests {
         );
         assert_eq!(purpose(&headers).unwrap().one_thing_id, "newborn");
         assert!(idempotency_key(&headers).is_err());
-    }
-}
-
-/// `Ok` when the feed gave out the cursor (`known`), a `400` naming `after` when it did
-/// not, `503` when the platform could not tell.
-pub fn known_cursor<E: std::fmt::Display>(known: Result<bool, E>) -> Result<(), ApiProblem> {
-    match known {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ApiProblem::bad_request(
-            "after: not a cursor this feed gave out",
-        )),
-        Err(error) => Err(ApiProblem::unavailable(error)),
     }
 }

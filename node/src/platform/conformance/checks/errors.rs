@@ -119,7 +119,9 @@ pub async fn bad_requests_answered(probe: &Probe, state: &State, step: &mut Step
                     if !said.contains(word) {
                         faults.push(format!(
                             "{} answered {} but its detail {:?} does not name {word}",
-                            bad.what, bad.status, problem.detail
+                            bad.what,
+                            bad.status,
+                            crate::platform::contract::redact::free_text(&problem.detail, 200)
                         ));
                     }
                 }
