@@ -114,7 +114,8 @@ impl Modify for Security {
         (status = 400, description = "A field is missing or invalid (named in `detail`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The case number is taken by a different payload.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Cannot take cases now; retry.", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "Cannot take cases now; retry.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn take_over() {}
@@ -129,7 +130,9 @@ fn take_over() {}
     ),
     responses(
         (status = 200, description = "The case.", body = CaseView),
-        (status = 404, description = "No such case.", body = Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such case.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot answer now; retry (with `Retry-After` when given).", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn read_case() {}
@@ -143,12 +146,14 @@ fn read_case() {}
     get, path = "/v1/case-events", tag = "cases",
     params(
         ("after" = Option<String>, Query, description = "A cursor from an earlier page; absent for the beginning of the feed."),
-        ("limit" = Option<u32>, Query, description = "Events per page, 1 to 1000 (default 100)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page, 1 to 1000 (default 100)."),
         ("Idempotency-Key" = String, Header, description = "One key per logical call.")
     ),
     responses(
         (status = 200, description = "A page of events.", body = CaseEventPage),
-        (status = 400, description = "An unknown cursor or a bad limit.", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "An unknown cursor or a bad limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot answer now; retry (with `Retry-After` when given).", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn case_events() {}
@@ -165,7 +170,10 @@ fn case_events() {}
     responses(
         (status = 200, description = "The person.", body = Person),
         (status = 400, description = "A bad ID number, or no purpose stated.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not in the register.", body = Problem, content_type = "application/problem+json")
+        (status = 404, description = "Not in the register.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot answer now; retry (with `Retry-After` when given).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn lookup_person() {}
@@ -182,7 +190,9 @@ fn lookup_person() {}
     responses(
         (status = 200, description = "The license, revoked or not.", body = License),
         (status = 400, description = "No purpose stated.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not issued here.", body = Problem, content_type = "application/problem+json")
+        (status = 404, description = "Not issued here.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot answer now; retry (with `Retry-After` when given).", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn read_license() {}
@@ -198,7 +208,10 @@ fn read_license() {}
     request_body = HolderLookup,
     responses(
         (status = 200, description = "The holder's licenses (possibly none).", body = LicenseList),
-        (status = 400, description = "A bad ID number, or no purpose stated.", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "A bad ID number, or no purpose stated.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot answer now; retry (with `Retry-After` when given).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 1 MiB.", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn licenses_of_holder() {}
@@ -208,12 +221,14 @@ fn licenses_of_holder() {}
     get, path = "/v1/revocations", tag = "register",
     params(
         ("after" = Option<String>, Query, description = "A cursor from an earlier page; absent for the beginning."),
-        ("limit" = Option<u32>, Query, description = "Revocations per page, 1 to 1000 (default 100)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Revocations per page, 1 to 1000 (default 100)."),
         ("Idempotency-Key" = String, Header, description = "One key per logical call.")
     ),
     responses(
         (status = 200, description = "A page of revocations.", body = RevocationPage),
-        (status = 400, description = "An unknown cursor or a bad limit.", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "An unknown cursor or a bad limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Cannot answer now; retry (with `Retry-After` when given).", body = Problem, content_type = "application/problem+json")
     )
 )]
 fn revocations() {}
