@@ -52,6 +52,21 @@ pub struct Args {
     /// Skip the lookup scenario (cached and uncached license lookups, the issuer direct).
     #[arg(long)]
     pub no_lookups: bool,
+    /// Skip the platform-adapter scenario (fresh deliveries to a node on the embedded
+    /// platform and to one in front of a reference platform process over HTTP).
+    #[arg(long, conflicts_with = "platform_only")]
+    pub no_platform: bool,
+    /// Run only the platform-adapter scenario (as --no-nginx --no-haproxy --no-scale
+    /// --no-telemetry-cost --no-lookups, and no relay table).
+    #[arg(long)]
+    pub platform_only: bool,
+    /// Deliveries in flight in the platform-adapter scenario.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub platform_inflight: Vec<usize>,
+    /// Interleaved rounds of the platform-adapter scenario (each of its windows is
+    /// --seconds long, after --warmup).
+    #[arg(long, default_value_t = 5)]
+    pub platform_rounds: u32,
     /// Licenses seeded in the node's register for the lookup scenario: enough for the
     /// cache fill and every uncached lookup measured.
     #[arg(long, default_value_t = 200_000)]
@@ -75,6 +90,17 @@ impl Args {
         self.targets.is_empty() || self.targets.iter().any(|k| k == target.key())
     }
 
+    /// `--platform-only` turns every other scenario off.
+    pub fn settle(&mut self) {
+        if self.platform_only {
+            self.no_nginx = true;
+            self.no_haproxy = true;
+            self.no_scale = true;
+            self.no_telemetry_cost = true;
+            self.no_lookups = true;
+        }
+    }
+
     /// Rejects unknown target keys and a baseline target without its binary, which would
     /// otherwise just leave rows out of the table.
     pub fn check(&self) -> anyhow::Result<()> {
@@ -83,6 +109,9 @@ impl Args {
                 let known: Vec<&str> = Target::MEASURED.iter().map(|t| t.key()).collect();
                 bail!("unknown target {key:?}; known: {}", known.join(", "));
             }
+        }
+        if !self.no_platform && (self.platform_rounds == 0 || self.platform_inflight.contains(&0)) {
+            bail!("--platform-rounds and --platform-inflight must be at least 1");
         }
         if self.baseline_gateway.is_none()
             && self

@@ -5,13 +5,14 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use bytes_codec::RawCodec;
 use hdrhistogram::Histogram;
+use tongban_proto::contract::metadata::IDEMPOTENCY_KEY;
 use tonic::{
     Request,
     client::Grpc,
@@ -74,8 +75,12 @@ pub async fn once(caller: &Caller, payload: bytes::Bytes) -> Result<(), String> 
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }
 
-/// What each call sends: one message always, or the next of a pool (each message sent
-/// once, e.g. lookups of keys never looked up before).
+/// Makes call `n`'s message and the idempotency key it is sent under.
+pub type MakeCall = dyn Fn(u64) -> (bytes::Bytes, String) + Send + Sync;
+
+/// What each call sends: one message always, the next of a pool (each message sent
+/// once, e.g. lookups of keys never looked up before), or a message made for the call
+/// with an idempotency key of its own (e.g. deliveries, each a new case).
 #[derive(Clone)]
 pub enum Payloads {
     One(bytes::Bytes),
@@ -83,16 +88,26 @@ pub enum Payloads {
         messages: Arc<Vec<bytes::Bytes>>,
         next: Arc<AtomicUsize>,
     },
+    Fresh {
+        make: Arc<MakeCall>,
+        next: Arc<AtomicU64>,
+    },
 }
 
 impl Payloads {
-    fn next(&self) -> bytes::Bytes {
+    /// The next call's message, and its own idempotency key if it has one (else the
+    /// caller's metadata says it).
+    fn next(&self) -> (bytes::Bytes, Option<String>) {
         match self {
-            Self::One(payload) => payload.clone(),
+            Self::One(payload) => (payload.clone(), None),
             Self::Pool { messages, next } => {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 // Past the end the pool wraps: callers size it for their run.
-                messages[i % messages.len().max(1)].clone()
+                (messages[i % messages.len().max(1)].clone(), None)
+            }
+            Self::Fresh { make, next } => {
+                let (message, key) = make(next.fetch_add(1, Ordering::Relaxed));
+                (message, Some(key))
             }
         }
     }
@@ -127,8 +142,12 @@ pub async fn run(
             let mut hist = new_histogram();
             let (mut calls, mut errors, mut first_error) = (0u64, 0u64, None);
             while Instant::now() < deadline {
-                let mut request = Request::new(payloads.next());
+                let (message, key) = payloads.next();
+                let mut request = Request::new(message);
                 *request.metadata_mut() = md.clone();
+                if let Some(key) = key.and_then(|k| MetadataValue::try_from(k.as_str()).ok()) {
+                    request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
+                }
                 if let Some(one_in) = sampled_one_in
                     && let Some(value) = traceparent(task, calls + errors, one_in)
                 {

@@ -4,6 +4,11 @@
 //! from the OS's accounting of each process. `--baseline-gateway` adds another gateway
 //! binary under the same config, to compare before and after a change in one run.
 //!
+//! The platform-adapter scenario (`platform`) delivers new cases to a node on the
+//! embedded platform and to one in front of the reference platform process over the
+//! HTTP contract, interleaved, for deliveries per second and the latency and CPU the
+//! adapter adds.
+//!
 //! A telemetry-cost check runs the gateway with telemetry off, with its default (metrics
 //! on), and with metrics plus traces exported over OTLP to a collector in this process,
 //! interleaved; every call carries a `traceparent` as nodes send them, 1 % sampled.
@@ -24,6 +29,7 @@ mod load;
 mod lookups;
 mod measure;
 mod nginx;
+mod platform;
 mod procs;
 mod report;
 mod setup;
@@ -46,7 +52,8 @@ use crate::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.settle();
     args.check()?;
     tls::install_crypto_provider();
     // Wiped only if an earlier benchmark made it (or it is empty).
@@ -134,6 +141,9 @@ fn gateways_rss(run: &Running) -> Vec<report::Memory> {
 
 async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()> {
     let pki = dir.join("pki");
+    if args.platform_only {
+        return platform_adapter(args, &pki, run).await;
+    }
     let callers = callers(run, &pki).await?;
     let idle_rss = gateways_rss(run);
     if args.target_down {
@@ -197,5 +207,19 @@ async fn bench(args: &Args, dir: &Path, run: &mut Running) -> anyhow::Result<()>
         };
         lookups::run(run, &pki, setup, (routed, body), &options).await?;
     }
-    Ok(())
+    platform_adapter(args, &pki, run).await
+}
+
+/// The platform-adapter scenario, if its processes were started.
+async fn platform_adapter(args: &Args, pki: &Path, run: &mut Running) -> anyhow::Result<()> {
+    let Some(started) = &mut run.platform else {
+        return Ok(());
+    };
+    let options = platform::Options {
+        rounds: args.platform_rounds,
+        seconds: args.seconds,
+        warmup: args.warmup,
+        inflight: args.platform_inflight.clone(),
+    };
+    platform::run(started, pki, &options).await
 }

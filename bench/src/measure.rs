@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// A valid application of a synthetic Guangdong resident, filed in Shanghai.
-fn application(case_number: &str) -> anyhow::Result<Application> {
+pub fn application(case_number: &str) -> anyhow::Result<Application> {
     let table = RegionTable::embedded();
     let resident = synthetic_residents(table, &RegionPrefix::parse("44")?, 1)
         .into_iter()
@@ -135,7 +135,7 @@ const KEY: &str = "bench-replay-key";
 
 /// Every call carries its own `traceparent`, as nodes send them, and one in this many is
 /// sampled: the traced gateway records 1 % of calls, as with portals sampling 1 %.
-const SAMPLED_ONE_IN: u64 = 100;
+pub const SAMPLED_ONE_IN: u64 = 100;
 
 pub async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Caller)>> {
     let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);

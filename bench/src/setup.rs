@@ -26,7 +26,8 @@ use tongban_runtime::{
 };
 
 use crate::{
-    args::Args, haproxy, lookups::seed as lookup_seed, nginx, procs, procs::Proc, target::Target,
+    args::Args, haproxy, lookups::seed as lookup_seed, nginx, platform, procs, procs::Proc,
+    target::Target,
 };
 
 /// The tool named in the configs' headers.
@@ -51,6 +52,8 @@ pub struct Running {
     pub gateway_admin_port: Option<u16>,
     /// What the lookup scenario seeded, if it runs.
     pub lookups: Option<lookup_seed::Setup>,
+    /// The platform-adapter scenario's nodes and platform, if it runs.
+    pub platform: Option<platform::setup::Started>,
 }
 
 impl Running {
@@ -86,6 +89,9 @@ impl Running {
         }
         for (_, p, _) in self.peers {
             p.stop();
+        }
+        if let Some(started) = self.platform {
+            started.stop();
         }
     }
 }
@@ -464,6 +470,12 @@ pub async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         );
         Some(lookup_seed::seed(dir, &pki_dir, args.lookup_licenses).await?)
     };
+    // First of the processes: the one most likely not to start (its binary missing).
+    let platform = if args.no_platform {
+        None
+    } else {
+        Some(platform::setup::start(dir, &bin_dir()?).await?)
+    };
     let (node, node_port) = start_node(dir, lookups.as_ref())?;
     let gateways = start_gateways(args, dir, node_port, lookups.as_ref()).await?;
     let peers = peers.start(dir, &pki_dir, node_port)?;
@@ -481,6 +493,7 @@ pub async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
         peers,
         gateway_admin_port: Some(gateways.admin_port),
         lookups,
+        platform,
     };
     wait_listening(&run).await?;
     Ok(run)
