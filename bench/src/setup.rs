@@ -26,8 +26,8 @@ use tongban_runtime::{
 };
 
 use crate::{
-    args::Args, haproxy, lookups::seed as lookup_seed, nginx, platform, procs, procs::Proc,
-    target::Target,
+    args::Args, haproxy, lookups::seed as lookup_seed, nginx, platform::setup as platform_setup,
+    procs, procs::Proc, target::Target,
 };
 
 /// The tool named in the configs' headers.
@@ -53,7 +53,7 @@ pub struct Running {
     /// What the lookup scenario seeded, if it runs.
     pub lookups: Option<lookup_seed::Setup>,
     /// The platform-adapter scenario's nodes and platform, if it runs.
-    pub platform: Option<platform::setup::Started>,
+    pub platform: Option<platform_setup::Started>,
 }
 
 impl Running {
@@ -474,7 +474,7 @@ pub async fn start(args: &Args, dir: &Path) -> anyhow::Result<Running> {
     let platform = if args.no_platform {
         None
     } else {
-        Some(platform::setup::start(dir, &bin_dir()?).await?)
+        Some(platform_setup::start(dir, &bin_dir()?).await?)
     };
     let (node, node_port) = start_node(dir, lookups.as_ref())?;
     let gateways = start_gateways(args, dir, node_port, lookups.as_ref()).await?;

@@ -15,110 +15,24 @@
 //! a case there once, and no case may have moved on (no clerk runs).
 
 pub mod deliveries;
+mod model;
 mod report;
 pub mod setup;
 
-use std::time::Duration;
-
 use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 use tongban_runtime::trust::identity::PeerIdentity;
+
+use std::time::Duration;
+
+use model::{Kind, Row, Window};
+
+pub use model::Options;
 
 use crate::{
     load::{self, Caller, Payloads},
     measure::{SAMPLED_ONE_IN, channel},
     procs::Proc,
 };
-
-/// Where the deliveries go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Embedded,
-    Http,
-}
-
-impl Kind {
-    const ALL: [Kind; 2] = [Kind::Embedded, Kind::Http];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Embedded => "embedded platform (SQLite in the node)",
-            Self::Http => "HTTP adapter → reference platform process",
-        }
-    }
-}
-
-/// Options of the scenario.
-pub struct Options {
-    pub rounds: u32,
-    pub seconds: f64,
-    pub warmup: f64,
-    pub inflight: Vec<usize>,
-}
-
-/// One kind's measured window in one round.
-struct Window {
-    round: u32,
-    calls: u64,
-    elapsed: Duration,
-    /// Latency of the window's answered deliveries (`None` without any).
-    mean_us: Option<u64>,
-    p50_us: Option<u64>,
-    p99_us: Option<u64>,
-    node_cpu_s: f64,
-    /// NaN for the embedded platform (no process of its own).
-    platform_cpu_s: f64,
-}
-
-impl Window {
-    fn rps(&self) -> f64 {
-        self.calls as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// CPU µs per delivery; NaN without a delivery.
-    fn per_call_us(&self, cpu_s: f64) -> f64 {
-        match self.calls {
-            0 => f64::NAN,
-            n => cpu_s * 1e6 / n as f64,
-        }
-    }
-
-    fn node_us(&self) -> f64 {
-        self.per_call_us(self.node_cpu_s)
-    }
-
-    fn platform_us(&self) -> f64 {
-        self.per_call_us(self.platform_cpu_s)
-    }
-
-    /// The node's and the platform process's, or the node's alone when the platform
-    /// runs inside it.
-    fn total_us(&self) -> f64 {
-        if self.platform_cpu_s.is_nan() {
-            self.node_us()
-        } else {
-            self.per_call_us(self.node_cpu_s + self.platform_cpu_s)
-        }
-    }
-}
-
-/// One kind at one in-flight count, over all rounds.
-struct Row {
-    kind: Kind,
-    inflight: usize,
-    windows: Vec<Window>,
-    /// Latency of the measured deliveries of all rounds together.
-    latency: hdrhistogram::Histogram<u64>,
-    /// Answered deliveries in the measured windows; failed ones, warm-ups' included.
-    calls: u64,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Row {
-    fn window(&self, round: u32) -> Option<&Window> {
-        self.windows.iter().find(|w| w.round == round)
-    }
-}
 
 /// The caller of one node: the gateway's certificate, the verified origin (31) the
 /// gateway would add; the idempotency key is each delivery's own.

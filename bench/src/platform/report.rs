@@ -3,7 +3,10 @@
 //! checks: every delivery answered, every acknowledged delivery a case at its platform
 //! once, none moved on.
 
-use super::{Kind, Options, Row, Window, deliveries::Held};
+use super::{
+    deliveries::Held,
+    model::{Kind, Options, Row, Window},
+};
 use crate::{
     judgement::{Judgement, Tally},
     report::{median_of, print_goals, ratio_spread},
