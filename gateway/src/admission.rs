@@ -18,13 +18,19 @@
 //! few atomic operations on fixed arrays (one slot per province), no lock, no
 //! allocation per call.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use tongban_proto::rules::region::{RegionCode, RegionPrefix};
+use tongban_runtime::serving::handshakes::{
+    DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+};
 
 use crate::{
     error::GatewayError,
@@ -48,6 +54,16 @@ pub struct Limits {
     pub max_connections_per_identity: usize,
     /// TLS handshakes in progress at once; new TCP connections beyond are closed.
     pub max_concurrent_handshakes: usize,
+    /// TLS handshakes in progress at once from one source address (an IPv6 /64); its
+    /// new TCP connections beyond are closed, so one host cannot hold every handshake
+    /// slot. At most `max_concurrent_handshakes` (set it that high to turn this off,
+    /// e.g. behind a load balancer that hides the nodes' addresses).
+    pub max_handshakes_per_source: usize,
+    /// Time a new connection gets to send its whole TLS ClientHello (at most
+    /// `handshake_timeout`, which bounds the whole handshake); an idle connection gives
+    /// its handshake slot back after it.
+    #[serde(with = "humantime_serde")]
+    pub client_hello_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -58,7 +74,9 @@ impl Default for Limits {
             // Half the chart's 256 MiB memory limit.
             buffer_budget_bytes: 128 << 20,
             max_connections_per_identity: 32,
-            max_concurrent_handshakes: 256,
+            max_concurrent_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+            client_hello_timeout: DEFAULT_CLIENT_HELLO_TIMEOUT,
         }
     }
 }
@@ -74,6 +92,8 @@ impl Limits {
             || self.max_in_flight_per_target == 0
             || self.max_connections_per_identity == 0
             || self.max_concurrent_handshakes == 0
+            || self.max_handshakes_per_source == 0
+            || self.client_hello_timeout.is_zero()
         {
             return Err("every limit must be at least 1");
         }
@@ -347,5 +367,10 @@ mod tests {
             ..Limits::default()
         };
         assert!(tiny.check().is_err());
+        let no_hello = Limits {
+            client_hello_timeout: Duration::ZERO,
+            ..Limits::default()
+        };
+        assert!(no_hello.check().is_err());
     }
 }

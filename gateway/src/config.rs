@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tongban_runtime::{
     observability::traces::TelemetryConfig,
     process::config::{self, ConfigError},
+    serving::handshakes::HandshakeLimits,
     trust::tls::{ClientSettings, TlsFiles},
 };
 
@@ -212,6 +213,17 @@ impl GatewayConfig {
         Ok(config)
     }
 
+    /// The federation listener's bounds on handshakes: the handshake timeout and the
+    /// handshake limits of `[limits]`.
+    pub fn handshake_limits(&self) -> HandshakeLimits {
+        HandshakeLimits {
+            timeout: self.handshake_timeout,
+            client_hello_timeout: self.limits.client_hello_timeout,
+            max_pending: self.limits.max_concurrent_handshakes,
+            max_pending_per_source: self.limits.max_handshakes_per_source,
+        }
+    }
+
     /// Checks what the types alone cannot.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         let r = &self.recognition;
@@ -334,5 +346,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("handshake_timeout"), "{err}");
+    }
+
+    #[test]
+    fn handshake_limits_default_when_absent_and_are_read_from_limits() {
+        let base = "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+        let old: GatewayConfig = config::parse(base, Path::new("gw.toml")).unwrap();
+        let limits = old.handshake_limits();
+        assert_eq!(
+            (limits.max_pending, limits.max_pending_per_source),
+            (256, 16)
+        );
+        assert_eq!(limits.client_hello_timeout, Duration::from_secs(2));
+        let set: GatewayConfig = config::parse(
+            &format!(
+                "{base}[limits]\nmax_handshakes_per_source = 4\nclient_hello_timeout = \"500ms\"\n"
+            ),
+            Path::new("gw.toml"),
+        )
+        .unwrap();
+        let limits = set.handshake_limits();
+        assert_eq!(limits.max_pending_per_source, 4);
+        assert_eq!(limits.client_hello_timeout, Duration::from_millis(500));
+        let err = config::parse::<GatewayConfig>(
+            &format!("{base}[limits]\nclient_hello_timeout = \"soon\"\n"),
+            Path::new("gw.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("client_hello_timeout"), "{err}");
     }
 }

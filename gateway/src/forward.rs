@@ -16,6 +16,7 @@ use crate::{
     answer::Answer,
     call::Call,
     deadline::CallDeadline,
+    ejection::{CallOutcome, Deadline},
     error::GatewayError,
     message::{Message, ReadError},
     registry::Route,
@@ -32,31 +33,42 @@ pub async fn forward(
     deadline: &CallDeadline,
     permit: &mut Permit,
 ) -> Result<Answer, GatewayError> {
+    // From the call's arrival: the caller's clock started even earlier.
+    let expires = Deadline {
+        from: call.received,
+        within: deadline.wait,
+    };
     let headers = node_metadata(call.headers, caller, deadline)?;
     let unavailable = |reason: String| GatewayError::Unavailable {
         region: route.prefix.to_string(),
         reason,
     };
-    // The report counts against the endpoint unless the answer is read whole (outlier
-    // ejection, see `upstream`): also when this future is dropped at the deadline.
+    // Outlier ejection (`upstream`, `ejection`): the report is settled by how the answer
+    // ends; dropped with this future (the caller reset its call), it counts against the
+    // endpoint only if the deadline had run out.
     let (response, report) = route
         .pool
-        .call(headers, node_path, message)
+        .call(headers, node_path, message, expires)
         .await
         .map_err(|e| unavailable(source_chain(&e)))?;
     let (head, mut body) = response.into_parts();
     let data = match Message::read(&mut body, permit).await {
         Ok(data) => data,
-        Err(ReadError::Refused(refusal)) => {
-            report.ignore();
-            return Err(refusal);
+        Err(e) => {
+            report.ended(CallOutcome::of_read(&e));
+            return Err(match e {
+                ReadError::Refused(refusal) => refusal,
+                e => unavailable(format!("answer interrupted: {e}")),
+            });
         }
-        Err(e) => return Err(unavailable(format!("answer interrupted: {e}"))),
     };
-    let trailers = body
-        .trailers()
-        .await
-        .map_err(|e| unavailable(format!("answer interrupted: {e}")))?;
+    let trailers = match body.trailers().await {
+        Ok(trailers) => trailers,
+        Err(e) => {
+            report.ended(CallOutcome::of_error(&e));
+            return Err(unavailable(format!("answer interrupted: {e}")));
+        }
+    };
     report.answered();
     Ok(Answer {
         head,

@@ -5,12 +5,12 @@
 //! [`authorize`] (may the caller make this call, as the origin it claims?) →
 //! [`admission`] (is there room for it, within its region's share?) → [`route`]
 //! (target region → node pool, longest prefix wins) → [`forward`] (relay the message as
-//! bytes over [`upstream`]) → [`audit`]; [`trace`] spans the whole call and [`metrics`]
-//! counts it. [`methods`] is the table of every method and
-//! its policy; [`deadline`] bounds each call; [`error`] chooses every gRPC status code
-//! the gateway itself produces, and whether the caller may retry. Every "who may do
-//! what" decision is [`authorize`]'s, also those of the gateway's own services and of
-//! revocations.
+//! bytes over [`upstream`], which [`ejection`] tells what counts against a node) →
+//! [`audit`]; [`trace`] spans the whole call and [`metrics`] counts it. [`methods`] is
+//! the table of every method and its policy; [`deadline`] bounds each call; [`error`]
+//! chooses every gRPC status code the gateway itself produces, and whether the caller
+//! may retry. Every "who may do what" decision is [`authorize`]'s, also those of the
+//! gateway's own services and of revocations.
 //!
 //! The mutual-recognition lookups (identity, licenses, revocations) are the one kind of
 //! call the gateway decodes: [`recognition`] routes, verifies, caches and judges them;
@@ -33,6 +33,7 @@ pub mod config;
 pub mod connection;
 pub mod console;
 pub mod deadline;
+pub mod ejection;
 pub mod error;
 pub mod forward;
 pub mod keepalive;

@@ -56,6 +56,7 @@ pub const VERDICTS: &str = "tongban_gateway_verdicts";
 pub const VERDICTS_TOTAL: &str = "tongban_gateway_verdicts_total";
 pub const UPSTREAM_UP: &str = "tongban_gateway_upstream_up";
 pub const UPSTREAM_CONNECT_FAILURES: &str = "tongban_gateway_upstream_connect_failures";
+pub const UPSTREAM_EJECTIONS: &str = "tongban_gateway_upstream_ejections";
 
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -362,8 +363,9 @@ impl GatewayMetrics {
 
 /// `tongban_gateway_upstream_up{region, endpoint}` (1 when the endpoint is connected or
 /// untried, 0 while connecting to it fails) and
-/// `tongban_gateway_upstream_connect_failures{region, endpoint}` (consecutive), read
-/// from the pools at scrape time.
+/// `tongban_gateway_upstream_connect_failures{region, endpoint}` (consecutive) and
+/// `tongban_gateway_upstream_ejections_total{region, endpoint}` (outlier ejections since
+/// the pool was built), read from the pools at scrape time.
 #[derive(Debug)]
 pub struct UpstreamHealth(pub crate::registry::SharedRegistry);
 
@@ -372,7 +374,10 @@ impl prometheus_client::collector::Collector for UpstreamHealth {
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::{encoding::EncodeMetric, metrics::gauge::ConstGauge};
+        use prometheus_client::{
+            encoding::EncodeMetric,
+            metrics::{counter::ConstCounter, gauge::ConstGauge},
+        };
         let mut rows = Vec::new();
         for route in self.0.current().routes() {
             for health in route.pool.health() {
@@ -408,6 +413,19 @@ impl prometheus_client::collector::Collector for UpstreamHealth {
             "Consecutive failed connection attempts to the node endpoint",
             |h| i64::from(h.failures),
         )?;
+        let mut family = encoder.encode_descriptor(
+            UPSTREAM_EJECTIONS,
+            "Times the node endpoint was ejected for failing calls (transport failures and deadlines run out, never a caller's own cancellation)",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (prefix, health) in &rows {
+            let labels = [
+                ("region", prefix.as_str()),
+                ("endpoint", health.url.as_str()),
+            ];
+            ConstCounter::new(health.ejections).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use tongban_runtime::{
     process::reload::{ReloadTriggers, serve_reloads},
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness},
-    serving::incoming::authenticated_incoming,
+    serving::incoming::authenticated_incoming_with_limits,
     serving::standard_services,
     trust::tls::{TlsError, TlsInForce},
 };
@@ -216,12 +216,11 @@ impl Gateway {
             tls.clone(),
             shutdown.clone(),
         ));
-        let incoming = authenticated_incoming(
+        let incoming = authenticated_incoming_with_limits(
             listeners.federation,
             tls.server.subscribe(),
             tls.revoked.subscribe(),
-            self.config.handshake_timeout,
-            self.config.limits.max_concurrent_handshakes,
+            self.config.handshake_limits(),
         );
 
         let trail = AuditTrail::open(&self.config.audit, &self.config.tls).map_err(|reason| {

@@ -33,7 +33,10 @@ use tongban_runtime::{
     trust::tls::{CONNECTION_WINDOW, ClientSettings, MAX_FRAME, STREAM_WINDOW},
 };
 
-use crate::message::Message;
+use crate::{
+    ejection::{CallOutcome, Deadline},
+    message::Message,
+};
 
 /// After failed connection attempts, calls to that endpoint fail at once (instead of
 /// each waiting out a connect timeout) until the back-off passes; then the next call
@@ -54,11 +57,11 @@ fn backoff(failures: u32) -> Duration {
     base.mul_f64(jitter)
 }
 
-/// Calls in a row that an endpoint fails (a transport error, or no answer before the
-/// call was given up, e.g. at its deadline) before it is ejected: calls skip it (or, if
-/// it is the region's only one, fail at once) for a back-off that grows with each
-/// ejection in a row. Then it is on probation: the next call probes it, one success
-/// restores it, one failure ejects it again.
+/// Calls in a row that an endpoint fails (a transport error, or no answer by the call's
+/// deadline: `crate::ejection`, never a caller's own reset) before it is ejected: calls
+/// skip it (or, if it is the region's only one, fail at once) for a back-off that grows
+/// with each ejection in a row. Then it is on probation: the next call probes it, one
+/// success restores it, one failure ejects it again.
 const EJECT_AFTER: u32 = 5;
 
 /// Why a call could not be relayed to the node.
@@ -138,6 +141,8 @@ struct EndpointState {
     ejections: u32,
     /// Ejected before and not yet proven by a successful call.
     probation: bool,
+    /// Ejections since the pool was built, for the metrics.
+    ejected_total: u64,
 }
 
 /// An endpoint's state, as the metrics and the console show it.
@@ -151,6 +156,8 @@ pub struct EndpointHealth {
     /// Why calls are refused at once, while they are: the last connection attempt
     /// failed, or the endpoint was ejected.
     pub backing_off: Option<String>,
+    /// Times the endpoint was ejected since the pool was built.
+    pub ejections: u64,
 }
 
 impl EndpointHealth {
@@ -177,6 +184,7 @@ impl NodePool {
                         .as_ref()
                         .filter(|(until, _)| Instant::now() < *until)
                         .map(|(_, reason)| reason.clone()),
+                    ejections: state.ejected_total,
                 }
             })
             .collect()
@@ -231,43 +239,52 @@ impl NodePool {
     }
 
     /// Sends a unary call (metadata `headers` with its whole `body`) to `path` on the
-    /// node and returns the node's answer as it arrives (headers now, body and trailers
-    /// to read), with the report the caller settles once the answer is read whole
-    /// ([`CallReport::answered`]); a report dropped unsettled (the answer broke off, or
-    /// the call was given up) counts against the endpoint.
+    /// node under `deadline` and returns the node's answer as it arrives (headers now,
+    /// body and trailers to read), with the report the caller settles once the answer is
+    /// read whole or broke off; dropped unsettled, the call was given up ([`CallReport`]).
     pub async fn call(
         &self,
         headers: HeaderMap,
         path: &'static str,
         body: Message,
+        deadline: Deadline,
     ) -> Result<(Response<h2::RecvStream>, CallReport), UpstreamError> {
         let (endpoint, (generation, mut sender)) = self.ready_sender().await?;
         let report = CallReport {
             endpoint: endpoint.clone(),
             generation,
-            settled: false,
+            deadline,
+            outcome: None,
         };
-        let http2 = |source| UpstreamError::Http2 {
-            endpoint: endpoint.url.clone(),
-            source,
+        let http2 = |report: CallReport, source: h2::Error| {
+            report.ended(CallOutcome::of_error(&source));
+            UpstreamError::Http2 {
+                endpoint: endpoint.url.clone(),
+                source,
+            }
         };
         let mut request = Request::new(());
         *request.method_mut() = http::Method::POST;
         *request.version_mut() = http::Version::HTTP_2;
         *request.uri_mut() = endpoint.uri(path);
         *request.headers_mut() = headers;
-        let (response, mut stream) =
-            sender.send_request(request, body.is_empty()).map_err(|e| {
+        let (response, mut stream) = match sender.send_request(request, body.is_empty()) {
+            Ok(sent) => sent,
+            Err(e) => {
                 endpoint.forget(generation);
-                http2(e)
-            })?;
+                return Err(http2(report, e));
+            }
+        };
         if !body.is_empty() {
             // Queued at once, so HEADERS and DATA leave in the same write.
-            body.send(&mut stream, true).map_err(http2)?;
+            if let Err(e) = body.send(&mut stream, true) {
+                return Err(http2(report, e));
+            }
         }
-        // An error here drops the report unsettled: a failure of the endpoint.
-        let response = response.await.map_err(http2)?;
-        Ok((response, report))
+        match response.await {
+            Ok(response) => Ok((response, report)),
+            Err(e) => Err(http2(report, e)),
+        }
     }
 
     /// A connection ready for a new call, from the endpoints in rotation. An endpoint
@@ -418,7 +435,7 @@ impl Endpoint {
         }
     }
 
-    /// A call on connection `generation` was answered whole: the endpoint is sound.
+    /// A call was answered whole: the endpoint is sound.
     fn call_answered(&self) {
         if !self.suspect.load(Ordering::Relaxed) {
             return;
@@ -430,8 +447,8 @@ impl Endpoint {
         state.probation = false;
     }
 
-    /// A call on connection `generation` failed or went unanswered; enough of them in a
-    /// row (one while on probation) eject the endpoint.
+    /// A call on connection `generation` failed, or its deadline ran out; enough of them
+    /// in a row (one while on probation) eject the endpoint.
     fn call_failed(&self, generation: u64) {
         let mut state = self.lock();
         state.call_failures = state.call_failures.saturating_add(1);
@@ -443,10 +460,11 @@ impl Endpoint {
         }
         state.call_failures = 0;
         state.ejections = state.ejections.saturating_add(1);
+        state.ejected_total += 1;
         state.probation = true;
         let wait = backoff(state.ejections);
         let reason = format!(
-            "ejected for {} ms: calls failed or went unanswered ({} in a row)",
+            "ejected for {} ms: calls failed or ran out their deadline ({} in a row)",
             wait.as_millis(),
             state.ejections
         );
@@ -509,32 +527,39 @@ impl Endpoint {
     }
 }
 
-/// How one call went on its endpoint, for outlier ejection: settled by
-/// [`CallReport::answered`] once the answer was read whole; dropped unsettled (a
-/// transport error, or the call given up at its deadline), a failure of the endpoint.
+/// How one call went on its endpoint, for outlier ejection ([`CallOutcome`]), counted
+/// when the report is dropped: settled by whoever read the answer, else the call was
+/// given up (its caller reset it or went away, or a timer ran out): see [`Deadline`].
 pub struct CallReport {
     endpoint: Arc<Endpoint>,
     generation: u64,
-    settled: bool,
+    deadline: Deadline,
+    outcome: Option<CallOutcome>,
 }
 
 impl CallReport {
     /// The endpoint answered the call whole (whatever its gRPC status).
     pub fn answered(mut self) {
-        self.settled = true;
-        self.endpoint.call_answered();
+        self.outcome = Some(CallOutcome::Answered);
     }
 
-    /// The call ended for a reason of the gateway's own (its buffer budget): it says
-    /// nothing about the endpoint.
-    pub fn ignore(mut self) {
-        self.settled = true;
+    /// The call ended otherwise, as `outcome` (an HTTP/2 error, an answer the gateway
+    /// would not take: [`CallOutcome::of_error`], [`CallOutcome::of_read`]).
+    pub fn ended(mut self, outcome: CallOutcome) {
+        self.outcome = Some(outcome);
     }
 }
 
 impl Drop for CallReport {
     fn drop(&mut self) {
-        if !self.settled {
+        let outcome = match self.outcome {
+            Some(outcome) => outcome,
+            // Given up: the report's only clock read, off the answered path.
+            None => self.deadline.given_up_at(Instant::now()),
+        };
+        if outcome == CallOutcome::Answered {
+            self.endpoint.call_answered();
+        } else if outcome.counts_against_endpoint() {
             self.endpoint.call_failed(self.generation);
         }
     }

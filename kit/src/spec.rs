@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use tongban_gateway::config::{Limits, RecognitionSettings};
-use tongban_node::config::OutboxConfig;
+use tongban_node::config::{ListenerLimits, OutboxConfig};
 use tongban_proto::rules::region::RegionCode;
 use tongban_runtime::observability::traces::TelemetryConfig;
 
@@ -40,6 +40,8 @@ pub struct FederationSpec {
     pub auto_approve_after: Option<Duration>,
     /// Outbox settings of every node.
     pub outbox: OutboxConfig,
+    /// Timeouts and connection caps of every node's portal and admin listener.
+    pub node_listener_limits: ListenerLimits,
     /// Catalog file the gateways serve; `None` serves the built-in national catalog.
     pub catalog: Option<PathBuf>,
     /// The gateways' recognition caches (the hash secret is set by the launcher).
@@ -81,6 +83,7 @@ impl FederationSpec {
                 retry_max: Duration::from_secs(2),
                 ..OutboxConfig::default()
             },
+            node_listener_limits: ListenerLimits::default(),
             catalog: None,
             recognition: RecognitionSettings::default(),
             rollover_after: None,

@@ -10,8 +10,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tongban_proto::rules::region::{RegionCode, RegionPrefix};
+use tongban_runtime::serving::handshakes::HandshakeLimits;
 use tongban_runtime::{
     process::config::{self, ConfigError},
+    serving::plain_http::HttpLimits,
     trust::tls::{ClientSettings, TlsFiles},
 };
 
@@ -39,6 +41,10 @@ pub struct NodeConfig {
     /// Time a client gets to complete the TLS handshake.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// What a client may take of the portal and the admin listener (plain HTTP):
+    /// timeouts and connection caps, each listener its own.
+    #[serde(default, skip_serializing_if = "ListenerLimits::is_default")]
+    pub listener_limits: ListenerLimits,
     /// This node as the issuer of its region's identity assertions and licenses.
     #[serde(default)]
     pub issuer: IssuerConfig,
@@ -124,6 +130,194 @@ pub struct ListenConfig {
     /// Omit to disable.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
+}
+
+/// What a client may take of the node's plain HTTP listeners, the portal and the admin
+/// listener: how long it may be slow, and how many connections it may hold open. Each
+/// listener has its own cap, so a flood of the portal leaves the admin listener's
+/// `/healthz` and `/readyz` their slots; a connection beyond a cap or a client's share
+/// is closed as it arrives.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// Time a client gets to send a request's line and headers, counted from the accept
+    /// and, on a keep-alive connection, from each answer (so a connection idle this long
+    /// between requests is closed too). Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves either way this long is closed: a client
+    /// that stops reading its answer or stops sending its body. Default 60 s; must be
+    /// longer than `request_timeout`, since a connection waiting for its answer moves
+    /// nothing.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time a whole request may take, its body read included, before it is answered
+    /// `408`. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections the portal holds open at once. Default 1,024. Lowered at start to
+    /// what the process's open-files limit leaves beside the admin listener and the
+    /// node's other files (which is logged).
+    pub portal_connections: usize,
+    /// Connections one client holds open at the portal at once (an IPv4 address, an
+    /// IPv6 /64). Default 64. The province's portal in front may reach the node from a
+    /// few addresses: give each at least its connection pool's size.
+    pub portal_connections_per_client: usize,
+    /// Connections the admin listener holds open at once. Default 64.
+    pub admin_connections: usize,
+    /// Connections one client holds open at the admin listener at once. Default 8.
+    pub admin_connections_per_client: usize,
+    /// TLS handshakes in progress at once on the federation listener from one source
+    /// (an IPv4 address, an IPv6 /64); beyond, a new connection is closed at once, so
+    /// one host's silent connects cannot take the slots the gateway needs. Default 16.
+    /// Behind a load balancer that hides the gateway's addresses, raise it to 256.
+    pub federation_handshakes_per_source: usize,
+    /// Time a new federation connection gets to send its whole ClientHello. Default 2 s.
+    #[serde(with = "humantime_serde")]
+    pub client_hello_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        let (portal, admin) = (HttpLimits::portal(), HttpLimits::admin());
+        Self {
+            header_read_timeout: portal.header_read_timeout,
+            idle_timeout: portal.idle_timeout,
+            request_timeout: portal.request_timeout,
+            portal_connections: portal.max_connections,
+            portal_connections_per_client: portal.max_connections_per_client,
+            admin_connections: admin.max_connections,
+            admin_connections_per_client: admin.max_connections_per_client,
+            federation_handshakes_per_source:
+                tongban_runtime::serving::handshakes::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+            client_hello_timeout:
+                tongban_runtime::serving::handshakes::DEFAULT_CLIENT_HELLO_TIMEOUT,
+        }
+    }
+}
+
+/// Files the node keeps open besides its plain HTTP connections: databases, logs and
+/// the audit trail, the federation listener's handshakes (256) and connections, its
+/// connections to the gateways and the platform. A node held 22 idle (`slowloris.rs`).
+pub const OTHER_OPEN_FILES: usize = 384;
+
+impl ListenerLimits {
+    /// The federation listener's handshake limits, with the node's handshake timeout.
+    pub fn federation(&self, handshake_timeout: Duration) -> HandshakeLimits {
+        HandshakeLimits {
+            timeout: handshake_timeout,
+            client_hello_timeout: self.client_hello_timeout.min(handshake_timeout),
+            max_pending: tongban_runtime::serving::incoming::DEFAULT_MAX_HANDSHAKES,
+            max_pending_per_source: self
+                .federation_handshakes_per_source
+                .min(tongban_runtime::serving::incoming::DEFAULT_MAX_HANDSHAKES),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The portal's limits.
+    pub fn portal(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.portal_connections,
+            max_connections_per_client: self.portal_connections_per_client,
+        }
+    }
+
+    /// The admin listener's limits.
+    pub fn admin(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.admin_connections,
+            max_connections_per_client: self.admin_connections_per_client,
+            ..self.portal()
+        }
+    }
+
+    /// Open files the caps need, [`OTHER_OPEN_FILES`] included.
+    pub fn open_files_wanted(&self) -> u64 {
+        (self.portal_connections + self.admin_connections + OTHER_OPEN_FILES) as u64
+    }
+
+    /// These limits with the portal's cap lowered to what `open_files` (the process's
+    /// limit, `None` for none) leaves beside the admin listener and the node's other
+    /// files, so that a flood of the portal never takes the files the admin listener's
+    /// connections need (at least one portal connection is left).
+    pub fn fitted_to(&self, open_files: Option<u64>) -> Self {
+        let Some(open_files) = open_files else {
+            return self.clone();
+        };
+        let left = usize::try_from(open_files)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(self.admin_connections + OTHER_OPEN_FILES);
+        let portal_connections = self.portal_connections.min(left).max(1);
+        Self {
+            portal_connections,
+            portal_connections_per_client: self
+                .portal_connections_per_client
+                .min(portal_connections),
+            ..self.clone()
+        }
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let timeouts = [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+            ("client_hello_timeout", self.client_hello_timeout),
+        ];
+        for (field, value) in timeouts {
+            if value.is_zero() {
+                return Err(ConfigError::field(
+                    origin,
+                    &format!("listener_limits.{field}"),
+                    "must be more than 0",
+                ));
+            }
+        }
+        if self.idle_timeout <= self.request_timeout {
+            return Err(ConfigError::field(
+                origin,
+                "listener_limits.idle_timeout",
+                "must be longer than request_timeout: a connection waiting for its \
+                 answer moves nothing, and would be closed before it came",
+            ));
+        }
+        let caps = [
+            (
+                "portal",
+                self.portal_connections,
+                self.portal_connections_per_client,
+            ),
+            (
+                "admin",
+                self.admin_connections,
+                self.admin_connections_per_client,
+            ),
+        ];
+        for (listener, total, per_client) in caps {
+            if per_client == 0 || per_client > total {
+                return Err(ConfigError::field(
+                    origin,
+                    &format!("listener_limits.{listener}_connections_per_client"),
+                    format!("must be 1 to {listener}_connections ({total})"),
+                ));
+            }
+        }
+        if self.federation_handshakes_per_source == 0 {
+            return Err(ConfigError::field(
+                origin,
+                "listener_limits.federation_handshakes_per_source",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The link to the gateway.
@@ -310,6 +504,7 @@ impl NodeConfig {
         if let PlatformConfig::Http(http) = &self.platform {
             validate_http_platform(http, origin)?;
         }
+        self.listener_limits.validate(origin)?;
         if self.outbox.batch_size == 0 {
             return Err(ConfigError::field(
                 origin,
@@ -394,6 +589,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gateway.endpoint"), "{err}");
+    }
+
+    #[test]
+    fn listener_limits_default_when_absent_and_are_checked_when_given() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/node-44.toml"),
+        )
+        .unwrap();
+        // The file's own section taken out, whatever follows it.
+        let without = match base.find("[listener_limits]") {
+            None => base.clone(),
+            Some(at) => {
+                let end = base[at + 1..]
+                    .find("\n[")
+                    .map_or(base.len(), |n| at + 2 + n);
+                format!("{}{}", &base[..at], &base[end..])
+            }
+        };
+        let parsed: NodeConfig = config::parse(&without, Path::new("n.toml")).unwrap();
+        assert_eq!(parsed.listener_limits, ListenerLimits::default());
+        assert_eq!(parsed.listener_limits.portal(), HttpLimits::portal());
+        assert_eq!(parsed.listener_limits.admin(), HttpLimits::admin());
+        let with = |section: &str| format!("{without}\n[listener_limits]\n{section}\n");
+        let parsed: NodeConfig = config::parse(
+            &with("header_read_timeout = \"2s\"\nportal_connections = 100"),
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        parsed.validate(Path::new("n.toml")).unwrap();
+        let portal = parsed.listener_limits.portal();
+        assert_eq!(portal.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (portal.max_connections, portal.max_connections_per_client),
+            (100, 64)
+        );
+        assert_eq!(parsed.listener_limits.admin().max_connections, 64);
+        let err =
+            config::parse::<NodeConfig>(&with("header_timeout = \"2s\""), Path::new("n.toml"))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("header_timeout"), "{err}");
+        for (section, field) in [
+            ("idle_timeout = \"30s\"", "idle_timeout"),
+            ("request_timeout = \"0s\"", "request_timeout"),
+            (
+                "admin_connections_per_client = 65",
+                "admin_connections_per_client",
+            ),
+        ] {
+            let parsed: NodeConfig = config::parse(&with(section), Path::new("n.toml")).unwrap();
+            let err = parsed
+                .validate(Path::new("n.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{section}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_portal_gives_way_to_the_open_files_limit_and_the_admin_does_not() {
+        let limits = ListenerLimits::default();
+        assert_eq!(limits.fitted_to(None), limits);
+        assert_eq!(limits.fitted_to(Some(1 << 20)), limits);
+        let fitted = limits.fitted_to(Some(1024));
+        assert_eq!(fitted.portal_connections, 1024 - 64 - OTHER_OPEN_FILES);
+        assert_eq!(fitted.admin_connections, 64);
+        let tiny = limits.fitted_to(Some(256));
+        assert_eq!(
+            (tiny.portal_connections, tiny.portal_connections_per_client),
+            (1, 1)
+        );
     }
 
     /// `[platform]` of deploy/node-44.toml replaced by `platform`.

@@ -19,10 +19,12 @@ use tongban_runtime::{
     observability::process_metrics::ProcessCollector,
     observability::traces::{Traces, TracesGuard},
     process::config::ConfigError,
+    process::open_files,
     process::reload::{ReloadHandle, ReloadTriggers, serve_reloads},
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness},
-    serving::incoming::authenticated_incoming,
+    serving::incoming::authenticated_incoming_with_limits,
+    serving::plain_http,
     serving::standard_services,
     trust::connector::{ClientTls, FederationConnector},
     trust::identity::PeerIdentity,
@@ -37,7 +39,7 @@ const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 use crate::{
     audit::NodeAudit,
     catalog_copy::CatalogCopy,
-    config::NodeConfig,
+    config::{ListenerLimits, NodeConfig},
     context::NodeContext,
     federation::FederationService,
     filing::{Intake, recognize::Recognizer},
@@ -229,7 +231,15 @@ impl Node {
         let ctx = self.context()?;
         let mut tasks = JoinSet::new();
         let intake = self.spawn_background(&mut tasks, &ctx, &wake, &shutdown);
-        self.spawn_portal(&mut tasks, listeners.portal, intake, &ready, &shutdown);
+        let limits = listener_limits(&self.config);
+        self.spawn_portal(
+            &mut tasks,
+            listeners.portal,
+            intake,
+            &ready,
+            &limits,
+            &shutdown,
+        );
         // From here on SIGHUP (or a changed certificate or revocation file, or
         // `POST /reload` on the admin listener) reloads them instead of terminating
         // the node.
@@ -248,8 +258,9 @@ impl Node {
             });
             let router = self.admin_router(operator, reload, &ready);
             let shutdown = shutdown.clone();
+            let limits = limits.admin();
             tasks.spawn(async move {
-                if let Err(error) = admin::serve(listener, router, shutdown).await {
+                if let Err(error) = admin::serve_within(listener, router, limits, shutdown).await {
                     tracing::error!(%error, "admin listener failed");
                 }
             });
@@ -357,13 +368,14 @@ impl Node {
         intake
     }
 
-    /// Spawns the portal (HTTP+JSON) on `listener`.
+    /// Spawns the portal (HTTP+JSON) on `listener`, within `limits`.
     fn spawn_portal(
         &self,
         tasks: &mut JoinSet<()>,
         listener: TcpListener,
         intake: Arc<Intake>,
         ready: &Readiness,
+        limits: &ListenerLimits,
         shutdown: &ShutdownSignal,
     ) {
         let state = Arc::new(PortalState {
@@ -374,10 +386,11 @@ impl Node {
             ready: ready.clone(),
         });
         let shutdown = shutdown.clone();
+        let limits = limits.portal();
         tasks.spawn(async move {
-            if let Err(error) = axum::serve(listener, portal::router(state))
-                .with_graceful_shutdown(shutdown.wait())
-                .await
+            let router = portal::router(state);
+            if let Err(error) =
+                plain_http::serve("portal", listener, router, limits, shutdown).await
             {
                 tracing::error!(%error, "portal server failed");
             }
@@ -410,6 +423,28 @@ impl Node {
     }
 }
 
+/// The portal's and admin listener's limits as configured, the process's open-files
+/// limit raised to what their caps need where it may be, and the portal's cap lowered
+/// to what that limit leaves (so a flood of the portal cannot take the files the admin
+/// listener's probes need).
+fn listener_limits(config: &NodeConfig) -> ListenerLimits {
+    let wanted = &config.listener_limits;
+    let open_files = open_files::raise_to(wanted.open_files_wanted());
+    let fitted = wanted.fitted_to(open_files);
+    if let Some(open_files) = open_files
+        && fitted.portal_connections < wanted.portal_connections
+    {
+        tracing::warn!(
+            open_files,
+            configured = wanted.portal_connections,
+            in_force = fitted.portal_connections,
+            "listener_limits.portal_connections lowered to what the open-files limit \
+             leaves; raise the limit (ulimit -n, LimitNOFILE) to restore it"
+        );
+    }
+    fitted
+}
+
 /// Serves the federation listener (mTLS gRPC: the Node service, health, reflection)
 /// until `shutdown` fires and its calls have drained.
 async fn serve_federation(
@@ -421,12 +456,11 @@ async fn serve_federation(
     ready: Readiness,
     shutdown: &ShutdownSignal,
 ) -> Result<(), NodeStartError> {
-    let incoming = authenticated_incoming(
+    let incoming = authenticated_incoming_with_limits(
         listener,
         tls.server.subscribe(),
         tls.revoked.subscribe(),
-        config.handshake_timeout,
-        tongban_runtime::serving::incoming::DEFAULT_MAX_HANDSHAKES,
+        config.listener_limits.federation(config.handshake_timeout),
     );
     tracing::info!(region = %config.region, "node serving");
     // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.

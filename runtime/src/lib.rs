@@ -4,9 +4,11 @@
 //!   ([`trust::tls`]), how every federation client connects ([`trust::connector`]),
 //!   peer identity from the certificate's URI SAN ([`trust::identity`]), revoked peers
 //!   cut off ([`trust::revocation`]), the development PKI ([`trust::pki`]).
-//! - [`serving`]: listeners — the authenticated accept loop ([`serving::incoming`]), the
-//!   plaintext admin listener ([`serving::admin`]), health and reflection
-//!   ([`serving::standard_services`]).
+//! - [`serving`]: listeners — the authenticated accept loop ([`serving::incoming`]) and
+//!   the bounds on its handshakes ([`serving::handshakes`]), the plaintext admin
+//!   listener ([`serving::admin`]), plain HTTP within limits ([`serving::plain_http`]:
+//!   portal and admin; [`serving::connection_slots`]: connection caps per listener and
+//!   per client), health and reflection ([`serving::standard_services`]).
 //! - [`audit`]: the hash-chained audit trail ([`audit::trail`]) and its signed
 //!   checkpoints ([`audit::checkpoint`]).
 //! - [`observability`]: log output ([`observability::logs`]), spans over OTLP
@@ -14,7 +16,8 @@
 //!   process gauges and certificate expiry ([`observability::process_metrics`]).
 //! - [`process`]: a process's life — typed config loading ([`process::config`]),
 //!   shutdown ([`process::shutdown`]), reloads ([`process::reload`]), working folders
-//!   tools create and may wipe ([`process::workdir`]).
+//!   tools create and may wipe ([`process::workdir`]), the open-files limit
+//!   ([`process::open_files`]).
 
 pub mod trust {
     //! Who a peer is and how that is proven.
@@ -29,7 +32,10 @@ pub mod serving {
     //! Listeners: federation (authenticated), admin (plaintext), and what every gRPC
     //! listener serves besides its own services.
     pub mod admin;
+    pub mod connection_slots;
+    pub mod handshakes;
     pub mod incoming;
+    pub mod plain_http;
     pub mod standard_services;
 }
 
@@ -50,6 +56,7 @@ pub mod observability {
 pub mod process {
     //! A process's life: configuration, reloads, shutdown, working folders.
     pub mod config;
+    pub mod open_files;
     pub mod reload;
     pub mod shutdown;
     pub mod workdir;

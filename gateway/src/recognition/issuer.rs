@@ -7,7 +7,12 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 
-use crate::{message::Message, registry::Route, unary};
+use crate::{
+    ejection::{CallOutcome, Deadline},
+    message::Message,
+    registry::Route,
+    unary,
+};
 
 /// Why an issuer gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -50,23 +55,38 @@ where
         headers.insert(metadata::TRACEPARENT, trace.clone());
     }
     let body = Message::from(unary::encode(request));
+    // The timer below gives the call up at `deadline`: then it counts against the
+    // issuer's endpoint (if the deadline is one worth counting, see `ejection`).
+    let expires = Deadline {
+        from: std::time::Instant::now(),
+        within: deadline,
+    };
+    let interrupted =
+        |e: &dyn std::fmt::Display| IssuerError::Unreachable(format!("answer interrupted: {e}"));
     let exchange = async {
         let (response, report) = route
             .pool
-            .call(headers, path, body)
+            .call(headers, path, body, expires)
             .await
             .map_err(|e| IssuerError::Unreachable(e.to_string()))?;
         let (head, mut stream) = response.into_parts();
         // Not charged to the caller's permit: an issuer's answer is decoded and dropped
         // at once, at most MAX_MESSAGE, and issuer calls are bounded by the calls in
         // flight (one per cache miss).
-        let data = Message::read(&mut stream, &mut ())
-            .await
-            .map_err(|e| IssuerError::Unreachable(format!("answer interrupted: {e}")))?;
-        let trailers = stream
-            .trailers()
-            .await
-            .map_err(|e| IssuerError::Unreachable(format!("answer interrupted: {e}")))?;
+        let data = match Message::read(&mut stream, &mut ()).await {
+            Ok(data) => data,
+            Err(e) => {
+                report.ended(CallOutcome::of_read(&e));
+                return Err(interrupted(&e));
+            }
+        };
+        let trailers = match stream.trailers().await {
+            Ok(trailers) => trailers,
+            Err(e) => {
+                report.ended(CallOutcome::of_error(&e));
+                return Err(interrupted(&e));
+            }
+        };
         report.answered();
         let status = trailers
             .as_ref()

@@ -39,6 +39,7 @@ pub fn config(
         platform,
         outbox: OutboxConfig::default(),
         handshake_timeout: Duration::from_secs(5),
+        listener_limits: Default::default(),
         issuer: IssuerConfig {
             keys: Vec::new(),
             assertion_validity: None,

@@ -161,6 +161,7 @@ impl Plan<'_> {
         let tls = self.pki.member_tls(dir, &identity);
         let mut config = node::config(sockets.region, listen, tls, gateways, &suffix, platform);
         config.outbox = spec.outbox.clone();
+        config.listener_limits = spec.node_listener_limits.clone();
         config.issuer.keys = self
             .keys
             .of(&prefix)?

@@ -1,7 +1,8 @@
 //! Same standard as a local filing (同标准办理): a delivered application meets the
 //! shared rule set (`tongban_proto::rules::standard`) that the origin's portal applied,
-//! excusing nothing, against the catalog version the application names. Problems are
-//! named under `application.` (`application.applicant.name`).
+//! excusing nothing, against the catalog version the application names, its materials
+//! included (each once, no more than the item takes). Problems are named under
+//! `application.` (`application.applicant.name`, `application.materials`).
 
 use std::sync::Arc;
 
@@ -9,8 +10,8 @@ use tongban_proto::{
     rules::calendar::business_now,
     rules::catalog::{Catalog, HandlingMode},
     rules::resident_id::ResidentId,
-    rules::standard::{self, Filing, Problem},
-    v1::Application,
+    rules::standard::{self, Filing, GivenMaterial, Problem},
+    v1::{Application, MaterialSource},
 };
 
 use crate::{context::NodeContext, error::NodeError};
@@ -35,6 +36,12 @@ pub fn check(ctx: &NodeContext, application: &Application) -> Result<ResidentId,
     let catalog = named_catalog(ctx, &application.catalog_version)?;
     let standard = standard::check(&catalog, &filing, ctx.regions, today, |_, _| false)
         .map_err(|p| refusal(p, &catalog.version))?;
+    standard::materials(standard.item, &application.materials, |m| GivenMaterial {
+        material_id: &m.material_id,
+        source: MaterialSource::try_from(m.source).unwrap_or(MaterialSource::Unspecified),
+        reference: &m.reference,
+    })
+    .map_err(|p| refusal(vec![p], &catalog.version))?;
     Ok(standard.applicant)
 }
 

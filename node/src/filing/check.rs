@@ -1,6 +1,8 @@
 //! A filing request read against the catalog, before anything is asked of anyone: the
 //! shared rule set (同标准办理, `tongban_proto::rules::standard`), what this node cannot
-//! do yet, and the materials given. Every problem is named by its field.
+//! do yet, and the materials given (each once, no more than the item takes: the shared
+//! rule, judged before any entry is read or looked up). Every problem is named by its
+//! field.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,7 @@ use tongban_proto::{
     rules::credentials::license_issuer,
     rules::region::RegionTable,
     rules::resident_id::ResidentId,
-    rules::standard::{self, Filing},
+    rules::standard::{self, Filing, GivenMaterial},
     v1::{MaterialRef, MaterialSource},
 };
 
@@ -99,15 +101,27 @@ fn joint_refused(item: &CatalogItem, asked: Option<HandlingMode>) -> Option<Fiel
 }
 
 /// Splits the materials given into uploads (and paper) and cited licenses, naming
-/// every bad one by its index.
+/// every bad one by its index. Each material is given once (an exact repeat is passed
+/// over: one lookup per cited license), and no more entries than the item has materials.
 fn materials(
     item: &CatalogItem,
     input: &[MaterialInput],
     errors: &mut Vec<FieldProblem>,
 ) -> (Vec<MaterialRef>, Vec<CitedLicense>) {
-    let mut provided = Vec::with_capacity(input.len());
+    let kept = match standard::materials(item, input, |m| GivenMaterial {
+        material_id: &m.material_id,
+        source: source(m.source),
+        reference: m.reference.trim(),
+    }) {
+        Ok(kept) => kept,
+        Err(problem) => {
+            errors.push(problem.into());
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let mut provided = Vec::with_capacity(kept.len());
     let mut cited = Vec::new();
-    for (i, m) in input.iter().enumerate() {
+    for (i, m) in kept.into_iter().map(|i| (i, &input[i])) {
         let Some(material) = item.material(&m.material_id) else {
             errors.push(field(
                 format!("materials[{i}].material_id"),
@@ -139,17 +153,22 @@ fn materials(
                     });
                 }
             }
-            source => provided.push(MaterialRef {
+            given => provided.push(MaterialRef {
                 material_id: m.material_id.clone(),
-                source: match source {
-                    MaterialSourceInput::Paper => MaterialSource::Paper,
-                    _ => MaterialSource::Upload,
-                } as i32,
+                source: source(given) as i32,
                 reference: reference.to_owned(),
             }),
         }
     }
     (provided, cited)
+}
+
+fn source(input: MaterialSourceInput) -> MaterialSource {
+    match input {
+        MaterialSourceInput::License => MaterialSource::License,
+        MaterialSourceInput::Upload => MaterialSource::Upload,
+        MaterialSourceInput::Paper => MaterialSource::Paper,
+    }
 }
 
 /// Whether `field` (a form error's field) is one a recognized license may fill and the
@@ -262,6 +281,60 @@ mod tests {
         filing.applicant.id_number = "110105194912310021".into();
         let fields: Vec<String> = problems(&filing).into_iter().map(|p| p.0).collect();
         assert_eq!(fields, ["applicant.id_number", "mode"]);
+    }
+
+    fn cited(material_id: &str, reference: &str) -> MaterialInput {
+        MaterialInput {
+            material_id: material_id.into(),
+            source: MaterialSourceInput::License,
+            reference: reference.into(),
+        }
+    }
+
+    #[test]
+    fn one_material_cited_10_000_times_is_one_problem_found_at_once() {
+        let mut filing = medical("王小明");
+        filing.materials = vec![cited("id_card", "440000-ID-0001"); 10_000];
+        let started = std::time::Instant::now();
+        let found = problems(&filing);
+        let took = started.elapsed();
+        assert_eq!(
+            found,
+            [(
+                "materials".to_owned(),
+                "has more entries than the 4 materials this one-thing takes; give each \
+                 material once"
+                    .to_owned()
+            )]
+        );
+        assert!(took < std::time::Duration::from_millis(100), "{took:?}");
+    }
+
+    #[test]
+    fn a_repeated_material_is_looked_up_once_and_a_conflicting_one_refused() {
+        let mut filing = medical("王小明");
+        filing.materials = vec![
+            cited("id_card", "440000-ID-0001"),
+            cited("id_card", " 440000-ID-0001 "),
+        ];
+        let checked = check(
+            &Catalog::embedded(),
+            RegionTable::embedded(),
+            &filing,
+            today(),
+        )
+        .unwrap();
+        assert_eq!(checked.cited.len(), 1);
+        filing.materials[1] = cited("id_card", "440000-ID-0002");
+        assert_eq!(
+            problems(&filing),
+            [(
+                "materials[1].reference".to_owned(),
+                "gives the material of materials[0] again with another reference; give each \
+                 material once"
+                    .to_owned()
+            )]
+        );
     }
 
     #[test]

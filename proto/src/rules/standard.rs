@@ -4,9 +4,9 @@
 //! writing the rule again, so the places cannot drift apart.
 //!
 //! Problems are named by the field of the filing (`applicant.name`, `one_thing_id`,
-//! `mode`, `form.<field>`); a caller that reads the fields under another root (a
-//! delivery's `application.`) prefixes them. No problem text quotes a submitted ID
-//! number or name.
+//! `mode`, `form.<field>`, `materials`); a caller that reads the fields under another
+//! root (a delivery's `application.`) prefixes them. No problem text quotes a submitted
+//! ID number or name.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,7 @@ use crate::{
     rules::region::RegionTable,
     rules::resident_id::ResidentId,
     rules::text,
+    v1::MaterialSource,
 };
 
 /// Longest applicant name, in characters (the longest names on resident ID cards,
@@ -110,6 +111,72 @@ pub fn form(
     today: Date,
 ) -> Result<(), Vec<FieldError>> {
     item.validate_form(form, regions, today).map_err(|e| e.0)
+}
+
+/// A material as a filing gives it: which one, where from, and its reference (trimmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GivenMaterial<'a> {
+    pub material_id: &'a str,
+    pub source: MaterialSource,
+    pub reference: &'a str,
+}
+
+/// Most entries a filing's `materials` may have: one per material of its item. The
+/// catalog lists every material an item takes (any other is refused), so no filing
+/// needs more; the cap bounds what one filing makes the federation do (a license lookup
+/// at the gateway and an access-log write at the issuer per cited license, again on
+/// every retry) by the catalog instead of by the size of a request.
+pub fn max_materials(item: &CatalogItem) -> usize {
+    item.materials.len()
+}
+
+/// The materials a filing gives, each once: at most [`max_materials`] entries (judged
+/// on their number alone, before any is read), an exact repeat (same material, source
+/// and reference) passed over, and a material given again with another reference or
+/// source refused, naming the repeat. `view` reads an entry. The indexes of the entries
+/// to keep, in order. No problem text quotes a submitted value.
+pub fn materials<'a, T>(
+    item: &CatalogItem,
+    given: &'a [T],
+    view: impl Fn(&'a T) -> GivenMaterial<'a>,
+) -> Result<Vec<usize>, Problem> {
+    let cap = max_materials(item);
+    if given.len() > cap {
+        return Err(Problem::new(
+            "materials",
+            format!(
+                "has more entries than the {cap} materials this one-thing takes; give each \
+                 material once"
+            ),
+        ));
+    }
+    let mut kept: Vec<(usize, GivenMaterial<'a>)> = Vec::with_capacity(given.len());
+    for (i, entry) in given.iter().enumerate() {
+        let material = view(entry);
+        let Some(&(first, earlier)) = kept
+            .iter()
+            .find(|(_, m)| m.material_id == material.material_id)
+        else {
+            kept.push((i, material));
+            continue;
+        };
+        if earlier == material {
+            continue;
+        }
+        let (field, what) = if earlier.reference == material.reference {
+            ("source", "source")
+        } else {
+            ("reference", "reference")
+        };
+        return Err(Problem::new(
+            &format!("materials[{i}].{field}"),
+            format!(
+                "gives the material of materials[{first}] again with another {what}; give \
+                 each material once"
+            ),
+        ));
+    }
+    Ok(kept.into_iter().map(|(i, _)| i).collect())
 }
 
 /// What a filing says, as the rules read it.
@@ -213,6 +280,47 @@ mod tests {
         );
         assert!(applicant_name("A\u{202E}B").is_err());
         assert!(applicant_name("A\nB").is_err());
+    }
+
+    #[test]
+    fn materials_are_given_once_each_within_the_item_s_count() {
+        let catalog = Catalog::embedded();
+        let item = item(&catalog, "medical-treatment-registration").unwrap();
+        let given = |id: &'static str, source, reference: &'static str| GivenMaterial {
+            material_id: id,
+            source,
+            reference,
+        };
+        let check = |list: &[GivenMaterial<'static>]| materials(item, list, |m| *m);
+        let id_card = given("id_card", MaterialSource::License, "310000-ID-1");
+        let upload = given("referral_certificate", MaterialSource::Upload, "ab12");
+        assert_eq!(check(&[id_card, upload]), Ok(vec![0, 1]));
+        // An exact repeat is passed over.
+        assert_eq!(check(&[id_card, upload, id_card]), Ok(vec![0, 1]));
+        // The same material with another reference, or another source: refused.
+        let other = given("id_card", MaterialSource::License, "310000-ID-2");
+        let problem = check(&[id_card, upload, other]).unwrap_err();
+        assert_eq!(problem.field, "materials[2].reference");
+        assert!(problem.problem.contains("materials[0]"), "{problem}");
+        assert!(!problem.problem.contains("310000-ID"), "{problem}");
+        let paper = given("referral_certificate", MaterialSource::Paper, "ab12");
+        assert_eq!(
+            check(&[upload, paper]).unwrap_err().field,
+            "materials[1].source"
+        );
+        // More entries than the item has materials: refused on the count alone, never read.
+        assert_eq!(max_materials(item), 4);
+        let many = vec![id_card; 10_000];
+        let started = std::time::Instant::now();
+        let problem = materials(item, &many, |_| unreachable!()).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_millis(10));
+        assert_eq!(problem.field, "materials");
+        assert_eq!(
+            problem.problem,
+            "has more entries than the 4 materials this one-thing takes; give each material once"
+        );
+        assert!(check(&[id_card; 4]).is_ok());
+        assert!(check(&[id_card; 5]).is_err());
     }
 
     #[test]

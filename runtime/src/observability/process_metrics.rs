@@ -1,7 +1,10 @@
 //! Metrics every process serves, read at scrape time: its own certificates' remaining
-//! validity (so an expiring certificate alerts before it breaks the federation), and the
-//! standard `process_*` gauges Prometheus' client libraries export (memory, CPU, start
-//! time), read from `/proc/self` on Linux.
+//! validity (so an expiring certificate alerts before it breaks the federation), how the
+//! TLS handshakes at its federation listener ended (`tongban_federation_handshakes_total
+//! {outcome}`: connections closed on arrival for a full listener or source, ClientHellos
+//! and handshakes timed out, see `serving::handshakes`), and the standard `process_*`
+//! gauges Prometheus' client libraries export (memory, CPU, start time), read from
+//! `/proc/self` on Linux.
 //!
 //! The certificate files are read at each scrape, so a reissued certificate shows as
 //! soon as it is on disk.
@@ -19,8 +22,13 @@ use prometheus_client::{
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::serving::handshakes::handshake_counts;
+
 /// The certificate-expiry gauge's name (the gateway's console reads it).
 pub const CERTIFICATE_EXPIRY: &str = "tongban_certificate_expiry_seconds";
+
+/// The handshake counter's name (a scrape shows it with `_total`).
+pub const FEDERATION_HANDSHAKES: &str = "tongban_federation_handshakes";
 
 /// The scrape-time collector; register it with
 /// `Registry::register_collector(Box::new(...))`.
@@ -96,6 +104,16 @@ impl Collector for ProcessCollector {
                 ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
             }
         }
+        let mut handshakes = encoder.encode_descriptor(
+            FEDERATION_HANDSHAKES,
+            "TLS handshakes at this process's federation listener, by how they ended",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (ended, n) in handshake_counts() {
+            let labels = [("outcome", ended.label())];
+            ConstCounter::new(n).encode(handshakes.encode_family(&labels)?)?;
+        }
         if let Some((rss, cpu)) = proc_self() {
             let rss = ConstGauge::new(rss);
             rss.encode(encoder.encode_descriptor(
@@ -166,6 +184,10 @@ mod tests {
         );
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_cpu_seconds_total "), "{text}");
+        assert!(
+            text.contains("tongban_federation_handshakes_total{outcome=\"refused_per_source\"} "),
+            "{text}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -11,7 +11,10 @@ use std::sync::{
 use axum::{Router, routing::get};
 use tokio::net::TcpListener;
 
-use crate::process::shutdown::ShutdownSignal;
+use crate::{
+    process::shutdown::ShutdownSignal,
+    serving::plain_http::{self, HttpLimits},
+};
 
 /// Whether the process accepts traffic; shared by everything that reports it.
 #[derive(Clone, Debug)]
@@ -129,13 +132,25 @@ pub fn metrics_response(
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`.
+/// Serves `router` on `listener` until `shutdown`, within the admin defaults
+/// ([`HttpLimits::admin`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.wait())
-        .await
+    serve_within(listener, router, HttpLimits::admin(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown`. The admin listener
+/// has its own connection cap apart from every other listener's, and a small share per
+/// client, so that `/healthz` and `/readyz` answer while another listener is flooded
+/// or one scraper misbehaves.
+pub async fn serve_within(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: ShutdownSignal,
+) -> std::io::Result<()> {
+    plain_http::serve("admin", listener, router, limits, shutdown).await
 }

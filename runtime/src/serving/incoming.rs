@@ -15,17 +15,20 @@ use std::{
     time::Duration,
 };
 
-use rustls::ServerConfig;
+use rustls::{ServerConfig, server::Acceptor};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{mpsc, watch},
+    time::{Instant, timeout_at},
 };
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_rustls::{LazyConfigAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
+pub use crate::serving::handshakes::{DEFAULT_MAX_HANDSHAKES, HandshakeLimits};
 use crate::{
+    serving::handshakes::{Ended, Slots, count},
     trust::identity::PeerIdentity,
     trust::revocation::{Guarded, Revoked, serial_of},
 };
@@ -98,16 +101,9 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// Handshakes a listener runs at once unless configured otherwise.
-pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
-
-/// Accepts connections on `listener` until the returned stream is dropped. Handshakes
-/// run concurrently (a slow or hostile client cannot stall the accept loop), at most
-/// `max_handshakes` at once (a TCP connection beyond is closed at once, so
-/// unauthenticated clients cannot pile up tasks), and are cut off after
-/// `handshake_timeout`. The current TLS configuration is read from `config` for
-/// each new connection, so certificates can be swapped without a restart; each
-/// connection is closed as soon as `revoked` names its peer's certificate.
+/// Accepts connections on `listener` until the returned stream is dropped, with
+/// `handshake_timeout` and `max_handshakes` as given and the other
+/// [`HandshakeLimits`] at their defaults; see [`authenticated_incoming_with_limits`].
 pub fn authenticated_incoming(
     listener: TcpListener,
     config: watch::Receiver<Arc<ServerConfig>>,
@@ -115,8 +111,35 @@ pub fn authenticated_incoming(
     handshake_timeout: Duration,
     max_handshakes: usize,
 ) -> ReceiverStream<io::Result<AuthenticatedStream>> {
+    authenticated_incoming_with_limits(
+        listener,
+        config,
+        revoked,
+        HandshakeLimits::new(handshake_timeout, max_handshakes),
+    )
+}
+
+/// Accepts connections on `listener` until the returned stream is dropped. Handshakes
+/// run concurrently (a slow or hostile client cannot stall the accept loop), each
+/// holding a slot of the listener's and one of its source address's: a TCP connection
+/// beyond `limits.max_pending`, or beyond `limits.max_pending_per_source` from its
+/// source, is closed at once, so unauthenticated clients cannot pile up tasks and one
+/// host cannot keep everyone else out. A connection must send its whole ClientHello
+/// within `limits.client_hello_timeout` and finish the handshake within
+/// `limits.timeout`, both from the accept. The current TLS configuration is read
+/// from `config` for each new connection, so certificates can be swapped without a
+/// restart; each connection is closed as soon as `revoked` names its peer's
+/// certificate. How each handshake ended is counted ([`handshake_counts`]).
+///
+/// [`handshake_counts`]: crate::serving::handshakes::handshake_counts
+pub fn authenticated_incoming_with_limits(
+    listener: TcpListener,
+    config: watch::Receiver<Arc<ServerConfig>>,
+    revoked: watch::Receiver<Arc<Revoked>>,
+    limits: HandshakeLimits,
+) -> ReceiverStream<io::Result<AuthenticatedStream>> {
     let (tx, rx) = mpsc::channel(64);
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
+    let slots = Slots::new(&limits);
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -132,29 +155,29 @@ pub fn authenticated_incoming(
                     continue;
                 }
             };
-            let Ok(slot) = handshakes.clone().try_acquire_owned() else {
-                tracing::debug!(%remote_addr, "connection closed: too many handshakes in progress");
-                continue;
+            // Dropping `tcp` closes it: nothing is read from or spent on it.
+            let slot = match slots.take(remote_addr.ip()) {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    count(refused);
+                    tracing::debug!(%remote_addr, outcome = refused.label(), "connection closed on arrival");
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(config.borrow().clone());
-            let tx = tx.clone();
-            let revoked = revoked.clone();
+            let (tx, config, revoked) = (tx.clone(), config.clone(), revoked.clone());
             tokio::spawn(async move {
+                // Held until the connection is handed on or closed, panics included.
                 let _slot = slot;
-                match tokio::time::timeout(
-                    handshake_timeout,
-                    handshake(acceptor, tcp, remote_addr, revoked),
-                )
-                .await
-                {
-                    Ok(Ok(stream)) => {
+                match handshake(config, tcp, remote_addr, revoked, &limits).await {
+                    Ok(stream) => {
+                        count(Ended::Completed);
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(reason)) => {
-                        tracing::debug!(%remote_addr, %reason, "connection refused at handshake");
+                    Err((ended, reason)) => {
+                        count(ended);
+                        tracing::debug!(%remote_addr, outcome = ended.label(), %reason, "connection refused at handshake");
                     }
-                    Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
                 }
             });
         }
@@ -162,21 +185,51 @@ pub fn authenticated_incoming(
     ReceiverStream::new(rx)
 }
 
+/// The TLS handshake and the peer's identity. The ClientHello is read whole by
+/// rustls' `Acceptor` (tokio-rustls' `LazyConfigAcceptor`: TLS records read and
+/// reassembled until the ClientHello parses, a fatal alert on anything else) before
+/// the first deadline; the TLS configuration in force is taken once it has arrived.
 async fn handshake(
-    acceptor: TlsAcceptor,
+    config: watch::Receiver<Arc<ServerConfig>>,
     tcp: TcpStream,
     remote_addr: SocketAddr,
     revoked: watch::Receiver<Arc<Revoked>>,
-) -> Result<AuthenticatedStream, String> {
-    let stream = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+    limits: &HandshakeLimits,
+) -> Result<AuthenticatedStream, (Ended, String)> {
+    let failed = |e: io::Error| (Ended::Failed, e.to_string());
+    let accepted = Instant::now();
+    let deadline = accepted + limits.timeout;
+    let hello_deadline = deadline.min(accepted + limits.client_hello_timeout);
+    let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+    let start = timeout_at(hello_deadline, hello)
+        .await
+        .map_err(|_| {
+            (
+                Ended::ClientHelloTimeout,
+                "no ClientHello in time".to_owned(),
+            )
+        })?
+        .map_err(failed)?;
+    let server_config = config.borrow().clone();
+    let stream = timeout_at(deadline, start.into_stream(server_config))
+        .await
+        .map_err(|_| {
+            (
+                Ended::HandshakeTimeout,
+                "handshake not finished in time".to_owned(),
+            )
+        })?
+        .map_err(failed)?;
+    let refused = |reason: String| (Ended::Failed, reason);
     let leaf = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .ok_or("no client certificate")?;
-    let identity = PeerIdentity::from_certificate(leaf).map_err(|e| e.to_string())?;
-    let serial = serial_of(leaf).ok_or("the client certificate does not parse")?;
+        .ok_or_else(|| refused("no client certificate".to_owned()))?;
+    let identity = PeerIdentity::from_certificate(leaf).map_err(|e| refused(e.to_string()))?;
+    let serial = serial_of(leaf)
+        .ok_or_else(|| refused("the client certificate does not parse".to_owned()))?;
     Ok(AuthenticatedStream {
         inner: Guarded::new(stream, serial, revoked),
         info: PeerInfo {
@@ -184,4 +237,72 @@ async fn handshake(
             identity,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::trust::{
+        pki::{DevCa, write_leaf},
+        tls::TlsFiles,
+    };
+
+    /// A ClientHello begun and never finished holds its slot only until the ClientHello
+    /// timeout, not the whole handshake timeout.
+    #[tokio::test]
+    async fn a_client_hello_never_finished_is_cut_off_at_its_own_timeout() {
+        crate::trust::tls::install_crypto_provider();
+        let dir = std::env::temp_dir().join(format!("tongban-incoming-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ca = DevCa::generate("test CA").unwrap();
+        let leaf = ca
+            .issue(&PeerIdentity::Gateway, Duration::from_secs(3600))
+            .unwrap();
+        let (cert, key) = write_leaf(&dir, &PeerIdentity::Gateway, &leaf).unwrap();
+        ca.write(&dir).unwrap();
+        let files = TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert,
+            key,
+            crl: None,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_keep, config) = watch::channel(files.server_config().unwrap());
+        let _incoming = authenticated_incoming_with_limits(
+            listener,
+            config,
+            watch::channel(Default::default()).1,
+            HandshakeLimits {
+                timeout: Duration::from_secs(10),
+                client_hello_timeout: Duration::from_millis(300),
+                max_pending: 4,
+                max_pending_per_source: 4,
+            },
+        );
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        // A handshake record announcing 512 bytes, of which the first few arrive.
+        tcp.write_all(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ])
+        .await
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "not closed within 5 s: {read:?}"
+        );
+        let after = t0.elapsed();
+        assert!(
+            after >= Duration::from_millis(250) && after < Duration::from_secs(3),
+            "closed after {after:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -24,7 +24,8 @@ use tongban_proto::{
     contract::metadata,
     v1::{
         Applicant, Application, DeliverApplicationRequest, DeliverApplicationResponse,
-        LookupLicenseRequest, LookupPurpose, VerifyIdentityRequest, gateway_client::GatewayClient,
+        LookupLicenseRequest, LookupPurpose, MaterialRef, MaterialSource, VerifyIdentityRequest,
+        gateway_client::GatewayClient,
     },
 };
 use tongban_runtime::trust::identity::PeerIdentity;
@@ -313,6 +314,26 @@ fn portal_cases(base: &Value) -> Vec<PortalCase> {
         filing_with(base, |f| f["form"]["favourite_colour"] = "蓝".into()),
         422,
         Some("form.favourite_colour"),
+    );
+    // Fan-out: one license cited over and over would be as many lookups at the gateway
+    // and access-log writes at the issuer; refused on the count before any is read.
+    let cited = json!({"material_id": "id_card", "source": "license", "reference": "440000-RCN-1"});
+    case(
+        "one material cited 1,000 times".into(),
+        filing_with(base, |f| f["materials"] = json!(vec![cited; 1000])),
+        422,
+        Some("materials"),
+    );
+    case(
+        "a material given again with another reference".into(),
+        filing_with(base, |f| {
+            f["materials"] = json!([
+                {"material_id": "referral_certificate", "source": "upload", "reference": "f00d"},
+                {"material_id": "referral_certificate", "source": "upload", "reference": "beef"},
+            ])
+        }),
+        422,
+        Some("materials[1].reference"),
     );
     // Bodies.
     // Just over the limit: it fits the socket buffers, so the client always reads the
@@ -835,6 +856,22 @@ async fn node_rows(channel: Channel, good: &Application) -> Vec<GrpcRow> {
         &|a: &mut Application| a.target_region = "110000".into(),
         Code::NotFound,
         Some("target_region"),
+        &[],
+    ));
+    pending.push(deliver(
+        "delivered with one material 10,000 times",
+        &|a: &mut Application| {
+            a.materials = vec![
+                MaterialRef {
+                    material_id: "referral_certificate".into(),
+                    source: MaterialSource::Upload as i32,
+                    reference: "f00d".into(),
+                };
+                10_000
+            ]
+        },
+        Code::InvalidArgument,
+        Some("application.materials"),
         &[],
     ));
     pending.push(deliver(

@@ -11,10 +11,12 @@
 
 mod audit;
 mod console;
+mod fan_out;
 mod faults;
 mod federation;
 mod fuzz_seeds;
 mod gateway_server;
+mod handshake_flood;
 mod hostile;
 mod kit;
 mod layout;
@@ -27,7 +29,9 @@ mod platforms;
 mod prometheus;
 mod recognition;
 mod reflection_clients;
+mod reset_storm;
 mod revocation;
+mod slowloris;
 mod traces;
 mod trust;
 mod upstream;

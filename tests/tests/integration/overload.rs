@@ -724,8 +724,8 @@ async fn silent_connections_fill_the_handshake_slots_only_until_closed_or_timed_
     .await;
     replay(&mut client(&t, "31").await, &case).await.unwrap();
 
-    // Held again and never closed: the gateway cuts them off at its handshake timeout
-    // (5 s in the kit's configs), and a real client is served again.
+    // Held again and never closed: the gateway cuts them off at its ClientHello timeout
+    // (2 s by default), and a real client is served again.
     let silent = hold_every_slot(addr, CAP, &files).await;
     eventually(WAIT, "the gateway closing silent connections", || async {
         silent.iter().all(closed_by_server).then_some(())

@@ -1,14 +1,19 @@
 //! The gateway's connection pool to nodes, driven directly against real nodes: endpoint
 //! failover, reconnection after a node restarts, and outlier ejection of an endpoint
-//! that stops answering.
+//! that stops answering (its calls' deadlines run out) but never of one whose calls are
+//! given up before their deadline (a caller's own cancellation; through a real gateway
+//! in `reset_storm.rs`).
 
 // Test helpers may panic: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tongban_gateway::upstream::{NodePool, UpstreamError};
+use tongban_gateway::{
+    ejection::{Deadline, MIN_COUNTED_DEADLINE},
+    upstream::{NodePool, UpstreamError},
+};
 use tongban_kit::LinkMode;
 use tongban_kit::testing::{TestFederation, eventually, start};
 use tongban_runtime::{trust::identity::PeerIdentity, trust::tls::ClientSettings};
@@ -26,6 +31,15 @@ fn pool(t: &TestFederation, urls: &[String]) -> NodePool {
 
 /// One `grpc.health.v1.Health/Check` through the pool; the call's `grpc-status`.
 async fn health_check(pool: &NodePool) -> Result<String, UpstreamError> {
+    health_check_under(pool, Duration::from_secs(10)).await
+}
+
+/// A health check under a deadline of `within` from now.
+async fn health_check_under(pool: &NodePool, within: Duration) -> Result<String, UpstreamError> {
+    let deadline = Deadline {
+        from: Instant::now(),
+        within,
+    };
     let (parts, ()) = http::Request::builder()
         .method("POST")
         .header("content-type", "application/grpc")
@@ -35,7 +49,9 @@ async fn health_check(pool: &NodePool) -> Result<String, UpstreamError> {
         .into_parts();
     // An empty HealthCheckRequest: uncompressed flag, zero length.
     let body = Bytes::from_static(&[0, 0, 0, 0, 0]);
-    let (response, report) = pool.call(parts.headers, HEALTH_CHECK, body.into()).await?;
+    let (response, report) = pool
+        .call(parts.headers, HEALTH_CHECK, body.into(), deadline)
+        .await?;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
     while let Some(chunk) = body.data().await {
@@ -99,12 +115,20 @@ async fn a_restarted_node_is_reconnected() {
     t.shutdown().await;
 }
 
-/// A health check given up after `limit`, as the gateway gives up a call at its deadline.
+/// A health check under a deadline of `limit`, given up when it runs out.
 async fn health_check_within(pool: &NodePool, limit: Duration) -> Option<String> {
-    tokio::time::timeout(limit, health_check(pool))
+    tokio::time::timeout(limit, health_check_under(pool, limit))
         .await
         .ok()
         .and_then(Result::ok)
+}
+
+/// A health check under a deadline of `within`, given up (as a caller resets its call)
+/// after `after`.
+async fn health_check_given_up(pool: &NodePool, within: Duration, after: Duration) -> bool {
+    tokio::time::timeout(after, health_check_under(pool, within))
+        .await
+        .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +144,8 @@ async fn an_endpoint_that_stops_answering_is_ejected_then_probed_back() {
             format!("https://{node}"),
         ],
     );
-    let limit = Duration::from_millis(300);
+    // The shortest deadline whose running out counts against a node.
+    let limit = MIN_COUNTED_DEADLINE;
     for _ in 0..4 {
         assert_eq!(
             health_check_within(&pool, limit).await.as_deref(),
@@ -129,8 +154,27 @@ async fn an_endpoint_that_stops_answering_is_ejected_then_probed_back() {
     }
 
     // The proxied endpoint's connection stays open but nothing passes: calls on it go
-    // unanswered until given up. After 5 in a row it is ejected.
+    // unanswered. Given up by their caller long before their deadline, they say nothing
+    // of the endpoint: not ejected however many.
     proxy.set(LinkMode::Blackhole);
+    let mut given_up = 0;
+    for _ in 0..40 {
+        if !health_check_given_up(&pool, Duration::from_secs(10), Duration::from_millis(20)).await {
+            given_up += 1;
+        }
+    }
+    assert!(
+        given_up >= 15,
+        "only {given_up} of 40 calls hit the silent endpoint"
+    );
+    let health = pool.health();
+    assert_eq!(
+        health[0].backing_off, None,
+        "ejected by {given_up} cancellations"
+    );
+    assert_eq!(health[0].ejections, 0);
+
+    // Unanswered until their deadline runs out: after 5 in a row it is ejected.
     let mut unanswered = 0;
     for _ in 0..40 {
         if health_check_within(&pool, limit).await.is_none() {
@@ -145,6 +189,7 @@ async fn an_endpoint_that_stops_answering_is_ejected_then_probed_back() {
     assert!(reason.contains("ejected"), "{reason}");
     assert!(!health[0].up(), "an ejected endpoint counts as down");
     assert_eq!(unanswered, 5, "ejected after five unanswered calls");
+    assert_eq!(health[0].ejections, 1);
     // Ejected, it is skipped: every call lands on the healthy endpoint at once.
     let started = std::time::Instant::now();
     for _ in 0..10 {
@@ -164,7 +209,8 @@ async fn an_endpoint_that_stops_answering_is_ejected_then_probed_back() {
     })
     .await;
     println!(
-        "ejected after {unanswered} unanswered calls; restored: {:?}",
+        "{given_up} calls given up before their deadline: not ejected; ejected after \
+         {unanswered} calls ran out their deadline; restored: {:?}",
         pool.health()[0]
     );
     t.shutdown().await;
