@@ -15,16 +15,15 @@
 //! IPv4-mapped IPv6 address (a dual-stack listener) is the IPv4 address.
 
 use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv6Addr},
+    net::IpAddr,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use crate::serving::connection_slots::{self, ConnectionSlots, Refusal};
 
 /// Handshakes a listener runs at once unless configured otherwise.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
@@ -119,64 +118,30 @@ pub fn handshake_counts() -> [(Ended, u64); 6] {
     Ended::ALL.map(|ended| (ended, COUNTS[ended as usize].load(Ordering::Relaxed)))
 }
 
-/// The key a source's handshakes are counted under.
-fn source_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
-        },
-    }
-}
-
-/// A listener's handshake slots.
+/// A listener's handshake slots: one of the listener's and one of its source's per
+/// handshake, the same guards the plain HTTP listeners count connections with
+/// ([`crate::serving::connection_slots`], sources keyed by its `client_key`).
 #[derive(Debug)]
 pub(crate) struct Slots {
-    overall: Arc<Semaphore>,
-    per_source: usize,
-    /// Handshakes in progress by source; a source is here only while it has one, so
-    /// the map never holds more entries than there are slots (plus one being refused).
-    sources: Mutex<HashMap<IpAddr, usize>>,
+    inner: ConnectionSlots,
+    #[cfg(test)]
+    overall: usize,
 }
 
 /// The slots one handshake holds; dropping it gives them back.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    _overall: OwnedSemaphorePermit,
-    _source: SourceSlot,
-}
-
-#[derive(Debug)]
-struct SourceSlot {
-    slots: Arc<Slots>,
-    source: IpAddr,
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        // A poisoned lock still holds consistent counts: nothing panics while holding it.
-        let mut sources = self
-            .slots
-            .sources
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = sources.get_mut(&self.source) {
-            *n -= 1;
-            if *n == 0 {
-                sources.remove(&self.source);
-            }
-        }
-    }
+    _inner: connection_slots::Slot,
 }
 
 impl Slots {
     pub(crate) fn new(limits: &HandshakeLimits) -> Arc<Self> {
         let overall = limits.max_pending.max(1);
+        let per_source = limits.max_pending_per_source.clamp(1, overall);
         Arc::new(Self {
-            overall: Arc::new(Semaphore::new(overall)),
-            per_source: limits.max_pending_per_source.clamp(1, overall),
-            sources: Mutex::new(HashMap::new()),
+            inner: ConnectionSlots::new(overall, per_source),
+            #[cfg(test)]
+            overall,
         })
     }
 
@@ -184,39 +149,20 @@ impl Slots {
     /// is checked first, so a source over its share is counted as such even while the
     /// listener is full.
     pub(crate) fn take(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Ended> {
-        let source = source_of(ip);
-        {
-            let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = sources.entry(source).or_insert(0);
-            if *n >= self.per_source {
-                return Err(Ended::RefusedPerSource);
-            }
-            *n += 1;
-        }
-        // From here the guard gives the source's slot back, also when the listener's
-        // own slots are all taken.
-        let source = SourceSlot {
-            slots: self.clone(),
-            source,
-        };
-        let overall = self
-            .overall
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Ended::RefusedBusy)?;
-        Ok(Slot {
-            _overall: overall,
-            _source: source,
-        })
+        self.inner
+            .try_take(ip)
+            .map(|slot| Slot { _inner: slot })
+            .map_err(|refusal| match refusal {
+                Refusal::Full => Ended::RefusedBusy,
+                Refusal::ClientShare => Ended::RefusedPerSource,
+            })
     }
 
+    /// Slots free at the listener, and held by sources.
     #[cfg(test)]
     fn held(&self) -> (usize, usize) {
-        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        (
-            self.overall.available_permits(),
-            sources.values().sum::<usize>(),
-        )
+        let open = self.inner.open();
+        (self.overall - open, open)
     }
 }
 
@@ -252,10 +198,7 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(slots.held(), (8, 0));
-        assert!(
-            slots.sources.lock().unwrap().is_empty(),
-            "no source left behind"
-        );
+        assert_eq!(slots.inner.open(), 0, "no source left behind");
     }
 
     #[test]
@@ -270,8 +213,21 @@ mod tests {
 
     #[test]
     fn the_share_is_capped_by_the_slots_and_at_least_one() {
-        assert_eq!(slots(3, 16).per_source, 3);
-        assert_eq!(slots(3, 0).per_source, 1);
+        // A share over the slots is the slots: one source may take them all, and no more.
+        let wide = slots(3, 16);
+        let _all: Vec<Slot> = (0..3).map(|_| wide.take(ip("10.0.0.1")).unwrap()).collect();
+        assert_eq!(
+            wide.take(ip("10.0.0.1")).unwrap_err(),
+            Ended::RefusedPerSource
+        );
+        assert_eq!(wide.take(ip("10.0.0.2")).unwrap_err(), Ended::RefusedBusy);
+        // A share of 0 is 1.
+        let narrow = slots(3, 0);
+        let _one = narrow.take(ip("10.0.0.1")).unwrap();
+        assert_eq!(
+            narrow.take(ip("10.0.0.1")).unwrap_err(),
+            Ended::RefusedPerSource
+        );
     }
 
     #[test]
