@@ -132,6 +132,11 @@ impl ConnectionSlots {
         })
     }
 
+    /// Slots free now at the listener.
+    pub fn free(&self) -> usize {
+        self.total.available_permits()
+    }
+
     /// Connections holding a slot now.
     pub fn open(&self) -> usize {
         self.per_client
