@@ -97,7 +97,7 @@ pub async fn serve<I>(
     let settings = Arc::new(settings);
     let mut connections = JoinSet::new();
     // Open connections per identity; only this loop touches it.
-    let mut open: HashMap<PeerIdentity, usize> = HashMap::new();
+    let mut open = OpenPerIdentity::default();
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
     loop {
@@ -106,41 +106,35 @@ pub async fn serve<I>(
             next = incoming.next() => match next {
                 Some(Ok(stream)) => {
                     let identity = stream.peer().identity.clone();
-                    let count = open.entry(identity.clone()).or_insert(0);
-                    if *count >= settings.max_connections_per_identity {
+                    if let Err(count) = open.admit(&identity, settings.max_connections_per_identity) {
                         tracing::warn!(
                             %identity,
-                            open = *count,
+                            open = count,
                             remote = %stream.peer().remote_addr,
                             "connection closed: this identity has the most connections allowed"
                         );
                         continue;
                     }
-                    *count += 1;
                     let serve = serve_connection(
                         stream,
                         services.clone(),
                         settings.clone(),
                         shutdown.clone(),
                     );
-                    connections.spawn(async move {
-                        serve.await;
-                        identity
-                    });
+                    let task = connections.spawn(serve);
+                    open.spawned(task.id(), identity);
                 }
                 Some(Err(error)) => tracing::debug!(%error, "incoming connection failed"),
                 None => break,
             },
-            // Reap finished connections so the set does not grow.
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Ok(identity) = done
-                    && let Some(count) = open.get_mut(&identity)
-                {
-                    *count -= 1;
-                    if *count == 0 {
-                        open.remove(&identity);
-                    }
-                }
+            // Reap finished connections so the set does not grow; a connection task
+            // that panicked gives its identity's slot back like one that returned.
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let task = match &done {
+                    Ok((task, ())) => *task,
+                    Err(error) => error.id(),
+                };
+                open.ended(task);
             }
         }
     }
@@ -156,6 +150,44 @@ pub async fn serve<I>(
         );
         connections.abort_all();
         while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Connections open per identity, by the task that serves each.
+#[derive(Default)]
+struct OpenPerIdentity {
+    counts: HashMap<PeerIdentity, usize>,
+    tasks: HashMap<tokio::task::Id, PeerIdentity>,
+}
+
+impl OpenPerIdentity {
+    /// Counts a new connection of `identity`, or says how many it holds already when
+    /// that is `max`.
+    fn admit(&mut self, identity: &PeerIdentity, max: usize) -> Result<(), usize> {
+        let count = self.counts.entry(identity.clone()).or_insert(0);
+        if *count >= max {
+            return Err(*count);
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// The connection just admitted is served by `task`.
+    fn spawned(&mut self, task: tokio::task::Id, identity: PeerIdentity) {
+        self.tasks.insert(task, identity);
+    }
+
+    /// `task` ended, however it ended: its identity's slot is given back.
+    fn ended(&mut self, task: tokio::task::Id) {
+        let Some(identity) = self.tasks.remove(&task) else {
+            return;
+        };
+        if let Some(count) = self.counts.get_mut(&identity) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&identity);
+            }
+        }
     }
 }
 
@@ -444,5 +476,35 @@ impl HttpBody for IncomingBody {
 
     fn is_end_stream(&self) -> bool {
         self.done || self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection task that panics gives its identity's slot back (it used to keep
+    /// it, until the identity could open no connection at all).
+    #[tokio::test]
+    async fn a_panicking_connection_task_gives_its_identity_slot_back() {
+        let identity = PeerIdentity::Gateway;
+        let mut open = OpenPerIdentity::default();
+        let mut tasks = JoinSet::new();
+        assert!(open.admit(&identity, 1).is_ok());
+        let task = tasks.spawn(async { panic!("connection task fails") });
+        open.spawned(task.id(), identity.clone());
+        assert_eq!(open.admit(&identity, 1), Err(1));
+        let Some(done) = tasks.join_next_with_id().await else {
+            panic!("one task was spawned");
+        };
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(error) => {
+                assert!(error.is_panic());
+                error.id()
+            }
+        };
+        open.ended(id);
+        assert!(open.admit(&identity, 1).is_ok(), "the slot came back");
     }
 }
