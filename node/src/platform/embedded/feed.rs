@@ -68,6 +68,20 @@ fn parse_cursor(cursor: &str) -> Result<i64, PlatformError> {
         .ok_or_else(|| PlatformError::Contract(format!("unknown cursor {cursor:?}")))
 }
 
+/// Where a page of either feed ends: its last item's cursor (the one asked after, for
+/// an empty page), and whether more may follow (the page is full).
+fn page_end<T>(
+    items: &[T],
+    asked: &str,
+    limit: u32,
+    cursor: impl Fn(&T) -> &String,
+) -> (String, bool) {
+    let next = items
+        .last()
+        .map_or_else(|| asked.to_owned(), |i| cursor(i).clone());
+    (next, items.len() as u32 == limit)
+}
+
 impl EmbeddedPlatform {
     /// Status changes after `cursor`, oldest first, at most `limit` (capped at 1000).
     pub async fn case_events_after(
@@ -109,17 +123,10 @@ impl EmbeddedPlatform {
                         previous: previous.and_then(|p| Stage::try_from(p).ok()),
                     })
                 })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    out.push(row?);
-                }
-                Ok(out)
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await?;
-        let more = events.len() as u32 == limit;
-        let next_cursor = events
-            .last()
-            .map_or_else(|| cursor.to_owned(), |e| e.cursor.clone());
+        let (next_cursor, more) = page_end(&events, cursor, limit, |e| &e.cursor);
         Ok(EventPage {
             events,
             next_cursor,
@@ -150,17 +157,10 @@ impl EmbeddedPlatform {
                         revoked_ms: r.get(3)?,
                     })
                 })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    out.push(row?);
-                }
-                Ok(out)
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await?;
-        let more = revocations.len() as u32 == limit;
-        let next_cursor = revocations
-            .last()
-            .map_or_else(|| cursor.to_owned(), |r| r.cursor.clone());
+        let (next_cursor, more) = page_end(&revocations, cursor, limit, |r| &r.cursor);
         Ok(RevocationPage {
             revocations,
             next_cursor,
