@@ -18,6 +18,9 @@
 //!   shutdown ([`process::shutdown`]), reloads ([`process::reload`]), working folders
 //!   tools create and may wipe ([`process::workdir`]), the open-files limit
 //!   ([`process::open_files`]).
+//! - [`postgres`]: PostgreSQL for node replicas and the gateways' shared revocation log —
+//!   connection settings ([`postgres::config`]), schema steps several processes may run
+//!   at once ([`postgres::migrate`]), wake-ups by LISTEN/NOTIFY ([`postgres::listen`]).
 
 pub mod trust {
     //! Who a peer is and how that is proven.
@@ -51,6 +54,13 @@ pub mod observability {
     pub mod process_metrics;
     pub mod trace_context;
     pub mod traces;
+}
+
+pub mod postgres {
+    //! PostgreSQL shared by several processes.
+    pub mod config;
+    pub mod listen;
+    pub mod migrate;
 }
 
 pub mod process {
