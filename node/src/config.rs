@@ -11,6 +11,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 use tongban_runtime::serving::handshakes::HandshakeLimits;
+mod store;
+
+pub use store::{PostgresStore, StoreConfig};
+
 use tongban_runtime::{
     process::config::{self, ConfigError},
     serving::plain_http::HttpLimits,
@@ -31,8 +35,10 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// How to reach the national gateway.
     pub gateway: GatewayLink,
-    /// The node's own SQLite database (applications, receipts, outbox, idempotency keys).
-    pub store: PathBuf,
+    /// The node's own state (applications, receipts, outbox, idempotency keys, the
+    /// keyed-hash secret): a SQLite file (`store = "node.sqlite"`, the default kind) or
+    /// a `[store]` table naming PostgreSQL, which several replicas of the node share.
+    pub store: StoreConfig,
     /// The province's platform that handles cases.
     pub platform: PlatformConfig,
     /// Outbox delivery and retry behaviour.
@@ -512,6 +518,23 @@ impl NodeConfig {
                 "must be at least 1",
             ));
         }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            // Claims are renewed every third of the lease, checked at least every poll.
+            let floor = (self.outbox.poll_interval * 3).max(Duration::from_secs(3));
+            if pg.lease < floor {
+                return Err(ConfigError::field(
+                    origin,
+                    "store.lease",
+                    format!(
+                        "must be at least {} (three outbox polls, and 3 s)",
+                        humantime_serde::re::humantime::format_duration(floor)
+                    ),
+                ));
+            }
+            if pg.url.trim().is_empty() {
+                return Err(ConfigError::field(origin, "store.url", "is empty"));
+            }
+        }
         Ok(())
     }
 
@@ -533,7 +556,7 @@ impl NodeConfig {
 impl config::FilePaths for NodeConfig {
     fn file_paths(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = self.tls.file_paths();
-        paths.push(&mut self.store);
+        paths.extend(self.store.file_paths());
         paths.push(&mut self.audit.file);
         paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
         match &mut self.platform {
@@ -555,10 +578,47 @@ mod tests {
             let path = dir.join(format!("node-{r}.toml"));
             let config = NodeConfig::load(&path).unwrap();
             assert_eq!(config.prefix().unwrap().as_str(), r);
-            assert!(config.store.is_absolute() && config.tls.key.is_absolute());
+            let store = config.store.sqlite_path().unwrap().to_owned();
+            assert!(store.is_absolute() && config.tls.key.is_absolute());
             let again = NodeConfig::load(&path).unwrap();
-            assert_eq!((again.store, again.tls.key), (config.store, config.tls.key));
+            assert_eq!(again.store.sqlite_path(), Some(store.as_path()));
+            assert_eq!(again.tls.key, config.tls.key);
         }
+    }
+
+    /// Both kinds of store read back as written; a wrong key or kind is named.
+    #[test]
+    fn the_store_section_round_trips_and_names_mistakes() {
+        #[derive(Deserialize, Serialize)]
+        struct Doc {
+            store: StoreConfig,
+        }
+        let read = |text: &str| toml::from_str::<Doc>(text).map(|d| d.store);
+        let sqlite = read("store = \"node.db\"").unwrap();
+        assert_eq!(sqlite.sqlite_path(), Some(Path::new("node.db")));
+        let table = read("[store]\nkind = \"sqlite\"\npath = \"n.db\"").unwrap();
+        assert_eq!(table.sqlite_path(), Some(Path::new("n.db")));
+        let pg = read(
+            "[store]\nkind = \"postgres\"\nurl = \"postgres://n@127.0.0.1/db\"\nlease = \"20s\"\n[store.tls]\nmode = \"verify-full\"",
+        )
+        .unwrap();
+        let StoreConfig::Postgres(settings) = &pg else {
+            panic!("{pg:?}")
+        };
+        assert_eq!(settings.lease, Duration::from_secs(20));
+        assert_eq!(settings.tls.mode.as_deref(), Some("verify-full"));
+        let written = toml::to_string(&Doc { store: pg.clone() }).unwrap();
+        let again = read(&written).unwrap();
+        assert!(
+            matches!(again, StoreConfig::Postgres(p) if p.url == settings.url),
+            "{written}"
+        );
+        let typo = read("[store]\nkind = \"postgres\"\nurl = \"x\"\nleese = \"1s\"")
+            .err()
+            .unwrap();
+        assert!(typo.to_string().contains("leese"), "{typo}");
+        let kind = read("[store]\nkind = \"mysql\"").err().unwrap();
+        assert!(kind.to_string().contains("mysql"), "{kind}");
     }
 
     #[test]

@@ -75,6 +75,10 @@ impl Forwarder {
         let stop = shutdown.wait();
         tokio::pin!(stop);
         let mut next_prune = tokio::time::Instant::now();
+        // On a store shared by replicas, claims on entries in flight are renewed well
+        // within their lease, so only a replica that stopped loses them.
+        let renew_every = this.store.lease().map(|lease| lease / 3);
+        let mut next_renew = tokio::time::Instant::now();
         let mut in_flight: JoinSet<(OutboxEntry, Attempt)> = JoinSet::new();
         let in_flight_max = this.settings.batch_size as usize;
         // Entries in flight (id → target), and the task attempting each.
@@ -84,6 +88,12 @@ impl Forwarder {
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
                 this.prune().await;
+            }
+            if let Some(every) = renew_every
+                && tokio::time::Instant::now() >= next_renew
+            {
+                next_renew = tokio::time::Instant::now() + every;
+                this.renew_claims(busy.keys().copied().collect()).await;
             }
             let free = in_flight_max.saturating_sub(in_flight.len());
             if free > 0 {
@@ -98,10 +108,12 @@ impl Forwarder {
                     .await
                 {
                     Ok(due) => {
+                        let mut skipped = Vec::new();
                         for entry in due {
                             let province = crate::metrics::province(&entry.target_region);
                             let n = per_target.entry(province.clone()).or_default();
                             if *n >= IN_FLIGHT_PER_TARGET || busy.len() >= in_flight_max {
+                                skipped.push(entry.id);
                                 continue;
                             }
                             *n += 1;
@@ -113,6 +125,8 @@ impl Forwarder {
                             });
                             tasks.insert(task.id(), id);
                         }
+                        // Claimed but not taken now: free for the other replicas at once.
+                        this.release_claims(skipped).await;
                     }
                     Err(error) => tracing::error!(%error, "outbox scan failed"),
                 }
@@ -120,7 +134,11 @@ impl Forwarder {
             // Shutdown does not wait for attempts in flight: one cut short leaves its
             // entry pending, and the receiver applies a resend once (same key).
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => {
+                    // The claims of attempts cut short go back to the other replicas.
+                    this.release_claims(busy.keys().copied().collect()).await;
+                    return;
+                }
                 Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                     let task = match &done {
                         Ok((task, _)) => *task,
@@ -146,6 +164,27 @@ impl Forwarder {
                 _ = this.wake.notified() => {}
                 _ = tokio::time::sleep(this.settings.poll_interval) => {}
             }
+        }
+    }
+
+    /// Renews this replica's claims on the entries it is attempting (a store shared by
+    /// replicas; nothing to do otherwise).
+    async fn renew_claims(&self, ids: Vec<i64>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.renew_outbox_leases(ids).await {
+            tracing::warn!(%error, "outbox claims not renewed; other replicas may take them over");
+        }
+    }
+
+    /// Hands claims back to the other replicas (entries claimed but not attempted).
+    async fn release_claims(&self, ids: Vec<i64>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.release_outbox(ids).await {
+            tracing::warn!(%error, "outbox claims not released; they lapse with their lease");
         }
     }
 

@@ -5,10 +5,14 @@
 //! - [`filing`]: a filing at the portal, phase by phase (check against the catalog and
 //!   the shared rule set, recognition through the federation, composition of
 //!   application and receipt, the durable write, a resumed pre-review).
-//! - [`store`]: the node's durable SQLite store: applications, receipts, the outbox and
-//!   the idempotency keys of deliveries received, one submodule per job.
+//! - [`store`]: the node's durable store, on SQLite (one process) or PostgreSQL (several
+//!   replicas): applications, receipts, the outbox and the idempotency keys of
+//!   deliveries received; [`backup`] copies and restores it with the register its
+//!   keyed-hash secret keys.
 //! - [`sqlite`]: the SQLite connection and versioned schema migrations that both the
 //!   store and the embedded platform use.
+//! - [`instants`]: instants as the databases keep them (Unix milliseconds); [`db_error`]:
+//!   what a database call fails with, on either kind of store.
 //! - [`forwarder`]: drains the outbox through the gateway with retries, so whatever was
 //!   acknowledged reaches its handling region; [`gateway_client`] is its client,
 //!   [`gateway_replicas`] the channels to the gateway replicas and the balance over them.
@@ -36,10 +40,12 @@
 //! - [`crash_point`]: named points where a fault test makes the process abort.
 
 pub mod audit;
+pub mod backup;
 pub mod catalog_copy;
 pub mod config;
 pub mod context;
 pub mod crash_point;
+pub mod db_error;
 pub mod delivery;
 pub mod error;
 pub mod federation;
@@ -47,6 +53,7 @@ pub mod filing;
 pub mod forwarder;
 pub mod gateway_client;
 pub mod gateway_replicas;
+pub mod instants;
 pub mod issuer;
 pub mod metrics;
 pub mod observe;

@@ -108,6 +108,19 @@ impl NodeListeners {
     }
 }
 
+/// Opens the store the config names: a SQLite file, or PostgreSQL shared with the
+/// node's other replicas.
+pub async fn open_store(config: &crate::config::StoreConfig) -> Result<Store, NodeStartError> {
+    Ok(match config {
+        crate::config::StoreConfig::Sqlite(path) => Store::open(path)?,
+        crate::config::StoreConfig::Postgres(pg) => {
+            let replica = pg.replica_name();
+            tracing::info!(database = %pg.database().display_url(), %replica, "store on PostgreSQL");
+            Store::open_postgres(&pg.database(), &replica, pg.lease).await?
+        }
+    })
+}
+
 /// A configured node.
 pub struct Node {
     config: NodeConfig,
@@ -133,7 +146,7 @@ impl Node {
         let prefix = config.prefix()?;
         config.tls.server_config()?;
         if let crate::config::PlatformConfig::Embedded { database, .. } = &config.platform
-            && *database == config.store
+            && config.store.sqlite_path() == Some(database.as_path())
         {
             // Each database keeps its schema version in its file header, so two schemas
             // cannot share a file: the second would take itself for set up. Refused
@@ -143,7 +156,7 @@ impl Node {
                 database.display()
             )));
         }
-        let store = Store::open(&config.store)?;
+        let store = open_store(&config.store).await?;
         let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
         // The client side of our TLS, reloaded with the server side (see `reload_tls`).
         let tls = Arc::new(TlsInForce::new(config.tls.read_all()?));
@@ -348,6 +361,10 @@ impl Node {
                 timeout: self.config.recognition.lookup_timeout,
             },
         });
+        // A store shared by replicas wakes this forwarder when another replica queues.
+        if let Some(wake_ups) = self.store.wake_ups(wake.clone(), shutdown.clone()) {
+            tasks.spawn(wake_ups);
+        }
         tasks.spawn(
             Forwarder {
                 ctx: ctx.clone(),

@@ -11,45 +11,16 @@
 use std::{
     path::Path,
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use rusqlite::{Connection, TransactionBehavior};
 
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error("database task failed: {0}")]
-    Join(String),
-    /// The call's own code panicked. Its transaction was rolled back and the connection
-    /// stays usable by the next call.
-    #[error("database call panicked: {0}")]
-    Panicked(String),
-    #[error("database {path}: migrating to schema version {version}: {source}")]
-    Migration {
-        path: String,
-        version: usize,
-        source: rusqlite::Error,
-    },
-    /// The file was migrated by a newer build; running older code on it could misread
-    /// or damage what the newer schema means, so it is refused.
-    #[error("database {path} has schema version {found}; this build knows versions up to {known}")]
-    TooNew {
-        path: String,
-        found: i64,
-        known: usize,
-    },
-    // Lives here, not in the store, because `Db::call` closures return this one error type.
-    #[error("idempotency key {0:?} was used for a different filing")]
-    KeyReused(String),
-}
+use crate::db_error::{FaultNote, lock};
+
+// The error moved to `crate::db_error` (PostgreSQL fails with it too), and the clock
+// to the store; these paths stay for existing callers.
+pub use crate::db_error::StoreError;
+pub use crate::instants::{now_ms, timestamp_ms};
 
 /// A SQLite connection used from async code: calls run on the blocking pool, one at a
 /// time. SQLite serialises writers anyway; one connection keeps transactions simple.
@@ -62,7 +33,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
-    trouble: Arc<Mutex<Option<String>>>,
+    trouble: FaultNote,
 }
 
 impl Db {
@@ -87,17 +58,14 @@ impl Db {
         migrate(&mut conn, path, migrations)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            trouble: Arc::default(),
+            trouble: FaultNote::default(),
         })
     }
 
     /// `Err` with the reason while the database is failing (the last call met a fault
     /// of the disk or the file, or panicked); `Ok` once a call succeeds again.
     pub fn health(&self) -> Result<(), String> {
-        match &*lock(&self.trouble) {
-            Some(reason) => Err(reason.clone()),
-            None => Ok(()),
-        }
+        self.trouble.health()
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -124,45 +92,11 @@ impl Db {
             if !guard.is_autocommit() {
                 let _ = guard.execute_batch("ROLLBACK");
             }
-            *lock(&trouble) = match &result {
-                Err(e) if e.is_fault() => Some(e.to_string()),
-                _ => None,
-            };
+            trouble.note(&result);
             result
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
-    }
-}
-
-/// Locks `mutex` even if a panic poisoned it: what it guards (a connection whose
-/// transaction was rolled back, a health note) is whole again after the panic.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl StoreError {
-    /// Whether this failure is the database's own (disk, file, panic), which the next
-    /// caller would meet too, rather than a caller's (a constraint, a missing row).
-    fn is_fault(&self) -> bool {
-        use rusqlite::ErrorCode as C;
-        match self {
-            Self::Panicked(_) | Self::Join(_) => true,
-            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                C::SystemIoFailure
-                    | C::DiskFull
-                    | C::DatabaseCorrupt
-                    | C::NotADatabase
-                    | C::CannotOpen
-                    | C::ReadOnly
-                    | C::PermissionDenied
-                    | C::DatabaseBusy
-            ),
-            _ => false,
-        }
     }
 }
 
@@ -215,22 +149,6 @@ fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()
 
 fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
-}
-
-/// Milliseconds since the Unix epoch (the databases store instants this way).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A protobuf timestamp from Unix milliseconds.
-pub fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
 }
 
 #[cfg(test)]

@@ -1,17 +1,10 @@
-//! The outbox: calls this node owes to other regions (deliveries, status pushes) and
-//! hand-overs to its own platform, kept until they succeed or are refused for good, so
-//! what was acknowledged is not lost to a crash or an unreachable region.
+//! The outbox, as every backend keeps it: calls this node owes to other regions
+//! (deliveries, status pushes) and hand-overs to its own platform, kept until they
+//! succeed or are refused for good, so what was acknowledged is not lost to a crash or
+//! an unreachable region. Here are its entries' kinds and shapes, their idempotency
+//! keys, and what the citizen reads while one is held.
 
-use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
-use tongban_proto::{
-    contract::retry::Retry,
-    v1::{CaseStatus, Stage},
-};
-
-use super::{database::Store, status::apply_status_tx};
-use crate::sqlite::StoreError;
-use crate::sqlite::now_ms;
+use tongban_proto::v1::Stage;
 use tongban_runtime::observability::trace_context::TraceParent;
 
 /// What an outbox entry asks the forwarder to do.
@@ -43,7 +36,7 @@ impl OutboxKind {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(super) fn parse(s: &str) -> Option<Self> {
         match s {
             "deliver" => Some(Self::Deliver),
             "push_status" => Some(Self::PushStatus),
@@ -127,437 +120,35 @@ pub enum DeadLetterAction {
 
 /// What the citizen reads while a delivery is held as a dead letter. The receiver's
 /// own words stay with the operator: they may quote form values.
-const HELD_DETAIL: &str = "accepted here; the handling region did not take the delivery, \
-    and staff of the filing region are reviewing it";
+pub(super) const HELD_DETAIL: &str = "accepted here; the handling region did not take the \
+    delivery, and staff of the filing region are reviewing it";
 const REPLAYED_DETAIL: &str = "accepted here; delivery to the handling region resumed";
 
-impl Store {
-    /// Queues a status push to the origin region of a case handled here.
-    pub async fn enqueue_push(
-        &self,
-        case_number: String,
-        origin_region: String,
-        one_thing_id: String,
-        request: tongban_proto::v1::PushStatusRequest,
-    ) -> Result<(), StoreError> {
-        let seq = request.status.as_ref().map_or(0, |s| s.sequence);
-        self.db
-            .call(move |conn| {
-                insert_outbox(
-                    conn,
-                    OutboxKind::PushStatus,
-                    &case_number,
-                    &origin_region,
-                    &one_thing_id,
-                    &format!("status:{case_number}:{seq}"),
-                    &request.encode_to_vec(),
-                    now_ms(),
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Queues the publication of a revocation to every gateway replica in `endpoints`.
-    pub async fn enqueue_revocation(
-        &self,
-        request: tongban_proto::v1::PublishRevocationRequest,
-        endpoints: Vec<String>,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let payload = request.encode_to_vec();
-                let now = now_ms();
-                for endpoint in &endpoints {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO outbox (kind, case_number, target_region,
-                            one_thing_id, idempotency_key, payload, next_attempt_ms,
-                            created_ms, gateway_endpoint)
-                         VALUES (?1, ?2, ?3, '', ?4, ?5, ?6, ?6, ?7)",
-                        params![
-                            OutboxKind::Revoke.as_str(),
-                            request.license_id,
-                            request.license_id.get(..6).unwrap_or_default(),
-                            format!("revoke:{}:{endpoint}", request.license_id),
-                            payload,
-                            now,
-                            endpoint
-                        ],
-                    )?;
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Pending outbox entries whose next attempt is due, oldest first, at most
-    /// `per_target` per target province, leaving out those in `in_flight` (being
-    /// attempted now).
-    pub async fn due_outbox(
-        &self,
-        per_target: u32,
-        in_flight: Vec<i64>,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, kind, case_number, target_region, one_thing_id,
-                            idempotency_key, payload, attempts, gateway_endpoint,
-                            COALESCE(
-                                (SELECT trace_parent FROM applications a
-                                 WHERE a.case_number = outbox.case_number),
-                                (SELECT trace_parent FROM inbound i
-                                 WHERE i.case_number = outbox.case_number
-                                   AND i.trace_parent IS NOT NULL LIMIT 1)),
-                            COALESCE(
-                                (SELECT created_ms FROM applications a
-                                 WHERE a.case_number = outbox.case_number),
-                                created_ms),
-                            COALESCE(
-                                (SELECT substr(applicant_masked, 1, 2) FROM applications a
-                                 WHERE a.case_number = outbox.case_number),
-                                (SELECT applicant_home FROM inbound i
-                                 WHERE i.case_number = outbox.case_number
-                                   AND i.applicant_home IS NOT NULL LIMIT 1))
-                     FROM outbox WHERE id IN (
-                        SELECT id FROM (
-                            SELECT id, ROW_NUMBER() OVER (
-                                PARTITION BY substr(target_region, 1, 2) ORDER BY next_attempt_ms, id) AS rank
-                            FROM outbox
-                            WHERE state = 'pending' AND next_attempt_ms <= ?1
-                              AND id NOT IN (SELECT value FROM json_each(?3)))
-                        WHERE rank <= ?2)
-                     ORDER BY next_attempt_ms, id",
-                )?;
-                let rows = stmt.query_map(params![now_ms(), per_target, in_flight], |r| {
-                    let kind: String = r.get(1)?;
-                    let case_number: String = r.get(2)?;
-                    let trace = TraceParent::stored_or_for_case(
-                        r.get::<_, Option<String>>(9)?.as_deref(),
-                        &case_number,
-                    );
-                    Ok((
-                        kind,
-                        OutboxEntry {
-                            id: r.get(0)?,
-                            kind: OutboxKind::Deliver,
-                            case_number,
-                            target_region: r.get(3)?,
-                            one_thing_id: r.get(4)?,
-                            idempotency_key: r.get(5)?,
-                            payload: r.get(6)?,
-                            attempts: r.get(7)?,
-                            gateway_endpoint: r.get(8)?,
-                            trace,
-                            filed_ms: r.get(10)?,
-                            applicant_home: r.get(11)?,
-                        },
-                    ))
-                })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (kind, mut entry) = row?;
-                    match OutboxKind::parse(&kind) {
-                        Some(k) => {
-                            entry.kind = k;
-                            out.push(entry);
-                        }
-                        None => tracing::error!(id = entry.id, kind, "unknown outbox kind"),
-                    }
-                }
-                Ok(out)
-            })
-            .await
-    }
-
-    /// Pending, blocked and dead entries per target region ever owed anything (zeros
-    /// included, so the series stay; pruning delivered rows may drop a region), with the
-    /// oldest pending one.
-    pub async fn outbox_backlog(&self) -> Result<Vec<BacklogRow>, StoreError> {
-        self.db
-            .call(|conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT target_region,
-                            SUM(state = 'pending'),
-                            SUM(state = 'pending' AND attempts > 0),
-                            SUM(state = 'pending' AND IFNULL(retry_class, '') = 'configuration'),
-                            SUM(state = 'dead'),
-                            COALESCE(MIN(CASE WHEN state = 'pending' THEN created_ms END), 0)
-                     FROM outbox GROUP BY target_region",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok(BacklogRow {
-                        target_region: r.get(0)?,
-                        pending: r.get(1)?,
-                        failing: r.get(2)?,
-                        blocked: r.get(3)?,
-                        dead: r.get(4)?,
-                        oldest_pending_ms: r.get(5)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await
-    }
-
-    /// Number of outbox entries not yet delivered.
-    pub async fn pending_outbox(&self) -> Result<u64, StoreError> {
-        self.db
-            .call(|conn| {
-                Ok(conn.query_row(
-                    "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-    }
-
-    /// Marks an entry delivered; for a delivery, records the handling region's answer on
-    /// the application in the same transaction.
-    pub async fn outbox_done(
-        &self,
-        id: i64,
-        delivered: Option<(String, String, CaseStatus)>,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                tx.execute(
-                    "UPDATE outbox SET state = 'done', done_ms = ?2, attempts = attempts + 1
-                     WHERE id = ?1",
-                    params![id, now_ms()],
-                )?;
-                if let Some((case_number, reference, status)) = delivered {
-                    tx.execute(
-                        "UPDATE applications SET handling_reference = ?2 WHERE case_number = ?1",
-                        params![case_number, reference],
-                    )?;
-                    apply_status_tx(&tx, &case_number, &status)?;
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Schedules another attempt, keeping the class of this failure.
-    pub async fn outbox_retry(
-        &self,
-        id: i64,
-        next_attempt_ms: i64,
-        error: String,
-        class: Retry,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2,
-                        last_error = ?3, retry_class = ?4 WHERE id = ?1",
-                    params![id, next_attempt_ms, error, class.as_str()],
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Makes an entry the receiver refused for good a dead letter. Its case stays
-    /// where it was (a receipt is not taken back by a machine): the citizen reads that
-    /// staff are reviewing it, until an operator replays or closes it.
-    pub async fn outbox_dead(&self, id: i64, error: String) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let (kind, case_number): (String, String) = tx.query_row(
-                    "SELECT kind, case_number FROM outbox WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                tx.execute(
-                    "UPDATE outbox SET state = 'dead', attempts = attempts + 1,
-                        last_error = ?2, retry_class = 'permanent', done_ms = ?3
-                     WHERE id = ?1",
-                    params![id, error, now_ms()],
-                )?;
-                if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
-                    set_detail(&tx, &case_number, None, HELD_DETAIL)?;
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Dead letters, oldest first.
-    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, kind, case_number, target_region, one_thing_id, attempts,
-                            replays, COALESCE(last_error, ''), created_ms, COALESCE(done_ms, 0)
-                     FROM outbox WHERE state = 'dead' ORDER BY done_ms, id LIMIT ?1",
-                )?;
-                let rows = stmt.query_map([limit], |r| {
-                    let kind: String = r.get(1)?;
-                    Ok(DeadLetter {
-                        id: r.get(0)?,
-                        kind: OutboxKind::parse(&kind).map_or("unknown", OutboxKind::as_str),
-                        case_number: r.get(2)?,
-                        target_region: r.get(3)?,
-                        one_thing_id: r.get(4)?,
-                        attempts: r.get(5)?,
-                        replays: r.get(6)?,
-                        error: r.get(7)?,
-                        queued_ms: r.get(8)?,
-                        dead_ms: r.get(9)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await
-    }
-
-    /// An operator sends a dead letter again (after fixing what refused it): it is
-    /// pending and due now, with its idempotency key unchanged.
-    pub async fn replay_dead_letter(&self, id: i64) -> Result<DeadLetterAction, StoreError> {
-        self.dead_letter_action(id, None).await
-    }
-
-    /// An operator closes a dead letter for good; a delivery's case is rejected with
-    /// `reason`, which the citizen reads.
-    pub async fn close_dead_letter(
-        &self,
-        id: i64,
-        reason: String,
-    ) -> Result<DeadLetterAction, StoreError> {
-        self.dead_letter_action(id, Some(reason)).await
-    }
-
-    /// Replays (`close` is `None`) or closes a dead letter, with its case, at once.
-    async fn dead_letter_action(
-        &self,
-        id: i64,
-        close: Option<String>,
-    ) -> Result<DeadLetterAction, StoreError> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let Some((kind, case_number, state)): Option<(String, String, String)> = tx
-                    .query_row(
-                        "SELECT kind, case_number, state FROM outbox WHERE id = ?1",
-                        [id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?
-                else {
-                    return Ok(DeadLetterAction::Unknown);
-                };
-                if state != "dead" {
-                    return Ok(DeadLetterAction::NotDead);
-                }
-                let now = now_ms();
-                let delivery = OutboxKind::parse(&kind) == Some(OutboxKind::Deliver);
-                match &close {
-                    None => {
-                        tx.execute(
-                            "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2,
-                                done_ms = NULL, retry_class = NULL, replays = replays + 1
-                             WHERE id = ?1",
-                            params![id, now],
-                        )?;
-                        if delivery {
-                            set_detail(&tx, &case_number, None, REPLAYED_DETAIL)?;
-                        }
-                    }
-                    Some(reason) => {
-                        tx.execute(
-                            "UPDATE outbox SET state = 'closed', closed_reason = ?2,
-                                done_ms = ?3 WHERE id = ?1",
-                            params![id, reason, now],
-                        )?;
-                        if delivery {
-                            let detail = format!("closed by the filing region: {reason}");
-                            set_detail(&tx, &case_number, Some(Stage::Rejected), &detail)?;
-                        }
-                    }
-                }
-                tx.commit()?;
-                Ok(DeadLetterAction::Done)
-            })
-            .await
-    }
-
-    /// Deletes delivered and closed entries finished before `before_ms`, and the keys
-    /// of deliveries received before then, at most `limit` rows of each per call (so a
-    /// long backlog of old rows does not hold the connection). Returns the rows
-    /// deleted. A delivery retried after its key is gone is still applied once: the
-    /// platform is idempotent by case number.
-    pub async fn prune(&self, before_ms: i64, limit: u32) -> Result<(usize, usize), StoreError> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let outbox = tx.execute(
-                    "DELETE FROM outbox WHERE id IN (
-                        SELECT id FROM outbox
-                        WHERE state IN ('done', 'closed') AND done_ms < ?1 LIMIT ?2)",
-                    params![before_ms, limit],
-                )?;
-                let inbound = tx.execute(
-                    "DELETE FROM inbound WHERE rowid IN (
-                        SELECT rowid FROM inbound WHERE received_ms < ?1 LIMIT ?2)",
-                    params![before_ms, limit],
-                )?;
-                tx.commit()?;
-                Ok((outbox, inbound))
-            })
-            .await
+/// What an operator's action on a dead delivery does to its case: the stage it takes
+/// (if it changes) and what the citizen reads. `close` is the reason of a closing,
+/// `None` for a replay.
+pub(super) fn dead_letter_detail(close: Option<&str>) -> (Option<Stage>, String) {
+    match close {
+        None => (None, REPLAYED_DETAIL.to_owned()),
+        Some(reason) => (
+            Some(Stage::Rejected),
+            format!("closed by the filing region: {reason}"),
+        ),
     }
 }
 
-/// Sets what the citizen reads about a case filed here (and its stage, if given).
-fn set_detail(
-    tx: &rusqlite::Transaction<'_>,
-    case_number: &str,
-    stage: Option<Stage>,
-    detail: &str,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE applications SET stage = COALESCE(?2, stage), status_detail = ?3,
-            status_updated_ms = ?4 WHERE case_number = ?1",
-        params![case_number, stage.map(|s| s as i32), detail, now_ms()],
-    )?;
-    Ok(())
+/// The idempotency key of the push of a case's status number `sequence`: the live feed
+/// and the sweep may report one change twice, and it is queued once.
+pub(super) fn push_key(case_number: &str, sequence: u64) -> String {
+    format!("status:{case_number}:{sequence}")
 }
 
-/// Queues one call. The idempotency key is unique, so queuing the same call again (the
-/// live feed and the sweep may report one status change twice) keeps a single entry.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn insert_outbox(
-    conn: &Connection,
-    kind: OutboxKind,
-    case_number: &str,
-    target_region: &str,
-    one_thing_id: &str,
-    key: &str,
-    payload: &[u8],
-    now: i64,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT OR IGNORE INTO outbox (kind, case_number, target_region, one_thing_id,
-            idempotency_key, payload, next_attempt_ms, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![
-            kind.as_str(),
-            case_number,
-            target_region,
-            one_thing_id,
-            key,
-            payload,
-            now
-        ],
-    )?;
-    Ok(())
+/// The idempotency key of a revocation's publication to one gateway replica.
+pub(super) fn revocation_key(license_id: &str, endpoint: &str) -> String {
+    format!("revoke:{license_id}:{endpoint}")
+}
+
+/// The region a revocation is counted under: its license's issuing region.
+pub(super) fn revocation_target(license_id: &str) -> &str {
+    license_id.get(..6).unwrap_or_default()
 }

@@ -3,14 +3,12 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::database::Store;
-use crate::sqlite::StoreError;
-use crate::sqlite::now_ms;
+use super::database::SqliteStore;
+use crate::db_error::StoreError;
+use crate::instants::now_ms;
 use tongban_runtime::observability::trace_context::TraceParent;
 
-impl Store {
-    /// The earlier delivery with this key, if any: its case number, the SHA-256 of its
-    /// application (hex) and the stored answer.
+impl SqliteStore {
     pub async fn inbound(
         &self,
         origin_prefix: String,
@@ -30,8 +28,6 @@ impl Store {
             .await
     }
 
-    /// Remembers the answer to a delivery, with the trace it came in; the first answer
-    /// for a key wins.
     #[allow(clippy::too_many_arguments)]
     pub async fn remember_inbound(
         &self,

@@ -1,8 +1,4 @@
-//! The store's handle and its schema: the migrations that make a node's database.
-
-use std::path::Path;
-
-use crate::sqlite::{Db, StoreError};
+//! The SQLite store's schema: the migrations that make a node's database.
 
 /// The store's schema history, oldest first (see [`crate::sqlite`]). Append a step to
 /// change the schema; never edit one. Step 1 is the schema from before versioning,
@@ -113,30 +109,3 @@ ALTER TABLE outbox ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outbox_finished ON outbox (state, done_ms);
 CREATE INDEX inbound_received ON inbound (received_ms);
 "#;
-
-/// The node's store.
-#[derive(Clone)]
-pub struct Store {
-    pub(super) db: Db,
-}
-
-impl Store {
-    /// Opens or creates the store.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, MIGRATIONS)
-    }
-
-    /// `Err` with the reason while the store's database is failing (see
-    /// [`crate::sqlite::Db::health`]): the node then reports itself not ready.
-    pub fn health(&self) -> Result<(), String> {
-        self.db.health()
-    }
-
-    /// Opens the store with only the first steps of its schema (tests make databases
-    /// as older releases did).
-    pub(super) fn open_with(path: &Path, migrations: &[&str]) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: Db::open(path, migrations)?,
-        })
-    }
-}

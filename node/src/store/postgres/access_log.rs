@@ -1,0 +1,79 @@
+//! The access log on PostgreSQL (see [`crate::store::access_log`]).
+
+use sqlx::Row;
+
+use super::{database::PgStore, database::unsigned};
+use crate::db_error::StoreError;
+use crate::instants::now_ms;
+use crate::store::access_log::{AccessEntry, AccessKind};
+
+impl PgStore {
+    pub async fn record_access(
+        &self,
+        holder_hash: String,
+        kind: AccessKind,
+        license_id: Option<String>,
+        requester_region: String,
+        one_thing_id: String,
+        case_number: String,
+    ) -> Result<(), StoreError> {
+        self.observed(async {
+            sqlx::query(
+                "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
+                    one_thing_id, case_number, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(holder_hash)
+            .bind(kind.as_str())
+            .bind(license_id)
+            .bind(requester_region)
+            .bind(one_thing_id)
+            .bind(case_number)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn access_log(
+        &self,
+        holder_hash: String,
+        limit: u32,
+    ) -> Result<Vec<AccessEntry>, StoreError> {
+        self.observed(async {
+            let rows = sqlx::query(
+                "SELECT kind, license_id, requester_region, one_thing_id, case_number, at_ms
+                 FROM access_log WHERE holder_hash = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+            )
+            .bind(holder_hash)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let entry = |r: &sqlx::postgres::PgRow| -> Result<AccessEntry, sqlx::Error> {
+                Ok(AccessEntry {
+                    kind: r.try_get(0)?,
+                    license_id: r.try_get(1)?,
+                    requester_region: r.try_get(2)?,
+                    one_thing_id: r.try_get(3)?,
+                    case_number: r.try_get(4)?,
+                    at_ms: r.try_get(5)?,
+                })
+            };
+            Ok(rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn access_count(&self, holder_hash: String) -> Result<u64, StoreError> {
+        self.observed(async {
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM access_log WHERE holder_hash = $1")
+                    .bind(holder_hash)
+                    .fetch_one(&self.pool)
+                    .await?;
+            unsigned(count, "count")
+        })
+        .await
+    }
+}

@@ -1,0 +1,81 @@
+//! The access log on SQLite (see [`crate::store::access_log`]).
+
+use rusqlite::params;
+
+use super::database::SqliteStore;
+use crate::db_error::StoreError;
+use crate::instants::now_ms;
+use crate::store::access_log::{AccessEntry, AccessKind};
+
+impl SqliteStore {
+    pub async fn record_access(
+        &self,
+        holder_hash: String,
+        kind: AccessKind,
+        license_id: Option<String>,
+        requester_region: String,
+        one_thing_id: String,
+        case_number: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
+                        one_thing_id, case_number, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    holder_hash,
+                    kind.as_str(),
+                    license_id,
+                    requester_region,
+                    one_thing_id,
+                    case_number,
+                    now_ms()
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn access_log(
+        &self,
+        holder_hash: String,
+        limit: u32,
+    ) -> Result<Vec<AccessEntry>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT kind, license_id, requester_region, one_thing_id, case_number, at_ms
+                     FROM access_log WHERE holder_hash = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![holder_hash, limit], |r| {
+                    Ok(AccessEntry {
+                        kind: r.get(0)?,
+                        license_id: r.get(1)?,
+                        requester_region: r.get(2)?,
+                        one_thing_id: r.get(3)?,
+                        case_number: r.get(4)?,
+                        at_ms: r.get(5)?,
+                    })
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    pub async fn access_count(&self, holder_hash: String) -> Result<u64, StoreError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn.query_row(
+                    "SELECT COUNT(*) FROM access_log WHERE holder_hash = ?1",
+                    [holder_hash],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+    }
+}

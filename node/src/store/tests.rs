@@ -1,0 +1,642 @@
+//! What every backend must do alike: each check below runs once on SQLite and once on
+//! PostgreSQL (`on_both_backends!`). "Replicas" are two handles of one store: on
+//! PostgreSQL two pools with their own replica names, as two node processes hold them;
+//! on SQLite, whose store one process holds, two clones of one handle.
+//! PostgreSQL's own checks (leases, pruning by one replica, replicas starting at once)
+//! are in `postgres::tests`.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use tongban_proto::{
+    contract::retry::Retry,
+    v1::{Application, CaseStatus, PushStatusRequest, Stage},
+};
+use tongban_runtime::postgres::config::PostgresConfig;
+
+use super::{
+    DeadLetterAction, Filed, NewFiling, OutboxEntry, OutboxKind, Store, StoreError,
+    filing::PENDING_DETAIL, now_ms, outbox::HELD_DETAIL, postgres::test_server,
+};
+
+/// A store to test, on one backend.
+pub(super) enum Fixture {
+    Sqlite { dir: PathBuf, store: Store },
+    Postgres(PostgresConfig),
+}
+
+impl Fixture {
+    fn sqlite(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tongban-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("node.sqlite")).unwrap();
+        Self::Sqlite { dir, store }
+    }
+
+    async fn postgres(name: &str) -> Self {
+        Self::Postgres(test_server::fresh_database(name).await)
+    }
+
+    /// A handle of the store as replica `name` sees it.
+    async fn replica(&self, name: &str) -> Store {
+        match self {
+            Self::Sqlite { store, .. } => store.clone(),
+            Self::Postgres(config) => Store::open_postgres(config, name, Duration::from_secs(30))
+                .await
+                .unwrap(),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Self::Sqlite { dir, .. } = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Runs each named check (an `async fn(Fixture)`) on SQLite and on PostgreSQL, as the
+/// tests `<check>::sqlite` and `<check>::postgres`.
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$check(super::Fixture::sqlite(stringify!($check))).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$check(super::Fixture::postgres(stringify!($check)).await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    filing_replays_a_retry_and_refuses_a_reused_key,
+    one_client_request_at_two_replicas_is_filed_once,
+    case_numbers_stay_unique_across_replicas,
+    due_entries_are_shared_by_target_and_skip_those_in_flight,
+    a_waiting_case_is_handed_over_once_verified,
+    dead_letters_are_replayed_or_closed,
+    settled_entries_leave_the_queue_and_old_ones_are_pruned,
+    settings_keys_and_lookups_are_kept,
+    statuses_apply_only_when_newer,
+);
+
+fn application(origin: &str, target: &str) -> Application {
+    Application {
+        one_thing_id: "newborn".into(),
+        origin_region: origin.into(),
+        target_region: target.into(),
+        ..Application::default()
+    }
+}
+
+fn filing(application: Application, client_key: Option<(&str, &str)>) -> NewFiling {
+    NewFiling {
+        application,
+        pending_verification: false,
+        applicant_hash: "hash".into(),
+        applicant_masked: "4401**********0011".into(),
+        forward: true,
+        receipt: Box::new(|a: &Application| format!("{{\"case\":\"{}\"}}", a.case_number)),
+        client_key: client_key.map(|(k, s)| (k.to_owned(), s.to_owned())),
+        trace: None,
+    }
+}
+
+/// Files a case that another region handles; its number.
+async fn file_delivery(store: &Store) -> String {
+    let filed = store
+        .file(filing(application("310000", "440000"), None))
+        .await
+        .unwrap();
+    filed.application.case_number
+}
+
+async fn push(store: &Store, case: String, target: &str) {
+    let request = PushStatusRequest {
+        case_number: case.clone(),
+        handling_region: "310000".into(),
+        status: None,
+    };
+    store
+        .enqueue_push(case, target.to_owned(), "newborn".into(), request)
+        .await
+        .unwrap();
+}
+
+async fn detail(store: &Store, case: &str) -> (i32, String) {
+    let record = store.application(case.to_owned()).await.unwrap().unwrap();
+    (record.status.stage, record.status.detail)
+}
+
+async fn filing_replays_a_retry_and_refuses_a_reused_key(f: Fixture) {
+    let store = f.replica("a").await;
+    let first = store
+        .file(filing(
+            application("310000", "440000"),
+            Some(("k1", "sha1")),
+        ))
+        .await
+        .unwrap();
+    let case = first.application.case_number.clone();
+    assert!(!first.replayed);
+    assert!(
+        case.starts_with("310000-") && case.ends_with("-00000001"),
+        "{case}"
+    );
+    assert_eq!(first.receipt, format!("{{\"case\":\"{case}\"}}"));
+
+    let again = store
+        .file(filing(
+            application("310000", "440000"),
+            Some(("k1", "sha1")),
+        ))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.application.case_number, case);
+    assert_eq!(again.receipt, first.receipt);
+    let other = store
+        .file(filing(
+            application("310000", "440000"),
+            Some(("k1", "sha2")),
+        ))
+        .await;
+    assert!(matches!(other, Err(StoreError::KeyReused(k)) if k == "k1"));
+    let replay = store
+        .client_replay("k1".into(), "sha1".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.map(|f| f.application.case_number),
+        Some(case.clone())
+    );
+    assert!(
+        store
+            .client_replay("k2".into(), "x".into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let record = store.application(case.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status.stage, record.status.detail.as_str()),
+        (Stage::Submitted as i32, "accepted at the filing region")
+    );
+    assert_eq!(
+        (record.target_region.as_str(), record.status.sequence),
+        ("440000", 0)
+    );
+    assert_eq!(store.pending_outbox().await.unwrap(), 1);
+    let due = store.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].kind, due[0].idempotency_key.as_str()),
+        (OutboxKind::Deliver, &*format!("deliver:{case}"))
+    );
+    assert_eq!(due[0].applicant_home.as_deref(), Some("44"));
+    assert_eq!(due[0].filed_ms, record.created_ms);
+
+    // Handled here: the hand-over goes to this node's platform.
+    let mut local = filing(application("310000", "310000"), None);
+    local.forward = false;
+    let local = store.file(local).await.unwrap();
+    assert!(local.application.case_number.ends_with("-00000002"));
+    let due = store.due_outbox(8, vec![due[0].id]).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].kind, OutboxKind::LocalSubmit);
+}
+
+/// Two replicas given one client request at once (a portal retrying through another
+/// replica) file it once; each answers with that filing.
+async fn one_client_request_at_two_replicas_is_filed_once(f: Fixture) {
+    let (a, b) = (f.replica("a").await, f.replica("b").await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            store
+                .file(filing(
+                    application("310000", "440000"),
+                    Some(("same", "sha")),
+                ))
+                .await
+        });
+    }
+    let filed: Vec<Filed> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let cases: BTreeSet<_> = filed
+        .iter()
+        .map(|f| f.application.case_number.clone())
+        .collect();
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(filed.iter().filter(|f| !f.replayed).count(), 1);
+    assert_eq!(a.pending_outbox().await.unwrap(), 1);
+}
+
+/// Case numbers reserved at two replicas at once are all different, and without gaps.
+async fn case_numbers_stay_unique_across_replicas(f: Fixture) {
+    let (a, b) = (f.replica("a").await, f.replica("b").await);
+    let filed_at = Some(prost_types::Timestamp {
+        seconds: 1_764_650_000,
+        nanos: 0,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move { store.reserve_case_number("310000".into(), filed_at).await });
+    }
+    let numbers: BTreeSet<String> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(numbers.len(), 200);
+    let expected: BTreeSet<String> = (1..=200)
+        .map(|n| format!("310000-20251202-{n:08}"))
+        .collect();
+    assert_eq!(numbers, expected);
+}
+
+/// Due entries come at most `per_target` per target province, so a province with a
+/// long backlog does not crowd out the others; entries in flight are left out.
+async fn due_entries_are_shared_by_target_and_skip_those_in_flight(f: Fixture) {
+    let store = f.replica("a").await;
+    for i in 0..20 {
+        push(&store, format!("440000-20261202-{i:08}"), "440000").await;
+    }
+    for i in 0..2 {
+        push(&store, format!("110000-20261202-{i:08}"), "110000").await;
+    }
+    // Two cities of one province count as one target.
+    push(&store, "440300-20261202-00000001".into(), "440300").await;
+    let due = store.due_outbox(8, Vec::new()).await.unwrap();
+    let to = |due: &[OutboxEntry], province: &str| {
+        due.iter()
+            .filter(|e| e.target_region.starts_with(province))
+            .count()
+    };
+    assert_eq!((to(&due, "44"), to(&due, "11")), (8, 2));
+    let ids: Vec<i64> = due.iter().map(|e| e.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "oldest first");
+    let next = store.due_outbox(8, ids.clone()).await.unwrap();
+    assert_eq!((to(&next, "44"), to(&next, "11")), (8, 0));
+    assert!(next.iter().all(|e| !ids.contains(&e.id)));
+    assert!(next.iter().all(|e| e.kind == OutboxKind::PushStatus));
+    // Entries handed back unattempted are due again at once.
+    store.release_outbox(ids.clone()).await.unwrap();
+    let busy: Vec<i64> = next.iter().map(|e| e.id).collect();
+    let again = store.due_outbox(8, busy).await.unwrap();
+    assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+}
+
+async fn a_waiting_case_is_handed_over_once_verified(f: Fixture) {
+    let store = f.replica("a").await;
+    let mut waiting = filing(application("310000", "440000"), None);
+    waiting.pending_verification = true;
+    let filed = store.file(waiting).await.unwrap();
+    let case = filed.application.case_number.clone();
+    assert_eq!(detail(&store, &case).await.1, PENDING_DETAIL);
+    let due = store.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!((due.len(), due[0].kind), (1, OutboxKind::Verify));
+    store
+        .complete_verification(
+            due[0].id,
+            filed.application.clone(),
+            "verified".into(),
+            true,
+        )
+        .await
+        .unwrap();
+    let record = store.application(case.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        (record.receipt.as_str(), record.status.detail.as_str()),
+        ("verified", "accepted at the filing region")
+    );
+    let next = store.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        (next[0].kind, next[0].idempotency_key.clone()),
+        (OutboxKind::Deliver, format!("deliver:{case}"))
+    );
+
+    // A second waiting case refused after its wait.
+    let mut refused = filing(application("310000", "440000"), None);
+    refused.pending_verification = true;
+    let refused = store.file(refused).await.unwrap().application.case_number;
+    let due = store.due_outbox(8, vec![next[0].id]).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .refuse_after_verification(due[0].id, refused.clone(), "no such license".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        detail(&store, &refused).await,
+        (
+            Stage::Rejected as i32,
+            "not accepted at pre-review: no such license".to_owned()
+        )
+    );
+    assert_eq!(
+        store.pending_outbox().await.unwrap(),
+        1,
+        "only the first case's delivery"
+    );
+}
+
+async fn dead_letters_are_replayed_or_closed(f: Fixture) {
+    let store = f.replica("a").await;
+    let case = file_delivery(&store).await;
+    let id = store.due_outbox(8, Vec::new()).await.unwrap()[0].id;
+    store
+        .outbox_dead(id, "no such one-thing".into())
+        .await
+        .unwrap();
+    assert_eq!(detail(&store, &case).await.1, HELD_DETAIL);
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].id, dead[0].kind, dead[0].error.as_str()),
+        (id, "deliver", "no such one-thing")
+    );
+    assert_eq!((dead[0].attempts, dead[0].replays), (1, 0));
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!((backlog[0].pending, backlog[0].dead), (0, 1));
+    assert!(store.due_outbox(8, Vec::new()).await.unwrap().is_empty());
+
+    assert_eq!(
+        store.replay_dead_letter(id).await.unwrap(),
+        DeadLetterAction::Done
+    );
+    assert_eq!(
+        store.replay_dead_letter(id).await.unwrap(),
+        DeadLetterAction::NotDead
+    );
+    assert_eq!(
+        detail(&store, &case).await.1,
+        "accepted here; delivery to the handling region resumed"
+    );
+    let due = store.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![id],
+        "due again at once"
+    );
+
+    store.outbox_dead(id, "still refused".into()).await.unwrap();
+    assert_eq!(store.dead_letters(10).await.unwrap()[0].replays, 1);
+    let closed = store
+        .close_dead_letter(id, "wrong region chosen".into())
+        .await
+        .unwrap();
+    assert_eq!(closed, DeadLetterAction::Done);
+    assert_eq!(
+        detail(&store, &case).await,
+        (
+            Stage::Rejected as i32,
+            "closed by the filing region: wrong region chosen".to_owned()
+        )
+    );
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(
+        store.close_dead_letter(id, "again".into()).await.unwrap(),
+        DeadLetterAction::NotDead
+    );
+    assert_eq!(
+        store.replay_dead_letter(id + 1000).await.unwrap(),
+        DeadLetterAction::Unknown
+    );
+}
+
+async fn settled_entries_leave_the_queue_and_old_ones_are_pruned(f: Fixture) {
+    let store = f.replica("a").await;
+    let case = file_delivery(&store).await;
+    for i in 0..3 {
+        push(&store, format!("110000-20261202-{i:08}"), "110000").await;
+    }
+    // Queuing one push twice keeps one entry.
+    push(&store, "110000-20261202-00000000".into(), "110000").await;
+    let due = store.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 4);
+    let delivery = due.iter().find(|e| e.kind == OutboxKind::Deliver).unwrap();
+    let answer = CaseStatus {
+        stage: Stage::Accepted as i32,
+        detail: "accepted by the handling region".into(),
+        sequence: 1,
+        updated_at: None,
+    };
+    store
+        .outbox_done(delivery.id, Some((case.clone(), "GD-1".into(), answer)))
+        .await
+        .unwrap();
+    let record = store.application(case).await.unwrap().unwrap();
+    assert_eq!(record.handling_reference.as_deref(), Some("GD-1"));
+    assert_eq!(
+        (record.status.stage, record.status.sequence),
+        (Stage::Accepted as i32, 1)
+    );
+
+    let pushes: Vec<i64> = due
+        .iter()
+        .filter(|e| e.kind == OutboxKind::PushStatus)
+        .map(|e| e.id)
+        .collect();
+    store.outbox_done(pushes[0], None).await.unwrap();
+    let later = now_ms() + 60_000;
+    store
+        .outbox_retry(pushes[1], later, "unavailable".into(), Retry::Transient)
+        .await
+        .unwrap();
+    store
+        .outbox_retry(
+            pushes[2],
+            later,
+            "not registered".into(),
+            Retry::Configuration,
+        )
+        .await
+        .unwrap();
+    let backlog = store.outbox_backlog().await.unwrap();
+    let to_11 = backlog
+        .iter()
+        .find(|r| r.target_region == "110000")
+        .unwrap();
+    assert_eq!(
+        (to_11.pending, to_11.failing, to_11.blocked, to_11.dead),
+        (2, 2, 1, 0)
+    );
+    assert!(to_11.oldest_pending_ms > 0);
+    assert_eq!(store.pending_outbox().await.unwrap(), 2);
+    assert!(
+        store.due_outbox(8, Vec::new()).await.unwrap().is_empty(),
+        "retries wait"
+    );
+
+    store
+        .remember_inbound(
+            "44".into(),
+            "key".into(),
+            "440000-1".into(),
+            "sha".into(),
+            None,
+            "31".into(),
+            b"ok".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune(now_ms() - 60_000, 100).await.unwrap(),
+        (0, 0),
+        "too young"
+    );
+    assert_eq!(
+        store.prune(now_ms() + 1, 1).await.unwrap(),
+        (1, 1),
+        "a batch at a time"
+    );
+    assert_eq!(store.prune(now_ms() + 1, 100).await.unwrap(), (1, 0));
+    assert_eq!(
+        store.pending_outbox().await.unwrap(),
+        2,
+        "pending entries are kept"
+    );
+}
+
+async fn settings_keys_and_lookups_are_kept(f: Fixture) {
+    let (a, b) = (f.replica("a").await, f.replica("b").await);
+    let key = a.id_hash_key().await.unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(b.id_hash_key().await.unwrap(), key);
+    assert_eq!(a.setting("catalog").await.unwrap(), None);
+    a.set_setting("catalog", b"v1".to_vec()).await.unwrap();
+    b.set_setting("catalog", b"v2".to_vec()).await.unwrap();
+    assert_eq!(
+        a.setting("catalog").await.unwrap().as_deref(),
+        Some(&b"v2"[..])
+    );
+
+    assert!(a.inbound("44".into(), "k".into()).await.unwrap().is_none());
+    for (store, answer) in [(&a, b"first".to_vec()), (&b, b"second".to_vec())] {
+        store
+            .remember_inbound(
+                "44".into(),
+                "k".into(),
+                "440000-1".into(),
+                "sha".into(),
+                None,
+                "31".into(),
+                answer,
+            )
+            .await
+            .unwrap();
+    }
+    let kept = b.inbound("44".into(), "k".into()).await.unwrap();
+    assert_eq!(
+        kept,
+        Some(("440000-1".into(), "sha".into(), b"first".to_vec()))
+    );
+
+    for (kind, license) in [
+        (super::AccessKind::Identity, None),
+        (super::AccessKind::License, Some("L1".to_owned())),
+    ] {
+        a.record_access(
+            "holder".into(),
+            kind,
+            license,
+            "440000".into(),
+            "newborn".into(),
+            "c".into(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(b.access_count("holder".into()).await.unwrap(), 2);
+    let log = b.access_log("holder".into(), 1).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].kind.as_str(), log[0].license_id.as_deref()),
+        ("license", Some("L1"))
+    );
+    assert!(a.access_log("nobody".into(), 10).await.unwrap().is_empty());
+
+    // Revocations: one entry per gateway replica, queued once however often asked.
+    let revocation = tongban_proto::v1::PublishRevocationRequest {
+        license_id: "440000-L-1".into(),
+        ..Default::default()
+    };
+    let endpoints = vec!["https://g1".to_owned(), "https://g2".to_owned()];
+    a.enqueue_revocation(revocation.clone(), endpoints.clone())
+        .await
+        .unwrap();
+    b.enqueue_revocation(revocation, endpoints).await.unwrap();
+    let due = a.due_outbox(8, Vec::new()).await.unwrap();
+    let gateways: BTreeSet<_> = due
+        .iter()
+        .filter_map(|e| e.gateway_endpoint.clone())
+        .collect();
+    assert_eq!(gateways.len(), 2);
+    assert!(
+        due.iter()
+            .all(|e| e.kind == OutboxKind::Revoke && e.target_region == "440000")
+    );
+}
+
+async fn statuses_apply_only_when_newer(f: Fixture) {
+    let store = f.replica("a").await;
+    let case = file_delivery(&store).await;
+    let status = |sequence, stage: Stage| CaseStatus {
+        stage: stage as i32,
+        detail: format!("step {sequence}"),
+        sequence,
+        updated_at: Some(prost_types::Timestamp {
+            seconds: 1_764_650_000,
+            nanos: 0,
+        }),
+    };
+    assert!(
+        store
+            .apply_status(case.clone(), status(2, Stage::Approved))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .apply_status(case.clone(), status(1, Stage::Accepted))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .apply_status(case.clone(), status(2, Stage::Rejected))
+            .await
+            .unwrap()
+    );
+    let record = store.application(case.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status.stage, record.status.sequence),
+        (Stage::Approved as i32, 2)
+    );
+    assert_eq!(
+        record.status.updated_at.map(|t| t.seconds),
+        Some(1_764_650_000)
+    );
+    assert!(
+        !store
+            .apply_status("unknown".into(), status(3, Stage::Approved))
+            .await
+            .unwrap()
+    );
+}
