@@ -13,6 +13,7 @@ pub use crate::admission::Limits;
 use serde::{Deserialize, Serialize};
 use tongban_runtime::{
     observability::traces::TelemetryConfig,
+    postgres::config::PostgresConfig,
     process::config::{self, ConfigError},
     serving::handshakes::HandshakeLimits,
     trust::tls::{ClientSettings, TlsFiles},
@@ -63,6 +64,107 @@ pub struct GatewayConfig {
     /// The audit trail: a hash-chained file of every call, see `[audit]`.
     #[serde(default = "default_trail", skip_serializing_if = "is_default_trail")]
     pub audit: AuditSettings,
+    /// The revocation log every replica follows (PostgreSQL), see `[revocation_log]`.
+    /// Omit for one gateway: a revocation then reaches only the replica it is
+    /// published to, and no database is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_log: Option<RevocationLogSettings>,
+}
+
+/// `[revocation_log]`: the shared, ordered log of revocations on PostgreSQL. A replica
+/// acknowledges a revocation only once it is in the log, and applies every one the
+/// others wrote, so all replicas behind one address answer alike.
+///
+/// ```toml
+/// [revocation_log]
+/// poll_interval = "1s"
+/// max_staleness = "10s"
+/// [revocation_log.database]
+/// url = "postgres://tongban_gateway@db.internal:5432/tongban"
+/// password_file = "/run/secrets/revocation-log-password"
+/// [revocation_log.database.tls]
+/// mode = "verify-full"
+/// ca = "/etc/tongban/db-ca.pem"
+/// ```
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationLogSettings {
+    /// The database: `url`, `password_file`, `[revocation_log.database.tls]` and
+    /// `[revocation_log.database.pool]`, as a node's `[store]` names them.
+    pub database: PostgresConfig,
+    /// This replica's name, written with each revocation it appends and shown as its
+    /// connections' `application_name`. Default: the host's name (the pod's on
+    /// Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// How often the log is read when no notification arrived: notifications are only
+    /// a wake-up, lost while the listening connection is down.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long the log may go unread (the database unreachable) before this replica
+    /// reports not ready: past it, it may be answering "recognized" for a license
+    /// another replica has already revoked.
+    #[serde(default = "default_max_staleness", with = "humantime_serde")]
+    pub max_staleness: Duration,
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_staleness() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl RevocationLogSettings {
+    /// Settings for the database at `url`, everything else the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            database: PostgresConfig::new(url),
+            replica: None,
+            poll_interval: default_poll_interval(),
+            max_staleness: default_max_staleness(),
+        }
+    }
+
+    /// This replica's name: configured, else the host's name, else one from the
+    /// process id.
+    pub fn replica_name(&self) -> String {
+        self.replica.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("gateway-{}", std::process::id()))
+        })
+    }
+
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.poll_interval < Duration::from_millis(10) {
+            return Err(("revocation_log.poll_interval", "must be at least 10ms"));
+        }
+        // Otherwise a replica would report not ready between two healthy reads.
+        if self.max_staleness <= self.poll_interval {
+            return Err((
+                "revocation_log.max_staleness",
+                "must be longer than poll_interval",
+            ));
+        }
+        if self
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.is_empty() || r.len() > 64)
+        {
+            return Err(("revocation_log.replica", "must be 1 to 64 characters"));
+        }
+        if self.database.pool.max_connections < 2 {
+            return Err((
+                "revocation_log.database.pool.max_connections",
+                "must be at least 2 (one listens for wake-ups)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where the audit trail is written, when it reaches the disk and how often it is
@@ -262,6 +364,9 @@ impl GatewayConfig {
                 "cache sizes must be at least 1",
             ));
         }
+        if let Some(Err((field, problem))) = self.revocation_log.as_ref().map(|l| l.check()) {
+            return Err(ConfigError::field(origin, field, problem));
+        }
         Ok(())
     }
 }
@@ -273,6 +378,19 @@ impl config::FilePaths for GatewayConfig {
         paths.extend(self.catalog.as_mut());
         paths.extend(self.recognition.hash_key.as_mut());
         paths.push(&mut self.audit.file);
+        if let Some(log) = &mut self.revocation_log {
+            let db = &mut log.database;
+            paths.extend(
+                [
+                    &mut db.password_file,
+                    &mut db.tls.ca,
+                    &mut db.tls.cert,
+                    &mut db.tls.key,
+                ]
+                .into_iter()
+                .filter_map(Option::as_mut),
+            );
+        }
         paths
     }
 }
@@ -346,6 +464,62 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("handshake_timeout"), "{err}");
+    }
+
+    #[test]
+    fn the_revocation_log_is_optional_and_its_section_is_checked() {
+        let base = "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+        let origin = Path::new("/etc/tongban/gw.toml");
+        let without: GatewayConfig = config::parse(base, origin).unwrap();
+        assert!(without.revocation_log.is_none());
+        let text = format!(
+            "{base}[revocation_log]\nreplica = \"gw-0\"\n[revocation_log.database]\n\
+             url = \"postgres://gw@db:5432/tongban\"\npassword_file = \"db-password\"\n\
+             [revocation_log.database.tls]\nmode = \"verify-full\"\nca = \"db-ca.pem\"\n"
+        );
+        let mut with: GatewayConfig = config::parse(&text, origin).unwrap();
+        with.validate(origin).unwrap();
+        config::resolve_paths(&mut with, Path::new("/etc/tongban"));
+        let log = with.revocation_log.clone().unwrap();
+        assert_eq!(
+            (log.poll_interval, log.max_staleness),
+            (Duration::from_secs(1), Duration::from_secs(10))
+        );
+        assert_eq!(log.replica_name(), "gw-0");
+        assert_eq!(
+            log.database.password_file.as_deref(),
+            Some(Path::new("/etc/tongban/db-password"))
+        );
+        assert_eq!(
+            log.database.tls.ca.as_deref(),
+            Some(Path::new("/etc/tongban/db-ca.pem"))
+        );
+        // Written back (as the kit writes configs), it reads the same.
+        let written = serde_json::to_value(&with).unwrap();
+        let again: GatewayConfig = serde_json::from_value(written).unwrap();
+        assert_eq!(
+            again.revocation_log.unwrap().database.url,
+            "postgres://gw@db:5432/tongban"
+        );
+        for (extra, field) in [
+            ("max_staleness = \"1s\"\n", "revocation_log.max_staleness"),
+            ("poll_interval = \"1ms\"\n", "revocation_log.poll_interval"),
+        ] {
+            let bad: GatewayConfig = config::parse(
+                &format!("{base}[revocation_log]\n{extra}[revocation_log.database]\nurl = \"postgres://db/t\"\n"),
+                origin,
+            )
+            .unwrap();
+            let err = bad.validate(origin).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+        let err = config::parse::<GatewayConfig>(
+            &format!("{base}[revocation_log]\npoll = \"1s\"\n[revocation_log.database]\nurl = \"postgres://db/t\"\n"),
+            origin,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("poll"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub enum GatewayError {
     /// safe to retry later.
     #[error("{0}")]
     Overloaded(String),
+    /// The shared revocation log cannot be written, so a revocation is not
+    /// acknowledged; safe to retry.
+    #[error("the revocation log cannot be written: {0}")]
+    RevocationLogUnavailable(String),
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -98,7 +102,7 @@ impl GatewayError {
             }
             Self::Stalled(_) => Code::DeadlineExceeded,
             Self::ClientGone(_) => Code::Cancelled,
-            Self::Unavailable { .. } => Code::Unavailable,
+            Self::Unavailable { .. } | Self::RevocationLogUnavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -118,6 +122,7 @@ impl GatewayError {
             Self::Stalled(_)
             | Self::ClientGone(_)
             | Self::Unavailable { .. }
+            | Self::RevocationLogUnavailable(_)
             | Self::Overloaded(_)
             | Self::Internal(_) => Retry::Transient,
         }
@@ -132,6 +137,10 @@ impl GatewayError {
                 format!("region {region} is unreachable; retry with the same idempotency key")
             }
             Self::Internal(_) => "internal error of the gateway; retry later".to_owned(),
+            // The database's words are the operator's (the audit line keeps them).
+            Self::RevocationLogUnavailable(_) => {
+                "the gateways' revocation log cannot be written now; the revocation is not applied, retry".to_owned()
+            }
             other => other.to_string(),
         };
         let status = self.retry().mark(Status::new(self.code(), message));
@@ -197,6 +206,11 @@ mod tests {
             (
                 GatewayError::Overloaded("over the fair share".into()),
                 Code::ResourceExhausted,
+                Retry::Transient,
+            ),
+            (
+                GatewayError::RevocationLogUnavailable("pool timed out".into()),
+                Code::Unavailable,
                 Retry::Transient,
             ),
         ];

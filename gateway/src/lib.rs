@@ -45,6 +45,8 @@ pub mod registry;
 pub mod relay;
 pub mod route;
 pub mod server;
+#[cfg(test)]
+mod test_support;
 pub mod trace;
 pub mod unary;
 pub mod upstream;

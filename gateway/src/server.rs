@@ -1,6 +1,7 @@
 //! Assembles the gateway: federation listener (mTLS HTTP/2, see [`crate::connection`]:
-//! relay, catalog, health, reflection) and the plaintext admin listener for probes,
-//! `/metrics` and the operator [`crate::console`].
+//! relay, catalog, health, reflection), the plaintext admin listener for probes,
+//! `/metrics` and the operator [`crate::console`], and the follower of the shared
+//! revocation log when one is configured.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -17,7 +18,7 @@ use tongban_runtime::{
     process::config::ConfigError,
     process::reload::{ReloadTriggers, serve_reloads},
     process::shutdown::ShutdownSignal,
-    serving::admin::{self, Readiness},
+    serving::admin::{self, Readiness, ReadinessCheck},
     serving::incoming::authenticated_incoming_with_limits,
     serving::standard_services,
     trust::tls::{TlsError, TlsInForce},
@@ -34,7 +35,7 @@ use crate::{
     connection::{self, ServerSettings, Services},
     console::Console,
     metrics::{GatewayMetrics, UpstreamHealth},
-    recognition::Recognition,
+    recognition::{Recognition, revocation_log::RevocationLog},
     registry::{Registry, SharedRegistry},
     relay::Relay,
 };
@@ -63,7 +64,12 @@ pub enum GatewayStartError {
     HashKey { path: String, reason: String },
     #[error("audit trail {path}: {reason}")]
     Audit { path: String, reason: String },
+    #[error("revocation_log.database: {0}")]
+    RevocationLog(#[from] tongban_runtime::postgres::config::PostgresConfigError),
 }
+
+#[cfg(test)]
+mod tests;
 
 /// The secret for keyed hashes in cache keys and logs: the configured file, or a random
 /// one for this process.
@@ -127,6 +133,8 @@ pub struct Gateway {
     registry: SharedRegistry,
     catalog: Arc<Catalog>,
     recognition: Arc<Recognition>,
+    /// The shared revocation log, when `[revocation_log]` names one.
+    revocation_log: Option<Arc<RevocationLog>>,
     metrics: Arc<prometheus_client::registry::Registry>,
     call_metrics: Option<Arc<GatewayMetrics>>,
 }
@@ -156,14 +164,22 @@ impl Gateway {
         let catalog = Arc::new(catalog);
         let secret = hash_secret(&config)?;
         let mut metrics = prometheus_client::registry::Registry::default();
-        let recognition = Arc::new(Recognition::new(
+        let revocation_log = match &config.revocation_log {
+            Some(settings) => Some(Arc::new(RevocationLog::open(settings, &mut metrics)?)),
+            None => None,
+        };
+        let mut recognition = Recognition::new(
             registry.clone(),
             RegionTable::embedded(),
             catalog.clone(),
             config.recognition.clone(),
             &secret,
             &mut metrics,
-        ));
+        );
+        if let Some(log) = &revocation_log {
+            recognition = recognition.with_revocation_log(log.clone());
+        }
+        let recognition = Arc::new(recognition);
         metrics.register_collector(Box::new(UpstreamHealth(registry.clone())));
         metrics.register_collector(Box::new(ProcessCollector::new(vec![(
             "federation".into(),
@@ -178,6 +194,7 @@ impl Gateway {
             registry,
             catalog,
             recognition,
+            revocation_log,
             metrics: Arc::new(metrics),
             call_metrics,
         })
@@ -236,6 +253,7 @@ impl Gateway {
                 .map_err(|e| GatewayStartError::Reflection(e.to_string()))?;
 
         let ready = Readiness::new(true);
+        let checks = self.follow_revocations(&shutdown);
         let admin = listeners.admin.map(|listener| {
             let console = Console::new(
                 self.config.console.clone(),
@@ -244,7 +262,7 @@ impl Gateway {
                 RegionTable::embedded(),
             );
             tokio::spawn(console.clone().sample_until(shutdown.clone()));
-            let router = admin::probes(ready.clone())
+            let router = admin::probes_checked(ready.clone(), checks)
                 .merge(admin::reload(reload.clone()))
                 .merge(admin::metrics(self.metrics.clone()))
                 .merge(console.routes());
@@ -290,6 +308,21 @@ impl Gateway {
         }
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+impl Gateway {
+    /// Follows the shared revocation log until `shutdown`, if there is one; the
+    /// readiness checks that adds. A replica that cannot learn revocations must not
+    /// answer as one that can: it is not ready until the log is loaded, nor while the
+    /// log goes unread.
+    fn follow_revocations(&self, shutdown: &ShutdownSignal) -> Vec<(&'static str, ReadinessCheck)> {
+        let Some(log) = &self.revocation_log else {
+            return Vec::new();
+        };
+        // The task ends at shutdown.
+        log.spawn_follower(self.recognition.clone(), shutdown.clone());
+        vec![("revocation_log", log.readiness())]
     }
 }
 

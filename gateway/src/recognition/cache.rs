@@ -218,6 +218,11 @@ where
             revoked: Cache::builder()
                 .name("revoked")
                 .max_capacity(1_000_000)
+                // Every new revocation is kept, the oldest forgotten when full: the
+                // default policy (TinyLFU) admits a new key only if it is read more
+                // often than the one it would evict, and a full set would then turn
+                // fresh revocations away.
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_live(REVOCATION_MEMORY)
                 .build(),
         }

@@ -29,6 +29,7 @@ use tongban_proto::{
 use super::{
     cache::{CacheLimits, Caches, Expiring, Key, Keyer},
     issuer::{self, IssuerError},
+    revocation_log::RevocationLog,
     verify::{CheckedLicense, Refusal},
 };
 use crate::{
@@ -98,6 +99,9 @@ pub struct Recognition {
     /// Whether any revocation was ever received (until then no answer needs the
     /// revocation set).
     any_revoked: AtomicBool,
+    /// The log every replica follows, when configured: a revocation is acknowledged
+    /// only once written there.
+    pub(super) revocation_log: Option<Arc<RevocationLog>>,
 }
 
 /// What a lookup's answer is built from.
@@ -237,6 +241,15 @@ impl Recognition {
             settings,
             types: Default::default(),
             any_revoked: Default::default(),
+            revocation_log: None,
+        }
+    }
+
+    /// The service with revocations written to, and followed from, `log`.
+    pub fn with_revocation_log(self, log: Arc<RevocationLog>) -> Self {
+        Self {
+            revocation_log: Some(log),
+            ..self
         }
     }
 
@@ -330,7 +343,8 @@ impl Recognition {
         self.any_revoked.load(Ordering::Acquire) && self.caches.revoked.contains_key(id_key)
     }
 
-    /// Remembers the revocation of `id_key`; whether it is new.
+    /// Remembers the revocation of `id_key`; whether it is new. Nothing cached is
+    /// dropped here (see `revocation`).
     pub(super) async fn remember_revocation(&self, id_key: Key) -> bool {
         let applied = !self.caches.revoked.contains_key(&id_key);
         // Remembered first, so a lookup finishing after this sees it.

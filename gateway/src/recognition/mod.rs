@@ -9,6 +9,8 @@
 //! - One file per lookup: `identity` (`VerifyIdentity`), `license` (`LookupLicense`,
 //!   and the license judgement the holder list reuses), `holder_list` (`ListLicenses`),
 //!   `revocation` (`PublishRevocation`; who may revoke is `crate::authorize`'s).
+//! - `revocation_log`: the log of revocations every replica follows (PostgreSQL), when
+//!   configured: written before a revocation is acknowledged, applied from by all.
 //! - `lookup`: what every lookup shares — the service's state and cached entries,
 //!   routing by content, cache keys, the issuer call, refusal and verdict helpers.
 //! - `verify`: the checks behind every verdict (key, window, signature, subject,
@@ -23,7 +25,10 @@ mod issuer;
 mod license;
 mod lookup;
 mod revocation;
+pub mod revocation_log;
 mod service;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 pub use lookup::Recognition;

@@ -40,6 +40,7 @@ pub fn config(
         limits: Default::default(),
         console: Default::default(),
         audit: default_trail(),
+        revocation_log: None,
     }
 }
 

@@ -123,6 +123,7 @@ async fn extra_gateway(
             ..Default::default()
         },
         limits: Default::default(),
+        revocation_log: None,
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();
