@@ -1,11 +1,13 @@
 //! The node's operator endpoints on its admin listener (plaintext, private to the
 //! province): what the region's own staff do to the federation's view of it.
 //!
-//! - `POST /licenses/{license_id}/revoke` with `{"reason": "..."}`: `200` with the
-//!   revocation, `404` for a license not issued here, `409` where the province's own
-//!   platform makes revocations (the node publishes those from the platform's feed,
-//!   `crate::revocations`). Every gateway replica then learns it through the outbox (so
-//!   it survives a crash or an unreachable replica).
+//! - `POST /licenses/{license_id}/revoke` with `{"reason": "..."}`: `200` with
+//!   `"state": "published"` once a gateway acknowledged it (with its `log_sequence` in
+//!   the gateways' shared revocation log, which every replica follows), `202` with
+//!   `"state": "queued"` and where to watch it when no gateway answered within 5 s (the
+//!   outbox keeps publishing it), `404` for a license not issued here, `409` where the
+//!   province's own platform makes revocations (the node publishes those from the
+//!   platform's feed, `crate::revocations`).
 //! - `GET /outbox`: the backlog per target region (pending, failing so far, blocked by
 //!   configuration, dead letters, oldest pending) and the dead letters themselves.
 //! - `POST /outbox/{id}/replay`: a dead letter is sent again (after its cause was
@@ -245,12 +247,38 @@ async fn revoke(
             );
         }
     };
-    tracing::info!(license = %license_id, replicas = replicas.len(), "license revoked; publishing");
-    (
-        StatusCode::OK,
-        Json(
-            json!({ "license_id": license_id, "revoked_ms": revoked_ms, "published_to": replicas }),
-        ),
+    let acknowledged = crate::revocations::publish_now(
+        &state.client,
+        &license_id,
+        reason,
+        revoked_ms,
+        crate::revocations::ACKNOWLEDGEMENT_WAIT,
     )
+    .await;
+    tracing::info!(license = %license_id, ?acknowledged, "license revoked");
+    match acknowledged {
+        Some(ack) => (
+            StatusCode::OK,
+            Json(json!({
+                "license_id": license_id,
+                "revoked_ms": revoked_ms,
+                "state": "published",
+                "acknowledged_by": ack.endpoint,
+                "log_sequence": ack.log_sequence,
+                "gateway_endpoints": replicas,
+            })),
+        ),
+        // Queued durably; the outbox publishes it when a gateway answers again.
+        None => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "license_id": license_id,
+                "revoked_ms": revoked_ms,
+                "state": "queued",
+                "watch": "GET /outbox on this admin listener: revoke entries per gateway endpoint, pending until acknowledged",
+                "gateway_endpoints": replicas,
+            })),
+        ),
+    }
         .into_response()
 }

@@ -1,6 +1,10 @@
-//! Revocations of licenses issued here, published to the federation: every gateway
-//! replica learns each one through the outbox, so it survives a crash of the node or a
-//! replica that is unreachable for a while.
+//! Revocations of licenses issued here, published to the federation through the
+//! outbox, so a publication survives a crash of the node or a gateway that is
+//! unreachable for a while. Gateway replicas share an ordered revocation log that each
+//! follows (see the gateway's `recognition::revocation_log`): one acknowledgement means
+//! the revocation is in that log and every replica learns it, whichever address the
+//! node used; an entry per configured gateway endpoint remains, so a gateway without a
+//! shared log (one replica, or replicas listed one by one) hears it too.
 //!
 //! They come from two places: the operator's revoke route (`crate::operator`), where
 //! the embedded register revokes, and the platform's own feed of revocations, where a
@@ -46,6 +50,60 @@ pub async fn publish(
     store.enqueue_revocation(request, replicas.clone()).await?;
     outbox_written.notify_one();
     Ok(replicas)
+}
+
+/// How long the operator's route waits for the gateway's acknowledgement before it
+/// answers "queued" (the outbox goes on publishing).
+pub const ACKNOWLEDGEMENT_WAIT: Duration = Duration::from_secs(5);
+
+/// A revocation acknowledged by the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The gateway endpoint that acknowledged it.
+    pub endpoint: String,
+    /// Its place in the gateways' shared revocation log; `None` when the gateway keeps
+    /// no shared log (then only that replica, and the others as the outbox reaches
+    /// them, know it).
+    pub log_sequence: Option<u64>,
+}
+
+/// Publishes a queued revocation now, for an operator waiting on the answer: each
+/// configured gateway endpoint in turn until one acknowledges, within `wait`. `None`
+/// when none did in time; the outbox entries queued by [`publish`] carry on.
+pub async fn publish_now(
+    client: &GatewayClient,
+    license_id: &str,
+    reason: &str,
+    revoked_ms: i64,
+    wait: Duration,
+) -> Option<Acknowledged> {
+    let request = PublishRevocationRequest {
+        license_id: license_id.to_owned(),
+        reason: reason.to_owned(),
+        revoked_at: Some(crate::sqlite::timestamp_ms(revoked_ms)),
+    };
+    let attempts = async {
+        for endpoint in client.replica_endpoints() {
+            // The outbox's key for this endpoint: the gateway takes both as one call.
+            let key = format!("revoke:{license_id}:{endpoint}");
+            match client
+                .publish_revocation(&endpoint, request.clone(), &key)
+                .await
+            {
+                Ok(answer) => {
+                    return Some(Acknowledged {
+                        endpoint,
+                        log_sequence: (answer.log_sequence > 0).then_some(answer.log_sequence),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%endpoint, %error, "revocation not acknowledged here; trying the next");
+                }
+            }
+        }
+        None
+    };
+    tokio::time::timeout(wait, attempts).await.ok().flatten()
 }
 
 /// Revocations read at once.
