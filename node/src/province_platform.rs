@@ -33,6 +33,8 @@ pub enum PlatformOpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Http(#[from] SetupError),
+    #[error(transparent)]
+    KeyBinding(#[from] crate::platform::embedded::KeyBindingError),
 }
 
 /// The platform in use.
@@ -66,6 +68,7 @@ impl OpenPlatform {
                 auto_approve_after,
             } => {
                 let platform = EmbeddedPlatform::open(database, prefix)?;
+                platform.bind_id_hash_key(id_hash_key.clone()).await?;
                 if *seed_residents > 0 {
                     let table = RegionTable::embedded();
                     let key = id_hash_key.clone();

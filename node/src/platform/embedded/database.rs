@@ -10,7 +10,13 @@ use crate::sqlite::{Db, StoreError};
 /// The platform database's schema history, oldest first (see [`crate::sqlite`]).
 /// Append a step to change the schema; never edit one. Step 1 is the schema from before
 /// versioning, verbatim: `IF NOT EXISTS` lets it adopt databases made then.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+pub(super) const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS residents (
@@ -97,6 +103,16 @@ CREATE TABLE IF NOT EXISTS purpose_log (
     subject     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cases_received ON cases (stage, received_ms);
+"#;
+
+/// Step 5: the register remembers which keyed-hash secret its ID-number hashes were made
+/// with (a fingerprint, never the secret), so a node whose store was restored without
+/// its register, or the other way round, refuses to start instead of finding nobody.
+const MIGRATION_5: &str = r#"
+CREATE TABLE IF NOT EXISTS register_settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#;
 
 /// The embedded SQLite platform.

@@ -9,7 +9,8 @@
 //! licenses issued here, seeding); `lookup` the register by ID number and the purpose
 //! of use of each lookup; `import` (with `import_read`, `import_rows`) residents and
 //! licenses from files, all or nothing; `feed` the ordered feeds of status changes and revocations;
-//! `synthetic` the synthetic residents that demos and tests use.
+//! `synthetic` the synthetic residents that demos and tests use; `key_binding` the
+//! check that the register's hashes and the node's keyed-hash secret belong together.
 
 mod cases;
 mod clerk;
@@ -18,6 +19,7 @@ mod feed;
 mod import;
 mod import_read;
 mod import_rows;
+mod key_binding;
 mod licenses;
 mod lookup;
 mod synthetic;
@@ -27,6 +29,7 @@ pub use database::EmbeddedPlatform;
 pub use import::{ImportError, ImportFiles, ImportSummary};
 pub use import_read::{ImportFormat, MAX_PROBLEMS, RowAt, RowProblem};
 pub use import_rows::id_problem;
+pub use key_binding::{KeyBindingError, fingerprint};
 pub use licenses::NewLicense;
 pub use lookup::{level_name, rfc3339_ms};
 pub use synthetic::{SyntheticResident, synthetic_residents};
