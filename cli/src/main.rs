@@ -1,5 +1,5 @@
 //! `tongban`: development PKI, the local-federation demo, the outbox backlog and dead
-//! letters, and the reference platform.
+//! letters, the reference platform, and backups of a node's state.
 
 use std::{
     path::{Path, PathBuf},
@@ -21,6 +21,7 @@ mod backlog;
 mod demo;
 mod outbox;
 mod platform;
+mod store;
 
 /// Tongban operator tool.
 #[derive(Parser, Debug)]
@@ -96,6 +97,11 @@ enum Command {
         node: String,
         #[command(subcommand)]
         action: Option<outbox::Action>,
+    },
+    /// Back up or restore a node's state.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
     },
     /// A province's platform: serve the reference platform, import into its register.
     Platform {
@@ -189,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Outbox { node, action } => outbox::run(&node, action).await,
         Command::Platform { command } => platform::run(command).await,
+        Command::Store { command } => store::run(command).await,
         Command::Audit {
             action:
                 AuditAction::Verify {
