@@ -98,7 +98,10 @@ fn once_with_a_relative_dir_writes_configs_that_can_be_rerun_by_hand() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(cwd.to_str().unwrap()), "{text}");
         let node = NodeConfig::load(&path).unwrap();
-        assert_eq!(node.store, folder.join(format!("node-{prefix}.db")));
+        assert_eq!(
+            node.store.sqlite_path(),
+            Some(folder.join(format!("node-{prefix}.db")).as_path())
+        );
         assert!(node.tls.cert.exists());
     }
 

@@ -69,6 +69,8 @@ impl LocalFederation {
         match member {
             Member::Gateway(i) => self.relaunch_gateway(*i).await,
             Member::Node(prefix) => self.relaunch_node(prefix).await,
+            Member::Replica(prefix, 0) => self.relaunch_node(prefix).await,
+            Member::Replica(prefix, index) => self.relaunch_replica(prefix, *index).await,
         }
     }
 

@@ -21,6 +21,8 @@ pub enum KitError {
         source: std::io::Error,
     },
     #[error("{0}")]
+    Postgres(#[from] crate::postgres::PostgresError),
+    #[error("{0}")]
     Other(String),
 }
 

@@ -12,7 +12,11 @@
 //! - [`spec`] — what federation to start ([`FederationSpec`], [`Launch`]) and the names
 //!   of its parts ([`Member`], [`Link`]).
 //! - [`fault`] — the fault proxy on one link.
+//! - [`tcp_proxy`] — several gateway replicas behind one address, as a load balancer
+//!   puts them.
 //! - [`otlp_collector`] — a trace collector for tests and the benchmark.
+//! - [`postgres`] — a throwaway PostgreSQL 15 cluster for tests, stopped, restarted
+//!   or killed at will.
 //! - [`config`] — the config writers (PKI layout, gateway, registry and node configs),
 //!   also used by the benchmark.
 //! - [`member`] — a running gateway replica or node.
@@ -22,6 +26,7 @@
 //! - [`federation`] — [`LocalFederation`], the started whole.
 //! - `launch` — [`LocalFederation::start`], step by step, in-process or as processes.
 //! - `control` — stop, kill, restart, wait for a crash, node processes' environment.
+//! - [`replicas`] — further replicas of a node whose store is on PostgreSQL.
 //! - [`testing`] — a federation per test in a temporary folder, clients and stand-in
 //!   peers, fixtures.
 //!
@@ -38,9 +43,14 @@ mod launch;
 pub mod member;
 pub mod otlp_collector;
 pub mod platform;
+pub mod postgres;
 mod process;
+pub mod replicas;
 pub mod spec;
+pub mod tcp_proxy;
 pub mod testing;
+
+// The launch puts gateway replicas behind one address with the tests' proxy.
 
 pub use error::KitError;
 pub use fault::{FaultProxy, LinkMode};

@@ -61,9 +61,28 @@ pub struct FederationSpec {
     /// serve`, so a kill is a real SIGKILL); `None` runs them in this process, where
     /// their contract can be made to fail (`platform::Faults`).
     pub platform_binary: Option<PathBuf>,
+    /// Regions (by prefix) whose node keeps its store in the federation's PostgreSQL
+    /// (a throwaway cluster the kit starts, database `node_<prefix>`), so replicas of
+    /// it can be added ([`crate::LocalFederation::add_node_replica`]).
+    pub postgres_stores: Vec<String>,
+    /// How long a node replica's claim on an outbox entry lasts (PostgreSQL stores).
+    pub store_lease: Duration,
+    /// The gateway replicas follow a shared revocation log in the federation's
+    /// PostgreSQL (database `revocation_log`); otherwise each replica learns only the
+    /// revocations published to it.
+    pub shared_revocation_log: bool,
+    /// Nodes reach the gateway replicas through one address, a TCP proxy handing each
+    /// connection to the next replica (as a load balancer does), instead of each
+    /// replica's own.
+    pub gateways_behind_one_address: bool,
 }
 
 impl FederationSpec {
+    /// Whether the federation needs its own PostgreSQL.
+    pub fn needs_postgres(&self) -> bool {
+        self.shared_revocation_log || !self.postgres_stores.is_empty()
+    }
+
     pub fn new(dir: impl Into<PathBuf>, regions: &[&str]) -> Result<Self, KitError> {
         let regions = regions
             .iter()
@@ -91,6 +110,10 @@ impl FederationSpec {
             limits: Limits::default(),
             http_platforms: Vec::new(),
             platform_binary: None,
+            postgres_stores: Vec::new(),
+            store_lease: Duration::from_secs(10),
+            shared_revocation_log: false,
+            gateways_behind_one_address: false,
         })
     }
 }
@@ -102,6 +125,9 @@ pub enum Member {
     Gateway(usize),
     /// Node by region prefix ("44").
     Node(String),
+    /// A further replica of the node of a prefix (its store on PostgreSQL), by index
+    /// from 1 (the node itself is replica 0).
+    Replica(String, usize),
 }
 
 /// A link of the federation, for `LocalFederation::link`.

@@ -3,7 +3,7 @@
 use std::{path::Path, time::Duration};
 
 use tongban_node::config::{
-    GatewayLink, IssuerConfig, ListenConfig, NodeConfig, OutboxConfig, PlatformConfig,
+    GatewayLink, IssuerConfig, ListenConfig, NodeConfig, OutboxConfig, PlatformConfig, StoreConfig,
 };
 use tongban_proto::rules::region::RegionCode;
 use tongban_runtime::{
@@ -34,7 +34,7 @@ pub fn config(
             server_name: None,
             client: ClientSettings::default(),
         },
-        store: format!("node{suffix}.db").into(),
+        store: StoreConfig::Sqlite(format!("node{suffix}.db").into()),
         audit: TrailSettings::at(&format!("node{suffix}-audit.log")),
         platform,
         outbox: OutboxConfig::default(),

@@ -9,10 +9,10 @@ use std::{
 };
 
 use tongban_gateway::{
-    config::{ConsoleSettings, RecognitionSettings},
+    config::{ConsoleSettings, RecognitionSettings, RevocationLogSettings},
     registry::{RegionEntry, RegistryFile},
 };
-use tongban_node::config::{ListenConfig, SigningKeyConfig};
+use tongban_node::config::{ListenConfig, PostgresStore, SigningKeyConfig, StoreConfig};
 use tongban_runtime::{audit::trail::TrailSettings, trust::identity::PeerIdentity};
 
 use crate::{
@@ -23,6 +23,7 @@ use crate::{
         links::Routes,
         sockets::{NodeSockets, Sockets, local_addr},
     },
+    postgres::PostgresCluster,
     spec::{FederationSpec, Link},
 };
 
@@ -41,6 +42,23 @@ pub(crate) struct Plan<'a> {
     pub routes: &'a Routes,
     /// The province platforms of nodes with an HTTP platform, by prefix.
     pub platforms: &'a BTreeMap<String, ProvincePlatform>,
+    /// The federation's PostgreSQL, if it has one.
+    pub postgres: Option<&'a PostgresCluster>,
+    /// The one address of every gateway replica, if they are behind one.
+    pub gateway_front: Option<std::net::SocketAddr>,
+}
+
+/// The database of the node store of `prefix` in the federation's PostgreSQL.
+pub(crate) fn node_database(prefix: &str) -> String {
+    format!("node_{prefix}")
+}
+
+/// The database of the gateways' shared revocation log.
+pub(crate) const REVOCATION_LOG_DATABASE: &str = "revocation_log";
+
+/// The name of replica `index` of the node of `prefix` (0 is the node itself).
+pub(crate) fn replica_name(prefix: &str, index: usize) -> String {
+    format!("node-{prefix}-{index}")
 }
 
 impl Plan<'_> {
@@ -115,6 +133,16 @@ impl Plan<'_> {
         config.telemetry = spec.telemetry.clone();
         config.limits = spec.limits.clone();
         config.audit = TrailSettings::at(&format!("gateway{suffix}-audit.log"));
+        if spec.shared_revocation_log {
+            let cluster = self.postgres.ok_or_else(|| {
+                KitError::Other(
+                    "a shared revocation log without the federation's PostgreSQL".into(),
+                )
+            })?;
+            let mut log = RevocationLogSettings::new(cluster.url(REVOCATION_LOG_DATABASE));
+            log.replica = Some(format!("gateway-{g}"));
+            config.revocation_log = Some(log);
+        }
         // The console shows every node's outbox and certificate.
         config.console = ConsoleSettings {
             node_metrics: self
@@ -145,14 +173,17 @@ impl Plan<'_> {
             portal: local_addr(&sockets.portal)?,
             admin: Some(local_addr(&sockets.admin)?),
         };
-        let gateways = (0..spec.gateways)
-            .map(|g| {
-                self.routes.url(Link::NodeToGateway {
-                    node: prefix.clone(),
-                    gateway: g,
+        let gateways = match self.gateway_front {
+            Some(front) => vec![format!("https://{front}")],
+            None => (0..spec.gateways)
+                .map(|g| {
+                    self.routes.url(Link::NodeToGateway {
+                        node: prefix.clone(),
+                        gateway: g,
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()?,
+        };
         let suffix = format!("-{prefix}");
         let platform = match self.platforms.get(&prefix) {
             Some(province) => province.node_platform(dir, PLATFORM_POLL),
@@ -173,6 +204,19 @@ impl Plan<'_> {
             })
             .collect();
         config.telemetry = spec.telemetry.clone();
+        if spec.postgres_stores.contains(&prefix) {
+            let cluster = self.postgres.ok_or_else(|| {
+                KitError::Other("PostgreSQL stores without the federation's PostgreSQL".into())
+            })?;
+            config.store = StoreConfig::Postgres(PostgresStore {
+                url: cluster.url(&node_database(&prefix)),
+                password_file: None,
+                tls: Default::default(),
+                pool: Default::default(),
+                replica: Some(replica_name(&prefix, 0)),
+                lease: spec.store_lease,
+            });
+        }
         let path = dir.join(format!("node-{prefix}.toml"));
         node::write(&path, &config, WRITER)?;
         Ok(path)

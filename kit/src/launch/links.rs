@@ -8,6 +8,7 @@ use crate::{
     fault::FaultProxy,
     launch::sockets::{Sockets, bind_loopback, local_addr},
     spec::{FederationSpec, Link},
+    tcp_proxy::TcpProxy,
 };
 
 /// Where the caller of each link connects: its fault proxy, or the far side itself.
@@ -64,4 +65,22 @@ pub(crate) async fn wire(
         }
     }
     Ok((proxies, Routes(routes)))
+}
+
+/// The one address in front of every gateway replica, when the spec asks for it.
+pub(crate) fn front(
+    spec: &FederationSpec,
+    sockets: &Sockets,
+) -> Result<Option<TcpProxy>, KitError> {
+    if !spec.gateways_behind_one_address {
+        return Ok(None);
+    }
+    let replicas = sockets
+        .gateways
+        .iter()
+        .map(|g| local_addr(&g.federation))
+        .collect::<Result<Vec<_>, _>>()?;
+    TcpProxy::start(replicas)
+        .map(Some)
+        .map_err(|e| KitError::Other(format!("the gateways' front proxy: {e}")))
 }

@@ -113,7 +113,7 @@ pub(crate) async fn node(
             )?;
             wait_ready(&format!("http://{portal_addr}")).await?;
             // The test's own handles on the process's databases.
-            let store = Store::open(&config.store)?;
+            let store = tongban_node::server::open_store(&config.store).await?;
             let platform = EmbeddedPlatform::open(&platform_database, &config.prefix()?)?;
             (Run::Process(child), store, platform)
         }

@@ -5,7 +5,8 @@
 //! [`LocalFederation::start`] goes step by step: the PKI, every member's listeners
 //! ([`sockets`]), the issuer keys and hash secret ([`keys`]), the links and their fault
 //! proxies ([`links`]), the config files ([`configs`]), then the members themselves
-//! ([`members`]), gateways first. Province platforms of nodes with an HTTP platform
+//! ([`members`]), gateways first. A PostgreSQL cluster starts first when node stores or
+//! the gateways' revocation log live there. Province platforms of nodes with an HTTP platform
 //! ([`platforms`]) start before the configs are written, since the nodes' configs name
 //! them.
 
@@ -20,7 +21,10 @@ use std::collections::BTreeMap;
 
 use tongban_runtime::trust::identity::PeerIdentity;
 
-use crate::{config::pki::Pki, error::KitError, federation::LocalFederation, spec::FederationSpec};
+use crate::{
+    config::pki::Pki, error::KitError, federation::LocalFederation, postgres::PostgresCluster,
+    spec::FederationSpec, tcp_proxy::TcpProxy,
+};
 
 /// The name of a local federation's CA.
 const CA_NAME: &str = "Tongban development federation CA";
@@ -37,6 +41,8 @@ impl LocalFederation {
         let sockets = sockets::Sockets::bind(&spec).await?;
         let keys = keys::Keys::write(&spec, &pki, &sockets.nodes)?;
         let (links, routes) = links::wire(&spec, &sockets).await?;
+        let gateway_front = links::front(&spec, &sockets)?;
+        let postgres = start_postgres(&spec).await?;
         let platforms = platforms::start(&spec).await?;
         let provinces = platforms
             .iter()
@@ -49,6 +55,8 @@ impl LocalFederation {
             keys: &keys,
             routes: &routes,
             platforms: &provinces,
+            postgres: postgres.as_deref(),
+            gateway_front: gateway_front.as_ref().map(TcpProxy::addr),
         };
         let gateway_configs = plan.write_gateways()?;
         let node_configs = plan.write_nodes()?;
@@ -59,6 +67,9 @@ impl LocalFederation {
             gateways: Vec::new(),
             nodes: BTreeMap::new(),
             platforms,
+            replicas: BTreeMap::new(),
+            postgres,
+            gateway_front,
             links,
             spec,
             node_env: BTreeMap::new(),
@@ -93,6 +104,33 @@ impl LocalFederation {
         }
         Ok(())
     }
+}
+
+/// The federation's PostgreSQL with its databases, when the spec needs one.
+async fn start_postgres(
+    spec: &FederationSpec,
+) -> Result<Option<std::sync::Arc<PostgresCluster>>, KitError> {
+    if !spec.needs_postgres() {
+        return Ok(None);
+    }
+    let mut databases: Vec<String> = spec
+        .postgres_stores
+        .iter()
+        .map(|prefix| configs::node_database(prefix))
+        .collect();
+    if spec.shared_revocation_log {
+        databases.push(configs::REVOCATION_LOG_DATABASE.to_owned());
+    }
+    let cluster = tokio::task::spawn_blocking(move || {
+        let cluster = PostgresCluster::start()?;
+        for name in &databases {
+            cluster.create_database(name)?;
+        }
+        Ok::<_, KitError>(cluster)
+    })
+    .await
+    .map_err(|e| KitError::Other(format!("starting PostgreSQL: {e}")))??;
+    Ok(Some(std::sync::Arc::new(cluster)))
 }
 
 impl LocalFederation {
