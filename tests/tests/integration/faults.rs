@@ -75,11 +75,21 @@ pub(super) struct Load {
 
 impl Load {
     pub(super) fn start(t: &TestFederation, scenario: &str, n: usize) -> Self {
-        let residents = t.residents("44");
         let portals: Vec<PortalClient> = ORIGINS
             .iter()
             .map(|o| PortalClient::new(format!("http://{}", t.fed.node(o).unwrap().portal_addr)))
             .collect();
+        Self::start_at(t, scenario, n, portals)
+    }
+
+    /// The same load through `portals`, filing `i` at portal `i % portals.len()`.
+    pub(super) fn start_at(
+        t: &TestFederation,
+        scenario: &str,
+        n: usize,
+        portals: Vec<PortalClient>,
+    ) -> Self {
+        let residents = t.residents("44");
         let tally = Arc::new(Mutex::new(Tally::default()));
         let filed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
