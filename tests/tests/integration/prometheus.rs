@@ -14,7 +14,7 @@ use std::{
 };
 
 use serde_json::Value;
-use tongban_kit::testing::{eventually, medical_filing, start, system_tool};
+use tongban_kit::testing::{eventually, medical_filing, start_with, system_tool};
 use tongban_node::portal_client::PortalClient;
 
 fn deploy() -> PathBuf {
@@ -88,7 +88,11 @@ async fn api(prometheus: &PortalClient, path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_federation_and_evaluates_every_rule() {
-    let t = start(&["110000", "310000", "440000"]).await;
+    // With the shared revocation log, so its series (and alerts) are there too.
+    let t = start_with(&["110000", "310000", "440000"], |spec| {
+        spec.shared_revocation_log = true;
+    })
+    .await;
     let work = t.dir.path().join("prometheus");
     std::fs::create_dir_all(&work).unwrap();
     // The rules as shipped, evaluated every second instead of every 30 s.
