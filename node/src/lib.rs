@@ -22,6 +22,7 @@
 //!   asked; [`error`] maps its failures to gRPC statuses.
 //! - [`observe`]: the one place the node records what it did: spans, metrics, audit
 //!   records and log lines of filings, served calls, outbox attempts and client calls.
+//! - [`feed_turn`]: one replica at a time follows a platform feed.
 //! - [`status_return`]: returns status changes of cases handled here to the region that
 //!   filed them (属地返还).
 //! - [`platform`]: the adapter to the province's own platform; [`platform::embedded`]
@@ -49,6 +50,7 @@ pub mod db_error;
 pub mod delivery;
 pub mod error;
 pub mod federation;
+pub mod feed_turn;
 pub mod filing;
 pub mod forwarder;
 pub mod gateway_client;

@@ -108,6 +108,8 @@ pub async fn publish_now(
 
 /// Revocations read at once.
 const FEED_PAGE: u32 = 200;
+/// The job whose turn a replica takes to follow the feed.
+const FEED_TURN: &str = "platform_revocations";
 /// The setting that keeps the revocation feed's cursor.
 const FEED_CURSOR: &str = "platform_revocation_cursor";
 /// The reason published when the platform gave none a citizen could read.
@@ -146,35 +148,30 @@ enum Read {
 impl RevocationFeed {
     /// Follows the feed until shutdown; returns at once for a registry without one.
     pub async fn run(self, shutdown: ShutdownSignal) {
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        let mut cursor = loop {
-            match self.store.setting(FEED_CURSOR).await {
-                Ok(kept) => break kept.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                Err(error) => tracing::warn!(%error, "revocation feed cursor unreadable"),
-            }
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(self.poll) => {}
-            }
-        }
-        .unwrap_or_default();
-        loop {
-            let read = self.follow_page(&mut cursor).await;
-            let more = match read {
-                Ok(Read::NoFeed) => return,
-                Ok(Read::Page(more)) => more,
-                Err(error) => {
-                    tracing::warn!(%error, "platform revocation feed not read; retrying");
-                    false
+        // One replica at a time follows the feed (see `crate::feed_turn`).
+        while let Some((mut turn, mut cursor)) =
+            crate::feed_turn::take(&self.store, FEED_TURN, FEED_CURSOR, self.poll, &shutdown).await
+        {
+            loop {
+                let more = match self.follow_page(&mut cursor).await {
+                    Ok(Read::NoFeed) => return,
+                    Ok(Read::Page(more)) => more,
+                    Err(error) => {
+                        tracing::warn!(%error, "platform revocation feed not read; retrying");
+                        false
+                    }
+                };
+                if more {
+                    continue;
                 }
-            };
-            if more {
-                continue;
-            }
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(self.poll) => {}
+                tokio::select! {
+                    _ = shutdown.clone().wait() => return,
+                    _ = tokio::time::sleep(self.poll) => {}
+                }
+                if !turn.still_held().await {
+                    tracing::warn!("lost the turn at the revocation feed; taking it again");
+                    break;
+                }
             }
         }
     }

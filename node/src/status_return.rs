@@ -43,6 +43,8 @@ pub(crate) struct StatusReturn {
 /// Changes read at once.
 const FEED_PAGE: u32 = 200;
 /// The setting that keeps the feed's cursor: where the node resumes after a restart.
+/// The job whose turn a replica takes to follow the feed.
+const FEED_TURN: &str = "platform_case_events";
 const FEED_CURSOR: &str = "platform_event_cursor";
 
 impl StatusReturn {
@@ -98,35 +100,31 @@ impl StatusReturn {
         poll: Duration,
         shutdown: ShutdownSignal,
     ) {
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
         let changed = platform.changed().unwrap_or_default();
-        let mut cursor = loop {
-            match self.store.setting(FEED_CURSOR).await {
-                Ok(bytes) => break bytes.map(|b| String::from_utf8_lossy(&b).into_owned()),
-                Err(error) => tracing::warn!(%error, "platform feed cursor unreadable"),
-            }
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(poll) => {}
-            }
-        }
-        .unwrap_or_default();
-        loop {
-            let more = match self.follow_page(platform.as_ref(), &mut cursor).await {
-                Ok(more) => more,
-                Err(error) => {
-                    tracing::warn!(%error, "platform feed not read; retrying");
-                    false
+        // One replica at a time follows the feed (see `crate::feed_turn`).
+        while let Some((mut turn, mut cursor)) =
+            crate::feed_turn::take(&self.store, FEED_TURN, FEED_CURSOR, poll, &shutdown).await
+        {
+            loop {
+                let more = match self.follow_page(platform.as_ref(), &mut cursor).await {
+                    Ok(more) => more,
+                    Err(error) => {
+                        tracing::warn!(%error, "platform feed not read; retrying");
+                        false
+                    }
+                };
+                if more {
+                    continue;
                 }
-            };
-            if more {
-                continue;
-            }
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = changed.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                tokio::select! {
+                    _ = shutdown.clone().wait() => return,
+                    _ = changed.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                }
+                if !turn.still_held().await {
+                    tracing::warn!("lost the turn at the platform feed; taking it again");
+                    break;
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ use super::{
     outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry},
     postgres::PgStore,
     sqlite::SqliteStore,
+    turn::Turn,
 };
 use crate::db_error::StoreError;
 
@@ -104,6 +105,17 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(store) => Some(store.wake_ups(wake, shutdown)),
+        }
+    }
+
+    /// Takes this replica's turn at `job`, a job one replica at a time should do (the
+    /// platform's feeds: every replica reading them would double the platform's load
+    /// and race on the cursor); `None` while another replica holds it. Always granted
+    /// on SQLite.
+    pub async fn take_turn(&self, job: &'static str) -> Result<Option<Turn>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(Turn::Alone)),
+            Backend::Postgres(store) => Ok(store.take_turn(job).await?.map(Turn::Shared)),
         }
     }
 

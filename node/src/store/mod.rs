@@ -23,6 +23,7 @@ mod settings;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod turn;
 
 pub use crate::db_error::StoreError;
 pub use crate::instants::{now_ms, timestamp_ms};
@@ -30,3 +31,4 @@ pub use access_log::{AccessEntry, AccessKind};
 pub use filing::{ApplicationRecord, Filed, NewFiling};
 pub use handle::Store;
 pub use outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind};
+pub use turn::Turn;

@@ -22,5 +22,7 @@ mod status;
 pub(super) mod test_server;
 #[cfg(test)]
 mod tests;
+mod turn;
 
 pub use database::PgStore;
+pub use turn::PgTurn;

@@ -237,3 +237,30 @@ async fn an_unreachable_database_is_reported() {
     assert!(store.pending_outbox().await.is_err());
     assert!(store.health().is_err());
 }
+
+/// One replica at a time holds a job's turn; when its session ends (the replica dies or
+/// lets go), another takes it.
+#[tokio::test]
+async fn a_turn_is_one_replicas_until_it_lets_go() {
+    let config = fresh_database("turns").await;
+    let a = replica(&config, "a", Duration::from_secs(30)).await;
+    let b = replica(&config, "b", Duration::from_secs(30)).await;
+    let mut held = a.take_turn("feed").await.unwrap().expect("a takes the turn");
+    assert!(b.take_turn("feed").await.unwrap().is_none(), "b waits");
+    assert!(b.take_turn("other feed").await.unwrap().is_some(), "turns are per job");
+    assert!(held.still_held().await);
+    drop(held);
+    let taken = async {
+        loop {
+            if let Some(turn) = b.take_turn("feed").await.unwrap() {
+                return turn;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let mut turn = tokio::time::timeout(Duration::from_secs(10), taken)
+        .await
+        .expect("b takes the turn once a let go");
+    assert!(turn.still_held().await);
+    assert!(a.take_turn("feed").await.unwrap().is_none());
+}
