@@ -68,9 +68,8 @@ impl LocalFederation {
         }
         match member {
             Member::Gateway(i) => self.relaunch_gateway(*i).await,
-            Member::Node(prefix) => self.relaunch_node(prefix).await,
-            Member::Replica(prefix, 0) => self.relaunch_node(prefix).await,
-            Member::Replica(prefix, index) => self.relaunch_replica(prefix, *index).await,
+            Member::Node(prefix) => self.relaunch_node(prefix, 0).await,
+            Member::Replica(prefix, index) => self.relaunch_node(prefix, *index).await,
         }
     }
 
@@ -99,8 +98,10 @@ impl LocalFederation {
         self.restart(&Member::Node(prefix.to_owned())).await
     }
 
-    async fn relaunch_node(&mut self, prefix: &str) -> Result<(), KitError> {
-        let old = self.node(prefix)?;
+    /// Starts replica `index` of the node of `prefix` (0: the node itself) again from
+    /// its config file, on its old ports.
+    async fn relaunch_node(&mut self, prefix: &str, index: usize) -> Result<(), KitError> {
+        let old = self.replica(prefix, index)?;
         let sockets = NodeSockets {
             region: old.region,
             prefix: old.prefix,
@@ -110,7 +111,21 @@ impl LocalFederation {
         };
         let path = old.config_path.clone();
         let node = self.launch_node(&path, sockets).await?;
-        self.nodes.insert(prefix.to_owned(), node);
+        match index.checked_sub(1) {
+            None => {
+                self.nodes.insert(prefix.to_owned(), node);
+            }
+            Some(i) => {
+                let slot = self
+                    .replicas
+                    .get_mut(prefix)
+                    .and_then(|r| r.get_mut(i))
+                    .ok_or_else(|| {
+                        KitError::Other(format!("no replica {index} of node {prefix}"))
+                    })?;
+                *slot = node;
+            }
+        }
         Ok(())
     }
 }

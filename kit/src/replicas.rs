@@ -1,7 +1,7 @@
 //! Further replicas of a node whose store is on PostgreSQL: the node's own config with
 //! its own ports, replica name and audit trail, sharing the store (and the province
 //! platform) with the node. Fault tests kill and restart them like any member
-//! (`Member::Replica`).
+//! (`Member::Replica`, restarted by `control`).
 
 use tokio::net::TcpListener;
 use tongban_node::config::{ListenConfig, NodeConfig, PlatformConfig, StoreConfig};
@@ -12,7 +12,7 @@ use crate::{
     federation::LocalFederation,
     launch::{
         configs::replica_name,
-        sockets::{NodeSockets, local_addr, rebind},
+        sockets::{NodeSockets, local_addr},
     },
 };
 
@@ -63,30 +63,5 @@ impl LocalFederation {
             .or_default()
             .push(replica);
         Ok(index)
-    }
-
-    /// Starts a stopped or killed replica again, on its old ports.
-    pub(crate) async fn relaunch_replica(
-        &mut self,
-        prefix: &str,
-        index: usize,
-    ) -> Result<(), KitError> {
-        let old = self.replica(prefix, index)?;
-        let sockets = NodeSockets {
-            region: old.region,
-            prefix: old.prefix,
-            federation: rebind(old.federation_addr).await?,
-            portal: rebind(old.portal_addr).await?,
-            admin: rebind(old.admin_addr).await?,
-        };
-        let path = old.config_path.clone();
-        let replica = self.launch_node(&path, sockets).await?;
-        let slot = self
-            .replicas
-            .get_mut(prefix)
-            .and_then(|r| r.get_mut(index.checked_sub(1)?))
-            .ok_or_else(|| KitError::Other(format!("no replica {index} of node {prefix}")))?;
-        *slot = replica;
-        Ok(())
     }
 }

@@ -17,7 +17,7 @@
 //! - [`process`]: a process's life — typed config loading ([`process::config`]),
 //!   shutdown ([`process::shutdown`]), reloads ([`process::reload`]), working folders
 //!   tools create and may wipe ([`process::workdir`]), the open-files limit
-//!   ([`process::open_files`]).
+//!   ([`process::open_files`]), the host's name that names a replica ([`process::host`]).
 //! - [`postgres`]: PostgreSQL for node replicas and the gateways' shared revocation log —
 //!   connection settings ([`postgres::config`]), schema steps several processes may run
 //!   at once ([`postgres::migrate`]), wake-ups by LISTEN/NOTIFY ([`postgres::listen`]).
@@ -66,6 +66,7 @@ pub mod postgres {
 pub mod process {
     //! A process's life: configuration, reloads, shutdown, working folders.
     pub mod config;
+    pub mod host;
     pub mod open_files;
     pub mod reload;
     pub mod shutdown;

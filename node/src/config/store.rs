@@ -154,12 +154,9 @@ impl PostgresStore {
 
     /// This replica's name: configured, else the host's name.
     pub fn replica_name(&self) -> String {
-        self.replica.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| format!("node-{}", std::process::id()))
-        })
+        self.replica
+            .clone()
+            .or_else(tongban_runtime::process::host::host_name)
+            .unwrap_or_else(|| format!("node-{}", std::process::id()))
     }
 }

@@ -60,16 +60,7 @@ impl TrailSettings {
         if !file.contains("{host}") {
             return self.file.clone();
         }
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_owned())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            })
-            .unwrap_or_else(|| "localhost".to_owned());
+        let host = crate::process::host::host_name().unwrap_or_else(|| "localhost".to_owned());
         PathBuf::from(file.replace("{host}", &host))
     }
 }

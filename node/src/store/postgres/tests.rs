@@ -245,9 +245,16 @@ async fn a_turn_is_one_replicas_until_it_lets_go() {
     let config = fresh_database("turns").await;
     let a = replica(&config, "a", Duration::from_secs(30)).await;
     let b = replica(&config, "b", Duration::from_secs(30)).await;
-    let mut held = a.take_turn("feed").await.unwrap().expect("a takes the turn");
+    let mut held = a
+        .take_turn("feed")
+        .await
+        .unwrap()
+        .expect("a takes the turn");
     assert!(b.take_turn("feed").await.unwrap().is_none(), "b waits");
-    assert!(b.take_turn("other feed").await.unwrap().is_some(), "turns are per job");
+    assert!(
+        b.take_turn("other feed").await.unwrap().is_some(),
+        "turns are per job"
+    );
     assert!(held.still_held().await);
     drop(held);
     let taken = async {
