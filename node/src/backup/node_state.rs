@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     config::{NodeConfig, PlatformConfig, StoreConfig},
-    platform::embedded::fingerprint,
+    platform::embedded::{EmbeddedPlatform, KeyBindingError, fingerprint},
     sqlite::now_ms,
 };
 
@@ -32,6 +32,7 @@ pub async fn backup(
             out.display()
         )));
     }
+    ensure_store_exists(config, tools).await?;
     std::fs::create_dir_all(out).map_err(io_error(out))?;
     let store = crate::server::open_store(&config.store)
         .await
@@ -73,13 +74,69 @@ pub async fn backup(
 
 /// Restores the backup in `from` into the databases `config` names, which must be new:
 /// an absent SQLite file, an empty PostgreSQL database. The node must not be running.
-/// Checks afterwards that the restored store holds the secret the backup recorded.
+/// Everything is checked before anything is written, so a refused restore leaves the
+/// targets as they were; afterwards, that the restored store holds the secret the
+/// backup recorded and the restored register was made with it.
 pub async fn restore(
     config: &NodeConfig,
     from: &Path,
     tools: &PgTools,
 ) -> Result<Manifest, BackupError> {
     let manifest = read_manifest(from)?;
+    let register = check_restore(config, &manifest, tools).await?;
+    match &config.store {
+        StoreConfig::Sqlite(path) => {
+            sqlite::restore(&from.join(&manifest.store_file), path).await?;
+        }
+        StoreConfig::Postgres(pg) => {
+            tools
+                .restore(&pg.database(), &from.join(&manifest.store_file))
+                .await?;
+        }
+    }
+    if let Some((path, file)) = register {
+        sqlite::restore(&from.join(file), path).await?;
+    }
+    let store = crate::server::open_store(&config.store)
+        .await
+        .map_err(|e| BackupError::Tool(e.to_string()))?;
+    let key = store.id_hash_key().await?;
+    let restored = fingerprint(&key);
+    if restored != manifest.id_hash_key_fingerprint {
+        return Err(BackupError::Refused(format!(
+            "the restored store's keyed-hash secret has fingerprint {restored}, the backup \
+             recorded {}",
+            manifest.id_hash_key_fingerprint
+        )));
+    }
+    // The register's hashes against the store's secret, as the node checks at start.
+    if let Some(path) = embedded_database(config) {
+        let prefix = config
+            .prefix()
+            .map_err(|e| BackupError::Tool(e.to_string()))?;
+        let platform = EmbeddedPlatform::open(path, &prefix)?;
+        match platform.bind_id_hash_key(key.into()).await {
+            Ok(()) => {}
+            Err(KeyBindingError::Store(e)) => return Err(e.into()),
+            Err(mismatch) => {
+                return Err(BackupError::Refused(format!(
+                    "{}: {mismatch}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(manifest)
+}
+
+/// What a restore of `manifest` into `config`'s databases would be refused for, found
+/// before anything is written; the register's target and its file in the backup, if
+/// one is restored.
+async fn check_restore<'a>(
+    config: &'a NodeConfig,
+    manifest: &'a Manifest,
+    tools: &PgTools,
+) -> Result<Option<(&'a PathBuf, &'a String)>, BackupError> {
     if manifest.region != config.region.to_string() {
         return Err(BackupError::Refused(format!(
             "the backup is of region {}, the config's is {}",
@@ -87,14 +144,8 @@ pub async fn restore(
         )));
     }
     match (&config.store, manifest.store_kind.as_str()) {
-        (StoreConfig::Sqlite(path), "sqlite") => {
-            sqlite::restore(&from.join(&manifest.store_file), path).await?;
-        }
-        (StoreConfig::Postgres(pg), "postgres") => {
-            tools
-                .restore(&pg.database(), &from.join(&manifest.store_file))
-                .await?;
-        }
+        (StoreConfig::Sqlite(path), "sqlite") => sqlite::ensure_absent(path)?,
+        (StoreConfig::Postgres(pg), "postgres") => tools.ensure_empty(&pg.database()).await?,
         (_, kind) => {
             return Err(BackupError::Refused(format!(
                 "the backup is of a {kind} store; the config names another kind (move \
@@ -103,28 +154,40 @@ pub async fn restore(
         }
     }
     match (embedded_database(config), &manifest.platform_file) {
-        (Some(path), Some(file)) => sqlite::restore(&from.join(file), path).await?,
-        (None, None) => {}
-        (Some(_), None) => {
-            return Err(BackupError::Refused(
-                "the config runs the embedded platform but the backup holds no register".into(),
-            ));
+        (Some(path), Some(file)) => {
+            if config.store.sqlite_path() == Some(path.as_path()) {
+                return Err(BackupError::Refused(format!(
+                    "the config names {} for both the store and the platform",
+                    path.display()
+                )));
+            }
+            sqlite::ensure_absent(path)?;
+            Ok(Some((path, file)))
         }
+        (Some(_), None) => Err(BackupError::Refused(
+            "the config runs the embedded platform but the backup holds no register".into(),
+        )),
         // A node now in front of its province's platform keeps only its store.
-        (None, Some(_)) => {}
+        (None, _) => Ok(None),
     }
-    let store = crate::server::open_store(&config.store)
-        .await
-        .map_err(|e| BackupError::Tool(e.to_string()))?;
-    let restored = fingerprint(&store.id_hash_key().await?);
-    if restored != manifest.id_hash_key_fingerprint {
-        return Err(BackupError::Refused(format!(
-            "the restored store's keyed-hash secret has fingerprint {restored}, the backup \
-             recorded {}",
-            manifest.id_hash_key_fingerprint
-        )));
+}
+
+/// Refuses to back up a store that is not there (a wrong path or URL in the config),
+/// which opening it would otherwise create, with a fresh secret, and back up empty.
+async fn ensure_store_exists(config: &NodeConfig, tools: &PgTools) -> Result<(), BackupError> {
+    let missing = match &config.store {
+        StoreConfig::Sqlite(path) => (!path.is_file()).then(|| path.display().to_string()),
+        StoreConfig::Postgres(pg) => {
+            let db = pg.database();
+            (!tools.holds_schema(&db).await?).then(|| db.display_url())
+        }
+    };
+    match missing {
+        Some(at) => Err(BackupError::Refused(format!(
+            "{at} holds no node store; check the config's [store]"
+        ))),
+        None => Ok(()),
     }
-    Ok(manifest)
 }
 
 fn embedded_database(config: &NodeConfig) -> Option<&PathBuf> {

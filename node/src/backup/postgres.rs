@@ -11,7 +11,8 @@ use super::error::BackupError;
 /// Where `pg_dump` and `pg_restore` are.
 #[derive(Clone, Debug, Default)]
 pub struct PgTools {
-    /// Their folder; `None` looks on PATH, then in Debian's `/usr/lib/postgresql/*/bin`.
+    /// Their folder; `None` takes the newest of Debian's `/usr/lib/postgresql/<version>/bin`
+    /// (a dump needs a `pg_dump` at least as new as the server), then PATH.
     pub bin_dir: Option<PathBuf>,
 }
 
@@ -26,16 +27,47 @@ impl PgTools {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file());
         // Debian's /usr/bin ones are wrappers that want a local cluster's config; the
-        // versioned folder's are the tools themselves.
+        // versioned folder's are the tools themselves. Newest by version, not by name
+        // ("9.6" sorts after "15").
         let debian = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
-            .map(|e| e.path().join("bin").join(name))
-            .filter(|p| p.is_file())
-            .max();
+            .filter_map(|e| {
+                let version = version_of(&e.file_name().to_string_lossy())?;
+                Some((version, e.path().join("bin").join(name)))
+            })
+            .filter(|(_, p)| p.is_file())
+            .max()
+            .map(|(_, p)| p);
         debian.or(on_path).unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    /// Whether the database holds a Tongban schema (a node store, or another component's).
+    pub(super) async fn holds_schema(&self, db: &PostgresConfig) -> Result<bool, BackupError> {
+        let pool = db
+            .pool("tongban-backup")
+            .map_err(|e| BackupError::Tool(e.to_string()))?;
+        let existing =
+            sqlx::query_scalar("SELECT to_regclass('public.tongban_schema') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| BackupError::Tool(format!("{}: {e}", db.display_url())));
+        pool.close().await;
+        existing
+    }
+
+    /// Refuses a database that holds a Tongban schema already: a restore goes into an
+    /// empty one.
+    pub(super) async fn ensure_empty(&self, db: &PostgresConfig) -> Result<(), BackupError> {
+        if self.holds_schema(db).await? {
+            return Err(BackupError::Refused(format!(
+                "{} already holds a Tongban schema; restore into an empty database",
+                db.display_url()
+            )));
+        }
+        Ok(())
     }
 
     /// Dumps the database to `file`.
@@ -52,21 +84,7 @@ impl PgTools {
 
     /// Restores `file` into the database, which must hold no node store yet.
     pub async fn restore(&self, db: &PostgresConfig, file: &Path) -> Result<(), BackupError> {
-        let pool = db
-            .pool("tongban-restore")
-            .map_err(|e| BackupError::Tool(e.to_string()))?;
-        let existing: bool =
-            sqlx::query_scalar("SELECT to_regclass('public.tongban_schema') IS NOT NULL")
-                .fetch_one(&pool)
-                .await
-                .map_err(|e| BackupError::Tool(format!("{}: {e}", db.display_url())))?;
-        pool.close().await;
-        if existing {
-            return Err(BackupError::Refused(format!(
-                "{} already holds a Tongban schema; restore into an empty database",
-                db.display_url()
-            )));
-        }
+        self.ensure_empty(db).await?;
         let mut command = self.command("pg_restore", db)?;
         command
             .arg("--no-owner")
@@ -114,6 +132,11 @@ impl PgTools {
     }
 }
 
+/// A version folder's name as numbers: "15" → [15], "9.6" → [9, 6].
+fn version_of(name: &str) -> Option<Vec<u32>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
+}
+
 async fn run(mut command: tokio::process::Command, name: &str) -> Result<(), BackupError> {
     let output = command.output().await.map_err(|e| {
         BackupError::Tool(format!("{name}: {e} (is PostgreSQL's client installed?)"))
@@ -126,5 +149,17 @@ async fn run(mut command: tokio::process::Command, name: &str) -> Result<(), Bac
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_of;
+
+    #[test]
+    fn versions_compare_as_numbers() {
+        assert!(version_of("15") > version_of("9.6"));
+        assert!(version_of("16") > version_of("15"));
+        assert_eq!(version_of("main"), None);
     }
 }

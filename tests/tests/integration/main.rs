@@ -10,6 +10,7 @@
 //! platforms), never from the process as a whole.
 
 mod audit;
+mod backup;
 mod console;
 mod fan_out;
 mod faults;
