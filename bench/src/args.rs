@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "platform_only")]
     pub no_platform: bool,
     /// Run only the platform-adapter scenario (as --no-nginx --no-haproxy --no-scale
-    /// --no-telemetry-cost --no-lookups, and no relay table).
+    /// --no-telemetry-cost --no-lookups --no-store, and no relay table).
     #[arg(long)]
     pub platform_only: bool,
     /// Deliveries in flight in the platform-adapter scenario.
@@ -67,6 +67,29 @@ pub struct Args {
     /// --seconds long, after --warmup).
     #[arg(long, default_value_t = 5)]
     pub platform_rounds: u32,
+    /// Skip the node-store scenario (filings at one node with its store on SQLite, on
+    /// PostgreSQL with one replica and with two; needs PostgreSQL 15, see
+    /// scripts/test-tools).
+    #[arg(long, conflicts_with_all = ["store_only", "platform_only"])]
+    pub no_store: bool,
+    /// Run only the node-store scenario (no relay table, no other scenario: it starts
+    /// federations of its own).
+    #[arg(long, conflicts_with = "platform_only")]
+    pub store_only: bool,
+    /// Interleaved rounds of the node-store scenario, each configuration on a fresh
+    /// federation in each.
+    #[arg(long, default_value_t = 3)]
+    pub store_rounds: u32,
+    /// Measured filings per configuration and round in the node-store scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub store_filings: usize,
+    /// Filings in flight in the node-store scenario.
+    #[arg(long, default_value_t = 16)]
+    pub store_inflight: usize,
+    /// Warm-up filings before each measured batch of the node-store scenario (delivered
+    /// before it starts, not counted).
+    #[arg(long, default_value_t = 64)]
+    pub store_warmup: usize,
     /// Licenses seeded in the node's register for the lookup scenario: enough for the
     /// cache fill and every uncached lookup measured.
     #[arg(long, default_value_t = 200_000)]
@@ -90,14 +113,20 @@ impl Args {
         self.targets.is_empty() || self.targets.iter().any(|k| k == target.key())
     }
 
-    /// `--platform-only` turns every other scenario off.
+    /// `--platform-only` and `--store-only` turn every other scenario off.
     pub fn settle(&mut self) {
-        if self.platform_only {
+        if self.platform_only || self.store_only {
             self.no_nginx = true;
             self.no_haproxy = true;
             self.no_scale = true;
             self.no_telemetry_cost = true;
             self.no_lookups = true;
+        }
+        if self.platform_only {
+            self.no_store = true;
+        }
+        if self.store_only {
+            self.no_platform = true;
         }
     }
 
@@ -112,6 +141,11 @@ impl Args {
         }
         if !self.no_platform && (self.platform_rounds == 0 || self.platform_inflight.contains(&0)) {
             bail!("--platform-rounds and --platform-inflight must be at least 1");
+        }
+        if !self.no_store
+            && (self.store_rounds == 0 || self.store_filings == 0 || self.store_inflight == 0)
+        {
+            bail!("--store-rounds, --store-filings and --store-inflight must be at least 1");
         }
         if self.baseline_gateway.is_none()
             && self

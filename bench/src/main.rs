@@ -9,6 +9,11 @@
 //! HTTP contract, interleaved, for deliveries per second and the latency and CPU the
 //! adapter adds.
 //!
+//! The node-store scenario (`store`) files at one node with its store on SQLite, on
+//! PostgreSQL with one replica and with two, interleaved, each round on fresh
+//! federations the kit starts, for filings and deliveries per second and CPU per
+//! filing (the node's and the PostgreSQL cluster's).
+//!
 //! A telemetry-cost check runs the gateway with telemetry off, with its default (metrics
 //! on), and with metrics plus traces exported over OTLP to a collector in this process,
 //! interleaved; every call carries a `traceparent` as nodes send them, 1 % sampled.
@@ -33,6 +38,7 @@ mod platform;
 mod procs;
 mod report;
 mod setup;
+mod store;
 mod target;
 
 use std::path::Path;
@@ -58,10 +64,24 @@ async fn main() -> anyhow::Result<()> {
     tls::install_crypto_provider();
     // Wiped only if an earlier benchmark made it (or it is empty).
     let dir = tongban_runtime::process::workdir::prepare(&args.dir, "tongban-bench")?;
-    let mut run = setup::start(&args, &dir).await?;
-    let result = bench(&args, &dir, &mut run).await;
-    run.stop();
-    result
+    if !args.store_only {
+        let mut run = setup::start(&args, &dir).await?;
+        let result = bench(&args, &dir, &mut run).await;
+        run.stop();
+        result?;
+    }
+    // Last, once the other scenarios' processes are stopped: it starts federations of
+    // its own and should have the machine to itself.
+    if !args.no_store {
+        let options = store::Options {
+            rounds: args.store_rounds,
+            filings: args.store_filings,
+            warmup: args.store_warmup,
+            inflight: args.store_inflight,
+        };
+        store::run(&options, &setup::bin_dir()?, &dir.join("store")).await?;
+    }
+    Ok(())
 }
 
 /// The main table: every measured target at every payload size and concurrency, round

@@ -141,6 +141,31 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// CPU seconds (user + system) of process `pid` and its live descendants, each with the
+/// time of the children it has already reaped (cutime, cstime): for a process whose
+/// children come and go, as PostgreSQL's postmaster forks a backend per connection and
+/// autovacuum workers on demand, so a child that ended mid-window still counts (its
+/// time moves from the live sum into its parent's reaped time, none lost or counted
+/// twice). `None` when `pid`'s own figures cannot be read (it exited, or `/proc` is not
+/// readable): never a 0 that a ratio would take for "no CPU spent".
+pub fn cpu_seconds_with_reaped(pid: u32) -> Option<f64> {
+    let with_reaped = |pid: u32| {
+        let f = stat_fields(pid)?;
+        // After the name: utime(11) stime(12) cutime(13) cstime(14).
+        f.get(11..15)?
+            .iter()
+            .map(|v| v.parse::<u64>().ok())
+            .sum::<Option<u64>>()
+    };
+    let mut total = with_reaped(pid)?;
+    let mut stack = children(pid);
+    while let Some(child) = stack.pop() {
+        total += with_reaped(child).unwrap_or(0);
+        stack.extend(children(child));
+    }
+    Some(total as f64 / TICKS_PER_SEC)
+}
+
 fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();

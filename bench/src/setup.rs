@@ -96,7 +96,8 @@ impl Running {
     }
 }
 
-fn bin_dir() -> anyhow::Result<PathBuf> {
+/// The folder of this binary, where `scripts/bench` builds the other release binaries.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe.parent().context("binary folder")?.to_owned())
 }
