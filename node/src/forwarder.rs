@@ -102,11 +102,11 @@ impl Forwarder {
                 for target in busy.values() {
                     *per_target.entry(target.clone()).or_default() += 1;
                 }
-                match this
-                    .store
-                    .due_outbox(IN_FLIGHT_PER_TARGET as u32, ids)
-                    .await
-                {
+                // No more per province than slots are free: on a store shared by
+                // replicas every entry returned is claimed (a write), and one claimed
+                // but not taken is a second write to hand it back.
+                let claim_per_target = IN_FLIGHT_PER_TARGET.min(free) as u32;
+                match this.store.due_outbox(claim_per_target, ids).await {
                     Ok(due) => {
                         let mut skipped = Vec::new();
                         for entry in due {

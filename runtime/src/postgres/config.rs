@@ -140,6 +140,10 @@ impl PostgresConfig {
             return Err(PostgresConfigError::PoolTooSmall);
         }
         Ok(PgPoolOptions::new()
+            // No ping before each use (a round trip and a wake-up of the server per
+            // statement): a connection that died fails its statement, which the
+            // callers' retries already cover, and the pool drops it.
+            .test_before_acquire(false)
             .max_connections(self.pool.max_connections)
             .acquire_timeout(self.pool.acquire_timeout)
             .connect_lazy_with(self.connect_options(application_name)?))

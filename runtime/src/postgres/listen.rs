@@ -22,10 +22,23 @@ pub async fn wake_on_notify(
     wake: Arc<Notify>,
     shutdown: ShutdownSignal,
 ) {
+    wake_on_notify_from_others(pool, channels, None, wake, shutdown).await
+}
+
+/// The same, passing over notifications whose payload is `own`: a process that sends
+/// its own name as the payload has already woken itself, and each needless wake-up is a
+/// needless read of the database.
+pub async fn wake_on_notify_from_others(
+    pool: PgPool,
+    channels: &'static [&'static str],
+    own: Option<Arc<str>>,
+    wake: Arc<Notify>,
+    shutdown: ShutdownSignal,
+) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
-        let listening = listen(&pool, channels, &wake);
+        let listening = listen(&pool, channels, own.as_deref(), &wake);
         tokio::select! {
             _ = &mut stop => return,
             Err(error) = listening => {
@@ -43,6 +56,7 @@ pub async fn wake_on_notify(
 async fn listen(
     pool: &PgPool,
     channels: &'static [&'static str],
+    own: Option<&str>,
     wake: &Notify,
 ) -> Result<std::convert::Infallible, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
@@ -50,9 +64,11 @@ async fn listen(
     // Anything sent before this point was missed: read again.
     wake_all(wake);
     loop {
-        if listener.try_recv().await?.is_none() {
+        match listener.try_recv().await? {
+            Some(note) if own.is_some_and(|own| note.payload() == own) => continue,
+            Some(_) => {}
             // Reconnected: the gap may have held notifications.
-            listener.listen_all(channels.iter().copied()).await?;
+            None => listener.listen_all(channels.iter().copied()).await?,
         }
         wake_all(wake);
     }

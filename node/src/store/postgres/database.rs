@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tongban_runtime::{
-    postgres::{config::PostgresConfig, listen::wake_on_notify, migrate::migrate},
+    postgres::{config::PostgresConfig, listen::wake_on_notify_from_others, migrate::migrate},
     process::shutdown::ShutdownSignal,
 };
 
@@ -84,7 +84,13 @@ impl PgStore {
         wake: Arc<Notify>,
         shutdown: ShutdownSignal,
     ) -> impl Future<Output = ()> + Send + 'static {
-        wake_on_notify(self.pool.clone(), &[OUTBOX_CHANNEL], wake, shutdown)
+        wake_on_notify_from_others(
+            self.pool.clone(),
+            &[OUTBOX_CHANNEL],
+            Some(self.replica.clone()),
+            wake,
+            shutdown,
+        )
     }
 
     /// Runs one call, noting for [`Self::health`] whether it met a fault.
@@ -126,7 +132,9 @@ impl PgStore {
 /// Wakes the replicas' forwarders when the transaction on `conn` commits (PostgreSQL
 /// delivers a notification only then, and drops it with a rollback).
 pub(super) async fn notify_outbox(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
+    // The payload names the sending replica (its connection's application_name), which
+    // wakes itself and passes over its own notification.
+    sqlx::query("SELECT pg_notify($1, current_setting('application_name'))")
         .bind(OUTBOX_CHANNEL)
         .execute(conn)
         .await?;
