@@ -35,6 +35,16 @@ pub enum PlatformOpenError {
     Http(#[from] SetupError),
     #[error(transparent)]
     KeyBinding(#[from] crate::platform::embedded::KeyBindingError),
+    #[error(
+        "the embedded platform {0} is in use by another node process; replicas of a node \
+         need a platform they can share (a province's platform over HTTP)"
+    )]
+    InUse(String),
+    #[error("{path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The platform in use.
@@ -49,6 +59,9 @@ pub struct OpenPlatform {
     pub http: Option<Arc<HttpPlatform>>,
     /// The embedded platform's demo clerk: approves every case on this step.
     auto_approve_after: Option<Duration>,
+    /// Held while this node runs the embedded platform: a second node process on the
+    /// same file would run a second clerk and follow the same feeds.
+    _exclusive: Option<std::fs::File>,
 }
 
 impl OpenPlatform {
@@ -67,6 +80,7 @@ impl OpenPlatform {
                 seed_residents,
                 auto_approve_after,
             } => {
+                let exclusive = claim_exclusive(database)?;
                 let platform = EmbeddedPlatform::open(database, prefix)?;
                 platform.bind_id_hash_key(id_hash_key.clone()).await?;
                 if *seed_residents > 0 {
@@ -83,6 +97,7 @@ impl OpenPlatform {
                     embedded: Some(platform),
                     http: None,
                     auto_approve_after: *auto_approve_after,
+                    _exclusive: Some(exclusive),
                 })
             }
             PlatformConfig::Http(http) => {
@@ -95,6 +110,7 @@ impl OpenPlatform {
                     embedded: None,
                     http: Some(platform),
                     auto_approve_after: None,
+                    _exclusive: None,
                 })
             }
         }
@@ -121,5 +137,52 @@ impl OpenPlatform {
         if let Some(http) = &self.http {
             tasks.spawn(http.clone().run_probe(shutdown.clone()));
         }
+    }
+}
+
+/// Locks the embedded platform at `database` for this process (a lock file beside it;
+/// the OS lets go when the process ends, however it ends).
+fn claim_exclusive(database: &std::path::Path) -> Result<std::fs::File, PlatformOpenError> {
+    let path = database.with_extension("node-lock");
+    let lock_error = |source| PlatformOpenError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(lock_error)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(PlatformOpenError::InUse(database.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// One holder at a time; the next one gets the file once the first lets go.
+    #[test]
+    fn one_node_process_at_a_time_runs_an_embedded_platform() {
+        let dir = std::env::temp_dir().join(format!("tongban-exclusive-{}", std::process::id()));
+        let database = dir.join("platform.sqlite");
+        let first = super::claim_exclusive(&database).unwrap();
+        let second = super::claim_exclusive(&database).unwrap_err();
+        assert!(
+            second
+                .to_string()
+                .contains("in use by another node process"),
+            "{second}"
+        );
+        drop(first);
+        super::claim_exclusive(&database).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
