@@ -20,7 +20,7 @@ use tongban_runtime::trust::identity::PeerIdentity;
 use super::{
     cache::{Key, Keyer},
     lookup::{Ctx, HolderList, LicenseEntry, Recognition, field},
-    revocation_log::{ApplyRevocations, NewRevocation, RevocationLog},
+    revocation_log::{Appended, ApplyRevocations, NewRevocation, RevocationLog},
 };
 use crate::{audit::CallAudit, authorize, error::GatewayError};
 
@@ -35,12 +35,18 @@ impl Recognition {
             license_issuer(&request.license_id).map_err(|e| field("license_id", e.to_string()))?;
         audit.target = Some(issuer_code);
         authorize::check_revoker(&ctx.caller, &issuer_code)?;
-        let log_sequence = match &self.revocation_log {
-            Some(log) => write_to_log(log, &request, &issuer_code, &ctx.caller).await?,
-            None => 0,
+        let logged = match &self.revocation_log {
+            Some(log) => Some(write_to_log(log, &request, &issuer_code, &ctx.caller).await?),
+            None => None,
         };
         let id_key = self.license_id_key(&request.license_id);
-        let applied = self.apply_revocations(&[id_key]).await > 0;
+        let new_here = self.apply_revocations(&[id_key]).await > 0;
+        // With a shared log, "applied" is whether the log took it as new: this replica's
+        // follower may have applied it first, which says nothing to the publisher.
+        let (applied, log_sequence) = match logged {
+            Some(appended) => (appended.new, appended.seq),
+            None => (new_here, 0),
+        };
         tracing::info!(
             license = %Keyer::log_ref(&id_key),
             issuer = %issuer_code,
@@ -110,7 +116,7 @@ async fn write_to_log(
     request: &PublishRevocationRequest,
     issuer: &RegionCode,
     caller: &RegionPrefix,
-) -> Result<u64, GatewayError> {
+) -> Result<Appended, GatewayError> {
     let published_by = PeerIdentity::Region(*caller).uri();
     let entry = NewRevocation {
         license_id: &request.license_id,
@@ -121,7 +127,7 @@ async fn write_to_log(
         published_ms: unix_ms(SystemTime::now()),
     };
     match log.append(&entry).await {
-        Ok(appended) => Ok(appended.seq),
+        Ok(appended) => Ok(appended),
         Err(error) => {
             tracing::warn!(%error, issuer = %issuer, "revocation refused: the revocation log cannot be written");
             Err(GatewayError::RevocationLogUnavailable(error.to_string()))
