@@ -255,6 +255,32 @@ async fn revoke(
         crate::revocations::ACKNOWLEDGEMENT_WAIT,
     )
     .await;
+    answer_revoked(&state, license_id, revoked_ms, replicas, acknowledged).await
+}
+
+/// The revoke route's answer once the revocation is queued: published (in the shared
+/// log, the outbox's repeats closed) or queued.
+async fn answer_revoked(
+    state: &OperatorState,
+    license_id: String,
+    revoked_ms: i64,
+    replicas: Vec<String>,
+    acknowledged: Option<crate::revocations::Acknowledged>,
+) -> Response {
+    // In the shared log, every gateway replica learns it: the outbox need not tell each
+    // configured endpoint again (without a log, it must).
+    if let Some(crate::revocations::Acknowledged {
+        log_sequence: Some(_),
+        ..
+    }) = &acknowledged
+        && let Err(error) = state
+            .ctx
+            .store
+            .revocation_published(license_id.clone())
+            .await
+    {
+        tracing::warn!(%error, "published revocation left queued; the outbox repeats it");
+    }
     tracing::info!(license = %license_id, ?acknowledged, "license revoked");
     match acknowledged {
         Some(ack) => (

@@ -303,6 +303,13 @@ impl Store {
         dispatch!(self.enqueue_push(case_number, origin_region, one_thing_id, request))
     }
 
+    /// A revocation is in the gateways' shared log, which every replica follows: its
+    /// publications still pending (one per configured gateway endpoint) are done. How
+    /// many were closed.
+    pub async fn revocation_published(&self, license_id: String) -> Result<u64, StoreError> {
+        dispatch!(self.revocation_published(license_id))
+    }
+
     /// Queues the publication of a revocation to every gateway replica in `endpoints`.
     pub async fn enqueue_revocation(
         &self,

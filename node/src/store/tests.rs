@@ -592,6 +592,11 @@ async fn settings_keys_and_lookups_are_kept(f: Fixture) {
         due.iter()
             .all(|e| e.kind == OutboxKind::Revoke && e.target_region == "440000")
     );
+    // Once the shared log holds it, both publications are done (claimed ones too).
+    let license = due[0].case_number.clone();
+    assert_eq!(b.revocation_published(license.clone()).await.unwrap(), 2);
+    assert_eq!(a.pending_outbox().await.unwrap(), 0);
+    assert_eq!(b.revocation_published(license).await.unwrap(), 0);
 }
 
 async fn statuses_apply_only_when_newer(f: Fixture) {

@@ -118,6 +118,23 @@ impl PgStore {
         .await
     }
 
+    pub async fn revocation_published(&self, license_id: String) -> Result<u64, StoreError> {
+        self.observed(async {
+            let closed = sqlx::query(
+                "UPDATE outbox SET state = 'done', done_ms = $3, attempts = attempts + 1,
+                    lease_owner = NULL, lease_until_ms = NULL
+                 WHERE kind = $1 AND case_number = $2 AND state = 'pending'",
+            )
+            .bind(OutboxKind::Revoke.as_str())
+            .bind(license_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+            Ok(closed.rows_affected())
+        })
+        .await
+    }
+
     pub async fn enqueue_revocation(
         &self,
         request: tongban_proto::v1::PublishRevocationRequest,

@@ -43,6 +43,19 @@ impl SqliteStore {
             .await
     }
 
+    pub async fn revocation_published(&self, license_id: String) -> Result<u64, StoreError> {
+        self.db
+            .call(move |conn| {
+                let closed = conn.execute(
+                    "UPDATE outbox SET state = 'done', done_ms = ?3, attempts = attempts + 1
+                     WHERE kind = ?1 AND case_number = ?2 AND state = 'pending'",
+                    params![OutboxKind::Revoke.as_str(), license_id, now_ms()],
+                )?;
+                Ok(closed as u64)
+            })
+            .await
+    }
+
     pub async fn enqueue_revocation(
         &self,
         request: tongban_proto::v1::PublishRevocationRequest,
