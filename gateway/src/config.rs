@@ -213,10 +213,18 @@ pub struct RecognitionSettings {
     /// license ids in cache keys and logs; give every replica the same file so their
     /// log references agree. Omit to draw a random secret at start.
     pub hash_key: Option<PathBuf>,
-    /// Most identity assertions cached at once.
+    /// Most identity assertions cached at once (a bound besides `identity_cache_bytes`).
     pub identity_entries: u64,
-    /// Most license verdicts cached at once (the grace copies are bounded alike).
+    /// Most license verdicts cached at once (the grace copies are bounded alike; a
+    /// bound besides `license_cache_bytes`).
     pub license_entries: u64,
+    /// Bytes the identity cache may hold: its entries as estimated, the cache's own
+    /// bookkeeping (about 400 bytes an entry) included. At least 1 MiB.
+    pub identity_cache_bytes: u64,
+    /// Bytes the license cache may hold, alike; the grace copies and the holder lists
+    /// may hold a quarter of it each. An entry over 64 KiB (a license stating a huge
+    /// `fields` map) is answered but never cached. At least 1 MiB.
+    pub license_cache_bytes: u64,
     /// Longest a verified answer is served from cache before the issuer is asked
     /// again; never beyond the answer's own validity.
     #[serde(with = "humantime_serde")]
@@ -236,6 +244,9 @@ pub struct RecognitionSettings {
     /// listed get none: the answer is "cannot verify now".
     #[serde(with = "grace_map")]
     pub grace: BTreeMap<String, Duration>,
+    /// Revocations: how long remembered, how many per member, how fast; see
+    /// `[recognition.revocations]`.
+    pub revocations: RevocationSettings,
 }
 
 impl RecognitionSettings {
@@ -248,17 +259,25 @@ impl RecognitionSettings {
 /// Longest grace an operator may allow.
 pub const MAX_GRACE: Duration = Duration::from_secs(24 * 3600);
 
+/// Fewest bytes a cache may be given: room for 16 of the largest entries it keeps.
+const MIN_CACHE_BYTES: u64 = 1 << 20;
+
 impl Default for RecognitionSettings {
     fn default() -> Self {
         Self {
             hash_key: None,
             identity_entries: 100_000,
             license_entries: 100_000,
+            // 32 MiB in all with the grace copies and the holder lists: well under
+            // the chart's 256 MiB beside the 128 MiB buffer budget.
+            identity_cache_bytes: 8 << 20,
+            license_cache_bytes: 16 << 20,
             max_ttl: Duration::from_secs(600),
             negative_ttl: Duration::from_secs(30),
             expiry_margin: Duration::from_secs(30),
             holder_list_ttl: Duration::from_secs(60),
             grace: BTreeMap::new(),
+            revocations: RevocationSettings::default(),
         }
     }
 }
@@ -291,6 +310,68 @@ mod grace_map {
                     .map_err(serde::de::Error::custom)
             })
             .collect()
+    }
+}
+
+/// `[recognition.revocations]`: the revoked licenses a gateway remembers, charged to the
+/// registered member that published each. A member over its ceiling or its rate has its
+/// revocations refused RESOURCE_EXHAUSTED (transient, with a pushback: its node's outbox
+/// publishes them again); revocations read from the shared log were accepted by some
+/// replica and are always applied, counted all the same.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationSettings {
+    /// How long a revocation is remembered from its publication. At least `max_ttl` +
+    /// the longest `grace` + `holder_list_ttl`: by then no cached answer can still hold
+    /// the license, and its issuer's own answer says "revoked".
+    #[serde(with = "humantime_serde")]
+    pub memory: Duration,
+    /// Most revocations one member may have remembered at once. About 60 bytes each:
+    /// 40 members at 10,000 take about 25 MiB of the chart's 256 MiB.
+    pub max_per_issuer: usize,
+    /// Revocations a second one member may publish once its `burst` is spent.
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        Self {
+            memory: Duration::from_secs(7 * 24 * 3600),
+            max_per_issuer: 10_000,
+            per_second: 50,
+            burst: 2_000,
+        }
+    }
+}
+
+impl RevocationSettings {
+    /// Checks these against the caches of `recognition` (their own section).
+    fn check(&self, recognition: &RecognitionSettings) -> Result<(), (&'static str, String)> {
+        let longest_grace = recognition
+            .grace
+            .values()
+            .max()
+            .copied()
+            .unwrap_or_default();
+        let floor = recognition.max_ttl + longest_grace + recognition.holder_list_ttl;
+        if self.memory < floor {
+            return Err((
+                "recognition.revocations.memory",
+                format!(
+                    "must be at least max_ttl + the longest grace + holder_list_ttl ({}): \
+                     a cached answer may hold a license that long",
+                    humantime::format_duration(floor)
+                ),
+            ));
+        }
+        if self.max_per_issuer == 0 || self.per_second == 0 || self.burst == 0 {
+            return Err((
+                "recognition.revocations",
+                "max_per_issuer, per_second and burst must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -361,7 +442,17 @@ impl GatewayConfig {
                 "cache sizes must be at least 1",
             ));
         }
+        if r.identity_cache_bytes.min(r.license_cache_bytes) < MIN_CACHE_BYTES {
+            return Err(ConfigError::field(
+                origin,
+                "recognition",
+                "identity_cache_bytes and license_cache_bytes must be at least 1 MiB",
+            ));
+        }
         if let Some(Err((field, problem))) = self.revocation_log.as_ref().map(|l| l.check()) {
+            return Err(ConfigError::field(origin, field, problem));
+        }
+        if let Err((field, problem)) = r.revocations.check(r) {
             return Err(ConfigError::field(origin, field, problem));
         }
         Ok(())
@@ -436,6 +527,39 @@ mod tests {
         )
         .unwrap();
         assert!(fast.validate(Path::new("g.toml")).is_err());
+    }
+
+    #[test]
+    fn cache_byte_budgets_have_defaults_and_a_floor() {
+        let base = "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+        let origin = Path::new("g.toml");
+        // A config from before the byte budgets (entry counts only) loads as it was.
+        let old: GatewayConfig = config::parse(
+            &format!("{base}[recognition]\nidentity_entries = 1000\nlicense_entries = 2000\n"),
+            origin,
+        )
+        .unwrap();
+        old.validate(origin).unwrap();
+        let r = &old.recognition;
+        assert_eq!((r.identity_entries, r.license_entries), (1000, 2000));
+        assert_eq!(
+            (r.identity_cache_bytes, r.license_cache_bytes),
+            (8 << 20, 16 << 20)
+        );
+        let set: GatewayConfig = config::parse(
+            &format!("{base}[recognition]\nidentity_cache_bytes = 2097152\nlicense_cache_bytes = 4194304\n"),
+            origin,
+        )
+        .unwrap();
+        set.validate(origin).unwrap();
+        assert_eq!(set.recognition.license_cache_bytes, 4 << 20);
+        let tiny: GatewayConfig = config::parse(
+            &format!("{base}[recognition]\nlicense_cache_bytes = 1000\n"),
+            origin,
+        )
+        .unwrap();
+        let err = tiny.validate(origin).unwrap_err().to_string();
+        assert!(err.contains("license_cache_bytes"), "{err}");
     }
 
     #[test]
@@ -546,5 +670,48 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("client_hello_timeout"), "{err}");
+    }
+
+    #[test]
+    fn revocation_memory_must_outlast_every_cached_answer() {
+        let base = "listen = \"127.0.0.1:7000\"\nregistry = \"r.toml\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n";
+        let origin = Path::new("gw.toml");
+        let default: GatewayConfig = config::parse(base, origin).unwrap();
+        assert_eq!(
+            default.recognition.revocations,
+            RevocationSettings::default()
+        );
+        default.validate(origin).unwrap();
+        let set: GatewayConfig = config::parse(
+            &format!(
+                "{base}[recognition]\nmax_ttl = \"10m\"\nholder_list_ttl = \"1m\"\n\
+                 [recognition.grace]\nhousehold_register = \"1h\"\n\
+                 [recognition.revocations]\nmemory = \"71m\"\nmax_per_issuer = 5\nper_second = 2\nburst = 3\n"
+            ),
+            origin,
+        )
+        .unwrap();
+        set.validate(origin).unwrap();
+        let r = &set.recognition.revocations;
+        assert_eq!((r.max_per_issuer, r.per_second, r.burst), (5, 2, 3));
+        // A minute short of 10m + 1h + 1m.
+        let short: GatewayConfig = config::parse(
+            &format!(
+                "{base}[recognition]\nmax_ttl = \"10m\"\nholder_list_ttl = \"1m\"\n\
+                 [recognition.grace]\nhousehold_register = \"1h\"\n\
+                 [recognition.revocations]\nmemory = \"70m\"\n"
+            ),
+            origin,
+        )
+        .unwrap();
+        let err = short.validate(origin).unwrap_err().to_string();
+        assert!(err.contains("recognition.revocations.memory"), "{err}");
+        assert!(err.contains("1h 11m"), "{err}");
+        let zero: GatewayConfig = config::parse(
+            &format!("{base}[recognition.revocations]\nper_second = 0\n"),
+            origin,
+        )
+        .unwrap();
+        assert!(zero.validate(origin).is_err());
     }
 }

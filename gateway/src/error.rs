@@ -51,6 +51,13 @@ pub enum GatewayError {
     /// safe to retry later.
     #[error("{0}")]
     Overloaded(String),
+    /// The caller is over a bound of its own (its revocations remembered, or published
+    /// a second; see `crate::recognition`); safe to retry after `retry_after`.
+    #[error("{problem}")]
+    OverQuota {
+        problem: String,
+        retry_after: std::time::Duration,
+    },
     /// The shared revocation log cannot be written, so a revocation is not
     /// acknowledged; safe to retry.
     #[error("the revocation log cannot be written: {0}")]
@@ -97,9 +104,10 @@ impl GatewayError {
             }
             Self::UnknownRegion(_) | Self::NoRoute(_) => Code::NotFound,
             Self::UnknownMethod(_) => Code::Unimplemented,
-            Self::TooLarge(_) | Self::MetadataTooLarge { .. } | Self::Overloaded(_) => {
-                Code::ResourceExhausted
-            }
+            Self::TooLarge(_)
+            | Self::MetadataTooLarge { .. }
+            | Self::Overloaded(_)
+            | Self::OverQuota { .. } => Code::ResourceExhausted,
             Self::Stalled(_) => Code::DeadlineExceeded,
             Self::ClientGone(_) => Code::Cancelled,
             Self::Unavailable { .. } | Self::RevocationLogUnavailable(_) => Code::Unavailable,
@@ -124,6 +132,7 @@ impl GatewayError {
             | Self::Unavailable { .. }
             | Self::RevocationLogUnavailable(_)
             | Self::Overloaded(_)
+            | Self::OverQuota { .. }
             | Self::Internal(_) => Retry::Transient,
         }
     }
@@ -149,6 +158,10 @@ impl GatewayError {
             // instead of returning at once.
             Self::Overloaded(_) => {
                 tongban_proto::contract::retry::with_pushback(status, overload_pushback())
+            }
+            // Over its own bound: told when that bound lets it in again.
+            Self::OverQuota { retry_after, .. } => {
+                tongban_proto::contract::retry::with_pushback(status, *retry_after)
             }
             _ => status,
         }
@@ -213,6 +226,14 @@ mod tests {
                 Code::Unavailable,
                 Retry::Transient,
             ),
+            (
+                GatewayError::OverQuota {
+                    problem: "over its rate".into(),
+                    retry_after: std::time::Duration::from_millis(20),
+                },
+                Code::ResourceExhausted,
+                Retry::Transient,
+            ),
         ];
         for (error, code, retry) in cases {
             let status = error.to_status();
@@ -220,8 +241,14 @@ mod tests {
             assert_eq!(Retry::of(&status), retry, "{error}");
             // Only a shed call says when to come back.
             let pushback = tongban_proto::contract::retry::pushback(&status);
-            let shed = matches!(error, GatewayError::Overloaded(_));
+            let shed = matches!(
+                error,
+                GatewayError::Overloaded(_) | GatewayError::OverQuota { .. }
+            );
             assert_eq!(pushback.is_some(), shed, "{error}");
+            if let GatewayError::OverQuota { retry_after, .. } = error {
+                assert_eq!(pushback, Some(retry_after));
+            }
         }
         // Shed callers are told to come back at spread-out times around the mean.
         let waits: std::collections::BTreeSet<_> = (0..50)

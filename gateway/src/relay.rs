@@ -25,7 +25,7 @@ use crate::{
     forward,
     methods::Serve,
     metrics::GatewayMetrics,
-    recognition::Recognition,
+    recognition::{Bounds, Recognition},
     registry::{Registry, SharedRegistry},
     route, trace,
 };
@@ -77,6 +77,11 @@ impl Relay {
             trail: Some(trail),
             ..self
         }
+    }
+
+    /// The admission every call of the listener goes through.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// The registry the relay routes and admits by, as in force now.
@@ -147,8 +152,13 @@ impl Relay {
                 // Boxed: the lookup's state is large, and inline it would make every relayed
                 // call's future (moved once per call) as large.
                 let recognition = &self.recognition;
-                Box::pin(recognition.serve(lookup, &call, caller, &message, deadline.wait, audit))
-                    .await
+                // What the lookup buffers, the issuer's answer too, is charged to the
+                // call's permit.
+                let bounds = Bounds {
+                    deadline: deadline.wait,
+                    budget: &mut permit,
+                };
+                Box::pin(recognition.serve(lookup, &call, caller, &message, bounds, audit)).await
             }
             Serve::Local => Err(GatewayError::UnknownMethod(method.name.to_owned())),
         }

@@ -1,18 +1,31 @@
-//! The caches of verified lookups (moka): bounded by entries, each entry fresh until its
-//! own time — never beyond the assertion's or license's own validity or its key's
-//! window, short for negative answers — with one issuer call for any number of
-//! concurrent misses of one key, explicit invalidation, and counters for hits, misses,
-//! loads, evictions, invalidations and grace answers.
+//! The caches of verified lookups (moka): bounded by the bytes their entries hold (each
+//! entry weighed by its `Footprint`, moka's own bookkeeping included; the configured
+//! entry counts bound them too), each entry fresh until its own time — never beyond the
+//! assertion's or license's own validity or its key's window, short for negative
+//! answers — with one issuer call for any number of concurrent misses of one key,
+//! explicit invalidation, and counters for hits, misses, loads, evictions,
+//! invalidations, grace answers and entries too large to cache. The bytes each cache
+//! holds are published as `tongban_recognition_cache_bytes`.
+//!
+//! An entry larger than [`MAX_ENTRY_BYTES`] (a license stating a huge `fields` map) is
+//! answered but never cached: one hostile issuer's answers cannot push every other
+//! region's entries out.
 //!
 //! Freshness is checked on read (a stale entry is dropped and reloaded) rather than by
 //! moka's per-entry expiry, whose timer wheel costs about 50 bytes an entry; the
 //! capacity bound evicts what is never read again. Entries are kept small for the same
-//! reason: 100,000 of them must fit well under the gateway's memory budget.
+//! reason.
 //!
 //! Keys are keyed hashes (HMAC-SHA256 under the configured secret) of what was asked:
 //! no raw ID number or license id is ever a key.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use moka::{future::Cache, notification::RemovalCause};
 use prometheus_client::{
@@ -22,9 +35,13 @@ use prometheus_client::{
 };
 use ring::hmac;
 
+use super::footprint::{ENTRY_OVERHEAD, Footprint};
+
 /// The cache counters' name as registered, and as a scrape shows it (the console reads it).
 pub const CACHE_EVENTS: &str = "tongban_recognition_cache_events";
 pub const CACHE_EVENTS_TOTAL: &str = "tongban_recognition_cache_events_total";
+/// The gauge of the bytes each cache holds.
+pub const CACHE_BYTES: &str = "tongban_recognition_cache_bytes";
 
 /// A cache key: the first 128 bits of an HMAC, ample against collisions at any size
 /// a cache can hold.
@@ -64,8 +81,8 @@ impl Keyer {
     }
 }
 
-/// Something cached with its own lifetime.
-pub trait Expiring {
+/// Something cached with its own lifetime, and weighed by its bytes.
+pub trait Expiring: Footprint {
     /// Until when the entry may be answered.
     fn fresh_until(&self) -> Instant;
 }
@@ -85,6 +102,8 @@ pub struct CacheStats {
     pub evictions: Counter,
     pub invalidations: Counter,
     pub grace: Counter,
+    /// Loaded (and answered) but too large to cache.
+    pub too_large: Counter,
 }
 
 impl CacheStats {
@@ -97,9 +116,26 @@ impl CacheStats {
             evictions: c("eviction"),
             invalidations: c("invalidation"),
             grace: c("grace"),
+            too_large: c("too_large"),
         }
     }
 }
+
+/// Largest entry a cache keeps (its footprint): far above a real license (a few fields)
+/// or a holder's list of them, far below a cache's bytes. A larger one is answered
+/// from its load but not kept.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// Why a load left nothing in the cache.
+enum Unloaded<V, E> {
+    Failed(E),
+    /// Loaded, and answered to every caller sharing the load, but too large to keep.
+    TooLarge(Arc<V>),
+}
+
+/// Most loads one caller makes for one key when the loads it shared failed for their
+/// own callers' reasons (see [`CountedCache::get_or_load`]).
+const LOADS_PER_CALLER: usize = 3;
 
 /// One bounded cache with its counters.
 pub struct CountedCache<V: Expiring + Send + Sync + 'static> {
@@ -108,12 +144,24 @@ pub struct CountedCache<V: Expiring + Send + Sync + 'static> {
 }
 
 impl<V: Expiring + Send + Sync + 'static> CountedCache<V> {
-    fn new(name: &'static str, entries: u64, family: &Family<CacheLabels, Counter>) -> Self {
+    /// A cache holding at most `bytes` (its entries' footprints and moka's bookkeeping)
+    /// and at most `entries` entries: each entry weighs at least `bytes / entries`.
+    fn new(
+        name: &'static str,
+        bytes: u64,
+        entries: u64,
+        family: &Family<CacheLabels, Counter>,
+    ) -> Self {
         let stats = CacheStats::new(family, name);
         let evictions = stats.evictions.clone();
+        let least = (bytes / entries.max(1)).max(1);
         let cache = Cache::builder()
             .name(name)
-            .max_capacity(entries)
+            .max_capacity(bytes)
+            .weigher(move |_key, entry: &Arc<V>| {
+                let weight = ((entry.bytes() + ENTRY_OVERHEAD) as u64).max(least);
+                u32::try_from(weight).unwrap_or(u32::MAX)
+            })
             .support_invalidation_closures()
             .eviction_listener(move |_key, _value, cause| {
                 // Explicit removals are counted where they are made (staleness as an
@@ -147,20 +195,63 @@ impl<V: Expiring + Send + Sync + 'static> CountedCache<V> {
         }
     }
 
+    /// Caches `entry` under `key`, unless it is too large to keep (counted).
+    pub async fn insert(&self, key: Key, entry: Arc<V>) {
+        if entry.bytes() > MAX_ENTRY_BYTES {
+            self.stats.too_large.inc();
+            return;
+        }
+        self.cache.insert(key, entry).await;
+    }
+
     /// The entry, loading it with `load` if absent: concurrent callers for one key
-    /// share a single load. Errors are not cached.
-    pub async fn get_or_load<E, F>(&self, key: Key, load: F) -> Result<Arc<V>, Arc<E>>
+    /// share a single load, the one of the caller that came first (whose call is
+    /// charged for what it buffers). Errors are not cached, nor an entry over
+    /// [`MAX_ENTRY_BYTES`] (counted), which answers every caller sharing its load all
+    /// the same. An error that `its_callers_own` says concerned the loading call alone
+    /// (its own share of the gateway refused the issuer's answer) answers nobody else:
+    /// a caller who shared that load loads again, as its own caller.
+    pub async fn get_or_load<E, F, Fut>(
+        &self,
+        key: Key,
+        load: F,
+        its_callers_own: fn(&E) -> bool,
+    ) -> Result<Arc<V>, E>
     where
-        E: Send + Sync + 'static,
-        F: std::future::Future<Output = Result<Arc<V>, E>>,
+        E: Clone + Send + Sync + 'static,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<V>, E>>,
     {
-        let loads = self.stats.loads.clone();
-        self.cache
-            .try_get_with(key, async move {
-                loads.inc();
-                load.await
-            })
-            .await
+        let mut loads = 0;
+        loop {
+            loads += 1;
+            let ran = AtomicBool::new(false);
+            let loaded = self
+                .cache
+                .try_get_with(key, async {
+                    ran.store(true, Ordering::Relaxed);
+                    self.stats.loads.inc();
+                    let entry = load().await.map_err(Unloaded::Failed)?;
+                    if entry.bytes() > MAX_ENTRY_BYTES {
+                        self.stats.too_large.inc();
+                        return Err(Unloaded::TooLarge(entry));
+                    }
+                    Ok(entry)
+                })
+                .await;
+            let unloaded = match loaded {
+                Ok(entry) => return Ok(entry),
+                Err(unloaded) => unloaded,
+            };
+            match &*unloaded {
+                Unloaded::TooLarge(entry) => return Ok(entry.clone()),
+                Unloaded::Failed(e)
+                    if its_callers_own(e)
+                        && !ran.load(Ordering::Relaxed)
+                        && loads < LOADS_PER_CALLER => {}
+                Unloaded::Failed(e) => return Err(e.clone()),
+            }
+        }
     }
 }
 
@@ -169,6 +260,11 @@ impl<V: Expiring + Send + Sync + 'static> CountedCache<V> {
 pub struct CacheLimits {
     pub identity_entries: u64,
     pub license_entries: u64,
+    /// Bytes the identity cache may hold.
+    pub identity_bytes: u64,
+    /// Bytes the license cache may hold; the grace copies and the holder lists may
+    /// hold a quarter of it each.
+    pub license_bytes: u64,
 }
 
 /// Every cache of the recognition service.
@@ -183,14 +279,7 @@ where
     /// Past-freshness copies of recognized licenses, kept for their type's grace.
     pub grace: CountedCache<L>,
     pub holder_lists: CountedCache<H>,
-    /// Revoked licenses by key of their id: consulted on every answer, so neither a
-    /// cached verdict nor a lookup in flight when the revocation came can answer
-    /// "recognized" again.
-    pub revoked: Cache<Key, ()>,
 }
-
-/// How long a revocation is remembered: longer than any cached verdict can live.
-const REVOCATION_MEMORY: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
 
 impl<I, L, H> Caches<I, L, H>
 where
@@ -203,29 +292,70 @@ where
         let family = Family::<CacheLabels, Counter>::default();
         registry.register(
             CACHE_EVENTS,
-            "Recognition cache events by cache (identity, license, license_grace, holder_licenses) and event (hit, miss, load, eviction, invalidation, grace)",
+            "Recognition cache events by cache (identity, license, license_grace, holder_licenses) and event (hit, miss, load, eviction, invalidation, grace, too_large: answered but not cached)",
             family.clone(),
         );
-        Self {
-            identity: CountedCache::new("identity", limits.identity_entries, &family),
-            licenses: CountedCache::new("license", limits.license_entries, &family),
-            grace: CountedCache::new("license_grace", limits.license_entries, &family),
-            holder_lists: CountedCache::new(
-                "holder_licenses",
-                (limits.license_entries / 4).max(16),
+        let (entries, bytes) = (limits.license_entries, limits.license_bytes);
+        let caches = Self {
+            identity: CountedCache::new(
+                "identity",
+                limits.identity_bytes,
+                limits.identity_entries,
                 &family,
             ),
-            revoked: Cache::builder()
-                .name("revoked")
-                .max_capacity(1_000_000)
-                // Every new revocation is kept, the oldest forgotten when full: the
-                // default policy (TinyLFU) admits a new key only if it is read more
-                // often than the one it would evict, and a full set would then turn
-                // fresh revocations away.
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .time_to_live(REVOCATION_MEMORY)
-                .build(),
+            licenses: CountedCache::new("license", bytes, entries, &family),
+            grace: CountedCache::new("license_grace", bytes / 4, entries, &family),
+            holder_lists: CountedCache::new(
+                "holder_licenses",
+                bytes / 4,
+                (entries / 4).max(16),
+                &family,
+            ),
+        };
+        registry.register_collector(Box::new(CacheBytes(vec![
+            ("identity", weighed(&caches.identity.cache)),
+            ("license", weighed(&caches.licenses.cache)),
+            ("license_grace", weighed(&caches.grace.cache)),
+            ("holder_licenses", weighed(&caches.holder_lists.cache)),
+        ])));
+        caches
+    }
+}
+
+/// The bytes a cache holds now, as moka last weighed them.
+type Weighed = Box<dyn Fn() -> u64 + Send + Sync>;
+
+fn weighed<V: Send + Sync + 'static>(cache: &Cache<Key, Arc<V>>) -> Weighed {
+    let cache = cache.clone();
+    Box::new(move || cache.weighted_size())
+}
+
+/// Publishes each cache's bytes at scrape time.
+struct CacheBytes(Vec<(&'static str, Weighed)>);
+
+impl std::fmt::Debug for CacheBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheBytes")
+    }
+}
+
+impl prometheus_client::collector::Collector for CacheBytes {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{encoding::EncodeMetric, metrics::gauge::ConstGauge};
+        let mut family = encoder.encode_descriptor(
+            CACHE_BYTES,
+            "Bytes each recognition cache holds, as estimated to bound it (entries and the cache's own bookkeeping)",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (cache, bytes) in &self.0 {
+            let bytes = i64::try_from(bytes()).unwrap_or(i64::MAX);
+            ConstGauge::new(bytes).encode(family.encode_family(&[("cache", *cache)])?)?;
         }
+        Ok(())
     }
 }
 
@@ -235,12 +365,28 @@ mod tests {
 
     use std::time::Duration;
 
-    struct Entry(Instant);
+    #[derive(Debug)]
+    struct Entry(Instant, usize);
 
     impl Expiring for Entry {
         fn fresh_until(&self) -> Instant {
             self.0
         }
+    }
+
+    impl Footprint for Entry {
+        fn bytes(&self) -> usize {
+            self.1
+        }
+    }
+
+    fn entry(bytes: usize) -> Arc<Entry> {
+        Arc::new(Entry(Instant::now() + Duration::from_secs(60), bytes))
+    }
+
+    fn cache(bytes: u64, entries: u64) -> Arc<CountedCache<Entry>> {
+        let family = Family::<CacheLabels, Counter>::default();
+        Arc::new(CountedCache::new("t", bytes, entries, &family))
     }
 
     #[test]
@@ -256,19 +402,22 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_load_once_and_entries_expire_on_their_own_time() {
-        let family = Family::<CacheLabels, Counter>::default();
-        let cache: Arc<CountedCache<Entry>> = Arc::new(CountedCache::new("t", 100, &family));
+        let cache = cache(1 << 20, 100);
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let (cache, calls) = (cache.clone(), calls.clone());
             tasks.push(tokio::spawn(async move {
+                let load = || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Arc::new(Entry(
+                        Instant::now() + Duration::from_millis(200),
+                        8,
+                    )))
+                };
                 cache
-                    .get_or_load::<(), _>([1; 16], async move {
-                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(Arc::new(Entry(Instant::now() + Duration::from_millis(200))))
-                    })
+                    .get_or_load::<(), _, _>([1; 16], load, |_| false)
                     .await
                     .is_ok()
             }));
@@ -276,7 +425,7 @@ mod tests {
         for t in tasks {
             assert!(t.await.unwrap());
         }
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(cache.stats.loads.get(), 1);
         assert!(cache.get(&[1; 16]).await.is_some());
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -287,9 +436,117 @@ mod tests {
         assert_eq!((cache.stats.hits.get(), cache.stats.misses.get()), (1, 1));
         // A failed load is not cached.
         let failed = cache
-            .get_or_load::<&str, _>([2; 16], async { Err("down") })
+            .get_or_load::<&str, _, _>([2; 16], || async { Err("down") }, |_| false)
             .await;
         assert!(failed.is_err());
         assert!(cache.cache.get(&[2; 16]).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cache_holds_at_most_its_bytes_and_its_entries() {
+        // 200 entries of 10 KiB offered to 1 MiB.
+        let by_bytes = cache(1 << 20, 100_000);
+        for i in 0..200u8 {
+            by_bytes.insert([i; 16], entry(10 << 10)).await;
+        }
+        by_bytes.cache.run_pending_tasks().await;
+        let (held, count) = (by_bytes.cache.weighted_size(), by_bytes.cache.entry_count());
+        assert!(held <= 1 << 20, "{held}");
+        assert!(count > 0 && count <= (1 << 20) / (10 << 10), "{count}");
+        assert!(
+            held >= count * ((10 << 10) + ENTRY_OVERHEAD as u64),
+            "{held} {count}"
+        );
+        assert!(by_bytes.stats.evictions.get() > 0);
+        // Small entries: the entry count bounds them.
+        let by_entries = cache(1 << 20, 10);
+        for i in 0..100u8 {
+            by_entries.insert([i; 16], entry(8)).await;
+        }
+        by_entries.cache.run_pending_tasks().await;
+        assert!(by_entries.cache.entry_count() <= 10);
+    }
+
+    #[tokio::test]
+    async fn an_entry_too_large_is_answered_to_every_caller_but_never_kept() {
+        let cache = cache(1 << 20, 100);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                let load = || async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(entry(MAX_ENTRY_BYTES + 1))
+                };
+                cache
+                    .get_or_load::<(), _, _>([3; 16], load, |_| false)
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().1, MAX_ENTRY_BYTES + 1);
+        }
+        assert_eq!(
+            cache.stats.loads.get(),
+            1,
+            "one load for the callers at once"
+        );
+        cache.insert([4; 16], entry(MAX_ENTRY_BYTES + 1)).await;
+        cache.insert([5; 16], entry(MAX_ENTRY_BYTES)).await;
+        cache.cache.run_pending_tasks().await;
+        assert!(cache.cache.get(&[3; 16]).await.is_none());
+        assert!(cache.cache.get(&[4; 16]).await.is_none());
+        assert!(cache.cache.get(&[5; 16]).await.is_some());
+        assert_eq!(cache.stats.too_large.get(), 2);
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum Why {
+        /// The loading caller's own share refused the answer.
+        Refused,
+        Down,
+    }
+
+    #[tokio::test]
+    async fn a_load_refused_for_its_caller_is_loaded_again_by_those_who_shared_it() {
+        let cache = cache(1 << 20, 100);
+        let first = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let load = || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(Why::Refused)
+                };
+                cache
+                    .get_or_load([6; 16], load, |e| *e == Why::Refused)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = || async { Ok::<_, Why>(entry(8)) };
+        let second = cache.get_or_load([6; 16], waiter, |e| *e == Why::Refused);
+        assert_eq!(
+            second.await.unwrap().1,
+            8,
+            "loaded again, as its own caller"
+        );
+        assert_eq!(first.await.unwrap().unwrap_err(), Why::Refused);
+        // Any other failure answers everyone who shared the load.
+        let first = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let load = || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(Why::Down)
+                };
+                cache
+                    .get_or_load([7; 16], load, |e| *e == Why::Refused)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = cache.get_or_load([7; 16], waiter, |e| *e == Why::Refused);
+        assert_eq!(second.await.unwrap_err(), Why::Down);
+        assert_eq!(first.await.unwrap().unwrap_err(), Why::Down);
     }
 }

@@ -14,6 +14,7 @@ use tongban_proto::{
 };
 
 use super::{
+    footprint::Footprint,
     issuer::IssuerError,
     lookup::{Ctx, Found, HolderList, Recognition, ask_issuer, cannot_verify, field},
     verify::Refusal,
@@ -52,19 +53,22 @@ impl Recognition {
         let (list, source) = match lists.get(&key).await {
             Some(list) => (list, VerdictSource::Cache),
             None => {
-                let loaded = Box::pin(lists.get_or_load(key, async {
+                let (holder, route, purpose) = (&holder, &route, &request.purpose);
+                // The load of whichever caller comes first (its call charged for the
+                // answer).
+                let load = || async move {
                     let asked = FetchHolderLicensesRequest {
                         holder_id_number: holder.as_str().to_owned(),
-                        purpose: request.purpose.clone(),
+                        purpose: purpose.clone(),
                     };
                     let answer: FetchHolderLicensesResponse =
-                        ask_issuer(&route, issuer_paths::FETCH_HOLDER_LICENSES, &asked, ctx)
-                            .await?;
-                    Ok::<_, IssuerError>(Arc::new(self.judge_list(answer, &route, &holder).await))
-                }))
-                .await;
+                        ask_issuer(route, issuer_paths::FETCH_HOLDER_LICENSES, &asked, ctx).await?;
+                    Ok::<_, IssuerError>(Arc::new(self.judge_list(answer, route, holder).await))
+                };
+                let loaded = Box::pin(lists.get_or_load(key, load, IssuerError::is_shed)).await;
                 match loaded {
                     Ok(list) => (list, VerdictSource::Issuer),
+                    Err(IssuerError::Shed(reason)) => return Err(GatewayError::Overloaded(reason)),
                     Err(error) => {
                         tracing::warn!(region = %route.prefix, %error, "holder license list failed");
                         return Ok(refused(cannot_verify(format!(
@@ -75,6 +79,9 @@ impl Recognition {
                 }
             }
         };
+        // The verdicts copy each license's fields and the answer encodes them: charged
+        // to this call, whichever call's load made the list.
+        ctx.charges.charge(2 * list.bytes())?;
         let licenses = list
             .licenses
             .iter()
@@ -121,7 +128,7 @@ impl Recognition {
             fresh_until = fresh_until.min(entry.fresh_until);
             // The key `LookupLicense` uses for this license and holder.
             let key = self.license_key(&claimed, holder.as_str());
-            self.caches.licenses.cache.insert(key, entry.clone()).await;
+            self.caches.licenses.insert(key, entry.clone()).await;
             if entry.check.is_ok() {
                 self.keep_for_grace(key, &entry).await;
             }

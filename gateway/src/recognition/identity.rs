@@ -49,26 +49,31 @@ impl Recognition {
             return Ok(with_source(entry.verdict.clone(), VerdictSource::Cache));
         }
         let asked_issuer = Mutex::new(None);
-        // The miss path is boxed, so the hit path's future stays small (futures are moved
-        // whole, however much of them a call uses).
-        let loaded = Box::pin(cache.get_or_load(key, async {
+        let (asked_issuer_ref, id_ref, route_ref) = (&asked_issuer, &id, &route);
+        let purpose = &request.purpose;
+        // The load of whichever caller comes first (its call charged for the answer).
+        let load = || async move {
             let asked = AssertIdentityRequest {
-                id_number: id.as_str().to_owned(),
+                id_number: id_ref.as_str().to_owned(),
                 name: name.to_owned(),
-                purpose: request.purpose.clone(),
+                purpose: purpose.clone(),
             };
             let answer: AssertIdentityResponse =
-                ask_issuer(&route, issuer_paths::ASSERT_IDENTITY, &asked, ctx).await?;
-            let (entry, assertion) = self.judge_assertion(answer, &route, &id);
-            *asked_issuer.lock().unwrap_or_else(|e| e.into_inner()) = assertion;
+                ask_issuer(route_ref, issuer_paths::ASSERT_IDENTITY, &asked, ctx).await?;
+            let (entry, assertion) = self.judge_assertion(answer, route_ref, id_ref);
+            *asked_issuer_ref.lock().unwrap_or_else(|e| e.into_inner()) = assertion;
             Ok::<_, IssuerError>(Arc::new(entry))
-        }))
-        .await;
+        };
+        // The miss path is boxed, so the hit path's future stays small (futures are moved
+        // whole, however much of them a call uses).
+        let loaded = Box::pin(cache.get_or_load(key, load, IssuerError::is_shed)).await;
         Ok(match loaded {
             Ok(entry) => IdentityVerdict {
                 assertion: asked_issuer.into_inner().unwrap_or_else(|e| e.into_inner()),
                 ..with_source(entry.verdict.clone(), VerdictSource::Issuer)
             },
+            // Its own share could not hold the answer: refused as any call over it.
+            Err(IssuerError::Shed(reason)) => return Err(GatewayError::Overloaded(reason)),
             Err(error) => {
                 tracing::warn!(region = %home, %error, subject = %Keyer::log_ref(&key), "identity lookup failed");
                 identity_refusal(

@@ -1,21 +1,32 @@
 //! Calls to an issuing node for the decoded lookups: one unary gRPC call over the
 //! route's pooled HTTP/2 connection, with the requesting region stated as the verified
 //! origin (the issuer records it in its access log) and the call's deadline.
+//!
+//! The answer (up to `MAX_MESSAGE`, whatever the issuer sends) is charged to the call
+//! that caused this one, through the budget it passes: each chunk as it arrives, then,
+//! before anything is decoded, the bytes the decoded answer and its checks will hold
+//! (`footprint::decoded_bytes`). Charged to the caller's own permit rather than a
+//! reservation of the issuer call's own: the gateway's budget and the origin's fair
+//! share then cover it, and it is given back when that call ends. Of concurrent misses
+//! of one key, the caller whose load runs is charged (`cache`); a refusal is the
+//! caller's (`IssuerError::Shed`), never counted against the issuer's endpoint.
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 
+use super::footprint;
 use crate::{
     ejection::{CallOutcome, Deadline},
-    message::Message,
+    error::GatewayError,
+    message::{Budget, Message, ReadError},
     registry::Route,
     unary,
 };
 
 /// Why an issuer gave no usable answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum IssuerError {
     #[error("unreachable: {0}")]
     Unreachable(String),
@@ -23,9 +34,25 @@ pub enum IssuerError {
     Refused { code: tonic::Code, message: String },
     #[error("answer unreadable: {0}")]
     Unreadable(String),
+    /// The calling region's share of the gateway's buffers could not hold the answer:
+    /// the caller's own refusal (RESOURCE_EXHAUSTED), not the issuer's fault.
+    #[error("{0}")]
+    Shed(String),
 }
 
-/// Calls `path` on the issuer behind `route` for `requester`.
+impl IssuerError {
+    /// Whether the error concerned the call that asked alone (see `cache`).
+    pub fn is_shed(&self) -> bool {
+        matches!(self, Self::Shed(_))
+    }
+}
+
+fn shed(refusal: GatewayError) -> IssuerError {
+    IssuerError::Shed(refusal.to_string())
+}
+
+/// Calls `path` on the issuer behind `route` for `requester`, the answer charged to
+/// `budget`.
 pub async fn call<Q, R>(
     route: &Route,
     path: &'static str,
@@ -33,6 +60,7 @@ pub async fn call<Q, R>(
     requester: &RegionPrefix,
     traceparent: Option<&HeaderValue>,
     deadline: Duration,
+    mut budget: impl Budget,
 ) -> Result<R, IssuerError>
 where
     Q: prost::Message,
@@ -70,14 +98,14 @@ where
             .await
             .map_err(|e| IssuerError::Unreachable(e.to_string()))?;
         let (head, mut stream) = response.into_parts();
-        // Not charged to the caller's permit: an issuer's answer is decoded and dropped
-        // at once, at most MAX_MESSAGE, and issuer calls are bounded by the calls in
-        // flight (one per cache miss).
-        let data = match Message::read(&mut stream, &mut ()).await {
+        let data = match Message::read(&mut stream, &mut budget).await {
             Ok(data) => data,
             Err(e) => {
                 report.ended(CallOutcome::of_read(&e));
-                return Err(interrupted(&e));
+                return Err(match e {
+                    ReadError::Refused(refusal) => shed(refusal),
+                    e => interrupted(&e),
+                });
             }
         };
         let trailers = match stream.trailers().await {
@@ -100,10 +128,24 @@ where
             None if head.status != http::StatusCode::OK => {
                 Err(IssuerError::Unreachable(format!("HTTP {}", head.status)))
             }
-            _ => unary::decode::<R>(&data).map_err(|e| IssuerError::Unreadable(e.to_string())),
+            _ => decode_charged(data, &mut budget),
         }
     };
     tokio::time::timeout(deadline, exchange)
         .await
         .map_err(|_| IssuerError::Unreachable(format!("no answer within {deadline:?}")))?
+}
+
+/// Decodes the answer `data`, `budget` charged first for what that holds: joining its
+/// chunks copies it, and the decoded answer and its checks hold several times its size
+/// when it has many short fields.
+fn decode_charged<R: prost::Message + Default>(
+    data: Message,
+    budget: &mut impl Budget,
+) -> Result<R, IssuerError> {
+    let joined = data.contiguous();
+    drop(data);
+    let decoded = footprint::decoded_bytes(joined.get(5..).unwrap_or_default());
+    budget.charge(joined.len() + decoded).map_err(shed)?;
+    unary::decode::<R>(&Message::from(joined)).map_err(|e| IssuerError::Unreadable(e.to_string()))
 }

@@ -18,7 +18,8 @@ use tongban_proto::{
 };
 
 use super::{
-    cache::{Key, Keyer},
+    cache::{Key, Keyer, MAX_ENTRY_BYTES},
+    footprint::Footprint,
     issuer::IssuerError,
     lookup::{
         Ctx, Found, LicenseEntry, Recognition, ask_issuer, cannot_verify, field, license_refusal,
@@ -76,6 +77,11 @@ impl Recognition {
                 ctx,
             )
             .await?;
+        // The verdict copies the entry's fields and the answer encodes them: charged to
+        // this call, whichever call's load made the entry.
+        if let Ok(entry) = &found.entry {
+            ctx.charges.charge(2 * entry.bytes())?;
+        }
         Ok(self.license_verdict(base, found, item, Some(material.id.as_str())))
     }
 
@@ -110,9 +116,9 @@ impl Recognition {
         // Revocations are by license id alone; a cached entry carries this key.
         let id_key = self.license_id_key(license_id);
         let asked_issuer = Mutex::new(None);
-        // The miss path is boxed, so the hit path's future stays small (futures are
-        // moved whole, however much of them a call uses).
-        let loaded = Box::pin(cache.get_or_load(key, async {
+        let asked_issuer_ref = &asked_issuer;
+        // The load of whichever caller comes first (its call charged for the answer).
+        let load = || async move {
             let asked = FetchLicenseRequest {
                 license_id: license_id.to_owned(),
                 purpose: purpose.clone(),
@@ -122,10 +128,12 @@ impl Recognition {
                 ask_issuer(route, issuer_paths::FETCH_LICENSE, &asked, ctx).await?;
             let entry =
                 self.judge_license(answer.license.as_ref(), route, license_id, holder, id_key);
-            *asked_issuer.lock().unwrap_or_else(|e| e.into_inner()) = answer.license;
+            *asked_issuer_ref.lock().unwrap_or_else(|e| e.into_inner()) = answer.license;
             Ok::<_, IssuerError>(Arc::new(entry))
-        }))
-        .await;
+        };
+        // The miss path is boxed, so the hit path's future stays small (futures are
+        // moved whole, however much of them a call uses).
+        let loaded = Box::pin(cache.get_or_load(key, load, IssuerError::is_shed)).await;
         match loaded {
             Ok(entry) => {
                 if entry.check.is_ok() {
@@ -137,6 +145,8 @@ impl Recognition {
                     signed: asked_issuer.into_inner().unwrap_or_else(|e| e.into_inner()),
                 })
             }
+            // Its own share could not hold the answer: refused as any call over it.
+            Err(IssuerError::Shed(reason)) => Err(GatewayError::Overloaded(reason)),
             Err(error) => Ok(self.without_issuer(key, id_key, route, &error).await),
         }
     }
@@ -182,6 +192,11 @@ impl Recognition {
         let Some(grace) = self.settings.grace.get(&*checked.license_type) else {
             return;
         };
+        // Not even copied when the grace cache would not keep it.
+        if entry.bytes() > MAX_ENTRY_BYTES {
+            self.caches.grace.stats.too_large.inc();
+            return;
+        }
         let now = Instant::now();
         let mut until = entry.fresh_until.max(now) + *grace;
         if let Some(last_day) = checked.valid_until {
@@ -192,7 +207,7 @@ impl Recognition {
             check: entry.check.clone(),
             fresh_until: until,
         });
-        self.caches.grace.cache.insert(key, copy).await;
+        self.caches.grace.insert(key, copy).await;
     }
 
     /// The cache entry for an issuer's answer about `license_id`.

@@ -30,6 +30,7 @@ use super::{
     cache::{CacheLimits, Caches, Expiring, Key, Keyer},
     issuer::{self, IssuerError},
     revocation_log::RevocationLog,
+    revoked::Revoked,
     verify::{CheckedLicense, Refusal},
 };
 use crate::{
@@ -51,6 +52,21 @@ impl Expiring for IdentityEntry {
     }
 }
 
+impl super::footprint::Footprint for IdentityEntry {
+    fn bytes(&self) -> usize {
+        use super::footprint::heap;
+        let v = &self.verdict;
+        let assertion = v.assertion.as_ref().map_or(0, |a| {
+            heap(a.body.len()) + heap(a.key_id.capacity()) + heap(a.signature.len())
+        });
+        // The `Arc` around the entry holds its two counts.
+        heap(std::mem::size_of::<Self>() + 16)
+            + heap(v.detail.capacity())
+            + heap(v.issuing_region.capacity())
+            + assertion
+    }
+}
+
 /// A cached license verdict: what checking the issuer's answer found (or why it was
 /// refused). Small on purpose (see `cache`): no signature, no id, an interned type.
 pub struct LicenseEntry {
@@ -66,6 +82,13 @@ impl Expiring for LicenseEntry {
     }
 }
 
+impl super::footprint::Footprint for LicenseEntry {
+    fn bytes(&self) -> usize {
+        use super::footprint::heap;
+        heap(std::mem::size_of::<Self>() + 16) + self.check.bytes()
+    }
+}
+
 /// A cached list of a holder's licenses at one region, by id.
 pub struct HolderList {
     pub(super) licenses: Vec<(Box<str>, Arc<LicenseEntry>)>,
@@ -75,6 +98,18 @@ pub struct HolderList {
 impl Expiring for HolderList {
     fn fresh_until(&self) -> Instant {
         self.fresh_until
+    }
+}
+
+impl super::footprint::Footprint for HolderList {
+    fn bytes(&self) -> usize {
+        use super::footprint::heap;
+        let slots = self.licenses.capacity() * std::mem::size_of::<(Box<str>, Arc<LicenseEntry>)>();
+        // Its licenses are counted whole, though the license cache may share them.
+        let licenses: usize = (self.licenses.iter())
+            .map(|(id, entry)| heap(id.len()) + entry.bytes())
+            .sum();
+        heap(std::mem::size_of::<Self>() + 16) + heap(slots) + licenses
     }
 }
 
@@ -99,6 +134,8 @@ pub struct Recognition {
     /// Whether any revocation was ever received (until then no answer needs the
     /// revocation set).
     any_revoked: AtomicBool,
+    /// The revoked licenses remembered, each charged to the member that published it.
+    pub(super) revoked: Revoked,
     /// The log every replica follows, when configured: a revocation is acknowledged
     /// only once written there.
     pub(super) revocation_log: Option<Arc<RevocationLog>>,
@@ -109,6 +146,9 @@ pub(super) struct Ctx<'a> {
     pub(super) caller: RegionPrefix,
     pub(super) traceparent: Option<&'a HeaderValue>,
     pub(super) deadline: Duration,
+    /// The call's admission, charged for what the lookup buffers: the issuer's answer
+    /// (by whichever caller's load runs) and the verdict's copy of an entry.
+    pub(super) charges: super::footprint::Charges<'a>,
 }
 
 /// An invalid field of the request.
@@ -195,7 +235,7 @@ pub(super) fn license_refusal(base: LicenseVerdict, refusal: Refusal) -> License
 }
 
 /// Asks the issuer behind `route` at `path`, for the lookup's caller, within its
-/// deadline and trace.
+/// deadline and trace, the answer charged to its call.
 pub(super) async fn ask_issuer<Q, R>(
     route: &Route,
     path: &'static str,
@@ -213,6 +253,7 @@ where
         &ctx.caller,
         ctx.traceparent,
         ctx.deadline,
+        &ctx.charges,
     )
     .await
 }
@@ -231,13 +272,24 @@ impl Recognition {
         let limits = CacheLimits {
             identity_entries: settings.identity_entries,
             license_entries: settings.license_entries,
+            identity_bytes: settings.identity_cache_bytes,
+            license_bytes: settings.license_cache_bytes,
         };
+        // The members registered now have their revocation series from the start.
+        let members: Vec<RegionPrefix> = (registry.current().routes())
+            .filter_map(|route| match route.identity {
+                tongban_runtime::trust::identity::PeerIdentity::Region(prefix) => Some(prefix),
+                _ => None,
+            })
+            .collect();
+        let revoked = Revoked::new(&settings.revocations, members, metrics);
         Self {
             registry,
             regions,
             catalog,
             keyer: Keyer::new(secret),
             caches: Caches::new(&limits, metrics),
+            revoked,
             settings,
             types: Default::default(),
             any_revoked: Default::default(),
@@ -340,17 +392,15 @@ impl Recognition {
     /// cached verdict nor a lookup in flight when the revocation came can answer
     /// "recognized" again).
     pub(super) fn is_revoked(&self, id_key: &Key) -> bool {
-        self.any_revoked.load(Ordering::Acquire) && self.caches.revoked.contains_key(id_key)
+        self.any_revoked.load(Ordering::Acquire) && self.revoked.contains(id_key)
     }
 
-    /// Remembers the revocation of `id_key`; whether it is new. Nothing cached is
-    /// dropped here (see `revocation`).
-    pub(super) async fn remember_revocation(&self, id_key: Key) -> bool {
-        let applied = !self.caches.revoked.contains_key(&id_key);
-        // Remembered first, so a lookup finishing after this sees it.
+    /// Remembers revocations with `remember` (see `revocation`). Nothing cached is
+    /// dropped here.
+    pub(super) fn remember_revocations<T>(&self, remember: impl FnOnce(&Revoked) -> T) -> T {
+        // Flagged first, so a lookup finishing after this sees it.
         self.any_revoked.store(true, Ordering::Release);
-        self.caches.revoked.insert(id_key, ()).await;
-        applied
+        remember(&self.revoked)
     }
 
     /// Runs pending cache maintenance (tests read exact counts after it).

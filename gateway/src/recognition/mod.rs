@@ -15,10 +15,15 @@
 //!   routing by content, cache keys, the issuer call, refusal and verdict helpers.
 //! - `verify`: the checks behind every verdict (key, window, signature, subject,
 //!   issuer, validity), as plain functions.
-//! - `cache`: the bounded caches, their keys (keyed hashes) and counters.
+//! - `cache`: the caches, bounded by bytes, their keys (keyed hashes) and counters.
+//! - `footprint`: the bytes entries and issuers' answers hold, estimated, and the
+//!   charges a lookup's call is given for them.
+//! - `revoked`: the revoked licenses remembered, each charged to the member that
+//!   published it (a ceiling and a rate per member; never forgotten early).
 //! - `issuer`: the unary call to an issuing node.
 
 pub mod cache;
+mod footprint;
 mod holder_list;
 mod identity;
 mod issuer;
@@ -26,10 +31,12 @@ mod license;
 mod lookup;
 mod revocation;
 pub mod revocation_log;
+pub mod revoked;
 mod service;
 #[cfg(test)]
 mod tests;
 mod verify;
 
 pub use lookup::Recognition;
+pub use service::Bounds;
 pub use verify::{Refusal, check_assertion, check_license};

@@ -5,8 +5,17 @@
 //! cached) and drops every cached answer that holds the license: its verdicts, their
 //! grace copies and holder lists naming it. Answers check the remembered revocations
 //! too, so a lookup or list in flight when it arrives answers "revoked" as well.
+//!
+//! What is remembered is charged to the member that published it (`revoked`): beyond
+//! its ceiling or its rate, its new revocations are refused RESOURCE_EXHAUSTED with a
+//! pushback (its node's outbox publishes them again); the log's rows are always applied.
 
-use std::{collections::HashSet, future::Future, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tongban_proto::{
     rules::{
@@ -20,7 +29,8 @@ use tongban_runtime::trust::identity::PeerIdentity;
 use super::{
     cache::{Key, Keyer},
     lookup::{Ctx, HolderList, LicenseEntry, Recognition, field},
-    revocation_log::{Appended, ApplyRevocations, NewRevocation, RevocationLog},
+    revocation_log::{Appended, ApplyRevocations, Logged, NewRevocation, RevocationLog},
+    revoked::{Refusal, Remembered},
 };
 use crate::{audit::CallAudit, authorize, error::GatewayError};
 
@@ -35,12 +45,26 @@ impl Recognition {
             license_issuer(&request.license_id).map_err(|e| field("license_id", e.to_string()))?;
         audit.target = Some(issuer_code);
         authorize::check_revoker(&ctx.caller, &issuer_code)?;
+        let id_key = self.license_id_key(&request.license_id);
+        // A new revocation takes a place under its member's ceiling and a token of its
+        // rate before the log is written: every replica applies what the log holds, so
+        // the bounds hold only if they are kept here. One remembered already (every
+        // replica a node lists is told it) takes nothing: never refused.
+        let reservation = if self.revoked.contains(&id_key) {
+            None
+        } else {
+            Some(self.revoked.admit(ctx.caller).map_err(refused)?)
+        };
         let logged = match &self.revocation_log {
             Some(log) => Some(write_to_log(log, &request, &issuer_code, &ctx.caller).await?),
             None => None,
         };
-        let id_key = self.license_id_key(&request.license_id);
-        let new_here = self.apply_revocations(&[id_key]).await > 0;
+        let new_here = reservation.is_some_and(|reservation| {
+            self.remember_revocations(|revoked| revoked.insert(id_key, reservation))
+        });
+        if new_here {
+            self.forget_cached(HashSet::from([id_key]));
+        }
         // With a shared log, "applied" is whether the log took it as new: this replica's
         // follower may have applied it first, which says nothing to the publisher.
         let (applied, log_sequence) = match logged {
@@ -59,31 +83,22 @@ impl Recognition {
         })
     }
 
-    /// Remembers the revocations of `id_keys` and drops every cached answer holding one
-    /// of those this replica did not know yet; how many those were.
-    pub(super) async fn apply_revocations(&self, id_keys: &[Key]) -> usize {
-        let mut new = HashSet::new();
-        for id_key in id_keys {
-            if self.remember_revocation(*id_key).await {
-                new.insert(*id_key);
-            }
-        }
-        if new.is_empty() {
-            return 0;
-        }
-        let count = new.len();
+    /// Drops every cached answer holding one of the licenses of `revoked` (revocations
+    /// this replica did not know before).
+    fn forget_cached(&self, revoked: HashSet<Key>) {
+        let count = revoked.len() as u64;
         // One predicate per cache for the whole batch (a page of the log at start):
         // moka tries every pending predicate on each read until maintenance has
         // scanned the cache with it.
-        let new = Arc::new(new);
+        let revoked = Arc::new(revoked);
         for cache in [&self.caches.licenses, &self.caches.grace] {
-            let revoked = new.clone();
+            let revoked = revoked.clone();
             let _ = cache
                 .cache
                 .invalidate_entries_if(move |_, entry: &Arc<LicenseEntry>| {
                     revoked.contains(&entry.id_key)
                 });
-            cache.stats.invalidations.inc_by(count as u64);
+            cache.stats.invalidations.inc_by(count);
         }
         let lists = &self.caches.holder_lists;
         let _ = lists
@@ -91,20 +106,67 @@ impl Recognition {
             .invalidate_entries_if(move |_, list: &Arc<HolderList>| {
                 list.licenses
                     .iter()
-                    .any(|(_, entry)| new.contains(&entry.id_key))
+                    .any(|(_, entry)| revoked.contains(&entry.id_key))
             });
-        lists.stats.invalidations.inc_by(count as u64);
+        lists.stats.invalidations.inc_by(count);
+    }
+
+    /// Remembers the revocations of the log's `rows` (never refused: some replica
+    /// accepted each; counted for the member that published it) and drops what was
+    /// cached of those this replica did not know; how many those were. Rows published
+    /// longer ago than revocations are remembered are passed over.
+    fn apply_logged(&self, rows: &[Logged]) -> usize {
+        let mut new = HashSet::new();
+        self.remember_revocations(|revoked| {
+            for row in rows {
+                let Some(publisher) = publisher(row) else {
+                    tracing::warn!(
+                        seq = row.seq,
+                        "a revocation log row names no member; passed over"
+                    );
+                    continue;
+                };
+                let id_key = self.license_id_key(&row.license_id);
+                let published = SystemTime::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(row.published_ms).unwrap_or(0));
+                let remembered = revoked.insert_logged(id_key, publisher, published);
+                if remembered == Remembered::New {
+                    new.insert(id_key);
+                }
+            }
+        });
+        let count = new.len();
+        if count > 0 {
+            self.forget_cached(new);
+        }
         count
     }
 }
 
 impl ApplyRevocations for Recognition {
-    fn apply(&self, license_ids: &[String]) -> impl Future<Output = usize> + Send {
-        let id_keys: Vec<Key> = license_ids
-            .iter()
-            .map(|id| self.license_id_key(id))
-            .collect();
-        async move { self.apply_revocations(&id_keys).await }
+    fn apply(&self, rows: &[Logged]) -> impl Future<Output = usize> + Send {
+        std::future::ready(self.apply_logged(rows))
+    }
+}
+
+/// The member a log row is counted for: the verified identity that published it (as
+/// written by `write_to_log`), else the province of its issuing region.
+fn publisher(row: &Logged) -> Option<RegionPrefix> {
+    match PeerIdentity::from_uri(&row.published_by) {
+        Ok(PeerIdentity::Region(prefix)) => Some(prefix),
+        _ => RegionCode::parse(&row.issuer)
+            .ok()
+            .map(|code| code.province().to_prefix()),
+    }
+}
+
+/// A member's revocation refused for its own bound: RESOURCE_EXHAUSTED, transient,
+/// with the wait its bound states (counted where it was refused).
+fn refused(refusal: Refusal) -> GatewayError {
+    tracing::debug!(%refusal, "revocation refused");
+    GatewayError::OverQuota {
+        retry_after: refusal.retry_after(),
+        problem: refusal.to_string(),
     }
 }
 

@@ -28,7 +28,7 @@ use tongban_runtime::{
 };
 
 pub use follow::ApplyRevocations;
-pub use postgres::{Appended, LogError, NewRevocation};
+pub use postgres::{Appended, LogError, Logged, NewRevocation};
 pub use progress::{
     APPEND_FAILURES_TOTAL, APPLIED_TOTAL, LAST_READ, READ_FAILURES_TOTAL, SEQUENCE,
 };

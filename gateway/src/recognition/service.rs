@@ -12,11 +12,26 @@ use std::time::Duration;
 
 use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 
-use super::lookup::{Ctx, Recognition, cache_outcome, verdict_name};
-use crate::{
-    answer::Answer, audit::CallAudit, call::Call, error::GatewayError, message::Message,
-    methods::Lookup, unary,
+use super::{
+    footprint::Charges,
+    lookup::{Ctx, Recognition, cache_outcome, verdict_name},
 };
+use crate::{
+    answer::Answer,
+    audit::CallAudit,
+    call::Call,
+    error::GatewayError,
+    message::{Budget, Message},
+    methods::Lookup,
+    unary,
+};
+
+/// What bounds one decoded call: its deadline, and the admission that what it buffers
+/// (the issuer's answer among it) is charged to.
+pub struct Bounds<'a> {
+    pub deadline: Duration,
+    pub budget: &'a mut (dyn Budget + Send),
+}
 
 impl Recognition {
     /// Serves one decoded call; `message` is its request, whole.
@@ -26,13 +41,14 @@ impl Recognition {
         call: &Call,
         caller: RegionPrefix,
         message: &Message,
-        deadline: Duration,
+        bounds: Bounds<'_>,
         audit: &mut CallAudit,
     ) -> Result<Answer, GatewayError> {
         let ctx = Ctx {
             caller,
             traceparent: call.headers.get(metadata::TRACEPARENT),
-            deadline,
+            deadline: bounds.deadline,
+            charges: Charges::to(bounds.budget),
         };
         Ok(match lookup {
             Lookup::Identity => {

@@ -21,7 +21,7 @@ use tongban_runtime::{
     process::shutdown::Shutdown, serving::incoming::PeerInfo, trust::identity::PeerIdentity,
 };
 
-use super::{lookup::Ctx, revocation_log::RevocationLog, *};
+use super::{footprint::Charges, lookup::Ctx, revocation_log::RevocationLog, *};
 use crate::{
     audit::CallAudit,
     call::{Body, Call},
@@ -42,6 +42,7 @@ fn ctx(caller: &str) -> Ctx<'static> {
         caller: RegionPrefix::parse(caller).unwrap(),
         traceparent: None,
         deadline: Duration::from_secs(5),
+        charges: Charges::none(),
     }
 }
 
@@ -307,4 +308,64 @@ async fn a_revocation_the_log_cannot_take_is_refused_and_not_applied() {
         text.contains("tongban_gateway_revocation_log_append_failures_total 1"),
         "{text}"
     );
+}
+
+/// A row of the shared log: `license_id` published by region 44 `ago`.
+fn logged(license_id: &str, ago: Duration) -> revocation_log::Logged {
+    let published = std::time::SystemTime::now() - ago;
+    revocation_log::Logged {
+        seq: 1,
+        license_id: license_id.into(),
+        issuer: "440000".into(),
+        published_by: "spiffe://tongban/region/44".into(),
+        published_ms: published
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    }
+}
+
+#[tokio::test]
+async fn a_member_at_its_ceiling_is_refused_and_the_logs_revocations_are_still_applied() {
+    use revocation_log::ApplyRevocations;
+    use tongban_proto::contract::retry::{self, Retry};
+
+    let issuer = StandInIssuer::start(&[H1]).await;
+    let mut settings = RecognitionSettings::default();
+    settings.revocations.max_per_issuer = 2;
+    let replica = issuer.replica_with(settings, &mut Registry::default());
+    assert_eq!(
+        lookup(&replica, H1).await.outcome,
+        VerdictOutcome::Recognized as i32
+    );
+    assert!(revoke(&replica, "440000-X1").await.unwrap().applied);
+    assert!(revoke(&replica, "440000-X2").await.unwrap().applied);
+    let refused = revoke(&replica, H1).await.unwrap_err();
+    let status = refused.to_status();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(Retry::of(&status), Retry::Transient);
+    assert_eq!(retry::pushback(&status), Some(Duration::from_secs(60)));
+    assert!(status.message().contains("max_per_issuer"), "{status:?}");
+    // Not applied: H1 is still recognized from the cache.
+    assert_eq!(
+        lookup(&replica, H1).await.outcome,
+        VerdictOutcome::Recognized as i32
+    );
+    // A repeat of one remembered takes nothing and is never refused.
+    assert!(!revoke(&replica, "440000-X1").await.unwrap().applied);
+    // Another replica accepted H1's revocation: applied here past the ceiling, counted.
+    assert_eq!(
+        replica.apply(&[logged(H1, Duration::from_secs(60))]).await,
+        1
+    );
+    assert_eq!(
+        lookup(&replica, H1).await.outcome,
+        VerdictOutcome::Revoked as i32
+    );
+    let prefix = RegionPrefix::parse("44").unwrap();
+    assert_eq!(replica.revoked.remembered(&prefix), 3);
+    // A row published longer ago than revocations are remembered is not loaded.
+    let old = logged("440000-X3", Duration::from_secs(8 * 24 * 3600));
+    assert_eq!(replica.apply(&[old]).await, 0);
+    assert_eq!(replica.revoked.remembered(&prefix), 3);
 }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use super::{
-    postgres::{LogError, LogTable},
+    postgres::{LogError, LogTable, Logged},
     progress::LogProgress,
 };
 
@@ -18,9 +18,10 @@ pub const PAGE: u32 = 10_000;
 
 /// What applies revocations read from the log (the recognition service).
 pub trait ApplyRevocations: Send + Sync + 'static {
-    /// Remembers the revocations of `license_ids` (in log order) and drops what was
-    /// cached of them; how many this replica did not know yet.
-    fn apply(&self, license_ids: &[String]) -> impl Future<Output = usize> + Send;
+    /// Remembers the revocations of `rows` (in log order), those published within the
+    /// time revocations are remembered, and drops what was cached of them; how many
+    /// this replica did not know yet.
+    fn apply(&self, rows: &[Logged]) -> impl Future<Output = usize> + Send;
 }
 
 /// How the follower reads: the table, what it applies to, where it reports.
@@ -68,8 +69,7 @@ impl<A: ApplyRevocations> Follower<A> {
                 return Ok(());
             };
             let rows = page.len();
-            let license_ids: Vec<String> = page.into_iter().map(|row| row.license_id).collect();
-            self.apply.apply(&license_ids).await;
+            self.apply.apply(&page).await;
             *last = end;
             self.progress.applied(rows, end);
             // A short page was the end (a row committed since is notified).

@@ -66,6 +66,12 @@ pub struct Appended {
 pub struct Logged {
     pub seq: u64,
     pub license_id: String,
+    /// The issuing region's code, and the verified identity of the member that
+    /// published it: whose revocation it is counted as.
+    pub issuer: String,
+    pub published_by: String,
+    /// When it was published (ms since the epoch): remembered that long from then.
+    pub published_ms: i64,
 }
 
 /// The log's table, reached through `pool`, appended to as `replica`.
@@ -155,18 +161,22 @@ impl LogTable {
     /// Up to `limit` rows after sequence number `after`, in order.
     pub async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<Logged>, LogError> {
         let after = i64::try_from(after).map_err(|_| LogError::BadSequence(i64::MAX))?;
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT seq, license_id FROM revocation_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT seq, license_id, issuer, published_by, published_ms FROM revocation_log
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(seq, license_id)| {
+            .map(|(seq, license_id, issuer, published_by, published_ms)| {
                 Ok(Logged {
                     seq: sequence(seq)?,
                     license_id,
+                    issuer,
+                    published_by,
+                    published_ms,
                 })
             })
             .collect()

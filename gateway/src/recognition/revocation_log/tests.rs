@@ -16,7 +16,7 @@ use tongban_runtime::process::shutdown::{Shutdown, ShutdownSignal};
 use super::{
     RevocationLog,
     follow::{ApplyRevocations, Follower},
-    postgres::{Appended, NewRevocation},
+    postgres::{Appended, Logged, NewRevocation},
     progress::LogProgress,
 };
 use crate::test_support::postgres::TestDatabase;
@@ -32,9 +32,10 @@ impl Applied {
 }
 
 impl ApplyRevocations for Applied {
-    fn apply(&self, license_ids: &[String]) -> impl Future<Output = usize> + Send {
-        self.0.lock().unwrap().extend_from_slice(license_ids);
-        std::future::ready(license_ids.len())
+    fn apply(&self, rows: &[Logged]) -> impl Future<Output = usize> + Send {
+        let ids = rows.iter().map(|row| row.license_id.clone());
+        self.0.lock().unwrap().extend(ids);
+        std::future::ready(rows.len())
     }
 }
 
