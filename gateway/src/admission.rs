@@ -13,6 +13,14 @@
 //! one region is shed from that region while every other keeps being served, and one
 //! region alone stops at the congestion mark, leaving the last quarter to the others.
 //!
+//! Before any of that, at the HTTP/2 level: while the gateway is congested — measured
+//! busy (`crate::saturation`: the workers' busy share past `busy_threshold`), or three
+//! quarters of its calls in flight — a connection whose origin holds more than an equal
+//! share of the calls in flight takes no new stream ([`Admission::defers`]). The
+//! origin's streams wait in HTTP/2, costing no one else a read, a refusal, an audit
+//! record or a metric; a greedy origin that ignores the pushback of refusals is slowed by
+//! its own calls, not answered faster.
+//!
 //! Deliberately hand-rolled rather than tower's `ConcurrencyLimit` or `governor`: those
 //! limit one key each, and fair share needs every origin's usage at once; here it is a
 //! few atomic operations on fixed arrays (one slot per province), no lock, no
@@ -21,7 +29,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -32,13 +40,13 @@ use tongban_runtime::serving::handshakes::{
     DEFAULT_CLIENT_HELLO_TIMEOUT, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
 };
 
+use tongban_runtime::trust::identity::PeerIdentity;
+
 use crate::{
     error::GatewayError,
     message::{Budget, MAX_MESSAGE},
+    saturation::{SLOTS, Saturation},
 };
-
-/// Slots: one per two-digit province code.
-const SLOTS: usize = 100;
 
 /// The operator's limits (`[limits]` in the gateway's config).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -64,6 +72,15 @@ pub struct Limits {
     /// its handshake slot back after it.
     #[serde(with = "humantime_serde")]
     pub client_hello_timeout: Duration,
+    /// Share of the workers' time busy (measured, `crate::saturation`) from which the
+    /// gateway counts as congested and holds back origins above an equal share.
+    pub busy_threshold: f64,
+    /// Calls in flight an origin is never held below while congested.
+    pub min_share_calls: usize,
+    /// New calls a second an origin is never held below while congested (its allowance
+    /// per 50 ms window is at least a twentieth of this): a region's ordinary traffic is
+    /// far below it, so only a surge is ever slowed.
+    pub min_share_per_second: u32,
 }
 
 impl Default for Limits {
@@ -77,6 +94,10 @@ impl Default for Limits {
             max_concurrent_handshakes: DEFAULT_MAX_HANDSHAKES,
             max_handshakes_per_source: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             client_hello_timeout: DEFAULT_CLIENT_HELLO_TIMEOUT,
+            // Below saturation: a saturated thread already delays every region's calls.
+            busy_threshold: 0.6,
+            min_share_calls: 2,
+            min_share_per_second: 200,
         }
     }
 }
@@ -94,8 +115,13 @@ impl Limits {
             || self.max_concurrent_handshakes == 0
             || self.max_handshakes_per_source == 0
             || self.client_hello_timeout.is_zero()
+            || self.min_share_calls == 0
+            || self.min_share_per_second == 0
         {
             return Err("every limit must be at least 1");
+        }
+        if !(self.busy_threshold > 0.0 && self.busy_threshold <= 1.0) {
+            return Err("busy_threshold must be a share of time, above 0 and at most 1");
         }
         if self.buffer_budget_bytes < MAX_MESSAGE * 2 {
             return Err(
@@ -120,6 +146,9 @@ pub struct Admission {
     total: Usage,
     origins: [Usage; SLOTS],
     targets: [AtomicUsize; SLOTS],
+    saturation: Arc<Saturation>,
+    /// Times an origin's connection stopped taking new streams, by province slot.
+    deferrals: [AtomicU64; SLOTS],
 }
 
 fn slot_of(text: &str) -> usize {
@@ -158,11 +187,65 @@ impl Admission {
             total: Usage::default(),
             origins: std::array::from_fn(|_| Usage::default()),
             targets: std::array::from_fn(|_| AtomicUsize::new(0)),
+            saturation: Arc::default(),
+            deferrals: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The measured business the congestion test reads (its watcher is started by the
+    /// server: `Saturation::watch`).
+    pub fn saturation(&self) -> &Arc<Saturation> {
+        &self.saturation
+    }
+
+    /// The province slot admission counts a connection's calls under.
+    pub fn slot_of_identity(identity: &PeerIdentity) -> Option<usize> {
+        match identity {
+            PeerIdentity::Region(prefix) => Some(slot_of(prefix.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Whether a connection of the origin in `slot` should take no new stream now: the
+    /// gateway is congested (measured busy, or three quarters of its calls in flight)
+    /// and the origin holds more than an equal share of the calls in flight, and more
+    /// than `min_share_calls`. Its streams then wait in HTTP/2 — at no cost to anyone
+    /// but the origin, whose own calls finishing let them in — instead of being read,
+    /// refused, audited and counted. Off the congested path it is one atomic load.
+    pub fn defers(&self, slot: usize) -> bool {
+        let total = self.total.calls.load(Ordering::Relaxed);
+        let congested = self.saturation.congested();
+        if !congested && total <= self.limits.max_in_flight / 4 * 3 {
+            return false;
+        }
+        if congested && self.saturation.over_allowance(slot) {
+            return true;
+        }
+        let mine = self.origins[slot].calls.load(Ordering::Relaxed);
+        mine >= self.limits.min_share_calls && mine * self.active_origins() > total
+    }
+
+    /// Counts a stream the origin in `slot` started (its window's allowance).
+    pub fn started(&self, slot: usize) {
+        self.saturation.started(slot);
+    }
+
+    /// Counts a connection of the origin in `slot` starting to hold back its streams.
+    pub fn deferred(&self, slot: usize) {
+        self.deferrals[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Deferrals so far by province slot (`/metrics`).
+    pub fn deferrals(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.deferrals
+            .iter()
+            .enumerate()
+            .map(|(slot, n)| (slot, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
     }
 
     /// Origins with calls in flight (at least 1: the one asking).
@@ -355,6 +438,35 @@ mod tests {
     }
 
     #[test]
+    fn a_congested_gateway_holds_back_only_origins_above_an_equal_share() {
+        let a = small();
+        let flood: Vec<Permit> = (0..12).map(|_| a.admit(&prefix("31")).unwrap()).collect();
+        let steady = a.admit(&prefix("11")).unwrap();
+        let (s31, s11) = (slot_of("31"), slot_of("11"));
+        // 13 of 40 in flight and not measured busy: nobody is held back.
+        assert!(!a.defers(s31));
+        a.saturation().set_congested(true);
+        // Congested: 31 holds 12 of 13 (an equal share is 6.5); 11 holds one.
+        assert!(a.defers(s31));
+        assert!(!a.defers(s11));
+        // Never held below `min_share_calls`, whatever the others hold.
+        let below = a.limits.min_share_calls - 1;
+        let few: Vec<Permit> = flood.into_iter().take(below).collect();
+        assert!(!a.defers(s31));
+        drop((few, steady));
+        a.saturation().set_congested(false);
+        // Three quarters of the calls in flight congest it without a busy measure.
+        let many: Vec<Permit> = (0..31)
+            .map(|_| {
+                a.admit(&prefix("31"))
+                    .unwrap_or_else(|_| a.admit(&prefix("44")).unwrap())
+            })
+            .collect();
+        assert!(a.defers(s31));
+        drop(many);
+    }
+
+    #[test]
     fn limits_must_admit_something() {
         assert!(Limits::default().check().is_ok());
         let zero = Limits {
@@ -372,5 +484,12 @@ mod tests {
             ..Limits::default()
         };
         assert!(no_hello.check().is_err());
+        for busy_threshold in [0.0, 1.5, f64::NAN] {
+            let odd = Limits {
+                busy_threshold,
+                ..Limits::default()
+            };
+            assert!(odd.check().is_err(), "{busy_threshold}");
+        }
     }
 }

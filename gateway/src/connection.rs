@@ -37,6 +37,7 @@ use tongban_runtime::{
 use tower::ServiceExt;
 
 use crate::{
+    admission::Admission,
     answer::Answer,
     authorize,
     call::{Body, Call},
@@ -226,14 +227,34 @@ async fn serve_connection(
     tokio::pin!(stop);
     let mut draining = false;
     let mut streams: FuturesUnordered<StreamTask> = FuturesUnordered::new();
+    let admission = services.relay.admission().clone();
+    let slot = Admission::slot_of_identity(&peer.identity);
+    let mut holding = false;
+    let recheck = tokio::time::sleep(DEFER_RECHECK);
+    tokio::pin!(recheck);
     loop {
+        // Over its share of a congested gateway, the origin's new streams wait in HTTP/2
+        // (the connection keeps being driven: answers go out, frames come in).
+        let hold = slot.is_some_and(|slot| admission.defers(slot));
+        if hold && !holding {
+            if let Some(slot) = slot {
+                admission.deferred(slot);
+            }
+            recheck
+                .as_mut()
+                .reset(tokio::time::Instant::now() + DEFER_RECHECK);
+        }
+        holding = hold;
         tokio::select! {
             // Calls first: an answer they queue is then written by the poll of the
             // connection below, in the same turn of this task.
             biased;
             Some(()) = streams.next(), if !streams.is_empty() => {}
-            accepted = connection.accept() => match accepted {
+            accepted = next_stream(&mut connection, hold) => match accepted {
                 Some(Ok((request, respond))) => {
+                    if let Some(slot) = slot {
+                        admission.started(slot);
+                    }
                     streams.push(dispatch(request, respond, &services, &peer));
                 }
                 Some(Err(error)) => {
@@ -245,6 +266,12 @@ async fn serve_connection(
                 // The peer closed, or the GOAWAY drain finished.
                 None => break,
             },
+            // The origin's share may have come back through its other connections.
+            () = &mut recheck, if hold => {
+                recheck
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + DEFER_RECHECK);
+            }
             reason = &mut keepalive => {
                 tracing::debug!(remote = %peer.remote_addr, %reason, "closing connection");
                 break;
@@ -255,6 +282,33 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// How often a connection holding back its streams looks again whether it may take
+/// them (its own calls finishing wake it sooner).
+const DEFER_RECHECK: Duration = Duration::from_millis(5);
+
+/// The connection's next stream; or, while `hold`, none: the connection is only driven
+/// (frames read and written) and new streams stay queued in h2, bounded by
+/// `max_concurrent_streams`.
+async fn next_stream<T>(
+    connection: &mut server::Connection<T, Bytes>,
+    hold: bool,
+) -> Option<Result<(Request<RecvStream>, SendResponse<Bytes>), h2::Error>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        if hold {
+            return match connection.poll_closed(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(None),
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        connection.poll_accept(cx)
+    })
+    .await
 }
 
 /// Starts the handling of one stream.

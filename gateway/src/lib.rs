@@ -23,6 +23,7 @@
 //! page on the admin port.
 
 pub mod admission;
+pub mod admission_metrics;
 pub mod answer;
 pub mod audit;
 pub mod authenticate;
@@ -44,6 +45,7 @@ pub mod recognition;
 pub mod registry;
 pub mod relay;
 pub mod route;
+pub mod saturation;
 pub mod server;
 #[cfg(test)]
 mod test_support;

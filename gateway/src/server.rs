@@ -30,6 +30,7 @@ const GATEWAY_SERVICE: &str = "tongban.federation.v1.Gateway";
 
 use crate::{
     admission::Admission,
+    admission_metrics::AdmissionMetrics,
     catalog_service::CatalogService,
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
@@ -137,6 +138,7 @@ pub struct Gateway {
     revocation_log: Option<Arc<RevocationLog>>,
     metrics: Arc<prometheus_client::registry::Registry>,
     call_metrics: Option<Arc<GatewayMetrics>>,
+    admission: Arc<Admission>,
 }
 
 impl Gateway {
@@ -189,6 +191,8 @@ impl Gateway {
             .telemetry
             .metrics_enabled()
             .then(|| Arc::new(GatewayMetrics::new(&mut metrics)));
+        let admission = Admission::new(config.limits.clone());
+        metrics.register_collector(Box::new(AdmissionMetrics(admission.clone())));
         Ok(Self {
             config,
             registry,
@@ -197,6 +201,7 @@ impl Gateway {
             revocation_log,
             metrics: Arc::new(metrics),
             call_metrics,
+            admission,
         })
     }
 
@@ -282,7 +287,7 @@ impl Gateway {
                 self.recognition.clone(),
                 traces,
                 self.call_metrics.clone(),
-                Admission::new(self.config.limits.clone()),
+                self.admission.clone(),
             )
             .with_trail(trail),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
@@ -294,10 +299,7 @@ impl Gateway {
             ready,
             shutdown.clone(),
         );
-        let settings = ServerSettings {
-            max_connections_per_identity: self.config.limits.max_connections_per_identity,
-            ..ServerSettings::default()
-        };
+        let settings = self.serving_settings(&shutdown);
         connection::serve(incoming, services, settings, shutdown).await;
         let _ = on_shutdown.await;
         traces_guard.shutdown().await;
@@ -312,6 +314,22 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The federation listener's settings; starts measuring how busy the gateway is,
+    /// which admission reads on every new stream (the task ends at shutdown).
+    fn serving_settings(&self, shutdown: &ShutdownSignal) -> ServerSettings {
+        let saturation = self.admission.saturation().clone();
+        let limits = &self.config.limits;
+        tokio::spawn(saturation.watch(
+            limits.busy_threshold,
+            limits.min_share_per_second,
+            shutdown.clone(),
+        ));
+        ServerSettings {
+            max_connections_per_identity: self.config.limits.max_connections_per_identity,
+            ..ServerSettings::default()
+        }
+    }
+
     /// Follows the shared revocation log until `shutdown`, if there is one; the
     /// readiness checks that adds. A replica that cannot learn revocations must not
     /// answer as one that can: it is not ready until the log is loaded, nor while the

@@ -48,14 +48,14 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// What replaying one delivered case needs.
 #[derive(Clone)]
-struct Replay {
-    application: Application,
-    target: String,
-    key: String,
+pub(super) struct Replay {
+    pub(super) application: Application,
+    pub(super) target: String,
+    pub(super) key: String,
 }
 
 /// Files a case at `origin` for a resident of `home` and waits for its delivery.
-async fn delivered_case(t: &TestFederation, origin: &str, home: &str) -> Replay {
+pub(super) async fn delivered_case(t: &TestFederation, origin: &str, home: &str) -> Replay {
     let node = t.fed.node(origin).unwrap();
     let resident = &t.residents(home)[0];
     let receipt = node.portal.file(&medical_filing(resident)).await.unwrap();
@@ -84,7 +84,10 @@ async fn client(t: &TestFederation, prefix: &str) -> GatewayClient<Channel> {
 }
 
 /// Replays the delivery: the node answers from its idempotency record.
-async fn replay(client: &mut GatewayClient<Channel>, r: &Replay) -> Result<(), tonic::Status> {
+pub(super) async fn replay(
+    client: &mut GatewayClient<Channel>,
+    r: &Replay,
+) -> Result<(), tonic::Status> {
     let mut request = Request::new(DeliverApplicationRequest {
         application: Some(r.application.clone()),
     });
@@ -129,7 +132,7 @@ async fn steady(
 
 /// [`steady`] on a thread and runtime of its own, with its own connection: its
 /// latencies are the gateway's, not those of a test runtime busy with the flood.
-fn steady_apart(
+pub(super) fn steady_apart(
     url: String,
     files: tongban_runtime::trust::tls::TlsFiles,
     r: Replay,
@@ -235,7 +238,7 @@ fn flood(
 
 /// The gateway's resident memory, from its `/metrics`: present and positive, or the
 /// test fails (a missing metric must not read as "no memory used").
-async fn gateway_rss(t: &TestFederation) -> f64 {
+pub(super) async fn gateway_rss(t: &TestFederation) -> f64 {
     let admin = tongban_node::portal_client::PortalClient::new(format!(
         "http://{}",
         t.fed.gateway().admin_addr.unwrap()
