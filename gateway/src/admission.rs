@@ -13,13 +13,14 @@
 //! one region is shed from that region while every other keeps being served, and one
 //! region alone stops at the congestion mark, leaving the last quarter to the others.
 //!
-//! Before any of that, at the HTTP/2 level: while the gateway is congested — measured
-//! busy (`crate::saturation`: the workers' busy share past `busy_threshold`), or three
-//! quarters of its calls in flight — a connection whose origin holds more than an equal
-//! share of the calls in flight takes no new stream ([`Admission::defers`]). The
-//! origin's streams wait in HTTP/2, costing no one else a read, a refusal, an audit
-//! record or a metric; a greedy origin that ignores the pushback of refusals is slowed by
-//! its own calls, not answered faster.
+//! Before any of that, at the HTTP/2 level ([`Admission::defers`]): while the gateway is
+//! measured busy (`crate::saturation`: the workers' busy share past `busy_threshold`)
+//! an origin past its window's fair allowance of new calls, and while three quarters of
+//! the calls are in flight an origin holding more than an equal share of them, takes no
+//! new stream (`crate::stream_gate`): its streams wait in HTTP/2, the window h2 may
+//! buffer for them charged to the origin's bytes, or, when that charge is refused, are
+//! reset with REFUSED_STREAM. No call is built, nothing is read, audited or counted but
+//! an atomic.
 //!
 //! Deliberately hand-rolled rather than tower's `ConcurrencyLimit` or `governor`: those
 //! limit one key each, and fair share needs every origin's usage at once; here it is a
@@ -73,7 +74,8 @@ pub struct Limits {
     #[serde(with = "humantime_serde")]
     pub client_hello_timeout: Duration,
     /// Share of the workers' time busy (measured, `crate::saturation`) from which the
-    /// gateway counts as congested and holds back origins above an equal share.
+    /// gateway counts as congested and refuses new streams of origins past their fair
+    /// allowance of new calls.
     pub busy_threshold: f64,
     /// Calls in flight an origin is never held below while congested.
     pub min_share_calls: usize,
@@ -147,8 +149,10 @@ pub struct Admission {
     origins: [Usage; SLOTS],
     targets: [AtomicUsize; SLOTS],
     saturation: Arc<Saturation>,
-    /// Times an origin's connection stopped taking new streams, by province slot.
+    /// Streams refused at the HTTP/2 level, by province slot.
     deferrals: [AtomicU64; SLOTS],
+    /// Connections that started holding their new streams, by province slot.
+    holds: [AtomicU64; SLOTS],
 }
 
 fn slot_of(text: &str) -> usize {
@@ -189,6 +193,7 @@ impl Admission {
             targets: std::array::from_fn(|_| AtomicUsize::new(0)),
             saturation: Arc::default(),
             deferrals: std::array::from_fn(|_| AtomicU64::new(0)),
+            holds: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
 
@@ -210,21 +215,20 @@ impl Admission {
         }
     }
 
-    /// Whether a connection of the origin in `slot` should take no new stream now: the
-    /// gateway is congested (measured busy, or three quarters of its calls in flight)
-    /// and the origin holds more than an equal share of the calls in flight, and more
-    /// than `min_share_calls`. Its streams then wait in HTTP/2 — at no cost to anyone
-    /// but the origin, whose own calls finishing let them in — instead of being read,
-    /// refused, audited and counted. Off the congested path it is one atomic load.
+    /// Whether a new stream of the origin in `slot` is refused at the HTTP/2 level
+    /// (REFUSED_STREAM) before any call is built. Measured busy (`crate::saturation`),
+    /// an origin past its window's allowance of new calls is refused; with three
+    /// quarters of the calls in flight, an origin holding more than an equal share of
+    /// them (and at least `min_share_calls`). Off congestion it is two atomic loads.
     pub fn defers(&self, slot: usize) -> bool {
-        let total = self.total.calls.load(Ordering::Relaxed);
-        let congested = self.saturation.congested();
-        if !congested && total <= self.limits.max_in_flight / 4 * 3 {
-            return false;
-        }
-        if congested && self.saturation.over_allowance(slot) {
+        if self.saturation.congested() && self.saturation.over_allowance(slot) {
             return true;
         }
+        let total = self.total.calls.load(Ordering::Relaxed);
+        if total <= self.limits.max_in_flight / 4 * 3 {
+            return false;
+        }
+        // Calls parked at a slow node cost no CPU: counted only when calls are short.
         let mine = self.origins[slot].calls.load(Ordering::Relaxed);
         mine >= self.limits.min_share_calls && mine * self.active_origins() > total
     }
@@ -234,12 +238,44 @@ impl Admission {
         self.saturation.started(slot);
     }
 
-    /// Counts a connection of the origin in `slot` starting to hold back its streams.
-    pub fn deferred(&self, slot: usize) {
+    /// Counts a stream of the origin in `slot` refused at the HTTP/2 level.
+    pub fn refused_stream(&self, slot: usize) {
         self.deferrals[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Deferrals so far by province slot (`/metrics`).
+    /// Counts a connection of the origin in `slot` starting to hold its new streams.
+    pub fn held_connection(&self, slot: usize) {
+        self.holds[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections that started holding their streams so far, by province slot.
+    pub fn holds(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.holds
+            .iter()
+            .enumerate()
+            .map(|(slot, n)| (slot, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// Charges `n` bytes to the origin in `slot` with no call (what a connection holding
+    /// its streams lets h2 buffer for them), within the buffer budget and, while it is
+    /// mostly used, the origin's fair share of it; given back when dropped.
+    pub fn reserve_bytes(self: &Arc<Self>, slot: usize, n: usize) -> Option<BytesHeld> {
+        let budget = self.limits.buffer_budget_bytes;
+        let total = grow_within(&self.total.bytes, n, budget)?;
+        let mine = self.origins[slot].bytes.fetch_add(n, Ordering::Relaxed) + n;
+        let held = BytesHeld {
+            admission: self.clone(),
+            slot,
+            n,
+        };
+        if total > budget / 4 * 3 && mine > fair_share(budget, self.active_origins()) {
+            return None;
+        }
+        Some(held)
+    }
+
+    /// Streams refused at the HTTP/2 level so far, by province slot (`/metrics`).
     pub fn deferrals(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.deferrals
             .iter()
@@ -350,6 +386,24 @@ impl Drop for Permit {
     }
 }
 
+/// Bytes charged without a call ([`Admission::reserve_bytes`]); given back when dropped.
+#[derive(Debug)]
+pub struct BytesHeld {
+    admission: Arc<Admission>,
+    slot: usize,
+    n: usize,
+}
+
+impl Drop for BytesHeld {
+    fn drop(&mut self) {
+        let a = &self.admission;
+        a.total.bytes.fetch_sub(self.n, Ordering::Relaxed);
+        a.origins[self.slot]
+            .bytes
+            .fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
 impl Budget for Permit {
     fn charge(&mut self, bytes: usize) -> Result<(), GatewayError> {
         Permit::charge(self, bytes)
@@ -438,24 +492,20 @@ mod tests {
     }
 
     #[test]
-    fn a_congested_gateway_holds_back_only_origins_above_an_equal_share() {
+    fn a_congested_gateway_refuses_streams_only_of_origins_above_their_share() {
         let a = small();
+        let (s31, s11, s44) = (slot_of("31"), slot_of("11"), slot_of("44"));
         let flood: Vec<Permit> = (0..12).map(|_| a.admit(&prefix("31")).unwrap()).collect();
         let steady = a.admit(&prefix("11")).unwrap();
-        let (s31, s11) = (slot_of("31"), slot_of("11"));
-        // 13 of 40 in flight and not measured busy: nobody is held back.
+        // 13 of 40 in flight, not measured busy: nobody is refused.
         assert!(!a.defers(s31));
+        // Measured busy, the in-flight count says nothing (calls parked at a slow node
+        // cost no CPU): only an allowance spent refuses, and none is set yet.
         a.saturation().set_congested(true);
-        // Congested: 31 holds 12 of 13 (an equal share is 6.5); 11 holds one.
-        assert!(a.defers(s31));
-        assert!(!a.defers(s11));
-        // Never held below `min_share_calls`, whatever the others hold.
-        let below = a.limits.min_share_calls - 1;
-        let few: Vec<Permit> = flood.into_iter().take(below).collect();
-        assert!(!a.defers(s31));
-        drop((few, steady));
+        assert!(!a.defers(s31) && !a.defers(s11));
         a.saturation().set_congested(false);
-        // Three quarters of the calls in flight congest it without a busy measure.
+        drop((flood, steady));
+        // Three quarters of the calls in flight: 31 holds 30 of 31, 44 one.
         let many: Vec<Permit> = (0..31)
             .map(|_| {
                 a.admit(&prefix("31"))
@@ -463,7 +513,9 @@ mod tests {
             })
             .collect();
         assert!(a.defers(s31));
+        assert!(!a.defers(s44));
         drop(many);
+        assert!(!a.defers(s31));
     }
 
     #[test]

@@ -37,13 +37,13 @@ use tongban_runtime::{
 use tower::ServiceExt;
 
 use crate::{
-    admission::Admission,
     answer::Answer,
     authorize,
     call::{Body, Call},
     keepalive::keepalive,
     methods,
     relay::Relay,
+    stream_gate::{StreamGate, Take, next_stream},
 };
 
 /// HTTP/2 limits and timers of the federation listener.
@@ -204,6 +204,9 @@ async fn serve_connection(
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME)
         .max_concurrent_streams(settings.max_concurrent_streams)
+        // A held connection's callers may give up on streams still waiting to be taken:
+        // no reason to close the connection for that (h2's default is 20).
+        .max_pending_accept_reset_streams(settings.max_concurrent_streams as usize)
         .max_header_list_size(settings.max_header_list_size)
         .handshake::<_, Bytes>(stream);
     let mut connection = match tokio::time::timeout(settings.keepalive_timeout, handshake).await {
@@ -227,35 +230,19 @@ async fn serve_connection(
     tokio::pin!(stop);
     let mut draining = false;
     let mut streams: FuturesUnordered<StreamTask> = FuturesUnordered::new();
-    let admission = services.relay.admission().clone();
-    let slot = Admission::slot_of_identity(&peer.identity);
-    let mut holding = false;
-    let recheck = tokio::time::sleep(DEFER_RECHECK);
-    tokio::pin!(recheck);
+    let mut gate = StreamGate::new(services.relay.admission().clone(), &peer.identity);
     loop {
-        // Over its share of a congested gateway, the origin's new streams wait in HTTP/2
-        // (the connection keeps being driven: answers go out, frames come in).
-        let hold = slot.is_some_and(|slot| admission.defers(slot));
-        if hold && !holding {
-            if let Some(slot) = slot {
-                admission.deferred(slot);
-            }
-            recheck
-                .as_mut()
-                .reset(tokio::time::Instant::now() + DEFER_RECHECK);
-        }
-        holding = hold;
+        let take = gate.decide(draining);
         tokio::select! {
             // Calls first: an answer they queue is then written by the poll of the
             // connection below, in the same turn of this task.
             biased;
             Some(()) = streams.next(), if !streams.is_empty() => {}
-            accepted = next_stream(&mut connection, hold) => match accepted {
-                Some(Ok((request, respond))) => {
-                    if let Some(slot) = slot {
-                        admission.started(slot);
+            accepted = next_stream(&mut connection, take) => match accepted {
+                Some(Ok((request, mut respond))) => {
+                    if gate.admit(take, &mut respond) {
+                        streams.push(dispatch(request, respond, &services, &peer));
                     }
-                    streams.push(dispatch(request, respond, &services, &peer));
                 }
                 Some(Err(error)) => {
                     if !error.is_go_away() && !error.is_io() {
@@ -267,11 +254,7 @@ async fn serve_connection(
                 None => break,
             },
             // The origin's share may have come back through its other connections.
-            () = &mut recheck, if hold => {
-                recheck
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + DEFER_RECHECK);
-            }
+            () = gate.recheck(), if take == Take::Hold => {}
             reason = &mut keepalive => {
                 tracing::debug!(remote = %peer.remote_addr, %reason, "closing connection");
                 break;
@@ -282,33 +265,6 @@ async fn serve_connection(
             }
         }
     }
-}
-
-/// How often a connection holding back its streams looks again whether it may take
-/// them (its own calls finishing wake it sooner).
-const DEFER_RECHECK: Duration = Duration::from_millis(5);
-
-/// The connection's next stream; or, while `hold`, none: the connection is only driven
-/// (frames read and written) and new streams stay queued in h2, bounded by
-/// `max_concurrent_streams`.
-async fn next_stream<T>(
-    connection: &mut server::Connection<T, Bytes>,
-    hold: bool,
-) -> Option<Result<(Request<RecvStream>, SendResponse<Bytes>), h2::Error>>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    std::future::poll_fn(|cx| {
-        if hold {
-            return match connection.poll_closed(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(None),
-                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error))),
-                Poll::Pending => Poll::Pending,
-            };
-        }
-        connection.poll_accept(cx)
-    })
-    .await
 }
 
 /// Starts the handling of one stream.

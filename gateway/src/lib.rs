@@ -47,6 +47,7 @@ pub mod relay;
 pub mod route;
 pub mod saturation;
 pub mod server;
+pub mod stream_gate;
 #[cfg(test)]
 mod test_support;
 pub mod trace;

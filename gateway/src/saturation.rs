@@ -10,9 +10,9 @@
 //! congested, each window also gives every origin an allowance of new calls: the last
 //! window's calls, scaled towards the busy threshold, shared max-min fairly (an origin
 //! that asks for less than an equal share keeps all it asks; the rest is split among the
-//! others). Only origins above an equal share are ever held back, never below
-//! `min_share_per_second`. Admission reads two atomics on each new stream; the
-//! watcher does the rest once a window.
+//! others). Only origins above an equal share are ever held back (their new streams
+//! refused with REFUSED_STREAM), never below `min_share_per_second`. Admission reads
+//! two atomics on each new stream; the watcher does the rest once a window.
 
 use std::{
     sync::{
@@ -27,7 +27,7 @@ use tongban_runtime::process::shutdown::ShutdownSignal;
 /// How often busy time is read.
 pub const WINDOW: Duration = Duration::from_millis(50);
 /// How long the gateway stays congested after a busy window: one quiet window (the
-/// flood held back) must not let every deferred stream in at once.
+/// flood held back) must not let the whole flood back in at once.
 pub const HOLD: Duration = Duration::from_secs(1);
 
 /// Admission's slots: one per two-digit province code.
@@ -85,29 +85,57 @@ impl Saturation {
     }
 
     /// Ends a window: the next window's allowances from the streams each origin started
-    /// in this one. Congested, the total is scaled by `threshold / busy` (within half and
-    /// a quarter more, so it neither collapses on one busy window nor floods back) and
-    /// shared max-min fairly; otherwise nobody is held back.
+    /// in this one. Nobody is held back unless the gateway is congested and there is
+    /// someone to protect: an origin using at most half an equal share of the window's
+    /// calls while another uses more than an equal share (one origin alone, or several
+    /// alike, may use the whole gateway). Then the heavy origins' calls are scaled by
+    /// `threshold / busy` (within half and a quarter more, so it neither collapses on
+    /// one busy window nor floods back) and shared max-min fairly among them; the light
+    /// ones keep all they ask. An origin held stays held while congested: its count says
+    /// only what it was allowed.
     fn steer(&self, busy: f64, threshold: f64, min_share: u32) {
         let started: Vec<u32> = self
             .started
             .iter()
             .map(|s| s.swap(0, Ordering::Relaxed))
             .collect();
-        if !self.congested() {
+        let held: Vec<bool> = self
+            .allowance
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed) != UNLIMITED)
+            .collect();
+        let total: u64 = started.iter().map(|&n| u64::from(n)).sum();
+        let active = started.iter().filter(|&&n| n > 0).count().max(1) as u64;
+        // To start holding: heavy origins use more than an equal share, a light one at
+        // most half of one. Once holding, the held are the heavy ones (their counts say
+        // only what they were allowed) and any other origin still calling is protected.
+        let holding = held.contains(&true);
+        let heavy: Vec<bool> = started
+            .iter()
+            .zip(&held)
+            .map(|(&n, &held)| held || (!holding && u64::from(n) * active > total))
+            .collect();
+        let light = started
+            .iter()
+            .zip(&heavy)
+            .any(|(&n, &heavy)| n > 0 && !heavy && (holding || u64::from(n) * active * 2 <= total));
+        if !self.congested() || !light || !heavy.contains(&true) {
             for a in &self.allowance {
                 a.store(UNLIMITED, Ordering::Relaxed);
             }
             return;
         }
-        let total: u64 = started.iter().map(|&n| u64::from(n)).sum();
+        let asked: Vec<u32> = started
+            .iter()
+            .zip(&heavy)
+            .map(|(&n, &heavy)| if heavy { n.max(1) } else { 0 })
+            .collect();
+        let heavy_total: u64 = asked.iter().map(|&n| u64::from(n)).sum();
         let scale = (threshold / busy.max(0.01)).clamp(0.5, 1.25);
-        let target = (total as f64 * scale).ceil() as u64;
-        let share = max_min_share(&started, target).max(min_share);
-        for (allowance, &n) in self.allowance.iter().zip(&started) {
-            // An origin within its share is not held: it may grow into what others leave.
-            let limit = if n < share { UNLIMITED } else { share };
-            allowance.store(limit, Ordering::Relaxed);
+        let target = (heavy_total as f64 * scale).ceil() as u64;
+        let share = max_min_share(&asked, target).max(min_share);
+        for (allowance, &heavy) in self.allowance.iter().zip(&heavy) {
+            allowance.store(if heavy { share } else { UNLIMITED }, Ordering::Relaxed);
         }
     }
 
@@ -137,7 +165,12 @@ impl Saturation {
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => {
+                    // Draining: nobody is held back by a measure no longer taken.
+                    self.set_congested(false);
+                    self.steer(0.0, threshold, min_share);
+                    return;
+                }
                 _ = ticks.tick() => {}
             }
             let now = Instant::now();
@@ -200,34 +233,52 @@ mod tests {
     #[test]
     fn a_congested_window_holds_only_the_origin_above_its_share() {
         let s = Saturation::default();
-        for _ in 0..60 {
-            s.started(31);
-        }
-        for _ in 0..3 {
-            s.started(11);
-        }
+        let window = |flood: u32, steady: u32| {
+            for _ in 0..flood {
+                s.started(31);
+            }
+            for _ in 0..steady {
+                s.started(11);
+            }
+        };
         // Not congested: nobody is limited.
+        window(60, 3);
         s.steer(0.9, 0.5, 2);
         assert!(!s.over_allowance(31));
         s.set_congested(true);
-        for _ in 0..60 {
-            s.started(31);
-        }
-        for _ in 0..3 {
-            s.started(11);
-        }
-        // Busy 0.9 over a threshold of 0.5: the 63 calls scale to 35; 11 keeps its 3,
-        // 31 gets the other 32.
+        // Two origins alike: nobody to protect, both may use the gateway.
+        window(40, 23);
         s.steer(0.9, 0.5, 2);
-        for _ in 0..32 {
+        assert!(!s.over_allowance(31) && !s.over_allowance(11));
+        // One alone: the same.
+        window(60, 0);
+        s.steer(0.9, 0.5, 2);
+        assert!(!s.over_allowance(31));
+        // A flood beside a light origin: busy 0.9 over a threshold of 0.5 scales the
+        // flood's 60 to 34; 11 keeps all it asks.
+        window(60, 3);
+        s.steer(0.9, 0.5, 2);
+        for _ in 0..34 {
             assert!(!s.over_allowance(31));
             s.started(31);
         }
-        assert!(s.over_allowance(31), "31 has had its 32");
-        for _ in 0..10 {
-            assert!(!s.over_allowance(11), "11 asked for less than a share");
+        assert!(s.over_allowance(31), "31 has had its 34");
+        for _ in 0..50 {
+            assert!(!s.over_allowance(11), "11 is not held");
             s.started(11);
         }
+        // Held, 31 stays held while congested, though its count is now under 11's: its
+        // 34 scale to 19.
+        s.steer(0.9, 0.5, 2);
+        for _ in 0..19 {
+            s.started(31);
+        }
+        assert!(s.over_allowance(31), "31 is still held");
+        assert!(!s.over_allowance(11));
+        // Quiet again: nobody is held.
+        s.set_congested(false);
+        s.steer(0.1, 0.5, 2);
+        assert!(!s.over_allowance(31));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -122,16 +122,17 @@ fn start_flood(
     (tasks, counts)
 }
 
-/// `tongban_gateway_streams_deferred_total` by origin, from the gateway's `/metrics`.
-async fn deferrals(t: &TestFederation) -> Vec<(String, u64)> {
+/// `{name}_total` by origin, from the gateway's `/metrics`.
+async fn by_origin(t: &TestFederation, name: &str) -> Vec<(String, u64)> {
     let admin = tongban_node::portal_client::PortalClient::new(format!(
         "http://{}",
         t.fed.gateway().admin_addr.unwrap()
     ));
     let text = admin.get("/metrics").await.unwrap().body;
     let text = text.as_str().unwrap().to_owned();
+    let prefix = format!("{name}_total{{origin=\"");
     text.lines()
-        .filter_map(|l| l.strip_prefix("tongban_gateway_streams_deferred_total{origin=\""))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|l| {
             let (origin, rest) = l.split_once('"')?;
             Some((
@@ -192,6 +193,11 @@ async fn a_greedy_flood_at_the_shipped_limits_costs_the_flooder_not_the_others()
                 "round {round} flood {path:?}: beijing {ok} ok, {shed} shed, {other} other, p99 {p} µs; \
                  flood {served} served, {refused} refused"
             );
+            // The flooder is slowed, not cut off.
+            assert!(
+                served > 0,
+                "the flood was starved ({path:?}, round {round})"
+            );
             // Every steady call is served, whatever the flood does.
             assert_eq!(
                 (shed, other),
@@ -214,8 +220,23 @@ async fn a_greedy_flood_at_the_shipped_limits_costs_the_flooder_not_the_others()
         rss_before / 1048576.0,
         rss_peak / 1048576.0
     );
-    let deferred = deferrals(&t).await;
-    println!("gateway streams deferred by origin: {deferred:?}");
+    let held = by_origin(&t, "tongban_gateway_connections_held").await;
+    let refused = by_origin(&t, "tongban_gateway_streams_refused").await;
+    println!("gateway connections held by origin: {held:?}; streams refused: {refused:?}");
+    // The control engaged, on the flooding region, far more often than on the steady
+    // one (which max-min fairness may hold at its share).
+    let of = |counts: &[(String, u64)], origin: &str| {
+        counts
+            .iter()
+            .find(|(o, _)| o == origin)
+            .map_or(0, |(_, n)| *n)
+    };
+    let (flood_held, steady_held) = (
+        of(&held, "31") + of(&refused, "31"),
+        of(&held, "11") + of(&refused, "11"),
+    );
+    assert!(flood_held > 0, "the flood was never held back");
+    assert!(flood_held > 20 * steady_held, "{held:?} {refused:?}");
     assert!(
         through <= direct * 2,
         "the flood through the gateway raised beijing's p99 to {through} µs, more than 2x the {direct} µs of the same flood sent straight to the node"
