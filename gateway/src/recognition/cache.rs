@@ -245,10 +245,14 @@ impl<V: Expiring + Send + Sync + 'static> CountedCache<V> {
             };
             match &*unloaded {
                 Unloaded::TooLarge(entry) => return Ok(entry.clone()),
-                Unloaded::Failed(e)
-                    if its_callers_own(e)
-                        && !ran.load(Ordering::Relaxed)
-                        && loads < LOADS_PER_CALLER => {}
+                Unloaded::Failed(e) if its_callers_own(e) && !ran.load(Ordering::Relaxed) => {
+                    // Another caller's refusal is never this caller's answer: after a
+                    // few shared loads refused so, it loads alone (its own charge).
+                    if loads >= LOADS_PER_CALLER {
+                        self.stats.loads.inc();
+                        return load().await;
+                    }
+                }
                 Unloaded::Failed(e) => return Err(e.clone()),
             }
         }

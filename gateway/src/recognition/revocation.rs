@@ -49,8 +49,9 @@ impl Recognition {
         // A new revocation takes a place under its member's ceiling and a token of its
         // rate before the log is written: every replica applies what the log holds, so
         // the bounds hold only if they are kept here. One remembered already (every
-        // replica a node lists is told it) takes nothing: never refused.
+        // replica a node lists is told it) takes no place, only a token of the rate.
         let reservation = if self.revoked.contains(&id_key) {
+            self.revoked.pace(ctx.caller).map_err(refused)?;
             None
         } else {
             Some(self.revoked.admit(ctx.caller).map_err(refused)?)

@@ -246,6 +246,37 @@ impl Revoked {
         self.admit_at(issuer, SystemTime::now())
     }
 
+    /// A token of `issuer`'s rate for a revocation remembered already (never refused at
+    /// the ceiling: it takes no place), so repeating one cannot write the shared log at
+    /// any speed.
+    pub fn pace(&self, issuer: RegionPrefix) -> Result<(), Refusal> {
+        let mut set = self.write();
+        let index = self.issuer_index(&mut set, issuer);
+        match self.limiter.check_key(&issuer) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                set.issuers[index as usize].refused_rate.inc();
+                Err(self.rate_refusal(issuer, &not_until))
+            }
+        }
+    }
+
+    fn rate_refusal(
+        &self,
+        issuer: RegionPrefix,
+        not_until: &governor::NotUntil<<governor::clock::DefaultClock as Clock>::Instant>,
+    ) -> Refusal {
+        let wait = not_until.wait_time_from(self.limiter.clock().now());
+        // Whole milliseconds, rounded up: the pushback's unit.
+        let wait = Duration::from_millis(wait.as_micros().div_ceil(1000).max(1) as u64);
+        Refusal::Rate {
+            issuer,
+            per_second: self.per_second,
+            burst: self.burst,
+            wait,
+        }
+    }
+
     fn admit_at(&self, issuer: RegionPrefix, now: SystemTime) -> Result<Reservation<'_>, Refusal> {
         let mut set = self.write();
         self.forget_expired(&mut set, now);
@@ -265,15 +296,7 @@ impl Revoked {
         }
         if let Err(not_until) = self.limiter.check_key(&issuer) {
             share.refused_rate.inc();
-            let wait = not_until.wait_time_from(self.limiter.clock().now());
-            // Whole milliseconds, rounded up: the pushback's unit.
-            let wait = Duration::from_millis(wait.as_micros().div_ceil(1000).max(1) as u64);
-            return Err(Refusal::Rate {
-                issuer,
-                per_second: self.per_second,
-                burst: self.burst,
-                wait,
-            });
+            return Err(self.rate_refusal(issuer, &not_until));
         }
         share.reserved += 1;
         Ok(Reservation {
@@ -315,7 +338,11 @@ impl Revoked {
         published: SystemTime,
         now: SystemTime,
     ) -> Remembered {
-        if published + self.memory <= now {
+        // A memory too long to add (configured absurdly) never expires.
+        if published
+            .checked_add(self.memory)
+            .is_some_and(|until| until <= now)
+        {
             return Remembered::Expired;
         }
         let mut set = self.write();

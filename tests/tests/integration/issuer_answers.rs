@@ -502,9 +502,10 @@ async fn oversized_issuer_answers_are_charged_to_their_caller_and_never_cached_w
     // Every `FIELDS` license recognized was loaded and not cached; `JUNK` ones are small
     // once decoded and are cached.
     assert!(event("license", "too_large") >= 1.0);
-    let bound = 16.0 * 1048576.0;
+    // Far under the cache's own 16 MiB bound: not one of the huge licenses is held (each
+    // weighs over 3 MiB), only the few small entries of the steady lookups.
     let held = license_cache.expect("tongban_recognition_cache_bytes{cache=\"license\"}");
-    assert!(held <= bound, "license cache holds {held} bytes");
+    assert!(held < 1048576.0, "license cache holds {held} bytes");
     let ceiling = BUDGET as f64 + 32.0 * 1048576.0 + SLACK;
     assert!(
         rss_peak - rss_before <= ceiling,
