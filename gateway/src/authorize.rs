@@ -99,10 +99,12 @@ pub fn check_revoker(caller: &RegionPrefix, issuer: &RegionCode) -> Result<(), G
     }
 }
 
-/// Checks the table's callers for `method` and the optional `tongban-origin-region`
-/// claim against the caller's region: the claimed code must lie inside it, and the
-/// node registered for the code's longest registered prefix (`owner`) must be the
-/// caller.
+/// Checks the table's callers for `method` and the `tongban-origin-region` claim
+/// against the caller's region: the claimed code must lie inside it, and the node
+/// registered for the code's longest registered prefix (`owner`) must be the caller.
+/// No claim is a claim of the caller's own region (`44` → `440000`): leaving it out
+/// never skips the check. What the body names is the node's to check, against the
+/// carve-outs the gateway sends with the verified origin.
 pub fn check_caller(
     call: &Call,
     method: &Method,
@@ -110,9 +112,8 @@ pub fn check_caller(
     owner: impl Fn(&RegionCode) -> Option<PeerIdentity>,
 ) -> Result<(), GatewayError> {
     check_method_callers(&call.peer.identity, method)?;
-    let Some(claimed) = metadata::region_code(&call.headers, metadata::ORIGIN_REGION)? else {
-        return Ok(());
-    };
+    let claimed = metadata::region_code(&call.headers, metadata::ORIGIN_REGION)?
+        .unwrap_or_else(|| RegionCode::from_prefix(caller));
     if !caller.contains(&claimed) {
         return Err(GatewayError::PermissionDenied(format!(
             "certificate for region {caller} cannot originate as region {claimed}"
@@ -176,6 +177,10 @@ mod tests {
         assert!(check_caller(&ok, method, &prefix("31"), owner).is_ok());
         let none = call(DELIVER, node, &[]);
         assert!(check_caller(&none, method, &prefix("31"), owner).is_ok());
+        // No claim is the caller's own region: checked like one.
+        let unregistered = call(DELIVER, "spiffe://tongban/region/32", &[]);
+        let err = check_caller(&unregistered, method, &prefix("32"), owner).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
         let foreign = call(DELIVER, node, &[(metadata::ORIGIN_REGION, "440000")]);
         let err = check_caller(&foreign, method, &prefix("31"), owner).unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
@@ -201,6 +206,12 @@ mod tests {
             &[(metadata::ORIGIN_REGION, "440305")],
         );
         assert!(check_caller(&own, method, &prefix("4403"), owner).is_ok());
+        // Without a claim, each acts as its own region: both pass the gateway (what the
+        // body names is the node's to check, against the carve-outs).
+        let province_unclaimed = call(DELIVER, province, &[]);
+        assert!(check_caller(&province_unclaimed, method, &prefix("44"), owner).is_ok());
+        let city_unclaimed = call(DELIVER, "spiffe://tongban/region/4403", &[]);
+        assert!(check_caller(&city_unclaimed, method, &prefix("4403"), owner).is_ok());
     }
 
     #[test]

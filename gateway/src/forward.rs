@@ -1,6 +1,6 @@
 //! Phase 4: relay the call to the target node. The message travels as the bytes it came
-//! as — never decoded or re-encoded — with only the path, the verified origin and the
-//! deadline changed.
+//! as — never decoded or re-encoded — with only the path, the verified origin (and its
+//! carve-outs) and the deadline changed.
 //!
 //! The relayed methods are unary, so each body is gathered before it is passed on: the
 //! request then leaves as one write to the node (headers and data together) and the
@@ -22,6 +22,13 @@ use crate::{
     registry::Route,
 };
 
+/// Who the node is told is calling: the certificate's region, and the registered
+/// prefixes inside it that are other members' (`None`: there are none).
+pub struct Origin<'a> {
+    pub caller: &'a RegionPrefix,
+    pub carve_outs: Option<&'a HeaderValue>,
+}
+
 /// Sends `call` (its `message` already read) to `route` under `node_path` and returns the
 /// node's answer unchanged.
 pub async fn forward(
@@ -29,7 +36,7 @@ pub async fn forward(
     message: Message,
     node_path: &'static str,
     route: &Route,
-    caller: &RegionPrefix,
+    origin: &Origin<'_>,
     deadline: &CallDeadline,
     permit: &mut Permit,
 ) -> Result<Answer, GatewayError> {
@@ -38,7 +45,7 @@ pub async fn forward(
         from: call.received,
         within: deadline.wait,
     };
-    let headers = node_metadata(call.headers, caller, deadline)?;
+    let headers = node_metadata(call.headers, origin, deadline)?;
     let unavailable = |reason: String| GatewayError::Unavailable {
         region: route.prefix.to_string(),
         reason,
@@ -77,17 +84,22 @@ pub async fn forward(
     })
 }
 
-/// The metadata the node gets: the caller's, with the verified origin stated by the
-/// gateway (whatever the caller sent under that key is dropped) and the deadline.
+/// The metadata the node gets: the caller's, with the verified origin and its
+/// carve-outs stated by the gateway (whatever the caller sent under those keys is
+/// dropped) and the deadline.
 fn node_metadata(
     mut headers: HeaderMap,
-    caller: &RegionPrefix,
+    origin: &Origin<'_>,
     deadline: &CallDeadline,
 ) -> Result<HeaderMap, GatewayError> {
     headers.remove(metadata::VERIFIED_ORIGIN);
-    let origin = HeaderValue::from_str(caller.as_str())
+    headers.remove(metadata::VERIFIED_CARVE_OUTS);
+    let caller = HeaderValue::from_str(origin.caller.as_str())
         .map_err(|_| GatewayError::Internal("caller region is not a valid header value".into()))?;
-    headers.insert(metadata::VERIFIED_ORIGIN, origin);
+    headers.insert(metadata::VERIFIED_ORIGIN, caller);
+    if let Some(carve_outs) = origin.carve_outs {
+        headers.insert(metadata::VERIFIED_CARVE_OUTS, carve_outs.clone());
+    }
     deadline.apply(&mut headers);
     Ok(headers)
 }
@@ -117,10 +129,28 @@ mod tests {
             wait: std::time::Duration::from_secs(1),
             replace: Some(HeaderValue::from_static("1000m")),
         };
+        headers.append(
+            metadata::VERIFIED_CARVE_OUTS,
+            HeaderValue::from_static("3101"),
+        );
         let caller = RegionPrefix::parse("31").unwrap();
-        let sent = node_metadata(headers, &caller, &deadline).unwrap();
+        let origin = Origin {
+            caller: &caller,
+            carve_outs: None,
+        };
+        let sent = node_metadata(headers.clone(), &origin, &deadline).unwrap();
         let origins: Vec<_> = sent.get_all(metadata::VERIFIED_ORIGIN).iter().collect();
         assert_eq!(origins, ["31"]);
+        // The caller's own carve-outs are dropped; the gateway's alone are sent.
+        assert!(sent.get(metadata::VERIFIED_CARVE_OUTS).is_none());
+        let ours = HeaderValue::from_static("3102");
+        let origin = Origin {
+            caller: &caller,
+            carve_outs: Some(&ours),
+        };
+        let sent = node_metadata(headers, &origin, &deadline).unwrap();
+        let carve_outs: Vec<_> = sent.get_all(metadata::VERIFIED_CARVE_OUTS).iter().collect();
+        assert_eq!(carve_outs, ["3102"]);
         assert_eq!(sent.get("grpc-timeout").unwrap(), "1000m");
         assert_eq!(sent.get(metadata::TARGET_REGION).unwrap(), "440000");
     }

@@ -134,12 +134,16 @@ impl Relay {
                 authorize::check_key(&call, method)?;
                 let deadline = self.deadlines.for_call(method, &call.headers);
                 let message = call.message(deadline.wait, &mut permit).await?;
+                let origin = forward::Origin {
+                    caller: &caller,
+                    carve_outs: registry.carve_outs(&call.peer.identity),
+                };
                 forward::forward(
                     call,
                     message,
                     node_path,
                     &route,
-                    &caller,
+                    &origin,
                     &deadline,
                     &mut permit,
                 )

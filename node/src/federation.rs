@@ -1,7 +1,8 @@
 //! The `tongban.federation.v1.Node` service: what the gateway calls on this node.
 //!
 //! Only the gateway's certificate may call it, and the calling region is the one the
-//! gateway verified (`tongban-verified-origin`). A delivery is checked to the same
+//! gateway verified (`tongban-verified-origin`), which owns the codes inside it but not
+//! those of a city with a node of its own ([`VerifiedOrigin`]). A delivery is checked to the same
 //! standard as a local filing before the platform sees it, and applied once per
 //! idempotency key ([`crate::delivery`]). Each call is recorded once, however it ends
 //! ([`crate::observe::served`]); the platform calls it makes carry the call's trace
@@ -9,15 +10,11 @@
 
 use std::sync::Arc;
 
-use tongban_proto::{
-    contract::metadata,
-    rules::region::RegionPrefix,
-    v1::{
-        AssertIdentityRequest, AssertIdentityResponse, DeliverApplicationRequest,
-        DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
-        FetchLicenseRequest, FetchLicenseResponse, PushStatusRequest, PushStatusResponse,
-        QueryStatusRequest, QueryStatusResponse, node_server,
-    },
+use tongban_proto::v1::{
+    AssertIdentityRequest, AssertIdentityResponse, DeliverApplicationRequest,
+    DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
+    FetchLicenseRequest, FetchLicenseResponse, PushStatusRequest, PushStatusResponse,
+    QueryStatusRequest, QueryStatusResponse, node_server,
 };
 use tongban_runtime::{serving::incoming::PeerInfo, trust::identity::PeerIdentity};
 use tonic::{Request, Response, Status};
@@ -27,7 +24,29 @@ use crate::{
     delivery,
     error::{NodeError, region_code},
     observe::{platform as platform_calls, served::Served},
+    verified_origin::VerifiedOrigin,
 };
+
+/// How far past the last status known a pushed sequence may go. A case's sequence rises
+/// by one with each change at the handling region, and pushes may be lost or reordered,
+/// so gaps are normal; but no case changes a million times, and a push that far ahead
+/// would make every real status after it look old (ignored), freezing the case.
+pub const MAX_SEQUENCE_STEP: u64 = 1_000_000;
+
+/// Refuses a pushed `sequence` more than [`MAX_SEQUENCE_STEP`] beyond `last`, the
+/// sequence of the status stored for the case.
+fn check_sequence(sequence: u64, last: u64) -> Result<(), NodeError> {
+    if sequence.saturating_sub(last) > MAX_SEQUENCE_STEP {
+        return Err(NodeError::invalid(
+            "status.sequence",
+            format!(
+                "{sequence} is more than {MAX_SEQUENCE_STEP} beyond the case's last known \
+                 sequence {last}"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The node's federation service.
 pub struct FederationService {
@@ -36,8 +55,8 @@ pub struct FederationService {
     pub issuer: Arc<crate::issuer::Issuer>,
 }
 
-/// The region the gateway verified for this call.
-fn verified_origin<T>(request: &Request<T>) -> Result<RegionPrefix, NodeError> {
+/// The region the gateway verified for this call, with the codes it does not own.
+fn verified_origin<T>(request: &Request<T>) -> Result<VerifiedOrigin, NodeError> {
     match request.extensions().get::<PeerInfo>().map(|p| &p.identity) {
         Some(PeerIdentity::Gateway) => {}
         _ => {
@@ -46,13 +65,7 @@ fn verified_origin<T>(request: &Request<T>) -> Result<RegionPrefix, NodeError> {
             ));
         }
     }
-    let value = request
-        .metadata()
-        .get(metadata::VERIFIED_ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| NodeError::invalid(metadata::VERIFIED_ORIGIN, "missing"))?;
-    RegionPrefix::parse(value)
-        .map_err(|e| NodeError::invalid(metadata::VERIFIED_ORIGIN, e.to_string()))
+    VerifiedOrigin::from_metadata(request.metadata())
 }
 
 impl FederationService {
@@ -66,12 +79,8 @@ impl FederationService {
             NodeError::NotFound(format!("case {case_number:?} is not handled here"))
         })?;
         let case_origin = region_code(&case.origin_region, "case.origin_region")?;
-        // Only the filing region (and its sub-regions' nodes) may read a case's status.
-        if !origin.contains(&case_origin) {
-            return Err(NodeError::PermissionDenied(format!(
-                "region {origin} did not file case {case_number}"
-            )));
-        }
+        // Only the node that owns the filing region may read a case's status.
+        origin.require(&case_origin, "case.origin_region")?;
         Ok(QueryStatusResponse {
             case_number,
             handling_region: self.ctx.region.to_string(),
@@ -112,12 +121,9 @@ impl FederationService {
                 ))
             })?;
         let handling = region_code(&record.target_region, "case.target_region")?;
-        if !origin.contains(&handling) {
-            return Err(NodeError::PermissionDenied(format!(
-                "region {origin} does not handle case {}",
-                push.case_number
-            )));
-        }
+        // Only the node that owns the handling region decides the case.
+        origin.require(&handling, "case.target_region")?;
+        check_sequence(status.sequence, record.status.sequence)?;
         let applied = crate::metrics::apply_status(
             &self.ctx.store,
             self.ctx.metrics.as_deref(),
@@ -170,7 +176,7 @@ impl node_server::Node for FederationService {
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
-                .assert_identity(requester, request.into_inner())
+                .assert_identity(requester.prefix(), request.into_inner())
                 .await
         };
         let answer = platform_calls::under(served.trace(), answer).await;
@@ -185,7 +191,7 @@ impl node_server::Node for FederationService {
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
-                .fetch_license(requester, request.into_inner())
+                .fetch_license(requester.prefix(), request.into_inner())
                 .await
         };
         let answer = platform_calls::under(served.trace(), answer).await;
@@ -200,10 +206,25 @@ impl node_server::Node for FederationService {
         let answer = async {
             let requester = verified_origin(&request)?;
             self.issuer
-                .fetch_holder_licenses(requester, request.into_inner())
+                .fetch_holder_licenses(requester.prefix(), request.into_inner())
                 .await
         };
         let answer = platform_calls::under(served.trace(), answer).await;
         served.answered(&self.ctx, answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pushed_sequence_may_not_jump_past_the_bound() {
+        assert!(check_sequence(1, 0).is_ok() && check_sequence(3, 7).is_ok());
+        assert!(check_sequence(MAX_SEQUENCE_STEP + 5, 5).is_ok());
+        let err = check_sequence(MAX_SEQUENCE_STEP + 6, 5).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.to_string().contains("status.sequence"), "{err}");
+        assert!(check_sequence(u64::MAX, 0).is_err());
     }
 }

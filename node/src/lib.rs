@@ -39,6 +39,7 @@
 //! - [`server`] assembles it all; [`config`] is the operator's file.
 //! - [`audit`]: the node's audit trail of what it accepted and handed over.
 //! - [`crash_point`]: named points where a fault test makes the process abort.
+//! - [`verified_origin`]: the calling region the gateway verified, and the codes it owns.
 
 pub mod audit;
 pub mod backup;
@@ -69,6 +70,7 @@ pub mod server;
 pub mod sqlite;
 pub mod status_return;
 pub mod store;
+pub mod verified_origin;
 
 pub use config::NodeConfig;
 pub use server::{Node, NodeListeners};

@@ -1,29 +1,23 @@
-//! Whether this node may take the delivery at all: the application's origin inside the
-//! region the gateway verified, its target a region this node handles, its case number
-//! one of its origin's.
+//! Whether this node may take the delivery at all: the application's origin owned by the
+//! region the gateway verified (inside it, and not a city with a node of its own), its
+//! target a region this node handles, its case number one of its origin's.
 
-use tongban_proto::{
-    rules::region::{RegionCode, RegionPrefix},
-    v1::Application,
-};
+use tongban_proto::{rules::region::RegionCode, v1::Application};
 
 use crate::{
     context::NodeContext,
     error::{NodeError, region_code},
+    verified_origin::VerifiedOrigin,
 };
 
 /// Admits the application delivered by `origin`; its claimed origin region.
 pub fn admit(
     ctx: &NodeContext,
-    origin: &RegionPrefix,
+    origin: &VerifiedOrigin,
     application: &Application,
 ) -> Result<RegionCode, NodeError> {
     let claimed_origin = region_code(&application.origin_region, "application.origin_region")?;
-    if !origin.contains(&claimed_origin) {
-        return Err(NodeError::PermissionDenied(format!(
-            "application.origin_region {claimed_origin} is outside the calling region {origin}"
-        )));
-    }
+    origin.require(&claimed_origin, "application.origin_region")?;
     let target = region_code(&application.target_region, "application.target_region")?;
     if !ctx.prefix.contains(&target) {
         // A routing mismatch (registry being changed) may heal: NOT_FOUND is retried.

@@ -3,7 +3,7 @@
 //! function in a module named for it —
 //! - [`replay`]: the delivery's idempotency key, and the first answer for a key used
 //!   before (nothing is created twice);
-//! - [`admit`]: the application's origin inside the calling region, its target handled
+//! - [`admit`]: the application's origin owned by the calling region, its target handled
 //!   here, its case number its origin's;
 //! - [`standard`]: the same standard as a local filing (同标准办理), against the catalog
 //!   version the application names;
@@ -20,7 +20,7 @@ pub mod standard;
 
 use prost::Message;
 use tongban_proto::{
-    rules::{digest::sha256_hex, region::RegionPrefix},
+    rules::digest::sha256_hex,
     v1::{DeliverApplicationRequest, DeliverApplicationResponse},
 };
 use tongban_runtime::observability::trace_context::TraceParent;
@@ -31,6 +31,7 @@ use crate::{
     crash_point::{AFTER_PLATFORM_SUBMIT, crash_point},
     error::NodeError,
     observe,
+    verified_origin::VerifiedOrigin,
 };
 use handover::Inbound;
 
@@ -38,7 +39,7 @@ use handover::Inbound;
 /// `trace`.
 pub async fn deliver(
     ctx: &NodeContext,
-    origin: RegionPrefix,
+    origin: VerifiedOrigin,
     request: Request<DeliverApplicationRequest>,
     trace: Option<TraceParent>,
 ) -> Result<DeliverApplicationResponse, NodeError> {
@@ -49,13 +50,15 @@ pub async fn deliver(
         .ok_or_else(|| NodeError::invalid("application", "required"))?;
     let payload = application.encode_to_vec();
     let payload_sha256 = sha256_hex(&payload);
-    if let Some(first) = replay::earlier(ctx, &origin, &key, &application, &payload_sha256).await? {
+    if let Some(first) =
+        replay::earlier(ctx, &origin.prefix(), &key, &application, &payload_sha256).await?
+    {
         return Ok(first);
     }
     let claimed_origin = admit::admit(ctx, &origin, &application)?;
     let applicant = standard::check(ctx, &application)?;
     let inbound = Inbound {
-        origin,
+        origin: origin.prefix(),
         key,
         payload,
         payload_sha256,

@@ -18,6 +18,13 @@ pub const ONE_THING: &str = "tongban-one-thing";
 pub const IDEMPOTENCY_KEY: &str = "tongban-idempotency-key";
 /// Region prefix from the caller's certificate, set by the gateway only.
 pub const VERIFIED_ORIGIN: &str = "tongban-verified-origin";
+/// Beside [`VERIFIED_ORIGIN`], set by the gateway only: the registered prefixes inside
+/// the caller's region that belong to other members (a city that runs its own node),
+/// comma-separated (`4403,4405`); absent when there are none. The caller owns a code
+/// only if it lies in the verified origin and in none of these.
+pub const VERIFIED_CARVE_OUTS: &str = "tongban-verified-carve-outs";
+/// What separates the prefixes in [`VERIFIED_CARVE_OUTS`].
+pub const CARVE_OUT_SEPARATOR: char = ',';
 /// W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 /// On deliveries and status pushes: the 2-digit province of the applicant's home region
