@@ -69,6 +69,39 @@ pub struct GatewayConfig {
     /// published to, and no database is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_log: Option<RevocationLogSettings>,
+    /// Safety checks on reloads, see `[reload]`.
+    #[serde(default, skip_serializing_if = "ReloadSettings::is_default")]
+    pub reload: ReloadSettings,
+}
+
+/// `[reload]`: what a reload (SIGHUP, file change, `POST /reload`) refuses unless an
+/// operator forces it (`POST /reload?force=true`): a registry rewritten by mistake
+/// must not cut the federation off.
+///
+/// ```toml
+/// [reload]
+/// max_regions_dropped_share = 0.25
+/// ```
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSettings {
+    /// Largest share (0 to 1) of the registered region prefixes one reload may
+    /// remove. A registry with no region at all is refused whatever this says.
+    pub max_regions_dropped_share: f64,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        Self {
+            max_regions_dropped_share: 0.25,
+        }
+    }
+}
+
+impl ReloadSettings {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `[revocation_log]`: the shared, ordered log of revocations on PostgreSQL. A replica
@@ -454,6 +487,13 @@ impl GatewayConfig {
         }
         if let Err((field, problem)) = r.revocations.check(r) {
             return Err(ConfigError::field(origin, field, problem));
+        }
+        if !(0.0..=1.0).contains(&self.reload.max_regions_dropped_share) {
+            return Err(ConfigError::field(
+                origin,
+                "reload.max_regions_dropped_share",
+                "must be between 0 and 1",
+            ));
         }
         Ok(())
     }

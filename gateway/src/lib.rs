@@ -7,9 +7,10 @@
 //! (target region → node pool, longest prefix wins) → [`forward`] (relay the message as
 //! bytes over [`upstream`], which [`ejection`] tells what counts against a node) →
 //! [`audit`]; [`trace`] spans the whole call and [`metrics`] counts it. [`methods`] is
-//! the table of every method and its policy; [`deadline`] bounds each call; [`error`]
-//! chooses every gRPC status code the gateway itself produces, and whether the caller
-//! may retry. Every "who may do what" decision is [`authorize`]'s, also those of the
+//! the table of every method and its policy; [`carve_outs`] tells nodes which codes
+//! inside a caller's region belong to other members; [`deadline`] bounds each call;
+//! [`error`] chooses every gRPC status code the gateway itself produces, and whether the
+//! caller may retry. Every "who may do what" decision is [`authorize`]'s, also those of the
 //! gateway's own services and of revocations.
 //!
 //! The mutual-recognition lookups (identity, licenses, revocations) are the one kind of
@@ -29,6 +30,7 @@ pub mod audit;
 pub mod authenticate;
 pub mod authorize;
 pub mod call;
+pub mod carve_outs;
 pub mod catalog_service;
 pub mod config;
 pub mod connection;
@@ -44,6 +46,7 @@ pub mod metrics;
 pub mod recognition;
 pub mod registry;
 pub mod relay;
+pub mod reload;
 pub mod route;
 pub mod saturation;
 pub mod server;

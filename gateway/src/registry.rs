@@ -15,7 +15,10 @@ use tongban_runtime::{
     trust::tls::{ClientSettings, TlsFiles},
 };
 
-use crate::upstream::{NodePool, UpstreamError};
+use crate::{
+    carve_outs::CarveOuts,
+    upstream::{NodePool, UpstreamError},
+};
 
 /// The registry file (TOML).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -134,11 +137,21 @@ pub struct Registry {
     routes: HashMap<String, Arc<Route>>,
     /// The identities of the registered nodes: the only regions admitted as callers.
     members: std::collections::HashSet<PeerIdentity>,
+    /// Each member's carve-outs, ready to send beside its verified origin.
+    carve_outs: CarveOuts,
     /// The TLS files the pools were built with: a reload that changes any of them
     /// (a reissued certificate, a new revocation list) builds new pools, so new
     /// connections present and check what is now in force.
     tls_fingerprint: [u8; 32],
+    /// What it was built from (the file and the client TLS), so a reload can rebuild
+    /// one part while the other's new file is refused.
+    file: RegistryFile,
+    client_tls: Option<ClientTls>,
 }
+
+/// The client side of the TLS files a registry's pools use: their fingerprint and the
+/// configuration built from them.
+pub type ClientTls = ([u8; 32], Arc<rustls::ClientConfig>);
 
 /// The registry in force, replaced whole on reload. A call takes the current one once,
 /// so a reload never changes a call halfway, and calls in flight keep their routes (and
@@ -200,21 +213,39 @@ impl Registry {
         settings: &ClientSettings,
         previous: Option<&Registry>,
     ) -> Result<Self, ConfigError> {
-        let mut routes = HashMap::with_capacity(file.regions.len());
-        // One connection pool per node, however many prefixes route to it: a province
-        // that registers every county code must not open thousands of pools.
         let tls_fingerprint = tls_files
             .fingerprint()
             .map_err(|e| ConfigError::field(origin, "tls", e))?;
+        let tls_config = tls_files
+            .client_rustls_config()
+            .map_err(|e| ConfigError::field(origin, "tls", e))?;
+        Self::build_with(
+            file,
+            origin,
+            (tls_fingerprint, tls_config),
+            settings,
+            previous,
+        )
+    }
+
+    /// As [`Self::build`], with client TLS already read (a reload whose new TLS files
+    /// are refused builds with those in force).
+    pub fn build_with(
+        file: &RegistryFile,
+        origin: &Path,
+        (tls_fingerprint, tls_config): ClientTls,
+        settings: &ClientSettings,
+        previous: Option<&Registry>,
+    ) -> Result<Self, ConfigError> {
+        let mut routes = HashMap::with_capacity(file.regions.len());
+        // One connection pool per node, however many prefixes route to it: a province
+        // that registers every county code must not open thousands of pools.
         let mut pools: Pools = previous
             .into_iter()
             .filter(|p| p.tls_fingerprint == tls_fingerprint)
             .flat_map(|p| p.routes())
             .map(|r| ((r.endpoints.clone(), r.identity.dns_name()), r.pool.clone()))
             .collect();
-        let tls_config = tls_files
-            .client_rustls_config()
-            .map_err(|e| ConfigError::field(origin, "tls", e))?;
         for (index, entry) in file.regions.iter().enumerate() {
             let at = EntryAt { origin, index };
             let route = build_route(entry, &at, &tls_config, settings, &mut pools)?;
@@ -227,17 +258,37 @@ impl Registry {
             }
         }
         let members = routes.values().map(|r| r.identity.clone()).collect();
+        let carve_outs = CarveOuts::of(routes.values().map(|r| (&r.prefix, &r.identity)));
         Ok(Self {
             routes,
             members,
+            carve_outs,
             tls_fingerprint,
+            file: file.clone(),
+            client_tls: Some((tls_fingerprint, tls_config)),
         })
+    }
+
+    /// The file this registry was built from.
+    pub fn file(&self) -> &RegistryFile {
+        &self.file
+    }
+
+    /// The client TLS its pools use (none for an empty default registry).
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.client_tls.clone()
     }
 
     /// Whether `identity` is a registered node's (the gateway's own identity is not a
     /// member: what a gateway certificate may call is the method table's matter).
     pub fn is_member(&self, identity: &PeerIdentity) -> bool {
         self.members.contains(identity)
+    }
+
+    /// The registered prefixes inside member `identity`'s region that belong to other
+    /// members, as the `tongban-verified-carve-outs` value (none: `None`).
+    pub fn carve_outs(&self, identity: &PeerIdentity) -> Option<&http::HeaderValue> {
+        self.carve_outs.of_member(identity)
     }
 
     /// The route of the longest registered prefix of `code`.

@@ -16,7 +16,7 @@ use tongban_runtime::{
     observability::process_metrics::ProcessCollector,
     observability::traces::{Traces, TracesError},
     process::config::ConfigError,
-    process::reload::{ReloadTriggers, serve_reloads},
+    process::reload::{ReloadTriggers, serve_forcible_reloads},
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness, ReadinessCheck},
     serving::incoming::authenticated_incoming_with_limits,
@@ -39,6 +39,7 @@ use crate::{
     recognition::{Recognition, revocation_log::RevocationLog},
     registry::{Registry, SharedRegistry},
     relay::Relay,
+    reload::{ReloadMetrics, Reloader},
 };
 
 /// Why the gateway could not start or stopped with an error.
@@ -139,6 +140,7 @@ pub struct Gateway {
     metrics: Arc<prometheus_client::registry::Registry>,
     call_metrics: Option<Arc<GatewayMetrics>>,
     admission: Arc<Admission>,
+    reload_metrics: ReloadMetrics,
 }
 
 impl Gateway {
@@ -193,6 +195,7 @@ impl Gateway {
             .then(|| Arc::new(GatewayMetrics::new(&mut metrics)));
         let admission = Admission::new(config.limits.clone());
         metrics.register_collector(Box::new(AdmissionMetrics(admission.clone())));
+        let reload_metrics = ReloadMetrics::new(&mut metrics);
         Ok(Self {
             config,
             registry,
@@ -202,6 +205,7 @@ impl Gateway {
             metrics: Arc::new(metrics),
             call_metrics,
             admission,
+            reload_metrics,
         })
     }
 
@@ -231,13 +235,14 @@ impl Gateway {
         let mut watched = vec![self.config.registry.clone()];
         watched.extend(self.config.tls.watched());
         let (triggers, reload) = ReloadTriggers::install(watched);
-        tokio::spawn(reload_on_request(
-            triggers,
-            self.registry.clone(),
-            self.config.clone(),
-            tls.clone(),
-            shutdown.clone(),
-        ));
+        let reloader = Reloader {
+            registry: self.registry.clone(),
+            config: self.config.clone(),
+            tls: tls.clone(),
+            recognition: self.recognition.clone(),
+            metrics: self.reload_metrics.clone(),
+        };
+        tokio::spawn(reload_on_request(triggers, reloader, shutdown.clone()));
         let incoming = authenticated_incoming_with_limits(
             listeners.federation,
             tls.server.subscribe(),
@@ -344,40 +349,10 @@ impl Gateway {
     }
 }
 
-/// Acts on reload requests until shutdown: the registry, the certificates and the
-/// revocation lists are read again and put in force for new calls and handshakes
-/// (connections of peers now revoked are closed); calls in flight keep what they
-/// started with. A bad new file is rejected whole, with the old ones kept.
-async fn reload_on_request(
-    triggers: ReloadTriggers,
-    registry: SharedRegistry,
-    config: GatewayConfig,
-    tls: Arc<TlsInForce>,
-    shutdown: ShutdownSignal,
-) {
-    serve_reloads(triggers, shutdown, || reload_once(&registry, &config, &tls)).await;
-}
-
-fn reload_once(
-    registry: &SharedRegistry,
-    config: &GatewayConfig,
-    tls: &TlsInForce,
-) -> Result<String, String> {
-    let read = config
-        .tls
-        .read_all()
-        .map_err(|e| format!("certificates: {e}"))?;
-    let next = Registry::reload(
-        &config.registry,
-        &config.tls,
-        &config.upstream,
-        &registry.current(),
-    )
-    .map_err(|e| format!("registry: {e}"))?;
-    let routes = next.len();
-    registry.replace(next);
-    let serials = tls.replace(read);
-    Ok(format!(
-        "{routes} registered prefixes; certificates; {serials} revoked serials"
-    ))
+/// Acts on reload requests until shutdown: the registry and the TLS files (certificates,
+/// revocation lists) are read again and each part that is valid is put in force for
+/// new calls and handshakes (connections of peers now revoked are closed); calls in
+/// flight keep what they started with. See [`crate::reload`].
+async fn reload_on_request(triggers: ReloadTriggers, reloader: Reloader, shutdown: ShutdownSignal) {
+    serve_forcible_reloads(triggers, shutdown, |force| reloader.reload(force)).await;
 }

@@ -44,16 +44,18 @@ impl Recognition {
             issuing_region: region.to_string(),
             source: VerdictSource::Unspecified as i32,
         };
+        let generation = self.generation();
         let route = match self.route_of(&region) {
             Ok(route) => route,
             Err(refusal) => return Ok(refused(refusal)),
         };
         let key = self.holder_key(&holder, &route.prefix);
         let lists = &self.caches.holder_lists;
-        let (list, source) = match lists.get(&key).await {
+        let hit = lists.get(&key).await;
+        let (list, source) = match self.standing(lists, &key, hit, &route, generation).await {
             Some(list) => (list, VerdictSource::Cache),
             None => {
-                let (holder, route, purpose) = (&holder, &route, &request.purpose);
+                let (holder, route, purpose) = (&holder, &*route, &request.purpose);
                 // The load of whichever caller comes first (its call charged for the
                 // answer).
                 let load = || async move {
@@ -63,9 +65,13 @@ impl Recognition {
                     };
                     let answer: FetchHolderLicensesResponse =
                         ask_issuer(route, issuer_paths::FETCH_HOLDER_LICENSES, &asked, ctx).await?;
-                    Ok::<_, IssuerError>(Arc::new(self.judge_list(answer, route, holder).await))
+                    let list = self.judge_list(answer, (route, generation), holder).await;
+                    Ok::<_, IssuerError>(Arc::new(list))
                 };
-                let loaded = Box::pin(lists.get_or_load(key, load, IssuerError::is_shed)).await;
+                let judged = (route, generation);
+                let loaded =
+                    Box::pin(self.load_standing(lists, key, load, IssuerError::is_shed, judged))
+                        .await;
                 match loaded {
                     Ok(list) => (list, VerdictSource::Issuer),
                     Err(IssuerError::Shed(reason)) => return Err(GatewayError::Overloaded(reason)),
@@ -112,7 +118,7 @@ impl Recognition {
     async fn judge_list(
         &self,
         answer: FetchHolderLicensesResponse,
-        route: &Route,
+        judged: (&Route, u64),
         holder: &ResidentId,
     ) -> HolderList {
         let mut licenses = Vec::with_capacity(answer.licenses.len());
@@ -124,7 +130,7 @@ impl Recognition {
                 .unwrap_or_default();
             let id_key = self.license_id_key(&claimed);
             let entry =
-                Arc::new(self.judge_license(Some(&signed), route, &claimed, Some(holder), id_key));
+                Arc::new(self.judge_license(Some(&signed), judged, &claimed, Some(holder), id_key));
             fresh_until = fresh_until.min(entry.fresh_until);
             // The key `LookupLicense` uses for this license and holder.
             let key = self.license_key(&claimed, holder.as_str());

@@ -23,6 +23,7 @@ use super::{
         with_source,
     },
     verify::{self, CheckedAssertion, Refusal},
+    voucher::Signer,
 };
 use crate::{audit::CallAudit, error::GatewayError, methods::issuer_paths, registry::Route};
 
@@ -39,13 +40,15 @@ impl Recognition {
         let name = standard::applicant_name(&request.name).map_err(|p| field("name", p))?;
         let home = id.home_region();
         audit.target = Some(home);
+        let generation = self.generation();
         let route = match self.route_of(&home) {
             Ok(route) => route,
             Err(refusal) => return Ok(identity_refusal(refusal, home.as_str())),
         };
         let key = self.identity_key(&id, name);
         let cache = &self.caches.identity;
-        if let Some(entry) = cache.get(&key).await {
+        let hit = cache.get(&key).await;
+        if let Some(entry) = self.standing(cache, &key, hit, &route, generation).await {
             return Ok(with_source(entry.verdict.clone(), VerdictSource::Cache));
         }
         let asked_issuer = Mutex::new(None);
@@ -60,13 +63,15 @@ impl Recognition {
             };
             let answer: AssertIdentityResponse =
                 ask_issuer(route_ref, issuer_paths::ASSERT_IDENTITY, &asked, ctx).await?;
-            let (entry, assertion) = self.judge_assertion(answer, route_ref, id_ref);
+            let (entry, assertion) = self.judge_assertion(answer, route_ref, id_ref, generation);
             *asked_issuer_ref.lock().unwrap_or_else(|e| e.into_inner()) = assertion;
             Ok::<_, IssuerError>(Arc::new(entry))
         };
         // The miss path is boxed, so the hit path's future stays small (futures are moved
         // whole, however much of them a call uses).
-        let loaded = Box::pin(cache.get_or_load(key, load, IssuerError::is_shed)).await;
+        let judged = (&*route, generation);
+        let loaded =
+            Box::pin(self.load_standing(cache, key, load, IssuerError::is_shed, judged)).await;
         Ok(match loaded {
             Ok(entry) => IdentityVerdict {
                 assertion: asked_issuer.into_inner().unwrap_or_else(|e| e.into_inner()),
@@ -90,12 +95,14 @@ impl Recognition {
         answer: AssertIdentityResponse,
         route: &Route,
         id: &ResidentId,
+        generation: u64,
     ) -> (IdentityEntry, Option<SignedObject>) {
         let now = SystemTime::now();
         let negative = Instant::now() + self.settings.negative_ttl;
         let refused = |refusal: Refusal| IdentityEntry {
             verdict: identity_refusal(refusal, route.prefix.as_str()),
             fresh_until: negative,
+            signer: Signer::nothing(generation),
         };
         let Some(signed) = answer.assertion else {
             let refusal = Refusal::new(
@@ -108,7 +115,17 @@ impl Recognition {
         match verify::check_assertion(&signed, &route.issuer_keys, &route.prefix, id.as_str(), now)
         {
             Err(refusal) => (refused(refusal), Some(signed)),
-            Ok(checked) => (self.assertion_entry(&checked, now, negative), Some(signed)),
+            Ok(checked) => {
+                let mut entry = self.assertion_entry(&checked, now, negative);
+                // Only a recognition rests on the key; a negative verdict rests on
+                // nothing a registry change leaves standing.
+                if entry.verdict.outcome == VerdictOutcome::Recognized as i32 {
+                    entry.signer = Signer::key(route, &signed.key_id, generation);
+                } else {
+                    entry.signer = Signer::nothing(generation);
+                }
+                (entry, Some(signed))
+            }
         }
     }
 
@@ -167,6 +184,8 @@ impl Recognition {
                 source: VerdictSource::Unspecified as i32,
             },
             fresh_until,
+            // Set by the caller, which knows the key and the generation.
+            signer: Signer::nothing(0),
         }
     }
 }

@@ -26,6 +26,7 @@ use super::{
         today, until_end_of,
     },
     verify::{self, Refusal},
+    voucher::{Signer, Voucher},
 };
 use crate::{audit::CallAudit, error::GatewayError, methods::issuer_paths, registry::Route};
 
@@ -64,13 +65,14 @@ impl Recognition {
                 ),
             ));
         }
+        let generation = self.generation();
         let route = match self.route_of(&issuer_code) {
             Ok(route) => route,
             Err(refusal) => return Ok(license_refusal(base, refusal)),
         };
         let found = self
             .license_entry(
-                &route,
+                (&route, generation),
                 &request.license_id,
                 &request.holder_id_number,
                 &request.purpose,
@@ -89,7 +91,7 @@ impl Recognition {
     /// issuer's signed answer if this call asked the issuer.
     async fn license_entry(
         &self,
-        route: &Arc<Route>,
+        (route, generation): (&Arc<Route>, u64),
         license_id: &str,
         holder_id_number: &str,
         purpose: &Option<LookupPurpose>,
@@ -99,7 +101,8 @@ impl Recognition {
         // was loaded, so only a miss parses it.
         let key = self.license_key(license_id, holder_id_number);
         let cache = &self.caches.licenses;
-        if let Some(entry) = cache.get(&key).await {
+        let hit = cache.get(&key).await;
+        if let Some(entry) = self.standing(cache, &key, hit, route, generation).await {
             return Ok(Found {
                 entry: Ok(entry),
                 source: VerdictSource::Cache,
@@ -126,14 +129,17 @@ impl Recognition {
             };
             let answer: FetchLicenseResponse =
                 ask_issuer(route, issuer_paths::FETCH_LICENSE, &asked, ctx).await?;
-            let entry =
-                self.judge_license(answer.license.as_ref(), route, license_id, holder, id_key);
+            let signed = answer.license.as_ref();
+            let judged = (&**route, generation);
+            let entry = self.judge_license(signed, judged, license_id, holder, id_key);
             *asked_issuer_ref.lock().unwrap_or_else(|e| e.into_inner()) = answer.license;
             Ok::<_, IssuerError>(Arc::new(entry))
         };
         // The miss path is boxed, so the hit path's future stays small (futures are
         // moved whole, however much of them a call uses).
-        let loaded = Box::pin(cache.get_or_load(key, load, IssuerError::is_shed)).await;
+        let judged = (&**route, generation);
+        let loaded =
+            Box::pin(self.load_standing(cache, key, load, IssuerError::is_shed, judged)).await;
         match loaded {
             Ok(entry) => {
                 if entry.check.is_ok() {
@@ -147,7 +153,7 @@ impl Recognition {
             }
             // Its own share could not hold the answer: refused as any call over it.
             Err(IssuerError::Shed(reason)) => Err(GatewayError::Overloaded(reason)),
-            Err(error) => Ok(self.without_issuer(key, id_key, route, &error).await),
+            Err(error) => Ok(self.without_issuer(key, id_key, judged, &error).await),
         }
     }
 
@@ -157,10 +163,12 @@ impl Recognition {
         &self,
         key: Key,
         id_key: Key,
-        route: &Route,
+        (route, generation): (&Route, u64),
         error: &IssuerError,
     ) -> Found {
-        if let Some(stale) = self.caches.grace.get(&key).await {
+        let grace = &self.caches.grace;
+        let copy = grace.get(&key).await;
+        if let Some(stale) = self.standing(grace, &key, copy, route, generation).await {
             self.caches.grace.stats.grace.inc();
             tracing::warn!(
                 region = %route.prefix,
@@ -206,6 +214,7 @@ impl Recognition {
             id_key: entry.id_key,
             check: entry.check.clone(),
             fresh_until: until,
+            signer: entry.signer.clone(),
         });
         self.caches.grace.insert(key, copy).await;
     }
@@ -214,7 +223,7 @@ impl Recognition {
     pub(super) fn judge_license(
         &self,
         signed: Option<&SignedObject>,
-        route: &Route,
+        (route, generation): (&Route, u64),
         license_id: &str,
         holder: Option<&ResidentId>,
         id_key: Key,
@@ -230,6 +239,7 @@ impl Recognition {
                     format!("region {} issued no license {license_id}", route.prefix),
                 )),
                 fresh_until: negative,
+                signer: Signer::nothing(generation),
             };
         };
         let checked = verify::check_license(
@@ -241,6 +251,7 @@ impl Recognition {
             today(),
             now,
         );
+        let mut signer = Signer::nothing(generation);
         let (check, fresh_until) = match checked {
             Ok((_, mut checked)) => {
                 checked.license_type = self.intern(&checked.license_type);
@@ -251,10 +262,12 @@ impl Recognition {
                 if let Some(last_day) = checked.valid_until {
                     ttl = ttl.min(until_end_of(last_day, now));
                 }
+                signer = Signer::key(route, &signed.key_id, generation);
                 (Ok(checked), Instant::now() + ttl)
             }
             // A revocation does not heal: keep it as long as anything.
             Err(r) if r.reason == VerdictReason::Revoked => {
+                signer.voucher = Voucher::Revoked;
                 (Err(r), Instant::now() + self.settings.max_ttl)
             }
             Err(r) => (Err(r), negative),
@@ -263,6 +276,7 @@ impl Recognition {
             id_key,
             check,
             fresh_until,
+            signer,
         }
     }
 

@@ -7,7 +7,7 @@ use std::{
     collections::HashSet,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -32,6 +32,7 @@ use super::{
     revocation_log::RevocationLog,
     revoked::Revoked,
     verify::{CheckedLicense, Refusal},
+    voucher::Signer,
 };
 use crate::{
     config::RecognitionSettings,
@@ -44,6 +45,8 @@ use crate::{
 pub struct IdentityEntry {
     pub(super) verdict: IdentityVerdict,
     pub(super) fresh_until: Instant,
+    /// The registry generation and key behind it (see `trust`).
+    pub(super) signer: Signer,
 }
 
 impl Expiring for IdentityEntry {
@@ -64,6 +67,7 @@ impl super::footprint::Footprint for IdentityEntry {
             + heap(v.detail.capacity())
             + heap(v.issuing_region.capacity())
             + assertion
+            + self.signer.heap_bytes()
     }
 }
 
@@ -74,6 +78,8 @@ pub struct LicenseEntry {
     pub(super) id_key: Key,
     pub(super) check: Result<CheckedLicense, Refusal>,
     pub(super) fresh_until: Instant,
+    /// The registry generation and key behind it (see `trust`).
+    pub(super) signer: Signer,
 }
 
 impl Expiring for LicenseEntry {
@@ -85,7 +91,7 @@ impl Expiring for LicenseEntry {
 impl super::footprint::Footprint for LicenseEntry {
     fn bytes(&self) -> usize {
         use super::footprint::heap;
-        heap(std::mem::size_of::<Self>() + 16) + self.check.bytes()
+        heap(std::mem::size_of::<Self>() + 16) + self.check.bytes() + self.signer.heap_bytes()
     }
 }
 
@@ -139,6 +145,8 @@ pub struct Recognition {
     /// The log every replica follows, when configured: a revocation is acknowledged
     /// only once written there.
     pub(super) revocation_log: Option<Arc<RevocationLog>>,
+    /// Bumped at every registry change (see `trust`).
+    pub(super) generation: AtomicU64,
 }
 
 /// What a lookup's answer is built from.
@@ -294,6 +302,7 @@ impl Recognition {
             types: Default::default(),
             any_revoked: Default::default(),
             revocation_log: None,
+            generation: AtomicU64::new(0),
         }
     }
 

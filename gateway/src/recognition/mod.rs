@@ -21,6 +21,8 @@
 //! - `revoked`: the revoked licenses remembered, each charged to the member that
 //!   published it (a ceiling and a rate per member; never forgotten early).
 //! - `issuer`: the unary call to an issuing node.
+//! - `voucher` and `trust`: each entry's registry generation and signing key; what a
+//!   registry change drops, and the check on read for lookups racing the change.
 
 pub mod cache;
 mod footprint;
@@ -35,7 +37,9 @@ pub mod revoked;
 mod service;
 #[cfg(test)]
 mod tests;
+mod trust;
 mod verify;
+mod voucher;
 
 pub use lookup::Recognition;
 pub use service::Bounds;

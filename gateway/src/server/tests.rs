@@ -59,6 +59,7 @@ fn config(log: RevocationLogSettings) -> (GatewayConfig, PathBuf) {
         console: Default::default(),
         audit: AuditSettings::at(&dir.join("audit.log").display().to_string()),
         revocation_log: Some(log),
+        reload: Default::default(),
     };
     (config, dir)
 }

@@ -41,6 +41,7 @@ pub fn config(
         console: Default::default(),
         audit: default_trail(),
         revocation_log: None,
+        reload: Default::default(),
     }
 }
 

@@ -20,14 +20,21 @@ use tokio::sync::{mpsc, oneshot};
 pub enum ReloadCause {
     Signal,
     FileChanged(PathBuf),
-    /// An operator asked; the outcome goes back on the sender.
-    Requested(oneshot::Sender<Result<String, String>>),
+    /// An operator asked (`force`: apply even what the process's safety checks would
+    /// refuse); the outcome goes back on `reply`.
+    Requested {
+        force: bool,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
+
+/// An operator's request, as the admin listener hands it to the reloading task.
+type Request = (bool, oneshot::Sender<Result<String, String>>);
 
 impl ReloadCause {
     /// Reports the reload's outcome to whoever asked (an admin request), if anyone.
     pub fn answer(self, outcome: Result<String, String>) {
-        if let Self::Requested(reply) = self {
+        if let Self::Requested { reply, .. } = self {
             let _ = reply.send(outcome);
         }
     }
@@ -36,22 +43,33 @@ impl ReloadCause {
         match self {
             Self::Signal => "SIGHUP".to_owned(),
             Self::FileChanged(path) => format!("{} changed", path.display()),
-            Self::Requested(_) => "admin request".to_owned(),
+            Self::Requested { force: false, .. } => "admin request".to_owned(),
+            Self::Requested { force: true, .. } => "forced admin request".to_owned(),
         }
+    }
+
+    /// Whether an operator asked to apply even what safety checks would refuse.
+    pub fn forced(&self) -> bool {
+        matches!(self, Self::Requested { force: true, .. })
     }
 }
 
 /// Asks a running process to reload (the admin endpoint holds one).
 #[derive(Clone, Debug)]
-pub struct ReloadHandle(mpsc::Sender<oneshot::Sender<Result<String, String>>>);
+pub struct ReloadHandle(mpsc::Sender<Request>);
 
 impl ReloadHandle {
     /// Requests a reload and waits for its outcome: what was loaded, or why the new
     /// files were rejected (the old ones stay in force).
     pub async fn reload(&self) -> Result<String, String> {
+        self.reload_with(false).await
+    }
+
+    /// As [`Self::reload`]; `force` applies even what safety checks would refuse.
+    pub async fn reload_with(&self, force: bool) -> Result<String, String> {
         let (reply, outcome) = oneshot::channel();
         self.0
-            .send(reply)
+            .send((force, reply))
             .await
             .map_err(|_| "the process is shutting down".to_owned())?;
         outcome
@@ -64,7 +82,7 @@ impl ReloadHandle {
 pub struct ReloadTriggers {
     #[cfg(unix)]
     hangup: Option<tokio::signal::unix::Signal>,
-    requests: mpsc::Receiver<oneshot::Sender<Result<String, String>>>,
+    requests: mpsc::Receiver<Request>,
     watched: Vec<(PathBuf, Option<SystemTime>)>,
     poll: tokio::time::Interval,
 }
@@ -120,7 +138,9 @@ impl ReloadTriggers {
             let hangup = std::future::pending::<Option<()>>();
             tokio::select! {
                 Some(_) = hangup => return ReloadCause::Signal,
-                Some(reply) = self.requests.recv() => return ReloadCause::Requested(reply),
+                Some((force, reply)) = self.requests.recv() => {
+                    return ReloadCause::Requested { force, reply };
+                }
                 _ = self.poll.tick() => {
                     for (path, seen) in &mut self.watched {
                         let now = modified(path);
@@ -139,9 +159,18 @@ impl ReloadTriggers {
 /// loaded, or why the new files were rejected, the old ones kept), logs the outcome
 /// with its cause, and answers whoever asked.
 pub async fn serve_reloads(
-    mut triggers: ReloadTriggers,
+    triggers: ReloadTriggers,
     shutdown: crate::process::shutdown::ShutdownSignal,
     mut reload: impl FnMut() -> Result<String, String>,
+) {
+    serve_forcible_reloads(triggers, shutdown, move |_forced| reload()).await;
+}
+
+/// As [`serve_reloads`], telling `reload` whether the operator forced this one.
+pub async fn serve_forcible_reloads(
+    mut triggers: ReloadTriggers,
+    shutdown: crate::process::shutdown::ShutdownSignal,
+    mut reload: impl FnMut(bool) -> Result<String, String>,
 ) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
@@ -151,7 +180,7 @@ pub async fn serve_reloads(
             cause = triggers.next() => cause,
         };
         let why = cause.describe();
-        let outcome = reload();
+        let outcome = reload(cause.forced());
         match &outcome {
             Ok(loaded) => tracing::info!(cause = %why, "reloaded: {loaded}"),
             Err(error) => tracing::error!(
@@ -181,7 +210,10 @@ mod tests {
         let (mut triggers, handle) = ReloadTriggers::install(vec![file.clone()]);
         let asked = tokio::spawn(async move { handle.reload().await });
         let cause = triggers.next().await;
-        assert!(matches!(cause, ReloadCause::Requested(_)), "{cause:?}");
+        assert!(
+            matches!(cause, ReloadCause::Requested { force: false, .. }),
+            "{cause:?}"
+        );
         cause.answer(Ok("loaded".into()));
         assert_eq!(asked.await.unwrap(), Ok("loaded".to_owned()));
 

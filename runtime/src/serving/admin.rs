@@ -77,22 +77,30 @@ pub fn probes_checked(readiness: Readiness, checks: Vec<(&'static str, Readiness
 
 /// `POST /reload`: re-reads what the process may change while it runs (as SIGHUP does)
 /// and answers once it is done: `200` with what was loaded, or `422` with why the new
-/// files were rejected (the old ones stay in force).
+/// files (or some of them) were rejected (the old ones stay in force).
+/// `POST /reload?force=true` applies even what a safety check refuses (a registry that
+/// drops too many members); a file that cannot be read or parsed is never applied.
 pub fn reload(handle: crate::process::reload::ReloadHandle) -> Router {
     Router::new().route(
         "/reload",
-        axum::routing::post(move || {
-            let handle = handle.clone();
-            async move {
-                match handle.reload().await {
-                    Ok(loaded) => (http::StatusCode::OK, format!("reloaded: {loaded}\n")),
-                    Err(error) => (
-                        http::StatusCode::UNPROCESSABLE_ENTITY,
-                        format!("rejected, the previous files stay in force: {error}\n"),
-                    ),
+        axum::routing::post(
+            move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                let handle = handle.clone();
+                let force = query.as_deref().is_some_and(|q| {
+                    q.split('&')
+                        .any(|pair| pair == "force=true" || pair == "force=1")
+                });
+                async move {
+                    match handle.reload_with(force).await {
+                        Ok(loaded) => (http::StatusCode::OK, format!("reloaded: {loaded}\n")),
+                        Err(error) => (
+                            http::StatusCode::UNPROCESSABLE_ENTITY,
+                            format!("rejected, the previous files stay in force: {error}\n"),
+                        ),
+                    }
                 }
-            }
-        }),
+            },
+        ),
     )
 }
 

@@ -12,6 +12,7 @@
 mod audit;
 mod backup;
 mod console;
+mod delegated_cities;
 mod fan_out;
 mod faults;
 mod federation;
@@ -41,4 +42,5 @@ mod slowloris;
 mod small_frames;
 mod traces;
 mod trust;
+mod trust_changes;
 mod upstream;

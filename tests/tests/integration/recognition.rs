@@ -507,6 +507,7 @@ async fn stand_in_federation(
         },
         limits: Default::default(),
         revocation_log: None,
+        reload: Default::default(),
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

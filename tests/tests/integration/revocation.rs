@@ -36,7 +36,7 @@ fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
-fn ca(t: &TestFederation) -> DevCa {
+pub(super) fn ca(t: &TestFederation) -> DevCa {
     let dir = t.dir.path().join("pki");
     DevCa::load(
         &std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
@@ -46,7 +46,7 @@ fn ca(t: &TestFederation) -> DevCa {
 }
 
 /// The serial of the certificate `files` present.
-fn serial(files: &TlsFiles) -> Vec<u8> {
+pub(super) fn serial(files: &TlsFiles) -> Vec<u8> {
     let pem = std::fs::read(&files.cert).unwrap();
     let der = CertificateDer::pem_slice_iter(&pem)
         .next()
@@ -63,7 +63,7 @@ fn with_crl(t: &TestFederation, files: TlsFiles) -> TlsFiles {
     }
 }
 
-async fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
+pub(super) async fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
     let client = tongban_node::portal_client::PortalClient::new(format!("http://{admin}"));
     let r = client
         .send("POST", "/reload", bytes::Bytes::new())
@@ -72,7 +72,7 @@ async fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
     (r.status, r.body.to_string())
 }
 
-async fn catalog(channel: &Channel) -> Result<(), Code> {
+pub(super) async fn catalog(channel: &Channel) -> Result<(), Code> {
     CatalogClient::new(channel.clone())
         .get_catalog(GetCatalogRequest::default())
         .await
@@ -126,7 +126,7 @@ async fn relayed_query(channel: &Channel, (origin, target): (&str, &str)) -> Res
 /// How the server at `addr` answers a handshake presenting `files`: in TLS 1.3 the
 /// client's side completes first, and the server's refusal of the client certificate
 /// arrives as an alert on the first read.
-async fn handshake_refusal(
+pub(super) async fn handshake_refusal(
     addr: std::net::SocketAddr,
     files: &TlsFiles,
     server: &PeerIdentity,

@@ -681,11 +681,13 @@ fn registry_file(t: &TestFederation) -> (std::path::PathBuf, RegistryFile) {
 }
 
 async fn reload(t: &TestFederation) -> (u16, String) {
+    reload_at(t, "/reload").await
+}
+
+/// `POST path` (`/reload`, `/reload?force=true`) on the gateway's admin listener.
+async fn reload_at(t: &TestFederation, path: &str) -> (u16, String) {
     let admin = PortalClient::new(format!("http://{}", t.fed.gateway().admin_addr.unwrap()));
-    let r = admin
-        .send("POST", "/reload", bytes::Bytes::new())
-        .await
-        .unwrap();
+    let r = admin.send("POST", path, bytes::Bytes::new()).await.unwrap();
     let text = match &r.body {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -724,11 +726,16 @@ async fn a_region_removed_from_the_registry_is_cut_off_without_a_restart() {
         }
     });
 
-    // Shanghai removed: refused on its open connection, at once.
+    // Shanghai removed: refused on its open connection, at once. One of two regions is
+    // more than `[reload] max_regions_dropped_share` allows: refused unless forced.
     let mut without = original.clone();
     without.regions.retain(|r| r.prefix != "31");
     std::fs::write(&path, toml::to_string(&without).unwrap()).unwrap();
-    let (status, text) = reload(&t).await;
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("force=true"), "{text}");
+    assert_eq!(catalog(shanghai.clone()).await, Ok(()));
+    let (status, text) = reload_at(&t, "/reload?force=true").await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(catalog(shanghai.clone()).await, Err(Code::PermissionDenied));
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,0 +1,243 @@
+//! Trust changes made safe, with a gateway and nodes as processes: a registry that would
+//! cut the federation off (an empty file written in place) is refused by the file watch
+//! and by `/reload` unless forced; the registry and the TLS files are reloaded each on
+//! its own, so a bad registry edit does not hold back a new revocation list (nor a bad
+//! TLS file a registry change); and verdicts cached under an issuer key stop counting
+//! the moment that key leaves the registry (the key-compromise drill), as do negative
+//! verdicts once the registry that caused them is fixed.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use tongban_gateway::registry::RegistryFile;
+use tongban_kit::testing::{TestFederation, processes, start_with};
+use tongban_node::portal_client::PortalClient;
+use tongban_proto::v1::{VerdictOutcome, VerdictSource, gateway_client::GatewayClient};
+use tongban_runtime::trust::identity::PeerIdentity;
+use tonic::{Code, transport::Channel};
+
+use super::recognition::{license_of, lookup};
+use super::revocation::{ca, catalog, handshake_refusal, serial};
+
+/// Longer than two polls of the file watch (every 2 s).
+const WATCH: Duration = Duration::from_secs(5);
+
+/// A gateway and a node per region, each its own process.
+async fn start(regions: &[&str]) -> TestFederation {
+    start_with(regions, |spec| spec.launch = processes("warn")).await
+}
+
+fn region(prefix: &str) -> PeerIdentity {
+    PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
+}
+
+async fn channel_as(t: &TestFederation, prefix: &str) -> Channel {
+    t.gateway_channel(&t.tls_files(&region(prefix)))
+        .await
+        .unwrap()
+}
+
+fn registry_file(t: &TestFederation) -> (std::path::PathBuf, RegistryFile) {
+    let path = t.dir.path().join("registry.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, toml::from_str(&text).unwrap())
+}
+
+fn admin(t: &TestFederation) -> PortalClient {
+    PortalClient::new(format!("http://{}", t.fed.gateway().admin_addr.unwrap()))
+}
+
+/// `POST` `path` on the gateway's admin listener: status and text.
+async fn reload_at(t: &TestFederation, path: &str) -> (u16, String) {
+    let r = admin(t)
+        .send("POST", path, bytes::Bytes::new())
+        .await
+        .unwrap();
+    let text = match &r.body {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    (r.status, text)
+}
+
+/// `tongban_gateway_reload_refusals_total{part, reason}` from the gateway's `/metrics`.
+async fn refusals(t: &TestFederation, part: &str, reason: &str) -> u64 {
+    let text = admin(t).get("/metrics").await.unwrap().body;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    let line =
+        format!("tongban_gateway_reload_refusals_total{{part=\"{part}\",reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_registry_is_refused_unless_forced_and_the_federation_keeps_serving() {
+    let t = start(&["310000", "440000"]).await;
+    let (path, original) = registry_file(&t);
+    let shanghai = channel_as(&t, "31").await;
+    assert_eq!(catalog(&shanghai).await, Ok(()));
+
+    // Rewritten in place, empty (a configuration tool that truncated it): the file
+    // watch sees it and must not apply it.
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(WATCH).await;
+    assert_eq!(
+        catalog(&shanghai).await,
+        Ok(()),
+        "the file watch applied an empty registry: every member cut off"
+    );
+    assert!(refusals(&t, "registry", "drops_regions").await >= 1);
+
+    // Asked by an operator: refused too, saying why and how to force it.
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains("no region") && text.contains("force=true"),
+        "{text}"
+    );
+    assert!(text.contains("revocation lists applied"), "{text}");
+    assert_eq!(catalog(&shanghai).await, Ok(()));
+
+    // Forced, it applies: nobody is a member any more.
+    let (status, text) = reload_at(&t, "/reload?force=true").await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(catalog(&shanghai).await, Err(Code::PermissionDenied));
+
+    // Written back (from empty, nothing is dropped): served again.
+    std::fs::write(&path, toml::to_string(&original).unwrap()).unwrap();
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(catalog(&shanghai).await, Ok(()));
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_registry_edit_does_not_hold_back_a_new_revocation_list_nor_the_reverse() {
+    let t = start(&["310000", "440000", "110000"]).await;
+    let gateway = t.fed.gateway().federation_addr;
+    let (path, original) = registry_file(&t);
+    let shanghai = t.tls_files(&region("31"));
+    let guangdong = channel_as(&t, "44").await;
+    assert_eq!(catalog(&channel_as(&t, "31").await).await, Ok(()));
+
+    // A registry with a syntax error and a new list revoking Shanghai, together.
+    std::fs::write(&path, "[[region]\nprefix = \"44\"\n").unwrap();
+    let pki = t.dir.path().join("pki");
+    ca(&t)
+        .write_revocations(&pki, &[serial(&shanghai)])
+        .unwrap();
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("registry refused"), "{text}");
+    let refusal = handshake_refusal(gateway, &shanghai, &PeerIdentity::Gateway).await;
+    assert!(
+        refusal.contains("CertificateRevoked"),
+        "the new revocation list was held back by the bad registry: {refusal}; reload said {text}"
+    );
+    assert!(text.contains("1 revoked serials"), "{text}");
+    // The registry in force is the old one: Guangdong is still a member.
+    assert_eq!(catalog(&guangdong).await, Ok(()));
+
+    // The reverse: a broken revocation list beside a good registry change (Beijing
+    // removed, forced past the drop check): the registry applies, the list in force
+    // stays.
+    let mut without = original.clone();
+    without.regions.retain(|r| r.prefix != "11");
+    std::fs::write(&path, toml::to_string(&without).unwrap()).unwrap();
+    std::fs::write(
+        pki.join("crl.pem"),
+        "-----BEGIN X509 CRL-----\nnot base64\n",
+    )
+    .unwrap();
+    let (status, text) = reload_at(&t, "/reload?force=true").await;
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        text.contains("registry applied") && text.contains("revocation lists refused"),
+        "{text}"
+    );
+    let beijing = channel_as(&t, "11").await;
+    assert_eq!(catalog(&beijing).await, Err(Code::PermissionDenied));
+    assert_eq!(catalog(&guangdong).await, Ok(()));
+    let refusal = handshake_refusal(gateway, &shanghai, &PeerIdentity::Gateway).await;
+    assert!(refusal.contains("CertificateRevoked"), "{refusal}");
+    assert!(refusals(&t, "tls", "invalid").await >= 1);
+    assert!(refusals(&t, "registry", "invalid").await >= 1);
+    t.shutdown().await;
+}
+
+/// A license lookup as Shanghai's portal makes it for a Guangdong resident.
+async fn look_up(
+    gateway: &mut GatewayClient<Channel>,
+    license: &str,
+    holder: &str,
+) -> tongban_proto::v1::LicenseVerdict {
+    lookup(
+        gateway,
+        license,
+        "household_register",
+        "household-transfer",
+        holder,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_compromise_drill_drops_cached_verdicts_at_once() {
+    let t = start(&["310000", "440000"]).await;
+    let (path, original) = registry_file(&t);
+    let resident = t.residents("44")[3].clone();
+    let holder = resident.id.as_str();
+    let register = license_of(&t, "44", holder, "household_register").await;
+    let mut gateway = GatewayClient::new(channel_as(&t, "31").await);
+    let first = look_up(&mut gateway, &register, holder).await;
+    assert_eq!(
+        first.outcome,
+        VerdictOutcome::Recognized as i32,
+        "{first:?}"
+    );
+    let cached = look_up(&mut gateway, &register, holder).await;
+    assert_eq!(cached.source, VerdictSource::Cache as i32, "{cached:?}");
+
+    // Guangdong's key is compromised: the operator removes it from the registry.
+    let mut without = original.clone();
+    for entry in &mut without.regions {
+        if entry.prefix == "44" {
+            assert!(!entry.issuer_keys.is_empty());
+            entry.issuer_keys.clear();
+        }
+    }
+    std::fs::write(&path, toml::to_string(&without).unwrap()).unwrap();
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 200, "{text}");
+    // At once, not at the cache's TTL: the next lookup is not answered from the cache.
+    let after = look_up(&mut gateway, &register, holder).await;
+    assert_ne!(
+        (after.outcome, after.source),
+        (
+            VerdictOutcome::Recognized as i32,
+            VerdictSource::Cache as i32
+        ),
+        "recognized from the cache after its key left the registry"
+    );
+    assert_ne!(
+        after.outcome,
+        VerdictOutcome::Recognized as i32,
+        "{after:?}"
+    );
+
+    // The key registered again: the refusal it caused does not outlive that reload.
+    std::fs::write(&path, toml::to_string(&original).unwrap()).unwrap();
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 200, "{text}");
+    let again = look_up(&mut gateway, &register, holder).await;
+    assert_eq!(
+        again.outcome,
+        VerdictOutcome::Recognized as i32,
+        "a negative verdict outlived the reload that fixed it: {again:?}"
+    );
+    assert_eq!(again.source, VerdictSource::Issuer as i32, "{again:?}");
+    t.shutdown().await;
+}
