@@ -22,10 +22,10 @@ use std::{
 use tongban_kit::testing::{TestFederation, processes, start_with};
 use tongban_proto::{
     contract::metadata,
-    v1::{DeliverApplicationRequest, gateway_client::GatewayClient, node_client::NodeClient},
+    v1::{gateway_client::GatewayClient, node_client::NodeClient},
 };
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::{metadata::MetadataValue, transport::Channel};
 
 use super::overload::{Replay, delivered_case, gateway_rss, replay, steady_apart};
 
@@ -46,19 +46,11 @@ enum Path {
 
 /// One flood call, straight to the node as the gateway relays it.
 async fn replay_direct(client: &mut NodeClient<Channel>, r: &Replay) -> Result<(), tonic::Status> {
-    let mut request = Request::new(DeliverApplicationRequest {
-        application: Some(r.application.clone()),
-    });
-    let md = request.metadata_mut();
-    md.insert(metadata::VERIFIED_ORIGIN, MetadataValue::from_static("31"));
-    md.insert(
-        metadata::TARGET_REGION,
-        MetadataValue::try_from(r.target.as_str()).unwrap(),
-    );
-    md.insert(
-        metadata::IDEMPOTENCY_KEY,
-        MetadataValue::try_from(r.key.as_str()).unwrap(),
-    );
+    let mut request = r.request();
+    // What the gateway adds for a call from 31.
+    request
+        .metadata_mut()
+        .insert(metadata::VERIFIED_ORIGIN, MetadataValue::from_static("31"));
     client.deliver_application(request).await.map(|_| ())
 }
 

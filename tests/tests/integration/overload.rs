@@ -88,19 +88,26 @@ pub(super) async fn replay(
     client: &mut GatewayClient<Channel>,
     r: &Replay,
 ) -> Result<(), tonic::Status> {
-    let mut request = Request::new(DeliverApplicationRequest {
-        application: Some(r.application.clone()),
-    });
-    let md = request.metadata_mut();
-    md.insert(
-        metadata::TARGET_REGION,
-        MetadataValue::try_from(r.target.as_str()).unwrap(),
-    );
-    md.insert(
-        metadata::IDEMPOTENCY_KEY,
-        MetadataValue::try_from(r.key.as_str()).unwrap(),
-    );
-    client.deliver_application(request).await.map(|_| ())
+    client.deliver_application(r.request()).await.map(|_| ())
+}
+
+impl Replay {
+    /// The delivery again, with its target and key.
+    pub(super) fn request(&self) -> Request<DeliverApplicationRequest> {
+        let mut request = Request::new(DeliverApplicationRequest {
+            application: Some(self.application.clone()),
+        });
+        let md = request.metadata_mut();
+        md.insert(
+            metadata::TARGET_REGION,
+            MetadataValue::try_from(self.target.as_str()).unwrap(),
+        );
+        md.insert(
+            metadata::IDEMPOTENCY_KEY,
+            MetadataValue::try_from(self.key.as_str()).unwrap(),
+        );
+        request
+    }
 }
 
 /// Sequential replays for `duration`: (ok, refused as overloaded, other errors, p99 µs).

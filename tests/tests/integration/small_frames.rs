@@ -34,14 +34,16 @@ use tokio::{
     sync::Barrier,
 };
 use tongban_gateway::message::MAX_MESSAGE;
-use tongban_kit::testing::{TestFederation, eventually, medical_filing, processes, start_with};
+use tongban_kit::testing::{TestFederation, processes, start_with};
 use tongban_node::portal_client::PortalClient;
 use tongban_proto::{
     contract::metadata,
-    v1::{Application, DeliverApplicationRequest, gateway_client::GatewayClient},
+    v1::{Application, gateway_client::GatewayClient},
 };
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, Status, transport::Channel};
+
+use super::overload::{Replay, delivered_case, replay};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The gateway's buffer budget: the smallest it accepts (one largest request and its
@@ -76,51 +78,6 @@ const BUFFER_REFUSALS: [&str; 2] = [
 
 fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
-}
-
-/// What replaying one delivered case needs.
-#[derive(Clone)]
-struct Replay {
-    application: Application,
-    target: String,
-    key: String,
-}
-
-/// Files a case at `origin` for a resident of `home` and waits for its delivery.
-async fn delivered_case(t: &TestFederation, origin: &str, home: &str) -> Replay {
-    let node = t.fed.node(origin).unwrap();
-    let resident = &t.residents(home)[0];
-    let receipt = node.portal.file(&medical_filing(resident)).await.unwrap();
-    assert_eq!(receipt.status, 201, "{}", receipt.body);
-    let case = receipt.body["case_number"].as_str().unwrap().to_owned();
-    let record = eventually(WAIT, "delivery", || async {
-        let record = node.store.application(case.clone()).await.unwrap()?;
-        record.handling_reference.is_some().then_some(record)
-    })
-    .await;
-    Replay {
-        application: Application::decode(record.payload.as_slice()).unwrap(),
-        target: record.target_region,
-        key: format!("deliver:{case}"),
-    }
-}
-
-/// Replays the delivery through a tonic client: the node answers from its idempotency
-/// record.
-async fn replay(client: &mut GatewayClient<Channel>, r: &Replay) -> Result<(), Status> {
-    let mut request = Request::new(DeliverApplicationRequest {
-        application: Some(r.application.clone()),
-    });
-    let md = request.metadata_mut();
-    md.insert(
-        metadata::TARGET_REGION,
-        MetadataValue::try_from(r.target.as_str()).unwrap(),
-    );
-    md.insert(
-        metadata::IDEMPOTENCY_KEY,
-        MetadataValue::try_from(r.key.as_str()).unwrap(),
-    );
-    client.deliver_application(request).await.map(|_| ())
 }
 
 /// A delivery carrying `padding` in a field no party reads (protobuf decoders skip an
