@@ -130,7 +130,7 @@ enum AuditAction {
 
 /// `tongban audit verify`.
 fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> anyhow::Result<()> {
-    use tongban_runtime::{audit::checkpoint, audit::trail};
+    use tongban_runtime::{audit::checkpoint, audit::verify};
     let anchors = ca
         .map(checkpoint::anchors)
         .transpose()
@@ -142,9 +142,20 @@ fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> any
                 .context("--checkpoint must be <covers>:<head>")
         })
         .transpose()?;
-    match trail::verify(file, anchors.as_ref(), expected) {
+    match verify::verify(file, anchors.as_ref(), expected) {
         Ok(v) => {
             println!("{}: {} records, chain intact", file.display(), v.records);
+            if v.gaps > 0 {
+                // The chain holds, but the record of calls is incomplete: say so.
+                println!(
+                    "GAPS: {} gap markers state {} records lost ({} dropped on a full \
+                     queue, {} lost to failed writes)",
+                    v.gaps,
+                    v.lost.total(),
+                    v.lost.dropped,
+                    v.lost.unwritten
+                );
+            }
             match &v.last_checkpoint {
                 None => println!("no signed checkpoint yet"),
                 Some((covers, head)) => {
@@ -168,7 +179,7 @@ fn audit_verify(file: &Path, ca: Option<&Path>, checkpoint: Option<&str>) -> any
             }
             Ok(())
         }
-        Err(trail::ChainBreak::Io(error)) => bail!("cannot read the trail: {error}"),
+        Err(verify::ChainBreak::Io(error)) => bail!("cannot read the trail: {error}"),
         Err(broken) => bail!("{}: chain broken: {broken}", file.display()),
     }
 }

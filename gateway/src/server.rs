@@ -294,7 +294,7 @@ impl Gateway {
                 self.call_metrics.clone(),
                 self.admission.clone(),
             )
-            .with_trail(trail),
+            .with_trail(trail.clone()),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
         });
         // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
@@ -307,6 +307,8 @@ impl Gateway {
         let settings = self.serving_settings(&shutdown);
         connection::serve(incoming, services, settings, shutdown).await;
         let _ = on_shutdown.await;
+        // After the calls have drained: their records, then the signed checkpoint.
+        trail.close().await;
         traces_guard.shutdown().await;
         if let Some(admin) = admin
             && let Ok(Err(error)) = admin.await

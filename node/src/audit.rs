@@ -25,6 +25,14 @@ impl NodeAudit {
         Self(Some(trail))
     }
 
+    /// Writes what is queued and the last signed checkpoint, and waits for the writer
+    /// (bounded): called at shutdown, after the listeners and tasks have ended.
+    pub async fn close(&self) {
+        if let Some(trail) = &self.0 {
+            trail.close().await;
+        }
+    }
+
     fn write(&self, record: serde_json::Value) {
         if let Some(trail) = &self.0 {
             trail.record(record.to_string());

@@ -242,6 +242,7 @@ impl Node {
         let wake = Arc::new(Notify::new());
         let ready = Readiness::new(true);
         let ctx = self.context()?;
+        let audit = ctx.audit.clone();
         let mut tasks = JoinSet::new();
         let intake = self.spawn_background(&mut tasks, &ctx, &wake, &shutdown);
         let limits = listener_limits(&self.config);
@@ -298,6 +299,8 @@ impl Node {
         )
         .await;
         while tasks.join_next().await.is_some() {}
+        // Last: every record of the drained calls and tasks, then the signed checkpoint.
+        audit.close().await;
         self.traces_guard.shutdown().await;
         tracing::info!(region = %self.config.region, "node stopped");
         served

@@ -9,8 +9,8 @@
 //!   listener ([`serving::admin`]), plain HTTP within limits ([`serving::plain_http`]:
 //!   portal and admin; [`serving::connection_slots`]: connection caps per listener and
 //!   per client), health and reflection ([`serving::standard_services`]).
-//! - [`audit`]: the hash-chained audit trail ([`audit::trail`]) and its signed
-//!   checkpoints ([`audit::checkpoint`]).
+//! - [`audit`]: the hash-chained audit trail ([`audit::trail`]), its signed
+//!   checkpoints ([`audit::checkpoint`]) and its verification ([`audit::verify`]).
 //! - [`observability`]: log output ([`observability::logs`]), spans over OTLP
 //!   ([`observability::traces`]), W3C `traceparent` ([`observability::trace_context`]),
 //!   process gauges and certificate expiry ([`observability::process_metrics`]).
@@ -44,8 +44,13 @@ pub mod serving {
 
 pub mod audit {
     //! The audit trail: hash-chained records and their signed checkpoints.
+    pub mod chain;
     pub mod checkpoint;
+    #[cfg(test)]
+    mod tests;
     pub mod trail;
+    pub mod verify;
+    pub mod writer;
 }
 
 pub mod observability {

@@ -2,7 +2,9 @@
 //! validity (so an expiring certificate alerts before it breaks the federation), how the
 //! TLS handshakes at its federation listener ended (`tongban_federation_handshakes_total
 //! {outcome}`: connections closed on arrival for a full listener or source, ClientHellos
-//! and handshakes timed out, see `serving::handshakes`), and the standard `process_*`
+//! and handshakes timed out, see `serving::handshakes`), audit records the trail lost
+//! (`tongban_audit_records_dropped_total{reason}`: `queue_full` or `write_error`, see
+//! `audit::writer`; each also stated in the trail by a gap marker), and the standard `process_*`
 //! gauges Prometheus' client libraries export (memory, CPU, start time), read from
 //! `/proc/self` on Linux.
 //!
@@ -22,13 +24,16 @@ use prometheus_client::{
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::serving::handshakes::handshake_counts;
+use crate::{audit::writer::process_losses, serving::handshakes::handshake_counts};
 
 /// The certificate-expiry gauge's name (the gateway's console reads it).
 pub const CERTIFICATE_EXPIRY: &str = "tongban_certificate_expiry_seconds";
 
 /// The handshake counter's name (a scrape shows it with `_total`).
 pub const FEDERATION_HANDSHAKES: &str = "tongban_federation_handshakes";
+
+/// The audit-loss counter's name (a scrape shows it with `_total`).
+pub const AUDIT_RECORDS_DROPPED: &str = "tongban_audit_records_dropped";
 
 /// The scrape-time collector; register it with
 /// `Registry::register_collector(Box::new(...))`.
@@ -114,6 +119,16 @@ impl Collector for ProcessCollector {
             let labels = [("outcome", ended.label())];
             ConstCounter::new(n).encode(handshakes.encode_family(&labels)?)?;
         }
+        let mut audit = encoder.encode_descriptor(
+            AUDIT_RECORDS_DROPPED,
+            "Audit records this process's trail lost, by why (each gap is also marked in the trail)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        let (queue_full, write_error) = process_losses();
+        for (reason, n) in [("queue_full", queue_full), ("write_error", write_error)] {
+            ConstCounter::new(n).encode(audit.encode_family(&[("reason", reason)])?)?;
+        }
         if let Some((rss, cpu)) = proc_self() {
             let rss = ConstGauge::new(rss);
             rss.encode(encoder.encode_descriptor(
@@ -186,6 +201,10 @@ mod tests {
         assert!(text.contains("process_cpu_seconds_total "), "{text}");
         assert!(
             text.contains("tongban_federation_handshakes_total{outcome=\"refused_per_source\"} "),
+            "{text}"
+        );
+        assert!(
+            text.contains("tongban_audit_records_dropped_total{reason=\"queue_full\"} "),
             "{text}"
         );
         std::fs::remove_dir_all(dir).unwrap();
