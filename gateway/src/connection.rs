@@ -41,6 +41,7 @@ use crate::{
     authorize,
     call::{Body, Call},
     keepalive::keepalive,
+    membership::removed,
     methods,
     relay::Relay,
     stream_gate::{StreamGate, Take, next_stream},
@@ -84,6 +85,9 @@ pub struct Services {
 }
 
 type StreamTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A timer not meant to fire (until reset).
+const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Serves connections from `incoming` until `shutdown` fires, then lets open calls
 /// finish (GOAWAY, up to `drain_timeout`) and returns.
@@ -199,6 +203,11 @@ async fn serve_connection(
     shutdown: ShutdownSignal,
 ) {
     let peer = Arc::new(stream.peer().clone());
+    // Taken before the handshake, so a reload during it is not missed.
+    let removed = removed(&peer.identity, services.relay.registry_changes());
+    tokio::pin!(removed);
+    let cut_off = tokio::time::sleep(FAR);
+    tokio::pin!(cut_off);
     let handshake = server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -263,6 +272,15 @@ async fn serve_connection(
                 draining = true;
                 connection.graceful_shutdown();
             }
+            // Calls in flight may finish (their routes were taken at their start) until
+            // the drain timeout; a stream held open longer (a health watch) is cut.
+            () = &mut removed, if !draining => {
+                tracing::info!(identity = %peer.identity, remote = %peer.remote_addr, "closing connection: region removed from the registry");
+                draining = true;
+                connection.graceful_shutdown();
+                cut_off.as_mut().reset(tokio::time::Instant::now() + settings.drain_timeout);
+            }
+            () = &mut cut_off => break,
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod ejection;
 pub mod error;
 pub mod forward;
 pub mod keepalive;
+pub mod membership;
 pub mod message;
 pub mod methods;
 pub mod metrics;

@@ -155,29 +155,31 @@ pub type ClientTls = ([u8; 32], Arc<rustls::ClientConfig>);
 
 /// The registry in force, replaced whole on reload. A call takes the current one once,
 /// so a reload never changes a call halfway, and calls in flight keep their routes (and
-/// connections) until they end.
+/// connections) until they end. Held in a watch so each connection can learn of a
+/// reload without asking on every call.
 #[derive(Clone, Debug)]
-pub struct SharedRegistry(Arc<std::sync::RwLock<Arc<Registry>>>);
+pub struct SharedRegistry(Arc<tokio::sync::watch::Sender<Arc<Registry>>>);
 
 impl SharedRegistry {
     pub fn new(registry: Registry) -> Self {
-        Self(Arc::new(std::sync::RwLock::new(Arc::new(registry))))
+        Self(Arc::new(tokio::sync::watch::Sender::new(Arc::new(
+            registry,
+        ))))
     }
 
     /// The registry in force.
     pub fn current(&self) -> Arc<Registry> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.0.borrow().clone()
     }
 
     /// Puts `registry` in force for the calls that start from now on.
     pub fn replace(&self, registry: Registry) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(registry);
+        self.0.send_replace(Arc::new(registry));
+    }
+
+    /// Told of every registry put in force from now on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<Arc<Registry>> {
+        self.0.subscribe()
     }
 }
 

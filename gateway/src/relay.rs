@@ -89,6 +89,11 @@ impl Relay {
         self.registry.current()
     }
 
+    /// Told of every registry put in force from now on.
+    pub fn registry_changes(&self) -> tokio::sync::watch::Receiver<Arc<Registry>> {
+        self.registry.changes()
+    }
+
     /// Handles one call and returns the answer for the caller: the node's, or the
     /// gateway's own refusal. Every call is audited once, however it ends (one dropped
     /// before it is answered as abandoned).

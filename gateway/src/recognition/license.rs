@@ -157,8 +157,9 @@ impl Recognition {
         }
     }
 
-    /// What is left when the issuer cannot answer: fail closed, unless the operator
-    /// allows this type a grace and a recognized copy is within it.
+    /// What is left when the issuer cannot answer: a revocation this gateway knows of
+    /// (a fact that needs no issuer); else fail closed, unless the operator allows
+    /// this type a grace and a recognized copy is within it.
     async fn without_issuer(
         &self,
         key: Key,
@@ -166,6 +167,18 @@ impl Recognition {
         (route, generation): (&Route, u64),
         error: &IssuerError,
     ) -> Found {
+        if self.is_revoked(&id_key) {
+            tracing::info!(region = %route.prefix, %error, license = %Keyer::log_ref(&id_key), "issuer unreachable: answering a known revocation");
+            return Found {
+                entry: Err(Refusal::new(
+                    VerdictOutcome::Revoked,
+                    VerdictReason::Revoked,
+                    "the license was revoked by its issuer",
+                )),
+                source: VerdictSource::Unspecified,
+                signed: None,
+            };
+        }
         let grace = &self.caches.grace;
         let copy = grace.get(&key).await;
         if let Some(stale) = self.standing(grace, &key, copy, route, generation).await {

@@ -206,12 +206,32 @@ async fn a_grace_copy_is_not_answered_after_a_revocation() {
     assert_eq!(graced.source, VerdictSource::Grace as i32, "{graced:?}");
     assert_eq!(graced.outcome, VerdictOutcome::Recognized as i32);
     revoke(&replica, H1).await.unwrap();
-    // The grace copy is gone and the issuer still down: fail closed.
+    // The grace copy is gone and the issuer still down: the revocation is known.
     let after = lookup(&replica, H1).await;
+    assert_eq!(after.outcome, VerdictOutcome::Revoked as i32, "{after:?}");
+}
+
+/// A known revocation needs no issuer: with it down, a license never looked up before
+/// answers "revoked", not "cannot verify now" (another license of the same issuer
+/// still cannot be verified).
+#[tokio::test]
+async fn a_known_revocation_is_answered_while_the_issuer_is_down() {
+    let issuer = StandInIssuer::start(&[H1, H2]).await;
+    let replica = issuer.replica(&mut Registry::default());
+    revoke(&replica, H1).await.unwrap();
+    issuer.down.store(true, Ordering::SeqCst);
+    let revoked = lookup(&replica, H1).await;
     assert_eq!(
-        after.outcome,
+        revoked.outcome,
+        VerdictOutcome::Revoked as i32,
+        "{revoked:?}"
+    );
+    assert_eq!(revoked.license_id, H1);
+    let unknown = lookup(&replica, H2).await;
+    assert_eq!(
+        unknown.outcome,
         VerdictOutcome::CannotVerifyNow as i32,
-        "{after:?}"
+        "{unknown:?}"
     );
 }
 

@@ -82,7 +82,7 @@ pub(super) async fn catalog(channel: &Channel) -> Result<(), Code> {
 
 /// A raw HTTP/2 connection to `addr` presenting `files`, driven by its own task: the
 /// task ends when the server closes the connection.
-async fn open_connection(
+pub(super) async fn open_connection(
     addr: std::net::SocketAddr,
     files: &TlsFiles,
     server: &PeerIdentity,

@@ -726,7 +726,7 @@ async fn a_region_removed_from_the_registry_is_cut_off_without_a_restart() {
         }
     });
 
-    // Shanghai removed: refused on its open connection, at once. One of two regions is
+    // Shanghai removed: refused at once (its open connection is closed too). One of two regions is
     // more than `[reload] max_regions_dropped_share` allows: refused unless forced.
     let mut without = original.clone();
     without.regions.retain(|r| r.prefix != "31");
@@ -748,7 +748,8 @@ async fn a_region_removed_from_the_registry_is_cut_off_without_a_restart() {
     assert_eq!(catalog(shanghai.clone()).await, Err(Code::PermissionDenied));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Registered again: served again, on the same connection.
+    // Registered again: served again (its channel reconnected: the removal closed the
+    // connection, see trust_changes).
     std::fs::write(&path, toml::to_string(&original).unwrap()).unwrap();
     let (status, text) = reload(&t).await;
     assert_eq!(status, 200, "{text}");

@@ -4,7 +4,8 @@
 //! its own, so a bad registry edit does not hold back a new revocation list (nor a bad
 //! TLS file a registry change); and verdicts cached under an issuer key stop counting
 //! the moment that key leaves the registry (the key-compromise drill), as do negative
-//! verdicts once the registry that caused them is fixed.
+//! verdicts once the registry that caused them is fixed. A region removed from the
+//! registry loses its open connections, not only its calls.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +19,7 @@ use tongban_runtime::trust::identity::PeerIdentity;
 use tonic::{Code, transport::Channel};
 
 use super::recognition::{license_of, lookup};
-use super::revocation::{ca, catalog, handshake_refusal, serial};
+use super::revocation::{ca, catalog, handshake_refusal, open_connection, serial};
 
 /// Longer than two polls of the file watch (every 2 s).
 const WATCH: Duration = Duration::from_secs(5);
@@ -239,5 +240,38 @@ async fn the_key_compromise_drill_drops_cached_verdicts_at_once() {
         "a negative verdict outlived the reload that fixed it: {again:?}"
     );
     assert_eq!(again.source, VerdictSource::Issuer as i32, "{again:?}");
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_region_has_its_open_connections_closed() {
+    let t = start(&["310000", "440000"]).await;
+    let gateway = t.fed.gateway().federation_addr;
+    let (path, original) = registry_file(&t);
+    let shanghai = t.tls_files(&region("31"));
+    let raw = open_connection(gateway, &shanghai, &PeerIdentity::Gateway).await;
+    let guangdong =
+        open_connection(gateway, &t.tls_files(&region("44")), &PeerIdentity::Gateway).await;
+    // A reload that keeps Shanghai leaves its connection alone.
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 200, "{text}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !raw.is_finished(),
+        "a member's connection closed by a reload"
+    );
+
+    // Shanghai removed (one of two regions: forced past the drop check).
+    let mut without = original.clone();
+    without.regions.retain(|r| r.prefix != "31");
+    std::fs::write(&path, toml::to_string(&without).unwrap()).unwrap();
+    let (status, text) = reload_at(&t, "/reload?force=true").await;
+    assert_eq!(status, 200, "{text}");
+    let closed = tokio::time::timeout(Duration::from_secs(2), raw).await;
+    assert!(
+        closed.is_ok(),
+        "the removed region's connection is still open 2 s after the reload"
+    );
+    assert!(!guangdong.is_finished(), "a member's connection was closed");
     t.shutdown().await;
 }
