@@ -85,7 +85,7 @@ pub async fn publish_now(
     let attempts = async {
         for endpoint in client.replica_endpoints() {
             // The outbox's key for this endpoint: the gateway takes both as one call.
-            let key = format!("revoke:{license_id}:{endpoint}");
+            let key = crate::store::revocation_key(license_id, &endpoint);
             match client
                 .publish_revocation(&endpoint, request.clone(), &key)
                 .await

@@ -30,5 +30,7 @@ pub use crate::instants::{now_ms, timestamp_ms};
 pub use access_log::{AccessEntry, AccessKind};
 pub use filing::{ApplicationRecord, Filed, NewFiling};
 pub use handle::Store;
-pub use outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind};
+pub use outbox::{
+    BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind, revocation_key,
+};
 pub use turn::Turn;

@@ -4,6 +4,7 @@
 //! an unreachable region. Here are its entries' kinds and shapes, their idempotency
 //! keys, and what the citizen reads while one is held.
 
+use tongban_proto::contract::metadata::MAX_IDEMPOTENCY_KEY;
 use tongban_proto::v1::Stage;
 use tongban_runtime::observability::trace_context::TraceParent;
 
@@ -143,12 +144,43 @@ pub(super) fn push_key(case_number: &str, sequence: u64) -> String {
     format!("status:{case_number}:{sequence}")
 }
 
-/// The idempotency key of a revocation's publication to one gateway replica.
-pub(super) fn revocation_key(license_id: &str, endpoint: &str) -> String {
-    format!("revoke:{license_id}:{endpoint}")
+/// The idempotency key of a revocation's publication to one gateway replica, bounded
+/// by construction: `revoke:<license id>:<endpoint>` while that is a valid key (as keys
+/// already queued are), else `revoke:` and the SHA-256 of both (71 characters) — a long
+/// license id and a long endpoint made a key over 128 characters, refused by the gateway
+/// on every attempt until it became a dead letter.
+pub fn revocation_key(license_id: &str, endpoint: &str) -> String {
+    let plain = format!("revoke:{license_id}:{endpoint}");
+    if plain.len() <= MAX_IDEMPOTENCY_KEY && plain.bytes().all(|b| b.is_ascii_graphic()) {
+        return plain;
+    }
+    let mut both = Vec::with_capacity(license_id.len() + 1 + endpoint.len());
+    both.extend_from_slice(license_id.as_bytes());
+    both.push(0);
+    both.extend_from_slice(endpoint.as_bytes());
+    format!("revoke:{}", tongban_proto::rules::digest::sha256_hex(&both))
 }
 
 /// The region a revocation is counted under: its license's issuing region.
 pub(super) fn revocation_target(license_id: &str) -> &str {
     license_id.get(..6).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn revocation_keys_are_bounded_by_construction() {
+        // Short ones stay as they were (keys already queued keep matching).
+        let short = revocation_key("440305-HR-0000012", "https://gw-1:7443");
+        assert_eq!(short, "revoke:440305-HR-0000012:https://gw-1:7443");
+        // A long license id with a long endpoint: a valid key all the same, and distinct.
+        let id = format!("1.2.156.3005.2.{}.001.U", "1".repeat(60));
+        let endpoint = format!("https://{}.example:7443", "gateway-replica".repeat(4));
+        let long = revocation_key(&id, &endpoint);
+        assert!(long.len() <= MAX_IDEMPOTENCY_KEY, "{long}");
+        assert!(long.bytes().all(|b| b.is_ascii_graphic()));
+        assert_ne!(long, revocation_key(&id, "https://other:7443"));
+    }
 }
