@@ -51,7 +51,7 @@ use tongban_runtime::{
 };
 use tonic::{Code, Request, Response, Status, transport::Channel};
 
-use super::recognition::license_of;
+use super::{overload::gateway_rss, recognition::license_of};
 
 /// The gateway's buffer budget in this test.
 const BUDGET: usize = 64 << 20;
@@ -265,15 +265,6 @@ fn sample(text: &str, metric: &str, labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&head))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// The gateway's resident memory: present and positive, or the test fails.
-async fn gateway_rss(t: &TestFederation) -> f64 {
-    let text = scrape(t).await;
-    let rss = sample(&text, "process_resident_memory_bytes", "")
-        .unwrap_or_else(|| panic!("no process_resident_memory_bytes in\n{text}"));
-    assert!(rss > 0.0);
-    rss
 }
 
 fn mib(bytes: f64) -> String {

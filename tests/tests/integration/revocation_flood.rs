@@ -36,7 +36,10 @@ use tongban_proto::{
 };
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
-use super::recognition::{client_at, license_of, lookup};
+use super::{
+    overload::gateway_rss,
+    recognition::{client_at, license_of, lookup},
+};
 
 /// The flooding member's bounds, small so that the flood reaches each of them: the
 /// rate once the burst is spent (the flood makes 1,000 to 1,500 calls a second on this
@@ -173,12 +176,9 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-/// The gateway's resident memory in MiB, from its `/metrics` (present and positive).
-async fn gateway_rss(t: &TestFederation) -> f64 {
-    let rss = sample(&scrape(t).await, "process_resident_memory_bytes", &[])
-        .expect("the gateway reports its resident memory");
-    assert!(rss > 0.0);
-    rss / (1024.0 * 1024.0)
+/// The gateway's resident memory in MiB (present and positive: see `gateway_rss`).
+async fn gateway_mib(t: &TestFederation) -> f64 {
+    gateway_rss(t).await / (1024.0 * 1024.0)
 }
 
 /// 11's lookups of `licenses` (id, holder), with the outcome each must give.
@@ -219,7 +219,7 @@ async fn a_revocation_flood_is_bounded_and_the_other_members_are_served() {
             .iter()
             .all(|o| *o == recognized)
     );
-    let rss_before = gateway_rss(&t).await;
+    let rss_before = gateway_mib(&t).await;
 
     let mut shanghai = Vec::new();
     for _ in 0..CONNECTIONS {
@@ -266,12 +266,12 @@ async fn a_revocation_flood_is_bounded_and_the_other_members_are_served() {
     assert!(during.iter().all(|o| *o == recognized), "{during:?}");
 
     // The flood goes on until its ceiling has refused some, and for a while.
-    let mut rss_peak = gateway_rss(&t).await;
+    let mut rss_peak = gateway_mib(&t).await;
     while started.elapsed() < FLOOD_AT_MOST
         && (started.elapsed() < FLOOD_AT_LEAST || counts.count(&counts.ceiling) == 0)
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        rss_peak = rss_peak.max(gateway_rss(&t).await);
+        rss_peak = rss_peak.max(gateway_mib(&t).await);
     }
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
@@ -279,7 +279,7 @@ async fn a_revocation_flood_is_bounded_and_the_other_members_are_served() {
     }
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = gateway_rss(&t).await;
+    let rss_after = gateway_mib(&t).await;
     let metrics = scrape(&t).await;
 
     let [attempts, accepted, ceiling, rate, shed] = [

@@ -35,7 +35,6 @@ use tokio::{
 };
 use tongban_gateway::message::MAX_MESSAGE;
 use tongban_kit::testing::{TestFederation, processes, start_with};
-use tongban_node::portal_client::PortalClient;
 use tongban_proto::{
     contract::metadata,
     v1::{Application, gateway_client::GatewayClient},
@@ -43,7 +42,7 @@ use tongban_proto::{
 use tongban_runtime::trust::identity::PeerIdentity;
 use tonic::{Code, Status, transport::Channel};
 
-use super::overload::{Replay, delivered_case, replay};
+use super::overload::{Replay, delivered_case, gateway_rss, replay};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The gateway's buffer budget: the smallest it accepts (one largest request and its
@@ -316,29 +315,6 @@ async fn tiny_frames_call(mut raw: Raw, r: Replay, steps: Steps) -> Sent {
     }
 }
 
-/// The gateway's resident memory, from its `/metrics`: present and positive, or the
-/// test fails (a missing metric must not read as "no memory used").
-async fn gateway_rss(admin: &PortalClient) -> f64 {
-    let scrape = admin.get("/metrics").await.unwrap();
-    assert_eq!(
-        scrape.status, 200,
-        "the gateway's /metrics: {}",
-        scrape.body
-    );
-    let text = scrape.body.as_str().unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.split([' ', '{']).next() == Some("process_resident_memory_bytes"))
-        .unwrap_or_else(|| panic!("the gateway's /metrics has no process_resident_memory_bytes"));
-    let rss: f64 = line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(rss > 0.0, "the gateway reports no resident memory: {line}");
-    rss
-}
-
 /// 11's deliveries to 31, one after another until `stop`: served, failures, the slowest.
 fn steady(
     client: GatewayClient<Channel>,
@@ -372,12 +348,12 @@ struct Attack {
 }
 
 /// The calls at once, one per connection.
-async fn attack(admin: &PortalClient, connections: Vec<Raw>, case: &Replay) -> Attack {
+async fn attack(t: &TestFederation, connections: Vec<Raw>, case: &Replay) -> Attack {
     let steps = Steps {
         tiny_sent: Arc::new(Barrier::new(CALLS + 1)),
         go: Arc::new(Barrier::new(CALLS + 1)),
     };
-    let rss_before = gateway_rss(admin).await;
+    let rss_before = gateway_rss(t).await;
     let started = Instant::now();
     let calls: Vec<_> = connections
         .into_iter()
@@ -392,14 +368,14 @@ async fn attack(admin: &PortalClient, connections: Vec<Raw>, case: &Replay) -> A
     step(steps.tiny_sent.clone()).await;
     let mut rss_tiny = 0.0;
     for _ in 0..3 {
-        rss_tiny = f64::max(rss_tiny, gateway_rss(admin).await);
+        rss_tiny = f64::max(rss_tiny, gateway_rss(t).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     step(steps.go.clone()).await;
     let (mut rss_peak, mut samples) = (rss_tiny, 1);
     while !calls.iter().all(|c| c.is_finished()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        rss_peak = rss_peak.max(gateway_rss(admin).await);
+        rss_peak = rss_peak.max(gateway_rss(t).await);
         samples += 1;
     }
     let took = started.elapsed();
@@ -464,7 +440,6 @@ async fn one_byte_data_frames_are_charged_what_they_hold() {
     assert!(limits.max_in_flight / 4 * 3 > CALLS + 2 && limits.max_in_flight_per_target > CALLS);
     let attack_case = delivered_case(&t, "31", "44").await;
     let steady_case = delivered_case(&t, "11", "31").await;
-    let admin = PortalClient::new(format!("http://{}", t.fed.gateway().admin_addr.unwrap()));
     let mut connections = Vec::new();
     for _ in 0..CALLS {
         connections.push(raw_connection(&t, "31").await);
@@ -478,7 +453,7 @@ async fn one_byte_data_frames_are_charged_what_they_hold() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let during = steady(beijing.clone(), steady_case.clone(), stop.clone());
-    let a = attack(&admin, connections, &attack_case).await;
+    let a = attack(&t, connections, &attack_case).await;
     stop.store(true, Ordering::Relaxed);
     let during = during.await.unwrap();
     a.report(&during);
