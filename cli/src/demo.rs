@@ -238,7 +238,8 @@ pub async fn run(
     spec.platform_binary = Some(std::env::current_exe()?);
     println!("Starting a local federation in {} ...", dir.display());
     let federation = LocalFederation::start(spec).await?;
-    print_endpoints(&federation);
+    let console = console_proxy(&federation, &shutdown).await?;
+    print_endpoints(&federation, console);
 
     let table = RegionTable::embedded();
     let residents: Vec<(String, Vec<SyntheticResident>)> = federation
@@ -415,7 +416,33 @@ fn field_list(body: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn print_endpoints(f: &LocalFederation) {
+/// The console as an operator opens it: a loopback proxy (what `tongban operator proxy`
+/// serves) presenting the demo viewer's certificate to the first gateway's operator
+/// listener. Served until `shutdown`.
+async fn console_proxy(
+    f: &LocalFederation,
+    shutdown: &ShutdownSignal,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let gateway = f
+        .gateways
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the federation has no gateway"))?;
+    let viewer = gateway.operator.as_operator(
+        tongban_runtime::trust::identity::PeerIdentity::Gateway,
+        &f.dir.join("pki"),
+        tongban_kit::config::pki::VIEWER,
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(tongban_runtime::trust::operator_client::proxy(
+        listener,
+        viewer.client().clone(),
+        shutdown.clone(),
+    ));
+    Ok(addr)
+}
+
+fn print_endpoints(f: &LocalFederation, console: std::net::SocketAddr) {
     println!("\nEndpoints (loopback):");
     for gateway in &f.gateways {
         println!(
@@ -427,10 +454,22 @@ fn print_endpoints(f: &LocalFederation) {
                 .unwrap_or_default(),
             gateway.config_path.display()
         );
-        if let Some(admin) = gateway.admin_addr {
-            println!("  console   http://{admin}/console   metrics http://{admin}/metrics");
-        }
+        println!(
+            "  operator  https://{} (an operator certificate required)",
+            gateway.operator_addr
+        );
     }
+    let pki = f.dir.join("pki");
+    println!(
+        "  console   http://{console}/console (a proxy with the viewer's certificate, as \
+         `tongban operator proxy --member {} --cert {} --key {}` serves it)",
+        f.gateways
+            .first()
+            .map(|g| g.config_path.display().to_string())
+            .unwrap_or_default(),
+        pki.join("operator-viewer.pem").display(),
+        pki.join("operator-viewer.key").display()
+    );
     for node in f.nodes.values() {
         println!(
             "  node {}  grpcs://{}   portal {}/v1/applications   config {}",

@@ -13,12 +13,14 @@ use tongban_runtime::{
     observability::logs,
     process::shutdown::Shutdown,
     trust::identity::PeerIdentity,
+    trust::operator::OperatorName,
     trust::pki::{self, DevCa},
     trust::tls,
 };
 
 mod backlog;
 mod demo;
+mod operator;
 mod outbox;
 mod platform;
 mod store;
@@ -43,6 +45,11 @@ enum Command {
         /// Region prefixes to issue node certificates for (2, 4 or 6 digits).
         #[arg(long, value_delimiter = ',', default_value = "11,31,44")]
         regions: Vec<String>,
+        /// Operators to issue client certificates for (`operator-<name>.pem`, URI SAN
+        /// `spiffe://tongban/operator/<name>`); list them in a process's
+        /// `[operators.roster]` with a role.
+        #[arg(long, value_delimiter = ',')]
+        operators: Vec<String>,
         /// Also issue a gateway certificate.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         gateway: bool,
@@ -90,13 +97,19 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
-    /// A node's dead letters (outbox entries refused for good): list, replay or close.
+    /// A node's dead letters (outbox entries refused for good): list, replay or close,
+    /// as an operator (`--member` the node's config file, `--cert`/`--key` the
+    /// operator's certificate).
     Outbox {
-        /// The node's admin URL (`http://127.0.0.1:9044`) or its config file.
-        #[arg(long)]
-        node: String,
+        #[command(flatten)]
+        target: operator::Target,
         #[command(subcommand)]
         action: Option<outbox::Action>,
+    },
+    /// An operator's requests to a gateway or a node: reload, revoke, the console proxy.
+    Operator {
+        #[command(subcommand)]
+        command: operator::OperatorCommand,
     },
     /// Back up or restore a node's state.
     Store {
@@ -192,11 +205,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Certs {
             out,
             regions,
+            operators,
             gateway,
             days,
         } => {
             let _log = logs::init("info");
-            certs(&out, &regions, gateway, days)
+            certs(&out, &regions, gateway, days)?;
+            operator_certs(&out, &operators, days)
         }
         Command::Backlog { nodes } => {
             if !backlog::run(&nodes).await? {
@@ -204,7 +219,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Outbox { node, action } => outbox::run(&node, action).await,
+        Command::Outbox { target, action } => outbox::run(&target, action).await,
+        Command::Operator { command } => operator::run(command).await,
         Command::Platform { command } => platform::run(command).await,
         Command::Store { command } => store::run(command).await,
         Command::Audit {
@@ -237,6 +253,25 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Issues each operator's client certificate with the CA `certs` made or reused.
+fn operator_certs(out: &Path, operators: &[String], days: u64) -> anyhow::Result<()> {
+    if operators.is_empty() {
+        return Ok(());
+    }
+    let ca = DevCa::load(
+        &std::fs::read_to_string(out.join("ca.pem"))?,
+        &std::fs::read_to_string(out.join("ca.key"))?,
+    )
+    .context("loading the CA")?;
+    for name in operators {
+        let parsed = OperatorName::parse(name).map_err(|e| anyhow::anyhow!("--operators: {e}"))?;
+        let leaf = ca.issue_operator(&parsed, Duration::from_secs(days * 24 * 3600))?;
+        let (cert, _) = pki::write_named_leaf(out, &format!("operator-{name}"), &leaf)?;
+        println!("issued {} -> {}", parsed.uri(), cert.display());
+    }
+    Ok(())
 }
 
 fn certs(out: &PathBuf, regions: &[String], gateway: bool, days: u64) -> anyhow::Result<()> {

@@ -1,13 +1,13 @@
 //! `tongban outbox`: a node's dead letters (outbox entries refused for good), and the
 //! operator's two answers to one: replay it once its cause is fixed, or close it with a
-//! reason the citizen reads. Talks to the node's admin listener (see
-//! `tongban_node::operator`).
+//! reason the citizen reads. Talks to the node's operator listener with the operator's
+//! certificate (see `tongban_node::operator`): listing needs the `viewer` role, replaying
+//! and closing the `operator` role.
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use tongban_node::portal_client::PortalClient;
 
-use crate::backlog::admin_base;
+use crate::operator::Target;
 
 /// What to do with a node's dead letters.
 #[derive(clap::Subcommand, Debug)]
@@ -24,10 +24,10 @@ pub enum Action {
     },
 }
 
-/// Runs `action` against the node at `node` (admin URL or config file).
-pub async fn run(node: &str, action: Option<Action>) -> anyhow::Result<()> {
-    let base = admin_base(node)?;
-    let client = PortalClient::new(base.clone());
+/// Runs `action` against the node `target` names.
+pub async fn run(target: &Target, action: Option<Action>) -> anyhow::Result<()> {
+    let client = target.client()?;
+    let base = format!("https://{}", client.addr());
     let answer = match &action {
         None | Some(Action::List) => client.get("/outbox").await,
         Some(Action::Replay { id }) => {
@@ -40,8 +40,8 @@ pub async fn run(node: &str, action: Option<Action>) -> anyhow::Result<()> {
                 .post_json(&format!("/outbox/{id}/close"), &json!({ "reason": reason }))
                 .await
         }
-    }
-    .map_err(|e| anyhow::anyhow!("{base}: {e}"))?;
+    }?;
+    let body = answer.json();
     let message = |body: &Value| {
         body["error"]["message"]
             .as_str()
@@ -51,15 +51,15 @@ pub async fn run(node: &str, action: Option<Action>) -> anyhow::Result<()> {
         answer.status == 200,
         "{base} answered {}: {}",
         answer.status,
-        message(&answer.body)
+        message(&body)
     );
     match action {
-        None | Some(Action::List) => print_list(&answer.body),
+        None | Some(Action::List) => print_list(&body),
         Some(_) => {
             println!(
                 "outbox entry {} {}",
-                answer.body["id"],
-                answer.body["state"].as_str().unwrap_or("?")
+                body["id"],
+                body["state"].as_str().unwrap_or("?")
             );
             Ok(())
         }

@@ -15,7 +15,7 @@ use tongban_runtime::{
     observability::traces::TelemetryConfig,
     postgres::config::PostgresConfig,
     process::config::{self, ConfigError},
-    serving::handshakes::HandshakeLimits,
+    serving::{handshakes::HandshakeLimits, operator_listener::OperatorConfig},
     trust::tls::{ClientSettings, TlsFiles},
 };
 
@@ -25,10 +25,16 @@ use tongban_runtime::{
 pub struct GatewayConfig {
     /// Address of the federation listener (gRPC over mutual TLS 1.3).
     pub listen: SocketAddr,
-    /// Address of the plaintext admin listener serving `/healthz` and `/readyz` for
-    /// probes, which carry no client certificate. Omit to disable.
+    /// Address of the plaintext admin listener: `/healthz`, `/readyz` and `/metrics`,
+    /// for probes and scrapers, which carry no client certificate; nothing there changes
+    /// state. Omit to disable.
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,
+    /// The operator listener (`/reload`, `/console`): HTTPS, an operator certificate
+    /// required, roles from its roster (see `tongban_runtime::serving::operator_listener`).
+    /// Omit to disable: reloads then come by SIGHUP or the file watch only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operators: Option<OperatorConfig>,
     /// The gateway's certificate, key and the federation CA.
     pub tls: TlsFiles,
     /// The node registry file: region prefixes and their endpoints.
@@ -58,7 +64,7 @@ pub struct GatewayConfig {
     /// `crate::admission`.
     #[serde(default, skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,
-    /// The operator console on the admin listener (`/console`).
+    /// The operator console on the operator listener (`/console`).
     #[serde(default, skip_serializing_if = "ConsoleSettings::is_default")]
     pub console: ConsoleSettings,
     /// The audit trail: a hash-chained file of every call, see `[audit]`.

@@ -16,10 +16,12 @@ use tongban_runtime::{
     observability::process_metrics::ProcessCollector,
     observability::traces::{Traces, TracesError},
     process::config::ConfigError,
-    process::reload::{ReloadTriggers, serve_forcible_reloads},
+    process::reload::{ReloadHandle, ReloadTriggers, serve_forcible_reloads},
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness, ReadinessCheck},
     serving::incoming::authenticated_incoming_with_limits,
+    serving::operator_listener::{self, OperatorListener},
+    serving::plain_http::HttpLimits,
     serving::standard_services,
     trust::tls::{TlsError, TlsInForce},
 };
@@ -109,6 +111,7 @@ fn hash_secret(config: &GatewayConfig) -> Result<Vec<u8>, GatewayStartError> {
 pub struct GatewayListeners {
     pub federation: TcpListener,
     pub admin: Option<TcpListener>,
+    pub operator: Option<TcpListener>,
 }
 
 impl GatewayListeners {
@@ -123,6 +126,10 @@ impl GatewayListeners {
             federation: bind(config.listen).await?,
             admin: match config.admin_listen {
                 Some(addr) => Some(bind(addr).await?),
+                None => None,
+            },
+            operator: match &config.operators {
+                Some(operators) => Some(bind(operators.listen).await?),
                 None => None,
             },
         })
@@ -265,20 +272,13 @@ impl Gateway {
         let ready = Readiness::new(true);
         let checks = self.follow_revocations(&shutdown);
         let admin = listeners.admin.map(|listener| {
-            let console = Console::new(
-                self.config.console.clone(),
-                self.metrics.clone(),
-                self.call_metrics.clone(),
-                RegionTable::embedded(),
-            );
-            tokio::spawn(console.clone().sample_until(shutdown.clone()));
             let router = admin::probes_checked(ready.clone(), checks)
-                .merge(admin::reload(reload.clone()))
-                .merge(admin::metrics(self.metrics.clone()))
-                .merge(console.routes());
+                .merge(admin::metrics(self.metrics.clone()));
             tokio::spawn(admin::serve(listener, router, shutdown.clone()))
         });
-
+        let operator = listeners.operator.map(|listener| {
+            self.serve_operators(listener, reload.clone(), &tls, trail.clone(), &shutdown)
+        });
         tracing::info!(
             routes = self.registry.current().len(),
             catalog = %self.catalog.version,
@@ -310,10 +310,10 @@ impl Gateway {
         // After the calls have drained: their records, then the signed checkpoint.
         trail.close().await;
         traces_guard.shutdown().await;
-        if let Some(admin) = admin
-            && let Ok(Err(error)) = admin.await
-        {
-            return Err(GatewayStartError::Admin(error));
+        for listener in [admin, operator].into_iter().flatten() {
+            if let Ok(Err(error)) = listener.await {
+                return Err(GatewayStartError::Admin(error));
+            }
         }
         tracing::info!("gateway stopped");
         Ok(())
@@ -323,6 +323,43 @@ impl Gateway {
 impl Gateway {
     /// The federation listener's settings; starts measuring how busy the gateway is,
     /// which admission reads on every new stream (the task ends at shutdown).
+    /// The operator listener: `/reload` and the console, for operators on the roster.
+    fn serve_operators(
+        &self,
+        listener: TcpListener,
+        reload: ReloadHandle,
+        tls: &TlsInForce,
+        trail: AuditTrail,
+        shutdown: &ShutdownSignal,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let console = Console::new(
+            self.config.console.clone(),
+            self.metrics.clone(),
+            self.call_metrics.clone(),
+            RegionTable::embedded(),
+        );
+        tokio::spawn(console.clone().sample_until(shutdown.clone()));
+        let router = admin::reload(reload).merge(console.routes());
+        let roster = self
+            .config
+            .operators
+            .as_ref()
+            .map(|o| o.roster.clone())
+            .unwrap_or_default();
+        let operators = OperatorListener {
+            listener,
+            roster: Arc::new(roster),
+            tls: tls.server.subscribe(),
+            audit: Some(trail),
+            limits: HttpLimits::admin(),
+        };
+        tokio::spawn(operator_listener::serve(
+            operators,
+            router,
+            shutdown.clone(),
+        ))
+    }
+
     fn serving_settings(&self, shutdown: &ShutdownSignal) -> ServerSettings {
         let saturation = self.admission.saturation().clone();
         let limits = &self.config.limits;

@@ -81,6 +81,7 @@ impl LocalFederation {
         let sockets = GatewaySockets {
             federation: rebind(old.federation_addr).await?,
             admin: rebind(old.admin_addr.unwrap_or(old.federation_addr)).await?,
+            operator: rebind(old.operator_addr).await?,
         };
         let path = old.config_path.clone();
         let gateway = members::gateway(&self.spec.launch, &self.dir, index, &path, sockets).await?;
@@ -108,6 +109,7 @@ impl LocalFederation {
             federation: rebind(old.federation_addr).await?,
             portal: rebind(old.portal_addr).await?,
             admin: rebind(old.admin_addr).await?,
+            operator: rebind(old.operator_addr).await?,
         };
         let path = old.config_path.clone();
         let node = self.launch_node(&path, sockets).await?;

@@ -19,6 +19,7 @@
 //!   or killed at will.
 //! - [`config`] — the config writers (PKI layout, gateway, registry and node configs),
 //!   also used by the benchmark.
+//! - [`operator_api`] — requests to a member's operator listener as one operator.
 //! - [`member`] — a running gateway replica or node.
 //! - [`platform`] — a province platform (the reference platform over the contract) a
 //!   node stands in front of: in-process or a process, killed, restarted, made to fail.
@@ -41,6 +42,7 @@ pub mod fault;
 pub mod federation;
 mod launch;
 pub mod member;
+pub mod operator_api;
 pub mod otlp_collector;
 pub mod platform;
 pub mod postgres;

@@ -17,6 +17,8 @@ use tongban_node::{
 use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 use tongban_runtime::process::shutdown::Shutdown;
 
+pub use crate::operator_api::OperatorApi;
+
 /// How a member is running.
 pub(crate) enum Run {
     Task {
@@ -106,6 +108,10 @@ pub struct RunningGateway {
     pub index: usize,
     pub federation_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// The operator listener (`/reload`, the console), and a client of it as the kit's
+    /// operator (role `operator`).
+    pub operator_addr: SocketAddr,
+    pub operator: OperatorApi,
     pub config_path: PathBuf,
     pub(crate) run: Run,
 }
@@ -117,9 +123,13 @@ pub struct RunningNode {
     pub federation_addr: SocketAddr,
     pub portal_addr: SocketAddr,
     pub portal: PortalClient,
-    /// The node's admin listener (probes, license revocation).
+    /// The node's admin listener (probes, `/metrics`).
     pub admin_addr: SocketAddr,
     pub admin: PortalClient,
+    /// The node's operator listener (revocations, dead letters, `/reload`), and a client
+    /// of it as the kit's operator (role `operator`).
+    pub operator_addr: SocketAddr,
+    pub operator: OperatorApi,
     pub config_path: PathBuf,
     /// The node's store and platform, opened on the member's own database files (shared
     /// with a child process through SQLite's locking).

@@ -48,12 +48,16 @@ impl LocalFederation {
             federation: bind().await.map_err(io)?,
             portal: bind().await.map_err(io)?,
             admin: bind().await.map_err(io)?,
+            operator: bind().await.map_err(io)?,
         };
         config.listen = ListenConfig {
             federation: local_addr(&sockets.federation)?,
             portal: local_addr(&sockets.portal)?,
             admin: Some(local_addr(&sockets.admin)?),
         };
+        if let Some(operators) = &mut config.operators {
+            operators.listen = local_addr(&sockets.operator)?;
+        }
         config.audit.file = self.dir.join(format!("node-{prefix}-{index}-audit.log"));
         let path = self.dir.join(format!("node-{prefix}-{index}.toml"));
         node::write(&path, &config, WRITER)?;

@@ -33,6 +33,11 @@ impl NodeAudit {
         }
     }
 
+    /// The trail itself, for what records on its own (the operator listener).
+    pub fn trail(&self) -> Option<AuditTrail> {
+        self.0.clone()
+    }
+
     fn write(&self, record: serde_json::Value) {
         if let Some(trail) = &self.0 {
             trail.record(record.to_string());

@@ -54,6 +54,12 @@ pub struct NodeConfig {
     /// This node as the issuer of its region's identity assertions and licenses.
     #[serde(default)]
     pub issuer: IssuerConfig,
+    /// The operator listener (revocations, dead letters, `/reload`): HTTPS, an operator
+    /// certificate required, roles from its roster (see
+    /// `tongban_runtime::serving::operator_listener`). Omit to disable: the node's TLS
+    /// files then reload by SIGHUP or the file watch only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operators: Option<tongban_runtime::serving::operator_listener::OperatorConfig>,
     /// Pre-review lookups through the gateway (identity, licenses).
     #[serde(default)]
     pub recognition: RecognitionConfig,
@@ -132,8 +138,8 @@ pub struct ListenConfig {
     /// Local portal API (HTTP+JSON) for the province's portal and counters, plus
     /// `/healthz` and `/readyz`. Keep it on a private interface or behind the portal.
     pub portal: SocketAddr,
-    /// Plaintext admin listener for probes and operators (`/healthz`, `/readyz`).
-    /// Omit to disable.
+    /// Plaintext admin listener for probes and scrapers (`/healthz`, `/readyz`,
+    /// `/metrics`); nothing there changes state. Omit to disable.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
 }

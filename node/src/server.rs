@@ -20,10 +20,11 @@ use tongban_runtime::{
     observability::traces::{Traces, TracesGuard},
     process::config::ConfigError,
     process::open_files,
-    process::reload::{ReloadHandle, ReloadTriggers, serve_reloads},
+    process::reload::{ReloadTriggers, serve_reloads},
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness},
     serving::incoming::authenticated_incoming_with_limits,
+    serving::operator_listener::{self, OperatorListener},
     serving::plain_http,
     serving::standard_services,
     trust::connector::{ClientTls, FederationConnector},
@@ -88,6 +89,7 @@ pub struct NodeListeners {
     pub federation: TcpListener,
     pub portal: TcpListener,
     pub admin: Option<TcpListener>,
+    pub operator: Option<TcpListener>,
 }
 
 impl NodeListeners {
@@ -102,6 +104,10 @@ impl NodeListeners {
             portal: bind(config.listen.portal).await?,
             admin: match config.listen.admin {
                 Some(addr) => Some(bind(addr).await?),
+                None => None,
+            },
+            operator: match &config.operators {
+                Some(operators) => Some(bind(operators.listen).await?),
                 None => None,
             },
         })
@@ -255,7 +261,7 @@ impl Node {
             &shutdown,
         );
         // From here on SIGHUP (or a changed certificate or revocation file, or
-        // `POST /reload` on the admin listener) reloads them instead of terminating
+        // `POST /reload` on the operator listener) reloads them instead of terminating
         // the node.
         let (triggers, reload) = ReloadTriggers::install(self.config.tls.watched());
         tasks.spawn(reload_tls(
@@ -265,17 +271,39 @@ impl Node {
             shutdown.clone(),
         ));
         if let Some(listener) = listeners.admin {
-            let operator = Arc::new(OperatorState {
-                ctx: ctx.clone(),
-                client: self.client.clone(),
-                outbox_written: wake.clone(),
-            });
-            let router = self.admin_router(operator, reload, &ready);
+            let router = self.admin_router(&ready);
             let shutdown = shutdown.clone();
             let limits = limits.admin();
             tasks.spawn(async move {
                 if let Err(error) = admin::serve_within(listener, router, limits, shutdown).await {
                     tracing::error!(%error, "admin listener failed");
+                }
+            });
+        }
+        if let Some(listener) = listeners.operator {
+            let operator = Arc::new(OperatorState {
+                ctx: ctx.clone(),
+                client: self.client.clone(),
+                outbox_written: wake.clone(),
+            });
+            let router = admin::reload(reload).merge(operator::router(operator));
+            let operators = OperatorListener {
+                listener,
+                roster: Arc::new(
+                    self.config
+                        .operators
+                        .as_ref()
+                        .map(|o| o.roster.clone())
+                        .unwrap_or_default(),
+                ),
+                tls: self.tls.server.subscribe(),
+                audit: ctx.audit.trail(),
+                limits: limits.admin(),
+            };
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(error) = operator_listener::serve(operators, router, shutdown).await {
+                    tracing::error!(%error, "operator listener failed");
                 }
             });
         }
@@ -417,29 +445,20 @@ impl Node {
         });
     }
 
-    /// The admin listener's routes: probes (store and platform checked), reload, the
-    /// operator endpoints and `/metrics`.
-    fn admin_router(
-        &self,
-        operator: Arc<OperatorState>,
-        reload: ReloadHandle,
-        ready: &Readiness,
-    ) -> axum::Router {
+    /// The admin listener's routes: probes (store and platform checked) and `/metrics`.
+    fn admin_router(&self, ready: &Readiness) -> axum::Router {
         let store = self.store.clone();
         let platform = self.platform.cases.clone();
         let checks: Vec<(&'static str, admin::ReadinessCheck)> = vec![
             ("store", Arc::new(move || store.health())),
             ("platform", Arc::new(move || platform.health())),
         ];
-        admin::probes_checked(ready.clone(), checks)
-            .merge(admin::reload(reload))
-            .merge(operator::router(operator))
-            .merge(crate::metrics::route(
-                self.registry.clone(),
-                self.metrics.clone(),
-                self.store.clone(),
-                self.platform.cases.clone(),
-            ))
+        admin::probes_checked(ready.clone(), checks).merge(crate::metrics::route(
+            self.registry.clone(),
+            self.metrics.clone(),
+            self.store.clone(),
+            self.platform.cases.clone(),
+        ))
     }
 }
 

@@ -26,6 +26,8 @@ pub mod trust {
     //! Who a peer is and how that is proven.
     pub mod connector;
     pub mod identity;
+    pub mod operator;
+    pub mod operator_client;
     pub mod pki;
     pub mod revocation;
     pub mod tls;
@@ -38,6 +40,7 @@ pub mod serving {
     pub mod connection_slots;
     pub mod handshakes;
     pub mod incoming;
+    pub mod operator_listener;
     pub mod plain_http;
     pub mod standard_services;
 }

@@ -60,6 +60,7 @@ fn config(log: RevocationLogSettings) -> (GatewayConfig, PathBuf) {
         audit: AuditSettings::at(&dir.join("audit.log").display().to_string()),
         revocation_log: Some(log),
         reload: Default::default(),
+        operators: None,
     };
     (config, dir)
 }

@@ -42,6 +42,7 @@ pub fn config(
         audit: default_trail(),
         revocation_log: None,
         reload: Default::default(),
+        operators: None,
     }
 }
 

@@ -9,9 +9,35 @@ use std::{
 
 use tongban_runtime::trust::{
     identity::PeerIdentity,
+    operator::{OperatorName, Role, Roster},
+    operator_client::OperatorCredentials,
     pki::{self, DevCa, IssuerKey, file_stem},
     tls::TlsFiles,
 };
+
+/// The operator every local federation's roster lists with the `operator` role (its
+/// certificate is `operator-operator.pem` in the PKI folder).
+pub const OPERATOR: &str = "operator";
+/// The operator listed with the `viewer` role.
+pub const VIEWER: &str = "viewer";
+
+/// The roster of every local federation's members: [`OPERATOR`] and [`VIEWER`].
+pub fn roster() -> Roster {
+    let name = |n: &str| OperatorName::parse(n).unwrap_or_else(|_| unreachable!("a valid name"));
+    Roster::new([
+        (name(OPERATOR), Role::Operator),
+        (name(VIEWER), Role::Viewer),
+    ])
+}
+
+/// The credentials of operator `name` in the PKI folder `dir` (see [`Pki::issue_operator`]).
+pub fn operator_credentials(dir: &Path, name: &str) -> OperatorCredentials {
+    OperatorCredentials {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("operator-{name}.pem")),
+        key: dir.join(format!("operator-{name}.key")),
+    }
+}
 
 use crate::{
     config::files::file_relative,
@@ -54,6 +80,19 @@ impl Pki {
     ) -> Result<(PathBuf, PathBuf), KitError> {
         let leaf = self.ca.issue(identity, validity)?;
         Ok(pki::write_leaf(&self.dir, identity, &leaf)?)
+    }
+
+    /// Issues operator `name`'s client certificate and writes it with its key as
+    /// `operator-<name>.pem` and `.key`.
+    pub fn issue_operator(
+        &self,
+        name: &str,
+        validity: Duration,
+    ) -> Result<OperatorCredentials, KitError> {
+        let parsed = OperatorName::parse(name).map_err(KitError::Other)?;
+        let leaf = self.ca.issue_operator(&parsed, validity)?;
+        pki::write_named_leaf(&self.dir, &format!("operator-{name}"), &leaf)?;
+        Ok(operator_credentials(&self.dir, name))
     }
 
     /// The TLS files of `identity` as a config in `config_dir` names them, with the CRL

@@ -13,7 +13,10 @@ use tongban_gateway::{
     registry::{RegionEntry, RegistryFile},
 };
 use tongban_node::config::{ListenConfig, PostgresStore, SigningKeyConfig, StoreConfig};
-use tongban_runtime::{audit::trail::TrailSettings, trust::identity::PeerIdentity};
+use tongban_runtime::{
+    audit::trail::TrailSettings, serving::operator_listener::OperatorConfig,
+    trust::identity::PeerIdentity,
+};
 
 use crate::{
     config::{files::file_relative, gateway, node, pki::Pki, platform::ProvincePlatform},
@@ -133,6 +136,10 @@ impl Plan<'_> {
         config.telemetry = spec.telemetry.clone();
         config.limits = spec.limits.clone();
         config.audit = TrailSettings::at(&format!("gateway{suffix}-audit.log"));
+        config.operators = Some(OperatorConfig {
+            listen: local_addr(&sockets.operator)?,
+            roster: crate::config::pki::roster(),
+        });
         if spec.shared_revocation_log {
             let cluster = self.postgres.ok_or_else(|| {
                 KitError::Other(
@@ -204,6 +211,10 @@ impl Plan<'_> {
             })
             .collect();
         config.telemetry = spec.telemetry.clone();
+        config.operators = Some(OperatorConfig {
+            listen: local_addr(&sockets.operator)?,
+            roster: crate::config::pki::roster(),
+        });
         if spec.postgres_stores.contains(&prefix) {
             let cluster = self.postgres.ok_or_else(|| {
                 KitError::Other("PostgreSQL stores without the federation's PostgreSQL".into())

@@ -15,12 +15,13 @@ use tongban_node::{
     server::{Node, NodeListeners},
     store::Store,
 };
-use tongban_runtime::process::shutdown::Shutdown;
+use tongban_runtime::{process::shutdown::Shutdown, trust::identity::PeerIdentity};
 
 use crate::{
+    config::pki::OPERATOR,
     error::KitError,
     launch::sockets::{GatewaySockets, NodeSockets, local_addr},
-    member::{Run, RunningGateway, RunningNode},
+    member::{OperatorApi, Run, RunningGateway, RunningNode},
     process::{spawn, wait_ready},
     spec::Launch,
 };
@@ -36,6 +37,13 @@ pub(crate) async fn gateway(
 ) -> Result<RunningGateway, KitError> {
     let federation_addr = local_addr(&sockets.federation)?;
     let admin_addr = local_addr(&sockets.admin)?;
+    let operator_addr = local_addr(&sockets.operator)?;
+    let operator = OperatorApi::new(
+        operator_addr,
+        PeerIdentity::Gateway,
+        &pki_dir(dir),
+        OPERATOR,
+    )?;
     let run = match launch {
         Launch::InProcess => {
             let gateway = Gateway::new(GatewayConfig::load(config_path)?)?;
@@ -44,6 +52,7 @@ pub(crate) async fn gateway(
             let listeners = GatewayListeners {
                 federation: sockets.federation,
                 admin: Some(sockets.admin),
+                operator: Some(sockets.operator),
             };
             Run::Task {
                 shutdown,
@@ -72,6 +81,8 @@ pub(crate) async fn gateway(
         index,
         federation_addr,
         admin_addr: Some(admin_addr),
+        operator_addr,
+        operator,
         config_path: config_path.to_owned(),
         run,
     })
@@ -98,6 +109,9 @@ pub(crate) async fn node(
     let federation_addr = local_addr(&sockets.federation)?;
     let portal_addr = local_addr(&sockets.portal)?;
     let admin_addr = local_addr(&sockets.admin)?;
+    let operator_addr = local_addr(&sockets.operator)?;
+    let identity = PeerIdentity::Region(config.prefix()?);
+    let operator = OperatorApi::new(operator_addr, identity, &pki_dir(dir), OPERATOR)?;
     let (run, store, platform) = match launch {
         Launch::InProcess => node_task(config.clone(), sockets, &platform_database).await?,
         Launch::Processes { bin_dir, log } => {
@@ -126,11 +140,18 @@ pub(crate) async fn node(
         portal: PortalClient::new(format!("http://{portal_addr}")),
         admin_addr,
         admin: PortalClient::new(format!("http://{admin_addr}")),
+        operator_addr,
+        operator,
         config_path: config_path.to_owned(),
         store,
         platform,
         run,
     })
+}
+
+/// The federation's PKI folder (the kit writes it beside the configs).
+fn pki_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("pki")
 }
 
 /// The kit hands tests a handle on every node's platform database.
@@ -155,6 +176,7 @@ async fn node_task(
         federation: sockets.federation,
         portal: sockets.portal,
         admin: Some(sockets.admin),
+        operator: Some(sockets.operator),
     };
     let run = Run::Task {
         shutdown,

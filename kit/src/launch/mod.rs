@@ -38,6 +38,9 @@ impl LocalFederation {
         let pki = Pki::create(&spec.dir.join("pki"), CA_NAME)?;
         // One certificate for every gateway replica.
         pki.issue(&PeerIdentity::Gateway, keys::VALIDITY)?;
+        for operator in [crate::config::pki::OPERATOR, crate::config::pki::VIEWER] {
+            pki.issue_operator(operator, keys::VALIDITY)?;
+        }
         let sockets = sockets::Sockets::bind(&spec).await?;
         let keys = keys::Keys::write(&spec, &pki, &sockets.nodes)?;
         let (links, routes) = links::wire(&spec, &sockets).await?;

@@ -15,6 +15,7 @@ use crate::{error::KitError, spec::FederationSpec};
 pub(crate) struct GatewaySockets {
     pub federation: TcpListener,
     pub admin: TcpListener,
+    pub operator: TcpListener,
 }
 
 /// A node's listeners.
@@ -24,6 +25,7 @@ pub(crate) struct NodeSockets {
     pub federation: TcpListener,
     pub portal: TcpListener,
     pub admin: TcpListener,
+    pub operator: TcpListener,
 }
 
 /// Every member's listeners.
@@ -40,6 +42,7 @@ impl Sockets {
             gateways.push(GatewaySockets {
                 federation: bind_loopback().await?,
                 admin: bind_loopback().await?,
+                operator: bind_loopback().await?,
             });
         }
         let mut nodes = Vec::new();
@@ -52,6 +55,7 @@ impl Sockets {
                 federation: bind_loopback().await?,
                 portal: bind_loopback().await?,
                 admin: bind_loopback().await?,
+                operator: bind_loopback().await?,
             });
         }
         Ok(Self { gateways, nodes })

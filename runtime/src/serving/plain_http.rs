@@ -98,17 +98,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let mut stop = pin!(shutdown.wait());
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    accept_failed(name, error).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
+    while let Some((stream, peer)) = accept_until(name, &listener, stop.as_mut()).await {
         let slot = match slots.try_take(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -137,7 +127,7 @@ pub async fn serve(
 }
 
 /// `stream` with a read and a write timeout of `idle` each.
-fn idle_bounded(
+pub(crate) fn idle_bounded(
     stream: TcpStream,
     idle: Duration,
 ) -> TokioIo<std::pin::Pin<Box<TimeoutStream<TcpStream>>>> {
@@ -145,6 +135,23 @@ fn idle_bounded(
     timed.set_read_timeout(Some(idle));
     timed.set_write_timeout(Some(idle));
     TokioIo::new(Box::pin(timed))
+}
+
+/// The next connection `listener` takes, or `None` once `stop` resolves.
+pub(crate) async fn accept_until(
+    name: &'static str,
+    listener: &TcpListener,
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => accept_failed(name, error).await,
+            },
+            () = &mut stop => return None,
+        }
+    }
 }
 
 /// After a failed accept: a connection that went away before it was taken is nothing;

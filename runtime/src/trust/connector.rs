@@ -35,23 +35,30 @@ pub fn verify_server(
     connection: &ClientConnection,
     expected: &PeerIdentity,
 ) -> Result<Vec<u8>, String> {
+    let leaf = verify_server_identity(connection, expected)?;
+    if connection.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not agree to HTTP/2 (ALPN h2)".into());
+    }
+    serial_of(leaf).ok_or_else(|| "the server's certificate does not parse".into())
+}
+
+/// Checks, after the handshake, that the server is `expected` by its certificate's URI
+/// SAN; returns its certificate.
+pub fn verify_server_identity<'c>(
+    connection: &'c ClientConnection,
+    expected: &PeerIdentity,
+) -> Result<&'c [u8], String> {
     let leaf = connection
         .peer_certificates()
         .and_then(|chain| chain.first())
         .ok_or("the server presented no certificate")?;
     match PeerIdentity::from_certificate(leaf.as_ref()) {
-        Ok(identity) if identity == *expected => {}
-        Ok(identity) => {
-            return Err(format!(
-                "the server presented {identity}, it must be {expected}"
-            ));
-        }
-        Err(e) => return Err(format!("the server's identity: {e}")),
+        Ok(identity) if identity == *expected => Ok(leaf.as_ref()),
+        Ok(identity) => Err(format!(
+            "the server presented {identity}, it must be {expected}"
+        )),
+        Err(e) => Err(format!("the server's identity: {e}")),
     }
-    if connection.alpn_protocol() != Some(b"h2") {
-        return Err("the server did not agree to HTTP/2 (ALPN h2)".into());
-    }
-    serial_of(leaf.as_ref()).ok_or_else(|| "the server's certificate does not parse".into())
 }
 
 /// Opens connections to one federation server that must be `server`.

@@ -11,7 +11,7 @@ use std::fmt;
 use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-const SCHEME_AND_DOMAIN: &str = "spiffe://tongban/";
+pub(crate) const SCHEME_AND_DOMAIN: &str = "spiffe://tongban/";
 const DNS_SUFFIX: &str = ".tongban.internal";
 
 /// A party of the federation, as named by its certificate.
@@ -81,25 +81,31 @@ impl PeerIdentity {
 
     /// Reads the identity from a DER leaf certificate that TLS has already verified.
     pub fn from_certificate(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|e| IdentityError::Parse(e.to_string()))?
-            .ok_or(IdentityError::Missing)?;
-        let mut found = None;
-        for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && uri.starts_with(SCHEME_AND_DOMAIN)
-            {
-                if found.is_some() {
-                    return Err(IdentityError::Ambiguous);
-                }
-                found = Some(Self::from_uri(uri)?);
-            }
-        }
-        found.ok_or(IdentityError::Missing)
+        Self::from_uri(&tongban_uri(der)?)
     }
+}
+
+/// The one `spiffe://tongban/` URI SAN of a DER leaf certificate (a federation member's
+/// or an operator's, see [`crate::trust::operator`]).
+pub fn tongban_uri(der: &[u8]) -> Result<String, IdentityError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Parse(e.to_string()))?
+        .ok_or(IdentityError::Missing)?;
+    let mut found = None;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name
+            && uri.starts_with(SCHEME_AND_DOMAIN)
+        {
+            if found.is_some() {
+                return Err(IdentityError::Ambiguous);
+            }
+            found = Some((*uri).to_owned());
+        }
+    }
+    found.ok_or(IdentityError::Missing)
 }
 
 impl fmt::Display for PeerIdentity {

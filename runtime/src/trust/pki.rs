@@ -13,7 +13,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use crate::trust::identity::PeerIdentity;
+use crate::trust::{identity::PeerIdentity, operator::OperatorName};
 
 /// Errors while generating or loading development certificates.
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +108,23 @@ impl DevCa {
         self.sign_leaf(params, &identity.uri(), validity)
     }
 
-    /// Signs a leaf for both server and client use, named `common_name`, valid from an
-    /// hour ago for `validity`.
+    /// Issues an operator's client certificate: URI SAN `spiffe://tongban/operator/<name>`
+    /// and no DNS name, client use only (see [`crate::trust::operator`]).
+    pub fn issue_operator(
+        &self,
+        name: &OperatorName,
+        validity: Duration,
+    ) -> Result<IssuedCert, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .subject_alt_names
+            .push(SanType::URI(name.uri().try_into()?));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign_leaf(params, &name.uri(), validity)
+    }
+
+    /// Signs a leaf named `common_name`, valid from an hour ago for `validity`, for both
+    /// server and client use unless `params` names its uses.
     fn sign_leaf(
         &self,
         mut params: CertificateParams,
@@ -121,10 +136,12 @@ impl DevCa {
             .distinguished_name
             .push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        if params.extended_key_usages.is_empty() {
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        }
         let now = OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + validity;

@@ -68,11 +68,39 @@ fn chromium(url: &str, screenshot: Option<&PathBuf>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A loopback proxy to the gateway's operator listener as the kit's viewer.
+async fn operator_proxy(
+    t: &tongban_kit::testing::TestFederation,
+) -> (
+    std::net::SocketAddr,
+    tongban_runtime::process::shutdown::Shutdown,
+) {
+    use tongban_runtime::trust::{identity::PeerIdentity, operator_client};
+    let pki = t.dir.path().join("pki");
+    let viewer =
+        tongban_kit::config::pki::operator_credentials(&pki, tongban_kit::config::pki::VIEWER);
+    let client = operator_client::OperatorClient::new(
+        t.fed.gateway().operator_addr,
+        PeerIdentity::Gateway,
+        &viewer,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tongban_runtime::process::shutdown::Shutdown::new();
+    tokio::spawn(operator_client::proxy(listener, client, shutdown.signal()));
+    (addr, shutdown)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_every_region_its_traffic_and_a_region_going_down() {
     let mut t = start(&["110000", "310000", "440000"]).await;
-    let admin = t.fed.gateway().admin_addr.unwrap();
+    // The console as an operator opens it: through `tongban operator proxy`'s loopback
+    // proxy, which presents a viewer's certificate to the operator listener.
+    let (admin, _proxy) = operator_proxy(&t).await;
     let console = PortalClient::new(format!("http://{admin}"));
+    let direct = PortalClient::new(format!("http://{}", t.fed.gateway().admin_addr.unwrap()));
+    assert_eq!(direct.get("/console").await.unwrap().status, 404);
     let n31 = t.fed.node("31").unwrap().portal.clone();
 
     // Guangdong and Beijing applicants file at Shanghai's window; Shanghai's at Beijing's.

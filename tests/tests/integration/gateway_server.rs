@@ -125,6 +125,7 @@ async fn extra_gateway(
         limits: Default::default(),
         revocation_log: None,
         reload: Default::default(),
+        operators: None,
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();

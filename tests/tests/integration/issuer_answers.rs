@@ -240,7 +240,10 @@ async fn hostile_issuer(t: &TestFederation) -> Arc<AtomicUsize> {
         }],
     });
     std::fs::write(&path, toml::to_string(&registry).unwrap()).unwrap();
-    let reloaded = admin(t)
+    let reloaded = t
+        .fed
+        .gateway()
+        .operator
         .send("POST", "/reload", bytes::Bytes::new())
         .await
         .unwrap();

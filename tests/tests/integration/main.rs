@@ -25,6 +25,7 @@ mod issuer_answers;
 mod kit;
 mod layout;
 mod metrics;
+mod operators;
 mod outbox;
 mod overload;
 mod platform_conformance;

@@ -84,7 +84,7 @@ async fn dead_letters(t: &TestFederation) -> Vec<Value> {
         .fed
         .node("31")
         .unwrap()
-        .admin
+        .operator
         .get("/outbox")
         .await
         .unwrap();
@@ -136,20 +136,36 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
     assert_eq!(backlog[0].pending, 0, "{backlog:?}");
     assert_eq!(backlog[0].dead, 1, "{backlog:?}");
 
-    // The CLI lists it.
-    let admin = format!("http://{}", n31.admin_addr);
+    // The CLI lists it, for a viewer; a viewer may not replay it.
+    let viewer = operator_args(&t, n31, tongban_kit::config::pki::VIEWER);
     let out = Command::new(tongban_kit::testing::cli_binary())
-        .args(["outbox", "--node", &admin])
+        .args(["outbox"])
+        .args(&viewer)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&case), "{text}");
+    let out = Command::new(tongban_kit::testing::cli_binary())
+        .args(["outbox"])
+        .args(&viewer)
+        .args(["replay", &id.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("403") && text.contains("operator role"),
+        "{text}"
+    );
+    let admin = operator_args(&t, n31, tongban_kit::config::pki::OPERATOR);
 
     // Replayed (say, after 44's catalog was fixed): attempted once more, with the same
     // key; still refused, so a dead letter again, with the replay counted.
     let out = Command::new(tongban_kit::testing::cli_binary())
-        .args(["outbox", "--node", &admin, "replay", &id.to_string()])
+        .args(["outbox"])
+        .args(&admin)
+        .args(["replay", &id.to_string()])
         .output()
         .unwrap();
     assert!(
@@ -167,7 +183,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
 
     // Wrong actions are refused precisely.
     let bad = n31
-        .admin
+        .operator
         .post_json(
             &format!("/outbox/{id}/close"),
             &serde_json::json!({"reason": "a\u{1b}b"}),
@@ -176,7 +192,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
         .unwrap();
     assert_eq!(bad.status, 422, "{}", bad.body);
     let missing = n31
-        .admin
+        .operator
         .post_json("/outbox/999999/replay", &serde_json::json!({}))
         .await
         .unwrap();
@@ -185,15 +201,9 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
     // Closed with a reason: the citizen reads it, and the dead letter is gone.
     let reason = "表单缺少就医医院名称，请补充后重新申请";
     let out = Command::new(tongban_kit::testing::cli_binary())
-        .args([
-            "outbox",
-            "--node",
-            &admin,
-            "close",
-            &id.to_string(),
-            "--reason",
-            reason,
-        ])
+        .args(["outbox"])
+        .args(&admin)
+        .args(["close", &id.to_string(), "--reason", reason])
         .output()
         .unwrap();
     assert!(
@@ -210,7 +220,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
     );
     assert!(dead_letters(&t).await.is_empty());
     let twice = n31
-        .admin
+        .operator
         .post_json(
             &format!("/outbox/{id}/close"),
             &serde_json::json!({"reason": "again"}),
@@ -281,4 +291,19 @@ async fn a_delivery_refused_by_configuration_stays_pending_and_is_counted_as_blo
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!((cells[2], cells[3], cells[5]), ("1", "1", "0"), "{text}");
     t.shutdown().await;
+}
+
+/// `tongban outbox`'s arguments for `node` as the kit's operator `name`: the node's
+/// config file and the operator's certificate.
+fn operator_args(t: &TestFederation, node: &tongban_kit::RunningNode, name: &str) -> Vec<String> {
+    let credentials =
+        tongban_kit::config::pki::operator_credentials(&t.dir.path().join("pki"), name);
+    vec![
+        "--member".to_owned(),
+        node.config_path.display().to_string(),
+        "--cert".to_owned(),
+        credentials.cert.display().to_string(),
+        "--key".to_owned(),
+        credentials.key.display().to_string(),
+    ]
 }

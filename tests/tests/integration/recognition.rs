@@ -508,6 +508,7 @@ async fn stand_in_federation(
         limits: Default::default(),
         revocation_log: None,
         reload: Default::default(),
+        operators: None,
     };
     let gateway = Gateway::new(config.clone()).unwrap();
     let listeners = GatewayListeners::bind(&config).await.unwrap();
@@ -907,7 +908,7 @@ async fn every_refusal_has_its_precise_reason() {
     .await;
     assert_eq!(cached.source, VerdictSource::Cache as i32);
     let r = n44
-        .admin
+        .operator
         .post_json(
             &format!("/licenses/{register}/revoke"),
             &json!({"reason": "moved away"}),
@@ -1055,7 +1056,7 @@ async fn revocations_reach_every_replica_and_only_issuers_revoke() {
     // 44 revokes: every replica answers revoked.
     let n44 = t.fed.node("44").unwrap();
     let r = n44
-        .admin
+        .operator
         .post_json(
             &format!("/licenses/{register}/revoke"),
             &json!({"reason": "moved"}),
@@ -1087,7 +1088,7 @@ async fn revocations_reach_every_replica_and_only_issuers_revoke() {
     // Another region's node cannot revoke it through the admin endpoint of its own.
     let n31 = t.fed.node("31").unwrap();
     let r = n31
-        .admin
+        .operator
         .post_json(
             &format!("/licenses/{register}/revoke"),
             &json!({"reason": "x"}),

@@ -63,9 +63,8 @@ fn with_crl(t: &TestFederation, files: TlsFiles) -> TlsFiles {
     }
 }
 
-pub(super) async fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
-    let client = tongban_node::portal_client::PortalClient::new(format!("http://{admin}"));
-    let r = client
+pub(super) async fn post_reload(operator: &tongban_kit::member::OperatorApi) -> (u16, String) {
+    let r = operator
         .send("POST", "/reload", bytes::Bytes::new())
         .await
         .unwrap();
@@ -198,7 +197,7 @@ async fn a_revoked_certificate_is_refused_at_the_handshake_and_its_connections_c
         .write_revocations(&t.dir.path().join("pki"), &[serial(&shanghai)])
         .unwrap();
     let revoked_at = Instant::now();
-    let (status, text) = post_reload(t.fed.gateway().admin_addr.unwrap()).await;
+    let (status, text) = post_reload(&t.fed.gateway().operator).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("1 revoked serials"), "{text}");
 
@@ -226,7 +225,7 @@ async fn a_revoked_certificate_is_refused_at_the_handshake_and_its_connections_c
 
     // The node's listener reads the same list on its own reload.
     let node = t.fed.node("44").unwrap();
-    let (status, text) = post_reload(node.admin_addr).await;
+    let (status, text) = post_reload(&node.operator).await;
     assert_eq!(status, 200, "{text}");
     let refusal = handshake_refusal(node.federation_addr, &shanghai, &region("44")).await;
     assert!(refusal.contains("CertificateRevoked"), "{refusal}");
@@ -415,9 +414,9 @@ async fn certificates_reissued_and_reloaded_under_load_fail_no_call() {
     let (reissued, node_reissued) = (serial(&gateway_files), serial(&node_files));
     assert_ne!(before, reissued);
     assert_ne!(node_before, node_reissued);
-    let (status, text) = post_reload(t.fed.gateway().admin_addr.unwrap()).await;
+    let (status, text) = post_reload(&t.fed.gateway().operator).await;
     assert_eq!(status, 200, "{text}");
-    let (status, text) = post_reload(node.admin_addr).await;
+    let (status, text) = post_reload(&node.operator).await;
     assert_eq!(status, 200, "{text}");
     tokio::time::sleep(Duration::from_millis(500)).await;
 

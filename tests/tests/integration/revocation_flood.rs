@@ -238,7 +238,7 @@ async fn a_revocation_flood_is_bounded_and_the_other_members_are_served() {
         .fed
         .node("44")
         .unwrap()
-        .admin
+        .operator
         .post_json(
             &format!("/licenses/{revoked}/revoke"),
             &json!({"reason": "annulled during the flood"}),

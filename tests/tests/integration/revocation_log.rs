@@ -102,7 +102,7 @@ async fn a_revocation_acknowledged_at_one_address_reaches_every_replica() {
             );
         }
     }
-    let admin = &t.fed.node("44").unwrap().admin;
+    let admin = &t.fed.node("44").unwrap().operator;
     let mut lags = Vec::new();
     for (i, (license, holder)) in licenses.iter().enumerate() {
         let answer = admin

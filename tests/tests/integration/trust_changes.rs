@@ -49,9 +49,12 @@ fn admin(t: &TestFederation) -> PortalClient {
     PortalClient::new(format!("http://{}", t.fed.gateway().admin_addr.unwrap()))
 }
 
-/// `POST` `path` on the gateway's admin listener: status and text.
-async fn reload_at(t: &TestFederation, path: &str) -> (u16, String) {
-    let r = admin(t)
+/// `POST` `path` on the gateway's operator listener: status and text.
+pub(super) async fn reload_at(t: &TestFederation, path: &str) -> (u16, String) {
+    let r = t
+        .fed
+        .gateway()
+        .operator
         .send("POST", path, bytes::Bytes::new())
         .await
         .unwrap();

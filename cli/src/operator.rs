@@ -1,0 +1,179 @@
+//! `tongban operator`: an operator's requests to a gateway's or node's operator listener,
+//! made with the operator's certificate (`spiffe://tongban/operator/<name>`): reload,
+//! revoke a license, and a loopback proxy for a browser to open the console through.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tongban_gateway::config::GatewayConfig;
+use tongban_node::NodeConfig;
+use tongban_runtime::{
+    process::shutdown::Shutdown,
+    trust::{
+        identity::PeerIdentity,
+        operator_client::{self, Answer, OperatorClient, OperatorCredentials},
+    },
+};
+
+/// Who the operator is, and which member they call.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Target {
+    /// The member: its config file (a gateway's or a node's), or its operator listener as
+    /// `https://host:port` (then `--identity` and `--ca` too).
+    #[arg(long)]
+    pub member: String,
+    /// The member's identity when `--member` is a URL: `gateway` or `region/<prefix>`.
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// The operator's certificate (PEM), naming `spiffe://tongban/operator/<name>`.
+    #[arg(long, env = "TONGBAN_OPERATOR_CERT")]
+    pub cert: PathBuf,
+    /// The operator's private key (PEM).
+    #[arg(long, env = "TONGBAN_OPERATOR_KEY")]
+    pub key: PathBuf,
+    /// The federation CA (PEM); by default the one the member's config names.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+/// What an operator does.
+#[derive(clap::Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Reload the member's registry and TLS files (as SIGHUP does) and print the result.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+        /// Apply even what a safety check refuses (a registry dropping too many regions).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke a license the node's region issued (irreversible), with a reason.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        license_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Serve a plain HTTP proxy on loopback that forwards every request to the member's
+    /// operator listener with the operator's certificate: open
+    /// `http://<listen>/console` in a browser.
+    Proxy {
+        #[command(flatten)]
+        target: Target,
+        /// Where the proxy listens; keep it on loopback.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+    },
+}
+
+impl Target {
+    /// The client this target names.
+    pub fn client(&self) -> anyhow::Result<OperatorClient> {
+        let (addr, identity, config_ca) = locate(&self.member, self.identity.as_deref())?;
+        let ca = self
+            .ca
+            .clone()
+            .or(config_ca)
+            .context("--ca: the federation CA, needed when --member is a URL")?;
+        let credentials = OperatorCredentials {
+            ca,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        };
+        OperatorClient::new(addr, identity, &credentials)
+            .with_context(|| format!("operator credentials {}", self.cert.display()))
+    }
+}
+
+/// The operator listener's address, the member's identity and (from a config) its CA.
+fn locate(
+    member: &str,
+    identity: Option<&str>,
+) -> anyhow::Result<(SocketAddr, PeerIdentity, Option<PathBuf>)> {
+    if let Some(rest) = member.strip_prefix("https://") {
+        let addr: SocketAddr = rest
+            .trim_end_matches('/')
+            .parse()
+            .with_context(|| format!("--member {member}: expected https://<ip>:<port>"))?;
+        let identity = identity
+            .context("--identity: gateway or region/<prefix>, needed when --member is a URL")?;
+        let identity = PeerIdentity::from_uri(&format!("spiffe://tongban/{identity}"))
+            .with_context(|| format!("--identity {identity}"))?;
+        return Ok((addr, identity, None));
+    }
+    let path = Path::new(member);
+    let no_listener = || format!("{member} has no [operators] section: no operator listener");
+    if let Ok(config) = NodeConfig::load(path) {
+        let operators = config.operators.as_ref().with_context(no_listener)?;
+        let identity = PeerIdentity::Region(config.prefix()?);
+        return Ok((operators.listen, identity, Some(config.tls.ca.clone())));
+    }
+    match GatewayConfig::load(path) {
+        Ok(config) => {
+            let operators = config.operators.as_ref().with_context(no_listener)?;
+            Ok((
+                operators.listen,
+                PeerIdentity::Gateway,
+                Some(config.tls.ca.clone()),
+            ))
+        }
+        Err(error) => bail!("--member {member}: neither a node's nor a gateway's config: {error}"),
+    }
+}
+
+/// Runs an operator command.
+pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
+    match command {
+        OperatorCommand::Reload { target, force } => {
+            let path = if force {
+                "/reload?force=true"
+            } else {
+                "/reload"
+            };
+            let answer = target.client()?.post_json(path, &json!({})).await?;
+            print_answer(&answer)
+        }
+        OperatorCommand::Revoke {
+            target,
+            license_id,
+            reason,
+        } => {
+            let path = format!("/licenses/{license_id}/revoke");
+            let answer = target
+                .client()?
+                .post_json(&path, &json!({ "reason": reason }))
+                .await?;
+            print_answer(&answer)
+        }
+        OperatorCommand::Proxy { target, listen } => {
+            let client = target.client()?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!(
+                "operator proxy to {} on http://{addr} (console: http://{addr}/console); Ctrl-C stops it",
+                client.addr()
+            );
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_os_signals();
+            operator_client::proxy(listener, client, shutdown.signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Prints the answer's body; an answer other than 200 is an error naming it.
+fn print_answer(answer: &Answer) -> anyhow::Result<()> {
+    let body = String::from_utf8_lossy(&answer.body);
+    if answer.status != 200 {
+        bail!("answered {}: {}", answer.status, body.trim_end());
+    }
+    println!("{}", body.trim_end());
+    Ok(())
+}
