@@ -255,6 +255,26 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The secret a region's portal proves access-log inquiries with (`[access_log]
+/// portal_secret`): 32 random bytes, mode 0600, kept if it exists.
+fn portal_secret(out: &Path, prefix: &str) -> anyhow::Result<()> {
+    let path = out.join(format!("portal-{prefix}.key"));
+    if path.exists() {
+        return Ok(());
+    }
+    let mut secret = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    std::fs::write(&path, secret).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    println!("portal secret for {prefix} -> {}", path.display());
+    Ok(())
+}
+
 /// Issues each operator's client certificate with the CA `certs` made or reused.
 fn operator_certs(out: &Path, operators: &[String], days: u64) -> anyhow::Result<()> {
     if operators.is_empty() {
@@ -311,6 +331,7 @@ fn certs(out: &PathBuf, regions: &[String], gateway: bool, days: u64) -> anyhow:
         // A node also signs what its region issues, with a key apart from its TLS key;
         // an existing one is kept (its public key is registered at the gateway).
         if let PeerIdentity::Region(prefix) = identity {
+            portal_secret(out, &prefix.to_string())?;
             let key_id = format!("{prefix}-k1");
             let pub_path = out.join(format!("issuer-{key_id}.pub"));
             let key_path = out.join(format!("issuer-{key_id}.key"));

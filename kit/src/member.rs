@@ -137,3 +137,44 @@ pub struct RunningNode {
     pub platform: Arc<EmbeddedPlatform>,
     pub(crate) run: Run,
 }
+
+impl RunningNode {
+    /// `POST /v1/access-log` for the person `id_number` named `name`, as the province's
+    /// portal makes it: with its proof that it authenticated the person, under the
+    /// portal secret the node's config names.
+    pub async fn access_log(
+        &self,
+        id_number: &str,
+        name: &str,
+    ) -> Result<tongban_node::portal_client::PortalResponse, crate::error::KitError> {
+        let config = tongban_node::NodeConfig::load(&self.config_path)?;
+        let secret_file = config
+            .access_log
+            .map(|a| a.portal_secret)
+            .ok_or_else(|| crate::error::KitError::Other("the node has no [access_log]".into()))?;
+        let secret = std::fs::read(&secret_file).map_err(|e| {
+            crate::error::KitError::Other(format!("{}: {e}", secret_file.display()))
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let proof = tongban_node::access_inquiry::proof(&secret, id_number, now);
+        let body = serde_json::json!({ "id_number": id_number, "name": name });
+        self.portal
+            .send_with(
+                "POST",
+                "/v1/access-log",
+                bytes::Bytes::from(body.to_string()),
+                &[(tongban_node::access_inquiry::PROOF_HEADER, &proof)],
+            )
+            .await
+            .map_err(|e| crate::error::KitError::Other(e.to_string()))
+    }
+
+    /// The status token of `case_number`'s receipt, as the node gives it (for cases
+    /// filed straight into the store, which gave no receipt to any client).
+    pub async fn receipt_token(&self, case_number: &str) -> Result<String, crate::error::KitError> {
+        let key = self.store.id_hash_key().await?;
+        Ok(tongban_node::receipt_token::ReceiptTokens::new(&key).token(case_number))
+    }
+}

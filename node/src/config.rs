@@ -54,6 +54,11 @@ pub struct NodeConfig {
     /// This node as the issuer of its region's identity assertions and licenses.
     #[serde(default)]
     pub issuer: IssuerConfig,
+    /// Citizens' access-log inquiries at the portal: the secret the province's portal
+    /// proves with that it authenticated the person, and the rate per person (see
+    /// `crate::access_inquiry`). Omit and the portal answers no inquiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<crate::access_inquiry::AccessLogConfig>,
     /// The operator listener (revocations, dead letters, `/reload`): HTTPS, an operator
     /// certificate required, roles from its roster (see
     /// `tongban_runtime::serving::operator_listener`). Omit to disable: the node's TLS
@@ -565,6 +570,7 @@ impl config::FilePaths for NodeConfig {
         paths.extend(self.store.file_paths());
         paths.push(&mut self.audit.file);
         paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
+        paths.extend(self.access_log.as_mut().map(|a| &mut a.portal_secret));
         match &mut self.platform {
             PlatformConfig::Embedded { database, .. } => paths.push(database),
             PlatformConfig::Http(http) => paths.extend(http.file_paths()),

@@ -192,11 +192,15 @@ impl Issuer {
         else {
             return Ok(FetchLicenseResponse { license: None });
         };
-        let holder = if request.holder_id_number.is_empty() {
-            None
-        } else {
-            Some(self.parse_id(&request.holder_id_number, "holder_id_number")?)
-        };
+        // Only for its holder: a request naming nobody would read anyone's license, and
+        // the access log could not say whose it was.
+        if request.holder_id_number.is_empty() {
+            return Err(NodeError::invalid(
+                "holder_id_number",
+                "required: a license is read only for its holder".to_owned(),
+            ));
+        }
+        let holder = Some(self.parse_id(&request.holder_id_number, "holder_id_number")?);
         self.ctx
             .store
             .record_access(

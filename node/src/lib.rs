@@ -1,7 +1,9 @@
 //! A Tongban provincial node.
 //!
 //! - [`portal`]: the local portal API (HTTP+JSON) where citizens and counters file
-//!   applications and read their status; [`portal_client`] is a small client for it.
+//!   applications and read their status (with the receipt's token, [`receipt_token`]),
+//!   and citizens their access log ([`access_inquiry`]: the portal's proof, a rate per
+//!   person); [`portal_client`] is a small client for it.
 //! - [`filing`]: a filing at the portal, phase by phase (check against the catalog and
 //!   the shared rule set, recognition through the federation, composition of
 //!   application and receipt, the durable write, a resumed pre-review).
@@ -32,7 +34,7 @@
 //!   replica, from the operator's route or the platform's feed.
 //! - [`catalog_copy`]: the node's copy of the national catalog; [`context`]: what the
 //!   handlers share.
-//! - [`operator`]: the operator endpoints on the admin listener (license revocation,
+//! - [`operator`]: the operator endpoints on the operator listener (license revocation,
 //!   the outbox's dead letters: list, replay, close);
 //!   [`metrics`]: what the admin listener's `/metrics` serves, fairness by home region
 //!   included.
@@ -41,6 +43,7 @@
 //! - [`crash_point`]: named points where a fault test makes the process abort.
 //! - [`verified_origin`]: the calling region the gateway verified, and the codes it owns.
 
+pub mod access_inquiry;
 pub mod audit;
 pub mod backup;
 pub mod catalog_copy;
@@ -65,6 +68,7 @@ pub mod platform;
 pub mod portal;
 pub mod portal_client;
 pub mod province_platform;
+pub mod receipt_token;
 pub mod revocations;
 pub mod server;
 pub mod sqlite;

@@ -4,13 +4,17 @@
 //!   every problem named by field, `400` for a body that is not the expected JSON. With
 //!   an `Idempotency-Key` header a retry returns the first receipt (`200`), and the same
 //!   key with a different filing gets `409`.
-//! - `GET /v1/applications/{case_number}` reads status: asked live from the handling
-//!   region through the gateway, falling back to the last status it pushed here.
+//! - `GET /v1/applications/{case_number}` reads status with the receipt's
+//!   `status_token` in the `tongban-receipt-token` header (case numbers are sequential;
+//!   the token is not guessable): asked live from the handling region through the
+//!   gateway, falling back to the last status it pushed here. An unknown case and a
+//!   wrong token get the same 404.
 //! - `GET /v1/catalog` lists the one-things on offer.
 //! - `POST /v1/access-log` with `{"id_number", "name"}`: a person's own access log,
 //!   every lookup other regions made of their data held here (which region, when, for
 //!   which one-thing and case). The ID number travels in the body, never in a URL that
-//!   proxies log; the portal in front authenticates the citizen.
+//!   proxies log; the portal in front authenticates the citizen and proves it
+//!   ([`crate::access_inquiry`]); a wrong name reads an empty log, as nobody does.
 //! - `GET /healthz`, `GET /readyz` for probes.
 
 use std::{sync::Arc, time::Duration};
@@ -30,8 +34,10 @@ use tongban_proto::{
 use tongban_runtime::observability::trace_context::TraceParent;
 
 use crate::{
+    access_inquiry::{Inquiries, PROOF_HEADER, Refusal},
     filing::{FilingRequest, Intake, IntakeError, Receipt, stage_name},
     gateway_client::{CallMeta, GatewayClient},
+    receipt_token::{self, ReceiptTokens},
     store::Store,
 };
 
@@ -45,6 +51,8 @@ pub struct PortalState {
     pub client: GatewayClient,
     pub prefix: RegionPrefix,
     pub ready: tongban_runtime::serving::admin::Readiness,
+    pub receipts: ReceiptTokens,
+    pub inquiries: Inquiries,
 }
 
 /// The portal's routes.
@@ -122,8 +130,8 @@ async fn file_application(
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
     match state.intake.file(request, client_key, parent).await {
-        Ok((receipt, false)) => (StatusCode::CREATED, Json(receipt)).into_response(),
-        Ok((receipt, true)) => (StatusCode::OK, Json(receipt)).into_response(),
+        Ok((receipt, false)) => (StatusCode::CREATED, with_token(&state, &receipt)).into_response(),
+        Ok((receipt, true)) => (StatusCode::OK, with_token(&state, &receipt)).into_response(),
         Err(IntakeError::KeyReused(key)) => error(
             StatusCode::CONFLICT,
             "idempotency_key_reused",
@@ -160,6 +168,16 @@ async fn file_application(
     }
 }
 
+/// The receipt as the citizen gets it: with the token that reads its status.
+fn with_token(state: &PortalState, receipt: &Receipt) -> Json<serde_json::Value> {
+    let mut body = serde_json::to_value(receipt).unwrap_or_default();
+    if let Some(fields) = body.as_object_mut() {
+        let token = state.receipts.token(&receipt.case_number);
+        fields.insert("status_token".to_owned(), token.into());
+    }
+    Json(body)
+}
+
 /// A case's status as the portal shows it.
 #[derive(Serialize)]
 struct StatusView {
@@ -179,17 +197,27 @@ struct StatusView {
 async fn application_status(
     State(state): State<Arc<PortalState>>,
     Path(case_number): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    // Never quotes the case number: anything may be pasted into a URL, an ID number too.
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no application with this case number and receipt token was filed here".into(),
+            json!([]),
+        )
+    };
+    let token = headers
+        .get(receipt_token::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !state.receipts.verify(&case_number, token) {
+        return not_found();
+    }
     let record = match state.store.application(case_number.clone()).await {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no application {case_number:?} was filed here"),
-                json!([]),
-            );
-        }
+        Ok(None) => return not_found(),
         Err(e) => {
             tracing::error!(error = %e, "status read failed");
             return error(
@@ -288,6 +316,7 @@ struct AccessLogRequest {
 
 async fn access_log(
     State(state): State<Arc<PortalState>>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<AccessLogRequest>, JsonRejection>,
 ) -> Response {
     let Json(request) = match body {
@@ -320,6 +349,10 @@ async fn access_log(
         );
     };
     let hash = id.keyed_hash(&ctx.id_hash_key);
+    let proof = headers.get(PROOF_HEADER).and_then(|v| v.to_str().ok());
+    if let Err(refusal) = state.inquiries.admit(id.as_str(), hash.as_bytes(), proof) {
+        return inquiry_refused(refusal);
+    }
     // Only the person registered under the number, with their name, reads the log.
     let subject = crate::platform::Subject {
         id_number: id.as_str(),
@@ -339,13 +372,10 @@ async fn access_log(
             );
         }
     };
+    // Nobody, and a wrong name, read an empty log: the same answer as a person nobody
+    // looked up, so guessing tells nothing.
     if !known {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no person with this ID number and name is registered here".into(),
-            json!([]),
-        );
+        return Json(json!({ "holder": id.masked(), "entries": [] })).into_response();
     }
     match state.store.access_log(hash, 500).await {
         Ok(entries) => Json(json!({ "holder": id.masked(), "entries": entries })).into_response(),
@@ -357,6 +387,38 @@ async fn access_log(
                 "the access log is unavailable".into(),
                 json!([]),
             )
+        }
+    }
+}
+
+fn inquiry_refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::NotEnabled => error(
+            StatusCode::FORBIDDEN,
+            "not_enabled",
+            "this node answers no access-log inquiry: [access_log] portal_secret is not set".into(),
+            json!([]),
+        ),
+        Refusal::BadProof(why) => error(
+            StatusCode::UNAUTHORIZED,
+            "portal_proof",
+            format!("{PROOF_HEADER}: {why}"),
+            json!([{ "field": PROOF_HEADER, "problem": why }]),
+        ),
+        Refusal::TooOften(wait) => {
+            let seconds = wait.as_secs().max(1);
+            let mut answer = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("asked about this person too often; retry in {seconds} s"),
+                json!([]),
+            );
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                answer
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            answer
         }
     }
 }

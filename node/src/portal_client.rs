@@ -1,9 +1,18 @@
 //! A small client for the portal API, used by the demo, the tests and scripts.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::Serialize;
+
+const RECEIPT_TOKEN_HEADER: &str = crate::receipt_token::HEADER;
+/// Receipts' tokens one client remembers.
+const MAX_TOKENS: usize = 100_000;
 
 /// Portal client errors.
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +30,14 @@ pub struct PortalResponse {
     pub body: serde_json::Value,
 }
 
-/// Talks to one node's portal.
+/// Talks to one node's portal. Like a portal that keeps its citizens' receipts, it
+/// remembers each receipt's status token (the latest 100,000) and presents it when
+/// reading that case's status.
 #[derive(Clone)]
 pub struct PortalClient {
     base: String,
     http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl PortalClient {
@@ -34,6 +46,7 @@ impl PortalClient {
         Self {
             base: base.into(),
             http: Client::builder(TokioExecutor::new()).build_http(),
+            tokens: Arc::default(),
         }
     }
 
@@ -84,14 +97,51 @@ impl PortalClient {
             .await
     }
 
-    /// `GET /v1/applications/{case_number}`.
+    /// `GET /v1/applications/{case_number}` with the status token of the receipt this
+    /// client was given for it (none if it filed no such case: then 404).
     pub async fn status(&self, case_number: &str) -> Result<PortalResponse, PortalClientError> {
-        self.send(
+        let token = self.token_of(case_number).unwrap_or_default();
+        self.status_with_token(case_number, &token).await
+    }
+
+    /// `GET /v1/applications/{case_number}` presenting `token`.
+    pub async fn status_with_token(
+        &self,
+        case_number: &str,
+        token: &str,
+    ) -> Result<PortalResponse, PortalClientError> {
+        self.send_with(
             "GET",
             &format!("/v1/applications/{case_number}"),
             Bytes::new(),
+            &[(RECEIPT_TOKEN_HEADER, token)],
         )
         .await
+    }
+
+    /// The status token of a receipt this client was given.
+    pub fn token_of(&self, case_number: &str) -> Option<String> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(case_number)
+            .cloned()
+    }
+
+    /// Remembers a receipt's status token from a filing's answer.
+    fn keep_token(&self, body: &serde_json::Value) {
+        if let (Some(case), Some(token)) =
+            (body["case_number"].as_str(), body["status_token"].as_str())
+        {
+            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            // A long load through one client keeps the latest receipts, not every one.
+            if tokens.len() >= MAX_TOKENS
+                && let Some(old) = tokens.keys().next().cloned()
+            {
+                tokens.remove(&old);
+            }
+            tokens.insert(case.to_owned(), token.to_owned());
+        }
     }
 
     /// `POST path` with a JSON body.
@@ -168,6 +218,9 @@ impl PortalClient {
                 serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
             })
         };
+        if method == "POST" && path == "/v1/applications" {
+            self.keep_token(&body);
+        }
         Ok(PortalResponse { status, body })
     }
 }

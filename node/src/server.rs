@@ -38,6 +38,7 @@ use tonic_health::server::HealthReporter;
 const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 
 use crate::{
+    access_inquiry::Inquiries,
     audit::NodeAudit,
     catalog_copy::CatalogCopy,
     config::{ListenerLimits, NodeConfig},
@@ -53,6 +54,7 @@ use crate::{
     platform::embedded::EmbeddedPlatform,
     portal::{self, PortalState},
     province_platform::{OpenPlatform, PlatformOpenError},
+    receipt_token::ReceiptTokens,
     revocations::RevocationFeed,
     status_return::StatusReturn,
     store::{Store, StoreError},
@@ -259,7 +261,7 @@ impl Node {
             &ready,
             &limits,
             &shutdown,
-        );
+        )?;
         // From here on SIGHUP (or a changed certificate or revocation file, or
         // `POST /reload` on the operator listener) reloads them instead of terminating
         // the node.
@@ -425,13 +427,17 @@ impl Node {
         ready: &Readiness,
         limits: &ListenerLimits,
         shutdown: &ShutdownSignal,
-    ) {
+    ) -> Result<(), NodeStartError> {
+        let inquiries = Inquiries::new(self.config.access_log.as_ref())
+            .map_err(|e| NodeStartError::Other(format!("access_log: {e}")))?;
         let state = Arc::new(PortalState {
+            receipts: ReceiptTokens::new(&intake.ctx.id_hash_key),
             intake,
             store: self.store.clone(),
             client: self.client.clone(),
             prefix: self.prefix,
             ready: ready.clone(),
+            inquiries,
         });
         let shutdown = shutdown.clone();
         let limits = limits.portal();
@@ -443,6 +449,7 @@ impl Node {
                 tracing::error!(%error, "portal server failed");
             }
         });
+        Ok(())
     }
 
     /// The admin listener's routes: probes (store and platform checked) and `/metrics`.

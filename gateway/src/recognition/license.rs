@@ -97,6 +97,14 @@ impl Recognition {
         purpose: &Option<LookupPurpose>,
         ctx: &Ctx<'_>,
     ) -> Result<Found, GatewayError> {
+        // A license's contents are read only for its holder: a lookup that names nobody
+        // could read anyone's license by its id, and no access log would say whose.
+        if holder_id_number.is_empty() {
+            return Err(field(
+                "holder_id_number",
+                "required: a license is read only for its holder".to_owned(),
+            ));
+        }
         // Keyed by the holder's number as sent: a hit means it was checked when it
         // was loaded, so only a miss parses it.
         let key = self.license_key(license_id, holder_id_number);
@@ -109,13 +117,9 @@ impl Recognition {
                 signed: None,
             });
         }
-        let holder = if holder_id_number.is_empty() {
-            None
-        } else {
-            Some(self.parse_id(holder_id_number, "holder_id_number")?)
-        };
-        let holder = holder.as_ref();
-        let holder_part = holder.map(ResidentId::as_str).unwrap_or("");
+        let holder = self.parse_id(holder_id_number, "holder_id_number")?;
+        let holder_part = holder.as_str();
+        let holder = Some(&holder);
         // Revocations are by license id alone; a cached entry carries this key.
         let id_key = self.license_id_key(license_id);
         let asked_issuer = Mutex::new(None);

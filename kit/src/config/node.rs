@@ -46,6 +46,7 @@ pub fn config(
         },
         recognition: Default::default(),
         telemetry: Default::default(),
+        access_log: None,
         operators: None,
     }
 }

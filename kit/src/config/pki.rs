@@ -111,7 +111,7 @@ impl Pki {
     }
 
     /// Writes 32 random bytes (mode 0600) to `name` here: the gateways' secret for keyed
-    /// hashes.
+    /// hashes, a node's portal secret.
     pub fn hash_secret(&self, name: &str) -> Result<PathBuf, KitError> {
         let path = self.dir.join(name);
         let mut secret = [0u8; 32];

@@ -12,7 +12,10 @@ use tongban_gateway::{
     config::{ConsoleSettings, RecognitionSettings, RevocationLogSettings},
     registry::{RegionEntry, RegistryFile},
 };
-use tongban_node::config::{ListenConfig, PostgresStore, SigningKeyConfig, StoreConfig};
+use tongban_node::{
+    access_inquiry::AccessLogConfig,
+    config::{ListenConfig, PostgresStore, SigningKeyConfig, StoreConfig},
+};
 use tongban_runtime::{
     audit::trail::TrailSettings, serving::operator_listener::OperatorConfig,
     trust::identity::PeerIdentity,
@@ -214,6 +217,13 @@ impl Plan<'_> {
         config.operators = Some(OperatorConfig {
             listen: local_addr(&sockets.operator)?,
             roster: crate::config::pki::roster(),
+        });
+        // The province's portal proves to the node that it authenticated a citizen who
+        // reads their access log; the kit plays that portal (`RunningNode::access_log`).
+        let secret = self.pki.hash_secret(&format!("portal-{prefix}.key"))?;
+        config.access_log = Some(AccessLogConfig {
+            portal_secret: file_relative(dir, &secret),
+            per_person_per_minute: 5,
         });
         if spec.postgres_stores.contains(&prefix) {
             let cluster = self.postgres.ok_or_else(|| {

@@ -125,7 +125,7 @@ fn materials(
         let Some(material) = item.material(&m.material_id) else {
             errors.push(field(
                 format!("materials[{i}].material_id"),
-                format!("{:?} is not a material of {}", m.material_id, item.id),
+                format!("not a material of {}", item.id),
             ));
             continue;
         };

@@ -83,12 +83,10 @@ pub fn applicant_id(
 
 /// The catalog item a filing names.
 pub fn item<'c>(catalog: &'c Catalog, one_thing_id: &str) -> Result<&'c CatalogItem, String> {
-    catalog.item(one_thing_id).ok_or_else(|| {
-        format!(
-            "unknown one-thing {one_thing_id:?} in catalog {}",
-            catalog.version
-        )
-    })
+    // Never quotes what was sent: anything may be pasted there, an ID number too.
+    catalog
+        .item(one_thing_id)
+        .ok_or_else(|| format!("not a one-thing of catalog {}", catalog.version))
 }
 
 /// The handling mode: the one asked for, or the item's first; it must be offered.

@@ -26,7 +26,7 @@ use std::{
 
 use tokio::task::JoinSet;
 use tongban_kit::{
-    Launch, Member,
+    Launch, Member, RunningNode,
     postgres::PostgresCluster,
     testing::{TestFederation, cli_binary, eventually, medical_filing, processes, start_with},
 };
@@ -232,8 +232,8 @@ async fn restart_31_on(t: &mut TestFederation, config: &Path) {
     t.fed.restart(&member).await.unwrap();
 }
 
-/// Each of `cases` read through `portal`: `GET /v1/applications/<case>` answers 200
-/// with that case.
+/// Each of `cases` read through `portal` (with the receipts' tokens it was given):
+/// `GET /v1/applications/<case>` answers 200 with that case.
 async fn serves_every_case(portal: &PortalClient, cases: &BTreeSet<String>) {
     let cases: Vec<String> = cases.iter().cloned().collect();
     for chunk in cases.chunks(CONCURRENCY * 4) {
@@ -257,18 +257,23 @@ async fn serves_every_case(portal: &PortalClient, cases: &BTreeSet<String>) {
     }
 }
 
-/// Each of `residents` reads their access log at `portal`: found in the register by
-/// the keyed hash of their ID number (a 404 would be "no such person").
-async fn every_resident_resolves(portal: &PortalClient, residents: &[SyntheticResident]) {
+/// Each of `residents` is found in `node`'s register by the keyed hash of their ID
+/// number under the node's (restored) secret, with their name.
+async fn every_resident_resolves(node: &RunningNode, residents: &[SyntheticResident]) {
+    use tongban_node::platform::{LicenseRegistry, Purpose, Subject};
+    let key = node.store.id_hash_key().await.unwrap();
+    let purpose = Purpose::new("backup-check", "");
     for r in residents {
-        let body = serde_json::json!({"id_number": r.id.as_str(), "name": r.name});
-        let answer = portal.post_json("/v1/access-log", &body).await.unwrap();
-        assert_eq!(
-            answer.status,
-            200,
-            "resident {} unresolved: {}",
-            r.id.masked(),
-            answer.body
+        let hash = r.id.keyed_hash(&key);
+        let subject = Subject {
+            id_number: r.id.as_str(),
+            id_hash: &hash,
+        };
+        let person = node.platform.person(subject, &purpose).await.unwrap();
+        assert!(
+            person.is_some_and(|p| p.name == r.name),
+            "resident {} unresolved",
+            r.id.masked()
         );
     }
 }
@@ -365,6 +370,8 @@ struct Restored<'a> {
     original_fingerprint: &'a str,
     /// The restored register.
     register: &'a Path,
+    /// The portal client the cases were filed through (it holds their receipts' tokens).
+    filed_through: &'a PortalClient,
 }
 
 /// Checks a restored 31 (already restarted on the restored databases): the backup holds
@@ -400,10 +407,10 @@ async fn check_restored(t: &TestFederation, scenario: &str, r: Restored<'_>) {
     let key = node.store.id_hash_key().await.unwrap();
     assert_eq!(fingerprint(&key), r.original_fingerprint);
     let started = Instant::now();
-    serves_every_case(&node.portal, &cases).await;
+    serves_every_case(r.filed_through, &cases).await;
     let read = started.elapsed();
     let residents = t.residents("31");
-    every_resident_resolves(&node.portal, &residents).await;
+    every_resident_resolves(node, &residents).await;
     let persons = register_hashed_with(r.register, key).await;
     assert!(
         persons >= residents.len(),
@@ -434,10 +441,10 @@ async fn a_postgres_store_backed_up_mid_load_restores_every_case_and_resident() 
     let config = t.fed.node("31").unwrap().config_path.clone();
     let original_fingerprint =
         fingerprint(&t.fed.node("31").unwrap().store.id_hash_key().await.unwrap());
+    every_resident_resolves(t.fed.node("31").unwrap(), &t.residents("31")).await;
     let portal = t.fed.node("31").unwrap().portal.clone();
-    every_resident_resolves(&portal, &t.residents("31")).await;
 
-    let load = Filings::start(portal, t.residents("44"), "pg-backup");
+    let load = Filings::start(portal.clone(), t.residents("44"), "pg-backup");
     load.reached(BEFORE_BACKUP).await;
     let before = load.receipted();
     let out = t.dir.path().join("backup-31");
@@ -492,6 +499,7 @@ async fn a_postgres_store_backed_up_mid_load_restores_every_case_and_resident() 
             manifest: &manifest,
             original_fingerprint: &original_fingerprint,
             register: &register,
+            filed_through: &portal,
         },
     )
     .await;
@@ -506,7 +514,7 @@ async fn a_sqlite_store_backed_up_mid_load_restores_every_case_and_resident() {
         fingerprint(&t.fed.node("31").unwrap().store.id_hash_key().await.unwrap());
     let portal = t.fed.node("31").unwrap().portal.clone();
 
-    let load = Filings::start(portal, t.residents("44"), "sqlite-backup");
+    let load = Filings::start(portal.clone(), t.residents("44"), "sqlite-backup");
     load.reached(BEFORE_BACKUP).await;
     let before = load.receipted();
     let out = t.dir.path().join("backup-31");
@@ -555,6 +563,7 @@ async fn a_sqlite_store_backed_up_mid_load_restores_every_case_and_resident() {
             manifest: &manifest,
             original_fingerprint: &original_fingerprint,
             register: &dir.join("restored/platform-31.db"),
+            filed_through: &portal,
         },
     )
     .await;

@@ -279,6 +279,7 @@ fn portal_cases(base: &Value) -> Vec<PortalCase> {
         ("empty one-thing", ""),
         ("one-thing of 300 characters", long_id.as_str()),
         ("one-thing with NUL", "medical\u{0}"),
+        ("an ID number pasted as the one-thing", PASTED_ID),
     ] {
         case(
             what.into(),
@@ -287,6 +288,15 @@ fn portal_cases(base: &Value) -> Vec<PortalCase> {
             Some("one_thing_id"),
         );
     }
+    case(
+        "an ID number pasted as a material".into(),
+        filing_with(base, |f| {
+            f["materials"] =
+                json!([{"material_id": PASTED_ID, "source": "upload", "reference": "scan-1"}]);
+        }),
+        422,
+        Some("materials[0].material_id"),
+    );
     // A value pasted as a key: refused, never quoted back (checked below).
     case(
         "an ID number pasted as a form key".into(),

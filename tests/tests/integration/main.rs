@@ -28,6 +28,7 @@ mod metrics;
 mod operators;
 mod outbox;
 mod overload;
+mod personal_data;
 mod platform_conformance;
 mod platform_faults;
 mod platforms;

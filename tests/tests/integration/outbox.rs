@@ -117,7 +117,11 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
         "the operator reads the refusal: {letter}"
     );
     let id = letter["id"].as_i64().unwrap();
-    let status = n31.portal.status(&case).await.unwrap();
+    let status = n31
+        .portal
+        .status_with_token(&case, &n31.receipt_token(&case).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.body["stage"], "submitted", "{}", status.body);
     let detail = status.body["detail"]
         .as_str()
@@ -211,7 +215,11 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = n31.portal.status(&case).await.unwrap();
+    let status = n31
+        .portal
+        .status_with_token(&case, &n31.receipt_token(&case).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.body["stage"], "rejected", "{}", status.body);
     assert!(
         status.body["detail"].as_str().unwrap().contains(reason),
@@ -265,7 +273,11 @@ async fn a_delivery_refused_by_configuration_stays_pending_and_is_counted_as_blo
         (1, 1, 0),
         "{backlog:?}"
     );
-    let status = n31.portal.status(&case).await.unwrap();
+    let status = n31
+        .portal
+        .status_with_token(&case, &n31.receipt_token(&case).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.body["stage"], "submitted", "{}", status.body);
     let attempts = metric(
         &t,
