@@ -214,6 +214,8 @@ pub mod issuer_paths {
     pub const ASSERT_IDENTITY: &str = "/tongban.federation.v1.Node/AssertIdentity";
     pub const FETCH_LICENSE: &str = "/tongban.federation.v1.Node/FetchLicense";
     pub const FETCH_HOLDER_LICENSES: &str = "/tongban.federation.v1.Node/FetchHolderLicenses";
+    /// Not a lookup: the gateway's reports of lookups it answered from its cache.
+    pub const RECORD_ACCESSES: &str = "/tongban.federation.v1.Node/RecordAccesses";
 }
 
 /// The method served at `path`, if any.

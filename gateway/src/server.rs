@@ -305,8 +305,16 @@ impl Gateway {
             shutdown.clone(),
         );
         let settings = self.serving_settings(&shutdown);
+        let reports = tokio::spawn(
+            self.recognition
+                .clone()
+                .deliver_access_reports(shutdown.clone()),
+        );
         connection::serve(incoming, services, settings, shutdown).await;
         let _ = on_shutdown.await;
+        // What the last calls left for the access logs (a last pass, bounded).
+        let _ = reports.await;
+        self.recognition.last_access_reports().await;
         // After the calls have drained: their records, then the signed checkpoint.
         trail.close().await;
         traces_guard.shutdown().await;

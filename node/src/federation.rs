@@ -14,7 +14,8 @@ use tongban_proto::v1::{
     AssertIdentityRequest, AssertIdentityResponse, DeliverApplicationRequest,
     DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
     FetchLicenseRequest, FetchLicenseResponse, PushStatusRequest, PushStatusResponse,
-    QueryStatusRequest, QueryStatusResponse, node_server,
+    QueryStatusRequest, QueryStatusResponse, RecordAccessesRequest, RecordAccessesResponse,
+    node_server,
 };
 use tongban_runtime::{serving::incoming::PeerInfo, trust::identity::PeerIdentity};
 use tonic::{Request, Response, Status};
@@ -55,16 +56,19 @@ pub struct FederationService {
     pub issuer: Arc<crate::issuer::Issuer>,
 }
 
+/// Refuses a caller that is not the gateway.
+fn only_the_gateway<T>(request: &Request<T>) -> Result<(), NodeError> {
+    match request.extensions().get::<PeerInfo>().map(|p| &p.identity) {
+        Some(PeerIdentity::Gateway) => Ok(()),
+        _ => Err(NodeError::PermissionDenied(
+            "only the federation gateway may call a node".into(),
+        )),
+    }
+}
+
 /// The region the gateway verified for this call, with the codes it does not own.
 fn verified_origin<T>(request: &Request<T>) -> Result<VerifiedOrigin, NodeError> {
-    match request.extensions().get::<PeerInfo>().map(|p| &p.identity) {
-        Some(PeerIdentity::Gateway) => {}
-        _ => {
-            return Err(NodeError::PermissionDenied(
-                "only the federation gateway may call a node".into(),
-            ));
-        }
-    }
+    only_the_gateway(request)?;
     VerifiedOrigin::from_metadata(request.metadata())
 }
 
@@ -211,6 +215,18 @@ impl node_server::Node for FederationService {
         };
         let answer = platform_calls::under(served.trace(), answer).await;
         served.answered(&self.ctx, answer)
+    }
+    async fn record_accesses(
+        &self,
+        request: Request<RecordAccessesRequest>,
+    ) -> Result<Response<RecordAccessesResponse>, Status> {
+        let served = Served::start(&self.ctx, "RecordAccesses", &request);
+        let answer = async {
+            // The gateway reports on its own behalf: no origin is relayed with it.
+            only_the_gateway(&request)?;
+            crate::access_reports::record(&self.ctx, request.into_inner()).await
+        };
+        served.answered(&self.ctx, answer.await)
     }
 }
 

@@ -3,7 +3,8 @@
 //! - [`portal`]: the local portal API (HTTP+JSON) where citizens and counters file
 //!   applications and read their status (with the receipt's token, [`receipt_token`]),
 //!   and citizens their access log ([`access_inquiry`]: the portal's proof, a rate per
-//!   person); [`portal_client`] is a small client for it.
+//!   person; [`access_reports`] records what the gateway answered from its cache);
+//!   [`portal_client`] is a small client for it.
 //! - [`filing`]: a filing at the portal, phase by phase (check against the catalog and
 //!   the shared rule set, recognition through the federation, composition of
 //!   application and receipt, the durable write, a resumed pre-review).
@@ -44,6 +45,7 @@
 //! - [`verified_origin`]: the calling region the gateway verified, and the codes it owns.
 
 pub mod access_inquiry;
+pub mod access_reports;
 pub mod audit;
 pub mod backup;
 pub mod catalog_copy;

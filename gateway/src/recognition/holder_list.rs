@@ -9,11 +9,13 @@ use tongban_proto::{
     rules::{region::RegionCode, resident_id::ResidentId},
     v1::{
         FetchHolderLicensesRequest, FetchHolderLicensesResponse, License, LicenseVerdict,
-        ListLicensesRequest, ListLicensesResponse, VerdictOutcome, VerdictReason, VerdictSource,
+        ListLicensesRequest, ListLicensesResponse, LookupPurpose, VerdictOutcome, VerdictReason,
+        VerdictSource,
     },
 };
 
 use super::{
+    access_reports::Looked,
     footprint::Footprint,
     issuer::IssuerError,
     lookup::{Ctx, Found, HolderList, Recognition, ask_issuer, cannot_verify, field},
@@ -22,6 +24,19 @@ use super::{
 use crate::{audit::CallAudit, error::GatewayError, methods::issuer_paths, registry::Route};
 
 impl Recognition {
+    /// A holder's list answered from the cache: reported to `region` for their log.
+    fn report_list_hit(
+        &self,
+        region: RegionCode,
+        holder: &ResidentId,
+        ctx: &Ctx<'_>,
+        purpose: &Option<LookupPurpose>,
+    ) {
+        let (looked, requester) = (Looked::HolderLicenses, &ctx.caller);
+        let (holder, purpose) = (holder.as_str(), purpose.as_ref());
+        (self.reports).served_from_cache(region, looked, holder, None, requester, purpose);
+    }
+
     pub(super) async fn list_licenses(
         &self,
         request: ListLicensesRequest,
@@ -53,7 +68,10 @@ impl Recognition {
         let lists = &self.caches.holder_lists;
         let hit = lists.get(&key).await;
         let (list, source) = match self.standing(lists, &key, hit, &route, generation).await {
-            Some(list) => (list, VerdictSource::Cache),
+            Some(list) => {
+                self.report_list_hit(region, &holder, ctx, &request.purpose);
+                (list, VerdictSource::Cache)
+            }
             None => {
                 let (holder, route, purpose) = (&holder, &*route, &request.purpose);
                 // The load of whichever caller comes first (its call charged for the

@@ -16,6 +16,7 @@ use tongban_proto::{
 };
 
 use super::{
+    access_reports::Looked,
     cache::Keyer,
     issuer::IssuerError,
     lookup::{
@@ -49,6 +50,15 @@ impl Recognition {
         let cache = &self.caches.identity;
         let hit = cache.get(&key).await;
         if let Some(entry) = self.standing(cache, &key, hit, &route, generation).await {
+            let purpose = request.purpose.as_ref();
+            self.reports.served_from_cache(
+                home,
+                Looked::Identity,
+                id.as_str(),
+                None,
+                &ctx.caller,
+                purpose,
+            );
             return Ok(with_source(entry.verdict.clone(), VerdictSource::Cache));
         }
         let asked_issuer = Mutex::new(None);

@@ -51,13 +51,13 @@ fn shed(refusal: GatewayError) -> IssuerError {
     IssuerError::Shed(refusal.to_string())
 }
 
-/// Calls `path` on the issuer behind `route` for `requester`, the answer charged to
-/// `budget`.
+/// Calls `path` on the issuer behind `route` for `requester` (none: on the gateway's own
+/// behalf), the answer charged to `budget`.
 pub async fn call<Q, R>(
     route: &Route,
     path: &'static str,
     request: &Q,
-    requester: &RegionPrefix,
+    requester: Option<&RegionPrefix>,
     traceparent: Option<&HeaderValue>,
     deadline: Duration,
     mut budget: impl Budget,
@@ -76,7 +76,7 @@ where
     if let Ok(timeout) = HeaderValue::from_str(&format!("{ms}m")) {
         headers.insert("grpc-timeout", timeout);
     }
-    if let Ok(origin) = HeaderValue::from_str(requester.as_str()) {
+    if let Some(origin) = requester.and_then(|r| HeaderValue::from_str(r.as_str()).ok()) {
         headers.insert(metadata::VERIFIED_ORIGIN, origin);
     }
     if let Some(trace) = traceparent {

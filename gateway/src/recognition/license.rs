@@ -18,6 +18,7 @@ use tongban_proto::{
 };
 
 use super::{
+    access_reports::Looked,
     cache::{Key, Keyer, MAX_ENTRY_BYTES},
     footprint::Footprint,
     issuer::IssuerError,
@@ -79,6 +80,16 @@ impl Recognition {
                 ctx,
             )
             .await?;
+        if matches!(found.source, VerdictSource::Cache | VerdictSource::Grace) {
+            self.reports.served_from_cache(
+                issuer_code,
+                Looked::License,
+                &request.holder_id_number,
+                Some(&request.license_id),
+                &ctx.caller,
+                request.purpose.as_ref(),
+            );
+        }
         // The verdict copies the entry's fields and the answer encodes them: charged to
         // this call, whichever call's load made the entry.
         if let Ok(entry) = &found.entry {

@@ -11,6 +11,7 @@ use std::{
     },
     time::{Duration, Instant, SystemTime},
 };
+use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use http::HeaderValue;
 use tongban_proto::{
@@ -147,6 +148,8 @@ pub struct Recognition {
     pub(super) revocation_log: Option<Arc<RevocationLog>>,
     /// Bumped at every registry change (see `trust`).
     pub(super) generation: AtomicU64,
+    /// Lookups answered without the issuer, reported to it for the access log.
+    pub(super) reports: Arc<super::access_reports::AccessReports>,
 }
 
 /// What a lookup's answer is built from.
@@ -258,7 +261,7 @@ where
         route,
         path,
         request,
-        &ctx.caller,
+        Some(&ctx.caller),
         ctx.traceparent,
         ctx.deadline,
         &ctx.charges,
@@ -303,7 +306,18 @@ impl Recognition {
             any_revoked: Default::default(),
             revocation_log: None,
             generation: AtomicU64::new(0),
+            reports: Arc::new(super::access_reports::AccessReports::new(metrics)),
         }
+    }
+
+    /// Delivers the reports of cache-served lookups to their issuers until `shutdown`.
+    pub async fn deliver_access_reports(self: Arc<Self>, shutdown: ShutdownSignal) {
+        self.reports.deliver_until(&self.registry, shutdown).await;
+    }
+
+    /// Delivers what the last calls left for the access logs (bounded); at shutdown.
+    pub async fn last_access_reports(&self) {
+        self.reports.last_pass(&self.registry).await;
     }
 
     /// The service with revocations written to, and followed from, `log`.

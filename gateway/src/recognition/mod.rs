@@ -24,6 +24,7 @@
 //! - `voucher` and `trust`: each entry's registry generation and signing key; what a
 //!   registry change drops, and the check on read for lookups racing the change.
 
+pub mod access_reports;
 pub mod cache;
 mod footprint;
 mod holder_list;

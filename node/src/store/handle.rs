@@ -14,7 +14,7 @@ use tongban_runtime::{
 };
 
 use super::{
-    access_log::{AccessEntry, AccessKind},
+    access_log::{AccessEntry, AccessKind, ReportedAccess},
     filing::{ApplicationRecord, Filed, NewFiling},
     outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry},
     postgres::PgStore,
@@ -165,6 +165,15 @@ impl Store {
             one_thing_id,
             case_number
         ))
+    }
+
+    /// Records lookups reported by the gateway (answered from its cache); returns how
+    /// many were new (a report delivered again is recorded once).
+    pub async fn record_reported_accesses(
+        &self,
+        reports: Vec<ReportedAccess>,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.record_reported_accesses(reports))
     }
 
     /// The person's access log, newest first (at most `limit` entries).

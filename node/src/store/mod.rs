@@ -27,7 +27,7 @@ mod turn;
 
 pub use crate::db_error::StoreError;
 pub use crate::instants::{now_ms, timestamp_ms};
-pub use access_log::{AccessEntry, AccessKind};
+pub use access_log::{AccessEntry, AccessKind, ReportedAccess};
 pub use filing::{ApplicationRecord, Filed, NewFiling};
 pub use handle::Store;
 pub use outbox::{

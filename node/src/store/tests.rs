@@ -571,6 +571,28 @@ async fn settings_keys_and_lookups_are_kept(f: Fixture) {
         ("license", Some("L1"))
     );
     assert!(a.access_log("nobody".into(), 10).await.unwrap().is_empty());
+    // Lookups the gateway reports (answered from its cache): recorded once each, however
+    // often the same report is delivered, at either replica.
+    let report = |id: &str| super::ReportedAccess {
+        report_id: id.into(),
+        holder_hash: "holder".into(),
+        kind: super::AccessKind::License,
+        license_id: Some("L1".into()),
+        requester_region: "11".into(),
+        one_thing_id: "newborn".into(),
+        case_number: "c2".into(),
+        at_ms: 1,
+    };
+    let batch = vec![report("run-1"), report("run-2")];
+    assert_eq!(a.record_reported_accesses(batch.clone()).await.unwrap(), 2);
+    assert_eq!(b.record_reported_accesses(batch).await.unwrap(), 0);
+    assert_eq!(
+        a.record_reported_accesses(vec![report("run-2"), report("run-3")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(b.access_count("holder".into()).await.unwrap(), 5);
 
     // Revocations: one entry per gateway replica, queued once however often asked.
     let revocation = tongban_proto::v1::PublishRevocationRequest {

@@ -166,6 +166,12 @@ impl Node for Hostile {
     ) -> Result<Response<v1::AssertIdentityResponse>, Status> {
         Err(Status::unimplemented("hostile issuer"))
     }
+    async fn record_accesses(
+        &self,
+        request: Request<v1::RecordAccessesRequest>,
+    ) -> Result<Response<v1::RecordAccessesResponse>, Status> {
+        tongban_kit::testing::peers::reports_taken(&request)
+    }
     async fn fetch_holder_licenses(
         &self,
         _: Request<v1::FetchHolderLicensesRequest>,

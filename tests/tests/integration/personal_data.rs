@@ -255,3 +255,101 @@ async fn a_license_is_read_only_for_its_holder() {
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     t.shutdown().await;
 }
+
+/// A counter of the gateway's `/metrics`, 0 when absent.
+async fn gateway_counter(t: &TestFederation, series: &str) -> f64 {
+    let admin = PortalClient::new(format!("http://{}", t.fed.gateway().admin_addr.unwrap()));
+    let text = admin.get("/metrics").await.unwrap().body;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_answered_from_the_gateways_cache_reaches_the_persons_access_log() {
+    let t = start(&["110000", "310000", "440000"]).await;
+    let person = t.residents("44")[1].clone();
+    let id = person.id.as_str();
+    let license = license_of(&t, "44", id, "household_register").await;
+    let url = gateway_url(&t);
+    let verify = |prefix: &'static str| {
+        let (t, url, id, name) = (&t, url.clone(), id.to_owned(), person.name.clone());
+        async move {
+            let mut client = client_at(t, &url, prefix).await;
+            let verdict = client
+                .verify_identity(tongban_proto::v1::VerifyIdentityRequest {
+                    id_number: id,
+                    name,
+                    purpose: purpose("household-transfer"),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            verdict.source
+        }
+    };
+    // Shanghai asks first (the issuer answers and records it), Beijing next: answered
+    // from the gateway's cache, which the issuer never sees.
+    let mut shanghai = client_at(&t, &url, "31").await;
+    let mut beijing = client_at(&t, &url, "11").await;
+    let first = lookup(
+        &mut shanghai,
+        &license,
+        "household_register",
+        "household-transfer",
+        id,
+    )
+    .await;
+    let cached = lookup(
+        &mut beijing,
+        &license,
+        "household_register",
+        "household-transfer",
+        id,
+    )
+    .await;
+    use tongban_proto::v1::VerdictSource;
+    assert_eq!(first.source, VerdictSource::Issuer as i32);
+    assert_eq!(cached.source, VerdictSource::Cache as i32);
+    assert_eq!(verify("31").await, VerdictSource::Issuer as i32);
+    assert_eq!(verify("11").await, VerdictSource::Cache as i32);
+
+    // Reported in a batch within a second or so.
+    let delivered = "tongban_gateway_access_reports_total{outcome=\"delivered\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway_counter(&t, delivered).await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the reports were never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n44 = t.fed.node("44").unwrap();
+    let log = n44.access_log(id, &person.name).await.unwrap();
+    assert_eq!(log.status, 200, "{}", log.body);
+    let entries = log.body["entries"].as_array().unwrap();
+    for (kind, region) in [
+        ("license", "31"),
+        ("license", "11"),
+        ("identity", "31"),
+        ("identity", "11"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["kind"] == kind && e["requester_region"] == region),
+            "no {kind} lookup by {region} in {entries:?}"
+        );
+    }
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    assert_eq!(
+        gateway_counter(
+            &t,
+            "tongban_gateway_access_reports_total{outcome=\"dropped\"}"
+        )
+        .await,
+        0.0
+    );
+    t.shutdown().await;
+}

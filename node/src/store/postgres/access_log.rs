@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::{database::PgStore, database::unsigned};
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
-use crate::store::access_log::{AccessEntry, AccessKind};
+use crate::store::access_log::{AccessEntry, AccessKind, ReportedAccess};
 
 impl PgStore {
     pub async fn record_access(
@@ -32,6 +32,39 @@ impl PgStore {
             .execute(&self.pool)
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Records reported lookups in one transaction; returns how many were new.
+    pub async fn record_reported_accesses(
+        &self,
+        reports: Vec<ReportedAccess>,
+    ) -> Result<u64, StoreError> {
+        self.observed(async {
+            let mut tx = self.pool.begin().await?;
+            let mut added = 0u64;
+            for r in reports {
+                added += sqlx::query(
+                    "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
+                        one_thing_id, case_number, at_ms, report_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (report_id) DO NOTHING",
+                )
+                .bind(r.holder_hash)
+                .bind(r.kind.as_str())
+                .bind(r.license_id)
+                .bind(r.requester_region)
+                .bind(r.one_thing_id)
+                .bind(r.case_number)
+                .bind(r.at_ms)
+                .bind(r.report_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(added)
         })
         .await
     }

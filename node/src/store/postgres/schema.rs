@@ -7,7 +7,7 @@ pub(super) const COMPONENT: &str = "node_store";
 
 /// The schema history, oldest first. Append a step to change the schema; never edit one:
 /// databases in the field have run the old ones.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
 /// that claimed a pending entry (`lease_owner`) has it to itself until `lease_until_ms`
@@ -96,4 +96,11 @@ CREATE TABLE access_log (
     at_ms            BIGINT NOT NULL
 );
 CREATE INDEX access_log_holder ON access_log (holder_hash, at_ms);
+"#;
+
+/// Step 2 (the SQLite store's step 5): lookups the gateway answered from its cache,
+/// reported here, recorded once each.
+const MIGRATION_2: &str = r#"
+ALTER TABLE access_log ADD COLUMN report_id TEXT;
+CREATE UNIQUE INDEX access_log_report ON access_log (report_id);
 "#;

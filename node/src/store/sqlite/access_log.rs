@@ -5,7 +5,7 @@ use rusqlite::params;
 use super::database::SqliteStore;
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
-use crate::store::access_log::{AccessEntry, AccessKind};
+use crate::store::access_log::{AccessEntry, AccessKind, ReportedAccess};
 
 impl SqliteStore {
     pub async fn record_access(
@@ -33,6 +33,41 @@ impl SqliteStore {
                     now_ms()
                 ])?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// Records reported lookups in one transaction; returns how many were new.
+    pub async fn record_reported_accesses(
+        &self,
+        reports: Vec<ReportedAccess>,
+    ) -> Result<u64, StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let mut added = 0u64;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
+                            one_thing_id, case_number, at_ms, report_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                         ON CONFLICT (report_id) DO NOTHING",
+                    )?;
+                    for r in reports {
+                        added += insert.execute(params![
+                            r.holder_hash,
+                            r.kind.as_str(),
+                            r.license_id,
+                            r.requester_region,
+                            r.one_thing_id,
+                            r.case_number,
+                            r.at_ms,
+                            r.report_id
+                        ])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(added)
             })
             .await
     }

@@ -4,7 +4,13 @@
 /// change the schema; never edit one. Step 1 is the schema from before versioning,
 /// verbatim: `IF NOT EXISTS` lets it adopt databases made then (tables present,
 /// user_version 0).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+pub(super) const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 const MIGRATION_1: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -108,4 +114,11 @@ ALTER TABLE outbox ADD COLUMN closed_reason TEXT;
 ALTER TABLE outbox ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outbox_finished ON outbox (state, done_ms);
 CREATE INDEX inbound_received ON inbound (received_ms);
+"#;
+
+/// Step 5: lookups the gateway answered from its cache, reported to the region that holds
+/// the person's data, are recorded once each however often a report is delivered.
+const MIGRATION_5: &str = r#"
+ALTER TABLE access_log ADD COLUMN report_id TEXT;
+CREATE UNIQUE INDEX access_log_report ON access_log (report_id);
 "#;
