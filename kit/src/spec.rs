@@ -46,6 +46,8 @@ pub struct FederationSpec {
     pub catalog: Option<PathBuf>,
     /// The gateways' recognition caches (the hash secret is set by the launcher).
     pub recognition: RecognitionSettings,
+    /// Every node's pre-review lookups (its timeout, the verification deadline).
+    pub node_recognition: tongban_node::config::RecognitionConfig,
     /// Give every node a second issuer key that starts signing this long after start
     /// (registered beside the first, windows overlapping): a key rollover under way.
     pub rollover_after: Option<Duration>,
@@ -105,6 +107,7 @@ impl FederationSpec {
             node_listener_limits: ListenerLimits::default(),
             catalog: None,
             recognition: RecognitionSettings::default(),
+            node_recognition: Default::default(),
             rollover_after: None,
             telemetry: TelemetryConfig::default(),
             limits: Limits::default(),

@@ -124,12 +124,23 @@ pub struct RecognitionConfig {
     /// pre-review (the lookups then continue from the outbox).
     #[serde(with = "humantime_serde")]
     pub lookup_timeout: Duration,
+    /// How long a case may wait in pre-review for an issuing region that cannot be
+    /// asked: then it becomes a dead letter an operator sees (alert
+    /// `TongbanDeadLetters`), replays once the region answers, or closes with a reason
+    /// the citizen reads. Default 24 h.
+    #[serde(default = "default_verification_deadline", with = "humantime_serde")]
+    pub verification_deadline: Duration,
+}
+
+fn default_verification_deadline() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 impl Default for RecognitionConfig {
     fn default() -> Self {
         Self {
             lookup_timeout: Duration::from_secs(3),
+            verification_deadline: default_verification_deadline(),
         }
     }
 }

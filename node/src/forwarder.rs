@@ -33,6 +33,8 @@ pub struct Forwarder {
     pub wake: Arc<Notify>,
     /// Finishes the pre-review of cases that wait for verification.
     pub intake: Arc<crate::filing::Intake>,
+    /// How long a case may wait for verification before it is a dead letter.
+    pub verification_deadline: Duration,
 }
 
 /// Outbox attempts in flight at most per target province (`[outbox] batch_size` bounds
@@ -337,9 +339,27 @@ impl Forwarder {
             .await
         {
             Ok(true) => Attempt::Done,
-            Ok(false) => Attempt::transient("identity or licenses cannot be verified yet"),
+            Ok(false) => self.still_unverified(entry),
             Err(e) => Attempt::transient(e),
         }
+    }
+
+    /// A case whose pre-review still cannot complete: it waits, until the deadline makes
+    /// it a dead letter for an operator (never a case that waits forever unseen).
+    fn still_unverified(&self, entry: &OutboxEntry) -> Attempt {
+        // Counted from the filing, or from an operator's replay: it gets the deadline again.
+        let since = entry.replayed_ms.unwrap_or(entry.filed_ms);
+        let waited_ms = crate::store::now_ms().saturating_sub(since);
+        let deadline = self.verification_deadline;
+        if u128::try_from(waited_ms).unwrap_or(0) < deadline.as_millis() {
+            return Attempt::transient("identity or licenses cannot be verified yet");
+        }
+        Attempt::Refused(format!(
+            "pre-review could not verify the applicant's identity or licenses within {}: a \
+             region did not answer or has no node registered; replay once it answers, or \
+             close with a reason the citizen reads",
+            humantime::format_duration(deadline)
+        ))
     }
 
     /// A case filed and handled here goes to our own platform (idempotent by case

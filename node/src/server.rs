@@ -406,6 +406,7 @@ impl Node {
                 settings: self.config.outbox.clone(),
                 wake: wake.clone(),
                 intake: intake.clone(),
+                verification_deadline: self.config.recognition.verification_deadline,
             }
             .run(shutdown.clone()),
         );

@@ -18,7 +18,7 @@ use super::{
     access_reports::Looked,
     footprint::Footprint,
     issuer::IssuerError,
-    lookup::{Ctx, Found, HolderList, Recognition, ask_issuer, cannot_verify, field},
+    lookup::{Ctx, Found, HolderList, Recognition, ask_issuer, field, issuer_failed},
     verify::Refusal,
 };
 use crate::{audit::CallAudit, error::GatewayError, methods::issuer_paths, registry::Route};
@@ -95,10 +95,7 @@ impl Recognition {
                     Err(IssuerError::Shed(reason)) => return Err(GatewayError::Overloaded(reason)),
                     Err(error) => {
                         tracing::warn!(region = %route.prefix, %error, "holder license list failed");
-                        return Ok(refused(cannot_verify(format!(
-                            "issuing region {} cannot be reached now",
-                            route.prefix
-                        ))));
+                        return Ok(refused(issuer_failed(&error, &route.prefix)));
                     }
                 }
             }

@@ -20,7 +20,7 @@ use super::{
     cache::Keyer,
     issuer::IssuerError,
     lookup::{
-        Ctx, IdentityEntry, Recognition, ask_issuer, cannot_verify, field, identity_refusal, today,
+        Ctx, IdentityEntry, Recognition, ask_issuer, field, identity_refusal, issuer_failed, today,
         with_source,
     },
     verify::{self, CheckedAssertion, Refusal},
@@ -91,10 +91,7 @@ impl Recognition {
             Err(IssuerError::Shed(reason)) => return Err(GatewayError::Overloaded(reason)),
             Err(error) => {
                 tracing::warn!(region = %home, %error, subject = %Keyer::log_ref(&key), "identity lookup failed");
-                identity_refusal(
-                    cannot_verify(format!("region {} cannot be reached now", route.prefix)),
-                    home.as_str(),
-                )
+                identity_refusal(issuer_failed(&error, &route.prefix), home.as_str())
             }
         })
     }

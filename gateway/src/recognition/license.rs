@@ -23,7 +23,7 @@ use super::{
     footprint::Footprint,
     issuer::IssuerError,
     lookup::{
-        Ctx, Found, LicenseEntry, Recognition, ask_issuer, cannot_verify, field, license_refusal,
+        Ctx, Found, LicenseEntry, Recognition, ask_issuer, field, issuer_failed, license_refusal,
         today, until_end_of,
     },
     verify::{self, Refusal},
@@ -194,6 +194,16 @@ impl Recognition {
                 signed: None,
             };
         }
+        // An answer for good is no outage: no grace copy stands in for it.
+        let failed = issuer_failed(error, &route.prefix);
+        if failed.outcome != VerdictOutcome::CannotVerifyNow {
+            tracing::warn!(region = %route.prefix, %error, license = %Keyer::log_ref(&id_key), "issuer refused the lookup");
+            return Found {
+                entry: Err(failed),
+                source: VerdictSource::Unspecified,
+                signed: None,
+            };
+        }
         let grace = &self.caches.grace;
         let copy = grace.get(&key).await;
         if let Some(stale) = self.standing(grace, &key, copy, route, generation).await {
@@ -212,10 +222,7 @@ impl Recognition {
         }
         tracing::warn!(region = %route.prefix, %error, license = %Keyer::log_ref(&id_key), "license lookup failed");
         Found {
-            entry: Err(cannot_verify(format!(
-                "issuing region {} cannot be reached now",
-                route.prefix
-            ))),
+            entry: Err(failed),
             source: VerdictSource::Unspecified,
             signed: None,
         }

@@ -193,6 +193,32 @@ pub(super) fn verdict_name(outcome: i32) -> Option<&'static str> {
     })
 }
 
+/// What an issuer's failure to answer means for the verdict: a refusal for good (the
+/// issuer will answer the same again) is NOT_RECOGNIZED, anything else may pass.
+pub(super) fn issuer_failed(error: &IssuerError, region: &RegionPrefix) -> Refusal {
+    use tonic::Code;
+    match error {
+        IssuerError::Refused { code, .. }
+            if matches!(
+                code,
+                Code::InvalidArgument
+                    | Code::PermissionDenied
+                    | Code::FailedPrecondition
+                    | Code::OutOfRange
+                    | Code::Unimplemented
+                    | Code::Unauthenticated
+            ) =>
+        {
+            Refusal::new(
+                VerdictOutcome::NotRecognized,
+                VerdictReason::IssuerRefused,
+                format!("region {region} refused the lookup ({code:?})"),
+            )
+        }
+        _ => cannot_verify(format!("region {region} cannot be reached now")),
+    }
+}
+
 pub(super) fn cannot_verify(detail: String) -> Refusal {
     Refusal::new(
         VerdictOutcome::CannotVerifyNow,
@@ -358,10 +384,13 @@ impl Recognition {
                 format!("region {code} does not exist"),
             ));
         }
-        self.registry
-            .current()
-            .lookup(code)
-            .ok_or_else(|| cannot_verify(format!("no node is registered for region {code}")))
+        self.registry.current().lookup(code).ok_or_else(|| {
+            Refusal::new(
+                VerdictOutcome::CannotVerifyNow,
+                VerdictReason::NotRegistered,
+                format!("no node is registered for region {code}"),
+            )
+        })
     }
 
     /// The one-thing of the catalog a lookup is made for.

@@ -203,6 +203,7 @@ impl Plan<'_> {
         let mut config = node::config(sockets.region, listen, tls, gateways, &suffix, platform);
         config.outbox = spec.outbox.clone();
         config.listener_limits = spec.node_listener_limits.clone();
+        config.recognition = spec.node_recognition.clone();
         config.issuer.keys = self
             .keys
             .of(&prefix)?

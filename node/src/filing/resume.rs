@@ -42,7 +42,17 @@ pub async fn resume(
     let now = business_now();
     let request = request_of(application);
     let case_number = application.case_number.as_str();
-    let checked = match check::check(&ctx.catalog.get(), ctx.regions, &request, now.date()) {
+    // Judged by the catalog the case was filed under, as when it was filed: a catalog
+    // changed while it waited neither fails nor passes it after the fact. A version no
+    // longer kept (older than the node remembers) leaves the one in force.
+    let catalog = ctx
+        .catalog
+        .version(&application.catalog_version)
+        .unwrap_or_else(|| {
+            tracing::warn!(case = case_number, version = %application.catalog_version, "resumed pre-review: the catalog version filed under is no longer kept, judged by the one in force");
+            ctx.catalog.get()
+        });
+    let checked = match check::check(&catalog, ctx.regions, &request, now.date()) {
         Ok(checked) => checked,
         Err(e) => return refuse(ctx, outbox_id, case_number, e.to_string()).await,
     };

@@ -37,6 +37,12 @@ impl OutboxKind {
         }
     }
 
+    /// Whether the entry carries a case the citizen follows (its hand-over, or its
+    /// pre-review): a dead letter or a closing shows in the case's status.
+    pub(super) fn tells_the_citizen(self) -> bool {
+        matches!(self, Self::Deliver | Self::Verify)
+    }
+
     pub(super) fn parse(s: &str) -> Option<Self> {
         match s {
             "deliver" => Some(Self::Deliver),
@@ -71,6 +77,8 @@ pub struct OutboxEntry {
     /// The applicant's home province: of the case filed here (deliveries), of the
     /// delivery received (status pushes); `None` when not known.
     pub applicant_home: Option<String>,
+    /// When an operator last replayed it as a dead letter, Unix milliseconds.
+    pub replayed_ms: Option<i64>,
 }
 
 /// The outbox backlog towards one target region.
@@ -124,14 +132,26 @@ pub enum DeadLetterAction {
 pub(super) const HELD_DETAIL: &str = "accepted here; the handling region did not take the \
     delivery, and staff of the filing region are reviewing it";
 const REPLAYED_DETAIL: &str = "accepted here; delivery to the handling region resumed";
+pub(super) const UNVERIFIED_DETAIL: &str = "accepted here; its pre-review could not be \
+    completed in time, and staff of the filing region are reviewing it";
+const REVERIFYING_DETAIL: &str = "accepted here; pre-review resumed";
 
-/// What an operator's action on a dead delivery does to its case: the stage it takes
-/// (if it changes) and what the citizen reads. `close` is the reason of a closing,
-/// `None` for a replay.
-pub(super) fn dead_letter_detail(close: Option<&str>) -> (Option<Stage>, String) {
-    match close {
-        None => (None, REPLAYED_DETAIL.to_owned()),
-        Some(reason) => (
+/// What the citizen reads of a case whose entry of `kind` became a dead letter.
+pub(super) fn held_detail(kind: OutboxKind) -> &'static str {
+    match kind {
+        OutboxKind::Verify => UNVERIFIED_DETAIL,
+        _ => HELD_DETAIL,
+    }
+}
+
+/// What an operator's action on a dead delivery (or pre-review) does to its case: the
+/// stage it takes (if it changes) and what the citizen reads. `close` is the reason of a
+/// closing, `None` for a replay.
+pub(super) fn dead_letter_detail(kind: OutboxKind, close: Option<&str>) -> (Option<Stage>, String) {
+    match (close, kind) {
+        (None, OutboxKind::Verify) => (None, REVERIFYING_DETAIL.to_owned()),
+        (None, _) => (None, REPLAYED_DETAIL.to_owned()),
+        (Some(reason), _) => (
             Some(Stage::Rejected),
             format!("closed by the filing region: {reason}"),
         ),

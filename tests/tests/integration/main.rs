@@ -32,6 +32,7 @@ mod personal_data;
 mod platform_conformance;
 mod platform_faults;
 mod platforms;
+mod pre_review;
 mod prometheus;
 mod recognition;
 mod reflection_clients;

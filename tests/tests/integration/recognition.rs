@@ -335,6 +335,7 @@ impl Node for StandIn {
         let mut a = self.assertion(&r.id_number);
         match case {
             "DOWN" => return Err(Status::unavailable("stand-in: register offline")),
+            "REFUSED" => return Err(Status::permission_denied("stand-in: not for that region")),
             "NOASSERTION" => {
                 return Ok(Response::new(v1::AssertIdentityResponse {
                     assertion: None,
@@ -385,6 +386,7 @@ impl Node for StandIn {
         match case {
             "NONE" => return Ok(Response::new(FetchLicenseResponse { license: None })),
             "DOWN" => return Err(Status::unavailable("stand-in: register offline")),
+            "REFUSED" => return Err(Status::invalid_argument("stand-in: not a lookup it takes")),
             "BACKDATED" => l.issued_at = Some(credentials::timestamp(now - 2 * HOUR)),
             "NOISSUE" => l.issued_at = None,
             "ELSEWHERE" => l.issuing_region = "310000".into(),
@@ -617,7 +619,26 @@ async fn every_refusal_has_its_precise_reason() {
         ("GARBAGE", O::NotRecognized, R::Malformed),
         ("NOISSUE", O::NotRecognized, R::Malformed),
         ("DOWN", O::CannotVerifyNow, R::IssuerUnavailable),
+        // A refusal for good is an answer: not "cannot verify now" (it once was, and the
+        // case waited for an answer that would never change).
+        ("REFUSED", O::NotRecognized, R::IssuerRefused),
     ];
+    // A resident of a region no node is registered for.
+    let unregistered = at_stand_in
+        .verify_identity(VerifyIdentityRequest {
+            id_number: id_number("65010219800808951"),
+            name: "OK".into(),
+            purpose: purpose("household-transfer"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (unregistered.outcome, unregistered.reason),
+        (O::CannotVerifyNow as i32, R::NotRegistered as i32),
+        "{unregistered:?}"
+    );
+    seen.insert((Judged::Identity, R::NotRegistered));
     for (case, outcome, reason) in identity_cases {
         let v = at_stand_in
             .verify_identity(VerifyIdentityRequest {
@@ -700,6 +721,9 @@ async fn every_refusal_has_its_precise_reason() {
             O::CannotVerifyNow,
             R::IssuerUnavailable,
         ),
+        ("320000-REFUSED-1", "", O::NotRecognized, R::IssuerRefused),
+        // No node for the region: told apart from one that does not answer.
+        ("650000-X-1", "", O::CannotVerifyNow, R::NotRegistered),
     ];
     for (id, license_type, outcome, reason) in license_cases {
         let v = at_stand_in

@@ -27,8 +27,8 @@ use super::{
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
 use crate::store::outbox::{
-    BacklogRow, DeadLetter, DeadLetterAction, HELD_DETAIL, OutboxEntry, OutboxKind,
-    dead_letter_detail, push_key, revocation_key, revocation_target,
+    BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind, dead_letter_detail,
+    held_detail, push_key, revocation_key, revocation_target,
 };
 
 /// The advisory lock (transaction-scoped) that the replica pruning holds: one replica
@@ -66,7 +66,7 @@ WITH claimed AS (
             LIMIT $2
             FOR UPDATE SKIP LOCKED) AS due)
     RETURNING id, kind, case_number, target_region, one_thing_id, idempotency_key,
-              payload, attempts, gateway_endpoint, next_attempt_ms, created_ms)
+              payload, attempts, gateway_endpoint, next_attempt_ms, created_ms, replayed_ms)
 SELECT c.id, c.kind, c.case_number, c.target_region, c.one_thing_id, c.idempotency_key,
        c.payload, c.attempts, c.gateway_endpoint,
        COALESCE(a.trace_parent,
@@ -77,7 +77,8 @@ SELECT c.id, c.kind, c.case_number, c.target_region, c.one_thing_id, c.idempoten
        COALESCE(substr(a.applicant_masked, 1, 2),
                 (SELECT applicant_home FROM inbound i
                  WHERE i.case_number = c.case_number AND i.applicant_home IS NOT NULL
-                 LIMIT 1))
+                 LIMIT 1)),
+       c.replayed_ms
 FROM claimed c LEFT JOIN applications a ON a.case_number = c.case_number
 ORDER BY c.next_attempt_ms, c.id";
 
@@ -358,8 +359,9 @@ impl PgStore {
                 return Ok(());
             };
             let kind: String = dead.try_get(0)?;
-            if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
-                set_detail(tx, &dead.try_get::<String, _>(1)?, None, HELD_DETAIL).await?;
+            if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
+                let case_number = dead.try_get::<String, _>(1)?;
+                set_detail(tx, &case_number, None, held_detail(kind)).await?;
             }
             Ok(())
         })
@@ -409,7 +411,7 @@ impl PgStore {
                     sqlx::query(
                         "UPDATE outbox SET state = 'pending', next_attempt_ms = $2,
                             done_ms = NULL, retry_class = NULL, replays = replays + 1,
-                            lease_owner = NULL, lease_until_ms = NULL
+                            replayed_ms = $2, lease_owner = NULL, lease_until_ms = NULL
                          WHERE id = $1",
                     )
                     .bind(id)
@@ -430,8 +432,8 @@ impl PgStore {
                     .await?;
                 }
             }
-            if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
-                let (stage, detail) = dead_letter_detail(close.as_deref());
+            if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
+                let (stage, detail) = dead_letter_detail(kind, close.as_deref());
                 set_detail(tx, &case_number, stage, &detail).await?;
             }
             Ok(DeadLetterAction::Done)
@@ -500,6 +502,7 @@ fn due_entry(r: &PgRow, kind: OutboxKind) -> Result<OutboxEntry, StoreError> {
         gateway_endpoint: r.try_get(8)?,
         filed_ms: r.try_get(10)?,
         applicant_home: r.try_get(11)?,
+        replayed_ms: r.try_get(12)?,
     })
 }
 

@@ -7,7 +7,7 @@ pub(super) const COMPONENT: &str = "node_store";
 
 /// The schema history, oldest first. Append a step to change the schema; never edit one:
 /// databases in the field have run the old ones.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
 /// that claimed a pending entry (`lease_owner`) has it to itself until `lease_until_ms`
@@ -103,4 +103,9 @@ CREATE INDEX access_log_holder ON access_log (holder_hash, at_ms);
 const MIGRATION_2: &str = r#"
 ALTER TABLE access_log ADD COLUMN report_id TEXT;
 CREATE UNIQUE INDEX access_log_report ON access_log (report_id);
+"#;
+
+/// Step 3 (the SQLite store's step 6): when an operator last replayed a dead letter.
+const MIGRATION_3: &str = r#"
+ALTER TABLE outbox ADD COLUMN replayed_ms BIGINT;
 "#;

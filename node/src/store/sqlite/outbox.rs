@@ -13,8 +13,8 @@ use super::{database::SqliteStore, status::apply_status_tx};
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
 use crate::store::outbox::{
-    BacklogRow, DeadLetter, DeadLetterAction, HELD_DETAIL, OutboxEntry, OutboxKind,
-    dead_letter_detail, push_key, revocation_key, revocation_target,
+    BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind, dead_letter_detail,
+    held_detail, push_key, revocation_key, revocation_target,
 };
 
 impl SqliteStore {
@@ -118,7 +118,8 @@ impl SqliteStore {
                                  WHERE a.case_number = outbox.case_number),
                                 (SELECT applicant_home FROM inbound i
                                  WHERE i.case_number = outbox.case_number
-                                   AND i.applicant_home IS NOT NULL LIMIT 1))
+                                   AND i.applicant_home IS NOT NULL LIMIT 1)),
+                            replayed_ms
                      FROM outbox WHERE id IN (
                         SELECT id FROM (
                             SELECT id, ROW_NUMBER() OVER (
@@ -151,6 +152,7 @@ impl SqliteStore {
                             trace,
                             filed_ms: r.get(10)?,
                             applicant_home: r.get(11)?,
+                            replayed_ms: r.get(12)?,
                         },
                     ))
                 })?;
@@ -269,8 +271,8 @@ impl SqliteStore {
                      WHERE id = ?1",
                     params![id, error, now_ms()],
                 )?;
-                if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
-                    set_detail(&tx, &case_number, None, HELD_DETAIL)?;
+                if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
+                    set_detail(&tx, &case_number, None, held_detail(kind))?;
                 }
                 tx.commit()?;
                 Ok(())
@@ -333,7 +335,8 @@ impl SqliteStore {
                     None => {
                         tx.execute(
                             "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2,
-                                done_ms = NULL, retry_class = NULL, replays = replays + 1
+                                done_ms = NULL, retry_class = NULL, replays = replays + 1,
+                                replayed_ms = ?2
                              WHERE id = ?1",
                             params![id, now],
                         )?;
@@ -346,8 +349,8 @@ impl SqliteStore {
                         )?;
                     }
                 }
-                if OutboxKind::parse(&kind) == Some(OutboxKind::Deliver) {
-                    let (stage, detail) = dead_letter_detail(close.as_deref());
+                if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
+                    let (stage, detail) = dead_letter_detail(kind, close.as_deref());
                     set_detail(&tx, &case_number, stage, &detail)?;
                 }
                 tx.commit()?;

@@ -10,6 +10,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -121,4 +122,10 @@ CREATE INDEX inbound_received ON inbound (received_ms);
 const MIGRATION_5: &str = r#"
 ALTER TABLE access_log ADD COLUMN report_id TEXT;
 CREATE UNIQUE INDEX access_log_report ON access_log (report_id);
+"#;
+
+/// Step 6: when an operator last replayed a dead letter: a replayed pre-review gets its
+/// deadline again from then.
+const MIGRATION_6: &str = r#"
+ALTER TABLE outbox ADD COLUMN replayed_ms INTEGER;
 "#;
