@@ -78,6 +78,10 @@ pub struct NodeConfig {
     /// signed file. Default `node-audit.log` beside this config.
     #[serde(default = "default_trail", skip_serializing_if = "is_default_trail")]
     pub audit: tongban_runtime::audit::trail::TrailSettings,
+    /// The file this config was loaded from (absolute), read again by a reload for
+    /// what may change while the node runs (its issuer keys); `None` when built in code.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 fn default_trail() -> tongban_runtime::audit::trail::TrailSettings {
@@ -494,8 +498,9 @@ impl NodeConfig {
     /// Loads a config file (a path relative to the working directory), makes every path
     /// in it absolute (relative ones taken from the file's folder) and validates it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = config::load_resolved(path)?;
+        let mut config: Self = config::load_resolved(path)?;
         config.validate(path)?;
+        config.source = Some(config::absolute(path)?);
         Ok(config)
     }
 

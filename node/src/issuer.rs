@@ -94,12 +94,36 @@ impl IssuerKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// The ids of the keys, oldest first (for the reload's report).
+    pub fn ids(&self) -> Vec<String> {
+        self.keys.iter().map(|(_, k)| k.key_id.clone()).collect()
+    }
+}
+
+/// The issuer keys in force, replaced whole by a reload (calls in flight keep the set
+/// they started with).
+#[derive(Clone)]
+pub struct SharedIssuerKeys(Arc<std::sync::RwLock<Arc<IssuerKeys>>>);
+
+impl SharedIssuerKeys {
+    pub fn new(keys: IssuerKeys) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(keys))))
+    }
+
+    pub fn get(&self) -> Arc<IssuerKeys> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, keys: IssuerKeys) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
 }
 
 /// Answers the gateway's lookups.
 pub struct Issuer {
     pub ctx: Arc<NodeContext>,
-    pub keys: IssuerKeys,
+    pub keys: SharedIssuerKeys,
 }
 
 fn purpose_of(purpose: Option<LookupPurpose>) -> Purpose {
@@ -123,7 +147,8 @@ impl Issuer {
         request: AssertIdentityRequest,
     ) -> Result<AssertIdentityResponse, NodeError> {
         let id = self.parse_id(&request.id_number, "id_number")?;
-        let key = self.keys.current()?;
+        let keys = self.keys.get();
+        let key = keys.current()?;
         let hash = id.keyed_hash(&self.ctx.id_hash_key);
         let purpose = purpose_of(request.purpose);
         let subject = Subject {
@@ -164,7 +189,7 @@ impl Issuer {
                 .map_or(AssuranceLevel::Unspecified, |p| p.level) as i32,
             issuing_region: self.ctx.region.to_string(),
             issued_at: Some(timestamp_ms(ms(now))),
-            expires_at: Some(timestamp_ms(ms(now + self.keys.assertion_validity))),
+            expires_at: Some(timestamp_ms(ms(now + keys.assertion_validity))),
         };
         Ok(AssertIdentityResponse {
             assertion: Some(key.sign(SignedKind::IdentityAssertion, assertion.encode_to_vec())),
@@ -182,7 +207,8 @@ impl Issuer {
         if !self.ctx.prefix.contains(&issuer) {
             return Ok(FetchLicenseResponse { license: None });
         }
-        let key = self.keys.current()?;
+        let keys = self.keys.get();
+        let key = keys.current()?;
         let purpose = purpose_of(request.purpose);
         let Some(record) = self
             .ctx
@@ -225,7 +251,8 @@ impl Issuer {
         request: FetchHolderLicensesRequest,
     ) -> Result<FetchHolderLicensesResponse, NodeError> {
         let holder = self.parse_id(&request.holder_id_number, "holder_id_number")?;
-        let key = self.keys.current()?;
+        let keys = self.keys.get();
+        let key = keys.current()?;
         let hash = holder.keyed_hash(&self.ctx.id_hash_key);
         let purpose = purpose_of(request.purpose);
         let subject = Subject {

@@ -48,7 +48,7 @@ use crate::{
     forwarder::Forwarder,
     gateway_client::GatewayClient,
     gateway_replicas,
-    issuer::{Issuer, IssuerKeys},
+    issuer::{Issuer, IssuerKeys, SharedIssuerKeys},
     metrics::NodeMetrics,
     operator::{self, OperatorState},
     platform::embedded::EmbeddedPlatform,
@@ -138,7 +138,7 @@ pub struct Node {
     client: GatewayClient,
     catalog: Arc<CatalogCopy>,
     id_hash_key: Arc<[u8]>,
-    issuer_keys: IssuerKeys,
+    issuer_keys: SharedIssuerKeys,
     traces: Traces,
     traces_guard: TracesGuard,
     metrics: Option<Arc<NodeMetrics>>,
@@ -166,7 +166,7 @@ impl Node {
         }
         let store = open_store(&config.store).await?;
         let id_hash_key: Arc<[u8]> = store.id_hash_key().await?.into();
-        // The client side of our TLS, reloaded with the server side (see `reload_tls`).
+        // The client side of our TLS, reloaded with the server side (see `Reloaded`).
         let tls = Arc::new(TlsInForce::new(config.tls.read_all()?));
         let connector = FederationConnector::new(
             ClientTls {
@@ -214,7 +214,7 @@ impl Node {
             tracing::warn!("no issuer signing key configured: this region answers no lookups");
         }
         Ok(Self {
-            issuer_keys,
+            issuer_keys: SharedIssuerKeys::new(issuer_keys),
             config,
             prefix,
             store,
@@ -265,13 +265,17 @@ impl Node {
         // From here on SIGHUP (or a changed certificate or revocation file, or
         // `POST /reload` on the operator listener) reloads them instead of terminating
         // the node.
-        let (triggers, reload) = ReloadTriggers::install(self.config.tls.watched());
-        tasks.spawn(reload_tls(
-            triggers,
-            self.config.tls.clone(),
-            self.tls.clone(),
-            shutdown.clone(),
-        ));
+        let mut watched = self.config.tls.watched();
+        watched.extend(self.config.source.clone());
+        watched.extend(self.config.issuer.keys.iter().map(|k| k.file.clone()));
+        let (triggers, reload) = ReloadTriggers::install(watched);
+        let reloaded = Reloaded {
+            tls: self.config.tls.clone(),
+            tls_in_force: self.tls.clone(),
+            config: self.config.source.clone(),
+            keys: self.issuer_keys.clone(),
+        };
+        tasks.spawn(reload_on_request(triggers, reloaded, shutdown.clone()));
         if let Some(listener) = listeners.admin {
             let router = self.admin_router(&ready);
             let shutdown = shutdown.clone();
@@ -311,7 +315,7 @@ impl Node {
         }
         let issuer = Arc::new(Issuer {
             ctx: ctx.clone(),
-            keys: self.issuer_keys,
+            keys: self.issuer_keys.clone(),
         });
         let federation = FederationService { ctx, issuer };
         let services =
@@ -527,20 +531,59 @@ async fn serve_federation(
     served.map_err(NodeStartError::from)
 }
 
-/// Acts on reload requests until shutdown: the node's certificate, key, CA bundle and
-/// revocation lists are read again, used for new handshakes both ways, and the
-/// connections of peers now revoked are closed. A bad new file is rejected whole, with
-/// the old ones kept.
-async fn reload_tls(
-    triggers: ReloadTriggers,
+/// What a reload replaces: the TLS files (certificates, CA, revocation list) and the
+/// issuer keys, each on its own, so a bad key file does not hold back a new revocation
+/// list nor the reverse.
+struct Reloaded {
     tls: tongban_runtime::trust::tls::TlsFiles,
-    in_force: Arc<TlsInForce>,
-    shutdown: ShutdownSignal,
-) {
-    serve_reloads(triggers, shutdown, || {
-        let read = tls.read_all().map_err(|e| format!("certificates: {e}"))?;
-        let serials = in_force.replace(read);
-        Ok(format!("certificates; {serials} revoked serials"))
-    })
-    .await;
+    tls_in_force: Arc<TlsInForce>,
+    /// The config file, read again for its `[issuer]` keys (a key added, or replaced
+    /// after a compromise); `None`: the keys stay as started.
+    config: Option<std::path::PathBuf>,
+    keys: SharedIssuerKeys,
+}
+
+impl Reloaded {
+    fn reload(&self) -> Result<String, String> {
+        let tls = self.tls.read_all().map(|read| {
+            let serials = self.tls_in_force.replace(read);
+            format!("certificates; {serials} revoked serials")
+        });
+        let keys = self.config.as_ref().map(|path| {
+            let config = NodeConfig::load(path).map_err(|e| e.to_string())?;
+            let keys = IssuerKeys::load(&config.issuer).map_err(|e| e.to_string())?;
+            let ids = keys.ids().join(", ");
+            self.keys.replace(keys);
+            Ok::<_, String>(format!("issuer keys [{ids}]"))
+        });
+        let mut applied = Vec::new();
+        let mut refused = Vec::new();
+        match tls {
+            Ok(done) => applied.push(done),
+            Err(e) => refused.push(format!("certificates: {e}")),
+        }
+        match keys {
+            Some(Ok(done)) => applied.push(done),
+            Some(Err(e)) => refused.push(format!("issuer keys: {e}")),
+            None => {}
+        }
+        if refused.is_empty() {
+            Ok(applied.join("; "))
+        } else {
+            Err(format!(
+                "{} (applied: {})",
+                refused.join("; "),
+                if applied.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    applied.join("; ")
+                }
+            ))
+        }
+    }
+}
+
+/// Acts on reload requests (SIGHUP, a changed file, `POST /reload`) until shutdown.
+async fn reload_on_request(triggers: ReloadTriggers, reloaded: Reloaded, shutdown: ShutdownSignal) {
+    serve_reloads(triggers, shutdown, || reloaded.reload()).await;
 }

@@ -48,6 +48,7 @@ pub fn config(
         telemetry: Default::default(),
         access_log: None,
         operators: None,
+        source: None,
     }
 }
 

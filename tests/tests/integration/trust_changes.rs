@@ -278,3 +278,98 @@ async fn a_removed_region_has_its_open_connections_closed() {
     assert!(!guangdong.is_finished(), "a member's connection was closed");
     t.shutdown().await;
 }
+
+/// `VerifyIdentity` of one of 44's residents, asked by 31: (outcome, key id of the
+/// assertion when the issuer was asked).
+async fn identity_of_44(t: &TestFederation, index: usize) -> (i32, String) {
+    let person = t.residents("44")[index].clone();
+    let mut client = GatewayClient::new(channel_as(t, "31").await);
+    let verdict = client
+        .verify_identity(tongban_proto::v1::VerifyIdentityRequest {
+            id_number: person.id.as_str().to_owned(),
+            name: person.name.clone(),
+            purpose: super::recognition::purpose("household-transfer"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let key = verdict.assertion.map(|a| a.key_id).unwrap_or_default();
+    (verdict.outcome, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reloads_its_issuer_keys_and_a_bad_key_file_leaves_them_in_force() {
+    let t = start(&["310000", "440000"]).await;
+    let recognized = VerdictOutcome::Recognized as i32;
+    assert_eq!(
+        identity_of_44(&t, 0).await,
+        (recognized, "44-k1".to_owned())
+    );
+
+    // The key compromise drill at the issuer's end: a new key, registered at the gateway
+    // in place of the old, and put in the node's config; a reload, not a restart.
+    let pki = t.dir.path().join("pki");
+    let key = tongban_runtime::trust::pki::IssuerKey::generate("44-k9").unwrap();
+    let key_file = key.write(&pki).unwrap();
+    let (registry_path, mut registry) = registry_file(&t);
+    let entry = registry
+        .regions
+        .iter_mut()
+        .find(|r| r.prefix == "44")
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    entry.issuer_keys = vec![tongban_kit::config::gateway::issuer_key_entry(
+        &key,
+        now,
+        Duration::from_secs(3600),
+    )];
+    std::fs::write(&registry_path, toml::to_string(&registry).unwrap()).unwrap();
+    let (status, text) = reload_at(&t, "/reload").await;
+    assert_eq!(status, 200, "{text}");
+    // The node still signs with the old key: refused by the gateway now.
+    assert_ne!(identity_of_44(&t, 1).await.0, recognized);
+
+    let n44 = t.fed.node("44").unwrap();
+    let mut config = tongban_node::NodeConfig::load(&n44.config_path).unwrap();
+    config.issuer.keys = vec![tongban_node::config::SigningKeyConfig {
+        id: "44-k9".into(),
+        file: key_file.clone(),
+        not_before: None,
+    }];
+    tongban_kit::config::node::write(&n44.config_path, &config, "the test").unwrap();
+    let reloaded = n44
+        .operator
+        .send("POST", "/reload", bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    assert!(
+        reloaded.body.to_string().contains("issuer keys [44-k9]"),
+        "{}",
+        reloaded.body
+    );
+    assert_eq!(
+        identity_of_44(&t, 2).await,
+        (recognized, "44-k9".to_owned())
+    );
+
+    // A key file that cannot be read: refused by name, the keys in force stay.
+    config.issuer.keys[0].file = pki.join("no-such-key.pem");
+    tongban_kit::config::node::write(&n44.config_path, &config, "the test").unwrap();
+    let refused = n44
+        .operator
+        .send("POST", "/reload", bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let text = refused.body.to_string();
+    assert!(
+        text.contains("issuer keys") && text.contains("applied: certificates"),
+        "{text}"
+    );
+    assert_eq!(
+        identity_of_44(&t, 3).await,
+        (recognized, "44-k9".to_owned())
+    );
+    t.shutdown().await;
+}
