@@ -15,6 +15,10 @@ pub const CRASH_AT: &str = "TONGBAN_CRASH_AT";
 /// not recorded yet (they are two databases).
 pub const AFTER_PLATFORM_SUBMIT: &str = "after-platform-submit";
 
+/// At a revocation: the register has revoked the license, its publication is not
+/// queued yet (they are two databases).
+pub const AFTER_REGISTER_REVOKE: &str = "after-register-revoke";
+
 /// Aborts the process if `TONGBAN_CRASH_AT` names `point`.
 pub fn crash_point(point: &'static str) {
     static AT: OnceLock<Option<String>> = OnceLock::new();

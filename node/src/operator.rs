@@ -228,6 +228,9 @@ async fn revoke(
         }
     };
     let revoked_ms = record.revoked_ms.unwrap_or_else(now_ms);
+    // A crash here leaves the revocation in the register only: the register's own feed
+    // (`crate::revocations::RevocationFeed`) queues it when the node is back.
+    crate::crash_point::crash_point(crate::crash_point::AFTER_REGISTER_REVOKE);
     let published = crate::revocations::publish(
         &state.ctx.store,
         &state.client,

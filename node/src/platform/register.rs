@@ -102,8 +102,8 @@ pub trait LicenseRegistry: Send + Sync + 'static {
     ) -> Result<Option<LicenseRecord>, PlatformError>;
 
     /// Revocations made at the platform after `cursor` (`""`: from the beginning), for
-    /// the node to publish to the gateway. `None` from a registry whose revocations the
-    /// node makes itself ([`LicenseRegistry::revoke`]), which publishes them already.
+    /// the node to publish to the gateway (a publication already queued is queued once).
+    /// `None` from a registry that keeps no such log.
     async fn revocations_after(
         &self,
         _cursor: &str,

@@ -39,6 +39,7 @@ mod reflection_clients;
 mod replicas;
 mod reset_storm;
 mod revocation;
+mod revocation_crash;
 mod revocation_flood;
 mod revocation_log;
 mod slowloris;

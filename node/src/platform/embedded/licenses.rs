@@ -14,7 +14,9 @@ use tongban_proto::{
 use super::{database::EmbeddedPlatform, synthetic::synthetic_residents};
 use crate::{
     platform::adapter::PlatformError,
-    platform::register::{LicenseRecord, LicenseRegistry, Person, Purpose, Subject},
+    platform::register::{
+        LicenseRecord, LicenseRegistry, Person, Purpose, RevocationPage, Subject,
+    },
     sqlite::{StoreError, now_ms},
 };
 
@@ -385,6 +387,18 @@ impl LicenseRegistry for EmbeddedPlatform {
             })
             .await?;
         self.license(license_id, &Purpose::default()).await
+    }
+
+    /// The register's own log of revocations: the node follows it as it follows a
+    /// province platform's feed. The revoke route queues a publication at once; this
+    /// catches one the route could not queue (a crash between the register and the
+    /// store, two databases), at the next turn after a restart.
+    async fn revocations_after(
+        &self,
+        cursor: &str,
+        limit: u32,
+    ) -> Result<Option<RevocationPage>, PlatformError> {
+        self.revocation_log_after(cursor, limit).await.map(Some)
     }
 }
 
