@@ -139,14 +139,10 @@ fn check_proof(key: &hmac::Key, id_number: &str, proof: &str, now: u64) -> Resul
             "the proof's time is more than 5 minutes off",
         ));
     }
-    let tag = unhex(tag).ok_or(Refusal::BadProof("expected <unix seconds>.<hex HMAC>"))?;
+    let tag = crate::receipt_token::unhex(tag)
+        .ok_or(Refusal::BadProof("expected <unix seconds>.<hex HMAC>"))?;
     hmac::verify(key, message(time, id_number).as_bytes(), &tag)
         .map_err(|_| Refusal::BadProof("the proof does not hold"))
-}
-
-/// A 32-byte HMAC tag from its 64 hex digits.
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    tongban_proto::rules::digest::unhex(text).filter(|tag| tag.len() == 32)
 }
 
 #[cfg(test)]

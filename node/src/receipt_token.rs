@@ -34,8 +34,8 @@ impl ReceiptTokens {
     }
 }
 
-/// A 32-byte HMAC tag from its 64 hex digits.
-fn unhex(text: &str) -> Option<Vec<u8>> {
+/// A 32-byte HMAC-SHA256 tag from its 64 hex digits (also the portal's proof's).
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     tongban_proto::rules::digest::unhex(text).filter(|tag| tag.len() == 32)
 }
 

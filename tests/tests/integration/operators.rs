@@ -88,16 +88,8 @@ async fn handshake_without_certificate(t: &TestFederation, addr: std::net::Socke
 /// `tongban operator <command> --member <config> ...` as the kit's operator `name`; its
 /// output (the command must succeed).
 fn operator_cli(t: &TestFederation, config: &Path, name: &str, command: &[&str]) -> String {
-    let credentials = tongban_kit::config::pki::operator_credentials(&pki(t), name);
     let mut args: Vec<String> = vec!["operator".into(), command[0].into()];
-    args.extend([
-        "--member".into(),
-        config.display().to_string(),
-        "--cert".into(),
-        credentials.cert.display().to_string(),
-        "--key".into(),
-        credentials.key.display().to_string(),
-    ]);
+    args.extend(super::outbox::operator_args(t, config, name));
     args.extend(command[1..].iter().map(|a| (*a).to_owned()));
     let out = std::process::Command::new(tongban_kit::testing::cli_binary())
         .args(&args)

@@ -141,7 +141,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
     assert_eq!(backlog[0].dead, 1, "{backlog:?}");
 
     // The CLI lists it, for a viewer; a viewer may not replay it.
-    let viewer = operator_args(&t, n31, tongban_kit::config::pki::VIEWER);
+    let viewer = operator_args(&t, &n31.config_path, tongban_kit::config::pki::VIEWER);
     let out = Command::new(tongban_kit::testing::cli_binary())
         .args(["outbox"])
         .args(&viewer)
@@ -162,7 +162,7 @@ async fn a_refused_delivery_is_a_dead_letter_an_operator_replays_or_closes() {
         text.contains("403") && text.contains("operator role"),
         "{text}"
     );
-    let admin = operator_args(&t, n31, tongban_kit::config::pki::OPERATOR);
+    let admin = operator_args(&t, &n31.config_path, tongban_kit::config::pki::OPERATOR);
 
     // Replayed (say, after 44's catalog was fixed): attempted once more, with the same
     // key; still refused, so a dead letter again, with the replay counted.
@@ -305,14 +305,18 @@ async fn a_delivery_refused_by_configuration_stays_pending_and_is_counted_as_blo
     t.shutdown().await;
 }
 
-/// `tongban outbox`'s arguments for `node` as the kit's operator `name`: the node's
-/// config file and the operator's certificate.
-fn operator_args(t: &TestFederation, node: &tongban_kit::RunningNode, name: &str) -> Vec<String> {
+/// The arguments that name `config`'s member and the kit's operator `name` to the CLI
+/// (`tongban outbox`, `tongban operator`).
+pub(super) fn operator_args(
+    t: &TestFederation,
+    config: &std::path::Path,
+    name: &str,
+) -> Vec<String> {
     let credentials =
         tongban_kit::config::pki::operator_credentials(&t.dir.path().join("pki"), name);
     vec![
         "--member".to_owned(),
-        node.config_path.display().to_string(),
+        config.display().to_string(),
         "--cert".to_owned(),
         credentials.cert.display().to_string(),
         "--key".to_owned(),
