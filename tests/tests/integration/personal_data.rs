@@ -272,48 +272,12 @@ async fn a_lookup_answered_from_the_gateways_cache_reaches_the_persons_access_lo
     let person = t.residents("44")[1].clone();
     let id = person.id.as_str();
     let license = license_of(&t, "44", id, "household_register").await;
-    let url = gateway_url(&t);
-    let verify = |prefix: &'static str| {
-        let (t, url, id, name) = (&t, url.clone(), id.to_owned(), person.name.clone());
-        async move {
-            let mut client = client_at(t, &url, prefix).await;
-            let verdict = client
-                .verify_identity(tongban_proto::v1::VerifyIdentityRequest {
-                    id_number: id,
-                    name,
-                    purpose: purpose("household-transfer"),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            verdict.source
-        }
-    };
+    let sources = look_up_from_31_then_11(&t, &gateway_url(&t), &person, &license).await;
     // Shanghai asks first (the issuer answers and records it), Beijing next: answered
     // from the gateway's cache, which the issuer never sees.
-    let mut shanghai = client_at(&t, &url, "31").await;
-    let mut beijing = client_at(&t, &url, "11").await;
-    let first = lookup(
-        &mut shanghai,
-        &license,
-        "household_register",
-        "household-transfer",
-        id,
-    )
-    .await;
-    let cached = lookup(
-        &mut beijing,
-        &license,
-        "household_register",
-        "household-transfer",
-        id,
-    )
-    .await;
     use tongban_proto::v1::VerdictSource;
-    assert_eq!(first.source, VerdictSource::Issuer as i32);
-    assert_eq!(cached.source, VerdictSource::Cache as i32);
-    assert_eq!(verify("31").await, VerdictSource::Issuer as i32);
-    assert_eq!(verify("11").await, VerdictSource::Cache as i32);
+    let (issuer, cache) = (VerdictSource::Issuer as i32, VerdictSource::Cache as i32);
+    assert_eq!(sources, [issuer, cache, issuer, cache]);
 
     // Reported in a batch within a second or so.
     let delivered = "tongban_gateway_access_reports_total{outcome=\"delivered\"}";
@@ -325,8 +289,63 @@ async fn a_lookup_answered_from_the_gateways_cache_reaches_the_persons_access_lo
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let n44 = t.fed.node("44").unwrap();
-    let log = n44.access_log(id, &person.name).await.unwrap();
+    every_lookup_in_the_log(&t, &person).await;
+    assert_eq!(
+        gateway_counter(
+            &t,
+            "tongban_gateway_access_reports_total{outcome=\"dropped\"}"
+        )
+        .await,
+        0.0
+    );
+    t.shutdown().await;
+}
+
+/// The lookups of `person`'s data at 44: their license, asked by 31 then by 11, and
+/// their identity, asked by 31 then by 11; each answer's source, in that order.
+async fn look_up_from_31_then_11(
+    t: &TestFederation,
+    url: &str,
+    person: &tongban_node::platform::embedded::SyntheticResident,
+    license: &str,
+) -> Vec<i32> {
+    let id = person.id.as_str();
+    let mut sources = Vec::new();
+    for prefix in ["31", "11"] {
+        let mut client = client_at(t, url, prefix).await;
+        let what = ("household_register", "household-transfer");
+        sources.push(
+            lookup(&mut client, license, what.0, what.1, id)
+                .await
+                .source,
+        );
+    }
+    for prefix in ["31", "11"] {
+        let mut client = client_at(t, url, prefix).await;
+        let request = tongban_proto::v1::VerifyIdentityRequest {
+            id_number: id.to_owned(),
+            name: person.name.clone(),
+            purpose: purpose("household-transfer"),
+        };
+        let verdict = client.verify_identity(request).await.unwrap().into_inner();
+        sources.push(verdict.source);
+    }
+    sources
+}
+
+/// 44's log of `person` lists the four lookups of `look_up_from_31_then_11`, each once.
+async fn every_lookup_in_the_log(
+    t: &TestFederation,
+    person: &tongban_node::platform::embedded::SyntheticResident,
+) {
+    let id = person.id.as_str();
+    let log = t
+        .fed
+        .node("44")
+        .unwrap()
+        .access_log(id, &person.name)
+        .await
+        .unwrap();
     assert_eq!(log.status, 200, "{}", log.body);
     let entries = log.body["entries"].as_array().unwrap();
     for (kind, region) in [
@@ -343,13 +362,36 @@ async fn a_lookup_answered_from_the_gateways_cache_reaches_the_persons_access_lo
         );
     }
     assert_eq!(entries.len(), 4, "{entries:?}");
-    assert_eq!(
-        gateway_counter(
-            &t,
-            "tongban_gateway_access_reports_total{outcome=\"dropped\"}"
-        )
-        .await,
-        0.0
-    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_one_address_every_replicas_lookups_reach_the_log_once() {
+    let t = tongban_kit::testing::start_with(&["110000", "310000", "440000"], |spec| {
+        spec.gateways = 2;
+        spec.gateways_behind_one_address = true;
+    })
+    .await;
+    let person = t.residents("44")[2].clone();
+    let license = license_of(&t, "44", person.id.as_str(), "household_register").await;
+    // Through the one address, each client's connection goes to the next replica: the
+    // second lookup is a miss at the other replica (the issuer records it) or a hit at
+    // the same one (reported); either way the person's log holds it, once.
+    let front = t.fed.gateway_front.as_ref().unwrap().addr();
+    let sources = look_up_from_31_then_11(&t, &format!("https://{front}"), &person, &license).await;
+    println!("sources behind one address: {sources:?}");
+    let n44 = t.fed.node("44").unwrap();
+    let key = n44.store.id_hash_key().await.unwrap();
+    let hash = person.id.keyed_hash(&key);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while n44.store.access_count(hash.clone()).await.unwrap() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "not every lookup reached the log"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Two more passes of the replicas' delivery: nothing recorded twice.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    every_lookup_in_the_log(&t, &person).await;
     t.shutdown().await;
 }
