@@ -11,6 +11,10 @@ pub enum GatewayError {
     /// The caller's certificate does not allow the call.
     #[error("{0}")]
     PermissionDenied(String),
+    /// What the caller sent is not signed as its region's, or not verifiably (see
+    /// `tongban_proto::rules::message_signature`).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Required metadata is missing or malformed.
     #[error("metadata `{key}`: {problem}")]
     InvalidMetadata { key: &'static str, problem: String },
@@ -99,6 +103,7 @@ impl GatewayError {
     pub fn code(&self) -> Code {
         match self {
             Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::InvalidMetadata { .. } | Self::InvalidMessage(_) | Self::InvalidField { .. } => {
                 Code::InvalidArgument
             }
@@ -118,8 +123,12 @@ impl GatewayError {
     /// Whether, and when, the caller may retry the same call.
     pub fn retry(&self) -> Retry {
         match self {
-            // A certificate or registry mistake heals when the operator fixes it.
-            Self::PermissionDenied(_) | Self::NoRoute(_) => Retry::Configuration,
+            // A certificate or registry mistake heals when the operator fixes it; so does
+            // a signature refused (a key not yet registered, a clock off): the sender
+            // signs each attempt anew.
+            Self::PermissionDenied(_) | Self::Unauthenticated(_) | Self::NoRoute(_) => {
+                Retry::Configuration
+            }
             Self::InvalidMetadata { .. }
             | Self::InvalidMessage(_)
             | Self::InvalidField { .. }

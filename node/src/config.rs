@@ -54,6 +54,8 @@ pub struct NodeConfig {
     /// This node as the issuer of its region's identity assertions and licenses.
     #[serde(default)]
     pub issuer: IssuerConfig,
+    /// The other regions' keys (a copy of the registry): what they send is verified.
+    pub peers: crate::peers::PeersConfig,
     /// Citizens' access-log inquiries at the portal: the secret the province's portal
     /// proves with that it authenticated the person, and the rate per person (see
     /// `crate::access_inquiry`). Omit and the portal answers no inquiry.
@@ -586,6 +588,7 @@ impl config::FilePaths for NodeConfig {
         paths.extend(self.store.file_paths());
         paths.push(&mut self.audit.file);
         paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
+        paths.push(&mut self.peers.registry);
         paths.extend(self.access_log.as_mut().map(|a| &mut a.portal_secret));
         match &mut self.platform {
             PlatformConfig::Embedded { database, .. } => paths.push(database),

@@ -13,6 +13,9 @@ use crate::{platform::PlatformError, store::StoreError};
 pub enum NodeError {
     #[error("{0}")]
     PermissionDenied(String),
+    /// The sending region's signature is missing, unknown here or does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{field}: {problem}")]
     InvalidArgument { field: String, problem: String },
     #[error("{0}")]
@@ -45,6 +48,7 @@ impl NodeError {
     pub fn code(&self) -> Code {
         match self {
             Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
@@ -59,7 +63,11 @@ impl NodeError {
         match self {
             // Refusals of the caller's rights and routing mismatches come from a
             // certificate or registry being changed: they heal once it is fixed.
+            // A signature refused likewise: a key not yet in this node's copy of the
+            // registry, a sender without its key, a clock off, or a gateway that altered
+            // the call; the sender signs each attempt anew, so the case waits, never lost.
             Self::PermissionDenied(_)
+            | Self::Unauthenticated(_)
             | Self::NotFound(_)
             | Self::NotIssuing(_)
             | Self::UnknownCatalog(_) => Retry::Configuration,

@@ -2,7 +2,10 @@
 //!
 //! Only the gateway's certificate may call it, and the calling region is the one the
 //! gateway verified (`tongban-verified-origin`), which owns the codes inside it but not
-//! those of a city with a node of its own ([`VerifiedOrigin`]). A delivery is checked to the same
+//! those of a city with a node of its own ([`VerifiedOrigin`]). Deliveries and status
+//! pushes must also be signed by a region that owns them, by this node's own copy of the
+//! registry ([`crate::signed_calls`]): the gateway cannot speak for a region. What was
+//! signed is kept with the case. A delivery is checked to the same
 //! standard as a local filing before the platform sees it, and applied once per
 //! idempotency key ([`crate::delivery`]). Each call is recorded once, however it ends
 //! ([`crate::observe::served`]); the platform calls it makes carry the call's trace
@@ -25,6 +28,7 @@ use crate::{
     delivery,
     error::{NodeError, region_code},
     observe::{platform as platform_calls, served::Served},
+    signed_calls::SignatureCheck,
     verified_origin::VerifiedOrigin,
 };
 
@@ -98,6 +102,13 @@ impl FederationService {
         request: Request<PushStatusRequest>,
     ) -> Result<PushStatusResponse, NodeError> {
         let origin = verified_origin(&request)?;
+        let signed = SignatureCheck::of(&request)?;
+        let key = request
+            .metadata()
+            .get(tongban_proto::contract::metadata::IDEMPOTENCY_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let push = request.into_inner();
         let status = push
             .status
@@ -125,9 +136,19 @@ impl FederationService {
                 ))
             })?;
         let handling = region_code(&record.target_region, "case.target_region")?;
-        // Only the node that owns the handling region decides the case.
+        // Only the node that owns the handling region decides the case: the region the
+        // gateway verified, and the one that signed (which a gateway cannot forge).
         origin.require(&handling, "case.target_region")?;
+        signed.signer.require(&handling, "case.target_region")?;
         check_sequence(status.sequence, record.status.sequence)?;
+        let key = match key.is_empty() {
+            true => format!("push:{}:{}", push.case_number, status.sequence),
+            false => key,
+        };
+        self.ctx
+            .store
+            .keep_signed(signed.evidence(&push.case_number, &key))
+            .await?;
         let applied = crate::metrics::apply_status(
             &self.ctx.store,
             self.ctx.metrics.as_deref(),
@@ -149,7 +170,8 @@ impl node_server::Node for FederationService {
         let trace = served.trace();
         let answer = async {
             let origin = verified_origin(&request)?;
-            delivery::deliver(&self.ctx, origin, request, trace).await
+            let signed = SignatureCheck::of(&request)?;
+            delivery::deliver(&self.ctx, (origin, &signed), request, trace).await
         };
         let answer = platform_calls::under(served.trace(), answer).await;
         served.answered(&self.ctx, answer)

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tongban_proto::contract::retry::Retry;
 use tongban_proto::{
     contract::metadata,
-    rules::region::RegionCode,
+    rules::message_signature::Signed,
+    rules::region::{RegionCode, RegionPrefix},
     v1::{
         DeliverApplicationRequest, DeliverApplicationResponse, GetCatalogRequest,
         GetCatalogResponse, IdentityVerdict, LicenseVerdict, ListLicensesRequest,
@@ -25,6 +26,7 @@ use tonic::{Request, Status, metadata::MetadataValue, transport::Channel};
 
 use crate::{
     gateway_replicas::GatewayChannel,
+    issuer_keys::SharedIssuerKeys,
     metrics::NodeMetrics,
     observe::{self, client::ClientCall},
 };
@@ -77,8 +79,51 @@ pub struct GatewayClient {
     /// (revocations).
     replicas: Vec<(String, Grpc<Channel>)>,
     origin: MetadataValue<tonic::metadata::Ascii>,
+    signer: MessageSigner,
     traces: Traces,
     metrics: Option<Arc<NodeMetrics>>,
+}
+
+/// Signs what this node sends for its region (deliveries, status pushes, revocations)
+/// with the issuer key in force, so the receiver can tell the region spoke, not only
+/// the gateway that relayed it ([`tongban_proto::rules::message_signature`]).
+#[derive(Clone)]
+pub struct MessageSigner {
+    pub region: RegionPrefix,
+    pub keys: SharedIssuerKeys,
+}
+
+impl MessageSigner {
+    /// The signature header of `message`, sent as `method` to `target_region` under
+    /// `idempotency_key`. Signed per attempt: the receiver refuses old
+    /// signatures. The bytes signed are the message's encoding, which is what tonic
+    /// frames (uncompressed) and the gateway relays untouched.
+    fn sign(
+        &self,
+        method: &str,
+        message: &impl prost::Message,
+        target_region: &str,
+        idempotency_key: &str,
+    ) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {
+        let bytes = message.encode_to_vec();
+        let signed = Signed {
+            method,
+            target_region,
+            idempotency_key,
+            message: &bytes,
+        };
+        let signature = self
+            .keys
+            .get()
+            .sign_message(self.region, &signed)
+            .map_err(|e| CallFailed {
+                status: Status::failed_precondition(e.to_string()),
+                // Heals when an operator configures a key: kept pending, never lost.
+                retry: Retry::Configuration,
+                pushback: None,
+            })?;
+        ascii(&signature.to_header(), metadata::SIGNATURE)
+    }
 }
 
 impl GatewayClient {
@@ -88,6 +133,7 @@ impl GatewayClient {
         channel: GatewayChannel,
         replicas: Vec<(String, Channel)>,
         origin: &RegionCode,
+        signer: MessageSigner,
         traces: Traces,
         metrics: Option<Arc<NodeMetrics>>,
     ) -> Result<Self, CallFailed> {
@@ -99,6 +145,7 @@ impl GatewayClient {
                 .map(|(url, channel)| (url, Grpc::new(channel)))
                 .collect(),
             origin: ascii(origin.as_str(), metadata::ORIGIN_REGION)?,
+            signer,
             traces,
             metrics,
         })
@@ -243,6 +290,9 @@ impl GatewayClient {
                 pushback: None,
             });
         };
+        let signature = self
+            .signer
+            .sign("PublishRevocation", &message, "", idempotency_key)?;
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(metadata::ORIGIN_REGION, self.origin.clone());
@@ -250,10 +300,11 @@ impl GatewayClient {
             metadata::IDEMPOTENCY_KEY,
             ascii(idempotency_key, metadata::IDEMPOTENCY_KEY)?,
         );
+        md.insert(metadata::SIGNATURE, signature);
         Ok(grpc.clone().publish_revocation(request).await?.into_inner())
     }
 
-    fn request<T>(
+    fn request<T: prost::Message>(
         &self,
         method: &'static str,
         message: T,
@@ -266,6 +317,15 @@ impl GatewayClient {
             attempt: meta.attempt,
         };
         let span = observe::client::span(&self.traces, &call, meta.trace.as_ref());
+        let signature = match SIGNED_METHODS.contains(&method) {
+            true => Some(self.signer.sign(
+                method,
+                &message,
+                meta.target_region,
+                meta.idempotency_key.unwrap_or_default(),
+            )?),
+            false => None,
+        };
         let mut request = Request::new(message);
         let md = request.metadata_mut();
         md.insert(
@@ -297,6 +357,9 @@ impl GatewayClient {
         }
         if let Some(stage) = meta.stage {
             md.insert(metadata::CASE_STAGE, ascii(stage, metadata::CASE_STAGE)?);
+        }
+        if let Some(signature) = signature {
+            md.insert(metadata::SIGNATURE, signature);
         }
         Ok((request, span))
     }
@@ -349,6 +412,10 @@ impl GatewayClient {
             .into_inner())
     }
 }
+
+/// What a region says to another through the gateway, signed; status queries ask, and
+/// lookups are answered with signed objects of their own.
+const SIGNED_METHODS: [&str; 2] = ["DeliverApplication", "PushStatus"];
 
 fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {
     MetadataValue::try_from(value).map_err(|_| CallFailed {

@@ -7,13 +7,9 @@
 //! passed signs, so a next key configured beside the current one takes over by itself
 //! (the gateway accepts both while their registered windows overlap).
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{sync::Arc, time::SystemTime};
 
 use prost::Message;
-use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
 use tongban_proto::{
     rules::credentials::{self, SignedKind, SigningKey},
     rules::region::{RegionCode, RegionPrefix},
@@ -25,100 +21,14 @@ use tongban_proto::{
     },
 };
 
+pub use crate::issuer_keys::{IssuerError, IssuerKeys, SharedIssuerKeys};
 use crate::{
-    config::IssuerConfig,
     context::NodeContext,
     error::NodeError,
     platform::{LicenseRecord, Purpose, Subject},
     sqlite::timestamp_ms,
     store::AccessKind,
 };
-
-const DEFAULT_ASSERTION_VALIDITY: Duration = Duration::from_secs(3600);
-
-/// Why the issuer could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum IssuerError {
-    #[error("issuer.keys[{index}] {path}: {reason}")]
-    Key {
-        index: usize,
-        path: String,
-        reason: String,
-    },
-}
-
-/// The node's signing keys, by start time.
-pub struct IssuerKeys {
-    keys: Vec<(SystemTime, SigningKey)>,
-    assertion_validity: Duration,
-}
-
-impl IssuerKeys {
-    /// Loads every configured key (PKCS#8 PEM).
-    pub fn load(config: &IssuerConfig) -> Result<Self, IssuerError> {
-        let mut keys = Vec::new();
-        for (index, key) in config.keys.iter().enumerate() {
-            let fail = |reason: String| IssuerError::Key {
-                index,
-                path: key.file.display().to_string(),
-                reason,
-            };
-            let der =
-                PrivatePkcs8KeyDer::from_pem_file(&key.file).map_err(|e| fail(e.to_string()))?;
-            let signing = SigningKey::from_pkcs8(key.id.clone(), der.secret_pkcs8_der())
-                .map_err(|e| fail(e.reason))?;
-            keys.push((key.not_before.unwrap_or(SystemTime::UNIX_EPOCH), signing));
-        }
-        keys.sort_by_key(|(start, _)| *start);
-        Ok(Self {
-            keys,
-            assertion_validity: config
-                .assertion_validity
-                .unwrap_or(DEFAULT_ASSERTION_VALIDITY),
-        })
-    }
-
-    /// The key that signs now: the newest whose start has passed.
-    fn current(&self) -> Result<&SigningKey, NodeError> {
-        let now = SystemTime::now();
-        self.keys
-            .iter()
-            .rev()
-            .find(|(start, _)| *start <= now)
-            .map(|(_, key)| key)
-            .ok_or_else(|| {
-                NodeError::NotIssuing("no signing key of this region is in force".into())
-            })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// The ids of the keys, oldest first (for the reload's report).
-    pub fn ids(&self) -> Vec<String> {
-        self.keys.iter().map(|(_, k)| k.key_id.clone()).collect()
-    }
-}
-
-/// The issuer keys in force, replaced whole by a reload (calls in flight keep the set
-/// they started with).
-#[derive(Clone)]
-pub struct SharedIssuerKeys(Arc<std::sync::RwLock<Arc<IssuerKeys>>>);
-
-impl SharedIssuerKeys {
-    pub fn new(keys: IssuerKeys) -> Self {
-        Self(Arc::new(std::sync::RwLock::new(Arc::new(keys))))
-    }
-
-    pub fn get(&self) -> Arc<IssuerKeys> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn replace(&self, keys: IssuerKeys) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
-    }
-}
 
 /// Answers the gateway's lookups.
 pub struct Issuer {

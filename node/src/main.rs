@@ -31,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
     if args.check {
         config.tls.server_config().context("node certificates")?;
         tongban_node::issuer::IssuerKeys::load(&config.issuer).context("issuer keys")?;
+        tongban_node::peers::PeerKeys::load(&config.peers.registry)
+            .context("the peers' registry")?;
         if let tongban_node::config::PlatformConfig::Http(http) = &config.platform {
             use tongban_node::platform::http::{auth::AuthPolicy, tls};
             tls::client_config(&http.tls).context("platform TLS")?;

@@ -20,7 +20,7 @@ use tongban_runtime::{
     observability::traces::{Traces, TracesGuard},
     process::config::ConfigError,
     process::open_files,
-    process::reload::{ReloadTriggers, serve_reloads},
+    process::reload::ReloadTriggers,
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness},
     serving::incoming::authenticated_incoming_with_limits,
@@ -47,15 +47,19 @@ use crate::{
     filing::{Intake, recognize::Recognizer},
     forwarder::Forwarder,
     gateway_client::GatewayClient,
+    gateway_client::MessageSigner,
     gateway_replicas,
     issuer::{Issuer, IssuerKeys, SharedIssuerKeys},
     metrics::NodeMetrics,
     operator::{self, OperatorState},
+    peers::{PeerKeys, SharedPeerKeys},
     platform::embedded::EmbeddedPlatform,
     portal::{self, PortalState},
     province_platform::{OpenPlatform, PlatformOpenError},
     receipt_token::ReceiptTokens,
+    reloaded::{Reloaded, reload_on_request},
     revocations::RevocationFeed,
+    signed_calls::SignedCalls,
     status_return::StatusReturn,
     store::{Store, StoreError},
 };
@@ -139,6 +143,8 @@ pub struct Node {
     catalog: Arc<CatalogCopy>,
     id_hash_key: Arc<[u8]>,
     issuer_keys: SharedIssuerKeys,
+    /// The other regions' keys, from this node's copy of the registry.
+    peers: SharedPeerKeys,
     traces: Traces,
     traces_guard: TracesGuard,
     metrics: Option<Arc<NodeMetrics>>,
@@ -200,21 +206,31 @@ impl Node {
             .then(|| Arc::new(NodeMetrics::new(&mut registry)));
         let platform =
             OpenPlatform::open(&config, &prefix, &id_hash_key, &traces, metrics.clone()).await?;
+        let issuer_keys = IssuerKeys::load(&config.issuer)?;
+        if issuer_keys.is_empty() {
+            tracing::warn!(
+                "no issuer signing key configured: this region answers no lookups and \
+                 sends nothing (what it sends is signed)"
+            );
+        }
+        let issuer_keys = SharedIssuerKeys::new(issuer_keys);
+        let peers = SharedPeerKeys::new(PeerKeys::load(&config.peers.registry)?);
         let client = GatewayClient::new(
             channel,
             replicas,
             &config.region,
+            MessageSigner {
+                region: prefix,
+                keys: issuer_keys.clone(),
+            },
             traces.clone(),
             metrics.clone(),
         )
         .map_err(|failed| NodeStartError::Other(failed.to_string()))?;
         let catalog = Arc::new(CatalogCopy::load(&store).await);
-        let issuer_keys = IssuerKeys::load(&config.issuer)?;
-        if issuer_keys.is_empty() {
-            tracing::warn!("no issuer signing key configured: this region answers no lookups");
-        }
         Ok(Self {
-            issuer_keys: SharedIssuerKeys::new(issuer_keys),
+            issuer_keys,
+            peers,
             config,
             prefix,
             store,
@@ -268,12 +284,15 @@ impl Node {
         let mut watched = self.config.tls.watched();
         watched.extend(self.config.source.clone());
         watched.extend(self.config.issuer.keys.iter().map(|k| k.file.clone()));
+        watched.push(self.config.peers.registry.clone());
         let (triggers, reload) = ReloadTriggers::install(watched);
         let reloaded = Reloaded {
             tls: self.config.tls.clone(),
             tls_in_force: self.tls.clone(),
             config: self.config.source.clone(),
             keys: self.issuer_keys.clone(),
+            peers_registry: self.config.peers.registry.clone(),
+            peers: self.peers.clone(),
         };
         tasks.spawn(reload_on_request(triggers, reloaded, shutdown.clone()));
         if let Some(listener) = listeners.admin {
@@ -326,7 +345,7 @@ impl Node {
             &self.config,
             &self.tls,
             listeners.federation,
-            federation,
+            (federation, self.peers.clone()),
             services,
             ready,
             &shutdown,
@@ -502,7 +521,7 @@ async fn serve_federation(
     config: &NodeConfig,
     tls: &TlsInForce,
     listener: TcpListener,
-    federation: FederationService,
+    (federation, peers): (FederationService, SharedPeerKeys),
     (health, standard): (HealthReporter, Routes),
     ready: Readiness,
     shutdown: &ShutdownSignal,
@@ -522,68 +541,12 @@ async fn serve_federation(
         shutdown.clone(),
     );
     let drained = shutdown.clone().wait();
+    let node = SignedCalls::new(NodeServer::new(federation), peers, config.peers.max_age);
     let served = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .add_routes(standard.add_service(NodeServer::new(federation)))
+        .add_routes(standard.add_service(node))
         .serve_with_incoming_shutdown(incoming, drained)
         .await;
     let _ = not_serving.await;
     served.map_err(NodeStartError::from)
-}
-
-/// What a reload replaces: the TLS files (certificates, CA, revocation list) and the
-/// issuer keys, each on its own, so a bad key file does not hold back a new revocation
-/// list nor the reverse.
-struct Reloaded {
-    tls: tongban_runtime::trust::tls::TlsFiles,
-    tls_in_force: Arc<TlsInForce>,
-    /// The config file, read again for its `[issuer]` keys (a key added, or replaced
-    /// after a compromise); `None`: the keys stay as started.
-    config: Option<std::path::PathBuf>,
-    keys: SharedIssuerKeys,
-}
-
-impl Reloaded {
-    fn reload(&self) -> Result<String, String> {
-        let tls = self.tls.read_all().map(|read| {
-            let serials = self.tls_in_force.replace(read);
-            format!("certificates; {serials} revoked serials")
-        });
-        let keys = self.config.as_ref().map(|path| {
-            let config = NodeConfig::load(path).map_err(|e| e.to_string())?;
-            let keys = IssuerKeys::load(&config.issuer).map_err(|e| e.to_string())?;
-            let ids = keys.ids().join(", ");
-            self.keys.replace(keys);
-            Ok::<_, String>(format!("issuer keys [{ids}]"))
-        });
-        let mut applied = Vec::new();
-        let mut refused = Vec::new();
-        match tls {
-            Ok(done) => applied.push(done),
-            Err(e) => refused.push(format!("certificates: {e}")),
-        }
-        match keys {
-            Some(Ok(done)) => applied.push(done),
-            Some(Err(e)) => refused.push(format!("issuer keys: {e}")),
-            None => {}
-        }
-        if refused.is_empty() {
-            Ok(applied.join("; "))
-        } else {
-            Err(format!(
-                "{} (applied: {})",
-                refused.join("; "),
-                if applied.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    applied.join("; ")
-                }
-            ))
-        }
-    }
-}
-
-/// Acts on reload requests (SIGHUP, a changed file, `POST /reload`) until shutdown.
-async fn reload_on_request(triggers: ReloadTriggers, reloaded: Reloaded, shutdown: ShutdownSignal) {
-    serve_reloads(triggers, shutdown, || reloaded.reload()).await;
 }

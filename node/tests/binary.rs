@@ -33,7 +33,13 @@ fn setup(name: &str) -> PathBuf {
          [listen]\nfederation = \"127.0.0.1:0\"\nportal = \"127.0.0.1:0\"\n\
          [tls]\nca = \"ca.pem\"\ncert = \"region-44.pem\"\nkey = \"region-44.key\"\n\
          [gateway]\nendpoint = \"https://127.0.0.1:9\"\n\
-         [platform]\nkind = \"embedded\"\ndatabase = \"platform.db\"\nseed_residents = 3\n",
+         [platform]\nkind = \"embedded\"\ndatabase = \"platform.db\"\nseed_residents = 3\n\
+         [peers]\nregistry = \"registry.toml\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("registry.toml"),
+        "[[region]]\nprefix = \"44\"\nendpoints = [\"https://127.0.0.1:9\"]\n",
     )
     .unwrap();
     dir

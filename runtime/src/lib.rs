@@ -29,6 +29,7 @@ pub mod trust {
     pub mod operator;
     pub mod operator_client;
     pub mod pki;
+    pub mod registry_file;
     pub mod revocation;
     pub mod tls;
 }

@@ -78,7 +78,7 @@ fn start_node(
         portal: loopback(procs::free_port()?),
         admin: None,
     };
-    let config = node::config(
+    let mut config = node::config(
         RegionCode::parse("440000")?,
         listen,
         tls_files(Path::new("pki"), &node_id),
@@ -88,6 +88,7 @@ fn start_node(
         suffix,
         platform,
     );
+    config.peers = tongban_node::peers::PeersConfig::at(crate::setup::write_node_peers(dir)?);
     let path = dir.join(format!("node{suffix}.toml"));
     node::write(&path, &config, WRITER)?;
     let name = format!("node{suffix}");

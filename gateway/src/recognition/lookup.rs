@@ -130,7 +130,7 @@ pub(super) struct Found {
 
 /// The recognition service; shared by every connection.
 pub struct Recognition {
-    registry: SharedRegistry,
+    pub(super) registry: SharedRegistry,
     pub(super) regions: &'static RegionTable,
     pub(super) catalog: Arc<Catalog>,
     pub(super) settings: RecognitionSettings,

@@ -18,8 +18,10 @@ use std::{
 };
 
 use tongban_proto::{
+    contract::metadata,
     rules::{
         credentials::{self, license_issuer},
+        message_signature::{DEFAULT_MAX_AGE, MessageSignature, Signed},
         region::{RegionCode, RegionPrefix},
     },
     v1::{PublishRevocationRequest, PublishRevocationResponse},
@@ -32,9 +34,78 @@ use super::{
     revocation_log::{Appended, ApplyRevocations, Logged, NewRevocation, RevocationLog},
     revoked::{Refusal, Remembered},
 };
-use crate::{audit::CallAudit, authorize, error::GatewayError};
+use crate::{audit::CallAudit, authorize, error::GatewayError, message::Message};
 
 impl Recognition {
+    /// Refuses a revocation unless `caller`'s region signed it with a key registered
+    /// for it, lately: the one call whose message the gateway itself acts on, signed so
+    /// the register of revocations (and the shared log) holds only what an issuer said.
+    pub(super) fn check_signature(
+        &self,
+        headers: &http::HeaderMap,
+        caller: RegionPrefix,
+        message: &Message,
+    ) -> Result<(), GatewayError> {
+        let refused = |why: String| GatewayError::Unauthenticated(why);
+        let header = headers
+            .get(metadata::SIGNATURE)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                refused(format!(
+                    "a revocation must carry its issuer's signature ({})",
+                    metadata::SIGNATURE
+                ))
+            })?;
+        let signature = MessageSignature::parse(header).map_err(|e| refused(e.to_string()))?;
+        if signature.region != caller {
+            return Err(refused(format!(
+                "signed for region {}, sent by region {caller}",
+                signature.region
+            )));
+        }
+        let route = self
+            .registry
+            .current()
+            .lookup(&RegionCode::from_prefix(&caller))
+            .filter(|route| route.prefix == caller);
+        let key = route
+            .as_ref()
+            .and_then(|route| route.issuer_keys.iter().find(|k| k.id == signature.key_id))
+            .ok_or_else(|| {
+                refused(format!(
+                    "key {} is not registered for region {caller}",
+                    signature.key_id
+                ))
+            })?;
+        if !signature.is_fresh(SystemTime::now(), DEFAULT_MAX_AGE)
+            || !key.valid_at(signature.signed_at())
+        {
+            return Err(refused(format!(
+                "the signature's time is not within {} of the gateway's clock and key {}'s window",
+                humantime::format_duration(DEFAULT_MAX_AGE),
+                key.id
+            )));
+        }
+        let framed = message.contiguous();
+        let signed = Signed {
+            method: "PublishRevocation",
+            target_region: "",
+            idempotency_key: headers
+                .get(metadata::IDEMPOTENCY_KEY)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            // Framing was checked by decoding it.
+            message: framed.get(5..).unwrap_or_default(),
+        };
+        if !signature.verifies(&key.public_key, &signed) {
+            return Err(refused(format!(
+                "the signature does not verify with key {} of region {caller}",
+                key.id
+            )));
+        }
+        Ok(())
+    }
+
     pub(super) async fn revoke(
         &self,
         request: PublishRevocationRequest,

@@ -73,7 +73,9 @@ impl Recognition {
                     .await?,
             ),
             Lookup::Revocation => {
-                unary::answer(&self.revoke(unary::decode(message)?, &ctx, audit).await?)
+                let request = unary::decode(message)?;
+                self.check_signature(&call.headers, caller, message)?;
+                unary::answer(&self.revoke(request, &ctx, audit).await?)
             }
         })
     }

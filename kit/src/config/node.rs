@@ -2,8 +2,12 @@
 
 use std::{path::Path, time::Duration};
 
-use tongban_node::config::{
-    GatewayLink, IssuerConfig, ListenConfig, NodeConfig, OutboxConfig, PlatformConfig, StoreConfig,
+use tongban_node::{
+    config::{
+        GatewayLink, IssuerConfig, ListenConfig, NodeConfig, OutboxConfig, PlatformConfig,
+        StoreConfig,
+    },
+    peers::PeersConfig,
 };
 use tongban_proto::rules::region::RegionCode;
 use tongban_runtime::{
@@ -15,8 +19,9 @@ use crate::{config::files::write_toml, error::KitError};
 
 /// A node config with the kit's settings: region `region` on `listen`, presenting
 /// `tls`, calling the gateway `endpoints`, on `platform`; its store and trail are
-/// `node{suffix}.db` and `node{suffix}-audit.log`, no issuer key, a 5 s handshake
-/// timeout, everything else the defaults.
+/// `node{suffix}.db` and `node{suffix}-audit.log`, no issuer key, the peers' keys from
+/// `registry.toml` beside it (the gateway's registry), a 5 s handshake timeout,
+/// everything else the defaults.
 pub fn config(
     region: RegionCode,
     listen: ListenConfig,
@@ -44,6 +49,7 @@ pub fn config(
             keys: Vec::new(),
             assertion_validity: None,
         },
+        peers: PeersConfig::at("registry.toml".into()),
         recognition: Default::default(),
         telemetry: Default::default(),
         access_log: None,

@@ -8,13 +8,12 @@ use tempfile::TempDir;
 use tongban_node::platform::embedded::{SyntheticResident, synthetic_residents};
 use tongban_proto::rules::region::{RegionPrefix, RegionTable};
 use tongban_runtime::trust::{identity::PeerIdentity, tls::TlsFiles};
-use tonic::transport::Channel;
 
 use crate::{
     config::pki::tls_files,
     federation::LocalFederation,
     spec::{FederationSpec, Launch},
-    testing::peers::channel,
+    testing::signing::{RegionSigner, SigningChannel, region_channel},
 };
 
 /// A running federation and the folder it lives in (removed on drop).
@@ -88,17 +87,31 @@ impl TestFederation {
         tls_files(&self.dir.path().join("pki"), identity)
     }
 
-    /// A channel to the gateway presenting `files`' certificate.
+    /// A channel to the gateway presenting `files`' certificate; what it sends for a
+    /// region (deliveries, status pushes, revocations) is signed with that region's
+    /// issuer key, as its node signs it.
     pub async fn gateway_channel(
         &self,
         files: &TlsFiles,
-    ) -> Result<Channel, tonic::transport::Error> {
-        channel(
+    ) -> Result<SigningChannel, tonic::transport::Error> {
+        region_channel(
             &format!("https://{}", self.fed.gateway().federation_addr),
             files,
             &PeerIdentity::Gateway,
+            &self.pki(),
         )
         .await
+    }
+
+    /// Region `prefix`'s signer, as its node signs (its first issuer key).
+    pub fn signer(&self, prefix: &str) -> RegionSigner {
+        let prefix = RegionPrefix::parse(prefix).expect("prefix");
+        RegionSigner::of(&self.pki(), prefix).expect("the region has an issuer key")
+    }
+
+    /// The federation's PKI folder.
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
     }
 
     /// Synthetic residents of a region, as seeded into its platform.

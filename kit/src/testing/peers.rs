@@ -13,14 +13,16 @@ use tongban_runtime::{
         tls::{ClientSettings, TlsFiles},
     },
 };
-use tonic::transport::Channel;
 
-/// A connected channel to `url` presenting `files`, verifying the server as `server`.
+use crate::testing::signing::SigningChannel;
+
+/// A connected channel to `url` presenting `files`, verifying the server as `server`;
+/// it signs nothing until given a signer ([`SigningChannel::signing_as`]).
 pub async fn channel(
     url: &str,
     files: &TlsFiles,
     server: &PeerIdentity,
-) -> Result<Channel, tonic::transport::Error> {
+) -> Result<SigningChannel, tonic::transport::Error> {
     let connector =
         FederationConnector::from_files(files, server.clone()).expect("client TLS config");
     let settings = ClientSettings {
@@ -31,6 +33,7 @@ pub async fn channel(
         .expect("endpoint")
         .connect_with_connector(connector)
         .await
+        .map(|channel| SigningChannel::new(channel, None))
 }
 
 /// A federation listener on loopback presenting `files`' certificate (through the

@@ -3,8 +3,9 @@
 //! function in a module named for it —
 //! - [`replay`]: the delivery's idempotency key, and the first answer for a key used
 //!   before (nothing is created twice);
-//! - [`admit`]: the application's origin owned by the calling region, its target handled
-//!   here, its case number its origin's;
+//! - [`admit`]: the application's origin owned by the calling region (and by the region
+//!   that signed it), its target handled here, its case number its origin's; what was
+//!   signed is kept with the case;
 //! - [`standard`]: the same standard as a local filing (同标准办理), against the catalog
 //!   version the application names;
 //! - [`handover`]: the platform takes the case, then the key is remembered with the
@@ -31,15 +32,16 @@ use crate::{
     crash_point::{AFTER_PLATFORM_SUBMIT, crash_point},
     error::NodeError,
     observe,
+    signed_calls::SignedMessage,
     verified_origin::VerifiedOrigin,
 };
 use handover::Inbound;
 
-/// Takes a delivery from `origin` (the region the gateway verified), under the case's
-/// `trace`.
+/// Takes a delivery from `origin` (the region the gateway verified), `signed` by a
+/// region (checked against this node's copy of the registry), under the case's `trace`.
 pub async fn deliver(
     ctx: &NodeContext,
-    origin: VerifiedOrigin,
+    (origin, signed): (VerifiedOrigin, &SignedMessage),
     request: Request<DeliverApplicationRequest>,
     trace: Option<TraceParent>,
 ) -> Result<DeliverApplicationResponse, NodeError> {
@@ -56,7 +58,14 @@ pub async fn deliver(
         return Ok(first);
     }
     let claimed_origin = admit::admit(ctx, &origin, &application)?;
+    // The signer must own the origin too: a gateway can claim any origin, not sign.
+    signed
+        .signer
+        .require(&claimed_origin, "application.origin_region")?;
     let applicant = standard::check(ctx, &application)?;
+    ctx.store
+        .keep_signed(signed.evidence(&application.case_number, &key))
+        .await?;
     let inbound = Inbound {
         origin: origin.prefix(),
         key,

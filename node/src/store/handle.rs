@@ -15,6 +15,7 @@ use tongban_runtime::{
 
 use super::{
     access_log::{AccessEntry, AccessKind, ReportedAccess},
+    evidence::SignedEvidence,
     filing::{ApplicationRecord, Filed, NewFiling},
     outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry},
     postgres::PgStore,
@@ -285,6 +286,22 @@ impl Store {
             applicant_home,
             response
         ))
+    }
+
+    // Evidence.
+
+    /// Keeps a signed message received about a case; the first per method and
+    /// idempotency key is kept.
+    pub async fn keep_signed(&self, evidence: SignedEvidence) -> Result<(), StoreError> {
+        dispatch!(self.keep_signed(evidence))
+    }
+
+    /// The signed messages kept for a case, oldest first.
+    pub async fn signed_messages(
+        &self,
+        case_number: String,
+    ) -> Result<Vec<SignedEvidence>, StoreError> {
+        dispatch!(self.signed_messages(case_number))
     }
 
     // Statuses returned.

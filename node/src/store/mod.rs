@@ -10,11 +10,12 @@
 //! (`SqliteStore`) or `postgres` (`PgStore`), each with its own schema and one
 //! submodule per job. What the backends share lives beside them, one module per job:
 //! `settings`, `access_log` (lookups of this region's persons' data), `filing`
-//! (applications filed here), `outbox` (calls owed to other regions) — their types and
+//! (applications filed here), `evidence` (what other regions signed about a case), `outbox` (calls owed to other regions) — their types and
 //! the rules both backends follow — with instants kept as `crate::instants` says. `tests`
 //! checks that both backends behave alike.
 
 mod access_log;
+mod evidence;
 mod filing;
 mod handle;
 mod outbox;
@@ -28,6 +29,7 @@ mod turn;
 pub use crate::db_error::StoreError;
 pub use crate::instants::{now_ms, timestamp_ms};
 pub use access_log::{AccessEntry, AccessKind, ReportedAccess};
+pub use evidence::SignedEvidence;
 pub use filing::{ApplicationRecord, Filed, NewFiling};
 pub use handle::Store;
 pub use outbox::{

@@ -35,6 +35,11 @@ pub const APPLICANT_HOME: &str = "tongban-applicant-home";
 /// On status pushes: the stage pushed (`in_review`, `approved`, `rejected`, ...).
 pub const CASE_STAGE: &str = "tongban-case-stage";
 
+/// On deliveries, status pushes and revocations: the sending region's signature over
+/// the call's message ([`crate::rules::message_signature`]), set by the sender and
+/// relayed untouched; the receiver verifies it with the sender's registered key.
+pub const SIGNATURE: &str = "tongban-signature";
+
 /// Longest idempotency key accepted (it is stored and audited).
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 

@@ -87,6 +87,12 @@ impl SigningKey {
         out
     }
 
+    /// Its Ed25519 signature over `input`, for signed inputs built elsewhere
+    /// ([`crate::rules::message_signature`]).
+    pub fn sign_raw(&self, input: &[u8]) -> Vec<u8> {
+        self.pair.sign(input).as_ref().to_vec()
+    }
+
     /// Signs `body` as a `kind` object.
     pub fn sign(&self, kind: SignedKind, body: Vec<u8>) -> SignedObject {
         let signature = self.pair.sign(&signing_input(kind, &body));

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
+use tongban_kit::testing::SigningChannel;
 
 use tongban_kit::testing::{TestFederation, eventually, medical_filing, processes, start_with};
 use tongban_node::platform::{Platform, embedded::SyntheticResident};
@@ -19,31 +20,34 @@ use tongban_proto::{
     },
 };
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{Code, Request, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, Request, metadata::MetadataValue};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn region(prefix: &str) -> PeerIdentity {
+pub(super) fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
 /// A client of the gateway presenting `prefix`'s certificate.
-async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<Channel> {
+async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<SigningChannel> {
     let files = t.tls_files(&region(prefix));
     GatewayClient::new(t.gateway_channel(&files).await.unwrap())
 }
 
-/// A client of node `prefix` presenting the gateway's certificate, as the gateway does.
-async fn node_as_gateway(t: &TestFederation, prefix: &str) -> NodeClient<Channel> {
+/// A client of node `prefix` presenting the gateway's certificate, as the gateway does
+/// when it relays for province 44 (see [`as_province`]): signed by 44, as 44's node
+/// signs.
+async fn node_as_gateway(t: &TestFederation, prefix: &str) -> NodeClient<SigningChannel> {
     let files = t.tls_files(&PeerIdentity::Gateway);
     let url = format!("https://{}", t.fed.node(prefix).unwrap().federation_addr);
     let channel = tongban_kit::testing::channel(&url, &files, &region(prefix))
         .await
-        .unwrap();
+        .unwrap()
+        .signing_as(t.signer("44"));
     NodeClient::new(channel)
 }
 
-fn with_meta<T>(message: T, pairs: &[(&'static str, &str)]) -> Request<T> {
+pub(super) fn with_meta<T>(message: T, pairs: &[(&'static str, &str)]) -> Request<T> {
     let mut request = Request::new(message);
     for (k, v) in pairs {
         request
@@ -55,7 +59,7 @@ fn with_meta<T>(message: T, pairs: &[(&'static str, &str)]) -> Request<T> {
 
 /// The processes of 31, 44 and Shenzhen's own node; cases wait for a clerk, so the
 /// only status pushes are the test's.
-async fn federation(regions: &[&str]) -> TestFederation {
+pub(super) async fn federation(regions: &[&str]) -> TestFederation {
     start_with(regions, |spec| {
         spec.launch = processes("warn");
         spec.auto_approve_after = None;
@@ -64,7 +68,7 @@ async fn federation(regions: &[&str]) -> TestFederation {
 }
 
 /// Files at `origin`'s portal and waits until the handling region has taken the case.
-async fn file_and_deliver(
+pub(super) async fn file_and_deliver(
     t: &TestFederation,
     origin: &str,
     resident: &SyntheticResident,
@@ -83,7 +87,7 @@ async fn file_and_deliver(
 
 /// A complete application numbered `case`, from `origin`, for `resident`, handled by
 /// the resident's home region (the one-thing's competent region).
-async fn application(
+pub(super) async fn application(
     t: &TestFederation,
     case: &str,
     origin: &str,
@@ -118,7 +122,7 @@ async fn application(
     }
 }
 
-fn delivery(application: &Application, key: &str) -> Request<DeliverApplicationRequest> {
+pub(super) fn delivery(application: &Application, key: &str) -> Request<DeliverApplicationRequest> {
     let target = application.target_region.clone();
     with_meta(
         DeliverApplicationRequest {
@@ -138,7 +142,12 @@ fn query(case: &str, target: &str) -> Request<QueryStatusRequest> {
     with_meta(request, &[(metadata::TARGET_REGION, target)])
 }
 
-fn push(case: &str, target: &str, sequence: u64, key: &str) -> Request<PushStatusRequest> {
+pub(super) fn push(
+    case: &str,
+    target: &str,
+    sequence: u64,
+    key: &str,
+) -> Request<PushStatusRequest> {
     let request = PushStatusRequest {
         case_number: case.into(),
         status: Some(CaseStatus {
@@ -157,16 +166,16 @@ fn push(case: &str, target: &str, sequence: u64, key: &str) -> Request<PushStatu
 }
 
 /// What a call came to: `Ok`, or its code and message.
-type Outcome = Result<(), (Code, String)>;
+pub(super) type Outcome = Result<(), (Code, String)>;
 
-fn outcome<T>(answer: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
+pub(super) fn outcome<T>(answer: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
     answer
         .map(|_| ())
         .map_err(|s| (s.code(), s.message().to_owned()))
 }
 
 /// Prints every row, then checks each: expected `Ok`, or the expected code.
-fn check(rows: &[(&str, Option<Code>, Outcome)]) {
+pub(super) fn check(rows: &[(&str, Option<Code>, Outcome)]) {
     for (what, expected, got) in rows {
         println!("{what}: expected {expected:?}, got {got:?}");
     }
@@ -180,7 +189,7 @@ fn check(rows: &[(&str, Option<Code>, Outcome)]) {
 }
 
 /// The stored status (stage, sequence) of `case` at `prefix`'s node, which filed it.
-async fn stored_status(t: &TestFederation, prefix: &str, case: &str) -> (i32, u64) {
+pub(super) async fn stored_status(t: &TestFederation, prefix: &str, case: &str) -> (i32, u64) {
     let node = t.fed.node(prefix).unwrap();
     let record = node.store.application(case.into()).await.unwrap().unwrap();
     (record.status.stage, record.status.sequence)

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
+use tongban_kit::testing::SigningChannel;
 
 use prost::Message;
 use tongban_kit::testing::{TestFederation, eventually, medical_filing, start};
@@ -26,7 +27,7 @@ fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
-async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<tonic::transport::Channel> {
+async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<SigningChannel> {
     GatewayClient::new(
         t.gateway_channel(&t.tls_files(&region(prefix)))
             .await

@@ -18,6 +18,7 @@ use std::{
     },
     time::Duration,
 };
+use tongban_kit::testing::SigningChannel;
 
 use tongban_kit::testing::{TestFederation, processes, start_with};
 use tongban_proto::{
@@ -25,7 +26,7 @@ use tongban_proto::{
     v1::{gateway_client::GatewayClient, node_client::NodeClient},
 };
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic::metadata::MetadataValue;
 
 use super::overload::{Replay, delivered_case, gateway_rss, replay, steady_apart};
 
@@ -45,7 +46,10 @@ enum Path {
 }
 
 /// One flood call, straight to the node as the gateway relays it.
-async fn replay_direct(client: &mut NodeClient<Channel>, r: &Replay) -> Result<(), tonic::Status> {
+async fn replay_direct(
+    client: &mut NodeClient<SigningChannel>,
+    r: &Replay,
+) -> Result<(), tonic::Status> {
     let mut request = r.request();
     // What the gateway adds for a call from 31.
     request
@@ -56,8 +60,8 @@ async fn replay_direct(client: &mut NodeClient<Channel>, r: &Replay) -> Result<(
 
 /// Flood clients: through the gateway as region 31, or straight to node 44 as the gateway.
 enum Flooder {
-    Gateway(GatewayClient<Channel>),
-    Direct(NodeClient<Channel>),
+    Gateway(GatewayClient<SigningChannel>),
+    Direct(NodeClient<SigningChannel>),
 }
 
 async fn flooders(t: &TestFederation, path: Path) -> Vec<Flooder> {
@@ -74,9 +78,11 @@ async fn flooders(t: &TestFederation, path: Path) -> Vec<Flooder> {
                 let node = t.fed.node("44").unwrap();
                 let url = format!("https://{}", node.federation_addr);
                 let server = PeerIdentity::from_uri("spiffe://tongban/region/44").unwrap();
+                // Relayed for 31 and signed by it, as the gateway relays its calls.
                 let channel = tongban_kit::testing::channel(&url, &files, &server)
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .signing_as(t.signer("31"));
                 Flooder::Direct(NodeClient::new(channel))
             }
         });
@@ -151,10 +157,14 @@ async fn a_greedy_flood_at_the_shipped_limits_costs_the_flooder_not_the_others()
     let steady_case = delivered_case(&t, "11", "31").await;
     let url = format!("https://{}", t.fed.gateway().federation_addr);
     let beijing = t.tls_files(&PeerIdentity::from_uri("spiffe://tongban/region/11").unwrap());
-    let (alone_ok, alone_shed, alone_other, alone_p99) =
-        steady_apart(url.clone(), beijing.clone(), steady_case.clone(), MEASURE)
-            .join()
-            .unwrap();
+    let (alone_ok, alone_shed, alone_other, alone_p99) = steady_apart(
+        url.clone(),
+        (beijing.clone(), t.pki()),
+        steady_case.clone(),
+        MEASURE,
+    )
+    .join()
+    .unwrap();
     assert_eq!((alone_shed, alone_other), (0, 0));
     println!("beijing alone: {alone_ok} calls, p99 {alone_p99} µs");
     let rss_before = gateway_rss(&t).await;
@@ -167,7 +177,12 @@ async fn a_greedy_flood_at_the_shipped_limits_costs_the_flooder_not_the_others()
             let stop = Arc::new(AtomicBool::new(false));
             let (tasks, counts) = start_flood(&clients, &flood_case, &stop);
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let during = steady_apart(url.clone(), beijing.clone(), steady_case.clone(), MEASURE);
+            let during = steady_apart(
+                url.clone(),
+                (beijing.clone(), t.pki()),
+                steady_case.clone(),
+                MEASURE,
+            );
             while !during.is_finished() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 rss_peak = rss_peak.max(gateway_rss(&t).await);

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use tongban_kit::testing::SigningChannel;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -32,7 +33,6 @@ use tongban_runtime::trust::identity::PeerIdentity;
 use tonic::{
     Code, Request,
     metadata::{KeyAndValueRef, MetadataValue},
-    transport::Channel,
 };
 
 use super::faults::platform_rows;
@@ -459,7 +459,7 @@ struct Garbage {
 
 /// Calls `path` with `Garbage` and the given metadata; the status.
 async fn garbage_call(
-    channel: Channel,
+    channel: SigningChannel,
     path: &'static str,
     meta: &[(&'static str, String)],
 ) -> tonic::Status {
@@ -529,7 +529,11 @@ async fn good_application(t: &TestFederation) -> Application {
 
 /// Calls the gateway refuses itself. The deliveries carry `good` (the applicant's ID
 /// number and name), which no refusal may quote.
-async fn gateway_rows(t: &TestFederation, channel: Channel, good: &Application) -> Vec<GrpcRow> {
+async fn gateway_rows(
+    t: &TestFederation,
+    channel: SigningChannel,
+    good: &Application,
+) -> Vec<GrpcRow> {
     let mut client = GatewayClient::new(channel.clone());
     let resident = &t.residents("44")[0];
     let mut rows: Vec<GrpcRow> = Vec::new();
@@ -749,7 +753,7 @@ async fn gateway_rows(t: &TestFederation, channel: Channel, good: &Application) 
 }
 
 /// Deliveries the node refuses (the gateway relays them): `good` with one thing wrong.
-async fn node_rows(channel: Channel, good: &Application) -> Vec<GrpcRow> {
+async fn node_rows(channel: SigningChannel, good: &Application) -> Vec<GrpcRow> {
     let mut client = GatewayClient::new(channel);
     let mut rows: Vec<GrpcRow> = Vec::new();
     let mut n = 0;

@@ -26,6 +26,7 @@ use std::{
     },
     time::{Duration, Instant, SystemTime},
 };
+use tongban_kit::testing::SigningChannel;
 
 use prost::Message;
 use tokio::sync::watch;
@@ -49,7 +50,7 @@ use tongban_runtime::{
         pki::{self, DevCa},
     },
 };
-use tonic::{Code, Request, Response, Status, transport::Channel};
+use tonic::{Code, Request, Response, Status};
 
 use super::{overload::gateway_rss, recognition::license_of};
 
@@ -317,7 +318,7 @@ impl Flood {
 /// Region 11's ordinary lookups at the real node 44 until `stop`: a license (cached
 /// after the first) and the identities of 44's residents in turn (each a miss first).
 fn ordinary_lookups(
-    mut client: GatewayClient<Channel>,
+    mut client: GatewayClient<SigningChannel>,
     license: String,
     residents: Vec<(String, String)>,
     stop: Arc<AtomicBool>,
@@ -362,7 +363,12 @@ fn ordinary_lookups(
 }
 
 /// One wave: `AT_ONCE` lookups of new licenses from region 31, half of each kind.
-async fn wave(client: &GatewayClient<Channel>, wave: usize, holder: &str, flood: &mut Flood) {
+async fn wave(
+    client: &GatewayClient<SigningChannel>,
+    wave: usize,
+    holder: &str,
+    flood: &mut Flood,
+) {
     let calls: Vec<_> = (0..AT_ONCE)
         .map(|i| {
             let kind = if i % 2 == 0 { "FIELDS" } else { "JUNK" };

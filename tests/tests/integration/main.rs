@@ -42,6 +42,7 @@ mod revocation;
 mod revocation_crash;
 mod revocation_flood;
 mod revocation_log;
+mod signed_messages;
 mod slowloris;
 mod small_frames;
 mod traces;

@@ -24,6 +24,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tongban_kit::testing::SigningChannel;
 
 use prost::Message;
 use rustls::pki_types::ServerName;
@@ -42,7 +43,7 @@ use tongban_proto::{
     },
 };
 use tongban_runtime::trust::{identity::PeerIdentity, tls::TlsFiles};
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, Request, Status, metadata::MetadataValue};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -74,18 +75,18 @@ pub(super) async fn delivered_case(t: &TestFederation, origin: &str, home: &str)
 }
 
 /// A connection to the gateway as region `prefix`'s node.
-async fn connection(t: &TestFederation, prefix: &str) -> Channel {
+async fn connection(t: &TestFederation, prefix: &str) -> SigningChannel {
     let identity = PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap();
     t.gateway_channel(&t.tls_files(&identity)).await.unwrap()
 }
 
-async fn client(t: &TestFederation, prefix: &str) -> GatewayClient<Channel> {
+async fn client(t: &TestFederation, prefix: &str) -> GatewayClient<SigningChannel> {
     GatewayClient::new(connection(t, prefix).await)
 }
 
 /// Replays the delivery: the node answers from its idempotency record.
 pub(super) async fn replay(
-    client: &mut GatewayClient<Channel>,
+    client: &mut GatewayClient<SigningChannel>,
     r: &Replay,
 ) -> Result<(), tonic::Status> {
     client.deliver_application(r.request()).await.map(|_| ())
@@ -112,7 +113,7 @@ impl Replay {
 
 /// Sequential replays for `duration`: (ok, refused as overloaded, other errors, p99 µs).
 async fn steady(
-    client: &GatewayClient<Channel>,
+    client: &GatewayClient<SigningChannel>,
     r: &Replay,
     duration: Duration,
 ) -> (u64, u64, u64, u64) {
@@ -141,7 +142,7 @@ async fn steady(
 /// latencies are the gateway's, not those of a test runtime busy with the flood.
 pub(super) fn steady_apart(
     url: String,
-    files: tongban_runtime::trust::tls::TlsFiles,
+    (files, pki): (tongban_runtime::trust::tls::TlsFiles, std::path::PathBuf),
     r: Replay,
     duration: Duration,
 ) -> std::thread::JoinHandle<(u64, u64, u64, u64)> {
@@ -151,9 +152,10 @@ pub(super) fn steady_apart(
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let channel = tongban_kit::testing::channel(&url, &files, &PeerIdentity::Gateway)
-                .await
-                .unwrap();
+            let channel =
+                tongban_kit::testing::region_channel(&url, &files, &PeerIdentity::Gateway, &pki)
+                    .await
+                    .unwrap();
             let client = GatewayClient::new(channel);
             // Warm the connection before timing.
             let _ = replay(&mut client.clone(), &r).await;
@@ -200,7 +202,7 @@ const SHED_WRONGLY: usize = 3;
 /// indexes above. A shed caller waits `after_refusal`, or (`None`) the pushback the
 /// gateway states, which every shed answer must carry.
 fn flood(
-    client: &GatewayClient<Channel>,
+    client: &GatewayClient<SigningChannel>,
     r: &Replay,
     callers: usize,
     after_refusal: Option<Duration>,
@@ -291,7 +293,7 @@ async fn a_flooding_region_is_shed_and_the_others_keep_being_served() {
     let measure = |duration| {
         steady_apart(
             url.clone(),
-            beijing_files.clone(),
+            (beijing_files.clone(), t.pki()),
             steady_case.clone(),
             duration,
         )
@@ -466,7 +468,7 @@ struct PaddedDelivery {
 }
 
 /// Replays the delivery `r` with `padding` bytes more in its message.
-async fn padded_replay(channel: Channel, r: &Replay, padding: usize) -> Result<(), Status> {
+async fn padded_replay(channel: SigningChannel, r: &Replay, padding: usize) -> Result<(), Status> {
     let mut request = Request::new(PaddedDelivery {
         application: Some(r.application.clone()),
         padding: vec![0xA5; padding],
@@ -517,7 +519,7 @@ async fn large_messages_are_refused_for_the_byte_budget_and_the_gateway_keeps_se
     // Messages of 3.5 MiB, near the 4 MiB the federation relays: one fits the 8 MiB
     // budget, two do not (and one region alone stops at three quarters of it).
     let padding = MAX_MESSAGE - MAX_MESSAGE / 8;
-    let shanghai: Vec<Channel> = {
+    let shanghai: Vec<SigningChannel> = {
         let mut channels = Vec::new();
         for _ in 0..4 {
             channels.push(connection(&t, "31").await);

@@ -15,13 +15,14 @@ use std::{
     sync::{Arc, atomic::AtomicUsize},
     time::{Duration, Instant, SystemTime},
 };
+use tongban_kit::testing::SigningChannel;
 
 use prost::Message;
 use serde_json::json;
 use tokio::sync::watch;
 use tongban_gateway::{Gateway, GatewayConfig, GatewayListeners, config::RecognitionSettings};
 use tongban_kit::Member;
-use tongban_kit::testing::{TestFederation, channel, eventually, processes, start, start_with};
+use tongban_kit::testing::{TestFederation, eventually, processes, start, start_with};
 use tongban_node::platform::embedded::NewLicense;
 use tongban_proto::{
     contract::metadata,
@@ -41,7 +42,7 @@ use tongban_runtime::{
     trust::pki::{self, DevCa},
     trust::tls::ClientSettings,
 };
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -49,7 +50,7 @@ fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
-async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<Channel> {
+async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<SigningChannel> {
     GatewayClient::new(
         t.gateway_channel(&t.tls_files(&region(prefix)))
             .await
@@ -91,7 +92,7 @@ pub(super) async fn license_of(
 }
 
 pub(super) async fn lookup(
-    client: &mut GatewayClient<Channel>,
+    client: &mut GatewayClient<SigningChannel>,
     license_id: &str,
     material: &str,
     one_thing: &str,
@@ -530,9 +531,10 @@ pub(super) async fn client_at(
     t: &TestFederation,
     url: &str,
     prefix: &str,
-) -> GatewayClient<Channel> {
+) -> GatewayClient<SigningChannel> {
+    let files = t.tls_files(&region(prefix));
     GatewayClient::new(
-        channel(url, &t.tls_files(&region(prefix)), &PeerIdentity::Gateway)
+        tongban_kit::testing::region_channel(url, &files, &PeerIdentity::Gateway, &t.pki())
             .await
             .unwrap(),
     )

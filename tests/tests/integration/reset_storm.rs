@@ -19,6 +19,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tongban_kit::testing::SigningChannel;
 
 use bytes::Bytes;
 use prost::Message;
@@ -30,7 +31,7 @@ use tongban_proto::{
     v1::{QueryStatusRequest, gateway_client::GatewayClient},
 };
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::{Request, metadata::MetadataValue};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Bursts of calls reset by their caller, each on a connection of its own (h2 closes a
@@ -60,7 +61,10 @@ async fn delivered_case(t: &TestFederation, origin: &str, resident: usize) -> St
 }
 
 /// One `QueryStatus` for `case` from `client`'s region to 44.
-async fn query(client: &mut GatewayClient<Channel>, case: &str) -> Result<(), tonic::Status> {
+async fn query(
+    client: &mut GatewayClient<SigningChannel>,
+    case: &str,
+) -> Result<(), tonic::Status> {
     let mut request = Request::new(QueryStatusRequest {
         case_number: case.to_owned(),
     });
@@ -80,7 +84,7 @@ struct Served {
 }
 
 impl Served {
-    async fn call(&mut self, client: &mut GatewayClient<Channel>, case: &str) {
+    async fn call(&mut self, client: &mut GatewayClient<SigningChannel>, case: &str) {
         let started = Instant::now();
         match query(client, case).await {
             Ok(()) => self.ok += 1,

@@ -13,6 +13,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tongban_kit::testing::SigningChannel;
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tongban_kit::testing::{TestFederation, start};
@@ -30,7 +31,7 @@ use tongban_runtime::{
     trust::revocation::serial_of,
     trust::tls::{ClientSettings, TlsFiles},
 };
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
@@ -71,7 +72,7 @@ pub(super) async fn post_reload(operator: &tongban_kit::member::OperatorApi) -> 
     (r.status, r.body.to_string())
 }
 
-pub(super) async fn catalog(channel: &Channel) -> Result<(), Code> {
+pub(super) async fn catalog(channel: &SigningChannel) -> Result<(), Code> {
     CatalogClient::new(channel.clone())
         .get_catalog(GetCatalogRequest::default())
         .await
@@ -101,7 +102,10 @@ pub(super) async fn open_connection(
 
 /// A status query from `origin` relayed to `target` for a case it does not have:
 /// NOT_FOUND is its answer, so only a transport or trust failure is an error.
-async fn relayed_query(channel: &Channel, (origin, target): (&str, &str)) -> Result<(), Code> {
+async fn relayed_query(
+    channel: &SigningChannel,
+    (origin, target): (&str, &str),
+) -> Result<(), Code> {
     let mut request = tonic::Request::new(QueryStatusRequest {
         case_number: "440000-20261201-00000001".into(),
     });
@@ -152,7 +156,7 @@ pub(super) async fn handshake_refusal(
 /// itself and one it relays (`route`: origin and target codes); returns (served,
 /// failed).
 fn steady_calls(
-    channel: Channel,
+    channel: SigningChannel,
     route: (&'static str, &'static str),
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(u32, Vec<Code>)> {
@@ -246,6 +250,7 @@ async fn a_client_refuses_a_revoked_server() {
             .unwrap()
             .connect_with_connector(connector)
             .await
+            .map(|channel| SigningChannel::new(channel, None))
     };
     assert_eq!(catalog(&connect().await.unwrap()).await, Ok(()));
     let gateway = t.tls_files(&PeerIdentity::Gateway);

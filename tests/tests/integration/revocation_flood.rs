@@ -22,6 +22,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tongban_kit::testing::SigningChannel;
 
 use serde_json::json;
 use tongban_gateway::config::RevocationSettings;
@@ -34,7 +35,7 @@ use tongban_proto::{
     },
     v1::{PublishRevocationRequest, VerdictOutcome, gateway_client::GatewayClient},
 };
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, Request, Status, metadata::MetadataValue};
 
 use super::{
     overload::gateway_rss,
@@ -111,7 +112,7 @@ impl Flood {
 }
 
 /// One revocation of a made-up license of 31's, the `n`th.
-async fn publish(client: &mut GatewayClient<Channel>, n: u64) -> Result<bool, Status> {
+async fn publish(client: &mut GatewayClient<SigningChannel>, n: u64) -> Result<bool, Status> {
     let mut request = Request::new(PublishRevocationRequest {
         license_id: format!("310000-FLOOD-{n}"),
         reason: "flood".into(),
@@ -130,7 +131,7 @@ async fn publish(client: &mut GatewayClient<Channel>, n: u64) -> Result<bool, St
 
 /// [`CALLERS`] callers publishing until `stop`, each at once after every answer.
 fn flood(
-    clients: &[GatewayClient<Channel>],
+    clients: &[GatewayClient<SigningChannel>],
     counts: &Arc<Flood>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -182,7 +183,10 @@ async fn gateway_mib(t: &TestFederation) -> f64 {
 }
 
 /// 11's lookups of `licenses` (id, holder), with the outcome each must give.
-async fn lookups(client: &GatewayClient<Channel>, licenses: &[(String, String)]) -> Vec<i32> {
+async fn lookups(
+    client: &GatewayClient<SigningChannel>,
+    licenses: &[(String, String)],
+) -> Vec<i32> {
     let mut outcomes = Vec::new();
     for (license, holder) in licenses {
         let verdict = lookup(&mut client.clone(), license, MATERIAL, ONE_THING, holder).await;

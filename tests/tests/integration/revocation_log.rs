@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
+use tongban_kit::testing::SigningChannel;
 
 use serde_json::json;
 use tongban_kit::{
@@ -19,7 +20,6 @@ use tongban_node::portal_client::PortalClient;
 use tongban_proto::v1::{
     ListLicensesRequest, LookupPurpose, VerdictOutcome, gateway_client::GatewayClient,
 };
-use tonic::transport::Channel;
 
 use super::recognition::{client_at, license_of, lookup};
 
@@ -38,7 +38,7 @@ async fn federation() -> TestFederation {
 }
 
 /// A client of region 31 at each replica's own address.
-async fn replicas(t: &TestFederation) -> Vec<GatewayClient<Channel>> {
+async fn replicas(t: &TestFederation) -> Vec<GatewayClient<SigningChannel>> {
     let mut clients = Vec::new();
     for g in &t.fed.gateways {
         clients.push(client_at(t, &format!("https://{}", g.federation_addr), "31").await);
@@ -46,14 +46,14 @@ async fn replicas(t: &TestFederation) -> Vec<GatewayClient<Channel>> {
     clients
 }
 
-async fn outcome(client: &GatewayClient<Channel>, license: &str, holder: &str) -> i32 {
+async fn outcome(client: &GatewayClient<SigningChannel>, license: &str, holder: &str) -> i32 {
     lookup(&mut client.clone(), license, MATERIAL, ONE_THING, holder)
         .await
         .outcome
 }
 
 /// The verdict the holder's list gives `license`.
-async fn listed(client: &GatewayClient<Channel>, license: &str, holder: &str) -> i32 {
+async fn listed(client: &GatewayClient<SigningChannel>, license: &str, holder: &str) -> i32 {
     let list = client
         .clone()
         .list_licenses(ListLicensesRequest {

@@ -25,6 +25,7 @@ use std::{
     task::{Context, Poll},
     time::{Duration, Instant},
 };
+use tongban_kit::testing::{RegionSigner, SigningChannel};
 
 use bytes::Bytes;
 use h2::{Ping, PingPong, SendStream, client::SendRequest};
@@ -40,7 +41,7 @@ use tongban_proto::{
     v1::{Application, gateway_client::GatewayClient},
 };
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 
 use super::overload::{Replay, delivered_case, gateway_rss, replay};
 
@@ -273,11 +274,11 @@ struct Steps {
 
 /// A delivery replaying `r` whose message's first [`TINY`] bytes are sent one per DATA
 /// frame and, once every call's are, the rest in ordinary frames.
-async fn tiny_frames_call(mut raw: Raw, r: Replay, steps: Steps) -> Sent {
+async fn tiny_frames_call(mut raw: Raw, r: Replay, steps: Steps, signer: RegionSigner) -> Sent {
     let started = Instant::now();
     let body = padded_body(&r, MESSAGE);
     let mut client = raw.client.clone().ready().await.unwrap();
-    let request =
+    let mut request =
         http::Request::post("https://gateway/tongban.federation.v1.Gateway/DeliverApplication")
             .header("content-type", "application/grpc")
             .header("te", "trailers")
@@ -285,6 +286,11 @@ async fn tiny_frames_call(mut raw: Raw, r: Replay, steps: Steps) -> Sent {
             .header(metadata::IDEMPOTENCY_KEY, r.key.as_str())
             .body(())
             .unwrap();
+    // Signed by 31 as its node signs: the node takes it once it is relayed whole.
+    let signature = signer.header("DeliverApplication", request.headers(), &body[5..]);
+    request
+        .headers_mut()
+        .insert(metadata::SIGNATURE, signature.parse().unwrap());
     let (response, mut stream) = client.send_request(request, false).unwrap();
     let status = grpc_status(response);
     tokio::pin!(status);
@@ -317,7 +323,7 @@ async fn tiny_frames_call(mut raw: Raw, r: Replay, steps: Steps) -> Sent {
 
 /// 11's deliveries to 31, one after another until `stop`: served, failures, the slowest.
 fn steady(
-    client: GatewayClient<Channel>,
+    client: GatewayClient<SigningChannel>,
     case: Replay,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(usize, Vec<String>, Duration)> {
@@ -357,7 +363,10 @@ async fn attack(t: &TestFederation, connections: Vec<Raw>, case: &Replay) -> Att
     let started = Instant::now();
     let calls: Vec<_> = connections
         .into_iter()
-        .map(|raw| tokio::spawn(tiny_frames_call(raw, case.clone(), steps.clone())))
+        .map(|raw| {
+            let call = tiny_frames_call(raw, case.clone(), steps.clone(), t.signer("31"));
+            tokio::spawn(call)
+        })
         .collect();
     // A call that failed to start would leave the others waiting: bounded.
     let step = |barrier: Arc<Barrier>| async move {

@@ -15,6 +15,7 @@ use std::{
     },
     time::Duration,
 };
+use tongban_kit::testing::SigningChannel;
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::json;
@@ -38,7 +39,7 @@ use tongban_proto::{
 use tongban_runtime::{
     trust::identity::PeerIdentity, trust::pki, trust::revocation::serial_of, trust::tls::TlsFiles,
 };
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{Code, Request, Status, metadata::MetadataValue};
 
 use super::revocation::presented_serial;
 
@@ -58,7 +59,7 @@ fn issue_with_federation_ca(t: &TestFederation, identity: &PeerIdentity) {
     pki::write_leaf(&dir, identity, &leaf).unwrap();
 }
 
-async fn channel_as(t: &TestFederation, identity: &PeerIdentity) -> Channel {
+async fn channel_as(t: &TestFederation, identity: &PeerIdentity) -> SigningChannel {
     t.gateway_channel(&t.tls_files(identity)).await.unwrap()
 }
 
@@ -208,7 +209,11 @@ impl Jiangsu {
 
     /// Calls `method` on the gateway; for a state-changing method, whether its receiver
     /// applied something new (`Some(false)`: it had been applied before).
-    async fn call(&self, channel: &Channel, method: &Method) -> Result<Option<bool>, Status> {
+    async fn call(
+        &self,
+        channel: &SigningChannel,
+        method: &Method,
+    ) -> Result<Option<bool>, Status> {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let mut gateway = GatewayClient::new(channel.clone());
         let purpose = Self::purpose;
@@ -418,6 +423,9 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
     // registered.
     let jiangsu = region("32");
     issue_with_federation_ca(&t, &jiangsu);
+    // And an issuer key, as a node signs what it sends with: registered with 32 below.
+    let key_32 = tongban_runtime::trust::pki::IssuerKey::generate("32-k1").unwrap();
+    key_32.write(&t.pki()).unwrap();
     let channel = channel_as(&t, &jiangsu).await;
 
     // What 32 goes for. A case 44 filed that a region in 32 handles (its applicant
@@ -608,11 +616,22 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
         prefix: "32".into(),
         endpoints: vec!["https://127.0.0.1:9".into()],
         identity: None,
-        issuer_keys: Vec::new(),
+        issuer_keys: vec![tongban_kit::config::gateway::issuer_key_entry(
+            &key_32,
+            std::time::SystemTime::now(),
+            Duration::from_secs(3600),
+        )],
     });
     std::fs::write(&path, toml::to_string(&registry).unwrap()).unwrap();
     let (status, text) = reload(&t).await;
     assert_eq!(status, 200, "{text}");
+    // 44 reads the same registry for the keys of what it is sent.
+    let node_reload = n44
+        .operator
+        .send("POST", "/reload", bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(node_reload.status, 200, "{:?}", node_reload.body);
     for method in &methods {
         let applied = jiangsu_calls
             .call(&channel, method)
@@ -689,7 +708,7 @@ async fn a_region_removed_from_the_registry_is_cut_off_without_a_restart() {
     let (path, original) = registry_file(&t);
     let shanghai = CatalogClient::new(channel_as(&t, &region("31")).await);
     let guangdong = CatalogClient::new(channel_as(&t, &region("44")).await);
-    let catalog = |mut client: CatalogClient<Channel>| async move {
+    let catalog = |mut client: CatalogClient<SigningChannel>| async move {
         client
             .get_catalog(GetCatalogRequest::default())
             .await
@@ -754,9 +773,9 @@ async fn a_region_removed_from_the_registry_is_cut_off_without_a_restart() {
 /// Calls until one is refused by the registry (PERMISSION_DENIED), none served meanwhile:
 /// a call racing the close of the removed region's connection (GOAWAY, then closed once
 /// its streams end) fails with that connection instead, and the client reconnects.
-async fn refused_by_registry<F, Fut>(catalog: &F, client: &CatalogClient<Channel>)
+async fn refused_by_registry<F, Fut>(catalog: &F, client: &CatalogClient<SigningChannel>)
 where
-    F: Fn(CatalogClient<Channel>) -> Fut,
+    F: Fn(CatalogClient<SigningChannel>) -> Fut,
     Fut: std::future::Future<Output = Result<(), Code>>,
 {
     let mut answers = Vec::new();

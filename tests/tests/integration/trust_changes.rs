@@ -10,13 +10,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
+use tongban_kit::testing::SigningChannel;
 
 use tongban_gateway::registry::RegistryFile;
 use tongban_kit::testing::{TestFederation, processes, start_with};
 use tongban_node::portal_client::PortalClient;
 use tongban_proto::v1::{VerdictOutcome, VerdictSource, gateway_client::GatewayClient};
 use tongban_runtime::trust::identity::PeerIdentity;
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use super::recognition::{license_of, lookup};
 use super::revocation::{ca, catalog, handshake_refusal, open_connection, serial};
@@ -33,7 +34,7 @@ fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
-async fn channel_as(t: &TestFederation, prefix: &str) -> Channel {
+async fn channel_as(t: &TestFederation, prefix: &str) -> SigningChannel {
     t.gateway_channel(&t.tls_files(&region(prefix)))
         .await
         .unwrap()
@@ -174,7 +175,7 @@ async fn a_bad_registry_edit_does_not_hold_back_a_new_revocation_list_nor_the_re
 
 /// A license lookup as Shanghai's portal makes it for a Guangdong resident.
 async fn look_up(
-    gateway: &mut GatewayClient<Channel>,
+    gateway: &mut GatewayClient<SigningChannel>,
     license: &str,
     holder: &str,
 ) -> tongban_proto::v1::LicenseVerdict {

@@ -7,7 +7,7 @@ pub(super) const COMPONENT: &str = "node_store";
 
 /// The schema history, oldest first. Append a step to change the schema; never edit one:
 /// databases in the field have run the old ones.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
 /// that claimed a pending entry (`lease_owner`) has it to itself until `lease_until_ms`
@@ -108,4 +108,23 @@ CREATE UNIQUE INDEX access_log_report ON access_log (report_id);
 /// Step 3 (the SQLite store's step 6): when an operator last replayed a dead letter.
 const MIGRATION_3: &str = r#"
 ALTER TABLE outbox ADD COLUMN replayed_ms BIGINT;
+"#;
+
+/// Step 4 (the SQLite store's step 7): signed messages kept with their cases.
+const MIGRATION_4: &str = r#"
+CREATE TABLE signed_messages (
+    id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    case_number     TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    target_region   TEXT NOT NULL,
+    signer_region   TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    signed_at       BIGINT NOT NULL,
+    signature       TEXT NOT NULL,
+    message         BYTEA NOT NULL,
+    received_ms     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX signed_messages_call ON signed_messages (method, idempotency_key);
+CREATE INDEX signed_messages_case ON signed_messages (case_number);
 "#;

@@ -5,6 +5,7 @@
 
 mod access_log;
 mod database;
+mod evidence;
 mod filing;
 mod inbound;
 mod outbox;

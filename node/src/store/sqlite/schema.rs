@@ -11,6 +11,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -128,4 +129,25 @@ CREATE UNIQUE INDEX access_log_report ON access_log (report_id);
 /// deadline again from then.
 const MIGRATION_6: &str = r#"
 ALTER TABLE outbox ADD COLUMN replayed_ms INTEGER;
+"#;
+
+/// Step 7: what other regions signed and sent about a case (deliveries, status pushes),
+/// kept as evidence: the signature as it arrived and the message bytes it covers, the
+/// first per call.
+const MIGRATION_7: &str = r#"
+CREATE TABLE signed_messages (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_number     TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    target_region   TEXT NOT NULL,
+    signer_region   TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    signed_at       INTEGER NOT NULL,
+    signature       TEXT NOT NULL,
+    message         BLOB NOT NULL,
+    received_ms     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX signed_messages_call ON signed_messages (method, idempotency_key);
+CREATE INDEX signed_messages_case ON signed_messages (case_number);
 "#;
