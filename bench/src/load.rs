@@ -12,7 +12,8 @@ use std::{
 
 use bytes_codec::RawCodec;
 use hdrhistogram::Histogram;
-use tongban_proto::contract::metadata::IDEMPOTENCY_KEY;
+use tongban_kit::testing::RegionSigner;
+use tongban_proto::contract::metadata::{IDEMPOTENCY_KEY, SIGNATURE};
 use tonic::{
     Request,
     client::Grpc,
@@ -30,6 +31,25 @@ pub struct Caller {
     /// When set, every call carries a W3C `traceparent` of its own, as nodes send them,
     /// and one call in this many is marked sampled (a portal that samples that share).
     pub sampled_one_in: Option<u64>,
+    /// Signs each delivery as region 31's node does (`tongban-signature`): the node
+    /// refuses unsigned ones. `None` for calls nothing signs (lookups).
+    pub signer: Option<RegionSigner>,
+}
+
+impl Caller {
+    /// `md` with the signature of `message` sent with it, if this caller signs. The
+    /// signing is the generator's cost, outside what is measured (the proxy's and the
+    /// node's CPU).
+    fn signed(&self, mut md: MetadataMap, message: &[u8]) -> MetadataMap {
+        if let Some(signer) = &self.signer {
+            let method = self.path.path().rsplit('/').next().unwrap_or_default();
+            let header = signer.header(method, &md.clone().into_headers(), message);
+            if let Ok(value) = MetadataValue::try_from(header.as_str()) {
+                md.insert(SIGNATURE, value);
+            }
+        }
+        md
+    }
 }
 
 /// The `traceparent` of call `n` of task `task`: a trace id of its own, sampled one in
@@ -67,8 +87,9 @@ fn metadata(pairs: &[(&'static str, String)]) -> MetadataMap {
 pub async fn once(caller: &Caller, payload: bytes::Bytes) -> Result<(), String> {
     let mut grpc = Grpc::new(caller.channel.clone());
     grpc.ready().await.map_err(|e| e.to_string())?;
+    let md = caller.signed(metadata(&caller.metadata), &payload);
     let mut request = Request::new(payload);
-    *request.metadata_mut() = metadata(&caller.metadata);
+    *request.metadata_mut() = md;
     grpc.unary::<_, bytes::Bytes, _>(request, caller.path.clone(), RawCodec)
         .await
         .map(|_| ())
@@ -130,6 +151,13 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + duration;
     let md = metadata(&caller.metadata);
+    // One message always: signed once for the run (the node takes a signature for
+    // `[peers] max_age`); others are signed per call with their own key.
+    let md = match &payloads {
+        Payloads::One(payload) => caller.signed(md, payload),
+        _ => md,
+    };
+    let signs_each = caller.signer.is_some() && !matches!(payloads, Payloads::One(_));
     let mut tasks = Vec::with_capacity(inflight);
     let sampled_one_in = caller.sampled_one_in;
     for task in 0..inflight {
@@ -138,16 +166,21 @@ pub async fn run(
         let path = caller.path.clone();
         let payloads = payloads.clone();
         let md = md.clone();
+        let caller = caller.clone();
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let (mut calls, mut errors, mut first_error) = (0u64, 0u64, None);
             while Instant::now() < deadline {
                 let (message, key) = payloads.next();
-                let mut request = Request::new(message);
-                *request.metadata_mut() = md.clone();
+                let mut md = md.clone();
                 if let Some(key) = key.and_then(|k| MetadataValue::try_from(k.as_str()).ok()) {
-                    request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
+                    md.insert(IDEMPOTENCY_KEY, key);
                 }
+                if signs_each {
+                    md = caller.signed(md, &message);
+                }
+                let mut request = Request::new(message);
+                *request.metadata_mut() = md;
                 if let Some(one_in) = sampled_one_in
                     && let Some(value) = traceparent(task, calls + errors, one_in)
                 {

@@ -34,6 +34,7 @@ mod load;
 mod lookups;
 mod measure;
 mod nginx;
+mod node_peers;
 mod platform;
 mod procs;
 mod report;

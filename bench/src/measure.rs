@@ -140,6 +140,7 @@ pub const SAMPLED_ONE_IN: u64 = 100;
 pub async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, Caller)>> {
     let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);
     let client_id = PeerIdentity::Region(RegionPrefix::parse("31")?);
+    let signer = crate::node_peers::signer_31(pki)?;
     let node_path = tonic::codegen::http::uri::PathAndQuery::from_static(
         "/tongban.federation.v1.Node/DeliverApplication",
     );
@@ -174,6 +175,7 @@ pub async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, C
                 path: node_path.clone(),
                 metadata: as_gateway_meta.clone(),
                 sampled_one_in: Some(SAMPLED_ONE_IN),
+                signer: signer.clone(),
             },
         ),
         (
@@ -183,6 +185,7 @@ pub async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, C
                 path: gw_path.clone(),
                 metadata: node_meta.clone(),
                 sampled_one_in: Some(SAMPLED_ONE_IN),
+                signer: signer.clone(),
             },
         ),
     ];
@@ -200,6 +203,7 @@ pub async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, C
                     path: gw_path.clone(),
                     metadata: node_meta.clone(),
                     sampled_one_in: Some(SAMPLED_ONE_IN),
+                    signer: signer.clone(),
                 },
             ));
         }
@@ -212,6 +216,7 @@ pub async fn callers(run: &Running, pki: &Path) -> anyhow::Result<Vec<(Target, C
                 path: node_path.clone(),
                 metadata: as_gateway_meta.clone(),
                 sampled_one_in: Some(SAMPLED_ONE_IN),
+                signer: signer.clone(),
             },
         ));
     }

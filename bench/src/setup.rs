@@ -18,10 +18,7 @@ use tongban_kit::{
         pki::{Pki, tls_files},
     },
 };
-use tongban_node::{
-    config::{ListenConfig, SigningKeyConfig},
-    peers::PeersConfig,
-};
+use tongban_node::config::{ListenConfig, SigningKeyConfig};
 use tongban_proto::rules::region::{RegionCode, RegionPrefix, RegionTable};
 use tongban_runtime::{
     audit::trail::TrailSettings, observability::traces::TelemetryConfig,
@@ -107,20 +104,6 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// Writes `node-peers.toml`, the node's copy of the registry (regions 31 and 44, no
-/// keys), and returns its path. TODO(issue 25): the load tool does not sign its
-/// deliveries yet, so the node refuses them (UNAUTHENTICATED) until it does; register
-/// 31's key here then.
-pub fn write_node_peers(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let path = dir.join("node-peers.toml");
-    std::fs::write(
-        &path,
-        "[[region]]\nprefix = \"31\"\nendpoints = [\"https://127.0.0.1:9\"]\n\
-         [[region]]\nprefix = \"44\"\nendpoints = [\"https://127.0.0.1:9\"]\n",
-    )?;
-    Ok(path)
 }
 
 /// Writes `<name>-registry.toml`: every prefix routed to the node. Returns the file's
@@ -349,7 +332,7 @@ fn start_node(dir: &Path, lookups: Option<&lookup_seed::Setup>) -> anyhow::Resul
         // No clerk: the node only answers lookups.
         node::embedded_platform("", 0, None),
     );
-    config.peers = PeersConfig::at(write_node_peers(dir)?);
+    config.peers = crate::node_peers::node_peers(dir)?;
     config.issuer.keys = lookups
         .iter()
         .map(|l| SigningKeyConfig {

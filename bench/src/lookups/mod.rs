@@ -173,6 +173,7 @@ impl Calls {
             ),
             metadata: vec![(metadata::ONE_THING, "household-transfer".to_owned())],
             sampled_one_in: None,
+            signer: None,
         };
         let cached_body = lookup(setup, &setup.licenses[0]);
         let gateway = GatewayClient::new(gateway_channel);
@@ -207,6 +208,7 @@ impl Calls {
             ),
             metadata: vec![(metadata::VERIFIED_ORIGIN, "31".to_owned())],
             sampled_one_in: None,
+            signer: None,
         };
         let issuer_body = framed(&FetchLicenseRequest {
             license_id: setup.licenses[0].clone(),

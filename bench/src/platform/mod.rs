@@ -40,6 +40,7 @@ async fn caller(pki: &std::path::Path, port: u16) -> anyhow::Result<Caller> {
     let node_id = PeerIdentity::Region(RegionPrefix::parse("44")?);
     Ok(Caller {
         channel: channel(pki, &PeerIdentity::Gateway, port, &node_id).await?,
+        signer: crate::node_peers::signer_31(pki)?,
         path: tonic::codegen::http::uri::PathAndQuery::from_static(
             "/tongban.federation.v1.Node/DeliverApplication",
         ),

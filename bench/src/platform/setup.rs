@@ -88,7 +88,7 @@ fn start_node(
         suffix,
         platform,
     );
-    config.peers = tongban_node::peers::PeersConfig::at(crate::setup::write_node_peers(dir)?);
+    config.peers = crate::node_peers::node_peers(dir)?;
     let path = dir.join(format!("node{suffix}.toml"));
     node::write(&path, &config, WRITER)?;
     let name = format!("node{suffix}");

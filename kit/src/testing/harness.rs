@@ -13,7 +13,10 @@ use crate::{
     config::pki::tls_files,
     federation::LocalFederation,
     spec::{FederationSpec, Launch},
-    testing::signing::{RegionSigner, SigningChannel, region_channel},
+    testing::{
+        peers::region_channel,
+        signing::{RegionSigner, SigningChannel},
+    },
 };
 
 /// A running federation and the folder it lives in (removed on drop).

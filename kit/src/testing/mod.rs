@@ -14,6 +14,6 @@ pub mod signing;
 
 pub use fixtures::{medical_filing, system_tool};
 pub use harness::{TestFederation, cli_binary, processes, start, start_with};
-pub use peers::{channel, foreign_identity, health_server, tls12_server};
+pub use peers::{channel, foreign_identity, health_server, region_channel, tls12_server};
 pub use poll::eventually;
-pub use signing::{RegionSigner, SigningChannel, region_channel};
+pub use signing::{RegionSigner, SigningChannel};

@@ -14,7 +14,7 @@ use tongban_runtime::{
     },
 };
 
-use crate::testing::signing::SigningChannel;
+use crate::testing::signing::{RegionSigner, SigningChannel};
 
 /// A connected channel to `url` presenting `files`, verifying the server as `server`;
 /// it signs nothing until given a signer ([`SigningChannel::signing_as`]).
@@ -34,6 +34,35 @@ pub async fn channel(
         .connect_with_connector(connector)
         .await
         .map(|channel| SigningChannel::new(channel, None))
+}
+
+/// A channel to `url` presenting `files`' certificate, verifying the server as
+/// `server`; what it sends for a region is signed with that region's first issuer key
+/// in the PKI folder `pki`, when there is one.
+pub async fn region_channel(
+    url: &str,
+    files: &TlsFiles,
+    server: &PeerIdentity,
+    pki: &Path,
+) -> Result<SigningChannel, tonic::transport::Error> {
+    let channel = channel(url, files, server).await?;
+    Ok(match certificate_identity(files) {
+        Some(PeerIdentity::Region(prefix)) => match RegionSigner::of(pki, prefix) {
+            Some(signer) => channel.signing_as(signer),
+            None => channel,
+        },
+        _ => channel,
+    })
+}
+
+/// The identity `files`' certificate names, if it reads.
+fn certificate_identity(files: &TlsFiles) -> Option<PeerIdentity> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let der = CertificateDer::pem_file_iter(&files.cert)
+        .ok()?
+        .next()?
+        .ok()?;
+    PeerIdentity::from_certificate(&der).ok()
 }
 
 /// A federation listener on loopback presenting `files`' certificate (through the

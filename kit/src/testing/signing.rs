@@ -22,7 +22,6 @@ use tongban_proto::{
     contract::metadata,
     rules::{message_signature::Signed, region::RegionPrefix},
 };
-use tongban_runtime::trust::{identity::PeerIdentity, tls::TlsFiles};
 use tonic::{body::Body, transport::Channel};
 
 /// A region's signing key, as its node holds it.
@@ -83,35 +82,6 @@ impl RegionSigner {
             .expect("a key in force")
             .to_header()
     }
-}
-
-/// A channel to `url` presenting `files`' certificate, verifying the server as
-/// `server`; what it sends for a region is signed with that region's first issuer key
-/// in the PKI folder `pki`, when there is one.
-pub async fn region_channel(
-    url: &str,
-    files: &TlsFiles,
-    server: &PeerIdentity,
-    pki: &Path,
-) -> Result<SigningChannel, tonic::transport::Error> {
-    let channel = crate::testing::peers::channel(url, files, server).await?;
-    Ok(match certificate_identity(files) {
-        Some(PeerIdentity::Region(prefix)) => match RegionSigner::of(pki, prefix) {
-            Some(signer) => channel.signing_as(signer),
-            None => channel,
-        },
-        _ => channel,
-    })
-}
-
-/// The identity `files`' certificate names, if it reads.
-fn certificate_identity(files: &TlsFiles) -> Option<PeerIdentity> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let der = CertificateDer::pem_file_iter(&files.cert)
-        .ok()?
-        .next()?
-        .ok()?;
-    PeerIdentity::from_certificate(&der).ok()
 }
 
 /// The methods a region signs, by the last segment of their path.

@@ -446,18 +446,25 @@ async fn stand_in_federation(
     let tls32 = t.tls_files(&id32);
 
     let (good, stranger, retired) = (key("32-good"), key("32-stranger"), key("32-retired"));
+    // What 32's node signs its revocations with (clients as 32 find it in the PKI).
+    let signing_32 = pki::IssuerKey::generate("32-k1").unwrap();
+    signing_32.write(&pki_dir).unwrap();
     let now = SystemTime::now();
     let hour = Duration::from_secs(3600);
     let registry = format!(
         "[[region]]\nprefix = \"32\"\nendpoints = [\"https://{{addr}}\"]\n\
          [[region.issuer_keys]]\nid = \"32-good\"\ned25519_public_key = \"{}\"\nnot_before = \"{}\"\nnot_after = \"{}\"\n\
-         [[region.issuer_keys]]\nid = \"32-retired\"\ned25519_public_key = \"{}\"\nnot_before = \"{}\"\nnot_after = \"{}\"\n",
+         [[region.issuer_keys]]\nid = \"32-retired\"\ned25519_public_key = \"{}\"\nnot_before = \"{}\"\nnot_after = \"{}\"\n\
+         [[region.issuer_keys]]\nid = \"32-k1\"\ned25519_public_key = \"{}\"\nnot_before = \"{}\"\nnot_after = \"{}\"\n",
         tongban_proto::rules::digest::hex(&good.public_key()),
         rfc3339(now - hour),
         rfc3339(now + hour),
         tongban_proto::rules::digest::hex(&retired.public_key()),
         rfc3339(now - 3 * hour),
         rfc3339(now - 2 * hour),
+        signing_32.public_key_hex(),
+        rfc3339(now - hour),
+        rfc3339(now + hour),
     );
     let calls = Arc::new(AtomicUsize::new(0));
     let (delay_tx, delay) = watch::channel(Duration::ZERO);
