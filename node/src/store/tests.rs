@@ -83,6 +83,7 @@ on_both_backends!(
     settled_entries_leave_the_queue_and_old_ones_are_pruned,
     settings_keys_and_lookups_are_kept,
     statuses_apply_only_when_newer,
+    signed_messages_are_kept_once_per_call,
 );
 
 fn application(origin: &str, target: &str) -> Application {
@@ -665,5 +666,45 @@ async fn statuses_apply_only_when_newer(f: Fixture) {
             .apply_status("unknown".into(), status(3, Stage::Approved))
             .await
             .unwrap()
+    );
+}
+
+async fn signed_messages_are_kept_once_per_call(f: Fixture) {
+    let (a, b) = (f.replica("a").await, f.replica("b").await);
+    let evidence = |key: &str, signature: &str| crate::store::SignedEvidence {
+        case_number: "310000-20261204-00000001".into(),
+        method: "PushStatus".into(),
+        idempotency_key: key.into(),
+        target_region: "310000".into(),
+        signer_region: "44".into(),
+        key_id: "44-k1".into(),
+        signed_at: 1_796_400_000,
+        signature: signature.into(),
+        message: vec![0, 1, 2, 0xff],
+        received_ms: 1_796_400_000_123,
+    };
+    a.keep_signed(evidence("push:1", "first")).await.unwrap();
+    // A retry, signed anew, taken by the other replica: the first is what is kept.
+    b.keep_signed(evidence("push:1", "retry")).await.unwrap();
+    b.keep_signed(evidence("push:2", "second")).await.unwrap();
+    a.keep_signed(crate::store::SignedEvidence {
+        case_number: "other".into(),
+        ..evidence("push:3", "other case")
+    })
+    .await
+    .unwrap();
+    let kept = a
+        .signed_messages("310000-20261204-00000001".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        vec![evidence("push:1", "first"), evidence("push:2", "second")]
+    );
+    assert!(
+        b.signed_messages("nothing".into())
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
