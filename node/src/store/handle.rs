@@ -188,7 +188,13 @@ impl Store {
 
     /// How many lookups of this person's data were recorded (tests count issuer calls).
     pub async fn access_count(&self, holder_hash: String) -> Result<u64, StoreError> {
-        dispatch!(self.access_count(holder_hash))
+        dispatch!(self.access_count(holder_hash, false))
+    }
+
+    /// How many of them this region answered itself, the gateway's reports of what it
+    /// answered from its cache apart (tests count the calls that reached the issuer).
+    pub async fn answered_count(&self, holder_hash: String) -> Result<u64, StoreError> {
+        dispatch!(self.access_count(holder_hash, true))
     }
 
     // Filing.

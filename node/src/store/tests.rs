@@ -594,6 +594,8 @@ async fn settings_keys_and_lookups_are_kept(f: Fixture) {
         1
     );
     assert_eq!(b.access_count("holder".into()).await.unwrap(), 5);
+    // Of which this region answered 2 itself.
+    assert_eq!(a.answered_count("holder".into()).await.unwrap(), 2);
 
     // Revocations: one entry per gateway replica, queued once however often asked.
     let revocation = tongban_proto::v1::PublishRevocationRequest {

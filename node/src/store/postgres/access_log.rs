@@ -98,13 +98,20 @@ impl PgStore {
         .await
     }
 
-    pub async fn access_count(&self, holder_hash: String) -> Result<u64, StoreError> {
+    pub async fn access_count(
+        &self,
+        holder_hash: String,
+        answered_here: bool,
+    ) -> Result<u64, StoreError> {
+        let sql = match answered_here {
+            true => "SELECT COUNT(*) FROM access_log WHERE holder_hash = $1 AND report_id IS NULL",
+            false => "SELECT COUNT(*) FROM access_log WHERE holder_hash = $1",
+        };
         self.observed(async {
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM access_log WHERE holder_hash = $1")
-                    .bind(holder_hash)
-                    .fetch_one(&self.pool)
-                    .await?;
+            let count: i64 = sqlx::query_scalar(sql)
+                .bind(holder_hash)
+                .fetch_one(&self.pool)
+                .await?;
             unsigned(count, "count")
         })
         .await

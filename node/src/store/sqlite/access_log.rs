@@ -102,15 +102,17 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn access_count(&self, holder_hash: String) -> Result<u64, StoreError> {
+    pub async fn access_count(
+        &self,
+        holder_hash: String,
+        answered_here: bool,
+    ) -> Result<u64, StoreError> {
+        let sql = match answered_here {
+            true => "SELECT COUNT(*) FROM access_log WHERE holder_hash = ?1 AND report_id IS NULL",
+            false => "SELECT COUNT(*) FROM access_log WHERE holder_hash = ?1",
+        };
         self.db
-            .call(move |conn| {
-                Ok(conn.query_row(
-                    "SELECT COUNT(*) FROM access_log WHERE holder_hash = ?1",
-                    [holder_hash],
-                    |r| r.get(0),
-                )?)
-            })
+            .call(move |conn| Ok(conn.query_row(sql, [holder_hash], |r| r.get(0))?))
             .await
     }
 }
