@@ -13,6 +13,7 @@ mod audit;
 mod backup;
 mod console;
 mod delegated_cities;
+mod examples;
 mod fan_out;
 mod faults;
 mod federation;
