@@ -47,6 +47,12 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::new(config.clone()).context("gateway configuration")?;
     if args.check {
+        if let Some(log) = &config.revocation_log {
+            // Reads the password file and the TLS mode; connects to nothing.
+            log.database
+                .connect_options("tongban-gateway --check")
+                .context("the revocation log's database settings")?;
+        }
         println!(
             "{}: ok ({} routes)",
             args.config.display(),

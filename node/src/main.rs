@@ -33,6 +33,16 @@ async fn main() -> anyhow::Result<()> {
         tongban_node::issuer::IssuerKeys::load(&config.issuer).context("issuer keys")?;
         tongban_node::peers::PeerKeys::load(&config.peers.registry)
             .context("the peers' registry")?;
+        tongban_node::access_inquiry::Inquiries::new(config.access_log.as_ref())
+            .map_err(anyhow::Error::msg)
+            .context("the access-log portal secret")?;
+        if let tongban_node::config::StoreConfig::Postgres(store) = &config.store {
+            // Reads the password file and the TLS mode; connects to nothing.
+            store
+                .database()
+                .connect_options("tongban-node --check")
+                .context("the database settings")?;
+        }
         if let tongban_node::config::PlatformConfig::Http(http) = &config.platform {
             use tongban_node::platform::http::{auth::AuthPolicy, tls};
             tls::client_config(&http.tls).context("platform TLS")?;
