@@ -16,9 +16,10 @@ PKI generated for the run, helm/tests/<chart>/invalid/ aside):
      the image's filesystem (deploy/image/rootfs.sh, which the Dockerfile's runtime
      stages are made of), and `tongban-gateway --check` / `tongban-node --check` run
      there on the rendered config as the pod would run them: chrooted, as user 65532,
-     the root filesystem read-only and only the pod's volumes writable. (Not as root,
-     where chroot and mounts are refused: the config's paths are then rewritten into a
-     plain folder instead, and the binaries run from the build.)
+     the root filesystem read-only and only the pod's volumes writable. (Where chroot
+     and mounts are refused, not root or a sandbox that forbids them, the config's
+     paths are rewritten into a plain folder instead, and the binaries run from the
+     build; the output says which.)
 Each values file in invalid/ must be refused, with the message its first line expects.
 
 Usage: check_charts.py --helm H --validate V --promtool P --bin-dir D [--rootfs R]
@@ -78,6 +79,7 @@ def pki_files(pki):
         "tongban-node-31-issuer": {"issuer-31-k1.key": read("issuer-31-k1.key")},
         "tongban-node-44-portal": {"portal.key": read("portal-44.key")},
         "tongban-node-44-db": db,
+        "tongban-node-44-db-client": {"tls.crt": read("region-44.pem"), "tls.key": read("region-44.key")},
         "gd-platform-ca": {"ca.crt": read("ca.pem")},
         "tongban-node-44-platform-client": {
             "tls.crt": read("region-44.pem"),
@@ -281,8 +283,16 @@ def in_the_pod(root, mounts, argv):
     return ["unshare", "--mount", "sh", "-euc", " && ".join(script)]
 
 
+def can_chroot():
+    """Whether this process may make a mount namespace and chroot (root, and a
+    sandbox that allows it)."""
+    if os.geteuid() != 0:
+        return False
+    return run(["unshare", "--mount", "chroot", "/", "true"]).returncode == 0
+
+
 def check_binary(args, chart, sts, configmaps, secrets_by_name, work, what):
-    in_image = args.rootfs is not None and os.geteuid() == 0
+    in_image = args.rootfs is not None and args.can_chroot
     root = work / "pod"
     if in_image:
         shutil.copytree(args.rootfs, root, symlinks=True, copy_function=os.link)
@@ -308,7 +318,7 @@ def check_binary(args, chart, sts, configmaps, secrets_by_name, work, what):
             text = text.replace(f'"{mount_path}/', f'"{mounts[mount_path][0]}/')
         config_path.write_text(text)
         argv = [str(args.bin_dir / binary), "--config", str(config_path), "--check"]
-        where = "on the host (not root: no chroot)"
+        where = "on the host (chroot not permitted here)"
     out = run(argv, env={**os.environ, "RUST_LOG": "error", "RUST_BACKTRACE": "0"})
     if out.returncode != 0:
         fail(f"{what}: {binary} --check\n{out.stdout}{out.stderr}\n--- config ---\n{text}")
@@ -360,6 +370,7 @@ def main():
     parser.add_argument("--bin-dir", required=True, type=Path)
     parser.add_argument("--rootfs", type=Path, help="the images' filesystem (deploy/image/rootfs.sh)")
     args = parser.parse_args()
+    args.can_chroot = can_chroot()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

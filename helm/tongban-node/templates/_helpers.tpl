@@ -77,6 +77,10 @@ The node's config: `config` from the values, with what the chart decides laid ov
 {{- if $pg.tls.caSecret.name -}}
 {{- $_ := set $dbTls "ca" (printf "/etc/tongban/db/%s" $pg.tls.caSecret.key) -}}
 {{- end -}}
+{{- if $pg.tls.clientCertSecret -}}
+{{- $_ := set $dbTls "cert" "/etc/tongban/db/client/tls.crt" -}}
+{{- $_ := set $dbTls "key" "/etc/tongban/db/client/tls.key" -}}
+{{- end -}}
 {{- $_ := set $store "tls" $dbTls -}}
 {{- end -}}
 {{- $platform := dict -}}
