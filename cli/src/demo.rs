@@ -271,6 +271,16 @@ pub async fn run(
         "\nrecognized: materials satisfied by electronic licenses (count, issuing regions); \
          cached: lookups the gateway answered from its cache."
     );
+    if outcomes
+        .iter()
+        .any(|o| !o.case_number.is_empty() && o.promised.is_empty())
+    {
+        println!(
+            "promised -: the handling region's official calendar has no State Council \
+             schedule yet for a year the time limit reaches; add it to the nodes' \
+             [calendar] folder and the date is promised (README, \"File an application\")."
+        );
+    }
     let ok = outcomes.iter().all(|o| o.ok) && !outcomes.is_empty();
     println!(
         "\n{} of {} scenarios ended as expected.",

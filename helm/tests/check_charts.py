@@ -306,7 +306,7 @@ def check_binary(args, chart, sts, configmaps, secrets_by_name, work, what):
     config_path = mounts["/etc/tongban/config"][0] / config_name
     text = config_path.read_text()
     named = set(re.findall(r'"(/(?:etc|var|run|tmp)/[^"]*)"', text))
-    unmounted = [p for p in named if not any(p.startswith(m + "/") for m in mounts)]
+    unmounted = [p for p in named if not any(p == m or p.startswith(m + "/") for m in mounts)]
     if unmounted:
         fail(f"{what}: the config names files no volume mounts: {unmounted}")
     if in_image:

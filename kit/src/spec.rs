@@ -48,6 +48,8 @@ pub struct FederationSpec {
     pub recognition: RecognitionSettings,
     /// Every node's pre-review lookups (its timeout, the verification deadline).
     pub node_recognition: tongban_node::config::RecognitionConfig,
+    /// Every node's official calendar (its folder of further years and overlays).
+    pub node_calendar: tongban_node::calendar::CalendarConfig,
     /// Give every node a second issuer key that starts signing this long after start
     /// (registered beside the first, windows overlapping): a key rollover under way.
     pub rollover_after: Option<Duration>,
@@ -108,6 +110,7 @@ impl FederationSpec {
             catalog: None,
             recognition: RecognitionSettings::default(),
             node_recognition: Default::default(),
+            node_calendar: Default::default(),
             rollover_after: None,
             telemetry: TelemetryConfig::default(),
             limits: Limits::default(),

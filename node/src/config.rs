@@ -70,6 +70,13 @@ pub struct NodeConfig {
     /// Pre-review lookups through the gateway (identity, licenses).
     #[serde(default)]
     pub recognition: RecognitionConfig,
+    /// The official calendar promised dates count working days in: the release's
+    /// schedules, and a folder of further years and regions' overlays.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::calendar::CalendarConfig::is_default"
+    )]
+    pub calendar: crate::calendar::CalendarConfig,
     /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
     #[serde(
         default,
@@ -456,46 +463,6 @@ fn default_handshake_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-/// What the types of `[platform] kind = "http"` cannot check.
-fn validate_http_platform(
-    http: &crate::platform::http::HttpPlatformConfig,
-    origin: &Path,
-) -> Result<(), ConfigError> {
-    if !http.url.starts_with("https://") {
-        return Err(ConfigError::field(
-            origin,
-            "platform.url",
-            "must be https://: personal data (ID numbers, names) crosses it, and travels \
-             only over TLS",
-        ));
-    }
-    let positive = [
-        ("platform.timeout", http.timeout),
-        ("platform.poll_interval", http.poll_interval),
-        ("platform.retry_initial", http.retry_initial),
-    ];
-    for (field, value) in positive {
-        if value.is_zero() {
-            return Err(ConfigError::field(origin, field, "must be more than 0"));
-        }
-    }
-    if http.circuit_failures == 0 {
-        return Err(ConfigError::field(
-            origin,
-            "platform.circuit_failures",
-            "must be at least 1",
-        ));
-    }
-    if http.status_codes.is_empty() {
-        return Err(ConfigError::field(
-            origin,
-            "platform.status_codes",
-            "maps no status code: omit it for the reference platform's codes",
-        ));
-    }
-    Ok(())
-}
-
 impl NodeConfig {
     /// Loads a config file (a path relative to the working directory), makes every path
     /// in it absolute (relative ones taken from the file's folder) and validates it.
@@ -537,7 +504,7 @@ impl NodeConfig {
             }
         }
         if let PlatformConfig::Http(http) = &self.platform {
-            validate_http_platform(http, origin)?;
+            http.validate(origin)?;
         }
         self.listener_limits.validate(origin)?;
         if self.outbox.batch_size == 0 {
@@ -590,6 +557,7 @@ impl config::FilePaths for NodeConfig {
         paths.extend(self.issuer.keys.iter_mut().map(|k| &mut k.file));
         paths.push(&mut self.peers.registry);
         paths.extend(self.access_log.as_mut().map(|a| &mut a.portal_secret));
+        paths.extend(self.calendar.folder.as_mut());
         match &mut self.platform {
             PlatformConfig::Embedded { database, .. } => paths.push(database),
             PlatformConfig::Http(http) => paths.extend(http.file_paths()),

@@ -31,4 +31,6 @@ pub struct NodeContext {
     pub metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// This node's audit trail.
     pub audit: crate::audit::NodeAudit,
+    /// The official calendar promised dates are counted in.
+    pub calendar: crate::calendar::NodeCalendar,
 }

@@ -48,6 +48,7 @@ pub mod access_inquiry;
 pub mod access_reports;
 pub mod audit;
 pub mod backup;
+pub mod calendar;
 pub mod catalog_copy;
 pub mod config;
 pub mod context;

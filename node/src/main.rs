@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         tongban_node::issuer::IssuerKeys::load(&config.issuer).context("issuer keys")?;
         tongban_node::peers::PeerKeys::load(&config.peers.registry)
             .context("the peers' registry")?;
+        config.calendar.load().context("the official calendar")?;
         tongban_node::access_inquiry::Inquiries::new(config.access_log.as_ref())
             .map_err(anyhow::Error::msg)
             .context("the access-log portal secret")?;

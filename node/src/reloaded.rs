@@ -1,5 +1,5 @@
 //! What a node reloads while it runs (SIGHUP, a changed file, `POST /reload`): its TLS
-//! files, its issuer keys and its copy of the registry, each on its own.
+//! files, its issuer keys, its copy of the registry and its calendar, each on its own.
 
 use std::sync::Arc;
 
@@ -9,8 +9,12 @@ use tongban_runtime::{
     trust::tls::TlsInForce,
 };
 
+use tongban_proto::rules::calendar::working_days::Calendar;
+
 use crate::{
+    calendar::{CalendarConfig, describe},
     config::NodeConfig,
+    in_force::InForce,
     issuer::{IssuerKeys, SharedIssuerKeys},
     peers::{PeerKeys, SharedPeerKeys},
 };
@@ -28,6 +32,9 @@ pub struct Reloaded {
     /// The peers' registry as started; a reloaded config names the one read instead.
     pub peers_registry: std::path::PathBuf,
     pub peers: SharedPeerKeys,
+    /// The calendar's section as started; a reloaded config names the one read instead.
+    pub calendar_config: CalendarConfig,
+    pub calendar: InForce<Calendar>,
 }
 
 impl Reloaded {
@@ -57,6 +64,16 @@ impl Reloaded {
             self.peers.replace(peers);
             format!("peers' registry: {regions} regions, {keys} keys")
         });
+        let calendar_config = match &config {
+            Some(Ok(config)) => &config.calendar,
+            _ => &self.calendar_config,
+        };
+        // Refused whole (a file that does not hold together): the calendar in force stays.
+        let calendar = calendar_config.load().map(|calendar| {
+            let done = describe(&calendar);
+            self.calendar.replace(calendar);
+            done
+        });
         let mut applied = Vec::new();
         let mut refused = Vec::new();
         match tls {
@@ -71,6 +88,10 @@ impl Reloaded {
         match peers {
             Ok(done) => applied.push(done),
             Err(e) => refused.push(format!("peers' registry: {e}")),
+        }
+        match calendar {
+            Ok(done) => applied.push(done),
+            Err(e) => refused.push(format!("calendar: {e}")),
         }
         if refused.is_empty() {
             Ok(applied.join("; "))

@@ -20,7 +20,7 @@ use tongban_runtime::{
     observability::traces::{Traces, TracesGuard},
     process::config::ConfigError,
     process::open_files,
-    process::reload::ReloadTriggers,
+    process::reload::{ReloadHandle, ReloadTriggers},
     process::shutdown::ShutdownSignal,
     serving::admin::{self, Readiness},
     serving::incoming::authenticated_incoming_with_limits,
@@ -40,6 +40,7 @@ const NODE_SERVICE: &str = "tongban.federation.v1.Node";
 use crate::{
     access_inquiry::Inquiries,
     audit::NodeAudit,
+    calendar::NodeCalendar,
     catalog_copy::CatalogCopy,
     config::{ListenerLimits, NodeConfig},
     context::NodeContext,
@@ -145,6 +146,7 @@ pub struct Node {
     issuer_keys: SharedIssuerKeys,
     /// The other regions' keys, from this node's copy of the registry.
     peers: SharedPeerKeys,
+    calendar: NodeCalendar,
     traces: Traces,
     traces_guard: TracesGuard,
     metrics: Option<Arc<NodeMetrics>>,
@@ -204,6 +206,15 @@ impl Node {
             .telemetry
             .metrics_enabled()
             .then(|| Arc::new(NodeMetrics::new(&mut registry)));
+        let calendar = NodeCalendar::new(
+            config
+                .calendar
+                .load()
+                .map_err(|e| NodeStartError::Other(format!("the official calendar: {e}")))?,
+        );
+        if config.telemetry.metrics_enabled() {
+            registry.register_collector(Box::new(calendar.collector()));
+        }
         let platform =
             OpenPlatform::open(&config, &prefix, &id_hash_key, &traces, metrics.clone()).await?;
         let issuer_keys = IssuerKeys::load(&config.issuer)?;
@@ -231,6 +242,7 @@ impl Node {
         Ok(Self {
             issuer_keys,
             peers,
+            calendar,
             config,
             prefix,
             store,
@@ -281,19 +293,7 @@ impl Node {
         // From here on SIGHUP (or a changed certificate or revocation file, or
         // `POST /reload` on the operator listener) reloads them instead of terminating
         // the node.
-        let mut watched = self.config.tls.watched();
-        watched.extend(self.config.source.clone());
-        watched.extend(self.config.issuer.keys.iter().map(|k| k.file.clone()));
-        watched.push(self.config.peers.registry.clone());
-        let (triggers, reload) = ReloadTriggers::install(watched);
-        let reloaded = Reloaded {
-            tls: self.config.tls.clone(),
-            tls_in_force: self.tls.clone(),
-            config: self.config.source.clone(),
-            keys: self.issuer_keys.clone(),
-            peers_registry: self.config.peers.registry.clone(),
-            peers: self.peers.clone(),
-        };
+        let (triggers, reload, reloaded) = self.reloads();
         tasks.spawn(reload_on_request(triggers, reloaded, shutdown.clone()));
         if let Some(listener) = listeners.admin {
             let router = self.admin_router(&ready);
@@ -375,7 +375,31 @@ impl Node {
             id_hash_key: self.id_hash_key.clone(),
             traces: self.traces.clone(),
             metrics: self.metrics.clone(),
+            calendar: self.calendar.clone(),
         }))
+    }
+
+    /// What a reload replaces, and what sets one off (the files watched, SIGHUP, the
+    /// operator listener's handle).
+    fn reloads(&self) -> (ReloadTriggers, ReloadHandle, Reloaded) {
+        let mut watched = self.config.tls.watched();
+        watched.extend(self.config.source.clone());
+        watched.extend(self.config.issuer.keys.iter().map(|k| k.file.clone()));
+        watched.push(self.config.peers.registry.clone());
+        // A folder's time changes when a file is added to it or removed.
+        watched.extend(self.config.calendar.folder.clone());
+        let (triggers, reload) = ReloadTriggers::install(watched);
+        let reloaded = Reloaded {
+            tls: self.config.tls.clone(),
+            tls_in_force: self.tls.clone(),
+            config: self.config.source.clone(),
+            keys: self.issuer_keys.clone(),
+            peers_registry: self.config.peers.registry.clone(),
+            peers: self.peers.clone(),
+            calendar_config: self.config.calendar.clone(),
+            calendar: self.calendar.in_force.clone(),
+        };
+        (triggers, reload, reloaded)
     }
 
     /// Spawns the background work: the return of status changes (following the

@@ -125,6 +125,9 @@ The node's config: `config` from the values, with what the chart decides laid ov
   "peers" (dict "registry" $peers "max_age" $v.peers.maxAge)
   "audit" (dict "file" "/var/lib/tongban/audit/node-{host}-audit.log")
 -}}
+{{- if $v.calendar.files -}}
+{{- $_ := set $chart "calendar" (dict "folder" "/etc/tongban/calendar") -}}
+{{- end -}}
 {{- if $v.accessLog.portalSecret.name -}}
 {{- $_ := set $chart "access_log" (dict "portal_secret" (printf "/etc/tongban/access-log/%s" $v.accessLog.portalSecret.key) "per_person_per_minute" $v.accessLog.perPersonPerMinute) -}}
 {{- end -}}

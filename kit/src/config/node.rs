@@ -51,6 +51,7 @@ pub fn config(
         },
         peers: PeersConfig::at("registry.toml".into()),
         recognition: Default::default(),
+        calendar: Default::default(),
         telemetry: Default::default(),
         access_log: None,
         operators: None,

@@ -204,6 +204,7 @@ impl Plan<'_> {
         config.outbox = spec.outbox.clone();
         config.listener_limits = spec.node_listener_limits.clone();
         config.recognition = spec.node_recognition.clone();
+        config.calendar = spec.node_calendar.clone();
         config.issuer.keys = self
             .keys
             .of(&prefix)?

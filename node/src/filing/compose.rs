@@ -69,7 +69,12 @@ pub fn compose(
     let handling = Handling {
         target,
         forward,
-        promised: item.promised_date(today).to_string(),
+        // Empty (logged and counted) where the calendar does not reach the promise.
+        promised: ctx
+            .calendar
+            .promised_date(item, &target, today)
+            .map(|date| date.to_string())
+            .unwrap_or_default(),
         prefilled,
     };
     let materials = Materials::of(checked, findings);
@@ -86,7 +91,8 @@ pub fn compose(
 struct Handling {
     target: RegionCode,
     forward: bool,
-    /// YYYY-MM-DD.
+    /// YYYY-MM-DD; empty where the official calendar has no schedule for a year the
+    /// time limit reaches.
     promised: String,
     prefilled: Vec<String>,
 }

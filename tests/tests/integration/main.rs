@@ -11,6 +11,7 @@
 
 mod audit;
 mod backup;
+mod calendar;
 mod console;
 mod delegated_cities;
 mod examples;

@@ -89,7 +89,10 @@ impl Fixtures {
         let filed_at = calendar::business_now()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let promised = calendar::add_working_days(self.today, 20)
+        // A date for the platform to store, not a promise: four weeks on.
+        let promised = self
+            .today
+            .saturating_add(time::Duration::weeks(4))
             .format(ymd)
             .unwrap_or_default();
         CaseTakeover {

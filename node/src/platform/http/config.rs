@@ -1,6 +1,11 @@
 //! `[platform] kind = "http"`: how a node reaches its province's platform.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tongban_runtime::process::config::ConfigError;
 
 use serde::{Deserialize, Serialize};
 
@@ -127,4 +132,43 @@ fn default_circuit_open_for() -> Duration {
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+impl HttpPlatformConfig {
+    /// What the types of `[platform] kind = "http"` cannot check.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        if !self.url.starts_with("https://") {
+            return Err(ConfigError::field(
+                origin,
+                "platform.url",
+                "must be https://: personal data (ID numbers, names) crosses it, and travels \
+             only over TLS",
+            ));
+        }
+        let positive = [
+            ("platform.timeout", self.timeout),
+            ("platform.poll_interval", self.poll_interval),
+            ("platform.retry_initial", self.retry_initial),
+        ];
+        for (field, value) in positive {
+            if value.is_zero() {
+                return Err(ConfigError::field(origin, field, "must be more than 0"));
+            }
+        }
+        if self.circuit_failures == 0 {
+            return Err(ConfigError::field(
+                origin,
+                "platform.circuit_failures",
+                "must be at least 1",
+            ));
+        }
+        if self.status_codes.is_empty() {
+            return Err(ConfigError::field(
+                origin,
+                "platform.status_codes",
+                "maps no status code: omit it for the reference platform's codes",
+            ));
+        }
+        Ok(())
+    }
 }

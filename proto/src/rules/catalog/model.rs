@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use crate::rules::calendar;
+use crate::rules::calendar::{schedule::CalendarError, working_days::RegionCalendar};
 use crate::rules::region::RegionCode;
 
 /// Maximum length of a text field when the catalog sets none.
@@ -324,12 +324,15 @@ impl CatalogItem {
     }
 
     /// The promised completion date: `time_limit_working_days` working days after
-    /// `filed_on`, counting only days strictly after it. Working days are Monday to
-    /// Friday; public holidays and their make-up working days (调休) are not modelled.
-    /// Filed on a Friday or a Saturday with one day, the promise is the next Monday.
-    /// Saturates at [`Date::MAX`]. The arithmetic is [`calendar::add_working_days`].
-    pub fn promised_date(&self, filed_on: Date) -> Date {
-        calendar::add_working_days(filed_on, self.time_limit_working_days)
+    /// `filed_on` in the handling region's official calendar, counting only days
+    /// strictly after it (filed on a Friday with one day, the promise is the next working
+    /// day). A year on the way without an official schedule is an error.
+    pub fn promised_date(
+        &self,
+        filed_on: Date,
+        calendar: &RegionCalendar<'_>,
+    ) -> Result<Date, CalendarError> {
+        calendar.add_working_days(filed_on, self.time_limit_working_days)
     }
 
     /// Whether the item may be handled in `mode`.
@@ -392,77 +395,42 @@ mod tests {
     #[test]
     fn promised_date_counts_working_days_after_filing() {
         let mut item = item("medical-treatment-registration");
+        let calendar = crate::rules::calendar::working_days::Calendar::built_in().unwrap();
+        let beijing = calendar.for_region("110000");
         let with_days = |item: &mut CatalogItem, days: u32, filed: Date| {
             item.time_limit_working_days = days;
-            item.promised_date(filed)
+            item.promised_date(filed, &beijing)
         };
-        // 2026-11-27 is a Friday.
+        // 2026-11-27 is a Friday: one day is the next Monday, from Saturday and Sunday too.
         assert_eq!(date!(2026 - 11 - 27).weekday(), Weekday::Friday);
         assert_eq!(
             with_days(&mut item, 1, date!(2026 - 11 - 26)),
-            date!(2026 - 11 - 27)
+            Ok(date!(2026 - 11 - 27))
         );
         assert_eq!(
             with_days(&mut item, 1, date!(2026 - 11 - 27)),
-            date!(2026 - 11 - 30)
-        );
-        assert_eq!(
-            with_days(&mut item, 1, date!(2026 - 11 - 28)),
-            date!(2026 - 11 - 30)
+            Ok(date!(2026 - 11 - 30))
         );
         assert_eq!(
             with_days(&mut item, 1, date!(2026 - 11 - 29)),
-            date!(2026 - 11 - 30)
+            Ok(date!(2026 - 11 - 30))
         );
         assert_eq!(
             with_days(&mut item, 5, date!(2026 - 11 - 30)),
-            date!(2026 - 12 - 07)
-        );
-        assert_eq!(
-            with_days(&mut item, 5, date!(2026 - 11 - 28)),
-            date!(2026 - 12 - 04)
-        );
-        assert_eq!(
-            with_days(&mut item, 6, date!(2026 - 11 - 28)),
-            date!(2026 - 12 - 07)
-        );
-        assert_eq!(
-            with_days(&mut item, 10, date!(2026 - 11 - 25)),
-            date!(2026 - 12 - 09)
-        );
-        assert_eq!(
-            with_days(&mut item, 45, date!(2026 - 11 - 27)),
-            date!(2027 - 01 - 29)
+            Ok(date!(2026 - 12 - 07))
         );
         assert_eq!(
             with_days(&mut item, 0, date!(2026 - 11 - 28)),
-            date!(2026 - 11 - 28)
+            Ok(date!(2026 - 11 - 28))
         );
+        // Across the 2026 Spring Festival: Saturday 02-14 worked, 02-15 to 02-23 off.
         assert_eq!(
-            with_days(&mut item, u32::MAX, date!(2026 - 11 - 28)),
-            Date::MAX
+            with_days(&mut item, 3, date!(2026 - 02 - 13)),
+            Ok(date!(2026 - 02 - 25))
         );
-        assert_eq!(with_days(&mut item, 3, Date::MAX), Date::MAX);
-
-        // The whole-week shortcut agrees with walking day by day.
-        let mut filed = date!(2026 - 11 - 23);
-        for _ in 0..7 {
-            for days in 1..=23 {
-                let mut walked = filed;
-                let mut left = days;
-                while left > 0 {
-                    walked = walked.next_day().unwrap();
-                    if !matches!(walked.weekday(), Weekday::Saturday | Weekday::Sunday) {
-                        left -= 1;
-                    }
-                }
-                assert_eq!(
-                    with_days(&mut item, days, filed),
-                    walked,
-                    "{filed} + {days}"
-                );
-            }
-            filed = filed.next_day().unwrap();
-        }
+        // A limit reaching past the last official schedule is an error, not a guess.
+        assert!(with_days(&mut item, 20, date!(2026 - 12 - 15)).is_err());
+        assert!(with_days(&mut item, u32::MAX, date!(2026 - 11 - 28)).is_err());
+        assert!(with_days(&mut item, 3, Date::MAX).is_err());
     }
 }
