@@ -9,7 +9,10 @@
 //!   the token is not guessable): asked live from the handling region through the
 //!   gateway, falling back to the last status it pushed here. An unknown case and a
 //!   wrong token get the same 404.
-//! - `GET /v1/catalog` lists the one-things on offer.
+//! - `GET /v1/catalog` lists the one-things on offer; `GET
+//!   /v1/one-things/{id}/requirements` is one notice of everything a one-thing requires
+//!   (一次告知), and `POST` to it with `{"applicant": {"id_number", "name"}}` adds what
+//!   the federation already holds for that person ([`crate::requirements`]).
 //! - `POST /v1/access-log` with `{"id_number", "name"}`: a person's own access log,
 //!   every lookup other regions made of their data held here (which region, when, for
 //!   which one-thing and case). The ID number travels in the body, never in a URL that
@@ -37,7 +40,9 @@ use crate::{
     access_inquiry::{Inquiries, PROOF_HEADER, Refusal},
     filing::{FilingRequest, Intake, IntakeError, Receipt, stage_name},
     gateway_client::{CallMeta, GatewayClient},
+    portal_errors::{MAX_BODY, body_refused, error},
     receipt_token::{self, ReceiptTokens},
+    requirements,
     store::Store,
 };
 
@@ -64,38 +69,12 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/v1/access-log", post(access_log))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())
+        .merge(requirements::routes(requirements::RequirementsState {
+            ctx: state.intake.ctx.clone(),
+            client: state.client.clone(),
+            timeout: state.intake.recognizer.timeout,
+        }))
         .merge(tongban_runtime::serving::admin::probes(state.ready.clone()))
-}
-
-/// The largest request body the portal reads: a filing is a form of short fields and
-/// references to materials, never the materials themselves.
-pub const MAX_BODY: usize = 256 * 1024;
-
-/// A body that could not be read as the request: its precise status (413 too large,
-/// 415 not JSON, 422 JSON of the wrong shape, 400 not JSON at all), and a message that
-/// never quotes a long number from it.
-fn body_refused(rejection: &JsonRejection) -> Response {
-    let status = rejection.status();
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
-        _ => "bad_request",
-    };
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!("the request body is larger than {MAX_BODY} bytes")
-    } else {
-        without_long_numbers(&rejection.body_text())
-    };
-    error(status, code, message, json!([]))
-}
-
-fn error(status: StatusCode, code: &str, message: String, fields: serde_json::Value) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message, "fields": fields } })),
-    )
-        .into_response()
 }
 
 async fn file_application(
@@ -420,42 +399,5 @@ fn inquiry_refused(refusal: Refusal) -> Response {
             }
             answer
         }
-    }
-}
-
-/// serde's messages quote the offending value ("invalid type: integer `1101…`"); an ID
-/// number sent with the wrong type must not come back or reach logs, so runs of six or
-/// more digits are elided.
-fn without_long_numbers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut digits = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        if digits.len() >= 6 {
-            out.push('…');
-        } else {
-            out.push_str(&digits);
-        }
-        digits.clear();
-        if c != '\0' {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn long_numbers_are_elided() {
-        assert_eq!(
-            super::without_long_numbers(
-                "invalid type: integer `110105198001019010`, expected a string at line 1 column 42"
-            ),
-            "invalid type: integer `…`, expected a string at line 1 column 42"
-        );
     }
 }

@@ -2,7 +2,8 @@
 //! its first block run as written (each `cargo run -p <package> --` replaced by the
 //! binary cargo built for it), from a folder holding a copy of `deploy/` just as the
 //! repository does, on the examples' own loopback ports; then the README's filing (its
-//! JSON body as written) goes to 31's portal and the case is followed to its decision.
+//! JSON body as written) goes to 31's portal and the case is followed to its decision,
+//! and the README's requirements questions (一次告知) are asked as written.
 //! Once, all three nodes wrote the default trail `deploy/node-audit.log` and two of them
 //! refused to start.
 
@@ -165,6 +166,38 @@ async fn the_examples_start_as_the_readme_says_and_take_a_filing() {
         }
     })
     .await;
+    // The README's requirements questions, as written: the notice, then for the person.
+    let asked = block_after(&readme, "Before filing, a citizen", "sh").replace("\\\n", " ");
+    let mut questions = 0;
+    for curl in asked.lines().filter(|l| l.starts_with("curl ")) {
+        let url = curl
+            .split_whitespace()
+            .find(|w| w.starts_with("localhost:8031"))
+            .unwrap();
+        let path = url.trim_start_matches("localhost:8031");
+        let answer = match curl.find("-d '") {
+            None => portal.get(path).await.unwrap(),
+            Some(at) => {
+                let body = &curl[at + 4..curl.rfind('\'').unwrap()];
+                let body: Value = serde_json::from_str(body).unwrap();
+                let answer = portal.post_json(path, &body).await.unwrap();
+                assert_eq!(
+                    answer.body["applicant"]["identity"], "recognized",
+                    "{}",
+                    answer.body
+                );
+                answer
+            }
+        };
+        assert_eq!(answer.status, 200, "{curl}: {}", answer.body);
+        assert_eq!(
+            answer.body["one_thing_id"],
+            "medical-treatment-registration"
+        );
+        questions += 1;
+    }
+    assert_eq!(questions, 2, "{asked}");
+
     // Handled in Guangdong (the applicant's insurance region), by its node 44.
     let handling = decided["handling_region"].as_str().unwrap();
     assert!(handling.starts_with("44"), "{decided}");

@@ -39,6 +39,7 @@ mod prometheus;
 mod recognition;
 mod reflection_clients;
 mod replicas;
+mod requirements;
 mod reset_storm;
 mod revocation;
 mod revocation_crash;
