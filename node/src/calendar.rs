@@ -131,9 +131,9 @@ impl std::fmt::Debug for CalendarCollector {
     }
 }
 
-/// The metric names (alert rules in deploy/prometheus/ use them).
-pub const COVERED_DAYS: &str = "tongban_node_calendar_covered_days";
-pub const PROMISES_UNKNOWN: &str = "tongban_node_promised_dates_unknown";
+use tongban_proto::contract::node_metrics::{
+    CALENDAR_COVERED_DAYS as COVERED_DAYS, PROMISED_DATES_UNKNOWN as PROMISES_UNKNOWN,
+};
 
 impl Collector for CalendarCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

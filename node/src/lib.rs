@@ -84,6 +84,7 @@ pub mod signed_calls;
 pub mod sqlite;
 pub mod status_return;
 pub mod store;
+pub mod time_limits;
 pub mod verified_origin;
 
 pub use config::NodeConfig;

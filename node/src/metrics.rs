@@ -157,6 +157,8 @@ pub struct NodeMetrics {
     platform_circuit_open: Gauge,
     platform_circuit_opens: Counter,
     platform_up: Gauge,
+    /// Open cases due soon and overdue, set at scrape time.
+    pub time_limits: crate::time_limits::TimeLimitGauges,
 }
 
 impl NodeMetrics {
@@ -183,6 +185,7 @@ impl NodeMetrics {
             platform_circuit_open: Gauge::default(),
             platform_circuit_opens: Counter::default(),
             platform_up: Gauge::default(),
+            time_limits: crate::time_limits::TimeLimitGauges::new(registry),
         };
         registry.register(
             names::CLIENT_CALLS,
@@ -503,24 +506,30 @@ impl NodeMetrics {
     }
 }
 
-/// `/metrics` on the admin listener: the backlog gauges are read from the store first,
-/// and whether the platform is up from its health.
+/// `/metrics` on the admin listener: the backlog gauges and the open cases' time limits
+/// are read from the store first, and whether the platform is up from its health.
 pub fn route(
     registry: std::sync::Arc<Registry>,
     metrics: Option<std::sync::Arc<NodeMetrics>>,
     store: Store,
     platform: std::sync::Arc<dyn Platform>,
+    calendar: crate::calendar::NodeCalendar,
 ) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let (registry, metrics, store) = (registry.clone(), metrics.clone(), store.clone());
-            let platform = platform.clone();
+            let (platform, calendar) = (platform.clone(), calendar.clone());
             async move {
                 if let Some(metrics) = &metrics {
                     metrics.platform_up(platform.health().is_ok());
                     if let Err(error) = metrics.refresh_backlog(&store).await {
                         tracing::warn!(%error, "metrics: outbox backlog unreadable");
+                    }
+                    let today = tongban_proto::rules::calendar::business_now().date();
+                    let limits = metrics.time_limits.refresh(&store, &calendar, today);
+                    if let Err(error) = limits.await {
+                        tracing::warn!(%error, "metrics: open cases unreadable");
                     }
                 }
                 tongban_runtime::serving::admin::metrics_response(&registry)

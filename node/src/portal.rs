@@ -32,7 +32,9 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 use tongban_proto::{
-    contract::metadata::MAX_IDEMPOTENCY_KEY, rules::region::RegionPrefix, v1::QueryStatusRequest,
+    contract::metadata::MAX_IDEMPOTENCY_KEY,
+    rules::region::RegionPrefix,
+    v1::{CaseStatus, QueryStatusRequest},
 };
 use tongban_runtime::observability::trace_context::TraceParent;
 
@@ -43,7 +45,8 @@ use crate::{
     portal_errors::{MAX_BODY, body_refused, error},
     receipt_token::{self, ReceiptTokens},
     requirements,
-    store::Store,
+    store::{ApplicationRecord, OPEN_STAGES, Store},
+    time_limits::remaining_working_days,
 };
 
 /// The purpose of use a register call states when a citizen reads their access log.
@@ -170,6 +173,12 @@ struct StatusView {
     sequence: u64,
     /// `handling_region` when asked live, `local_copy` when the last pushed status.
     source: &'static str,
+    /// The date promised at filing (empty where the calendar could not promise one).
+    promised_date: String,
+    /// Working days left to the promised date in the handling region's calendar
+    /// (negative: overdue), while the case is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_working_days: Option<i64>,
     receipt: Option<Receipt>,
 }
 
@@ -254,7 +263,21 @@ async fn application_status(
             Err(_) => tracing::debug!("live status timed out"),
         }
     }
-    Json(StatusView {
+    Json(status_view(&state, record, status, reference, source)).into_response()
+}
+
+/// The case as the portal shows it, with its time limit.
+fn status_view(
+    state: &PortalState,
+    record: ApplicationRecord,
+    status: CaseStatus,
+    reference: Option<String>,
+    source: &'static str,
+) -> StatusView {
+    let receipt: Option<Receipt> = serde_json::from_str(&record.receipt).ok();
+    let (promised_date, remaining_working_days) =
+        time_limit(state, &record.target_region, receipt.as_ref(), status.stage);
+    StatusView {
         case_number: record.case_number,
         one_thing_id: record.one_thing_id,
         origin_region: record.origin_region,
@@ -264,9 +287,33 @@ async fn application_status(
         detail: status.detail,
         sequence: status.sequence,
         source,
-        receipt: serde_json::from_str(&record.receipt).ok(),
-    })
-    .into_response()
+        promised_date,
+        remaining_working_days,
+        receipt,
+    }
+}
+
+/// The date promised at filing, and while the case is open the working days left to it
+/// in the handling region's calendar.
+fn time_limit(
+    state: &PortalState,
+    handling: &str,
+    receipt: Option<&Receipt>,
+    stage: i32,
+) -> (String, Option<i64>) {
+    let promised = receipt.map(|r| r.promised_date.clone()).unwrap_or_default();
+    let open = (OPEN_STAGES[0]..=OPEN_STAGES[1]).contains(&stage);
+    let left = open
+        .then(|| {
+            remaining_working_days(
+                &state.intake.ctx.calendar,
+                handling,
+                &promised,
+                tongban_proto::rules::calendar::business_now().date(),
+            )
+        })
+        .flatten();
+    (promised, left)
 }
 
 async fn catalog(State(state): State<Arc<PortalState>>) -> Response {

@@ -513,6 +513,7 @@ impl Node {
             self.metrics.clone(),
             self.store.clone(),
             self.platform.cases.clone(),
+            self.calendar.clone(),
         ))
     }
 }

@@ -8,8 +8,8 @@ use tongban_proto::rules::region::RegionTable;
 
 use super::{
     figures::{
-        CERT_EXPIRY, NODE_BLOCKED, NODE_FAILED, NODE_FAILING, NODE_OLDEST, NODE_PENDING, label,
-        region_name,
+        CERT_EXPIRY, NODE_BLOCKED, NODE_DUE_SOON, NODE_FAILED, NODE_FAILING, NODE_OLDEST,
+        NODE_OVERDUE, NODE_PENDING, label, region_name,
     },
     reading::{Labels, Reading},
 };
@@ -26,6 +26,19 @@ pub struct NodeRow {
     /// Per target province with a backlog.
     pub backlog: Vec<Backlog>,
     pub certificate_days_left: Option<f64>,
+    /// Open cases filed at the node past their promised date, and within two working
+    /// days of it; with the pairs (handling province, one-thing) that have any.
+    pub cases_overdue: f64,
+    pub cases_due_soon: f64,
+    pub time_limits: Vec<TimeLimit>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TimeLimit {
+    pub handling_region: String,
+    pub one_thing: String,
+    pub due_soon: f64,
+    pub overdue: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -54,9 +67,13 @@ pub fn node_row(region: &str, reading: &Result<Reading, String>, regions: &Regio
             outbox_failed: 0.0,
             backlog: Vec::new(),
             certificate_days_left: None,
+            cases_overdue: 0.0,
+            cases_due_soon: 0.0,
+            time_limits: Vec::new(),
         },
         Ok(r) => {
             let all = backlog(r);
+            let limits = time_limits(r);
             NodeRow {
                 region: region.to_owned(),
                 name,
@@ -69,6 +86,9 @@ pub fn node_row(region: &str, reading: &Result<Reading, String>, regions: &Regio
                     .filter(|b| b.pending > 0.0 || b.failed > 0.0)
                     .collect(),
                 certificate_days_left: r.min(CERT_EXPIRY, |_| true).map(|s| s / 86_400.0),
+                cases_overdue: limits.iter().map(|l| l.overdue).sum(),
+                cases_due_soon: limits.iter().map(|l| l.due_soon).sum(),
+                time_limits: limits,
             }
         }
     }
@@ -95,6 +115,35 @@ pub fn backlog(node: &Reading) -> Vec<Backlog> {
             failing: get(&failing, t),
             blocked: get(&blocked, t),
             failed: get(&failed, t),
+        })
+        .collect()
+}
+
+/// A node's open cases due soon and overdue, per handling province and one-thing with
+/// any.
+fn time_limits(node: &Reading) -> Vec<TimeLimit> {
+    let pair = |l: &Labels| {
+        Some(format!(
+            "{}\t{}",
+            label(l, "handling_region"),
+            label(l, "one_thing")
+        ))
+    };
+    let due = node.group(NODE_DUE_SOON, pair);
+    let overdue = node.group(NODE_OVERDUE, pair);
+    let mut pairs: BTreeSet<&String> = due.keys().collect();
+    pairs.extend(overdue.keys());
+    pairs
+        .into_iter()
+        .filter_map(|p| {
+            let (handling_region, one_thing) = p.split_once('\t')?;
+            let limit = TimeLimit {
+                handling_region: handling_region.to_owned(),
+                one_thing: one_thing.to_owned(),
+                due_soon: due.get(p).copied().unwrap_or(0.0),
+                overdue: overdue.get(p).copied().unwrap_or(0.0),
+            };
+            (limit.due_soon > 0.0 || limit.overdue > 0.0).then_some(limit)
         })
         .collect()
 }

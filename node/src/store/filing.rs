@@ -26,6 +26,24 @@ pub struct ApplicationRecord {
     pub trace: TraceParent,
 }
 
+/// The stages of a case not yet decided, first and last: submitted to
+/// more-materials-needed (approved, rejected, withdrawn and terminated come after).
+pub const OPEN_STAGES: [i32; 2] = [
+    tongban_proto::v1::Stage::Submitted as i32,
+    tongban_proto::v1::Stage::MoreInfoRequired as i32,
+];
+
+/// An open case filed here (not yet decided) with the date its receipt promised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenPromise {
+    pub case_number: String,
+    pub one_thing_id: String,
+    /// The handling region (6 digits).
+    pub target_region: String,
+    /// `YYYY-MM-DD`; empty where the calendar could not promise one.
+    pub promised_date: String,
+}
+
 /// A new filing: the application (its case number reserved, or empty to assign one now)
 /// and how to describe it.
 pub struct NewFiling {

@@ -16,7 +16,7 @@ use tongban_runtime::{
 use super::{
     access_log::{AccessEntry, AccessKind, ReportedAccess},
     evidence::SignedEvidence,
-    filing::{ApplicationRecord, Filed, NewFiling},
+    filing::{ApplicationRecord, Filed, NewFiling, OpenPromise},
     outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry},
     postgres::PgStore,
     sqlite::SqliteStore,
@@ -248,6 +248,12 @@ impl Store {
         reason: String,
     ) -> Result<(), StoreError> {
         dispatch!(self.refuse_after_verification(outbox_id, case_number, reason))
+    }
+
+    /// The open cases filed here (submitted to more-materials-needed) with their
+    /// promised dates.
+    pub async fn open_promises(&self) -> Result<Vec<OpenPromise>, StoreError> {
+        dispatch!(self.open_promises())
     }
 
     /// An application filed here.

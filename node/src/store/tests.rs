@@ -84,6 +84,7 @@ on_both_backends!(
     settings_keys_and_lookups_are_kept,
     statuses_apply_only_when_newer,
     signed_messages_are_kept_once_per_call,
+    open_cases_are_read_with_their_promises,
 );
 
 fn application(origin: &str, target: &str) -> Application {
@@ -709,4 +710,53 @@ async fn signed_messages_are_kept_once_per_call(f: Fixture) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn open_cases_are_read_with_their_promises(f: Fixture) {
+    let store = f.replica("a").await;
+    let promising = |date: &'static str| {
+        let mut filing = filing(application("310000", "440100"), None);
+        filing.receipt = Box::new(move |a: &Application| {
+            format!(
+                "{{\"case\":\"{}\",\"promised_date\":\"{date}\"}}",
+                a.case_number
+            )
+        });
+        filing
+    };
+    let open = store.file(promising("2026-12-07")).await.unwrap();
+    let decided = store.file(promising("2026-12-08")).await.unwrap();
+    let unpromised = store.file(promising("")).await.unwrap();
+    let approved = CaseStatus {
+        stage: Stage::Approved as i32,
+        detail: "approved".into(),
+        sequence: 5,
+        updated_at: None,
+    };
+    let case = decided.application.case_number.clone();
+    assert!(store.apply_status(case, approved).await.unwrap());
+    let mut read = store.open_promises().await.unwrap();
+    read.sort_by(|a, b| a.case_number.cmp(&b.case_number));
+    let seen: Vec<(&str, &str, &str)> = read
+        .iter()
+        .map(|p| {
+            (
+                p.case_number.as_str(),
+                p.target_region.as_str(),
+                p.promised_date.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                open.application.case_number.as_str(),
+                "440100",
+                "2026-12-07"
+            ),
+            (unpromised.application.case_number.as_str(), "440100", ""),
+        ]
+    );
+    assert!(read.iter().all(|p| p.one_thing_id == "newborn"));
 }

@@ -37,6 +37,18 @@ pub const PLATFORM_CIRCUIT_OPENS_TOTAL: &str = "tongban_node_platform_circuit_op
 /// 1 while the platform takes cases (the node's readiness check of it), read at scrape
 /// time, whatever the platform's kind.
 pub const PLATFORM_UP: &str = "tongban_node_platform_up";
+/// Open cases filed here (not yet decided) by handling province and one-thing, read at
+/// scrape time: due within [`DUE_SOON_WORKING_DAYS`] working days of the handling
+/// region's calendar, and past their promised date.
+pub const CASES_DUE_SOON: &str = "tongban_node_cases_due_soon";
+pub const CASES_OVERDUE: &str = "tongban_node_cases_overdue";
+/// Working days left at most for a case to count as due soon.
+pub const DUE_SOON_WORKING_DAYS: i64 = 2;
+/// Days from today through the last day the official calendar has a schedule for.
+pub const CALENDAR_COVERED_DAYS: &str = "tongban_node_calendar_covered_days";
+/// Filings whose promised date was left empty (no schedule for a year it reaches).
+pub const PROMISED_DATES_UNKNOWN: &str = "tongban_node_promised_dates_unknown";
+pub const PROMISED_DATES_UNKNOWN_TOTAL: &str = "tongban_node_promised_dates_unknown_total";
 
 #[cfg(test)]
 mod tests {

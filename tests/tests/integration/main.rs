@@ -48,6 +48,7 @@ mod revocation_log;
 mod signed_messages;
 mod slowloris;
 mod small_frames;
+mod time_limits;
 mod traces;
 mod trust;
 mod trust_changes;

@@ -16,8 +16,9 @@ use crate::db_error::StoreError;
 use crate::instants::{now_ms, timestamp_ms};
 use crate::store::{
     filing::{
-        ACCEPTED_DETAIL, ApplicationRecord, Filed, NewFiling, business_day, case_number,
-        delivery_payload, filed_detail, filing_entry, hand_over, refused_detail, replayed,
+        ACCEPTED_DETAIL, ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise,
+        business_day, case_number, delivery_payload, filed_detail, filing_entry, hand_over,
+        refused_detail, replayed,
     },
     outbox::OutboxKind,
 };
@@ -192,6 +193,31 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    pub async fn open_promises(&self) -> Result<Vec<OpenPromise>, StoreError> {
+        self.observed(async {
+            let rows = sqlx::query(
+                "SELECT case_number, one_thing_id, target_region,
+                        COALESCE(receipt::jsonb ->> 'promised_date', '')
+                 FROM applications WHERE stage BETWEEN $1 AND $2",
+            )
+            .bind(OPEN_STAGES[0])
+            .bind(OPEN_STAGES[1])
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OpenPromise {
+                        case_number: r.try_get(0)?,
+                        one_thing_id: r.try_get(1)?,
+                        target_region: r.try_get(2)?,
+                        promised_date: r.try_get(3)?,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -7,7 +7,13 @@ pub(super) const COMPONENT: &str = "node_store";
 
 /// The schema history, oldest first. Append a step to change the schema; never edit one:
 /// databases in the field have run the old ones.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+pub(super) const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
 /// that claimed a pending entry (`lease_owner`) has it to itself until `lease_until_ms`
@@ -127,4 +133,9 @@ CREATE TABLE signed_messages (
 );
 CREATE UNIQUE INDEX signed_messages_call ON signed_messages (method, idempotency_key);
 CREATE INDEX signed_messages_case ON signed_messages (case_number);
+"#;
+
+/// Step 5 (the SQLite store's step 8): open cases read by stage at every scrape.
+const MIGRATION_5: &str = r#"
+CREATE INDEX applications_stage ON applications (stage);
 "#;

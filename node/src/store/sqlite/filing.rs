@@ -12,8 +12,9 @@ use crate::db_error::StoreError;
 use crate::instants::{now_ms, timestamp_ms};
 use crate::store::{
     filing::{
-        ACCEPTED_DETAIL, ApplicationRecord, Filed, NewFiling, business_day, case_number,
-        delivery_payload, filed_detail, filing_entry, hand_over, refused_detail, replayed,
+        ACCEPTED_DETAIL, ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise,
+        business_day, case_number, delivery_payload, filed_detail, filing_entry, hand_over,
+        refused_detail, replayed,
     },
     outbox::OutboxKind,
 };
@@ -181,6 +182,27 @@ impl SqliteStore {
                 )?;
                 tx.commit()?;
                 Ok(())
+            })
+            .await
+    }
+
+    pub async fn open_promises(&self) -> Result<Vec<OpenPromise>, StoreError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT case_number, one_thing_id, target_region,
+                            IFNULL(json_extract(receipt, '$.promised_date'), '')
+                     FROM applications WHERE stage BETWEEN ?1 AND ?2",
+                )?;
+                let rows = stmt.query_map(OPEN_STAGES, |r| {
+                    Ok(OpenPromise {
+                        case_number: r.get(0)?,
+                        one_thing_id: r.get(1)?,
+                        target_region: r.get(2)?,
+                        promised_date: r.get(3)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
     }

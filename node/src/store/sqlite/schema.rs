@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -150,4 +151,10 @@ CREATE TABLE signed_messages (
 );
 CREATE UNIQUE INDEX signed_messages_call ON signed_messages (method, idempotency_key);
 CREATE INDEX signed_messages_case ON signed_messages (case_number);
+"#;
+
+/// Step 8: open cases are read by stage at every scrape (their time limits), without
+/// reading the decided ones.
+const MIGRATION_8: &str = r#"
+CREATE INDEX applications_stage ON applications (stage);
 "#;
