@@ -141,7 +141,7 @@ const fn local(index: usize, name: &'static str, path: &'static str) -> Method {
 }
 
 /// Every method of the federation listener.
-pub static METHODS: [Method; 12] = [
+pub static METHODS: [Method; 13] = [
     relayed(
         0,
         DELIVER_APPLICATION,
@@ -207,6 +207,14 @@ pub static METHODS: [Method; 12] = [
         "Reflection.v1alpha",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
     ),
+    relayed(
+        12,
+        "SubmitEvaluation",
+        "/tongban.federation.v1.Gateway/SubmitEvaluation",
+        "/tongban.federation.v1.Node/SubmitEvaluation",
+        true,
+        Duration::from_secs(10),
+    ),
 ];
 
 /// The issuer methods the gateway calls on nodes for the decoded lookups.
@@ -261,7 +269,7 @@ mod tests {
                 assert_eq!(m.idempotency_key, KeyPolicy::Required, "{}", m.name);
             }
         }
-        assert_eq!(relayed_methods().count(), 3);
+        assert_eq!(relayed_methods().count(), 4);
         assert!(lookup("/tongban.federation.v1.Gateway/Delete").is_none());
     }
 

@@ -77,6 +77,12 @@ pub struct NodeConfig {
         skip_serializing_if = "crate::calendar::CalendarConfig::is_default"
     )]
     pub calendar: crate::calendar::CalendarConfig,
+    /// Citizens' evaluations: when a poor one's follow-up is due.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::evaluation_config::EvaluationConfig::is_default"
+    )]
+    pub evaluations: crate::evaluation_config::EvaluationConfig,
     /// Traces (OTLP) and metrics; see the README's "Telemetry" section.
     #[serde(
         default,
@@ -475,6 +481,9 @@ impl NodeConfig {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        self.evaluations.validate().map_err(|problem| {
+            ConfigError::field(origin, "evaluations.follow_up_working_days", problem)
+        })?;
         if self.gateway.endpoints.is_empty() {
             return Err(ConfigError::field(
                 origin,

@@ -33,4 +33,6 @@ pub struct NodeContext {
     pub audit: crate::audit::NodeAudit,
     /// The official calendar promised dates are counted in.
     pub calendar: crate::calendar::NodeCalendar,
+    /// When a poor evaluation's follow-up is due.
+    pub evaluations: crate::evaluation_config::EvaluationConfig,
 }

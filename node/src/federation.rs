@@ -18,7 +18,7 @@ use tongban_proto::v1::{
     DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
     FetchLicenseRequest, FetchLicenseResponse, PushStatusRequest, PushStatusResponse,
     QueryStatusRequest, QueryStatusResponse, RecordAccessesRequest, RecordAccessesResponse,
-    node_server,
+    SubmitEvaluationRequest, SubmitEvaluationResponse, node_server,
 };
 use tongban_runtime::{serving::incoming::PeerInfo, trust::identity::PeerIdentity};
 use tonic::{Request, Response, Status};
@@ -192,6 +192,19 @@ impl node_server::Node for FederationService {
     ) -> Result<Response<PushStatusResponse>, Status> {
         let served = Served::start(&self.ctx, "PushStatus", &request);
         served.answered(&self.ctx, self.push(request).await)
+    }
+
+    async fn submit_evaluation(
+        &self,
+        request: Request<SubmitEvaluationRequest>,
+    ) -> Result<Response<SubmitEvaluationResponse>, Status> {
+        let served = Served::start(&self.ctx, "SubmitEvaluation", &request);
+        let answer = async {
+            let origin = verified_origin(&request)?;
+            crate::evaluation::receive(&self.ctx, &self.ctx.evaluations, request, origin).await
+        };
+        let answer = platform_calls::under(served.trace(), answer).await;
+        served.answered(&self.ctx, answer)
     }
 
     async fn assert_identity(

@@ -11,7 +11,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use prost::Message;
 use tokio::{sync::Notify, task::JoinSet};
-use tongban_proto::v1::{DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest};
+use tongban_proto::v1::{
+    DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest, SubmitEvaluationRequest,
+};
 use tongban_runtime::process::shutdown::ShutdownSignal;
 
 use tongban_proto::{contract::retry::Retry, rules::resident_id::ResidentId};
@@ -289,6 +291,16 @@ impl Forwarder {
                 };
                 self.client
                     .publish_revocation(endpoint, request, &entry.idempotency_key)
+                    .await
+                    .map(|_| None)
+            }
+            OutboxKind::Evaluate => {
+                let request = match SubmitEvaluationRequest::decode(entry.payload.as_slice()) {
+                    Ok(r) => r,
+                    Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
+                };
+                self.client
+                    .submit_evaluation(request, &meta)
                     .await
                     .map(|_| None)
             }

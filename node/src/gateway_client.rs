@@ -14,7 +14,8 @@ use tongban_proto::{
         GetCatalogResponse, IdentityVerdict, LicenseVerdict, ListLicensesRequest,
         ListLicensesResponse, LookupLicenseRequest, PublishRevocationRequest,
         PublishRevocationResponse, PushStatusRequest, PushStatusResponse, QueryStatusRequest,
-        QueryStatusResponse, VerifyIdentityRequest, catalog_client::CatalogClient,
+        QueryStatusResponse, SubmitEvaluationRequest, SubmitEvaluationResponse,
+        VerifyIdentityRequest, catalog_client::CatalogClient,
         gateway_client::GatewayClient as Grpc,
     },
 };
@@ -400,6 +401,18 @@ impl GatewayClient {
             .await
     }
 
+    pub async fn submit_evaluation(
+        &self,
+        message: SubmitEvaluationRequest,
+        meta: &CallMeta<'_>,
+    ) -> Result<SubmitEvaluationResponse, CallFailed> {
+        let (request, span) = self.request("SubmitEvaluation", message, meta)?;
+        let mut grpc = self.grpc.clone();
+        let call = grpc.submit_evaluation(request);
+        self.traced("SubmitEvaluation", meta.target_region, span, call)
+            .await
+    }
+
     pub async fn get_catalog(
         &self,
         known_version: String,
@@ -415,7 +428,7 @@ impl GatewayClient {
 
 /// What a region says to another through the gateway, signed; status queries ask, and
 /// lookups are answered with signed objects of their own.
-const SIGNED_METHODS: [&str; 2] = ["DeliverApplication", "PushStatus"];
+const SIGNED_METHODS: [&str; 3] = ["DeliverApplication", "PushStatus", "SubmitEvaluation"];
 
 fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {
     MetadataValue::try_from(value).map_err(|_| CallFailed {

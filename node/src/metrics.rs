@@ -159,6 +159,8 @@ pub struct NodeMetrics {
     platform_up: Gauge,
     /// Open cases due soon and overdue, set at scrape time.
     pub time_limits: crate::time_limits::TimeLimitGauges,
+    /// Evaluations given here, follow-ups opened here.
+    pub evaluations: crate::evaluation_metrics::EvaluationMetrics,
 }
 
 impl NodeMetrics {
@@ -186,6 +188,7 @@ impl NodeMetrics {
             platform_circuit_opens: Counter::default(),
             platform_up: Gauge::default(),
             time_limits: crate::time_limits::TimeLimitGauges::new(registry),
+            evaluations: crate::evaluation_metrics::EvaluationMetrics::new(registry),
         };
         registry.register(
             names::CLIENT_CALLS,

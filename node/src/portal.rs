@@ -40,9 +40,10 @@ use tongban_runtime::observability::trace_context::TraceParent;
 
 use crate::{
     access_inquiry::{Inquiries, PROOF_HEADER, Refusal},
+    evaluation,
     filing::{FilingRequest, Intake, IntakeError, Receipt, stage_name},
     gateway_client::{CallMeta, GatewayClient},
-    portal_errors::{MAX_BODY, body_refused, error},
+    portal_errors::{MAX_BODY, body_refused, error, no_such_case},
     receipt_token::{self, ReceiptTokens},
     requirements,
     store::{ApplicationRecord, OPEN_STAGES, Store},
@@ -72,6 +73,11 @@ pub fn router(state: Arc<PortalState>) -> Router {
         .route("/v1/access-log", post(access_log))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone())
+        .merge(evaluation::routes(evaluation::EvaluationState {
+            ctx: state.intake.ctx.clone(),
+            receipts: state.receipts.clone(),
+            config: state.intake.ctx.evaluations.clone(),
+        }))
         .merge(requirements::routes(requirements::RequirementsState {
             ctx: state.intake.ctx.clone(),
             client: state.client.clone(),
@@ -187,15 +193,7 @@ async fn application_status(
     Path(case_number): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    // Never quotes the case number: anything may be pasted into a URL, an ID number too.
-    let not_found = || {
-        error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no application with this case number and receipt token was filed here".into(),
-            json!([]),
-        )
-    };
+    let not_found = no_such_case;
     let token = headers
         .get(receipt_token::HEADER)
         .and_then(|v| v.to_str().ok())

@@ -32,6 +32,18 @@ pub fn body_refused(rejection: &JsonRejection) -> Response {
     error(status, code, message, json!([]))
 }
 
+/// A case this node has not filed, or a receipt token that does not match it: the
+/// same answer, which never quotes the case number (anything may be pasted into a URL,
+/// an ID number too).
+pub fn no_such_case() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no application with this case number and receipt token was filed here".into(),
+        json!([]),
+    )
+}
+
 /// The portal's error body: `{"error": {"code", "message", "fields": [{"field", "problem"}]}}`.
 pub fn error(
     status: StatusCode,

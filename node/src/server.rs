@@ -376,6 +376,7 @@ impl Node {
             traces: self.traces.clone(),
             metrics: self.metrics.clone(),
             calendar: self.calendar.clone(),
+            evaluations: self.config.evaluations.clone(),
         }))
     }
 

@@ -90,6 +90,7 @@ fn signed_method(path: &str) -> Option<&'static str> {
     match path.rsplit('/').next()? {
         "DeliverApplication" => Some("DeliverApplication"),
         "PushStatus" => Some("PushStatus"),
+        "SubmitEvaluation" => Some("SubmitEvaluation"),
         _ => None,
     }
 }

@@ -51,6 +51,8 @@ struct DueLabels {
 pub struct TimeLimitGauges {
     due_soon: Family<DueLabels, Gauge>,
     overdue: Family<DueLabels, Gauge>,
+    /// (handling province, one-thing) pairs reported so far.
+    seen: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// Open cases by handling province and one-thing: (due soon, overdue).
@@ -61,6 +63,7 @@ impl TimeLimitGauges {
         let gauges = Self {
             due_soon: Family::default(),
             overdue: Family::default(),
+            seen: Default::default(),
         };
         registry.register(
             CASES_DUE_SOON,
@@ -85,18 +88,36 @@ impl TimeLimitGauges {
         today: Date,
     ) -> Result<(), StoreError> {
         let counts = count(&store.open_promises().await?, calendar, today);
-        // A pair whose open cases were all decided leaves the scrape.
-        self.due_soon.clear();
-        self.overdue.clear();
-        for ((handling_region, one_thing), (due_soon, overdue)) in counts {
+        // Every pair seen since start stays, at zero once its cases are decided (a
+        // series that vanished would look like a node that stopped reporting).
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(counts.keys().cloned());
+        for pair in seen.iter() {
+            let (due_soon, overdue) = counts.get(pair).copied().unwrap_or_default();
             let labels = DueLabels {
-                handling_region,
-                one_thing,
+                handling_region: pair.0.clone(),
+                one_thing: pair.1.clone(),
             };
             self.due_soon.get_or_create(&labels).set(due_soon);
             self.overdue.get_or_create(&labels).set(overdue);
         }
         Ok(())
+    }
+
+    /// A case filed here for `handling` (6 digits) and `one_thing`: its pair is
+    /// reported from now on, zeros included.
+    pub fn filed(&self, handling: &str, one_thing: &str) {
+        let pair = (handling.chars().take(2).collect(), one_thing.to_owned());
+        let labels = DueLabels {
+            handling_region: pair.0,
+            one_thing: pair.1,
+        };
+        self.due_soon.get_or_create(&labels).set(0);
+        self.overdue.get_or_create(&labels).set(0);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((labels.handling_region, labels.one_thing));
     }
 }
 

@@ -17,6 +17,7 @@ mod figures;
 mod nodes;
 pub mod reading;
 pub mod sample;
+mod satisfaction;
 mod traffic;
 pub mod view;
 

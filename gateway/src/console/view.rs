@@ -19,6 +19,7 @@ use super::{
     nodes::node_row,
     reading::Reading,
     sample::Sample,
+    satisfaction::{SatisfactionRow, satisfaction},
     traffic::{gateway_row, matrix, region_rows},
 };
 use crate::metrics::RecentError;
@@ -47,6 +48,8 @@ pub struct ConsoleView {
     pub fairness: Fairness,
     pub caches: Vec<CacheRow>,
     pub nodes: Vec<NodeRow>,
+    /// Citizens' satisfaction by handling province (好差评).
+    pub satisfaction: Vec<SatisfactionRow>,
     pub recent_errors: Vec<RecentError>,
 }
 
@@ -78,6 +81,7 @@ pub fn build(
             .iter()
             .map(|(region, reading)| node_row(region, reading, regions))
             .collect(),
+        satisfaction: satisfaction(&nodes, regions),
         recent_errors,
     }
 }

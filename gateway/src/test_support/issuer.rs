@@ -108,6 +108,12 @@ impl v1::node_server::Node for Issuer {
     ) -> Result<Response<v1::PushStatusResponse>, Status> {
         Err(Status::unimplemented("stand-in issuer"))
     }
+    async fn submit_evaluation(
+        &self,
+        _: Request<v1::SubmitEvaluationRequest>,
+    ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
+        Err(Status::unimplemented("stand-in issuer"))
+    }
     async fn assert_identity(
         &self,
         _: Request<v1::AssertIdentityRequest>,

@@ -52,6 +52,7 @@ pub fn config(
         peers: PeersConfig::at("registry.toml".into()),
         recognition: Default::default(),
         calendar: Default::default(),
+        evaluations: Default::default(),
         telemetry: Default::default(),
         access_log: None,
         operators: None,

@@ -75,6 +75,9 @@ impl FilingSpan {
         if !record.replayed {
             if let Some(metrics) = &ctx.metrics {
                 metrics.filed(record.applicant_id, &filed.one_thing_id);
+                metrics
+                    .time_limits
+                    .filed(&filed.target_region, &filed.one_thing_id);
             }
             ctx.audit.filed(
                 &filed.case_number,

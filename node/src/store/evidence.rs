@@ -8,7 +8,7 @@
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SignedEvidence {
     pub case_number: String,
-    /// `DeliverApplication` or `PushStatus`.
+    /// `DeliverApplication`, `PushStatus` or `SubmitEvaluation`.
     pub method: String,
     pub idempotency_key: String,
     /// The region the call was addressed to (`tongban-target-region`, signed with it).

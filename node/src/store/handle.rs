@@ -15,6 +15,7 @@ use tongban_runtime::{
 
 use super::{
     access_log::{AccessEntry, AccessKind, ReportedAccess},
+    evaluations::{Evaluated, NewEvaluation, Received, ReceivedEvaluation},
     evidence::SignedEvidence,
     filing::{ApplicationRecord, Filed, NewFiling, OpenPromise},
     outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry},
@@ -254,6 +255,33 @@ impl Store {
     /// promised dates.
     pub async fn open_promises(&self) -> Result<Vec<OpenPromise>, StoreError> {
         dispatch!(self.open_promises())
+    }
+
+    // Evaluations (好差评).
+
+    /// A citizen's evaluation of a case filed here, with its delivery to the handling
+    /// region (when `forward`), in one transaction; one per case.
+    pub async fn evaluate(&self, evaluation: NewEvaluation) -> Result<Evaluated, StoreError> {
+        dispatch!(self.evaluate(evaluation))
+    }
+
+    /// The level a case filed here was evaluated at, if it was.
+    pub async fn evaluation_given(&self, case_number: String) -> Result<Option<i32>, StoreError> {
+        dispatch!(self.evaluation_given(case_number))
+    }
+
+    /// An evaluation of a case handled here, kept once (a repeat is recognized, another
+    /// evaluation of the same case is a conflict).
+    pub async fn receive_evaluation(
+        &self,
+        evaluation: ReceivedEvaluation,
+    ) -> Result<Received, StoreError> {
+        dispatch!(self.receive_evaluation(evaluation))
+    }
+
+    /// The follow-ups poor evaluations opened here, soonest due first.
+    pub async fn follow_ups(&self) -> Result<Vec<ReceivedEvaluation>, StoreError> {
+        dispatch!(self.follow_ups())
     }
 
     /// An application filed here.

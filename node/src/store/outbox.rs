@@ -24,6 +24,8 @@ pub enum OutboxKind {
     /// Pre-review of a case filed while an issuing region was unreachable: verify it,
     /// then hand it over (an encoded `DeliverApplicationRequest`).
     Verify,
+    /// `Gateway.SubmitEvaluation` with an encoded `SubmitEvaluationRequest`.
+    Evaluate,
 }
 
 impl OutboxKind {
@@ -34,6 +36,7 @@ impl OutboxKind {
             Self::LocalSubmit => "local_submit",
             Self::Revoke => "revoke",
             Self::Verify => "verify",
+            Self::Evaluate => "evaluate",
         }
     }
 
@@ -50,6 +53,7 @@ impl OutboxKind {
             "local_submit" => Some(Self::LocalSubmit),
             "revoke" => Some(Self::Revoke),
             "verify" => Some(Self::Verify),
+            "evaluate" => Some(Self::Evaluate),
             _ => None,
         }
     }

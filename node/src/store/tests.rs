@@ -85,6 +85,7 @@ on_both_backends!(
     statuses_apply_only_when_newer,
     signed_messages_are_kept_once_per_call,
     open_cases_are_read_with_their_promises,
+    evaluations_are_kept_once_per_case,
 );
 
 fn application(origin: &str, target: &str) -> Application {
@@ -759,4 +760,54 @@ async fn open_cases_are_read_with_their_promises(f: Fixture) {
         ]
     );
     assert!(read.iter().all(|p| p.one_thing_id == "newborn"));
+}
+
+async fn evaluations_are_kept_once_per_case(f: Fixture) {
+    use super::evaluations::{Evaluated, NewEvaluation, Received, ReceivedEvaluation};
+    let store = f.replica("a").await;
+    let case = file_delivery(&store).await;
+    let given = |level: i32| NewEvaluation {
+        request: tongban_proto::v1::SubmitEvaluationRequest {
+            case_number: case.clone(),
+            origin_region: "310000".into(),
+            level,
+            comment: "办理太慢".into(),
+            evaluated_at: None,
+        },
+        target_region: "440000".into(),
+        one_thing_id: "newborn".into(),
+        forward: true,
+    };
+    assert_eq!(store.evaluate(given(4)).await.unwrap(), Evaluated::Recorded);
+    assert_eq!(
+        store.evaluate(given(1)).await.unwrap(),
+        Evaluated::AlreadyEvaluated
+    );
+    assert_eq!(store.evaluation_given(case.clone()).await.unwrap(), Some(4));
+    // Its delivery waits in the outbox beside the case's own.
+    assert_eq!(store.pending_outbox().await.unwrap(), 2);
+
+    let received = |level: i32, due: Option<&str>| ReceivedEvaluation {
+        case_number: "310000-20261205-00000009".into(),
+        origin_region: "310000".into(),
+        one_thing_id: "newborn".into(),
+        level,
+        comment: "办理太慢".into(),
+        evaluated_ms: 1,
+        follow_up_due: due.map(str::to_owned),
+    };
+    let poor = received(5, Some("2026-12-18"));
+    assert_eq!(
+        store.receive_evaluation(poor.clone()).await.unwrap(),
+        Received::New
+    );
+    assert_eq!(
+        store.receive_evaluation(poor.clone()).await.unwrap(),
+        Received::Repeat
+    );
+    assert_eq!(
+        store.receive_evaluation(received(1, None)).await.unwrap(),
+        Received::Conflict
+    );
+    assert_eq!(store.follow_ups().await.unwrap(), [poor]);
 }

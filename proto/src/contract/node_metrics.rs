@@ -44,6 +44,13 @@ pub const CASES_DUE_SOON: &str = "tongban_node_cases_due_soon";
 pub const CASES_OVERDUE: &str = "tongban_node_cases_overdue";
 /// Working days left at most for a case to count as due soon.
 pub const DUE_SOON_WORKING_DAYS: i64 = 2;
+/// Citizens' evaluations of cases filed at a node, by handling province, one-thing and
+/// level (`very_satisfied` … `very_dissatisfied`): counted once, where filed.
+pub const EVALUATIONS: &str = "tongban_node_evaluations";
+pub const EVALUATIONS_TOTAL: &str = "tongban_node_evaluations_total";
+/// Follow-ups of poor evaluations opened at the handling region's node.
+pub const FOLLOW_UPS: &str = "tongban_node_follow_ups_opened";
+pub const FOLLOW_UPS_TOTAL: &str = "tongban_node_follow_ups_opened_total";
 /// Days from today through the last day the official calendar has a schedule for.
 pub const CALENDAR_COVERED_DAYS: &str = "tongban_node_calendar_covered_days";
 /// Filings whose promised date was left empty (no schedule for a year it reaches).

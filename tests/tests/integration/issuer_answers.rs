@@ -161,6 +161,12 @@ impl Node for Hostile {
     ) -> Result<Response<v1::PushStatusResponse>, Status> {
         Err(Status::unimplemented("hostile issuer"))
     }
+    async fn submit_evaluation(
+        &self,
+        _: Request<v1::SubmitEvaluationRequest>,
+    ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
+        Err(Status::unimplemented("hostile issuer"))
+    }
     async fn assert_identity(
         &self,
         _: Request<v1::AssertIdentityRequest>,

@@ -149,6 +149,7 @@ async fn a_real_prometheus_scrapes_the_federation_and_evaluates_every_rule() {
 
     // Traffic once Prometheus scrapes: two cross-region cases, decided and pushed back.
     let n31 = t.fed.node("31").unwrap();
+    let mut decided = Vec::new();
     for prefix in ["44", "11"] {
         let resident = &t.residents(prefix)[0];
         let receipt = n31.portal.file(&medical_filing(resident)).await.unwrap();
@@ -159,7 +160,24 @@ async fn a_real_prometheus_scrapes_the_federation_and_evaluates_every_rule() {
             (s.body["stage"] == "approved").then_some(())
         })
         .await;
+        decided.push(case);
     }
+    // The citizen of the first case rates it poorly: counted at 31, a follow-up at 44.
+    let token = n31.portal.token_of(&decided[0]).unwrap();
+    let rated = n31
+        .portal
+        .send_with(
+            "POST",
+            &format!("/v1/applications/{}/evaluation", decided[0]),
+            bytes::Bytes::from_static(br#"{"level": "dissatisfied"}"#),
+            &[
+                ("tongban-receipt-token", token.as_str()),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rated.status, 201, "{}", rated.body);
 
     // Every series the rules and the dashboard use exists.
     let mut wanted = BTreeSet::new();

@@ -326,6 +326,12 @@ impl Node for StandIn {
     ) -> Result<Response<v1::PushStatusResponse>, Status> {
         Err(Status::unimplemented("stand-in"))
     }
+    async fn submit_evaluation(
+        &self,
+        _: Request<v1::SubmitEvaluationRequest>,
+    ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
     async fn assert_identity(
         &self,
         request: Request<v1::AssertIdentityRequest>,

@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_5,
+    MIGRATION_6,
 ];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
@@ -138,4 +139,24 @@ CREATE INDEX signed_messages_case ON signed_messages (case_number);
 /// Step 5 (the SQLite store's step 8): open cases read by stage at every scrape.
 const MIGRATION_5: &str = r#"
 CREATE INDEX applications_stage ON applications (stage);
+"#;
+
+/// Step 6 (the SQLite store's step 9): citizens' evaluations, given and received.
+const MIGRATION_6: &str = r#"
+CREATE TABLE evaluations (
+    case_number  TEXT PRIMARY KEY,
+    level        INTEGER NOT NULL,
+    comment      TEXT NOT NULL,
+    evaluated_ms BIGINT NOT NULL
+);
+CREATE TABLE evaluations_received (
+    case_number   TEXT PRIMARY KEY,
+    origin_region TEXT NOT NULL,
+    one_thing_id  TEXT NOT NULL,
+    level         INTEGER NOT NULL,
+    comment       TEXT NOT NULL,
+    evaluated_ms  BIGINT NOT NULL,
+    received_ms   BIGINT NOT NULL,
+    follow_up_due TEXT
+);
 "#;

@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -157,4 +158,25 @@ CREATE INDEX signed_messages_case ON signed_messages (case_number);
 /// reading the decided ones.
 const MIGRATION_8: &str = r#"
 CREATE INDEX applications_stage ON applications (stage);
+"#;
+
+/// Step 9: citizens' evaluations (好差评): those given at this node's portal, one per
+/// case; those received as the handling region, with a poor one's follow-up deadline.
+const MIGRATION_9: &str = r#"
+CREATE TABLE evaluations (
+    case_number  TEXT PRIMARY KEY,
+    level        INTEGER NOT NULL,
+    comment      TEXT NOT NULL,
+    evaluated_ms INTEGER NOT NULL
+);
+CREATE TABLE evaluations_received (
+    case_number   TEXT PRIMARY KEY,
+    origin_region TEXT NOT NULL,
+    one_thing_id  TEXT NOT NULL,
+    level         INTEGER NOT NULL,
+    comment       TEXT NOT NULL,
+    evaluated_ms  INTEGER NOT NULL,
+    received_ms   INTEGER NOT NULL,
+    follow_up_due TEXT
+);
 "#;
