@@ -166,11 +166,50 @@ fn dead_letter_answer(
     }
 }
 
+/// `GET /follow-ups`: the follow-ups poor evaluations opened here, soonest due first,
+/// each with whether it is past its due date.
+async fn follow_ups(State(state): State<Arc<OperatorState>>) -> Response {
+    match state.ctx.store.follow_ups().await {
+        Ok(open) => {
+            let today = tongban_proto::rules::calendar::business_now()
+                .date()
+                .to_string();
+            let rows: Vec<_> = open
+                .iter()
+                .map(|f| {
+                    let level =
+                        tongban_proto::v1::EvaluationLevel::try_from(f.level).unwrap_or_default();
+                    let due = f.follow_up_due.clone().unwrap_or_default();
+                    json!({
+                        "case_number": f.case_number,
+                        "origin_region": f.origin_region,
+                        "one_thing_id": f.one_thing_id,
+                        "level": crate::evaluation::level_name(level),
+                        "comment": f.comment,
+                        "due": due,
+                        // Dates in YYYY-MM-DD order as text.
+                        "overdue": !due.is_empty() && due < today,
+                    })
+                })
+                .collect();
+            Json(json!({ "follow_ups": rows })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "follow-ups unreadable");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; retry",
+            )
+        }
+    }
+}
+
 /// The operator routes.
 pub fn router(state: Arc<OperatorState>) -> Router {
     Router::new()
         .route("/licenses/{license_id}/revoke", post(revoke))
         .route("/outbox", get(outbox))
+        .route("/follow-ups", get(follow_ups))
         .route("/outbox/{id}/replay", post(replay))
         .route("/outbox/{id}/close", post(close))
         .with_state(state)

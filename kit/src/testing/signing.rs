@@ -87,9 +87,14 @@ impl RegionSigner {
 /// The methods a region signs, by the last segment of their path.
 fn signed_method(path: &str) -> Option<&str> {
     let method = path.rsplit('/').next()?;
-    ["DeliverApplication", "PushStatus", "PublishRevocation"]
-        .contains(&method)
-        .then_some(method)
+    [
+        "DeliverApplication",
+        "PushStatus",
+        "PublishRevocation",
+        "SubmitEvaluation",
+    ]
+    .contains(&method)
+    .then_some(method)
 }
 
 /// A channel whose signed methods' calls are signed by `signer` (unless they carry a

@@ -142,6 +142,12 @@ async fn a_poor_rating_reaches_the_handling_region_and_opens_a_follow_up() {
         .map(|d| d.to_string())
         .unwrap_or_default();
     assert_eq!(follow_up.follow_up_due.as_deref(), Some(due.as_str()));
+    // 44's operators list it (a viewer's read of the operator listener).
+    let listed = n44.operator.get("/follow-ups").await.unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["follow_ups"][0]["case_number"], case.as_str());
+    assert_eq!(listed.body["follow_ups"][0]["level"], "very_dissatisfied");
+    assert_eq!(listed.body["follow_ups"][0]["overdue"], false);
     // Signed by 31, kept by 44 as evidence.
     let kept = n44.store.signed_messages(case.clone()).await.unwrap();
     assert!(

@@ -30,10 +30,11 @@ use tongban_proto::{
     contract::metadata,
     rules::resident_id::ResidentId,
     v1::{
-        Applicant, Application, CaseStatus, DeliverApplicationRequest, GetCatalogRequest,
-        ListLicensesRequest, LookupLicenseRequest, LookupPurpose, PublishRevocationRequest,
-        PushStatusRequest, QueryStatusRequest, Stage, VerifyIdentityRequest,
-        catalog_client::CatalogClient, gateway_client::GatewayClient,
+        Applicant, Application, CaseStatus, DeliverApplicationRequest, EvaluationLevel,
+        GetCatalogRequest, ListLicensesRequest, LookupLicenseRequest, LookupPurpose,
+        PublishRevocationRequest, PushStatusRequest, QueryStatusRequest, Stage,
+        SubmitEvaluationRequest, VerifyIdentityRequest, catalog_client::CatalogClient,
+        gateway_client::GatewayClient,
     },
 };
 use tongban_runtime::{
@@ -154,8 +155,8 @@ fn federation_listener_methods() -> Vec<&'static Method> {
     }
     assert_eq!(
         METHODS.iter().filter(|m| m.changes_state).count(),
-        3,
-        "DeliverApplication, PushStatus and PublishRevocation change state"
+        4,
+        "DeliverApplication, PushStatus, PublishRevocation and SubmitEvaluation change state"
     );
     METHODS.iter().collect()
 }
@@ -251,6 +252,34 @@ impl Jiangsu {
                     .push_status(Self::request(method, message, "440000"))
                     .await?;
                 Ok(Some(answer.into_inner().applied))
+            }
+            "/tongban.federation.v1.Gateway/SubmitEvaluation" => {
+                // 32's citizen rates the case 32 delivered: once 44 has decided it
+                // (its clerk approves in a moment), the rating is kept there.
+                let message = SubmitEvaluationRequest {
+                    case_number: JIANGSU_CASE.into(),
+                    origin_region: "320000".into(),
+                    level: EvaluationLevel::VeryDissatisfied as i32,
+                    comment: "rated by Jiangsu 77777".into(),
+                    evaluated_at: None,
+                };
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    let request = Self::request(method, message.clone(), "440000");
+                    match gateway.submit_evaluation(request).await {
+                        Err(s)
+                            if s.code() == Code::FailedPrecondition
+                                && s.message().contains("after its decision")
+                                && tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        answer => {
+                            answer?;
+                            return Ok(Some(true));
+                        }
+                    }
+                }
             }
             "/tongban.federation.v1.Gateway/VerifyIdentity" => {
                 let message = VerifyIdentityRequest {
@@ -588,6 +617,8 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
                     OR case_number = ?1";
     assert_eq!(count(node_db.clone(), accesses, "32").await, 0);
     assert_eq!(count(node_db.clone(), accesses, JIANGSU_CASE).await, 0);
+    let rated = "SELECT COUNT(*) FROM evaluations_received WHERE case_number = ?1";
+    assert_eq!(count(node_db.clone(), rated, JIANGSU_CASE).await, 0);
     assert!(n44.platform.payload(JIANGSU_CASE).await.unwrap().is_none());
     assert!(n44.platform.case(JIANGSU_CASE).await.unwrap().is_none());
     let after = n44
@@ -643,6 +674,7 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
     // ... where the checks above looked.
     assert!(n44.platform.payload(JIANGSU_CASE).await.unwrap().is_some());
     assert_eq!(count(node_db.clone(), inbound, JIANGSU_CASE).await, 1);
+    assert_eq!(count(node_db.clone(), rated, JIANGSU_CASE).await, 1);
     assert!(count(node_db.clone(), accesses, JIANGSU_CASE).await >= 3);
     let after = n44.store.application(pushed_case).await.unwrap().unwrap();
     assert_eq!(after.status.detail, FORGED_DETAIL);
