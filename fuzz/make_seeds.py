@@ -158,3 +158,14 @@ write("license", "assertion-signed", b"\x03" + assertion)
 write("license", "signed-object", b"\x00" + field(1, license) + field(2, "fuzz-1") + field(3, b"\x00" * 64))
 write("license", "signed-object-unknown-key", b"\x00" + field(1, assertion) + field(2, "other") + field(3, b""))
 write("license", "empty-body", b"\x01")
+
+# license ids: the national format (GB/T 36904), the public samples and near misses, and
+# the legacy short form
+NATIONAL = "1.2.156.3005.2."
+write("license_id", "hunan", NATIONAL + "11100000000013338W011.11430000006122244L.20230000403.001.U")
+write("license_id", "jilin", NATIONAL + "11100000000013338W032.11220000013544541J.2430599.001.F")
+write("license_id", "six-digit-issuer", NATIONAL + "11100000000013338W011.440305.77.002.0")
+write("license_id", "wrong-check", NATIONAL + "11100000000013338W011.11430000006122244L.20230000403.001.V")
+write("license_id", "bad-credit-code", NATIONAL + "11100000000013338W011.11430000006122244M.20230000403.001.U")
+write("license_id", "legacy", "440305-HR-000123")
+write("license_id", "short", NATIONAL)

@@ -364,3 +364,46 @@ pub fn license(data: &[u8]) {
         }
     }
 }
+
+/// License ids as callers send them: the national format (GB/T 36904), the legacy short
+/// form, anything else. A parsed national id is its segments joined again, its issuer's
+/// region a valid code, and routing (`license_issuer`) agrees with the parser; a refusal
+/// names a segment.
+pub fn license_id(data: &[u8]) {
+    use tongban_proto::rules::{credentials::license_issuer, license_id};
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    match license_id::parse(input) {
+        Ok(id) => {
+            let joined = format!(
+                "{}{}.{}.{}.{}.",
+                license_id::PREFIX,
+                id.type_code,
+                id.issuer_code,
+                id.serial,
+                id.version
+            );
+            assert!(input.starts_with(&joined), "segments rejoin the input");
+            assert_eq!(input.len(), joined.len() + 1, "one check character");
+            assert_eq!(
+                license_issuer(input).map(|r| r.as_str().to_owned()),
+                Ok(id.issuer_region.as_str().to_owned()),
+                "routing agrees with the parser"
+            );
+        }
+        Err(refusal) => {
+            assert!(
+                ["prefix", "type", "issuer", "serial", "version", "check"]
+                    .contains(&refusal.segment),
+                "a refusal names a segment"
+            );
+            if license_id::is_national(input) {
+                assert!(
+                    license_issuer(input).is_err(),
+                    "a malformed national id is not routed"
+                );
+            }
+        }
+    }
+}

@@ -28,6 +28,7 @@ pub mod rules {
     pub mod catalog;
     pub mod credentials;
     pub mod digest;
+    pub mod license_id;
     pub mod message_signature;
     pub mod region;
     pub mod resident_id;

@@ -176,10 +176,18 @@ pub enum LicenseIdError {
     Serial,
     #[error("license id region: {0}")]
     Region(#[from] RegionError),
+    /// A national id (GB/T 36904) with a malformed segment, named.
+    #[error(transparent)]
+    National(#[from] crate::rules::license_id::LicenseIdProblem),
 }
 
-/// The issuing region named by a license id (`440305-HR-000123`).
+/// The issuing region named by a license id: the national format (GB/T 36904,
+/// `1.2.156.3005.2.…`, by its issuer code) or the legacy short form
+/// (`440305-HR-000123`).
 pub fn license_issuer(license_id: &str) -> Result<RegionCode, LicenseIdError> {
+    if crate::rules::license_id::is_national(license_id) {
+        return Ok(crate::rules::license_id::parse(license_id)?.issuer_region);
+    }
     let (region, serial) = license_id
         .split_once('-')
         .filter(|(r, _)| r.len() == 6)
@@ -198,6 +206,20 @@ pub fn license_issuer(license_id: &str) -> Result<RegionCode, LicenseIdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn national_ids_route_to_their_issuers_region_and_the_short_form_stays() {
+        let hunan = "1.2.156.3005.2.11100000000013338W011.11430000006122244L.20230000403.001.U";
+        let jilin = "1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599.001.F";
+        assert_eq!(license_issuer(hunan).unwrap().as_str(), "430000");
+        assert_eq!(license_issuer(jilin).unwrap().as_str(), "220000");
+        assert_eq!(
+            license_issuer("440305-HR-000123").unwrap().as_str(),
+            "440305"
+        );
+        let wrong = license_issuer(&hunan.replace(".U", ".A")).unwrap_err();
+        assert!(wrong.to_string().contains("segment `check`"), "{wrong}");
+    }
 
     fn key(id: &str) -> SigningKey {
         SigningKey::from_pkcs8(id, &SigningKey::generate_pkcs8().unwrap()).unwrap()

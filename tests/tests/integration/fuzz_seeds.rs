@@ -51,3 +51,8 @@ fn gateway_call_seeds() {
 fn license_seeds() {
     replay("license", bodies::license);
 }
+
+#[test]
+fn license_id_seeds() {
+    replay("license_id", bodies::license_id);
+}
