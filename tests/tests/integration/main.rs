@@ -28,6 +28,7 @@ mod issuer_answers;
 mod kit;
 mod layout;
 mod metrics;
+mod national_license_ids;
 mod operators;
 mod outbox;
 mod overload;
