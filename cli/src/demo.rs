@@ -67,6 +67,7 @@ fn scenarios(
     let r11 = resident(residents, "11", 1);
     let r11b = resident(residents, "11", 2);
     let r31 = resident(residents, "31", 3);
+    let r31b = resident(residents, "31", 5);
     let r44b = resident(residents, "44", 4);
     let applicant = |r: &SyntheticResident| json!({"id_number": r.id.as_str(), "name": r.name, "phone": "13800138000"});
     let mut bad_id = r44.id.as_str().to_owned();
@@ -131,6 +132,24 @@ fn scenarios(
                 "form": {
                     "move_from_region": "310115", "move_to_region": "440305",
                     "move_to_address": "深圳市南山区科技园路1号", "reason": "夫妻投靠",
+                    "contact_phone": "13800138000"
+                }
+            }),
+            expect: Expect::Approved {
+                handling_prefix: "44".into(),
+            },
+        },
+        Scenario {
+            label: "Shanghai resident moves household to Guangzhou, handled jointly (多地联办): \
+                    the transfer out at Shanghai, then the transfer in at Guangdong",
+            origin: "31".into(),
+            filing: json!({
+                "one_thing_id": "household-transfer",
+                "mode": "joint",
+                "applicant": applicant(r31b),
+                "form": {
+                    "move_from_region": "310115", "move_to_region": "440106",
+                    "move_to_address": "广州市天河区天河路1号", "reason": "就业落户",
                     "contact_phone": "13800138000"
                 }
             }),

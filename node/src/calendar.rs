@@ -78,13 +78,29 @@ impl NodeCalendar {
         handling: &RegionCode,
         filed_on: Date,
     ) -> Option<Date> {
+        self.working_days_after(&item.id, handling, filed_on, item.time_limit_working_days)
+    }
+
+    /// `days` working days after `from` in the calendar of region `handling`, for
+    /// one-thing `one_thing` (a joint case's part counts from what it waits for). `None`
+    /// (logged, counted) where the calendar has no schedule for a year the count reaches.
+    pub fn working_days_after(
+        &self,
+        one_thing: &str,
+        handling: &RegionCode,
+        from: Date,
+        days: u32,
+    ) -> Option<Date> {
         let calendar = self.in_force.get();
-        match item.promised_date(filed_on, &calendar.for_region(handling.as_str())) {
+        match calendar
+            .for_region(handling.as_str())
+            .add_working_days(from, days)
+        {
             Ok(date) => Some(date),
             Err(error) => {
                 self.unknown.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
-                    one_thing = %item.id,
+                    one_thing,
                     handling_region = %handling,
                     %error,
                     "no promised date: the official calendar does not reach it"

@@ -35,4 +35,7 @@ pub struct NodeContext {
     pub calendar: crate::calendar::NodeCalendar,
     /// When a poor evaluation's follow-up is due.
     pub evaluations: crate::evaluation_config::EvaluationConfig,
+    /// The registered regions (this node's copy of the registry, reloaded): which node
+    /// handles which region.
+    pub peers: crate::peers::SharedPeerKeys,
 }

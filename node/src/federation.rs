@@ -23,12 +23,15 @@ use tongban_proto::v1::{
 use tongban_runtime::{serving::incoming::PeerInfo, trust::identity::PeerIdentity};
 use tonic::{Request, Response, Status};
 
+use tongban_proto::rules::region::RegionCode;
+
 use crate::{
     context::NodeContext,
     delivery,
     error::{NodeError, region_code},
     observe::{platform as platform_calls, served::Served},
     signed_calls::SignatureCheck,
+    store::StatusReport,
     verified_origin::VerifiedOrigin,
 };
 
@@ -135,12 +138,33 @@ impl FederationService {
                     push.case_number
                 ))
             })?;
-        let handling = region_code(&record.target_region, "case.target_region")?;
-        // Only the node that owns the handling region decides the case: the region the
-        // gateway verified, and the one that signed (which a gateway cannot forge).
+        // Only the node that owns the handling region decides the case (for a joint
+        // case, the part it handles): the region the gateway verified, and the one that
+        // signed (which a gateway cannot forge).
+        let (part, handling, last) = match record.joint() {
+            Some(joint) => {
+                let owns = |region: &str| {
+                    RegionCode::parse(region)
+                        .is_ok_and(|code| origin.owns(&code) && signed.signer.owns(&code))
+                };
+                let part = joint.part_of(owns).ok_or_else(|| {
+                    NodeError::PermissionDenied(format!(
+                        "case {:?} has no part handled by the calling region",
+                        push.case_number
+                    ))
+                })?;
+                let region = region_code(&part.region, "case.parts.region")?;
+                (Some(part.id.clone()), region, part.sequence)
+            }
+            None => (
+                None,
+                region_code(&record.target_region, "case.target_region")?,
+                record.status.sequence,
+            ),
+        };
         origin.require(&handling, "case.target_region")?;
         signed.signer.require(&handling, "case.target_region")?;
-        check_sequence(status.sequence, record.status.sequence)?;
+        check_sequence(status.sequence, last)?;
         let key = match key.is_empty() {
             true => format!("push:{}:{}", push.case_number, status.sequence),
             false => key,
@@ -152,8 +176,12 @@ impl FederationService {
         let applied = crate::metrics::apply_status(
             &self.ctx.store,
             self.ctx.metrics.as_deref(),
-            push.case_number,
-            status,
+            StatusReport {
+                case_number: push.case_number,
+                part,
+                reference: None,
+                status,
+            },
         )
         .await?;
         Ok(PushStatusResponse { applied })

@@ -23,7 +23,7 @@ use crate::{
     context::NodeContext,
     gateway_client::{CallMeta, GatewayClient},
     observe::{self, outbox::Settled},
-    store::{OutboxEntry, OutboxKind, Store, now_ms},
+    store::{OutboxEntry, OutboxKind, StatusReport, Store, now_ms},
 };
 
 /// The outbox worker.
@@ -271,12 +271,18 @@ impl Forwarder {
                     Ok(r) => r,
                     Err(e) => return Attempt::Refused(format!("stored payload unreadable: {e}")),
                 };
+                let part = request
+                    .application
+                    .as_ref()
+                    .map(|a| a.part_id.clone())
+                    .filter(|p| !p.is_empty());
                 self.client.deliver(request, &meta).await.map(|response| {
-                    Some((
-                        entry.case_number.clone(),
-                        response.handling_reference,
-                        response.status.unwrap_or_default(),
-                    ))
+                    Some(StatusReport {
+                        case_number: entry.case_number.clone(),
+                        part,
+                        reference: Some(response.handling_reference),
+                        status: response.status.unwrap_or_default(),
+                    })
                 })
             }
             OutboxKind::LocalSubmit => return self.submit_locally(entry).await,
@@ -401,11 +407,12 @@ impl Forwarder {
             .await
         {
             Ok(submitted) => {
-                let done = (
-                    entry.case_number.clone(),
-                    submitted.case.reference,
-                    submitted.case.status,
-                );
+                let done = StatusReport {
+                    case_number: entry.case_number.clone(),
+                    part: Some(application.part_id.clone()).filter(|p| !p.is_empty()),
+                    reference: Some(submitted.case.reference),
+                    status: submitted.case.status,
+                };
                 match self.store.outbox_done(entry.id, Some(done)).await {
                     Ok(()) => Attempt::Done,
                     Err(e) => Attempt::transient(e),

@@ -69,6 +69,7 @@ pub mod in_force;
 pub mod instants;
 pub mod issuer;
 pub mod issuer_keys;
+pub mod joint;
 pub mod metrics;
 pub mod observe;
 pub mod operator;

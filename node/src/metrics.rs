@@ -29,7 +29,7 @@ use tongban_proto::{
 
 use crate::{
     platform::adapter::Platform,
-    store::{ApplicationRecord, BacklogRow, OutboxKind, Store, StoreError},
+    store::{ApplicationRecord, BacklogRow, OutboxKind, StatusReport, Store, StoreError},
 };
 
 /// Latency buckets for calls, in seconds: 1 ms to 10 s.
@@ -546,24 +546,17 @@ pub fn route(
 pub async fn apply_status(
     store: &Store,
     metrics: Option<&NodeMetrics>,
-    case_number: String,
-    status: CaseStatus,
+    report: StatusReport,
 ) -> Result<bool, StoreError> {
-    let applied = store
-        .apply_status(case_number.clone(), status.clone())
-        .await?;
-    let decision = matches!(
-        Stage::try_from(status.stage),
-        Ok(Stage::Approved | Stage::Rejected)
-    );
-    if applied
-        && decision
+    let case_number = report.case_number.clone();
+    let applied = store.apply_status(report).await?;
+    if applied.decided
         && let Some(metrics) = metrics
         && let Some(record) = store.application(case_number).await?
     {
-        metrics.status_applied(&record, &status);
+        metrics.status_applied(&record, &record.status);
     }
-    Ok(applied)
+    Ok(applied.applied)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use tongban_proto::rules::region::RegionPrefix;
+use tongban_proto::rules::region::{RegionCode, RegionPrefix};
 use tongban_runtime::{
     process::config::{self, ConfigError},
     trust::registry_file::{IssuerKey, RegistryFile, parse_key},
@@ -112,6 +112,16 @@ impl PeerKeys {
         VerifiedOrigin::new(region, carve_outs)
     }
 
+    /// The registered region whose node handles `code`: the longest registered prefix
+    /// containing it.
+    pub fn member_of(&self, code: &RegionCode) -> Option<RegionPrefix> {
+        self.prefixes
+            .iter()
+            .filter(|p| p.contains(code))
+            .max_by_key(|p| p.len())
+            .copied()
+    }
+
     /// Number of registered regions and of their keys (for the reload's report).
     pub fn counts(&self) -> (usize, usize) {
         (self.prefixes.len(), self.keys.len())
@@ -124,7 +134,6 @@ pub type SharedPeerKeys = crate::in_force::InForce<PeerKeys>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tongban_proto::rules::region::RegionCode;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("registry.toml");

@@ -185,6 +185,9 @@ struct StatusView {
     /// (negative: overdue), while the case is open.
     #[serde(skip_serializing_if = "Option::is_none")]
     remaining_working_days: Option<i64>,
+    /// 多地联办: each part's region and state; the stage above combines them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<crate::joint::PartView>,
     receipt: Option<Receipt>,
 }
 
@@ -217,9 +220,11 @@ async fn application_status(
     let mut status = record.status.clone();
     let mut reference = record.handling_reference.clone();
     let mut source = "local_copy";
-    let remote = tongban_proto::rules::region::RegionCode::parse(&record.target_region)
-        .map(|t| !state.prefix.contains(&t))
-        .unwrap_or(false);
+    // A joint case's parts push their statuses here; there is no one region to ask.
+    let remote = record.joint.is_none()
+        && tongban_proto::rules::region::RegionCode::parse(&record.target_region)
+            .map(|t| !state.prefix.contains(&t))
+            .unwrap_or(false);
     if remote && reference.is_some() {
         let meta = CallMeta {
             target_region: &record.target_region,
@@ -244,13 +249,14 @@ async fn application_status(
             Ok(Ok(answer)) => {
                 if let Some(s) = answer.status {
                     if s.sequence >= status.sequence {
-                        let _ = crate::metrics::apply_status(
-                            &state.store,
-                            state.intake.ctx.metrics.as_deref(),
-                            case_number.clone(),
-                            s.clone(),
-                        )
-                        .await;
+                        let report = crate::store::StatusReport {
+                            case_number: case_number.clone(),
+                            part: None,
+                            reference: None,
+                            status: s.clone(),
+                        };
+                        let metrics = state.intake.ctx.metrics.as_deref();
+                        let _ = crate::metrics::apply_status(&state.store, metrics, report).await;
                         status = s;
                     }
                     reference = Some(answer.handling_reference);
@@ -275,6 +281,7 @@ fn status_view(
     let receipt: Option<Receipt> = serde_json::from_str(&record.receipt).ok();
     let (promised_date, remaining_working_days) =
         time_limit(state, &record.target_region, receipt.as_ref(), status.stage);
+    let parts = record.joint().map(|j| j.views()).unwrap_or_default();
     StatusView {
         case_number: record.case_number,
         one_thing_id: record.one_thing_id,
@@ -287,6 +294,7 @@ fn status_view(
         source,
         promised_date,
         remaining_working_days,
+        parts,
         receipt,
     }
 }

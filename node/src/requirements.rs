@@ -55,6 +55,10 @@ pub struct Requirements {
     pub handling: Handling,
     pub materials: Vec<MaterialNotice>,
     pub form: Vec<FieldNotice>,
+    /// 多地联办: the parts a joint filing is split into, each handled by its own
+    /// region, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub joint_parts: Vec<PartNotice>,
     /// For an identified applicant: what the federation already holds for them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applicant: Option<ApplicantNotice>,
@@ -85,6 +89,20 @@ pub struct Handling {
     /// absent where the region is not known yet or the calendar does not reach it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promised_if_filed_today: Option<String>,
+}
+
+/// One part of a joint filing.
+#[derive(Debug, Serialize)]
+pub struct PartNotice {
+    pub id: String,
+    pub name: String,
+    /// Who handles it, in words (the form field naming its region, for `form_field`).
+    pub handled_by: String,
+    /// Parts approved before it starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Working days once it starts.
+    pub time_limit_working_days: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +214,23 @@ pub fn notice(
         },
         materials: item.materials.iter().map(material_notice).collect(),
         form: item.form.iter().map(field_notice).collect(),
+        joint_parts: item
+            .parts
+            .iter()
+            .map(|p| PartNotice {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                handled_by: match &p.competent_region {
+                    CompetentRegion::ApplicantHome => "申请人户籍地".to_owned(),
+                    CompetentRegion::FormField { field } => format!("表单字段 {field} 所填地区"),
+                    CompetentRegion::FilingRegion => "受理地".to_owned(),
+                },
+                after: p.after.clone(),
+                time_limit_working_days: p
+                    .time_limit_working_days
+                    .unwrap_or(item.time_limit_working_days),
+            })
+            .collect(),
         applicant: None,
     }
 }

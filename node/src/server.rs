@@ -377,6 +377,7 @@ impl Node {
             metrics: self.metrics.clone(),
             calendar: self.calendar.clone(),
             evaluations: self.config.evaluations.clone(),
+            peers: self.peers.clone(),
         }))
     }
 

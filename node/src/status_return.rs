@@ -59,14 +59,16 @@ impl StatusReturn {
             return Ok(());
         }
         let result = if local {
-            crate::metrics::apply_status(
-                &self.store,
-                self.metrics.as_deref(),
-                case.case_number.clone(),
-                case.status.clone(),
-            )
-            .await
-            .map(|_| ())
+            // For a joint case filed here, the part handled here (the store knows which).
+            let report = crate::store::StatusReport {
+                case_number: case.case_number.clone(),
+                part: None,
+                reference: None,
+                status: case.status.clone(),
+            };
+            crate::metrics::apply_status(&self.store, self.metrics.as_deref(), report)
+                .await
+                .map(|_| ())
         } else {
             let request = PushStatusRequest {
                 case_number: case.case_number.clone(),

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use tongban_proto::{
     rules::calendar::business_now,
-    rules::catalog::{Catalog, HandlingMode},
+    rules::catalog::{Catalog, CatalogItem, HandlingMode},
+    rules::region::RegionCode,
     rules::resident_id::ResidentId,
     rules::standard::{self, Filing, GivenMaterial, Problem},
-    v1::{Application, MaterialSource},
+    v1::{self, Application, MaterialSource},
 };
 
 use crate::{context::NodeContext, error::NodeError};
@@ -42,7 +43,52 @@ pub fn check(ctx: &NodeContext, application: &Application) -> Result<ResidentId,
         reference: &m.reference,
     })
     .map_err(|p| refusal(vec![p], &catalog.version))?;
+    joint_part(ctx, standard.item, application, &standard.applicant)?;
     Ok(standard.applicant)
+}
+
+/// 多地联办: a joint delivery names a part of the item, and the part's own rule over
+/// the form names the region it was delivered to (this region handles that part, not
+/// another); any other delivery names no part.
+fn joint_part(
+    ctx: &NodeContext,
+    item: &CatalogItem,
+    application: &Application,
+    applicant: &ResidentId,
+) -> Result<(), NodeError> {
+    let joint = application.mode == v1::HandlingMode::Joint as i32;
+    let part_id = application.part_id.as_str();
+    if !joint {
+        return match part_id.is_empty() {
+            true => Ok(()),
+            false => Err(NodeError::invalid(
+                "application.part_id",
+                "only a joint application (HANDLING_MODE_JOINT) names a part",
+            )),
+        };
+    }
+    let part = item.part(part_id).ok_or_else(|| {
+        NodeError::invalid(
+            "application.part_id",
+            format!("{part_id:?} is not a part of {}", item.id),
+        )
+    })?;
+    let origin = RegionCode::parse(&application.origin_region)
+        .map_err(|e| NodeError::invalid("application.origin_region", e.to_string()))?;
+    let region = part
+        .competent_region(&applicant.home_region(), &application.form, &origin)
+        .map_err(|e| NodeError::invalid(format!("application.form.{}", e.field), e.problem))?;
+    let region = ctx.regions.routed(region);
+    if region.as_str() != application.target_region {
+        return Err(NodeError::invalid(
+            "application.target_region",
+            format!(
+                "part {part_id} of {} is handled by region {region}, not {}",
+                item.id, application.target_region
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The catalog version the application names (it never changes), so the verdict is

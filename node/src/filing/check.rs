@@ -1,6 +1,5 @@
 //! A filing request read against the catalog, before anything is asked of anyone: the
-//! shared rule set (同标准办理, `tongban_proto::rules::standard`), what this node cannot
-//! do yet, and the materials given (each once, no more than the item takes: the shared
+//! shared rule set (同标准办理, `tongban_proto::rules::standard`) and the materials given (each once, no more than the item takes: the shared
 //! rule, judged before any entry is read or looked up). Every problem is named by its
 //! field.
 
@@ -70,7 +69,6 @@ pub fn check(
     let Ok(item) = standard::item(catalog, &request.one_thing_id) else {
         return Err(IntakeError::Invalid(problems));
     };
-    problems.extend(joint_refused(item, request.mode));
     let (provided, cited) = materials(item, &request.materials, &mut problems);
     match standard {
         Some(standard) if problems.is_empty() => Ok(Checked {
@@ -86,18 +84,6 @@ pub fn check(
         }),
         _ => Err(IntakeError::Invalid(problems)),
     }
-}
-
-/// 多地联办 needs the other regions' parts collected and delivered to each of them;
-/// until this node can, it says so rather than accept and handle it as one. A node's
-/// capability, not part of the shared standard.
-fn joint_refused(item: &CatalogItem, asked: Option<HandlingMode>) -> Option<FieldProblem> {
-    matches!(standard::mode(item, asked), Ok(HandlingMode::Joint)).then(|| {
-        field(
-            "mode",
-            "joint handling across several regions is not supported by this node yet",
-        )
-    })
 }
 
 /// Splits the materials given into uploads (and paper) and cited licenses, naming
@@ -266,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn joint_handling_is_refused_beside_the_other_problems_and_prefill_is_excused() {
+    fn a_bad_id_is_named_and_a_field_a_license_can_fill_is_excused() {
         let mut filing = request(
             "household-transfer",
             "王小明",
@@ -280,7 +266,7 @@ mod tests {
         );
         filing.applicant.id_number = "110105194912310021".into();
         let fields: Vec<String> = problems(&filing).into_iter().map(|p| p.0).collect();
-        assert_eq!(fields, ["applicant.id_number", "mode"]);
+        assert_eq!(fields, ["applicant.id_number"]);
     }
 
     fn cited(material_id: &str, reference: &str) -> MaterialInput {

@@ -17,6 +17,7 @@ use tongban_runtime::observability::trace_context::TraceParent;
 
 use super::{
     check::{Checked, prefillable_and_empty},
+    joint_plan,
     receipt::{
         IdentityNote, MaterialNote, MaterialProblem, Receipt, RecognizedMaterial, outcome_name,
         reason_name, source_name,
@@ -24,13 +25,15 @@ use super::{
     recognize::Findings,
     request::{FieldProblem, IntakeError, field},
 };
-use crate::context::NodeContext;
+use crate::{context::NodeContext, joint::JointCase};
 
 /// An application and its receipt, ready to file.
 pub struct Composed {
     pub application: Application,
     pub receipt: Receipt,
     pub forward: bool,
+    /// 多地联办: the parts, each handed over to its own region.
+    pub joint: Option<JointCase>,
 }
 
 /// The case an application is composed for.
@@ -66,24 +69,39 @@ pub fn compose(
     let (form, prefilled) = prefill(item, &checked.form, findings);
     judge_filled_form(ctx, item, &form, findings.complete, today)?;
     let (target, forward) = handling_region(ctx, checked, &form)?;
-    let handling = Handling {
-        target,
-        forward,
+    // A part's region a license has still to fill is known once pre-review completes
+    // (the parts are planned then, `super::resume`).
+    let joint = match joint_plan::plan(ctx, checked, &form, today) {
+        Err(_) if !findings.complete => None,
+        planned => planned?,
+    };
+    let promised = match &joint {
+        Some(joint) => joint_plan::promised(joint),
         // Empty (logged and counted) where the calendar does not reach the promise.
-        promised: ctx
+        None => ctx
             .calendar
             .promised_date(item, &target, today)
             .map(|date| date.to_string())
             .unwrap_or_default(),
+    };
+    let handling = Handling {
+        target,
+        forward,
+        promised,
         prefilled,
     };
     let materials = Materials::of(checked, findings);
-    let receipt = receipt(ctx, checked, findings, case, &materials, &handling);
-    let application = application(ctx, checked, case, form, materials.given, handling);
+    let mut receipt = receipt(ctx, checked, findings, case, &materials, &handling);
+    let mut application = application(ctx, checked, case, form, materials.given, handling);
+    if let Some(joint) = &joint {
+        receipt.parts = joint.views();
+        application.joint_regions = joint.parts.iter().map(|p| p.region.clone()).collect();
+    }
     Ok(Composed {
         application,
         receipt,
         forward,
+        joint,
     })
 }
 
@@ -159,13 +177,7 @@ fn handling_region(
         .item
         .competent_region(&checked.applicant.home_region(), form, &ctx.region)
         .map_err(|e| IntakeError::Invalid(vec![e.into()]))?;
-    // Route to the province of a historical or county code: provinces (or their
-    // delegated nodes) are what the registry knows.
-    let target = if ctx.regions.is_known(&target) {
-        target
-    } else {
-        target.province()
-    };
+    let target = ctx.regions.routed(target);
     Ok((target, !ctx.prefix.contains(&target)))
 }
 
@@ -251,6 +263,7 @@ fn application(
         promised_date: handling.promised,
         joint_regions: Vec::new(),
         prefilled_fields: handling.prefilled,
+        part_id: String::new(),
     }
 }
 
@@ -306,6 +319,7 @@ fn receipt(
         materials_recognized: materials.recognized.clone(),
         materials_not_recognized: materials.not_recognized.clone(),
         prefilled_fields: handling.prefilled.clone(),
+        parts: Vec::new(),
         verification: if findings.complete {
             "complete"
         } else {

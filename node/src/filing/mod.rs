@@ -6,7 +6,8 @@
 //! - [`recognize`]: pre-review through the federation (智能预审): the applicant's
 //!   identity and their licenses, asked of their regions through the gateway;
 //! - [`compose`]: the application and the receipt (一次告知) from both, with the handling
-//!   region decided and forms filled in from recognized licenses (无感申报);
+//!   region decided and forms filled in from recognized licenses (无感申报); a joint
+//!   filing (多地联办) split into its parts by [`joint_plan`];
 //! - [`write`]: application, receipt and outbox entry in one store transaction, before
 //!   the receipt is returned; a client's retry gets its first receipt back;
 //! - [`resume`]: a filing whose lookups could not complete (an issuing region
@@ -17,6 +18,7 @@
 
 pub mod check;
 pub mod compose;
+pub mod joint_plan;
 pub mod receipt;
 pub mod recognize;
 pub mod request;

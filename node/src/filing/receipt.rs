@@ -2,9 +2,10 @@
 //! it shows for stages and for the federation's verdicts.
 
 use serde::{Deserialize, Serialize};
+pub use tongban_proto::contract::codes::stage_name;
 use tongban_proto::{
     rules::catalog,
-    v1::{Application, Stage, VerdictOutcome, VerdictReason, VerdictSource},
+    v1::{Application, VerdictOutcome, VerdictReason, VerdictSource},
 };
 
 /// What the citizen is told at once (一次告知).
@@ -39,6 +40,9 @@ pub struct Receipt {
     /// Form fields filled in from recognized licenses (无感申报).
     #[serde(default)]
     pub prefilled_fields: Vec<String>,
+    /// 多地联办: the parts, each with the region that handles it and its promise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::joint::PartView>,
     /// `complete`, or `pending` while an issuing region cannot be asked: the case then
     /// waits in pre-review and is handed over once verified.
     #[serde(default)]
@@ -110,21 +114,11 @@ impl Receipt {
             materials_recognized: Vec::new(),
             materials_not_recognized: Vec::new(),
             prefilled_fields: application.prefilled_fields.clone(),
+            parts: Vec::new(),
             verification: String::new(),
             trace_id: String::new(),
         })
     }
-}
-
-/// The lower-case name of a stage, as the portal shows it (`approved`).
-pub fn stage_name(stage: i32) -> String {
-    Stage::try_from(stage)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("STAGE_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| format!("unknown({stage})"))
 }
 
 /// The name a verdict outcome shows (`recognized`, `cannot_verify_now`).

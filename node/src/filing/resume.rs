@@ -78,7 +78,13 @@ pub async fn resume(
     };
     let receipt = serde_json::to_string(&composed.receipt).unwrap_or_default();
     ctx.store
-        .complete_verification(outbox_id, composed.application, receipt, composed.forward)
+        .complete_verification(
+            outbox_id,
+            composed.application,
+            receipt,
+            composed.forward,
+            composed.joint,
+        )
         .await?;
     Ok(Resumed::Completed)
 }

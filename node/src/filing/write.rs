@@ -111,6 +111,7 @@ pub async fn write(
             forward,
             receipt: Box::new(move |_| receipt_json),
             trace: Some(trace),
+            joint: composed.joint,
         })
         .await
         .map_err(store_error)?;

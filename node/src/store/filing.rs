@@ -8,6 +8,7 @@ use tongban_runtime::observability::trace_context::TraceParent;
 
 use super::outbox::OutboxKind;
 use crate::db_error::StoreError;
+use crate::joint::JointCase;
 
 /// An application filed at this node, with its last known status.
 #[derive(Clone, Debug)]
@@ -24,6 +25,21 @@ pub struct ApplicationRecord {
     pub created_ms: i64,
     /// The trace context the case's calls are made under.
     pub trace: TraceParent,
+    /// 多地联办: the parts of a joint case (JSON of [`JointCase`]).
+    pub joint: Option<String>,
+}
+
+impl ApplicationRecord {
+    /// The parts of a joint case; `None` for a case handled by one region (or, logged,
+    /// parts this version cannot read).
+    pub fn joint(&self) -> Option<JointCase> {
+        let parts = self.joint.as_deref()?;
+        serde_json::from_str(parts)
+            .inspect_err(
+                |error| tracing::error!(%error, case = %self.case_number, "joint parts unreadable"),
+            )
+            .ok()
+    }
 }
 
 /// The stages of a case not yet decided, first and last: submitted to
@@ -63,6 +79,140 @@ pub struct NewFiling {
     pub client_key: Option<(String, String)>,
     /// The trace context of the filing, under which the case's calls are made.
     pub trace: Option<TraceParent>,
+    /// 多地联办: the case's parts; their hand-overs replace the case's one.
+    pub joint: Option<JointCase>,
+}
+
+/// A status a handling region reported (or its answer to a delivery), to apply to a
+/// case filed here.
+#[derive(Clone, Debug)]
+pub struct StatusReport {
+    pub case_number: String,
+    /// For a joint case, the part it is about; `None` from this node's own platform
+    /// means the part handled here.
+    pub part: Option<String>,
+    /// The handling platform's reference (a delivery's answer).
+    pub reference: Option<String>,
+    pub status: CaseStatus,
+}
+
+/// What applying a [`StatusReport`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusApplied {
+    /// It was newer than what the case (or its part) had.
+    pub applied: bool,
+    /// The case as the citizen sees it is decided by it (approved or rejected) now.
+    pub decided: bool,
+}
+
+impl StatusApplied {
+    /// For a case one region handles: a decision applied decides it.
+    pub(super) fn whole(applied: bool, stage: i32) -> Self {
+        Self {
+            applied,
+            decided: applied && decision(stage),
+        }
+    }
+}
+
+/// Whether `stage` decides a case (approved or rejected).
+fn decision(stage: i32) -> bool {
+    matches!(
+        tongban_proto::v1::Stage::try_from(stage),
+        Ok(tongban_proto::v1::Stage::Approved | tongban_proto::v1::Stage::Rejected)
+    )
+}
+
+/// A joint case after one part's report: what to write back.
+pub(super) struct JointUpdate {
+    pub parts: String,
+    pub combined: CaseStatus,
+    /// Parts that start now: outbox entries to write in the same transaction.
+    pub hand_overs: Vec<(OutboxKind, String, Application)>,
+    pub applied: StatusApplied,
+}
+
+/// Applies `report` to the joint case stored as `parts` (JSON) with the case's
+/// application `payload`: `None` when it is not newer (nothing to write). A report
+/// without a part is the part handled here.
+pub(super) fn apply_joint(
+    parts: &str,
+    payload: &[u8],
+    stage_before: i32,
+    report: &StatusReport,
+) -> Result<Option<JointUpdate>, StoreError> {
+    let mut joint: JointCase = serde_json::from_str(parts)
+        .map_err(|e| StoreError::Join(format!("stored joint parts: {e}")))?;
+    let part = match &report.part {
+        Some(part) => part.clone(),
+        None => match joint.local_part() {
+            Some(part) => part.id.clone(),
+            None => return Ok(None),
+        },
+    };
+    let outcome = joint.apply(&part, &report.status, report.reference.as_deref());
+    if !outcome.applied {
+        return Ok(None);
+    }
+    let case = Application::decode(payload)
+        .map_err(|e| StoreError::Join(format!("stored application: {e}")))?;
+    let combined = joint.combined();
+    let hand_overs = joint_hand_overs(&case, &joint, &outcome.started);
+    Ok(Some(JointUpdate {
+        parts: joint_json(&joint),
+        applied: StatusApplied {
+            applied: true,
+            decided: decision(combined.stage) && !decision(stage_before),
+        },
+        combined,
+        hand_overs,
+    }))
+}
+
+/// A joint case as its column keeps it.
+pub(super) fn joint_json(joint: &JointCase) -> String {
+    serde_json::to_string(joint).unwrap_or_default()
+}
+
+/// The hand-overs of a joint case's parts `started`: each to its region under its own
+/// key (or to this node's platform), carrying the part's application.
+pub(super) fn joint_hand_overs(
+    case: &Application,
+    joint: &JointCase,
+    started: &[usize],
+) -> Vec<(OutboxKind, String, Application)> {
+    started
+        .iter()
+        .filter_map(|&i| {
+            let part = joint.parts.get(i)?;
+            let application = joint.part_application(case, i)?;
+            let (kind, key) = hand_over(!part.local, &case.case_number);
+            Some((kind, format!("{key}:{}", part.id), application))
+        })
+        .collect()
+}
+
+/// The outbox entries written with a filing (or once its pre-review completes): its
+/// verification when pre-review waits, else its hand-over, or a joint case's parts'
+/// that start at once.
+pub(super) fn filing_entries(
+    pending_verification: bool,
+    forward: bool,
+    application: &Application,
+    joint: Option<&JointCase>,
+) -> Vec<(OutboxKind, String, Application)> {
+    match joint {
+        _ if pending_verification => vec![(
+            OutboxKind::Verify,
+            format!("verify:{}", application.case_number),
+            application.clone(),
+        )],
+        Some(joint) => joint_hand_overs(application, joint, &joint.started()),
+        None => {
+            let (kind, key) = hand_over(forward, &application.case_number);
+            vec![(kind, key, application.clone())]
+        }
+    }
 }
 
 /// The outcome of [`super::Store::file`].
@@ -91,20 +241,6 @@ pub(super) fn filed_detail(pending_verification: bool) -> &'static str {
         PENDING_DETAIL
     } else {
         ACCEPTED_DETAIL
-    }
-}
-
-/// The outbox entry written with a filing: its verification when pre-review waits,
-/// else its hand-over.
-pub(super) fn filing_entry(
-    pending_verification: bool,
-    forward: bool,
-    case_number: &str,
-) -> (OutboxKind, String) {
-    if pending_verification {
-        (OutboxKind::Verify, format!("verify:{case_number}"))
-    } else {
-        hand_over(forward, case_number)
     }
 }
 

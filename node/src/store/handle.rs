@@ -6,7 +6,7 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tongban_proto::{
     contract::retry::Retry,
-    v1::{Application, CaseStatus, PublishRevocationRequest, PushStatusRequest},
+    v1::{Application, PublishRevocationRequest, PushStatusRequest},
 };
 use tongban_runtime::{
     observability::trace_context::TraceParent, postgres::config::PostgresConfig,
@@ -17,13 +17,14 @@ use super::{
     access_log::{AccessEntry, AccessKind, ReportedAccess},
     evaluations::{Evaluated, NewEvaluation, Received, ReceivedEvaluation},
     evidence::SignedEvidence,
-    filing::{ApplicationRecord, Filed, NewFiling, OpenPromise},
+    filing::{ApplicationRecord, Filed, NewFiling, OpenPromise, StatusApplied, StatusReport},
     outbox::{BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry},
     postgres::PgStore,
     sqlite::SqliteStore,
     turn::Turn,
 };
 use crate::db_error::StoreError;
+use crate::joint::JointCase;
 
 /// The node's store: a SQLite file for one node process, or a PostgreSQL database
 /// several replicas of the node share. Cheap to clone; clones share the database.
@@ -237,8 +238,9 @@ impl Store {
         application: Application,
         receipt: String,
         forward: bool,
+        joint: Option<JointCase>,
     ) -> Result<(), StoreError> {
-        dispatch!(self.complete_verification(outbox_id, application, receipt, forward))
+        dispatch!(self.complete_verification(outbox_id, application, receipt, forward, joint))
     }
 
     /// Ends the pre-review of a waiting case with a refusal the citizen sees.
@@ -346,14 +348,11 @@ impl Store {
 
     // Statuses returned.
 
-    /// Records a status from the handling region if it is newer than what is stored.
-    /// Returns whether it was applied.
-    pub async fn apply_status(
-        &self,
-        case_number: String,
-        status: CaseStatus,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.apply_status(case_number, status))
+    /// Records a status from the handling region if it is newer than what is stored
+    /// (for a joint case, its part's; the parts that waited for its approval are handed
+    /// over in the same transaction). Says whether it was applied and decided the case.
+    pub async fn apply_status(&self, report: StatusReport) -> Result<StatusApplied, StoreError> {
+        dispatch!(self.apply_status(report))
     }
 
     // The outbox.
@@ -442,7 +441,7 @@ impl Store {
     pub async fn outbox_done(
         &self,
         id: i64,
-        delivered: Option<(String, String, CaseStatus)>,
+        delivered: Option<StatusReport>,
     ) -> Result<(), StoreError> {
         dispatch!(self.outbox_done(id, delivered))
     }

@@ -31,7 +31,9 @@ pub use crate::db_error::StoreError;
 pub use crate::instants::{now_ms, timestamp_ms};
 pub use access_log::{AccessEntry, AccessKind, ReportedAccess};
 pub use evidence::SignedEvidence;
-pub use filing::{ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise};
+pub use filing::{
+    ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise, StatusApplied, StatusReport,
+};
 pub use handle::Store;
 pub use outbox::{
     BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind, revocation_key,

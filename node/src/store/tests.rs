@@ -14,7 +14,7 @@ use tongban_proto::{
 use tongban_runtime::postgres::config::PostgresConfig;
 
 use super::{
-    DeadLetterAction, Filed, NewFiling, OutboxEntry, OutboxKind, Store, StoreError,
+    DeadLetterAction, Filed, NewFiling, OutboxEntry, OutboxKind, StatusReport, Store, StoreError,
     filing::PENDING_DETAIL, now_ms, outbox::HELD_DETAIL, postgres::test_server,
 };
 
@@ -86,6 +86,7 @@ on_both_backends!(
     signed_messages_are_kept_once_per_call,
     open_cases_are_read_with_their_promises,
     evaluations_are_kept_once_per_case,
+    joint_parts_are_handed_over_in_order,
 );
 
 fn application(origin: &str, target: &str) -> Application {
@@ -107,6 +108,17 @@ fn filing(application: Application, client_key: Option<(&str, &str)>) -> NewFili
         receipt: Box::new(|a: &Application| format!("{{\"case\":\"{}\"}}", a.case_number)),
         client_key: client_key.map(|(k, s)| (k.to_owned(), s.to_owned())),
         trace: None,
+        joint: None,
+    }
+}
+
+/// A status report for a case one region handles.
+fn report(case: &str, status: CaseStatus) -> StatusReport {
+    StatusReport {
+        case_number: case.to_owned(),
+        part: None,
+        reference: None,
+        status,
     }
 }
 
@@ -320,6 +332,7 @@ async fn a_waiting_case_is_handed_over_once_verified(f: Fixture) {
             filed.application.clone(),
             "verified".into(),
             true,
+            None,
         )
         .await
         .unwrap();
@@ -441,7 +454,13 @@ async fn settled_entries_leave_the_queue_and_old_ones_are_pruned(f: Fixture) {
         updated_at: None,
     };
     store
-        .outbox_done(delivery.id, Some((case.clone(), "GD-1".into(), answer)))
+        .outbox_done(
+            delivery.id,
+            Some(StatusReport {
+                reference: Some("GD-1".into()),
+                ..report(&case, answer)
+            }),
+        )
         .await
         .unwrap();
     let record = store.application(case).await.unwrap().unwrap();
@@ -640,21 +659,24 @@ async fn statuses_apply_only_when_newer(f: Fixture) {
     };
     assert!(
         store
-            .apply_status(case.clone(), status(2, Stage::Approved))
+            .apply_status(report(&case, status(2, Stage::Approved)))
             .await
             .unwrap()
+            .applied
     );
     assert!(
         !store
-            .apply_status(case.clone(), status(1, Stage::Accepted))
+            .apply_status(report(&case, status(1, Stage::Accepted)))
             .await
             .unwrap()
+            .applied
     );
     assert!(
         !store
-            .apply_status(case.clone(), status(2, Stage::Rejected))
+            .apply_status(report(&case, status(2, Stage::Rejected)))
             .await
             .unwrap()
+            .applied
     );
     let record = store.application(case.clone()).await.unwrap().unwrap();
     assert_eq!(
@@ -667,9 +689,10 @@ async fn statuses_apply_only_when_newer(f: Fixture) {
     );
     assert!(
         !store
-            .apply_status("unknown".into(), status(3, Stage::Approved))
+            .apply_status(report("unknown", status(3, Stage::Approved)))
             .await
             .unwrap()
+            .applied
     );
 }
 
@@ -735,7 +758,13 @@ async fn open_cases_are_read_with_their_promises(f: Fixture) {
         updated_at: None,
     };
     let case = decided.application.case_number.clone();
-    assert!(store.apply_status(case, approved).await.unwrap());
+    assert!(
+        store
+            .apply_status(report(&case, approved))
+            .await
+            .unwrap()
+            .applied
+    );
     let mut read = store.open_promises().await.unwrap();
     read.sort_by(|a, b| a.case_number.cmp(&b.case_number));
     let seen: Vec<(&str, &str, &str)> = read
@@ -810,4 +839,144 @@ async fn evaluations_are_kept_once_per_case(f: Fixture) {
         Received::Conflict
     );
     assert_eq!(store.follow_ups().await.unwrap(), [poor]);
+}
+
+/// A household transfer filed at 31: the transfer out handled here, the transfer in at
+/// 44 once the transfer out is approved.
+fn joint_filing() -> NewFiling {
+    let part = |id: &str, region: &str, local: bool, after: &[&str]| crate::joint::PartProgress {
+        id: id.into(),
+        name: format!("part {id}"),
+        region: region.into(),
+        local,
+        after: after.iter().map(|a| (*a).to_owned()).collect(),
+        promised_date: "2026-12-20".into(),
+        started: after.is_empty(),
+        stage: Stage::Submitted as i32,
+        detail: String::new(),
+        sequence: 0,
+        reference: None,
+    };
+    let mut filing = filing(application("310000", "440305"), None);
+    filing.application.mode = tongban_proto::v1::HandlingMode::Joint as i32;
+    filing.joint = Some(crate::joint::JointCase {
+        parts: vec![
+            part("out", "310115", true, &[]),
+            part("in", "440305", false, &["out"]),
+        ],
+    });
+    filing
+}
+
+async fn joint_parts_are_handed_over_in_order(f: Fixture) {
+    let (a, b) = (f.replica("a").await, f.replica("b").await);
+    let status = |sequence, stage: Stage| CaseStatus {
+        stage: stage as i32,
+        detail: format!("{stage:?}"),
+        sequence,
+        updated_at: None,
+    };
+    let part_report = |case: &str, part: Option<&str>, s| StatusReport {
+        part: part.map(str::to_owned),
+        ..report(case, s)
+    };
+    let filed = a.file(joint_filing()).await.unwrap();
+    let case = filed.application.case_number.clone();
+    // Only the part that waits for none is handed over: to this node's platform.
+    let due = a.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (due[0].kind, due[0].idempotency_key.clone()),
+        (OutboxKind::LocalSubmit, format!("local:{case}:out"))
+    );
+    a.outbox_done(
+        due[0].id,
+        Some(part_report(&case, Some("out"), status(1, Stage::Accepted))),
+    )
+    .await
+    .unwrap();
+    // Approved here (a report of this node's platform names no part): the transfer in
+    // is handed over to 44, once, whichever replica applies the report again.
+    let approved = part_report(&case, None, status(2, Stage::Approved));
+    let applied = a.apply_status(approved.clone()).await.unwrap();
+    assert_eq!((applied.applied, applied.decided), (true, false));
+    assert!(!b.apply_status(approved).await.unwrap().applied);
+    let due = b.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(
+        (
+            due[0].kind,
+            due[0].target_region.as_str(),
+            due[0].idempotency_key.clone()
+        ),
+        (OutboxKind::Deliver, "440305", format!("deliver:{case}:in"))
+    );
+    let delivered = <tongban_proto::v1::DeliverApplicationRequest as prost::Message>::decode(
+        due[0].payload.as_slice(),
+    )
+    .unwrap()
+    .application
+    .unwrap();
+    assert_eq!(
+        (delivered.part_id.as_str(), delivered.target_region.as_str()),
+        ("in", "440305")
+    );
+    assert_eq!(delivered.joint_regions, vec!["310115".to_owned()]);
+    b.outbox_done(
+        due[0].id,
+        Some(part_report(&case, Some("in"), status(1, Stage::Accepted))),
+    )
+    .await
+    .unwrap();
+    let record = a.application(case.clone()).await.unwrap().unwrap();
+    assert_eq!(record.status.stage, Stage::InReview as i32);
+    let applied = a
+        .apply_status(part_report(&case, Some("in"), status(3, Stage::Approved)))
+        .await
+        .unwrap();
+    assert_eq!((applied.applied, applied.decided), (true, true));
+    let record = a.application(case).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status.stage, record.status.sequence),
+        (Stage::Approved as i32, 5)
+    );
+    let joint = record.joint().unwrap();
+    assert_eq!(joint.parts[0].reference, None);
+    assert!(
+        joint
+            .parts
+            .iter()
+            .all(|p| p.stage == Stage::Approved as i32)
+    );
+
+    // Refused at the transfer out: the case is refused naming it, the transfer in never
+    // starts.
+    let refused = a
+        .file(joint_filing())
+        .await
+        .unwrap()
+        .application
+        .case_number;
+    let applied = a
+        .apply_status(part_report(
+            &refused,
+            Some("out"),
+            status(2, Stage::Rejected),
+        ))
+        .await
+        .unwrap();
+    assert_eq!((applied.applied, applied.decided), (true, true));
+    let record = a.application(refused.clone()).await.unwrap().unwrap();
+    assert_eq!(record.status.stage, Stage::Rejected as i32);
+    assert!(
+        record.status.detail.starts_with("part out (region 310115)"),
+        "{}",
+        record.status.detail
+    );
+    let due = a.due_outbox(8, Vec::new()).await.unwrap();
+    assert!(
+        due.iter()
+            .all(|e| e.case_number != refused || e.kind == OutboxKind::LocalSubmit),
+        "{due:?}"
+    );
 }

@@ -1,4 +1,5 @@
-//! gRPC status codes by their canonical names, as metrics and logs label them.
+//! gRPC status codes by their canonical names, as metrics and logs label them; a
+//! case's stages by the names the portals show.
 
 /// The canonical upper-case name of a gRPC code, as in the gRPC spec.
 pub fn code_name(code: tonic::Code) -> &'static str {
@@ -22,6 +23,17 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
     }
+}
+
+/// The lower-case name of a stage, as the portal shows it (`approved`).
+pub fn stage_name(stage: i32) -> String {
+    crate::v1::Stage::try_from(stage)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("STAGE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| format!("unknown({stage})"))
 }
 
 #[cfg(test)]

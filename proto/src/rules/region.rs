@@ -388,6 +388,17 @@ impl RegionTable {
         self.divisions.contains_key(code)
     }
 
+    /// The code a case for `code` is routed by: the code itself when it is a known
+    /// division, else its province (a historical or county code: provinces, or their
+    /// delegated nodes, are what the registry knows).
+    pub fn routed(&self, code: RegionCode) -> RegionCode {
+        if self.is_known(&code) {
+            code
+        } else {
+            code.province()
+        }
+    }
+
     /// Whether the province of `code` (its first two digits and `0000`) is known. This is
     /// the test for resident ID numbers, whose county code may be historical.
     pub fn is_known_province(&self, code: &RegionCode) -> bool {

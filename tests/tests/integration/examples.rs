@@ -3,7 +3,8 @@
 //! binary cargo built for it), from a folder holding a copy of `deploy/` just as the
 //! repository does, on the examples' own loopback ports; then the README's filing (its
 //! JSON body as written) goes to 31's portal and the case is followed to its decision,
-//! and the README's requirements questions (一次告知) are asked as written.
+//! and the README's requirements questions (一次告知) are asked as written; its joint
+//! filing (多地联办) is filed and followed to its approval at both regions.
 //! Once, all three nodes wrote the default trail `deploy/node-audit.log` and two of them
 //! refused to start.
 
@@ -202,6 +203,33 @@ async fn the_examples_start_as_the_readme_says_and_take_a_filing() {
     let handling = decided["handling_region"].as_str().unwrap();
     assert!(handling.starts_with("44"), "{decided}");
     assert_eq!(decided["source"], "handling_region", "{decided}");
+
+    // The README's joint filing (多地联办): the transfer out at 31, then the transfer in
+    // at 44, one case approved once both parts are.
+    let curl = block_after(&readme, "**Joint handling (多地联办).**", "sh");
+    let body = &curl[curl.find("-d '").unwrap() + 4..];
+    let filing: Value = serde_json::from_str(&body[..body.find('\'').unwrap()]).unwrap();
+    let receipt = portal.file(&filing).await.unwrap();
+    assert_eq!(receipt.status, 201, "{}", receipt.body);
+    assert_eq!(receipt.body["parts"].as_array().map(Vec::len), Some(2));
+    let case = receipt.body["case_number"].as_str().unwrap().to_owned();
+    let token = receipt.body["status_token"].as_str().unwrap().to_owned();
+    let joint = eventually(Duration::from_secs(90), "the joint case decided", || {
+        let (portal, case, token) = (&portal, &case, &token);
+        async move {
+            let status = portal.status_with_token(case, token).await.ok()?;
+            (status.body["stage"] == "approved").then_some(status.body)
+        }
+    })
+    .await;
+    let regions: Vec<&str> = joint["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["stage"] == "approved")
+        .filter_map(|p| p["handling_region"].as_str())
+        .collect();
+    assert_eq!(regions, ["310115", "440305"], "{joint}");
     for (argv, child) in commands[1..].iter().zip(&mut members.0) {
         assert!(child.try_wait().unwrap().is_none(), "{argv:?} exited");
     }

@@ -25,6 +25,7 @@ mod greedy_flood;
 mod handshake_flood;
 mod hostile;
 mod issuer_answers;
+mod joint_handling;
 mod kit;
 mod layout;
 mod metrics;

@@ -73,6 +73,7 @@ pub(super) async fn file_direct_as(
             receipt: Box::new(|_| "{}".into()),
             client_key: None,
             trace,
+            joint: None,
         })
         .await
         .unwrap();

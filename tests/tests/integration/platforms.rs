@@ -129,7 +129,7 @@ async fn a_decision_made_while_44s_node_is_down_reaches_31_after_it_restarts() {
     t.shutdown().await;
 }
 
-async fn rows_of(database: &std::path::Path, case: &str) -> i64 {
+pub(crate) async fn rows_of(database: &std::path::Path, case: &str) -> i64 {
     let (db, case) = (database.to_owned(), case.to_owned());
     tokio::task::spawn_blocking(move || {
         rusqlite::Connection::open(db)

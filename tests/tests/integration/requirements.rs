@@ -58,6 +58,25 @@ async fn every_one_thing_has_one_notice_and_an_identified_applicant_learns_what_
                 "{rule}"
             );
         }
+        // A joint item names its parts in order, each with who handles it.
+        let parts = notice["joint_parts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(parts.len(), item.parts.len(), "{}: {notice}", item.id);
+        for (shown, p) in parts.iter().zip(&item.parts) {
+            assert_eq!(shown["id"], p.id.as_str());
+            assert_eq!(shown["name"], p.name.as_str());
+            assert_eq!(shown["after"].as_array().map_or(0, Vec::len), p.after.len());
+            if let CompetentRegion::FormField { field } = &p.competent_region {
+                assert!(
+                    shown["handled_by"]
+                        .as_str()
+                        .unwrap()
+                        .contains(field.as_str())
+                );
+            }
+        }
         // The filing region handles it: the promise is known before filing.
         if item.competent_region == CompetentRegion::FilingRegion {
             assert_eq!(notice["handling"]["region"], "310000");

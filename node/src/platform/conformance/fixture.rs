@@ -110,6 +110,7 @@ impl Fixtures {
             materials: Vec::new(),
             prefilled_fields: Vec::new(),
             joint_regions: Vec::new(),
+            joint_part: String::new(),
             filed_at,
             promised_date: promised,
             payload: random_payload(),

@@ -38,6 +38,10 @@ pub struct CaseTakeover {
     /// For a joint case, the other handling regions.
     #[serde(default)]
     pub joint_regions: Vec<String>,
+    /// For a joint case, the catalog part this region handles (e.g. `move_in`); the
+    /// case number is the whole case's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub joint_part: String,
     /// When the citizen filed, RFC 3339.
     pub filed_at: String,
     /// Promised completion date, `YYYY-MM-DD`.

@@ -116,6 +116,7 @@ pub fn takeover(application: &Application, payload: &[u8]) -> wire::CaseTakeover
         materials,
         prefilled_fields: application.prefilled_fields.clone(),
         joint_regions: application.joint_regions.clone(),
+        joint_part: application.part_id.clone(),
         filed_at: application
             .filed_at
             .as_ref()

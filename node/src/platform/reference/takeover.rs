@@ -99,6 +99,12 @@ pub fn check(
             "handling_mode: must be single or joint",
         ));
     }
+    if (body.handling_mode == "joint") == body.joint_part.is_empty() {
+        return Err(ApiProblem::bad_request(
+            "joint_part: a joint case names the part handled here, and only a joint case",
+        ));
+    }
+    short_text("joint_part", &body.joint_part, false)?;
     let today = tongban_proto::rules::calendar::business_now().date();
     let applicant = ResidentId::parse(&body.applicant.id_number, table, today)
         .map_err(|e| ApiProblem::bad_request(format!("applicant.id_number: {}", id_problem(&e))))?;

@@ -14,10 +14,11 @@ use super::{
 };
 use crate::db_error::StoreError;
 use crate::instants::{now_ms, timestamp_ms};
+use crate::joint::JointCase;
 use crate::store::{
     filing::{
         ACCEPTED_DETAIL, ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise,
-        business_day, case_number, delivery_payload, filed_detail, filing_entry, hand_over,
+        business_day, case_number, delivery_payload, filed_detail, filing_entries, joint_json,
         refused_detail, replayed,
     },
     outbox::OutboxKind,
@@ -37,6 +38,7 @@ impl PgStore {
             receipt,
             client_key,
             trace,
+            joint,
         } = filing;
         let now = now_ms();
         self.transaction(async |tx| {
@@ -60,8 +62,9 @@ impl PgStore {
                 "INSERT INTO applications (case_number, one_thing_id, origin_region,
                     target_region, applicant_hash, applicant_masked, payload, receipt,
                     stage, status_detail, status_seq, status_updated_ms, created_ms,
-                    client_key, client_request_sha, trace_parent)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11, $12, $13, $14)
+                    client_key, client_request_sha, trace_parent, parts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11, $12, $13, $14,
+                    $15)
                  ON CONFLICT (client_key) DO NOTHING",
             )
             .bind(&application.case_number)
@@ -78,6 +81,7 @@ impl PgStore {
             .bind(client_key.as_ref().map(|(k, _)| k))
             .bind(client_key.as_ref().map(|(_, s)| s))
             .bind(trace.map(|t| t.to_string()))
+            .bind(joint.as_ref().map(joint_json))
             .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 0 {
@@ -94,10 +98,9 @@ impl PgStore {
             }
             // Either way the hand-over is an outbox entry written with the receipt, so a
             // crash right after the receipt cannot lose the case.
-            let (kind, key) = filing_entry(pending_verification, forward, &application.case_number);
-            let payload = delivery_payload(&application);
-            let entry = hand_over_entry(kind, &key, &application, &payload);
-            insert_entry(tx, &entry, now).await?;
+            let entries =
+                filing_entries(pending_verification, forward, &application, joint.as_ref());
+            insert_hand_overs(tx, &entries, now).await?;
             Ok(Filed {
                 application,
                 receipt,
@@ -141,6 +144,7 @@ impl PgStore {
         application: Application,
         receipt: String,
         forward: bool,
+        joint: Option<JointCase>,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         self.transaction(async |tx| {
@@ -149,7 +153,7 @@ impl PgStore {
             }
             sqlx::query(
                 "UPDATE applications SET payload = $2, receipt = $3, stage = $4,
-                    status_detail = $5, status_updated_ms = $6
+                    status_detail = $5, status_updated_ms = $6, parts = $7
                  WHERE case_number = $1",
             )
             .bind(&application.case_number)
@@ -158,12 +162,11 @@ impl PgStore {
             .bind(Stage::Submitted as i32)
             .bind(ACCEPTED_DETAIL)
             .bind(now)
+            .bind(joint.as_ref().map(joint_json))
             .execute(&mut *tx)
             .await?;
-            let (kind, key) = hand_over(forward, &application.case_number);
-            let payload = delivery_payload(&application);
-            let entry = hand_over_entry(kind, &key, &application, &payload);
-            insert_entry(tx, &entry, now).await?;
+            let entries = filing_entries(false, forward, &application, joint.as_ref());
+            insert_hand_overs(tx, &entries, now).await?;
             Ok(())
         })
         .await
@@ -231,7 +234,7 @@ impl PgStore {
                 "SELECT case_number, one_thing_id, origin_region, target_region,
                         applicant_masked, payload, receipt, stage, status_detail,
                         status_seq, status_updated_ms, handling_reference, created_ms,
-                        trace_parent
+                        trace_parent, parts
                  FROM applications WHERE case_number = $1",
             )
             .bind(case_number)
@@ -258,6 +261,7 @@ impl PgStore {
                 handling_reference: r.try_get(11)?,
                 created_ms: r.try_get(12)?,
                 trace: TraceParent::stored_or_for_case(trace_parent.as_deref(), &case_number),
+                joint: r.try_get(14)?,
                 case_number,
             }))
         })
@@ -265,23 +269,27 @@ impl PgStore {
     }
 }
 
-/// The outbox entry of `kind` under `key` that carries `application` (a hand-over or
-/// a verification).
-fn hand_over_entry<'a>(
-    kind: OutboxKind,
-    key: &'a str,
-    application: &'a Application,
-    payload: &'a [u8],
-) -> NewEntry<'a> {
-    NewEntry {
-        kind,
-        case_number: &application.case_number,
-        target_region: &application.target_region,
-        one_thing_id: &application.one_thing_id,
-        key,
-        payload,
-        gateway_endpoint: None,
+/// Queues the outbox entries that carry an application (hand-overs, a verification),
+/// each of its kind under its key.
+pub(super) async fn insert_hand_overs(
+    conn: &mut PgConnection,
+    entries: &[(OutboxKind, String, Application)],
+    now: i64,
+) -> Result<(), StoreError> {
+    for (kind, key, application) in entries {
+        let payload = delivery_payload(application);
+        let entry = NewEntry {
+            kind: *kind,
+            case_number: &application.case_number,
+            target_region: &application.target_region,
+            one_thing_id: &application.one_thing_id,
+            key,
+            payload: &payload,
+            gateway_endpoint: None,
+        };
+        insert_entry(conn, &entry, now).await?;
     }
+    Ok(())
 }
 
 /// Marks a verification entry done (with the refusal, if any) and releases its lease;

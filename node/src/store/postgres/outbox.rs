@@ -15,15 +15,10 @@
 
 use prost::Message;
 use sqlx::{PgConnection, Row, postgres::PgRow};
-use tongban_proto::{
-    contract::retry::Retry,
-    v1::{CaseStatus, Stage},
-};
+use tongban_proto::{contract::retry::Retry, v1::Stage};
 use tongban_runtime::observability::trace_context::TraceParent;
 
-use super::{
-    database::PgStore, database::notify_outbox, database::unsigned, status::apply_status_in,
-};
+use super::{database::PgStore, database::notify_outbox, database::unsigned};
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
 use crate::store::outbox::{
@@ -266,43 +261,6 @@ impl PgStore {
                     .fetch_one(&self.pool)
                     .await?;
             unsigned(count, "count")
-        })
-        .await
-    }
-
-    /// Marks an entry delivered, whoever holds its lease now (the receiver answered);
-    /// for a delivery, records the handling region's answer on the application in the
-    /// same transaction. Nothing happens when the entry is no longer pending: it was
-    /// settled already, by a replica that claimed it after this one's lease ended.
-    pub async fn outbox_done(
-        &self,
-        id: i64,
-        delivered: Option<(String, String, CaseStatus)>,
-    ) -> Result<(), StoreError> {
-        self.transaction(async |tx| {
-            let done = sqlx::query(
-                "UPDATE outbox SET state = 'done', done_ms = $2, attempts = attempts + 1,
-                    lease_owner = NULL, lease_until_ms = NULL
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(id)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(());
-            }
-            if let Some((case_number, reference, status)) = delivered {
-                sqlx::query(
-                    "UPDATE applications SET handling_reference = $2 WHERE case_number = $1",
-                )
-                .bind(&case_number)
-                .bind(reference)
-                .execute(&mut *tx)
-                .await?;
-                apply_status_in(tx, &case_number, &status).await?;
-            }
-            Ok(())
         })
         .await
     }

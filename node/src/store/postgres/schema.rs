@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
@@ -159,4 +160,9 @@ CREATE TABLE evaluations_received (
     received_ms   BIGINT NOT NULL,
     follow_up_due TEXT
 );
+"#;
+
+/// Step 7 (the SQLite store's step 10): a joint case's parts, with the application.
+const MIGRATION_7: &str = r#"
+ALTER TABLE applications ADD COLUMN parts TEXT;
 "#;

@@ -10,10 +10,11 @@ use tongban_runtime::observability::trace_context::TraceParent;
 use super::{database::SqliteStore, outbox::insert_outbox};
 use crate::db_error::StoreError;
 use crate::instants::{now_ms, timestamp_ms};
+use crate::joint::JointCase;
 use crate::store::{
     filing::{
         ACCEPTED_DETAIL, ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise,
-        business_day, case_number, delivery_payload, filed_detail, filing_entry, hand_over,
+        business_day, case_number, delivery_payload, filed_detail, filing_entries, joint_json,
         refused_detail, replayed,
     },
     outbox::OutboxKind,
@@ -35,6 +36,7 @@ impl SqliteStore {
                     receipt,
                     client_key,
                     trace,
+                    joint,
                 } = filing;
                 let now = now_ms();
                 let tx = conn.transaction()?;
@@ -56,8 +58,9 @@ impl SqliteStore {
                     "INSERT INTO applications (case_number, one_thing_id, origin_region,
                         target_region, applicant_hash, applicant_masked, payload, receipt,
                         stage, status_detail, status_seq, status_updated_ms, created_ms,
-                        client_key, client_request_sha, trace_parent)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?13, ?14)",
+                        client_key, client_request_sha, trace_parent, parts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?13, ?14,
+                        ?15)",
                     params![
                         application.case_number,
                         application.one_thing_id,
@@ -73,13 +76,16 @@ impl SqliteStore {
                         client_key.as_ref().map(|(k, _)| k),
                         client_key.as_ref().map(|(_, s)| s),
                         trace.map(|t| t.to_string()),
+                        joint.as_ref().map(joint_json),
                     ],
                 )?;
                 // Either way the hand-over is an outbox entry written with the receipt,
                 // so a crash right after the receipt cannot lose the case.
-                let (kind, key) =
-                    filing_entry(pending_verification, forward, &application.case_number);
-                insert_hand_over(&tx, kind, &key, &application, now)?;
+                for (kind, key, entry) in
+                    filing_entries(pending_verification, forward, &application, joint.as_ref())
+                {
+                    insert_hand_over(&tx, kind, &key, &entry, now)?;
+                }
                 tx.commit()?;
                 Ok(Filed {
                     application,
@@ -124,6 +130,7 @@ impl SqliteStore {
         application: Application,
         receipt: String,
         forward: bool,
+        joint: Option<JointCase>,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
@@ -131,7 +138,7 @@ impl SqliteStore {
                 let tx = conn.transaction()?;
                 tx.execute(
                     "UPDATE applications SET payload = ?2, receipt = ?3, stage = ?4,
-                        status_detail = ?5, status_updated_ms = ?6
+                        status_detail = ?5, status_updated_ms = ?6, parts = ?7
                      WHERE case_number = ?1",
                     params![
                         application.case_number,
@@ -139,7 +146,8 @@ impl SqliteStore {
                         receipt,
                         Stage::Submitted as i32,
                         ACCEPTED_DETAIL,
-                        now
+                        now,
+                        joint.as_ref().map(joint_json),
                     ],
                 )?;
                 tx.execute(
@@ -147,8 +155,11 @@ impl SqliteStore {
                      WHERE id = ?1",
                     params![outbox_id, now],
                 )?;
-                let (kind, key) = hand_over(forward, &application.case_number);
-                insert_hand_over(&tx, kind, &key, &application, now)?;
+                for (kind, key, entry) in
+                    filing_entries(false, forward, &application, joint.as_ref())
+                {
+                    insert_hand_over(&tx, kind, &key, &entry, now)?;
+                }
                 tx.commit()?;
                 Ok(())
             })
@@ -218,7 +229,7 @@ impl SqliteStore {
                         "SELECT case_number, one_thing_id, origin_region, target_region,
                                 applicant_masked, payload, receipt, stage, status_detail,
                                 status_seq, status_updated_ms, handling_reference, created_ms,
-                                trace_parent
+                                trace_parent, parts
                          FROM applications WHERE case_number = ?1",
                         [case_number],
                         |r| {
@@ -243,6 +254,7 @@ impl SqliteStore {
                                     r.get::<_, Option<String>>(13)?.as_deref(),
                                     &r.get::<_, String>(0)?,
                                 ),
+                                joint: r.get(14)?,
                             })
                         },
                     )
@@ -291,8 +303,8 @@ fn next_case_number(
 
 /// Queues the outbox entry of `kind` under `key` that carries `application` (a
 /// hand-over or a verification).
-fn insert_hand_over(
-    tx: &rusqlite::Transaction<'_>,
+pub(super) fn insert_hand_over(
+    tx: &rusqlite::Connection,
     kind: OutboxKind,
     key: &str,
     application: &Application,

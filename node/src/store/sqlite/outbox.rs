@@ -3,13 +3,10 @@
 
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
-use tongban_proto::{
-    contract::retry::Retry,
-    v1::{CaseStatus, Stage},
-};
+use tongban_proto::{contract::retry::Retry, v1::Stage};
 use tongban_runtime::observability::trace_context::TraceParent;
 
-use super::{database::SqliteStore, status::apply_status_tx};
+use super::database::SqliteStore;
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
 use crate::store::outbox::{
@@ -207,32 +204,6 @@ impl SqliteStore {
                     [],
                     |r| r.get(0),
                 )?)
-            })
-            .await
-    }
-
-    pub async fn outbox_done(
-        &self,
-        id: i64,
-        delivered: Option<(String, String, CaseStatus)>,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                tx.execute(
-                    "UPDATE outbox SET state = 'done', done_ms = ?2, attempts = attempts + 1
-                     WHERE id = ?1",
-                    params![id, now_ms()],
-                )?;
-                if let Some((case_number, reference, status)) = delivered {
-                    tx.execute(
-                        "UPDATE applications SET handling_reference = ?2 WHERE case_number = ?1",
-                        params![case_number, reference],
-                    )?;
-                    apply_status_tx(&tx, &case_number, &status)?;
-                }
-                tx.commit()?;
-                Ok(())
             })
             .await
     }

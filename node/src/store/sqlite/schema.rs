@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_7,
     MIGRATION_8,
     MIGRATION_9,
+    MIGRATION_10,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -179,4 +180,11 @@ CREATE TABLE evaluations_received (
     received_ms   INTEGER NOT NULL,
     follow_up_due TEXT
 );
+"#;
+
+/// Step 10: 多地联办. A joint case keeps its parts (JSON of `crate::joint::JointCase`:
+/// each part's region, state and promise) with the application; NULL for a case one
+/// region handles.
+const MIGRATION_10: &str = r#"
+ALTER TABLE applications ADD COLUMN parts TEXT;
 "#;

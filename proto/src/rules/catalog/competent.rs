@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::fields::REGION_CODE_SHAPE;
-use super::model::{CatalogItem, CompetentRegion};
+use super::model::{CatalogItem, CompetentRegion, JointPart};
 use super::prereview::FieldError;
 use crate::rules::region::RegionCode;
 
@@ -18,19 +18,41 @@ impl CatalogItem {
         form: &BTreeMap<String, String>,
         filing_region: &RegionCode,
     ) -> Result<RegionCode, FieldError> {
-        match &self.competent_region {
-            CompetentRegion::ApplicantHome => Ok(*applicant_home),
-            CompetentRegion::FilingRegion => Ok(*filing_region),
-            CompetentRegion::FormField { field } => match form.get(field) {
-                Some(value) if !value.trim().is_empty() => {
-                    RegionCode::parse(value).map_err(|_| FieldError::new(field, REGION_CODE_SHAPE))
-                }
-                _ => Err(FieldError::new(
-                    field,
-                    "required field is missing; it names the competent region",
-                )),
-            },
-        }
+        by_rule(&self.competent_region, applicant_home, form, filing_region)
+    }
+}
+
+impl JointPart {
+    /// The region competent for this part of a joint application, by the part's own
+    /// rule (as [`CatalogItem::competent_region`] does for the whole item).
+    pub fn competent_region(
+        &self,
+        applicant_home: &RegionCode,
+        form: &BTreeMap<String, String>,
+        filing_region: &RegionCode,
+    ) -> Result<RegionCode, FieldError> {
+        by_rule(&self.competent_region, applicant_home, form, filing_region)
+    }
+}
+
+fn by_rule(
+    rule: &CompetentRegion,
+    applicant_home: &RegionCode,
+    form: &BTreeMap<String, String>,
+    filing_region: &RegionCode,
+) -> Result<RegionCode, FieldError> {
+    match rule {
+        CompetentRegion::ApplicantHome => Ok(*applicant_home),
+        CompetentRegion::FilingRegion => Ok(*filing_region),
+        CompetentRegion::FormField { field } => match form.get(field) {
+            Some(value) if !value.trim().is_empty() => {
+                RegionCode::parse(value).map_err(|_| FieldError::new(field, REGION_CODE_SHAPE))
+            }
+            _ => Err(FieldError::new(
+                field,
+                "required field is missing; it names the competent region",
+            )),
+        },
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::model::{
     Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion, FieldType, FormField,
-    Material, MaterialKind, Prefill,
+    HandlingMode, Material, MaterialKind, Prefill,
 };
 use crate::rules::region::truncate_for_error;
 
@@ -42,7 +42,8 @@ impl CatalogItem {
         self.check_materials()?;
         self.check_form()?;
         self.check_competent_region()?;
-        self.check_time_limit_and_modes()
+        self.check_time_limit_and_modes()?;
+        self.check_parts()
     }
 
     /// The error for a broken rule of this item at `field`.
@@ -236,7 +237,12 @@ impl CatalogItem {
 
     /// A competent region taken from the form names a required `region_code` field.
     fn check_competent_region(&self) -> Result<(), CatalogError> {
-        let CompetentRegion::FormField { field } = &self.competent_region else {
+        self.check_region_rule(&self.competent_region, "competent_region.field")
+    }
+
+    /// A rule taking the region from the form names a required `region_code` field.
+    fn check_region_rule(&self, rule: &CompetentRegion, path: &str) -> Result<(), CatalogError> {
+        let CompetentRegion::FormField { field } = rule else {
             return Ok(());
         };
         let problem = match self.form_field(field) {
@@ -251,9 +257,58 @@ impl CatalogItem {
             Some(_) => None,
         };
         match problem {
-            Some(problem) => Err(self.fail("competent_region.field", problem)),
+            Some(problem) => Err(self.fail(path, problem)),
             None => Ok(()),
         }
+    }
+
+    /// 多地联办: an item offering joint handling has at least two parts, and only such
+    /// an item has parts; each part has a unique id, a name, a region rule that yields
+    /// a region, a time limit of at least a day if it sets one, and waits only for
+    /// earlier parts (so the order is the catalog's and can never loop).
+    fn check_parts(&self) -> Result<(), CatalogError> {
+        let joint = self.allows_mode(HandlingMode::Joint);
+        match (joint, self.parts.len()) {
+            (true, 0 | 1) => {
+                return Err(self.fail(
+                    "parts",
+                    "an item offering joint handling needs at least two parts",
+                ));
+            }
+            (false, n) if n > 0 => {
+                return Err(self.fail("parts", "only an item offering joint handling has parts"));
+            }
+            _ => {}
+        }
+        for (i, part) in self.parts.iter().enumerate() {
+            let path = format!("parts.{}", part.id);
+            check_id(&part.id).map_err(|p| self.fail(format!("parts[{i}].id"), p))?;
+            if self.parts[..i].iter().any(|p| p.id == part.id) {
+                return Err(self.fail(format!("parts[{i}].id"), "appears more than once"));
+            }
+            if part.name.trim().is_empty() {
+                return Err(self.fail(format!("{path}.name"), "must not be empty"));
+            }
+            self.check_region_rule(
+                &part.competent_region,
+                &format!("{path}.competent_region.field"),
+            )?;
+            if part.time_limit_working_days == Some(0) {
+                return Err(self.fail(
+                    format!("{path}.time_limit_working_days"),
+                    "must be at least 1 (omit it for the item's)",
+                ));
+            }
+            for earlier in &part.after {
+                if !self.parts[..i].iter().any(|p| &p.id == earlier) {
+                    return Err(self.fail(
+                        format!("{path}.after"),
+                        format!("names {earlier:?}, which is not an earlier part of the item"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A time limit of at least one working day, and distinct modes, at least one.
@@ -306,6 +361,17 @@ mod tests {
     use super::*;
     use crate::rules::catalog::test_support::{catalog_json, item_error, minimal_item};
 
+    /// Two parts: `out` by the form field `out_field`, `in` by the filing region after
+    /// `out` (and `first_after` on `out`).
+    fn joint_parts(out_field: &str, first_after: &[&str]) -> serde_json::Value {
+        serde_json::json!([
+            {"id": "out", "name": "迁出", "after": first_after,
+             "competent_region": {"rule": "form_field", "field": out_field}},
+            {"id": "in", "name": "迁入", "after": ["out"],
+             "competent_region": {"rule": "filing_region"}},
+        ])
+    }
+
     #[test]
     fn from_json_rejects_inconsistent_items_naming_item_and_field() {
         type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
@@ -356,6 +422,44 @@ mod tests {
             (
                 Box::new(|it| it["modes"] = serde_json::json!(["joint", "joint"])),
                 "catalog item \"demo\": modes: joint appears more than once",
+            ),
+            (
+                Box::new(|it| it["modes"] = serde_json::json!(["joint"])),
+                "catalog item \"demo\": parts: an item offering joint handling needs at least two parts",
+            ),
+            (
+                Box::new(|it| it["parts"] = joint_parts("region", &[])),
+                "catalog item \"demo\": parts: only an item offering joint handling has parts",
+            ),
+            (
+                Box::new(|it| {
+                    it["modes"] = serde_json::json!(["joint"]);
+                    it["parts"] = joint_parts("region", &["later"]);
+                }),
+                "catalog item \"demo\": parts.out.after: names \"later\", which is not an earlier part of the item",
+            ),
+            (
+                Box::new(|it| {
+                    it["modes"] = serde_json::json!(["joint"]);
+                    it["parts"] = joint_parts("kind", &[]);
+                }),
+                "catalog item \"demo\": parts.out.competent_region.field: names \"kind\", which has type choice instead of region_code",
+            ),
+            (
+                Box::new(|it| {
+                    it["modes"] = serde_json::json!(["joint"]);
+                    it["parts"] = joint_parts("region", &[]);
+                    it["parts"][1]["id"] = "out".into();
+                }),
+                "catalog item \"demo\": parts[1].id: appears more than once",
+            ),
+            (
+                Box::new(|it| {
+                    it["modes"] = serde_json::json!(["joint"]);
+                    it["parts"] = joint_parts("region", &[]);
+                    it["parts"][1]["time_limit_working_days"] = 0.into();
+                }),
+                "catalog item \"demo\": parts.in.time_limit_working_days: must be at least 1 (omit it for the item's)",
             ),
             (
                 Box::new(|it| {

@@ -32,7 +32,8 @@ mod wire;
 
 pub use model::{
     BundledService, Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion,
-    DEFAULT_TEXT_MAX_LENGTH, FieldType, FormField, HandlingMode, Material, MaterialKind, Prefill,
+    DEFAULT_TEXT_MAX_LENGTH, FieldType, FormField, HandlingMode, JointPart, Material, MaterialKind,
+    Prefill,
 };
 pub use prereview::{FieldError, FormErrors};
 pub use wire::InvalidHandlingMode;

@@ -113,6 +113,32 @@ pub struct CatalogItem {
     pub competent_region: CompetentRegion,
     /// The 跨省通办 modes this item may be handled in.
     pub modes: Vec<HandlingMode>,
+    /// 多地联办: the parts a joint filing is split into, each handled by its own
+    /// competent region, in order. Exactly the items offering [`HandlingMode::Joint`]
+    /// have at least two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<JointPart>,
+}
+
+/// One part of a jointly handled one-thing, e.g. the transfer out of a household
+/// register (handled where the applicant moves from) before the transfer in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JointPart {
+    /// Unique within the item; travels in `Application.part_id`.
+    pub id: String,
+    /// Chinese name, e.g. `户口迁出`.
+    pub name: String,
+    /// Which region handles this part.
+    pub competent_region: CompetentRegion,
+    /// Earlier parts that must be approved before this one starts (a transfer in
+    /// waits for the transfer out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// The part's own time limit, in working days after it starts; the item's when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_working_days: Option<u32>,
 }
 
 /// The list an item is published in.
@@ -335,7 +361,11 @@ impl CatalogItem {
         calendar.add_working_days(filed_on, self.time_limit_working_days)
     }
 
-    /// Whether the item may be handled in `mode`.
+    /// The part with this id.
+    pub fn part(&self, id: &str) -> Option<&JointPart> {
+        self.parts.iter().find(|part| part.id == id)
+    }
+
     /// The materials a license of `license_type` stands in for (the mutual-recognition
     /// catalog, identical for every region).
     pub fn materials_recognizing<'a>(
@@ -347,6 +377,7 @@ impl CatalogItem {
             .filter(move |m| m.kind == MaterialKind::License && m.recognizes(license_type))
     }
 
+    /// Whether the item may be handled in `mode`.
     pub fn allows_mode(&self, mode: HandlingMode) -> bool {
         self.modes.contains(&mode)
     }

@@ -4,7 +4,7 @@
 use super::consistency::MAX_ID_LEN;
 use super::model::{
     BundledService, Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion, FieldType,
-    FormField, HandlingMode, Material, MaterialKind, Prefill,
+    FormField, HandlingMode, JointPart, Material, MaterialKind, Prefill,
 };
 use crate::rules::region::{RegionCode, truncate_for_error};
 use crate::v1;
@@ -52,15 +52,7 @@ impl Catalog {
 impl CatalogItem {
     /// The item as a protobuf message.
     pub fn to_proto(&self) -> v1::CatalogItem {
-        let (rule, field) = match &self.competent_region {
-            CompetentRegion::ApplicantHome => {
-                (v1::CompetentRegionRule::ApplicantHome, String::new())
-            }
-            CompetentRegion::FormField { field } => {
-                (v1::CompetentRegionRule::FormField, field.clone())
-            }
-            CompetentRegion::FilingRegion => (v1::CompetentRegionRule::FilingRegion, String::new()),
-        };
+        let (rule, field) = rule_to_proto(&self.competent_region);
         v1::CatalogItem {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -120,6 +112,21 @@ impl CatalogItem {
                 .iter()
                 .map(|&m| v1::HandlingMode::from(m) as i32)
                 .collect(),
+            parts: self
+                .parts
+                .iter()
+                .map(|part| {
+                    let (rule, field) = rule_to_proto(&part.competent_region);
+                    v1::JointPart {
+                        id: part.id.clone(),
+                        name: part.name.clone(),
+                        competent_region: rule as i32,
+                        competent_region_field: field,
+                        after: part.after.clone(),
+                        time_limit_working_days: part.time_limit_working_days.unwrap_or(0),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -141,7 +148,32 @@ impl CatalogItem {
             .iter()
             .map(|f| form_field_from_proto(&label, f))
             .collect::<Result<_, _>>()?;
-        let competent_region = competent_region_from_proto(&label, item)?;
+        let competent_region = competent_region_from_proto(
+            &label,
+            "competent_region",
+            item.competent_region,
+            &item.competent_region_field,
+        )?;
+        let parts = item
+            .parts
+            .iter()
+            .map(|part| {
+                let path = format!("parts.{}.competent_region", part.id);
+                Ok(JointPart {
+                    id: part.id.clone(),
+                    name: part.name.clone(),
+                    competent_region: competent_region_from_proto(
+                        &label,
+                        &path,
+                        part.competent_region,
+                        &part.competent_region_field,
+                    )?,
+                    after: part.after.clone(),
+                    time_limit_working_days: (part.time_limit_working_days > 0)
+                        .then_some(part.time_limit_working_days),
+                })
+            })
+            .collect::<Result<_, CatalogError>>()?;
         let modes = item
             .modes
             .iter()
@@ -166,6 +198,7 @@ impl CatalogItem {
             time_limit_working_days: item.time_limit_working_days,
             competent_region,
             modes,
+            parts,
         })
     }
 }
@@ -265,22 +298,34 @@ fn form_field_from_proto(label: &str, f: &v1::FormField) -> Result<FormField, Ca
     })
 }
 
-/// The competent-region rule; its field is set exactly for the form-field rule.
+/// A region rule as the protobuf carries it: the rule and its form field (if any).
+fn rule_to_proto(rule: &CompetentRegion) -> (v1::CompetentRegionRule, String) {
+    match rule {
+        CompetentRegion::ApplicantHome => (v1::CompetentRegionRule::ApplicantHome, String::new()),
+        CompetentRegion::FormField { field } => (v1::CompetentRegionRule::FormField, field.clone()),
+        CompetentRegion::FilingRegion => (v1::CompetentRegionRule::FilingRegion, String::new()),
+    }
+}
+
+/// A region rule (the item's, at `path`, or a part's); its field is set exactly for
+/// the form-field rule.
 fn competent_region_from_proto(
     label: &str,
-    item: &v1::CatalogItem,
+    path: &str,
+    rule: i32,
+    field: &str,
 ) -> Result<CompetentRegion, CatalogError> {
-    match v1::CompetentRegionRule::try_from(item.competent_region) {
+    match v1::CompetentRegionRule::try_from(rule) {
         Ok(v1::CompetentRegionRule::FormField) => Ok(CompetentRegion::FormField {
-            field: item.competent_region_field.clone(),
+            field: field.to_owned(),
         }),
         Ok(
             rule @ (v1::CompetentRegionRule::ApplicantHome | v1::CompetentRegionRule::FilingRegion),
         ) => {
-            if !item.competent_region_field.is_empty() {
+            if !field.is_empty() {
                 return Err(CatalogError::Item {
                     item: label.to_owned(),
-                    field: "competent_region_field".into(),
+                    field: format!("{path}_field"),
                     problem: "is set but the rule is not COMPETENT_REGION_RULE_FORM_FIELD".into(),
                 });
             }
@@ -290,11 +335,7 @@ fn competent_region_from_proto(
                 Ok(CompetentRegion::FilingRegion)
             }
         }
-        Ok(v1::CompetentRegionRule::Unspecified) | Err(_) => Err(unknown_enum(
-            label,
-            "competent_region",
-            item.competent_region,
-        )),
+        Ok(v1::CompetentRegionRule::Unspecified) | Err(_) => Err(unknown_enum(label, path, rule)),
     }
 }
 
@@ -431,6 +472,32 @@ mod tests {
             "materials.birth_medical_certificate.kind",
             7,
         );
+    }
+
+    #[test]
+    fn joint_parts_travel_and_their_rules_are_checked() {
+        let catalog = Catalog::embedded();
+        let proto = catalog.to_proto();
+        let back = Catalog::from_proto(&proto).unwrap();
+        let transfer = back.item("household-transfer").unwrap();
+        assert_eq!(
+            transfer.parts,
+            catalog.item("household-transfer").unwrap().parts
+        );
+        assert_eq!(transfer.parts[1].after, vec!["move_out".to_owned()]);
+        let index = proto
+            .items
+            .iter()
+            .position(|i| i.id == "household-transfer")
+            .unwrap();
+        let mut bad = proto.clone();
+        bad.items[index].parts[0].competent_region = 0;
+        let err = Catalog::from_proto(&bad).unwrap_err().to_string();
+        assert!(err.contains("parts.move_out.competent_region"), "{err}");
+        let mut bad = proto;
+        bad.items[index].parts[1].after = vec!["move_in".into()];
+        let err = Catalog::from_proto(&bad).unwrap_err().to_string();
+        assert!(err.contains("parts.move_in.after"), "{err}");
     }
 
     #[test]
