@@ -128,15 +128,23 @@ impl JointCase {
         part.stage = status.stage;
         part.detail = status.detail.clone();
         part.sequence = status.sequence;
-        let mut applied = PartApplied {
+        PartApplied {
             applied: true,
-            started: Vec::new(),
-        };
-        let (approved, against, name) =
-            (part.approved(), part.decided_against(), part.name.clone());
+            started: self.after_change(index),
+        }
+    }
+
+    /// What part `index`'s new stage means for the parts that wait for it: approved, it
+    /// starts those whose every prerequisite is approved (their indexes); refused, it
+    /// tells them they will not start.
+    fn after_change(&mut self, index: usize) -> Vec<usize> {
+        let part = &self.parts[index];
+        let (approved, against) = (part.approved(), part.decided_against());
+        let (id, name) = (part.id.clone(), part.name.clone());
+        let mut started = Vec::new();
         for i in 0..self.parts.len() {
             let waiting = &self.parts[i];
-            if waiting.started || !waiting.after.iter().any(|a| a == part_id) {
+            if waiting.started || !waiting.after.contains(&id) {
                 continue;
             }
             if approved && self.prerequisites_approved(i) {
@@ -147,12 +155,28 @@ impl JointCase {
                     "handed over to region {} after {name} was approved",
                     waiting.region
                 );
-                applied.started.push(i);
+                started.push(i);
             } else if against {
                 self.parts[i].detail = format!("will not start: {name} was not approved");
             }
         }
-        applied
+        started
+    }
+
+    /// What the filing region itself says of part `part_id`: its hand-over held as a
+    /// dead letter, replayed, or closed by an operator (`stage` then `Rejected`, and the
+    /// parts that wait for it will not start). False when the case has no such part.
+    pub fn set_part(&mut self, part_id: &str, stage: Option<Stage>, detail: &str) -> bool {
+        let Some(index) = self.parts.iter().position(|p| p.id == part_id) else {
+            return false;
+        };
+        let part = &mut self.parts[index];
+        part.detail = detail.to_owned();
+        if let Some(stage) = stage {
+            part.stage = stage as i32;
+            self.after_change(index);
+        }
+        true
     }
 
     fn prerequisites_approved(&self, index: usize) -> bool {
@@ -356,6 +380,21 @@ mod tests {
             combined.detail,
             "part out (region 310115): no such register"
         );
+    }
+
+    #[test]
+    fn a_part_closed_by_the_filing_region_is_refused_and_its_dependants_never_start() {
+        let mut case = transfer();
+        assert!(case.set_part("out", None, "held for review"));
+        assert_eq!(case.combined().stage, Stage::Submitted as i32);
+        assert_eq!(case.views()[0].detail, "held for review");
+        assert!(case.set_part("out", Some(Stage::Rejected), "closed: wrong region"));
+        assert_eq!(
+            case.parts[1].detail,
+            "will not start: part out was not approved"
+        );
+        assert_eq!(case.combined().stage, Stage::Rejected as i32);
+        assert!(!case.set_part("nowhere", None, ""));
     }
 
     #[test]

@@ -169,6 +169,26 @@ pub(super) fn apply_joint(
     }))
 }
 
+/// What the filing region says of the hand-over under outbox key `key` (held as a dead
+/// letter, replayed, closed) when it carries a joint case's part (`…:<part>`): the
+/// case's parts and combined status to write; `None` for any other entry.
+pub(super) fn joint_part_detail(
+    parts: Option<&str>,
+    key: &str,
+    stage: Option<tongban_proto::v1::Stage>,
+    detail: &str,
+) -> Result<Option<(String, CaseStatus)>, StoreError> {
+    let (Some(parts), Some(part)) = (parts, key.splitn(3, ':').nth(2)) else {
+        return Ok(None);
+    };
+    let mut joint: JointCase = serde_json::from_str(parts)
+        .map_err(|e| StoreError::Join(format!("stored joint parts: {e}")))?;
+    if !joint.set_part(part, stage, detail) {
+        return Ok(None);
+    }
+    Ok(Some((joint_json(&joint), joint.combined())))
+}
+
 /// A joint case as its column keeps it.
 pub(super) fn joint_json(joint: &JointCase) -> String {
     serde_json::to_string(joint).unwrap_or_default()

@@ -922,6 +922,21 @@ async fn joint_parts_are_handed_over_in_order(f: Fixture) {
         ("in", "440305")
     );
     assert_eq!(delivered.joint_regions, vec!["310115".to_owned()]);
+    // Refused for good by 44 (a dead letter): the part says it is held, the case goes
+    // on showing every part; replayed, the part is on its way again.
+    b.outbox_dead(due[0].id, "refused".into()).await.unwrap();
+    let record = a.application(case.clone()).await.unwrap().unwrap();
+    let joint = record.joint().unwrap();
+    assert_eq!(joint.parts[1].detail, HELD_DETAIL);
+    assert_eq!(joint.parts[0].stage, Stage::Approved as i32);
+    assert_eq!(record.status.stage, Stage::InReview as i32);
+    assert_ne!(record.status.detail, HELD_DETAIL);
+    assert_eq!(
+        a.replay_dead_letter(due[0].id).await.unwrap(),
+        DeadLetterAction::Done
+    );
+    let due = b.due_outbox(8, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
     b.outbox_done(
         due[0].id,
         Some(part_report(&case, Some("in"), status(1, Stage::Accepted))),

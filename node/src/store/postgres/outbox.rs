@@ -21,6 +21,7 @@ use tongban_runtime::observability::trace_context::TraceParent;
 use super::{database::PgStore, database::notify_outbox, database::unsigned};
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
+use crate::store::filing::joint_part_detail;
 use crate::store::outbox::{
     BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind, dead_letter_detail,
     held_detail, push_key, revocation_key, revocation_target,
@@ -305,7 +306,7 @@ impl PgStore {
                     lease_owner = NULL, lease_until_ms = NULL
                  WHERE id = $1 AND state = 'pending'
                    AND (lease_owner IS NULL OR lease_owner = $4)
-                 RETURNING kind, case_number",
+                 RETURNING kind, case_number, idempotency_key",
             )
             .bind(id)
             .bind(error)
@@ -319,7 +320,8 @@ impl PgStore {
             let kind: String = dead.try_get(0)?;
             if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
                 let case_number = dead.try_get::<String, _>(1)?;
-                set_detail(tx, &case_number, None, held_detail(kind)).await?;
+                let key = dead.try_get::<String, _>(2)?;
+                set_detail(tx, &case_number, &key, None, held_detail(kind)).await?;
             }
             Ok(())
         })
@@ -350,16 +352,19 @@ impl PgStore {
         close: Option<String>,
     ) -> Result<DeadLetterAction, StoreError> {
         self.transaction(async |tx| {
-            let Some(row) =
-                sqlx::query("SELECT kind, case_number, state FROM outbox WHERE id = $1 FOR UPDATE")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?
+            let Some(row) = sqlx::query(
+                "SELECT kind, case_number, state, idempotency_key FROM outbox
+                     WHERE id = $1 FOR UPDATE",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
             else {
                 return Ok(DeadLetterAction::Unknown);
             };
             let (kind, case_number, state): (String, String, String) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let key: String = row.try_get(3)?;
             if state != "dead" {
                 return Ok(DeadLetterAction::NotDead);
             }
@@ -392,7 +397,7 @@ impl PgStore {
             }
             if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
                 let (stage, detail) = dead_letter_detail(kind, close.as_deref());
-                set_detail(tx, &case_number, stage, &detail).await?;
+                set_detail(tx, &case_number, &key, stage, &detail).await?;
             }
             Ok(DeadLetterAction::Done)
         })
@@ -484,9 +489,32 @@ fn dead_letter(r: &PgRow) -> Result<DeadLetter, StoreError> {
 async fn set_detail(
     conn: &mut PgConnection,
     case_number: &str,
+    key: &str,
     stage: Option<Stage>,
     detail: &str,
 ) -> Result<(), StoreError> {
+    // A joint case's part: the part says it, the case combines its parts (the row
+    // locked, as a status report locks it).
+    let parts: Option<String> =
+        sqlx::query_scalar("SELECT parts FROM applications WHERE case_number = $1 FOR UPDATE")
+            .bind(case_number)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+    if let Some((parts, combined)) = joint_part_detail(parts.as_deref(), key, stage, detail)? {
+        sqlx::query(
+            "UPDATE applications SET parts = $2, stage = $3, status_detail = $4,
+                status_updated_ms = $5 WHERE case_number = $1",
+        )
+        .bind(case_number)
+        .bind(parts)
+        .bind(combined.stage)
+        .bind(combined.detail)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE applications SET stage = COALESCE($2, stage), status_detail = $3,
             status_updated_ms = $4 WHERE case_number = $1",

@@ -9,6 +9,7 @@ use tongban_runtime::observability::trace_context::TraceParent;
 use super::database::SqliteStore;
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
+use crate::store::filing::joint_part_detail;
 use crate::store::outbox::{
     BacklogRow, DeadLetter, DeadLetterAction, OutboxEntry, OutboxKind, dead_letter_detail,
     held_detail, push_key, revocation_key, revocation_target,
@@ -231,10 +232,10 @@ impl SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let (kind, case_number): (String, String) = tx.query_row(
-                    "SELECT kind, case_number FROM outbox WHERE id = ?1",
+                let (kind, case_number, key): (String, String, String) = tx.query_row(
+                    "SELECT kind, case_number, idempotency_key FROM outbox WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
                 tx.execute(
                     "UPDATE outbox SET state = 'dead', attempts = attempts + 1,
@@ -243,7 +244,7 @@ impl SqliteStore {
                     params![id, error, now_ms()],
                 )?;
                 if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
-                    set_detail(&tx, &case_number, None, held_detail(kind))?;
+                    set_detail(&tx, &case_number, &key, None, held_detail(kind))?;
                 }
                 tx.commit()?;
                 Ok(())
@@ -288,11 +289,11 @@ impl SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let Some((kind, case_number, state)): Option<(String, String, String)> = tx
-                    .query_row(
-                        "SELECT kind, case_number, state FROM outbox WHERE id = ?1",
+                let Some((kind, case_number, state, key)): Option<(String, String, String, String)> =
+                    tx.query_row(
+                        "SELECT kind, case_number, state, idempotency_key FROM outbox WHERE id = ?1",
                         [id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
                     .optional()?
                 else {
@@ -322,7 +323,7 @@ impl SqliteStore {
                 }
                 if let Some(kind) = OutboxKind::parse(&kind).filter(|k| k.tells_the_citizen()) {
                     let (stage, detail) = dead_letter_detail(kind, close.as_deref());
-                    set_detail(&tx, &case_number, stage, &detail)?;
+                    set_detail(&tx, &case_number, &key, stage, &detail)?;
                 }
                 tx.commit()?;
                 Ok(DeadLetterAction::Done)
@@ -361,9 +362,33 @@ impl SqliteStore {
 fn set_detail(
     tx: &rusqlite::Transaction<'_>,
     case_number: &str,
+    key: &str,
     stage: Option<Stage>,
     detail: &str,
 ) -> Result<(), StoreError> {
+    // A joint case's part: the part says it, the case combines its parts.
+    let parts: Option<String> = tx
+        .query_row(
+            "SELECT parts FROM applications WHERE case_number = ?1",
+            [case_number],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    if let Some((parts, combined)) = joint_part_detail(parts.as_deref(), key, stage, detail)? {
+        tx.execute(
+            "UPDATE applications SET parts = ?2, stage = ?3, status_detail = ?4,
+                status_updated_ms = ?5 WHERE case_number = ?1",
+            params![
+                case_number,
+                parts,
+                combined.stage,
+                combined.detail,
+                now_ms()
+            ],
+        )?;
+        return Ok(());
+    }
     tx.execute(
         "UPDATE applications SET stage = COALESCE(?2, stage), status_detail = ?3,
             status_updated_ms = ?4 WHERE case_number = ?1",
