@@ -3,6 +3,8 @@
 //! checked like any request (a bad one refuses the batch, naming it) and recorded once
 //! however often the gateway delivers it.
 
+use std::time::SystemTime;
+
 use tongban_proto::{
     rules::{calendar::business_now, region::RegionPrefix, resident_id::ResidentId},
     v1::{AccessReport, RecordAccessesRequest, RecordAccessesResponse},
@@ -72,6 +74,12 @@ fn checked(
         .map_err(|e| invalid("holder_id_number", e.to_string()))?;
     let requester = RegionPrefix::parse(&report.requester_region)
         .map_err(|e| invalid("requester_region", e.to_string()))?;
+    // The gateway refused the lookup without the applicant's request; a report is
+    // recorded all the same (the person's log must show the lookup), saying so.
+    let consent =
+        tongban_proto::rules::consent::checked(report.purpose.as_ref(), SystemTime::now())
+            .ok()
+            .map(Into::into);
     let purpose = report.purpose.unwrap_or_default();
     text("purpose.one_thing_id", &purpose.one_thing_id, false)?;
     text("purpose.case_number", &purpose.case_number, false)?;
@@ -91,5 +99,6 @@ fn checked(
         one_thing_id: purpose.one_thing_id,
         case_number: purpose.case_number,
         at_ms: remote_ms(report.at.as_ref(), now),
+        consent,
     })
 }

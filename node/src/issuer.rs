@@ -11,6 +11,7 @@ use std::{sync::Arc, time::SystemTime};
 
 use prost::Message;
 use tongban_proto::{
+    rules::consent,
     rules::credentials::{self, SignedKind, SigningKey},
     rules::region::{RegionCode, RegionPrefix},
     rules::resident_id::ResidentId,
@@ -27,7 +28,7 @@ use crate::{
     error::NodeError,
     platform::{LicenseRecord, Purpose, Subject},
     sqlite::timestamp_ms,
-    store::AccessKind,
+    store::{AccessConsent, AccessKind, NewAccess},
 };
 
 /// Answers the gateway's lookups.
@@ -36,11 +37,35 @@ pub struct Issuer {
     pub keys: SharedIssuerKeys,
 }
 
-fn purpose_of(purpose: Option<LookupPurpose>) -> Purpose {
+/// The lookup's purpose and the applicant's request it carries: refused without one
+/// (by the rule the gateway applies, `tongban_proto::rules::consent`).
+fn purpose_of(purpose: Option<LookupPurpose>) -> Result<(Purpose, AccessConsent), NodeError> {
+    let consent = consent::checked(purpose.as_ref(), SystemTime::now())
+        .map_err(|problem| NodeError::invalid(consent::FIELD, problem))?;
     let p = purpose.unwrap_or_default();
     // Bounded: they are stored in the access log and sent to the platform.
     let bound = |s: String| s.chars().take(64).collect::<String>();
-    Purpose::new(bound(p.one_thing_id), bound(p.case_number))
+    let purpose = Purpose::new(bound(p.one_thing_id), bound(p.case_number));
+    Ok((purpose, consent.into()))
+}
+
+/// The access log's entry of a lookup of `kind` answered here.
+fn access(
+    holder_hash: String,
+    kind: AccessKind,
+    license_id: Option<String>,
+    requester: RegionPrefix,
+    (purpose, consent): (Purpose, AccessConsent),
+) -> NewAccess {
+    NewAccess {
+        holder_hash,
+        kind,
+        license_id,
+        requester_region: requester.to_string(),
+        one_thing_id: purpose.one_thing_id,
+        case_number: purpose.case_number,
+        consent: Some(consent),
+    }
 }
 
 impl Issuer {
@@ -60,7 +85,7 @@ impl Issuer {
         let keys = self.keys.get();
         let key = keys.current()?;
         let hash = id.keyed_hash(&self.ctx.id_hash_key);
-        let purpose = purpose_of(request.purpose);
+        let (purpose, consent) = purpose_of(request.purpose)?;
         let subject = Subject {
             id_number: id.as_str(),
             id_hash: &hash,
@@ -72,14 +97,13 @@ impl Issuer {
         });
         self.ctx
             .store
-            .record_access(
+            .record_access(access(
                 hash,
                 AccessKind::Identity,
                 None,
-                requester.to_string(),
-                purpose.one_thing_id,
-                purpose.case_number,
-            )
+                requester,
+                (purpose, consent),
+            ))
             .await?;
         let salt = credentials::new_salt();
         let now = SystemTime::now();
@@ -119,7 +143,7 @@ impl Issuer {
         }
         let keys = self.keys.get();
         let key = keys.current()?;
-        let purpose = purpose_of(request.purpose);
+        let (purpose, consent) = purpose_of(request.purpose)?;
         let Some(record) = self
             .ctx
             .registry
@@ -139,14 +163,13 @@ impl Issuer {
         let holder = Some(self.parse_id(&request.holder_id_number, "holder_id_number")?);
         self.ctx
             .store
-            .record_access(
+            .record_access(access(
                 record.holder_hash.clone(),
                 AccessKind::License,
                 Some(record.license_id.clone()),
-                requester.to_string(),
-                purpose.one_thing_id,
-                purpose.case_number,
-            )
+                requester,
+                (purpose, consent),
+            ))
             .await?;
         let signed = self.sign_license(key, &record, holder.as_ref());
         Ok(FetchLicenseResponse {
@@ -164,7 +187,7 @@ impl Issuer {
         let keys = self.keys.get();
         let key = keys.current()?;
         let hash = holder.keyed_hash(&self.ctx.id_hash_key);
-        let purpose = purpose_of(request.purpose);
+        let (purpose, consent) = purpose_of(request.purpose)?;
         let subject = Subject {
             id_number: holder.as_str(),
             id_hash: &hash,
@@ -172,14 +195,13 @@ impl Issuer {
         let records = self.ctx.registry.licenses_of(subject, &purpose).await?;
         self.ctx
             .store
-            .record_access(
+            .record_access(access(
                 hash,
                 AccessKind::HolderLicenses,
                 None,
-                requester.to_string(),
-                purpose.one_thing_id,
-                purpose.case_number,
-            )
+                requester,
+                (purpose, consent),
+            ))
             .await?;
         Ok(FetchHolderLicensesResponse {
             licenses: records

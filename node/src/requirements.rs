@@ -26,6 +26,7 @@ use tongban_proto::{
     rules::{
         calendar::business_now,
         catalog::{CatalogItem, CompetentRegion, FieldType, HandlingMode, MaterialKind},
+        consent,
         region::RegionCode,
         resident_id::ResidentId,
         standard,
@@ -319,9 +320,11 @@ pub async fn for_applicant(
     applicant: &ResidentId,
     name: &str,
 ) -> ApplicantNotice {
+    // Asking what they hold is the applicant's request that it be fetched.
     let purpose = LookupPurpose {
         one_thing_id: item.id.clone(),
         case_number: String::new(),
+        applicant_request: Some(consent::request("notice", crate::store::now_ms())),
     };
     let asked = async {
         tokio::join!(

@@ -26,6 +26,7 @@ pub mod rules {
     //! The domain rules every gateway and node computes identically.
     pub mod calendar;
     pub mod catalog;
+    pub mod consent;
     pub mod credentials;
     pub mod digest;
     pub mod license_id;

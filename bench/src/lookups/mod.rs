@@ -47,6 +47,10 @@ fn lookup_request(setup: &seed::Setup, license_id: &str) -> LookupLicenseRequest
         license_id: license_id.to_owned(),
         license_type: "marriage_certificate".into(),
         purpose: Some(LookupPurpose {
+            applicant_request: Some(tongban_proto::rules::consent::request(
+                "portal",
+                1_780_000_000_000,
+            )),
             one_thing_id: "household-transfer".into(),
             case_number: "310000-20261201-00000001".into(),
         }),

@@ -43,6 +43,7 @@ impl Recognition {
         ctx: &Ctx<'_>,
         audit: &mut CallAudit,
     ) -> Result<ListLicensesResponse, GatewayError> {
+        Self::requested(&request.purpose)?;
         let holder = self.parse_id(&request.holder_id_number, "holder_id_number")?;
         let item = self.item(&request.purpose)?;
         let region = if request.issuing_region.is_empty() {

@@ -38,6 +38,7 @@ impl Recognition {
         ctx: &Ctx<'_>,
         audit: &mut CallAudit,
     ) -> Result<LicenseVerdict, GatewayError> {
+        Self::requested(&request.purpose)?;
         let issuer_code =
             license_issuer(&request.license_id).map_err(|e| field("license_id", e.to_string()))?;
         audit.target = Some(issuer_code);

@@ -18,6 +18,7 @@ use tongban_proto::{
     rules::{
         calendar,
         catalog::{Catalog, CatalogItem},
+        consent,
         region::{RegionCode, RegionPrefix, RegionTable},
         resident_id::ResidentId,
     },
@@ -391,6 +392,14 @@ impl Recognition {
                 format!("no node is registered for region {code}"),
             )
         })
+    }
+
+    /// The applicant's explicit request a lookup must carry (the rule the issuing
+    /// region applies too, `tongban_proto::rules::consent`).
+    pub(super) fn requested(purpose: &Option<LookupPurpose>) -> Result<(), GatewayError> {
+        consent::checked(purpose.as_ref(), std::time::SystemTime::now())
+            .map(|_| ())
+            .map_err(|problem| field(consent::FIELD, problem))
     }
 
     /// The one-thing of the catalog a lookup is made for.

@@ -61,6 +61,10 @@ fn audit() -> CallAudit {
 
 fn purpose() -> Option<LookupPurpose> {
     Some(LookupPurpose {
+        applicant_request: Some(tongban_proto::rules::consent::request(
+            "portal",
+            1_780_000_000_000,
+        )),
         one_thing_id: ONE_THING.into(),
         case_number: String::new(),
     })

@@ -69,7 +69,8 @@ impl Intake {
         if let Some(earlier) = write::earlier(&ctx.store, client_key.as_ref()).await? {
             return Ok((earlier, true));
         }
-        let filed_at = timestamp_ms(now_ms());
+        let filed_ms = now_ms();
+        let filed_at = timestamp_ms(filed_ms);
         let case_number = ctx
             .store
             .reserve_case_number(ctx.region.to_string(), Some(filed_at))
@@ -78,7 +79,7 @@ impl Intake {
         let trace = span.trace(&case_number);
         let findings = self
             .recognizer
-            .recognize(&checked, &case_number, trace)
+            .recognize(&checked, (&case_number, filed_ms), trace)
             .await;
         let case = Case {
             number: &case_number,

@@ -9,7 +9,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use futures_util::future::join_all;
 use tongban_proto::{
-    rules::catalog::{CatalogItem, MaterialKind},
+    rules::catalog::{CatalogItem, HandlingMode, MaterialKind},
+    rules::consent,
     v1::{
         IdentityVerdict, LicenseVerdict, ListLicensesRequest, ListLicensesResponse,
         LookupLicenseRequest, LookupPurpose, VerdictOutcome, VerdictReason, VerdictSource,
@@ -79,6 +80,15 @@ impl Findings {
     }
 }
 
+/// Where the applicant asked for their data to be fetched: at a counter for a case
+/// accepted there on the competent region's behalf (代收代办), else online.
+fn channel(mode: HandlingMode) -> &'static str {
+    match mode {
+        HandlingMode::ProxyAcceptance => "window",
+        HandlingMode::FullyOnline | HandlingMode::Joint => "portal",
+    }
+}
+
 /// Asks the federation on pre-review's behalf.
 #[derive(Clone)]
 pub struct Recognizer {
@@ -90,16 +100,18 @@ pub struct Recognizer {
 impl Recognizer {
     /// Verifies the applicant, looks up the licenses they cite and fetches the home
     /// region's licenses for required license materials still missing, all at once,
-    /// for `case_number`.
+    /// for `case_number`, because the applicant asked for it by filing at `filed_ms`
+    /// (Unix milliseconds): every lookup carries their request.
     pub async fn recognize(
         &self,
         checked: &Checked,
-        case_number: &str,
+        (case_number, filed_ms): (&str, i64),
         trace: TraceParent,
     ) -> Findings {
         let purpose = LookupPurpose {
             one_thing_id: checked.item.id.clone(),
             case_number: case_number.to_owned(),
+            applicant_request: Some(consent::request(channel(checked.mode), filed_ms)),
         };
         let asked = async {
             tokio::join!(

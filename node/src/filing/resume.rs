@@ -56,7 +56,14 @@ pub async fn resume(
         Ok(checked) => checked,
         Err(e) => return refuse(ctx, outbox_id, case_number, e.to_string()).await,
     };
-    let findings = recognizer.recognize(&checked, case_number, trace).await;
+    // The applicant asked when they filed; the lookups resumed carry that request.
+    let filed_ms = application
+        .filed_at
+        .as_ref()
+        .map_or_else(now_ms, |t| t.seconds.saturating_mul(1000));
+    let findings = recognizer
+        .recognize(&checked, (case_number, filed_ms), trace)
+        .await;
     if findings.identity_refused() {
         let detail = findings.identity.detail.clone();
         return refuse(ctx, outbox_id, case_number, detail).await;

@@ -14,7 +14,7 @@ use tongban_runtime::{
 };
 
 use super::{
-    access_log::{AccessEntry, AccessKind, ReportedAccess},
+    access_log::{AccessEntry, NewAccess, ReportedAccess},
     evaluations::{Evaluated, NewEvaluation, Received, ReceivedEvaluation},
     evidence::SignedEvidence,
     filing::{ApplicationRecord, Filed, NewFiling, OpenPromise, StatusApplied, StatusReport},
@@ -150,24 +150,9 @@ impl Store {
 
     // The access log.
 
-    /// Records one lookup of the data of the person with `holder_hash`.
-    pub async fn record_access(
-        &self,
-        holder_hash: String,
-        kind: AccessKind,
-        license_id: Option<String>,
-        requester_region: String,
-        one_thing_id: String,
-        case_number: String,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.record_access(
-            holder_hash,
-            kind,
-            license_id,
-            requester_region,
-            one_thing_id,
-            case_number
-        ))
+    /// Records one lookup of a person's data this region answered.
+    pub async fn record_access(&self, access: NewAccess) -> Result<(), StoreError> {
+        dispatch!(self.record_access(access))
     }
 
     /// Records lookups reported by the gateway (answered from its cache); returns how

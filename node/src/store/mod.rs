@@ -29,7 +29,7 @@ mod turn;
 
 pub use crate::db_error::StoreError;
 pub use crate::instants::{now_ms, timestamp_ms};
-pub use access_log::{AccessEntry, AccessKind, ReportedAccess};
+pub use access_log::{AccessConsent, AccessEntry, AccessKind, NewAccess, ReportedAccess};
 pub use evidence::SignedEvidence;
 pub use filing::{
     ApplicationRecord, Filed, NewFiling, OPEN_STAGES, OpenPromise, StatusApplied, StatusReport,

@@ -570,18 +570,23 @@ async fn settings_keys_and_lookups_are_kept(f: Fixture) {
         Some(("440000-1".into(), "sha".into(), b"first".to_vec()))
     );
 
+    let asked = super::AccessConsent {
+        channel: "window".into(),
+        requested_ms: 1_780_000_000_000,
+    };
     for (kind, license) in [
         (super::AccessKind::Identity, None),
         (super::AccessKind::License, Some("L1".to_owned())),
     ] {
-        a.record_access(
-            "holder".into(),
+        a.record_access(super::NewAccess {
+            holder_hash: "holder".into(),
             kind,
-            license,
-            "440000".into(),
-            "newborn".into(),
-            "c".into(),
-        )
+            license_id: license,
+            requester_region: "440000".into(),
+            one_thing_id: "newborn".into(),
+            case_number: "c".into(),
+            consent: Some(asked.clone()),
+        })
         .await
         .unwrap();
     }
@@ -592,6 +597,8 @@ async fn settings_keys_and_lookups_are_kept(f: Fixture) {
         (log[0].kind.as_str(), log[0].license_id.as_deref()),
         ("license", Some("L1"))
     );
+    // The applicant's request the lookup carried, kept beside it.
+    assert_eq!(log[0].applicant_request.as_ref(), Some(&asked));
     assert!(a.access_log("nobody".into(), 10).await.unwrap().is_empty());
     // Lookups the gateway reports (answered from its cache): recorded once each, however
     // often the same report is delivered, at either replica.
@@ -604,6 +611,7 @@ async fn settings_keys_and_lookups_are_kept(f: Fixture) {
         one_thing_id: "newborn".into(),
         case_number: "c2".into(),
         at_ms: 1,
+        consent: None,
     };
     let batch = vec![report("run-1"), report("run-2")];
     assert_eq!(a.record_reported_accesses(batch.clone()).await.unwrap(), 2);

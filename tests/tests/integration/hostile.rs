@@ -659,6 +659,10 @@ async fn gateway_rows(
     // Lookups the gateway decodes itself.
     let purpose = || {
         Some(LookupPurpose {
+            applicant_request: Some(tongban_proto::rules::consent::request(
+                "portal",
+                1_780_000_000_000,
+            )),
             one_thing_id: "medical-treatment-registration".into(),
             case_number: "310000-20261202-00000001".into(),
         })

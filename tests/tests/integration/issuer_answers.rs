@@ -78,6 +78,10 @@ fn region(prefix: &str) -> PeerIdentity {
 
 fn purpose() -> Option<LookupPurpose> {
     Some(LookupPurpose {
+        applicant_request: Some(tongban_proto::rules::consent::request(
+            "portal",
+            1_780_000_000_000,
+        )),
         one_thing_id: "household-transfer".into(),
         case_number: "310000-20261201-00000099".into(),
     })

@@ -362,6 +362,15 @@ async fn every_lookup_in_the_log(
         );
     }
     assert_eq!(entries.len(), 4, "{entries:?}");
+    // Each with the applicant's request its lookup carried, those the gateway answered
+    // from its cache too (their reports carry it).
+    for e in entries {
+        assert_eq!(e["applicant_request"]["channel"], "portal", "{e}");
+        assert_eq!(
+            e["applicant_request"]["requested_ms"], 1_780_000_000_000i64,
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,6 +226,10 @@ async fn a_license_imported_from_a_file_at_11_is_recognized_and_a_bad_file_impor
             license_id: "110000-MC-7700001".into(),
             license_type: String::new(),
             purpose: Some(LookupPurpose {
+                applicant_request: Some(tongban_proto::rules::consent::request(
+                    "portal",
+                    1_780_000_000_000,
+                )),
                 one_thing_id: "household-transfer".into(),
                 case_number: "310000-20261201-00000099".into(),
             }),

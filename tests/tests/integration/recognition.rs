@@ -60,6 +60,10 @@ async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<SigningCh
 
 pub(super) fn purpose(one_thing: &str) -> Option<LookupPurpose> {
     Some(LookupPurpose {
+        applicant_request: Some(tongban_proto::rules::consent::request(
+            "portal",
+            1_780_000_000_000,
+        )),
         one_thing_id: one_thing.into(),
         case_number: "310000-20261201-00000099".into(),
     })
@@ -1407,6 +1411,8 @@ async fn pre_review_fills_in_records_access_and_lets_the_person_read_it() {
             assert_eq!(e["requester_region"], "31");
             assert_eq!(e["one_thing_id"], "household-transfer");
             assert_eq!(e["case_number"], case.as_str());
+            // Filed at a counter on 11's behalf (代收代办): the applicant asked there.
+            assert_eq!(e["applicant_request"]["channel"], "window", "{e}");
         }
         assert!(!log.body.to_string().contains(applicant.id.as_str()));
         // Someone else (a wrong name) reads nothing: an empty log, as for nobody.
@@ -1567,5 +1573,67 @@ async fn no_raw_id_number_appears_in_any_log_line() {
         }
     }
     assert!(lines > 50, "the members logged at debug ({lines} lines)");
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_without_the_applicants_request_is_refused_and_nothing_is_asked() {
+    let t = start(&["310000", "440000"]).await;
+    let person = t.residents("44")[3].clone();
+    let mut client = gateway_as(&t, "31").await;
+    let without = |request: Option<tongban_proto::v1::ApplicantRequest>| {
+        Some(LookupPurpose {
+            applicant_request: request,
+            ..purpose("household-transfer").unwrap()
+        })
+    };
+    let odd = tongban_proto::rules::consent::request("email", 1_780_000_000_000);
+    for (request, expected) in [
+        (None, "required: the applicant's explicit request"),
+        (Some(odd), "channel must be one of portal, window, notice"),
+    ] {
+        let identity = client
+            .verify_identity(VerifyIdentityRequest {
+                id_number: person.id.as_str().into(),
+                name: person.name.clone(),
+                purpose: without(request.clone()),
+            })
+            .await
+            .unwrap_err();
+        let list = client
+            .list_licenses(tongban_proto::v1::ListLicensesRequest {
+                holder_id_number: person.id.as_str().into(),
+                purpose: without(request.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        let license = client
+            .lookup_license(LookupLicenseRequest {
+                license_id: "440000-HR-0000001".into(),
+                license_type: String::new(),
+                purpose: without(request),
+                material_id: "household_register".into(),
+                holder_id_number: person.id.as_str().into(),
+            })
+            .await
+            .unwrap_err();
+        for refused in [identity, list, license] {
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+            let message = refused.message();
+            assert!(
+                message.contains("`purpose.applicant_request`"),
+                "{refused:?}"
+            );
+            assert!(message.contains(expected), "{refused:?}");
+        }
+    }
+    // Nothing was asked of 44: the person's log is empty.
+    let node = t.fed.node("44").unwrap();
+    let log = node
+        .access_log(person.id.as_str(), &person.name)
+        .await
+        .unwrap();
+    assert_eq!(log.body["entries"], json!([]), "{}", log.body);
     t.shutdown().await;
 }

@@ -60,6 +60,10 @@ async fn listed(client: &GatewayClient<SigningChannel>, license: &str, holder: &
             holder_id_number: holder.to_owned(),
             issuing_region: "440000".into(),
             purpose: Some(LookupPurpose {
+                applicant_request: Some(tongban_proto::rules::consent::request(
+                    "portal",
+                    1_780_000_000_000,
+                )),
                 one_thing_id: ONE_THING.into(),
                 case_number: "310000-20261203-00000001".into(),
             }),

@@ -187,6 +187,10 @@ impl Jiangsu {
 
     fn purpose() -> Option<LookupPurpose> {
         Some(LookupPurpose {
+            applicant_request: Some(tongban_proto::rules::consent::request(
+                "portal",
+                1_780_000_000_000,
+            )),
             one_thing_id: "household-transfer".into(),
             case_number: JIANGSU_CASE.into(),
         })

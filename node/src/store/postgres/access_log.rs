@@ -5,30 +5,26 @@ use sqlx::Row;
 use super::{database::PgStore, database::unsigned};
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
-use crate::store::access_log::{AccessEntry, AccessKind, ReportedAccess};
+use crate::store::access_log::{AccessEntry, NewAccess, ReportedAccess, consent};
 
 impl PgStore {
-    pub async fn record_access(
-        &self,
-        holder_hash: String,
-        kind: AccessKind,
-        license_id: Option<String>,
-        requester_region: String,
-        one_thing_id: String,
-        case_number: String,
-    ) -> Result<(), StoreError> {
+    pub async fn record_access(&self, access: NewAccess) -> Result<(), StoreError> {
         self.observed(async {
+            let consent = access.consent.as_ref();
             sqlx::query(
                 "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
-                    one_thing_id, case_number, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    one_thing_id, case_number, at_ms, consent_channel, consent_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
-            .bind(holder_hash)
-            .bind(kind.as_str())
-            .bind(license_id)
-            .bind(requester_region)
-            .bind(one_thing_id)
-            .bind(case_number)
+            .bind(&access.holder_hash)
+            .bind(access.kind.as_str())
+            .bind(&access.license_id)
+            .bind(&access.requester_region)
+            .bind(&access.one_thing_id)
+            .bind(&access.case_number)
             .bind(now_ms())
+            .bind(consent.map(|c| &c.channel))
+            .bind(consent.map(|c| c.requested_ms))
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -47,8 +43,9 @@ impl PgStore {
             for r in reports {
                 added += sqlx::query(
                     "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
-                        one_thing_id, case_number, at_ms, report_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                        one_thing_id, case_number, at_ms, report_id, consent_channel,
+                        consent_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (report_id) DO NOTHING",
                 )
                 .bind(r.holder_hash)
@@ -59,6 +56,8 @@ impl PgStore {
                 .bind(r.case_number)
                 .bind(r.at_ms)
                 .bind(r.report_id)
+                .bind(r.consent.as_ref().map(|c| c.channel.clone()))
+                .bind(r.consent.as_ref().map(|c| c.requested_ms))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -76,7 +75,8 @@ impl PgStore {
     ) -> Result<Vec<AccessEntry>, StoreError> {
         self.observed(async {
             let rows = sqlx::query(
-                "SELECT kind, license_id, requester_region, one_thing_id, case_number, at_ms
+                "SELECT kind, license_id, requester_region, one_thing_id, case_number, at_ms,
+                        consent_channel, consent_ms
                  FROM access_log WHERE holder_hash = $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
             )
             .bind(holder_hash)
@@ -91,6 +91,7 @@ impl PgStore {
                     one_thing_id: r.try_get(3)?,
                     case_number: r.try_get(4)?,
                     at_ms: r.try_get(5)?,
+                    applicant_request: consent(r.try_get(6)?, r.try_get(7)?),
                 })
             };
             Ok(rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?)

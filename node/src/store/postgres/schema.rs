@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
@@ -165,4 +166,10 @@ CREATE TABLE evaluations_received (
 /// Step 7 (the SQLite store's step 10): a joint case's parts, with the application.
 const MIGRATION_7: &str = r#"
 ALTER TABLE applications ADD COLUMN parts TEXT;
+"#;
+
+/// Step 8 (the SQLite store's step 11): the applicant's request with each lookup.
+const MIGRATION_8: &str = r#"
+ALTER TABLE access_log ADD COLUMN consent_channel TEXT;
+ALTER TABLE access_log ADD COLUMN consent_ms BIGINT;
 "#;

@@ -5,32 +5,28 @@ use rusqlite::params;
 use super::database::SqliteStore;
 use crate::db_error::StoreError;
 use crate::instants::now_ms;
-use crate::store::access_log::{AccessEntry, AccessKind, ReportedAccess};
+use crate::store::access_log::{AccessEntry, NewAccess, ReportedAccess, consent};
 
 impl SqliteStore {
-    pub async fn record_access(
-        &self,
-        holder_hash: String,
-        kind: AccessKind,
-        license_id: Option<String>,
-        requester_region: String,
-        one_thing_id: String,
-        case_number: String,
-    ) -> Result<(), StoreError> {
+    pub async fn record_access(&self, access: NewAccess) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
+                let consent = access.consent.as_ref();
                 conn.prepare_cached(
                     "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
-                        one_thing_id, case_number, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        one_thing_id, case_number, at_ms, consent_channel, consent_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
-                    holder_hash,
-                    kind.as_str(),
-                    license_id,
-                    requester_region,
-                    one_thing_id,
-                    case_number,
-                    now_ms()
+                    access.holder_hash,
+                    access.kind.as_str(),
+                    access.license_id,
+                    access.requester_region,
+                    access.one_thing_id,
+                    access.case_number,
+                    now_ms(),
+                    consent.map(|c| &c.channel),
+                    consent.map(|c| c.requested_ms),
                 ])?;
                 Ok(())
             })
@@ -49,8 +45,9 @@ impl SqliteStore {
                 {
                     let mut insert = tx.prepare_cached(
                         "INSERT INTO access_log (holder_hash, kind, license_id, requester_region,
-                            one_thing_id, case_number, at_ms, report_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                            one_thing_id, case_number, at_ms, report_id, consent_channel,
+                            consent_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (report_id) DO NOTHING",
                     )?;
                     for r in reports {
@@ -62,7 +59,9 @@ impl SqliteStore {
                             r.one_thing_id,
                             r.case_number,
                             r.at_ms,
-                            r.report_id
+                            r.report_id,
+                            r.consent.as_ref().map(|c| &c.channel),
+                            r.consent.as_ref().map(|c| c.requested_ms),
                         ])? as u64;
                     }
                 }
@@ -80,7 +79,8 @@ impl SqliteStore {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT kind, license_id, requester_region, one_thing_id, case_number, at_ms
+                    "SELECT kind, license_id, requester_region, one_thing_id, case_number, at_ms,
+                            consent_channel, consent_ms
                      FROM access_log WHERE holder_hash = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
                 )?;
                 let rows = stmt.query_map(params![holder_hash, limit], |r| {
@@ -91,6 +91,7 @@ impl SqliteStore {
                         one_thing_id: r.get(3)?,
                         case_number: r.get(4)?,
                         at_ms: r.get(5)?,
+                        applicant_request: consent(r.get(6)?, r.get(7)?),
                     })
                 })?;
                 let mut out = Vec::new();

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_8,
     MIGRATION_9,
     MIGRATION_10,
+    MIGRATION_11,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -187,4 +188,11 @@ CREATE TABLE evaluations_received (
 /// region handles.
 const MIGRATION_10: &str = r#"
 ALTER TABLE applications ADD COLUMN parts TEXT;
+"#;
+
+/// Step 11: every lookup carries the applicant's explicit request (when and where they
+/// asked for their data to be fetched); the access log keeps it. Older rows keep NULL.
+const MIGRATION_11: &str = r#"
+ALTER TABLE access_log ADD COLUMN consent_channel TEXT;
+ALTER TABLE access_log ADD COLUMN consent_ms INTEGER;
 "#;
