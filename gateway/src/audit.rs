@@ -104,6 +104,9 @@ pub struct CallAudit {
     /// For an identity or license lookup: the verdict's outcome (`recognized`,
     /// `cannot_verify_now`, ...).
     pub verdict: Option<&'static str>,
+    /// For an identity or license lookup: the data it fetched (`identity`, or the
+    /// license type of the material), as the responsibility list names it.
+    pub data: Option<String>,
     written: bool,
     trail: Option<AuditTrail>,
 }
@@ -119,6 +122,7 @@ impl CallAudit {
             target: None,
             cache: None,
             verdict: None,
+            data: None,
             written: false,
             trail,
         }

@@ -42,6 +42,10 @@ pub struct GatewayConfig {
     /// The national catalog (JSON). Omit to serve the catalog built into this release.
     #[serde(default)]
     pub catalog: Option<PathBuf>,
+    /// The data-sharing responsibility list (JSON, see `crate::sharing`). Omit to use
+    /// the list built into this release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing_list: Option<PathBuf>,
     /// Connection settings for calls to nodes.
     #[serde(default)]
     pub upstream: ClientSettings,
@@ -510,6 +514,7 @@ impl config::FilePaths for GatewayConfig {
         let mut paths = self.tls.file_paths();
         paths.push(&mut self.registry);
         paths.extend(self.catalog.as_mut());
+        paths.extend(self.sharing_list.as_mut());
         paths.extend(self.recognition.hash_key.as_mut());
         paths.push(&mut self.audit.file);
         if let Some(log) = &mut self.revocation_log {

@@ -51,6 +51,7 @@ pub mod reload;
 pub mod route;
 pub mod saturation;
 pub mod server;
+pub mod sharing;
 pub mod stream_gate;
 #[cfg(test)]
 mod test_support;

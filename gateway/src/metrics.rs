@@ -10,8 +10,9 @@
 //!   `tongban-applicant-home` and `tongban-case-stage` metadata nodes send; unequal
 //!   treatment shows as a difference between provinces.
 //!
-//! - `tongban_gateway_verdicts_total{method, target, verdict}`: identity and license
-//!   lookups by the issuing province and the verdict's outcome; `cannot_verify_now`
+//! - `tongban_gateway_verdicts_total{method, target, data, verdict}`: identity and
+//!   license lookups by the issuing province, the data fetched (`identity` or the
+//!   license type, as the responsibility list names it) and the verdict's outcome; `cannot_verify_now`
 //!   is the number that shows an issuer the gateway cannot reach (the call itself ends
 //!   OK: the verdict is the answer).
 //!
@@ -117,6 +118,8 @@ struct RouteLabels {
 struct VerdictLabels {
     method: &'static str,
     target: ProvinceLabel,
+    /// `identity` or the license type (bounded by the catalog's).
+    data: String,
     verdict: &'static str,
 }
 
@@ -207,7 +210,7 @@ impl GatewayMetrics {
         );
         registry.register(
             VERDICTS,
-            "Identity and license lookups by method, issuing province (target) and verdict outcome",
+            "Identity and license lookups by method, issuing province (target), data (identity or the license type) and verdict outcome",
             metrics.verdicts.clone(),
         );
         metrics
@@ -277,6 +280,7 @@ impl GatewayMetrics {
                 .get_or_create(&VerdictLabels {
                     method: facts.method,
                     target,
+                    data: audit.data.clone().unwrap_or_default(),
                     verdict,
                 })
                 .inc();

@@ -53,6 +53,8 @@ pub enum GatewayStartError {
     Tls(#[from] TlsError),
     #[error("catalog {path}: {reason}")]
     Catalog { path: String, reason: String },
+    #[error(transparent)]
+    SharingList(#[from] crate::sharing::SharingListError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -175,6 +177,8 @@ impl Gateway {
         let catalog = Arc::new(catalog);
         let secret = hash_secret(&config)?;
         let mut metrics = prometheus_client::registry::Registry::default();
+        crate::sharing::SharingList::load(config.sharing_list.as_deref(), &catalog)?
+            .register(&mut metrics);
         let revocation_log = match &config.revocation_log {
             Some(settings) => Some(Arc::new(RevocationLog::open(settings, &mut metrics)?)),
             None => None,

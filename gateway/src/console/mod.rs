@@ -18,6 +18,7 @@ mod nodes;
 pub mod reading;
 pub mod sample;
 mod satisfaction;
+mod supply;
 mod traffic;
 pub mod view;
 

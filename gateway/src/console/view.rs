@@ -4,7 +4,8 @@
 //!
 //! This file composes the view; each part is computed by the module for its job:
 //! `traffic` (the gateway, regions, origin × target), `fairness` (home provinces),
-//! `caches` (recognition caches), `nodes` (outboxes), over `figures` (the window and
+//! `caches` (recognition caches), `nodes` (outboxes), `satisfaction` (好差评), `supply`
+//! (the data-sharing responsibility list), over `figures` (the window and
 //! the counter arithmetic they share).
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use super::{
     reading::Reading,
     sample::Sample,
     satisfaction::{SatisfactionRow, satisfaction},
+    supply::{SupplyRow, supply},
     traffic::{gateway_row, matrix, region_rows},
 };
 use crate::metrics::RecentError;
@@ -50,6 +52,8 @@ pub struct ConsoleView {
     pub nodes: Vec<NodeRow>,
     /// Citizens' satisfaction by handling province (好差评).
     pub satisfaction: Vec<SatisfactionRow>,
+    /// The data-sharing responsibility list against what the gateway measured.
+    pub supply: Vec<SupplyRow>,
     pub recent_errors: Vec<RecentError>,
 }
 
@@ -82,6 +86,7 @@ pub fn build(
             .map(|(region, reading)| node_row(region, reading, regions))
             .collect(),
         satisfaction: satisfaction(&nodes, regions),
+        supply: supply(&window, regions),
         recent_errors,
     }
 }

@@ -46,6 +46,7 @@ impl Recognition {
         let material = item
             .material(&request.material_id)
             .ok_or_else(|| field("material_id", format!("not a material of {}", item.id)))?;
+        audit.data = material.license_type.clone();
         let base = LicenseVerdict {
             license_id: request.license_id.clone(),
             license_type: request.license_type.clone(),

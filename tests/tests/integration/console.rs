@@ -17,7 +17,7 @@ use tongban_node::portal_client::PortalClient;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn data(console: &PortalClient) -> Value {
+pub(super) async fn data(console: &PortalClient) -> Value {
     let answer = console.get("/console/data").await.unwrap();
     assert_eq!(answer.status, 200);
     answer.body
@@ -69,7 +69,7 @@ fn chromium(url: &str, screenshot: Option<&PathBuf>) -> String {
 }
 
 /// A loopback proxy to the gateway's operator listener as the kit's viewer.
-async fn operator_proxy(
+pub(super) async fn operator_proxy(
     t: &tongban_kit::testing::TestFederation,
 ) -> (
     std::net::SocketAddr,

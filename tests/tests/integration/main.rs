@@ -48,6 +48,7 @@ mod revocation;
 mod revocation_crash;
 mod revocation_flood;
 mod revocation_log;
+mod sharing_list;
 mod signed_messages;
 mod slowloris;
 mod small_frames;

@@ -50,7 +50,7 @@ fn region(prefix: &str) -> PeerIdentity {
     PeerIdentity::from_uri(&format!("spiffe://tongban/region/{prefix}")).unwrap()
 }
 
-async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<SigningChannel> {
+pub(super) async fn gateway_as(t: &TestFederation, prefix: &str) -> GatewayClient<SigningChannel> {
     GatewayClient::new(
         t.gateway_channel(&t.tls_files(&region(prefix)))
             .await
@@ -521,6 +521,7 @@ async fn stand_in_federation(
         tls: t.tls_files(&PeerIdentity::Gateway),
         registry: registry_path,
         catalog: None,
+        sharing_list: None,
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),
         worker_threads: 1,
