@@ -344,7 +344,8 @@ async fn keep_received(
         Received::Conflict => Err(NodeError::FailedPrecondition(
             "this case was evaluated already, differently".into(),
         )),
-        Received::Repeat => Ok(follow_up_due.unwrap_or_default()),
+        // A retry answers what the first delivery was answered, not a date counted now.
+        Received::Repeat(due) => Ok(due.unwrap_or_default()),
         Received::New => {
             if let (Some(metrics), true) = (&ctx.metrics, follow_up_due.is_some()) {
                 metrics

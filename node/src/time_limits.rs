@@ -53,7 +53,14 @@ pub struct TimeLimitGauges {
     overdue: Family<DueLabels, Gauge>,
     /// (handling province, one-thing) pairs reported so far.
     seen: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// When the open cases were last read: every scraper (several Prometheus replicas,
+    /// the console) would otherwise read the whole open set at each scrape.
+    last_read: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// The open cases are read at most this often; scrapes in between report the counts
+/// of the last read (at most this stale).
+pub const REFRESH_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Open cases by handling province and one-thing: (due soon, overdue).
 pub type Counts = BTreeMap<(String, String), (i64, i64)>;
@@ -64,6 +71,7 @@ impl TimeLimitGauges {
             due_soon: Family::default(),
             overdue: Family::default(),
             seen: Default::default(),
+            last_read: Default::default(),
         };
         registry.register(
             CASES_DUE_SOON,
@@ -80,13 +88,21 @@ impl TimeLimitGauges {
         gauges
     }
 
-    /// Counts the open cases again.
+    /// Counts the open cases again, unless they were read less than
+    /// [`REFRESH_AT_MOST_EVERY`] ago.
     pub async fn refresh(
         &self,
         store: &Store,
         calendar: &NodeCalendar,
         today: Date,
     ) -> Result<(), StoreError> {
+        {
+            let mut last = self.last_read.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < REFRESH_AT_MOST_EVERY) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
         let counts = count(&store.open_promises().await?, calendar, today);
         // Every pair seen since start stays, at zero once its cases are decided (a
         // series that vanished would look like a node that stopped reporting).

@@ -39,11 +39,12 @@ pub struct ReceivedEvaluation {
 }
 
 /// What became of an evaluation received.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Received {
     New,
-    /// The same evaluation again (a retry): nothing changes.
-    Repeat,
+    /// The same evaluation again (a retry): nothing changes; the follow-up's deadline
+    /// as it was set when it first arrived.
+    Repeat(Option<String>),
     /// Another evaluation of a case already evaluated: refused.
     Conflict,
 }

@@ -838,9 +838,14 @@ async fn evaluations_are_kept_once_per_case(f: Fixture) {
         store.receive_evaluation(poor.clone()).await.unwrap(),
         Received::New
     );
+    // A retry a day later gets the deadline set when it first arrived.
+    let retried = ReceivedEvaluation {
+        follow_up_due: Some("2026-12-21".into()),
+        ..poor.clone()
+    };
     assert_eq!(
-        store.receive_evaluation(poor.clone()).await.unwrap(),
-        Received::Repeat
+        store.receive_evaluation(retried).await.unwrap(),
+        Received::Repeat(Some("2026-12-18".into()))
     );
     assert_eq!(
         store.receive_evaluation(received(1, None)).await.unwrap(),

@@ -94,17 +94,20 @@ impl PgStore {
                 return Ok(Received::New);
             }
             let seen = sqlx::query(
-                "SELECT level, comment FROM evaluations_received WHERE case_number = $1",
+                "SELECT level, comment, follow_up_due FROM evaluations_received
+                 WHERE case_number = $1",
             )
             .bind(&evaluation.case_number)
             .fetch_one(&mut *tx)
             .await?;
-            let seen: (i32, String) = (seen.try_get(0)?, seen.try_get(1)?);
-            Ok(if seen == (evaluation.level, evaluation.comment.clone()) {
-                Received::Repeat
-            } else {
-                Received::Conflict
-            })
+            let (level, comment): (i32, String) = (seen.try_get(0)?, seen.try_get(1)?);
+            Ok(
+                if (level, &comment) == (evaluation.level, &evaluation.comment) {
+                    Received::Repeat(seen.try_get(2)?)
+                } else {
+                    Received::Conflict
+                },
+            )
         })
         .await
     }

@@ -68,16 +68,19 @@ impl SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let earlier: Option<(i32, String)> = tx
+                let earlier: Option<(i32, String, Option<String>)> = tx
                     .query_row(
-                        "SELECT level, comment FROM evaluations_received WHERE case_number = ?1",
+                        "SELECT level, comment, follow_up_due FROM evaluations_received
+                         WHERE case_number = ?1",
                         [&evaluation.case_number],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .optional()?;
                 let received = match earlier {
-                    Some(seen) if seen == (evaluation.level, evaluation.comment.clone()) => {
-                        Received::Repeat
+                    Some((level, comment, due))
+                        if (level, &comment) == (evaluation.level, &evaluation.comment) =>
+                    {
+                        Received::Repeat(due)
                     }
                     Some(_) => Received::Conflict,
                     None => {
