@@ -33,6 +33,9 @@ pub struct Bounds<'a> {
     pub budget: &'a mut (dyn Budget + Send),
 }
 
+/// The data a holder-list lookup fetches, as the verdicts count it.
+const HOLDER_LICENSES: &str = "holder_licenses";
+
 impl Recognition {
     /// Serves one decoded call; `message` is its request, whole.
     pub async fn serve(
@@ -67,11 +70,17 @@ impl Recognition {
                 audit.verdict = verdict_name(verdict.outcome);
                 unary::answer(&verdict)
             }
-            Lookup::HolderLicenses => unary::answer(
-                &self
+            Lookup::HolderLicenses => {
+                let list = self
                     .list_licenses(unary::decode(message)?, &ctx, audit)
-                    .await?,
-            ),
+                    .await?;
+                // Counted with the other lookups: a region that cannot be asked for a
+                // holder's licenses is data hard to get too (the list's own outcome is
+                // set exactly then).
+                audit.data = Some(HOLDER_LICENSES.to_owned());
+                audit.verdict = verdict_name(list.outcome).or(Some("listed"));
+                unary::answer(&list)
+            }
             Lookup::Revocation => {
                 let request = unary::decode(message)?;
                 let signed = || self.check_signature(&call.headers, caller, message);
