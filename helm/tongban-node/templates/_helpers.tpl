@@ -1,49 +1,3 @@
-{{- define "node.fullname" -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
-{{- define "node.selectorLabels" -}}
-app.kubernetes.io/name: tongban-node
-app.kubernetes.io/instance: {{ .Release.Name }}
-{{- end -}}
-
-{{- define "node.labels" -}}
-{{ include "node.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: tongban
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-{{- end -}}
-
-{{- /* The secret holding the gateway's certificate, and the key of the CA in it. */ -}}
-{{- define "node.tlsSecret" -}}
-{{- if .Values.certManager.enabled -}}{{ include "node.fullname" . }}-tls{{- else -}}{{ .Values.tls.secretName }}{{- end -}}
-{{- end -}}
-{{- define "node.caKey" -}}
-{{- if .Values.certManager.enabled -}}ca.crt{{- else -}}{{ .Values.tls.caKey }}{{- end -}}
-{{- end -}}
-
-{{- /* An address for host:port: IPv6 in brackets. */ -}}
-{{- define "node.host" -}}
-{{- if contains ":" . -}}[{{ . }}]{{- else -}}{{ . }}{{- end -}}
-{{- end -}}
-
-{{- /* Replicas spread over hosts: preferred (soft), required (hard) or not at all. */ -}}
-{{- define "node.affinity" -}}
-{{- $anti := dict -}}
-{{- $term := dict "topologyKey" .Values.topologyKey "labelSelector" (dict "matchLabels" (include "node.selectorLabels" . | fromYaml)) -}}
-{{- if eq .Values.antiAffinity "hard" -}}
-{{- $anti = dict "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) -}}
-{{- else if eq .Values.antiAffinity "soft" -}}
-{{- $anti = dict "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
-{{- end -}}
-{{- $affinity := mergeOverwrite $anti (deepCopy .Values.affinity) -}}
-{{- if $affinity }}
-affinity:
-  {{- toYaml $affinity | nindent 2 }}
-{{- end }}
-{{- end -}}
-
 {{- /* The region's registry prefix: 440000 -> 44, 440300 -> 4403. */ -}}
 {{- define "node.prefix" -}}
 {{- regexReplaceAll "(00){1,2}$" (toString .Values.region) "" -}}
@@ -60,7 +14,7 @@ The node's config: `config` from the values, with what the chart decides laid ov
 */ -}}
 {{- define "node.config" -}}
 {{- $v := .Values -}}
-{{- $bind := include "node.host" $v.bindAddress -}}
+{{- $bind := include "tongban.host" $v.bindAddress -}}
 {{- $tls := dict "ca" "/etc/tongban/tls/ca.pem" "cert" "/etc/tongban/tls/tls.crt" "key" "/etc/tongban/tls/tls.key" -}}
 {{- if $v.tls.crl.secretName -}}
 {{- $_ := set $tls "crl" "/etc/tongban/tls/crl.pem" -}}
