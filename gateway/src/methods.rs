@@ -141,7 +141,7 @@ const fn local(index: usize, name: &'static str, path: &'static str) -> Method {
 }
 
 /// Every method of the federation listener.
-pub static METHODS: [Method; 13] = [
+pub static METHODS: [Method; 15] = [
     relayed(
         0,
         DELIVER_APPLICATION,
@@ -212,6 +212,22 @@ pub static METHODS: [Method; 13] = [
         "SubmitEvaluation",
         "/tongban.federation.v1.Gateway/SubmitEvaluation",
         "/tongban.federation.v1.Node/SubmitEvaluation",
+        true,
+        Duration::from_secs(10),
+    ),
+    relayed(
+        13,
+        "RaiseDispute",
+        "/tongban.federation.v1.Gateway/RaiseDispute",
+        "/tongban.federation.v1.Node/RaiseDispute",
+        true,
+        Duration::from_secs(10),
+    ),
+    relayed(
+        14,
+        "SettleDispute",
+        "/tongban.federation.v1.Gateway/SettleDispute",
+        "/tongban.federation.v1.Node/SettleDispute",
         true,
         Duration::from_secs(10),
     ),

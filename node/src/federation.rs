@@ -17,7 +17,8 @@ use tongban_proto::v1::{
     AssertIdentityRequest, AssertIdentityResponse, DeliverApplicationRequest,
     DeliverApplicationResponse, FetchHolderLicensesRequest, FetchHolderLicensesResponse,
     FetchLicenseRequest, FetchLicenseResponse, PushStatusRequest, PushStatusResponse,
-    QueryStatusRequest, QueryStatusResponse, RecordAccessesRequest, RecordAccessesResponse,
+    QueryStatusRequest, QueryStatusResponse, RaiseDisputeRequest, RaiseDisputeResponse,
+    RecordAccessesRequest, RecordAccessesResponse, SettleDisputeRequest, SettleDisputeResponse,
     SubmitEvaluationRequest, SubmitEvaluationResponse, node_server,
 };
 use tongban_runtime::{serving::incoming::PeerInfo, trust::identity::PeerIdentity};
@@ -30,7 +31,7 @@ use crate::{
     delivery,
     error::{NodeError, region_code},
     observe::{platform as platform_calls, served::Served},
-    signed_calls::SignatureCheck,
+    signed_calls::{SignatureCheck, SignedMessage},
     store::StatusReport,
     verified_origin::VerifiedOrigin,
 };
@@ -53,6 +54,25 @@ fn check_sequence(sequence: u64, last: u64) -> Result<(), NodeError> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Keeps what a region signed about a case (a dispute or its settlement) as evidence,
+/// under the call's idempotency key.
+async fn keep_evidence<T>(
+    ctx: &NodeContext,
+    signed: &SignedMessage,
+    request: &Request<T>,
+    case_number: impl Fn(&T) -> String,
+) -> Result<(), NodeError> {
+    let key = request
+        .metadata()
+        .get(tongban_proto::contract::metadata::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let case = case_number(request.get_ref());
+    ctx.store.keep_signed(signed.evidence(&case, &key)).await?;
     Ok(())
 }
 
@@ -233,6 +253,35 @@ impl node_server::Node for FederationService {
         };
         let answer = platform_calls::under(served.trace(), answer).await;
         served.answered(&self.ctx, answer)
+    }
+
+    async fn raise_dispute(
+        &self,
+        request: Request<RaiseDisputeRequest>,
+    ) -> Result<Response<RaiseDisputeResponse>, Status> {
+        let served = Served::start(&self.ctx, "RaiseDispute", &request);
+        let answer = async {
+            let origin = verified_origin(&request)?;
+            let signed = SignatureCheck::of(&request)?;
+            keep_evidence(&self.ctx, &signed, &request, |r| r.case_number.clone()).await?;
+            crate::disputes::receive(&self.ctx, &origin, &signed, request.into_inner()).await
+        };
+        let answer = platform_calls::under(served.trace(), answer).await;
+        served.answered(&self.ctx, answer)
+    }
+
+    async fn settle_dispute(
+        &self,
+        request: Request<SettleDisputeRequest>,
+    ) -> Result<Response<SettleDisputeResponse>, Status> {
+        let served = Served::start(&self.ctx, "SettleDispute", &request);
+        let answer = async {
+            let origin = verified_origin(&request)?;
+            let signed = SignatureCheck::of(&request)?;
+            keep_evidence(&self.ctx, &signed, &request, |r| r.case_number.clone()).await?;
+            crate::disputes::settled(&self.ctx, &origin, &signed, request.into_inner()).await
+        };
+        served.answered(&self.ctx, answer.await)
     }
 
     async fn assert_identity(

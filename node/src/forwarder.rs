@@ -12,7 +12,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use prost::Message;
 use tokio::{sync::Notify, task::JoinSet};
 use tongban_proto::v1::{
-    DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest, SubmitEvaluationRequest,
+    DeliverApplicationRequest, PublishRevocationRequest, PushStatusRequest, RaiseDisputeRequest,
+    SettleDisputeRequest, SubmitEvaluationRequest,
 };
 use tongban_runtime::process::shutdown::ShutdownSignal;
 
@@ -21,7 +22,7 @@ use tongban_proto::{contract::retry::Retry, rules::resident_id::ResidentId};
 use crate::{
     config::OutboxConfig,
     context::NodeContext,
-    gateway_client::{CallMeta, GatewayClient},
+    gateway_client::{CallFailed, CallMeta, GatewayClient},
     observe::{self, outbox::Settled},
     store::{OutboxEntry, OutboxKind, StatusReport, Store, now_ms},
 };
@@ -310,6 +311,12 @@ impl Forwarder {
                     .await
                     .map(|_| None)
             }
+            OutboxKind::Dispute | OutboxKind::Settle => {
+                match self.dispute_leg(entry, &meta).await {
+                    Ok(sent) => sent.map(|()| None),
+                    Err(unreadable) => return Attempt::Refused(unreadable),
+                }
+            }
             OutboxKind::PushStatus => {
                 let request = match PushStatusRequest::decode(entry.payload.as_slice()) {
                     Ok(r) => r,
@@ -339,6 +346,28 @@ impl Forwarder {
             }
             Err(failed) => Attempt::Refused(failed.to_string()),
         }
+    }
+
+    /// A dispute sent to its issuer, or its settlement back to the flagging region; `Err`
+    /// when the stored payload cannot be read (refused for good).
+    async fn dispute_leg(
+        &self,
+        entry: &OutboxEntry,
+        meta: &CallMeta<'_>,
+    ) -> Result<Result<(), CallFailed>, String> {
+        let unreadable = |e: prost::DecodeError| format!("stored payload unreadable: {e}");
+        Ok(match entry.kind {
+            OutboxKind::Settle => {
+                let request =
+                    SettleDisputeRequest::decode(entry.payload.as_slice()).map_err(unreadable)?;
+                self.client.settle_dispute(request, meta).await.map(|_| ())
+            }
+            _ => {
+                let request =
+                    RaiseDisputeRequest::decode(entry.payload.as_slice()).map_err(unreadable)?;
+                self.client.raise_dispute(request, meta).await.map(|_| ())
+            }
+        })
     }
 
     /// A case waiting in pre-review: the lookups again; once they complete, the case is

@@ -14,7 +14,8 @@ use tongban_proto::{
         GetCatalogResponse, IdentityVerdict, LicenseVerdict, ListLicensesRequest,
         ListLicensesResponse, LookupLicenseRequest, PublishRevocationRequest,
         PublishRevocationResponse, PushStatusRequest, PushStatusResponse, QueryStatusRequest,
-        QueryStatusResponse, SubmitEvaluationRequest, SubmitEvaluationResponse,
+        QueryStatusResponse, RaiseDisputeRequest, RaiseDisputeResponse, SettleDisputeRequest,
+        SettleDisputeResponse, SubmitEvaluationRequest, SubmitEvaluationResponse,
         VerifyIdentityRequest, catalog_client::CatalogClient,
         gateway_client::GatewayClient as Grpc,
     },
@@ -413,6 +414,30 @@ impl GatewayClient {
             .await
     }
 
+    pub async fn raise_dispute(
+        &self,
+        message: RaiseDisputeRequest,
+        meta: &CallMeta<'_>,
+    ) -> Result<RaiseDisputeResponse, CallFailed> {
+        let (request, span) = self.request("RaiseDispute", message, meta)?;
+        let mut grpc = self.grpc.clone();
+        let call = grpc.raise_dispute(request);
+        self.traced("RaiseDispute", meta.target_region, span, call)
+            .await
+    }
+
+    pub async fn settle_dispute(
+        &self,
+        message: SettleDisputeRequest,
+        meta: &CallMeta<'_>,
+    ) -> Result<SettleDisputeResponse, CallFailed> {
+        let (request, span) = self.request("SettleDispute", message, meta)?;
+        let mut grpc = self.grpc.clone();
+        let call = grpc.settle_dispute(request);
+        self.traced("SettleDispute", meta.target_region, span, call)
+            .await
+    }
+
     pub async fn get_catalog(
         &self,
         known_version: String,
@@ -428,7 +453,13 @@ impl GatewayClient {
 
 /// What a region says to another through the gateway, signed; status queries ask, and
 /// lookups are answered with signed objects of their own.
-const SIGNED_METHODS: [&str; 3] = ["DeliverApplication", "PushStatus", "SubmitEvaluation"];
+const SIGNED_METHODS: [&str; 5] = [
+    "DeliverApplication",
+    "PushStatus",
+    "SubmitEvaluation",
+    "RaiseDispute",
+    "SettleDispute",
+];
 
 fn ascii(value: &str, key: &str) -> Result<MetadataValue<tonic::metadata::Ascii>, CallFailed> {
     MetadataValue::try_from(value).map_err(|_| CallFailed {

@@ -161,6 +161,7 @@ pub struct NodeMetrics {
     pub time_limits: crate::time_limits::TimeLimitGauges,
     /// Evaluations given here, follow-ups opened here.
     pub evaluations: crate::evaluation_metrics::EvaluationMetrics,
+    pub disputes: crate::dispute_metrics::DisputeMetrics,
 }
 
 impl NodeMetrics {
@@ -189,6 +190,7 @@ impl NodeMetrics {
             platform_up: Gauge::default(),
             time_limits: crate::time_limits::TimeLimitGauges::new(registry),
             evaluations: crate::evaluation_metrics::EvaluationMetrics::new(registry),
+            disputes: crate::dispute_metrics::DisputeMetrics::new(registry),
         };
         registry.register(
             names::CLIENT_CALLS,
@@ -533,6 +535,9 @@ pub fn route(
                     let limits = metrics.time_limits.refresh(&store, &calendar, today);
                     if let Err(error) = limits.await {
                         tracing::warn!(%error, "metrics: open cases unreadable");
+                    }
+                    if let Err(error) = metrics.disputes.refresh(&store).await {
+                        tracing::warn!(%error, "metrics: open disputes unreadable");
                     }
                 }
                 tongban_runtime::serving::admin::metrics_response(&registry)

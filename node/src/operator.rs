@@ -17,6 +17,8 @@
 //!
 //! Both actions answer `404` for an unknown id and `409` for an entry that is not a
 //! dead letter.
+//! - disputes of wrong data are flagged, listed and settled by the routes of
+//!   `crate::operator_disputes`, served beside these.
 
 use std::sync::Arc;
 

@@ -188,6 +188,9 @@ struct StatusView {
     /// 多地联办: each part's region and state; the stage above combines them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     parts: Vec<crate::joint::PartView>,
+    /// 异议处理: data of this case a window flagged as wrong, and how the issuer settled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    disputes: Vec<crate::store::disputes::Dispute>,
     receipt: Option<Receipt>,
 }
 
@@ -267,7 +270,16 @@ async fn application_status(
             Err(_) => tracing::debug!("live status timed out"),
         }
     }
-    Json(status_view(&state, record, status, reference, source)).into_response()
+    let mut view = status_view(&state, record, status, reference, source);
+    let raised = crate::store::disputes::RAISED;
+    view.disputes = match state.store.disputes(raised, Some(case_number)).await {
+        Ok(disputes) => disputes,
+        Err(error) => {
+            tracing::warn!(%error, "the case's disputes unreadable");
+            Vec::new()
+        }
+    };
+    Json(view).into_response()
 }
 
 /// The case as the portal shows it, with its time limit.
@@ -295,6 +307,7 @@ fn status_view(
         promised_date,
         remaining_working_days,
         parts,
+        disputes: Vec::new(),
         receipt,
     }
 }

@@ -311,7 +311,9 @@ impl Node {
                 client: self.client.clone(),
                 outbox_written: wake.clone(),
             });
-            let router = admin::reload(reload).merge(operator::router(operator));
+            let router = admin::reload(reload)
+                .merge(operator::router(operator.clone()))
+                .merge(crate::operator_disputes::routes(operator));
             let operators = OperatorListener {
                 listener,
                 roster: Arc::new(

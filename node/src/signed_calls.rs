@@ -91,6 +91,8 @@ fn signed_method(path: &str) -> Option<&'static str> {
         "DeliverApplication" => Some("DeliverApplication"),
         "PushStatus" => Some("PushStatus"),
         "SubmitEvaluation" => Some("SubmitEvaluation"),
+        "RaiseDispute" => Some("RaiseDispute"),
+        "SettleDispute" => Some("SettleDispute"),
         _ => None,
     }
 }

@@ -86,7 +86,7 @@ pub fn build(
             .map(|(region, reading)| node_row(region, reading, regions))
             .collect(),
         satisfaction: satisfaction(&nodes, regions),
-        supply: supply(&window, regions),
+        supply: supply(&window, &nodes, regions),
         recent_errors,
     }
 }

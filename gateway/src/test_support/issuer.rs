@@ -114,6 +114,18 @@ impl v1::node_server::Node for Issuer {
     ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
         Err(Status::unimplemented("stand-in issuer"))
     }
+    async fn raise_dispute(
+        &self,
+        _: Request<v1::RaiseDisputeRequest>,
+    ) -> Result<Response<v1::RaiseDisputeResponse>, Status> {
+        Err(Status::unimplemented("stand-in issuer"))
+    }
+    async fn settle_dispute(
+        &self,
+        _: Request<v1::SettleDisputeRequest>,
+    ) -> Result<Response<v1::SettleDisputeResponse>, Status> {
+        Err(Status::unimplemented("stand-in issuer"))
+    }
     async fn assert_identity(
         &self,
         _: Request<v1::AssertIdentityRequest>,

@@ -92,6 +92,8 @@ fn signed_method(path: &str) -> Option<&str> {
         "PushStatus",
         "PublishRevocation",
         "SubmitEvaluation",
+        "RaiseDispute",
+        "SettleDispute",
     ]
     .contains(&method)
     .then_some(method)

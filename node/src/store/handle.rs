@@ -6,7 +6,10 @@ use std::{future::Future, path::Path, sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tongban_proto::{
     contract::retry::Retry,
-    v1::{Application, PublishRevocationRequest, PushStatusRequest},
+    v1::{
+        Application, PublishRevocationRequest, PushStatusRequest, RaiseDisputeRequest,
+        SettleDisputeRequest,
+    },
 };
 use tongban_runtime::{
     observability::trace_context::TraceParent, postgres::config::PostgresConfig,
@@ -15,6 +18,7 @@ use tongban_runtime::{
 
 use super::{
     access_log::{AccessEntry, NewAccess, ReportedAccess},
+    disputes::{Dispute, OpenDisputes, Settled, Settlement},
     evaluations::{Evaluated, NewEvaluation, Received, ReceivedEvaluation},
     evidence::SignedEvidence,
     filing::{ApplicationRecord, Filed, NewFiling, OpenPromise, StatusApplied, StatusReport},
@@ -255,6 +259,64 @@ impl Store {
     /// The level a case filed here was evaluated at, if it was.
     pub async fn evaluation_given(&self, case_number: String) -> Result<Option<i32>, StoreError> {
         dispatch!(self.evaluation_given(case_number))
+    }
+
+    // Disputes of wrong data.
+
+    /// Raises a dispute about a case filed here: numbered within the case, kept, and
+    /// its delivery to the issuer queued in one transaction; the dispute as kept.
+    pub async fn raise_dispute(
+        &self,
+        dispute: Dispute,
+        request: RaiseDisputeRequest,
+    ) -> Result<Dispute, StoreError> {
+        dispatch!(self.raise_dispute(dispute, request))
+    }
+
+    /// Keeps a dispute about data issued here, once (false: a retry).
+    pub async fn receive_dispute(
+        &self,
+        dispute: Dispute,
+        holder_hash: String,
+        received_ms: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.receive_dispute(dispute, holder_hash, received_ms))
+    }
+
+    /// Disputes of `role`, of one case or all (open first, oldest first; at most 1,000).
+    pub async fn disputes(
+        &self,
+        role: &'static str,
+        case_number: Option<String>,
+    ) -> Result<Vec<Dispute>, StoreError> {
+        dispatch!(self.disputes(role, case_number))
+    }
+
+    /// Settles a dispute received here and queues the settlement's return to the
+    /// flagging region, in one transaction.
+    pub async fn settle_dispute(
+        &self,
+        flagging_region: String,
+        dispute_id: String,
+        settlement: Settlement,
+        request: SettleDisputeRequest,
+    ) -> Result<Settled, StoreError> {
+        dispatch!(self.settle_dispute(flagging_region, dispute_id, settlement, request))
+    }
+
+    /// Records the issuer's settlement of a dispute raised here; the dispute if it was
+    /// open until now.
+    pub async fn apply_settlement(
+        &self,
+        dispute_id: String,
+        settlement: Settlement,
+    ) -> Result<Option<Dispute>, StoreError> {
+        dispatch!(self.apply_settlement(dispute_id, settlement))
+    }
+
+    /// Open disputes by role, counterpart and data.
+    pub async fn open_disputes(&self) -> Result<Vec<OpenDisputes>, StoreError> {
+        dispatch!(self.open_disputes())
     }
 
     /// An evaluation of a case handled here, kept once (a repeat is recognized, another

@@ -15,6 +15,7 @@
 //! checks that both backends behave alike.
 
 mod access_log;
+pub mod disputes;
 pub mod evaluations;
 mod evidence;
 mod filing;

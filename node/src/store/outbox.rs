@@ -26,6 +26,10 @@ pub enum OutboxKind {
     Verify,
     /// `Gateway.SubmitEvaluation` with an encoded `SubmitEvaluationRequest`.
     Evaluate,
+    /// `Gateway.RaiseDispute` with an encoded `RaiseDisputeRequest`.
+    Dispute,
+    /// `Gateway.SettleDispute` with an encoded `SettleDisputeRequest`.
+    Settle,
 }
 
 impl OutboxKind {
@@ -37,6 +41,8 @@ impl OutboxKind {
             Self::Revoke => "revoke",
             Self::Verify => "verify",
             Self::Evaluate => "evaluate",
+            Self::Dispute => "dispute",
+            Self::Settle => "settle_dispute",
         }
     }
 
@@ -54,6 +60,8 @@ impl OutboxKind {
             "revoke" => Some(Self::Revoke),
             "verify" => Some(Self::Verify),
             "evaluate" => Some(Self::Evaluate),
+            "dispute" => Some(Self::Dispute),
+            "settle_dispute" => Some(Self::Settle),
             _ => None,
         }
     }

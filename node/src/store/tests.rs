@@ -87,6 +87,7 @@ on_both_backends!(
     open_cases_are_read_with_their_promises,
     evaluations_are_kept_once_per_case,
     joint_parts_are_handed_over_in_order,
+    disputes_are_numbered_kept_and_settled_once,
 );
 
 fn application(origin: &str, target: &str) -> Application {
@@ -1007,4 +1008,120 @@ async fn joint_parts_are_handed_over_in_order(f: Fixture) {
             .all(|e| e.case_number != refused || e.kind == OutboxKind::LocalSubmit),
         "{due:?}"
     );
+}
+
+async fn disputes_are_numbered_kept_and_settled_once(f: Fixture) {
+    use super::disputes::{Dispute, RAISED, RECEIVED, Settled, Settlement};
+    let (a, b) = (f.replica("a").await, f.replica("b").await);
+    let case = file_delivery(&a).await;
+    let dispute = |role: &str, id: &str, counterpart: &str| Dispute {
+        dispute_id: id.into(),
+        role: role.into(),
+        case_number: case.clone(),
+        counterpart: counterpart.into(),
+        one_thing_id: "newborn".into(),
+        subject: "license".into(),
+        license_id: Some("110000-MC-0000001".into()),
+        data: "marriage_certificate".into(),
+        reason: "wrong date".into(),
+        raised_ms: 1,
+        outcome: None,
+        note: None,
+        corrected_license_id: None,
+        settled_ms: None,
+    };
+    // Raised here: numbered within the case, at either replica, each with its delivery.
+    let request = tongban_proto::v1::RaiseDisputeRequest::default();
+    let first = a
+        .raise_dispute(dispute(RAISED, "", "110000"), request.clone())
+        .await
+        .unwrap();
+    let second = b
+        .raise_dispute(dispute(RAISED, "", "110000"), request)
+        .await
+        .unwrap();
+    assert_eq!(first.dispute_id, format!("{case}:1"));
+    assert_eq!(second.dispute_id, format!("{case}:2"));
+    let due = a.due_outbox(8, Vec::new()).await.unwrap();
+    let keys: Vec<_> = due
+        .iter()
+        .filter(|e| e.kind == OutboxKind::Dispute)
+        .map(|e| (e.idempotency_key.clone(), e.target_region.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (format!("dispute:{case}:1"), "110000".to_owned()),
+            (format!("dispute:{case}:2"), "110000".to_owned())
+        ]
+    );
+    // Received (as the issuer, say): kept once.
+    let received = dispute(RECEIVED, "310000-20261205-00000001:1", "310000");
+    assert!(
+        a.receive_dispute(received.clone(), "h".into(), 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.receive_dispute(received.clone(), "h".into(), 3)
+            .await
+            .unwrap()
+    );
+    let open = a.open_disputes().await.unwrap();
+    assert_eq!(open.iter().map(|o| o.open).sum::<i64>(), 3, "{open:?}");
+    let settlement = Settlement {
+        outcome: "confirmed".into(),
+        note: "stands".into(),
+        corrected_license_id: None,
+        settled_ms: 10,
+    };
+    let settle = |store: Store| {
+        let settlement = settlement.clone();
+        async move {
+            store
+                .settle_dispute(
+                    "310000".into(),
+                    "310000-20261205-00000001:1".into(),
+                    settlement,
+                    tongban_proto::v1::SettleDisputeRequest::default(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        matches!(settle(a.clone()).await, Settled::Now(d) if d.outcome.as_deref() == Some("confirmed"))
+    );
+    assert!(matches!(settle(b.clone()).await, Settled::Already(_)));
+    let unknown = b
+        .settle_dispute(
+            "310000".into(),
+            "nope".into(),
+            settlement.clone(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown, Settled::Unknown);
+    // Its settlement (raised here): applied once.
+    let applied = a
+        .apply_settlement(first.dispute_id.clone(), settlement.clone())
+        .await
+        .unwrap();
+    assert_eq!(applied.map(|d| d.settled_ms), Some(Some(10)));
+    assert!(
+        b.apply_settlement(first.dispute_id, settlement)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let raised = b.disputes(RAISED, Some(case)).await.unwrap();
+    assert_eq!(raised.len(), 2);
+    // Open first.
+    assert!(
+        raised[0].outcome.is_none() && raised[1].outcome.is_some(),
+        "{raised:?}"
+    );
+    let open = a.open_disputes().await.unwrap();
+    assert_eq!(open.iter().map(|o| o.open).sum::<i64>(), 1, "{open:?}");
 }

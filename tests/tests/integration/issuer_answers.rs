@@ -171,6 +171,18 @@ impl Node for Hostile {
     ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
         Err(Status::unimplemented("hostile issuer"))
     }
+    async fn raise_dispute(
+        &self,
+        _: Request<v1::RaiseDisputeRequest>,
+    ) -> Result<Response<v1::RaiseDisputeResponse>, Status> {
+        Err(Status::unimplemented("hostile issuer"))
+    }
+    async fn settle_dispute(
+        &self,
+        _: Request<v1::SettleDisputeRequest>,
+    ) -> Result<Response<v1::SettleDisputeResponse>, Status> {
+        Err(Status::unimplemented("hostile issuer"))
+    }
     async fn assert_identity(
         &self,
         _: Request<v1::AssertIdentityRequest>,

@@ -14,6 +14,7 @@ mod backup;
 mod calendar;
 mod console;
 mod delegated_cities;
+mod disputes;
 mod evaluations;
 mod examples;
 mod fan_out;

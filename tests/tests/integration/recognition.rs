@@ -115,7 +115,7 @@ pub(super) async fn lookup(
         .into_inner()
 }
 
-fn household_transfer(
+pub(super) fn household_transfer(
     resident: &tongban_node::platform::embedded::SyntheticResident,
     mc: &str,
 ) -> serde_json::Value {
@@ -334,6 +334,18 @@ impl Node for StandIn {
         &self,
         _: Request<v1::SubmitEvaluationRequest>,
     ) -> Result<Response<v1::SubmitEvaluationResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+    async fn raise_dispute(
+        &self,
+        _: Request<v1::RaiseDisputeRequest>,
+    ) -> Result<Response<v1::RaiseDisputeResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+    async fn settle_dispute(
+        &self,
+        _: Request<v1::SettleDisputeRequest>,
+    ) -> Result<Response<v1::SettleDisputeResponse>, Status> {
         Err(Status::unimplemented("stand-in"))
     }
     async fn assert_identity(

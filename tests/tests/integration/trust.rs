@@ -155,8 +155,9 @@ fn federation_listener_methods() -> Vec<&'static Method> {
     }
     assert_eq!(
         METHODS.iter().filter(|m| m.changes_state).count(),
-        4,
-        "DeliverApplication, PushStatus, PublishRevocation and SubmitEvaluation change state"
+        6,
+        "DeliverApplication, PushStatus, PublishRevocation, SubmitEvaluation, RaiseDispute \
+         and SettleDispute change state"
     );
     METHODS.iter().collect()
 }
@@ -174,6 +175,9 @@ struct Jiangsu {
     license: String,
     /// A license id naming region 32 as its issuer: 32 may revoke it, if admitted.
     revoked_license: String,
+    /// A dispute 44 raised with region 32 about the case 32 handles: 32's settlement of
+    /// it would be applied.
+    dispute_id: String,
 }
 
 const JIANGSU_CASE: &str = "320000-20261203-00077777";
@@ -284,6 +288,39 @@ impl Jiangsu {
                         }
                     }
                 }
+            }
+            "/tongban.federation.v1.Gateway/RaiseDispute" => {
+                // 32 disputes the household register 44 issued to the resident.
+                let message = tongban_proto::v1::RaiseDisputeRequest {
+                    dispute_id: format!("{JIANGSU_CASE}:1"),
+                    case_number: JIANGSU_CASE.into(),
+                    flagging_region: "320000".into(),
+                    one_thing_id: "household-transfer".into(),
+                    subject: tongban_proto::v1::DisputeSubject::License as i32,
+                    license_id: self.license.clone(),
+                    holder_id_number: self.resident.id.as_str().into(),
+                    reason: "disputed by Jiangsu 77777".into(),
+                    raised_at: None,
+                };
+                let answer = gateway
+                    .raise_dispute(Self::request(method, message, "440000"))
+                    .await?;
+                Ok(Some(!answer.into_inner().duplicate))
+            }
+            "/tongban.federation.v1.Gateway/SettleDispute" => {
+                let message = tongban_proto::v1::SettleDisputeRequest {
+                    dispute_id: self.dispute_id.clone(),
+                    case_number: self.pushed_case.clone(),
+                    issuing_region: "320000".into(),
+                    outcome: tongban_proto::v1::DisputeOutcome::Confirmed as i32,
+                    note: "settled by Jiangsu 77777".into(),
+                    corrected_license_id: String::new(),
+                    settled_at: None,
+                };
+                let answer = gateway
+                    .settle_dispute(Self::request(method, message, "440000"))
+                    .await?;
+                Ok(Some(answer.into_inner().applied))
             }
             "/tongban.federation.v1.Gateway/VerifyIdentity" => {
                 let message = VerifyIdentityRequest {
@@ -503,12 +540,37 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
             .collect(),
         ..Application::default()
     };
+    // A dispute 44 raised with 32 about that case (its window's doing, written here).
+    let raised = n44
+        .store
+        .raise_dispute(
+            tongban_node::store::disputes::Dispute {
+                dispute_id: String::new(),
+                role: tongban_node::store::disputes::RAISED.into(),
+                case_number: pushed_case.clone(),
+                counterpart: "320100".into(),
+                one_thing_id: "medical-treatment-registration".into(),
+                subject: "identity".into(),
+                license_id: None,
+                data: "identity".into(),
+                reason: "the name differs from the register".into(),
+                raised_ms: 1,
+                outcome: None,
+                note: None,
+                corrected_license_id: None,
+                settled_ms: None,
+            },
+            tongban_proto::v1::RaiseDisputeRequest::default(),
+        )
+        .await
+        .unwrap();
     let jiangsu_calls = Jiangsu {
         application,
         pushed_case: pushed_case.clone(),
         resident,
         license,
         revoked_license: "320000-JS-77777".into(),
+        dispute_id: raised.dispute_id.clone(),
     };
 
     // Every method of the federation listener refuses 32, for that reason.
@@ -623,6 +685,10 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
     assert_eq!(count(node_db.clone(), accesses, JIANGSU_CASE).await, 0);
     let rated = "SELECT COUNT(*) FROM evaluations_received WHERE case_number = ?1";
     assert_eq!(count(node_db.clone(), rated, JIANGSU_CASE).await, 0);
+    let disputed = "SELECT COUNT(*) FROM disputes WHERE role = 'received' AND case_number = ?1";
+    assert_eq!(count(node_db.clone(), disputed, JIANGSU_CASE).await, 0);
+    let settled = "SELECT COUNT(*) FROM disputes WHERE dispute_id = ?1 AND outcome IS NOT NULL";
+    assert_eq!(count(node_db.clone(), settled, &raised.dispute_id).await, 0);
     assert!(n44.platform.payload(JIANGSU_CASE).await.unwrap().is_none());
     assert!(n44.platform.case(JIANGSU_CASE).await.unwrap().is_none());
     let after = n44
@@ -679,6 +745,8 @@ async fn a_region_absent_from_the_registry_is_refused_on_every_method() {
     assert!(n44.platform.payload(JIANGSU_CASE).await.unwrap().is_some());
     assert_eq!(count(node_db.clone(), inbound, JIANGSU_CASE).await, 1);
     assert_eq!(count(node_db.clone(), rated, JIANGSU_CASE).await, 1);
+    assert_eq!(count(node_db.clone(), disputed, JIANGSU_CASE).await, 1);
+    assert_eq!(count(node_db.clone(), settled, &raised.dispute_id).await, 1);
     assert!(count(node_db.clone(), accesses, JIANGSU_CASE).await >= 3);
     let after = n44.store.application(pushed_case).await.unwrap().unwrap();
     assert_eq!(after.status.detail, FORGED_DETAIL);

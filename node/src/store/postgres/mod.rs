@@ -12,6 +12,7 @@
 
 mod access_log;
 mod database;
+mod disputes;
 mod evaluations;
 mod evidence;
 mod filing;

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ];
 
 /// Step 1: the tables of the SQLite store's step 4, and the outbox's leases: the replica
@@ -172,4 +173,29 @@ ALTER TABLE applications ADD COLUMN parts TEXT;
 const MIGRATION_8: &str = r#"
 ALTER TABLE access_log ADD COLUMN consent_channel TEXT;
 ALTER TABLE access_log ADD COLUMN consent_ms BIGINT;
+"#;
+
+/// Step 9 (the SQLite store's step 12): disputes of wrong data, both sides by role.
+const MIGRATION_9: &str = r#"
+CREATE TABLE disputes (
+    dispute_id           TEXT NOT NULL,
+    role                 TEXT NOT NULL,
+    case_number          TEXT NOT NULL,
+    counterpart          TEXT NOT NULL,
+    one_thing_id         TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    license_id           TEXT,
+    data                 TEXT NOT NULL,
+    reason               TEXT NOT NULL,
+    raised_ms            BIGINT NOT NULL,
+    holder_hash          TEXT,
+    received_ms          BIGINT,
+    outcome              TEXT,
+    note                 TEXT,
+    corrected_license_id TEXT,
+    settled_ms           BIGINT,
+    PRIMARY KEY (role, counterpart, dispute_id)
+);
+CREATE INDEX disputes_case ON disputes (role, case_number);
+CREATE INDEX disputes_open ON disputes (outcome, role);
 "#;

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     MIGRATION_9,
     MIGRATION_10,
     MIGRATION_11,
+    MIGRATION_12,
 ];
 
 const MIGRATION_1: &str = r#"
@@ -195,4 +196,31 @@ ALTER TABLE applications ADD COLUMN parts TEXT;
 const MIGRATION_11: &str = r#"
 ALTER TABLE access_log ADD COLUMN consent_channel TEXT;
 ALTER TABLE access_log ADD COLUMN consent_ms INTEGER;
+"#;
+
+/// Step 12: disputes of wrong data (异议处理), both sides by role: raised at this
+/// node's window (counterpart: the issuing region) or received as the issuer
+/// (counterpart: the flagging region, with the holder's keyed hash).
+const MIGRATION_12: &str = r#"
+CREATE TABLE disputes (
+    dispute_id           TEXT NOT NULL,
+    role                 TEXT NOT NULL,
+    case_number          TEXT NOT NULL,
+    counterpart          TEXT NOT NULL,
+    one_thing_id         TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    license_id           TEXT,
+    data                 TEXT NOT NULL,
+    reason               TEXT NOT NULL,
+    raised_ms            INTEGER NOT NULL,
+    holder_hash          TEXT,
+    received_ms          INTEGER,
+    outcome              TEXT,
+    note                 TEXT,
+    corrected_license_id TEXT,
+    settled_ms           INTEGER,
+    PRIMARY KEY (role, counterpart, dispute_id)
+);
+CREATE INDEX disputes_case ON disputes (role, case_number);
+CREATE INDEX disputes_open ON disputes (outcome, role);
 "#;
