@@ -285,7 +285,7 @@ mod tests {
                 assert_eq!(m.idempotency_key, KeyPolicy::Required, "{}", m.name);
             }
         }
-        assert_eq!(relayed_methods().count(), 4);
+        assert_eq!(relayed_methods().count(), 6);
         assert!(lookup("/tongban.federation.v1.Gateway/Delete").is_none());
     }
 

@@ -310,9 +310,11 @@ pub async fn settle(
         _ => return Err(invalid("outcome", "must be corrected or confirmed")),
     };
     let note = checked_text("note", &decision.note)?;
+    // The id is `<case number>:<n>`: read the case's disputes, not the whole queue.
+    let case = dispute_id.rsplit_once(':').map(|(case, _)| case.to_owned());
     let open = ctx
         .store
-        .disputes(RECEIVED, None)
+        .disputes(RECEIVED, case)
         .await?
         .into_iter()
         .find(|d| d.counterpart == flagging_region && d.dispute_id == dispute_id)
