@@ -352,3 +352,16 @@ fn certs(out: &PathBuf, regions: &[String], gateway: bool, days: u64) -> anyhow:
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are well formed (clap checks names, conflicts and
+    /// requirements only when a command is parsed, in debug builds): a clash would
+    /// otherwise show first to an operator.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Args::command().debug_assert();
+    }
+}

@@ -1,6 +1,7 @@
 //! `tongban operator`: an operator's requests to a gateway's or node's operator listener,
 //! made with the operator's certificate (`spiffe://tongban/operator/<name>`): reload,
-//! revoke a license, and a loopback proxy for a browser to open the console through.
+//! revoke a license, flag, list and settle disputes of wrong data, and a loopback proxy
+//! for a browser to open the console through.
 
 use std::{
     net::SocketAddr,
@@ -58,6 +59,51 @@ pub enum OperatorCommand {
         license_id: String,
         #[arg(long)]
         reason: String,
+    },
+    /// Flag data recognized for a case filed at the node as wrong (异议处理): a license
+    /// (`--license <id>`) or the applicant's identity (`--applicant-identity`), with a
+    /// reason. The dispute goes to the issuing region.
+    FlagDispute {
+        #[command(flatten)]
+        target: Target,
+        case_number: String,
+        #[arg(
+            long,
+            conflicts_with = "applicant_identity",
+            required_unless_present = "applicant_identity"
+        )]
+        license: Option<String>,
+        #[arg(long)]
+        applicant_identity: bool,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The node's disputes: those received as the issuer (its queue, open first), or
+    /// with `--raised` those its windows raised.
+    Disputes {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        raised: bool,
+    },
+    /// Settle a dispute the node received: `--corrected <new version's id>` (the old one
+    /// is revoked) or `--confirmed`, with a note the flagging region reads.
+    SettleDispute {
+        #[command(flatten)]
+        target: Target,
+        /// The flagging region's 6-digit code.
+        flagging_region: String,
+        dispute_id: String,
+        #[arg(
+            long,
+            conflicts_with = "confirmed",
+            required_unless_present = "confirmed"
+        )]
+        corrected: Option<String>,
+        #[arg(long)]
+        confirmed: bool,
+        #[arg(long)]
+        note: String,
     },
     /// Serve a plain HTTP proxy on loopback that forwards every request to the member's
     /// operator listener with the operator's certificate: open
@@ -150,6 +196,45 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
                 .await?;
             print_answer(&answer)
         }
+        OperatorCommand::FlagDispute {
+            target,
+            case_number,
+            license,
+            applicant_identity: _,
+            reason,
+        } => {
+            let body = match &license {
+                Some(id) => json!({"subject": "license", "license_id": id, "reason": reason}),
+                None => json!({"subject": "identity", "reason": reason}),
+            };
+            let path = format!("/cases/{case_number}/disputes");
+            print_answer(&target.client()?.post_json(&path, &body).await?)
+        }
+        OperatorCommand::Disputes { target, raised } => {
+            let role = if raised { "raised" } else { "received" };
+            let answer = target
+                .client()?
+                .get(&format!("/disputes?role={role}"))
+                .await?;
+            print_answer(&answer)
+        }
+        OperatorCommand::SettleDispute {
+            target,
+            flagging_region,
+            dispute_id,
+            corrected,
+            confirmed: _,
+            note,
+        } => {
+            let body = match &corrected {
+                Some(new) => {
+                    json!({"outcome": "corrected", "note": note, "corrected_license_id": new})
+                }
+                None => json!({"outcome": "confirmed", "note": note}),
+            };
+            let path = format!("/disputes/{flagging_region}/{dispute_id}/settle");
+            print_answer(&target.client()?.post_json(&path, &body).await?)
+        }
         OperatorCommand::Proxy { target, listen } => {
             let client = target.client()?;
             let listener = tokio::net::TcpListener::bind(listen)
@@ -168,10 +253,10 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the answer's body; an answer other than 200 is an error naming it.
+/// Prints the answer's body; an answer other than 2xx is an error naming it.
 fn print_answer(answer: &Answer) -> anyhow::Result<()> {
     let body = String::from_utf8_lossy(&answer.body);
-    if answer.status != 200 {
+    if !(200..300).contains(&answer.status) {
         bail!("answered {}: {}", answer.status, body.trim_end());
     }
     println!("{}", body.trim_end());

@@ -26,6 +26,29 @@ async fn post(t: &TestFederation, node: &str, path: &str, body: Value) -> (u16, 
     (answer.status, answer.body)
 }
 
+/// `tongban operator <command…> --member <node's config>` as the kit's operator; its
+/// output (the command must succeed).
+fn cli(t: &TestFederation, node: &str, command: &[&str]) -> String {
+    let config = &t.fed.node(node).unwrap().config_path;
+    let mut args: Vec<String> = vec!["operator".into(), command[0].into()];
+    args.extend(super::outbox::operator_args(
+        t,
+        config,
+        tongban_kit::config::pki::OPERATOR,
+    ));
+    args.extend(command[1..].iter().map(|a| (*a).to_owned()));
+    let out = std::process::Command::new(tongban_kit::testing::cli_binary())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tongban {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn metrics(t: &TestFederation, node: &str) -> String {
     let text = t
         .fed
@@ -227,20 +250,24 @@ async fn a_dispute_goes_from_a_window_to_the_issuer_and_its_settlement_comes_bac
         "{fresh:?}"
     );
 
-    // A second dispute, about the applicant's identity (asserted by 44), is confirmed.
-    let (status, second) = post(
+    // A second dispute, about the applicant's identity (asserted by 44), flagged and
+    // confirmed with the operator's CLI, as a window's and the issuer's staff run it.
+    let flagged = cli(
         &t,
         "31",
-        &path,
-        json!({"subject": "identity", "reason": "姓名与户籍登记不一致"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{second}");
+        &[
+            "flag-dispute",
+            &case,
+            "--applicant-identity",
+            "--reason",
+            "姓名与户籍登记不一致",
+        ],
+    );
+    let second: Value = serde_json::from_str(&flagged).unwrap();
     let second_id = second["dispute"]["dispute_id"].as_str().unwrap().to_owned();
     assert_eq!(second_id, format!("{case}:2"));
-    let n44 = t.fed.node("44").unwrap();
     eventually(WAIT, "the second dispute at 44", || async {
-        let queue = n44.operator.get("/disputes").await.ok()?.body;
+        let queue: Value = serde_json::from_str(&cli(&t, "44", &["disputes"])).ok()?;
         queue["disputes"]
             .as_array()?
             .iter()
@@ -248,14 +275,19 @@ async fn a_dispute_goes_from_a_window_to_the_issuer_and_its_settlement_comes_bac
             .then_some(())
     })
     .await;
-    let (status, _) = post(
+    let settled = cli(
         &t,
         "44",
-        &format!("/disputes/310000/{second_id}/settle"),
-        json!({"outcome": "confirmed", "note": "经核查登记无误"}),
-    )
-    .await;
-    assert_eq!(status, 200);
+        &[
+            "settle-dispute",
+            "310000",
+            &second_id,
+            "--confirmed",
+            "--note",
+            "经核查登记无误",
+        ],
+    );
+    assert!(settled.contains("\"confirmed\""), "{settled}");
     eventually(WAIT, "both settled at 31", || async {
         let s = n31.portal.status_with_token(&case, &token).await.ok()?.body;
         let outcomes: Vec<_> = s["disputes"]
