@@ -106,7 +106,7 @@ pub struct CallAudit {
     pub verdict: Option<&'static str>,
     /// For an identity or license lookup: the data it fetched (`identity`, or the
     /// license type of the material), as the responsibility list names it.
-    pub data: Option<String>,
+    pub data: Option<std::sync::Arc<str>>,
     written: bool,
     trail: Option<AuditTrail>,
 }

@@ -118,8 +118,8 @@ struct RouteLabels {
 struct VerdictLabels {
     method: &'static str,
     target: ProvinceLabel,
-    /// `identity` or the license type (bounded by the catalog's).
-    data: String,
+    /// `identity` or the license type (bounded by the catalog's); empty for none.
+    data: Option<std::sync::Arc<str>>,
     verdict: &'static str,
 }
 
@@ -280,7 +280,7 @@ impl GatewayMetrics {
                 .get_or_create(&VerdictLabels {
                     method: facts.method,
                     target,
-                    data: audit.data.clone().unwrap_or_default(),
+                    data: audit.data.clone(),
                     verdict,
                 })
                 .inc();

@@ -57,6 +57,16 @@ fn check_sequence(sequence: u64, last: u64) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// The call's idempotency key, empty without one.
+fn idempotency_key<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(tongban_proto::contract::metadata::IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Keeps what a region signed about a case (a dispute or its settlement) as evidence,
 /// under the call's idempotency key.
 async fn keep_evidence<T>(
@@ -65,12 +75,7 @@ async fn keep_evidence<T>(
     request: &Request<T>,
     case_number: impl Fn(&T) -> String,
 ) -> Result<(), NodeError> {
-    let key = request
-        .metadata()
-        .get(tongban_proto::contract::metadata::IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let key = idempotency_key(request);
     let case = case_number(request.get_ref());
     ctx.store.keep_signed(signed.evidence(&case, &key)).await?;
     Ok(())
@@ -126,12 +131,7 @@ impl FederationService {
     ) -> Result<PushStatusResponse, NodeError> {
         let origin = verified_origin(&request)?;
         let signed = SignatureCheck::of(&request)?;
-        let key = request
-            .metadata()
-            .get(tongban_proto::contract::metadata::IDEMPOTENCY_KEY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let key = idempotency_key(&request);
         let push = request.into_inner();
         let status = push
             .status

@@ -94,14 +94,17 @@ impl PartProgress {
 impl JointCase {
     /// The part handled by the region whose reports `owns` accepts, if exactly one.
     pub fn part_of(&self, owns: impl Fn(&str) -> bool) -> Option<&PartProgress> {
-        let mut parts = self.parts.iter().filter(|p| owns(&p.region));
-        let part = parts.next()?;
-        parts.next().is_none().then_some(part)
+        self.only(|p| owns(&p.region))
     }
 
     /// The one part handled here, if exactly one is.
     pub fn local_part(&self) -> Option<&PartProgress> {
-        let mut parts = self.parts.iter().filter(|p| p.local);
+        self.only(|p| p.local)
+    }
+
+    /// The one part `which` picks; `None` for none or several.
+    fn only(&self, which: impl Fn(&PartProgress) -> bool) -> Option<&PartProgress> {
+        let mut parts = self.parts.iter().filter(|p| which(p));
         let part = parts.next()?;
         parts.next().is_none().then_some(part)
     }

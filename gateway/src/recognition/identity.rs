@@ -36,7 +36,7 @@ impl Recognition {
         audit: &mut CallAudit,
     ) -> Result<IdentityVerdict, GatewayError> {
         Self::requested(&request.purpose)?;
-        audit.data = Some(crate::sharing::IDENTITY.to_owned());
+        audit.data = Some(self.data_labels.identity.clone());
         // The same rules as at the portal and the handling node (同标准办理).
         let id = standard::applicant_id(&request.id_number, self.regions, today())
             .map_err(|problem| field("id_number", problem))?;

@@ -46,7 +46,10 @@ impl Recognition {
         let material = item
             .material(&request.material_id)
             .ok_or_else(|| field("material_id", format!("not a material of {}", item.id)))?;
-        audit.data = material.license_type.clone();
+        audit.data = material
+            .license_type
+            .as_deref()
+            .and_then(|t| self.data_labels.license(t));
         let base = LicenseVerdict {
             license_id: request.license_id.clone(),
             license_type: request.license_type.clone(),

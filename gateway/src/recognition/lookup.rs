@@ -139,6 +139,8 @@ pub struct Recognition {
     pub(super) caches: Caches<IdentityEntry, LicenseEntry, HolderList>,
     /// License type names, shared by every entry of the type.
     types: Mutex<HashSet<Arc<str>>>,
+    /// The verdicts' `data` labels, made once.
+    pub(super) data_labels: super::data_label::DataLabels,
     /// Whether any revocation was ever received (until then no answer needs the
     /// revocation set).
     any_revoked: AtomicBool,
@@ -321,6 +323,7 @@ impl Recognition {
             })
             .collect();
         let revoked = Revoked::new(&settings.revocations, members, metrics);
+        let data_labels = super::data_label::DataLabels::of(&catalog);
         Self {
             registry,
             regions,
@@ -330,6 +333,7 @@ impl Recognition {
             revoked,
             settings,
             types: Default::default(),
+            data_labels,
             any_revoked: Default::default(),
             revocation_log: None,
             generation: AtomicU64::new(0),

@@ -26,6 +26,7 @@
 
 pub mod access_reports;
 pub mod cache;
+mod data_label;
 mod footprint;
 mod holder_list;
 mod identity;

@@ -33,9 +33,6 @@ pub struct Bounds<'a> {
     pub budget: &'a mut (dyn Budget + Send),
 }
 
-/// The data a holder-list lookup fetches, as the verdicts count it.
-const HOLDER_LICENSES: &str = "holder_licenses";
-
 impl Recognition {
     /// Serves one decoded call; `message` is its request, whole.
     pub async fn serve(
@@ -77,7 +74,7 @@ impl Recognition {
                 // Counted with the other lookups: a region that cannot be asked for a
                 // holder's licenses is data hard to get too (the list's own outcome is
                 // set exactly then).
-                audit.data = Some(HOLDER_LICENSES.to_owned());
+                audit.data = Some(self.data_labels.holder_licenses.clone());
                 audit.verdict = verdict_name(list.outcome).or(Some("listed"));
                 unary::answer(&list)
             }

@@ -26,27 +26,10 @@ async fn post(t: &TestFederation, node: &str, path: &str, body: Value) -> (u16, 
     (answer.status, answer.body)
 }
 
-/// `tongban operator <command…> --member <node's config>` as the kit's operator; its
-/// output (the command must succeed).
+/// `tongban operator <command…> --member <node's config>` as the kit's operator.
 fn cli(t: &TestFederation, node: &str, command: &[&str]) -> String {
     let config = &t.fed.node(node).unwrap().config_path;
-    let mut args: Vec<String> = vec!["operator".into(), command[0].into()];
-    args.extend(super::outbox::operator_args(
-        t,
-        config,
-        tongban_kit::config::pki::OPERATOR,
-    ));
-    args.extend(command[1..].iter().map(|a| (*a).to_owned()));
-    let out = std::process::Command::new(tongban_kit::testing::cli_binary())
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tongban {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    super::operators::operator_cli(t, config, tongban_kit::config::pki::OPERATOR, command)
 }
 
 async fn metrics(t: &TestFederation, node: &str) -> String {

@@ -87,7 +87,12 @@ async fn handshake_without_certificate(t: &TestFederation, addr: std::net::Socke
 
 /// `tongban operator <command> --member <config> ...` as the kit's operator `name`; its
 /// output (the command must succeed).
-fn operator_cli(t: &TestFederation, config: &Path, name: &str, command: &[&str]) -> String {
+pub(super) fn operator_cli(
+    t: &TestFederation,
+    config: &Path,
+    name: &str,
+    command: &[&str],
+) -> String {
     let mut args: Vec<String> = vec!["operator".into(), command[0].into()];
     args.extend(super::outbox::operator_args(t, config, name));
     args.extend(command[1..].iter().map(|a| (*a).to_owned()));
