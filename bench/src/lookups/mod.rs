@@ -214,9 +214,10 @@ impl Calls {
             sampled_one_in: None,
             signer: None,
         };
+        // Asked as the gateway asks: with the applicant's request, which the issuer requires.
         let issuer_body = framed(&FetchLicenseRequest {
             license_id: setup.licenses[0].clone(),
-            purpose: None,
+            purpose: lookup_request(setup, &setup.licenses[0]).purpose,
             holder_id_number: setup.holder.clone(),
         });
         Ok(Self {
