@@ -42,6 +42,12 @@ pub struct GatewayConfig {
     /// The national catalog (JSON). Omit to serve the catalog built into this release.
     #[serde(default)]
     pub catalog: Option<PathBuf>,
+    /// The catalog ledger (`crate::catalog::ledger`): where the featured one-things
+    /// regions publish and adopt through this gateway are recorded, replayed over
+    /// `catalog` at start. Omit, and the gateway serves `catalog` only and refuses
+    /// publications and adoptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_ledger: Option<PathBuf>,
     /// The data-sharing responsibility list (JSON, see `crate::sharing`). Omit to use
     /// the list built into this release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -514,6 +520,7 @@ impl config::FilePaths for GatewayConfig {
         let mut paths = self.tls.file_paths();
         paths.push(&mut self.registry);
         paths.extend(self.catalog.as_mut());
+        paths.extend(self.catalog_ledger.as_mut());
         paths.extend(self.sharing_list.as_mut());
         paths.extend(self.recognition.hash_key.as_mut());
         paths.push(&mut self.audit.file);

@@ -18,7 +18,7 @@
 //! [`unary`] frames their messages.
 //!
 //! [`connection`] is the HTTP/2 server: it turns streams into calls and [`answer`]s into
-//! frames, and nothing else; [`catalog_service`] serves the national one-thing catalog;
+//! frames, and nothing else; [`catalog`] serves the national one-thing catalog (and records its featured items' publications and adoptions);
 //! [`server`] assembles the listeners; [`config`] and [`registry`] are the operator's
 //! files; [`keepalive`] pings both kinds of connection; [`console`] is the operator's
 //! page on the admin port.
@@ -31,7 +31,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod call;
 pub mod carve_outs;
-pub mod catalog_service;
+pub mod catalog;
 pub mod config;
 pub mod connection;
 pub mod console;

@@ -140,8 +140,19 @@ const fn local(index: usize, name: &'static str, path: &'static str) -> Method {
     }
 }
 
+/// A gateway service's method that changes what the gateway serves, in the calling
+/// region's name: only nodes call it. Naturally idempotent (a repeat finds the change
+/// made and records nothing), so no idempotency key.
+const fn local_change(index: usize, name: &'static str, path: &'static str) -> Method {
+    Method {
+        changes_state: true,
+        callers: Callers::Nodes,
+        ..local(index, name, path)
+    }
+}
+
 /// Every method of the federation listener.
-pub static METHODS: [Method; 15] = [
+pub static METHODS: [Method; 17] = [
     relayed(
         0,
         DELIVER_APPLICATION,
@@ -231,6 +242,16 @@ pub static METHODS: [Method; 15] = [
         true,
         Duration::from_secs(10),
     ),
+    local_change(
+        15,
+        "PublishFeaturedItem",
+        "/tongban.federation.v1.Catalog/PublishFeaturedItem",
+    ),
+    local_change(
+        16,
+        "AdoptFeaturedItem",
+        "/tongban.federation.v1.Catalog/AdoptFeaturedItem",
+    ),
 ];
 
 /// The issuer methods the gateway calls on nodes for the decoded lookups.
@@ -280,8 +301,9 @@ mod tests {
             } else {
                 assert!(!is_gateway_service(m.path), "{}", m.name);
             }
-            // Every state-changing call can be retried safely.
-            if m.changes_state {
+            // Every state-changing call can be retried safely: by its key, or (the
+            // catalog's changes) because a repeat finds the change made.
+            if m.changes_state && m.serve != Serve::Local {
                 assert_eq!(m.idempotency_key, KeyPolicy::Required, "{}", m.name);
             }
         }

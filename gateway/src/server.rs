@@ -8,8 +8,7 @@ use std::{net::SocketAddr, sync::Arc};
 use opentelemetry::KeyValue;
 use tokio::net::TcpListener;
 use tongban_proto::{
-    FILE_DESCRIPTOR_SET, rules::catalog::Catalog, rules::region::RegionTable,
-    v1::catalog_server::CatalogServer,
+    FILE_DESCRIPTOR_SET, rules::region::RegionTable, v1::catalog_server::CatalogServer,
 };
 use tongban_runtime::{
     audit::trail::AuditTrail,
@@ -33,7 +32,7 @@ const GATEWAY_SERVICE: &str = "tongban.federation.v1.Gateway";
 use crate::{
     admission::Admission,
     admission_metrics::AdmissionMetrics,
-    catalog_service::CatalogService,
+    catalog::{CatalogSource, CatalogStartError, service::CatalogService},
     config::GatewayConfig,
     connection::{self, ServerSettings, Services},
     console::Console,
@@ -51,8 +50,8 @@ pub enum GatewayStartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("catalog {path}: {reason}")]
-    Catalog { path: String, reason: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogStartError),
     #[error(transparent)]
     SharingList(#[from] crate::sharing::SharingListError),
     #[error("binding {addr}: {source}")]
@@ -142,7 +141,7 @@ impl GatewayListeners {
 pub struct Gateway {
     config: GatewayConfig,
     registry: SharedRegistry,
-    catalog: Arc<Catalog>,
+    catalog: Arc<CatalogSource>,
     recognition: Arc<Recognition>,
     /// The shared revocation log, when `[revocation_log]` names one.
     revocation_log: Option<Arc<RevocationLog>>,
@@ -157,32 +156,19 @@ impl Gateway {
     /// port is served. Must run inside a Tokio runtime (channels are created here).
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayStartError> {
         let registry = Registry::load(&config.registry, &config.tls, &config.upstream)?;
-        let catalog = match &config.catalog {
-            None => Catalog::embedded(),
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| GatewayStartError::Catalog {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
-                Catalog::from_json(&text).map_err(|e| GatewayStartError::Catalog {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?
-            }
-        };
+        let base = CatalogSource::base(config.catalog.as_deref())?;
         // Fail on bad certificates now rather than at the first handshake.
         config.tls.server_config()?;
         let registry = SharedRegistry::new(registry);
-        let catalog = Arc::new(catalog);
         let secret = hash_secret(&config)?;
         let mut metrics = prometheus_client::registry::Registry::default();
-        crate::sharing::SharingList::load(config.sharing_list.as_deref(), &catalog)?
+        crate::sharing::SharingList::load(config.sharing_list.as_deref(), &base)?
             .register(&mut metrics);
         let revocation_log = match &config.revocation_log {
             Some(settings) => Some(Arc::new(RevocationLog::open(settings, &mut metrics)?)),
             None => None,
         };
+        let catalog = Arc::new(catalog_source(&config, base, revocation_log.as_deref())?);
         let mut recognition = Recognition::new(
             registry.clone(),
             RegionTable::embedded(),
@@ -267,7 +253,7 @@ impl Gateway {
                 reason,
             }
         })?;
-        let served = [CATALOG_SERVICE, GATEWAY_SERVICE];
+        let (served, catalog) = ([CATALOG_SERVICE, GATEWAY_SERVICE], self.catalog.clone());
         let (health, standard) =
             standard_services::health_and_reflection(&served, &[FILE_DESCRIPTOR_SET])
                 .await
@@ -285,7 +271,7 @@ impl Gateway {
         });
         tracing::info!(
             routes = self.registry.current().len(),
-            catalog = %self.catalog.version,
+            catalog = %self.catalog.current().version,
             "gateway serving"
         );
         let services = Arc::new(Services {
@@ -299,7 +285,7 @@ impl Gateway {
                 self.admission.clone(),
             )
             .with_trail(trail.clone()),
-            grpc: standard.add_service(CatalogServer::new(CatalogService::new(&self.catalog))),
+            grpc: standard.add_service(CatalogServer::new(CatalogService::new(catalog))),
         });
         // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.
         let on_shutdown = standard_services::not_serving_on_shutdown(
@@ -349,6 +335,7 @@ impl Gateway {
             self.metrics.clone(),
             self.call_metrics.clone(),
             RegionTable::embedded(),
+            self.catalog.clone(),
         );
         tokio::spawn(console.clone().sample_until(shutdown.clone()));
         let router = admin::reload(reload).merge(console.routes());
@@ -396,7 +383,31 @@ impl Gateway {
         };
         // The task ends at shutdown.
         log.spawn_follower(self.recognition.clone(), shutdown.clone());
-        vec![("revocation_log", log.readiness())]
+        // The catalog ledger lives in the same database, read as often.
+        tokio::spawn(
+            self.catalog
+                .clone()
+                .follow(log.poll_interval(), shutdown.clone()),
+        );
+        vec![
+            ("revocation_log", log.readiness()),
+            ("catalog_ledger", self.catalog.readiness()),
+        ]
+    }
+}
+
+/// The catalog served: `base` with the ledger — the replicas' shared one when they
+/// share a revocation log, else the file `catalog_ledger` names, else none.
+fn catalog_source(
+    config: &GatewayConfig,
+    base: tongban_proto::rules::catalog::Catalog,
+    log: Option<&RevocationLog>,
+) -> Result<CatalogSource, CatalogStartError> {
+    match (log, &config.catalog_ledger) {
+        (Some(_), Some(_)) => Err(CatalogStartError::FileBesideSharedLog),
+        (Some(log), None) => CatalogSource::with_shared(base, log.pool(), log.replica().to_owned()),
+        (None, Some(path)) => CatalogSource::with_ledger(base, path),
+        (None, None) => Ok(CatalogSource::fixed(base)),
     }
 }
 

@@ -14,6 +14,7 @@
 mod caches;
 mod fairness;
 mod figures;
+mod lists;
 mod nodes;
 pub mod reading;
 pub mod sample;
@@ -39,7 +40,7 @@ use prometheus_client::registry::Registry;
 use tongban_proto::rules::region::RegionTable;
 use tongban_runtime::process::shutdown::ShutdownSignal;
 
-use crate::{config::ConsoleSettings, metrics::GatewayMetrics};
+use crate::{catalog::CatalogSource, config::ConsoleSettings, metrics::GatewayMetrics};
 use reading::Reading;
 use sample::Sample;
 
@@ -58,6 +59,7 @@ pub struct Console {
     registry: Arc<Registry>,
     calls: Option<Arc<GatewayMetrics>>,
     regions: &'static RegionTable,
+    catalog: Arc<CatalogSource>,
     /// Shared so a view takes the samples without copying their readings.
     history: Mutex<VecDeque<Arc<Sample>>>,
     http: Client<HttpConnector, Empty<Bytes>>,
@@ -75,6 +77,7 @@ impl Console {
         registry: Arc<Registry>,
         calls: Option<Arc<GatewayMetrics>>,
         regions: &'static RegionTable,
+        catalog: Arc<CatalogSource>,
     ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(NODE_TIMEOUT));
@@ -83,6 +86,7 @@ impl Console {
             registry,
             calls,
             regions,
+            catalog,
             history: Mutex::new(VecDeque::new()),
             http: Client::builder(TokioExecutor::new()).build(connector),
         })
@@ -131,6 +135,7 @@ impl Console {
             &history,
             errors,
             self.regions,
+            &self.catalog.current(),
             self.calls.is_some(),
             unix_ms(SystemTime::now()),
         )

@@ -5,18 +5,19 @@
 //! This file composes the view; each part is computed by the module for its job:
 //! `traffic` (the gateway, regions, origin × target), `fairness` (home provinces),
 //! `caches` (recognition caches), `nodes` (outboxes), `satisfaction` (好差评), `supply`
-//! (the data-sharing responsibility list), over `figures` (the window and
+//! (the data-sharing responsibility list), `lists` (who offers which one-thing), over `figures` (the window and
 //! the counter arithmetic they share).
 
 use std::sync::Arc;
 
 use serde::Serialize;
-use tongban_proto::rules::region::RegionTable;
+use tongban_proto::rules::{catalog::Catalog, region::RegionTable};
 
 use super::{
     caches::caches,
     fairness::fairness,
     figures::Window,
+    lists::{ListRow, lists},
     nodes::node_row,
     reading::Reading,
     sample::Sample,
@@ -54,6 +55,9 @@ pub struct ConsoleView {
     pub satisfaction: Vec<SatisfactionRow>,
     /// The data-sharing responsibility list against what the gateway measured.
     pub supply: Vec<SupplyRow>,
+    /// The catalog in force, and its one-things by list with who offers them.
+    pub catalog_version: String,
+    pub lists: Vec<ListRow>,
     pub recent_errors: Vec<RecentError>,
 }
 
@@ -62,6 +66,7 @@ pub fn build(
     history: &[Arc<Sample>],
     recent_errors: Vec<RecentError>,
     regions: &RegionTable,
+    catalog: &Catalog,
     call_metrics: bool,
     now_unix_ms: u64,
 ) -> ConsoleView {
@@ -87,6 +92,8 @@ pub fn build(
             .collect(),
         satisfaction: satisfaction(&nodes, regions),
         supply: supply(&window, &nodes, regions),
+        catalog_version: catalog.version.clone(),
+        lists: lists(catalog, regions),
         recent_errors,
     }
 }

@@ -118,7 +118,7 @@ impl Recognition {
                     source,
                     signed: None,
                 };
-                self.license_verdict(base, found, item, None)
+                self.license_verdict(base, found, &item, None)
             })
             .collect();
         Ok(ListLicensesResponse {

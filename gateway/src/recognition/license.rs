@@ -10,7 +10,7 @@ use std::{
 };
 
 use tongban_proto::{
-    rules::{catalog::CatalogItem, credentials::license_issuer, resident_id::ResidentId},
+    rules::{credentials::license_issuer, resident_id::ResidentId},
     v1::{
         FetchLicenseRequest, FetchLicenseResponse, LicenseVerdict, LookupLicenseRequest,
         LookupPurpose, SignedObject, VerdictOutcome, VerdictReason, VerdictSource,
@@ -23,8 +23,8 @@ use super::{
     footprint::Footprint,
     issuer::IssuerError,
     lookup::{
-        Ctx, Found, LicenseEntry, Recognition, ask_issuer, field, issuer_failed, license_refusal,
-        today, until_end_of,
+        Ctx, Found, ItemOf, LicenseEntry, Recognition, ask_issuer, field, issuer_failed,
+        license_refusal, today, until_end_of,
     },
     verify::{self, Refusal},
     voucher::{Signer, Voucher},
@@ -66,7 +66,10 @@ impl Recognition {
                     VerdictReason::TypeNotRecognized,
                     format!(
                         "{} is not accepted for material {} of {} in catalog {}",
-                        request.license_type, material.id, item.id, self.catalog.version
+                        request.license_type,
+                        material.id,
+                        item.id,
+                        item.version()
                     ),
                 ),
             ));
@@ -100,7 +103,7 @@ impl Recognition {
         if let Ok(entry) = &found.entry {
             ctx.charges.charge(2 * entry.bytes())?;
         }
-        Ok(self.license_verdict(base, found, item, Some(material.id.as_str())))
+        Ok(self.license_verdict(base, found, &item, Some(material.id.as_str())))
     }
 
     /// The license's cache entry (or why there is none), where it came from, and the
@@ -326,7 +329,7 @@ impl Recognition {
         &self,
         base: LicenseVerdict,
         found: Found,
-        item: &CatalogItem,
+        item: &ItemOf,
         material: Option<&str>,
     ) -> LicenseVerdict {
         let Found {
@@ -379,7 +382,9 @@ impl Recognition {
         if satisfies.is_empty() || !offered_ok {
             let detail = format!(
                 "{} stands in for no material of {} in catalog {}",
-                checked.license_type, item.id, self.catalog.version
+                checked.license_type,
+                item.id,
+                item.version()
             );
             return finish(license_refusal(
                 verdict,

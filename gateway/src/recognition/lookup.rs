@@ -37,6 +37,7 @@ use super::{
     voucher::Signer,
 };
 use crate::{
+    catalog::CatalogSource,
     config::RecognitionSettings,
     error::GatewayError,
     registry::{Route, SharedRegistry},
@@ -129,11 +130,32 @@ pub(super) struct Found {
     pub(super) signed: Option<SignedObject>,
 }
 
+/// One item of the catalog version a lookup was judged by.
+pub(super) struct ItemOf {
+    catalog: Arc<Catalog>,
+    index: usize,
+}
+
+impl ItemOf {
+    /// The catalog version the item is read from.
+    pub(super) fn version(&self) -> &str {
+        &self.catalog.version
+    }
+}
+
+impl std::ops::Deref for ItemOf {
+    type Target = CatalogItem;
+
+    fn deref(&self) -> &CatalogItem {
+        &self.catalog.items[self.index]
+    }
+}
+
 /// The recognition service; shared by every connection.
 pub struct Recognition {
     pub(super) registry: SharedRegistry,
     pub(super) regions: &'static RegionTable,
-    pub(super) catalog: Arc<Catalog>,
+    pub(super) catalog: Arc<CatalogSource>,
     pub(super) settings: RecognitionSettings,
     pub(super) keyer: Keyer,
     pub(super) caches: Caches<IdentityEntry, LicenseEntry, HolderList>,
@@ -304,7 +326,7 @@ impl Recognition {
     pub fn new(
         registry: SharedRegistry,
         regions: &'static RegionTable,
-        catalog: Arc<Catalog>,
+        catalog: Arc<CatalogSource>,
         settings: RecognitionSettings,
         secret: &[u8],
         metrics: &mut prometheus_client::registry::Registry,
@@ -323,7 +345,9 @@ impl Recognition {
             })
             .collect();
         let revoked = Revoked::new(&settings.revocations, members, metrics);
-        let data_labels = super::data_label::DataLabels::of(&catalog);
+        // Published items name only license types the catalog had (see
+        // `Catalog::with_publication`): the labels made now cover every later version.
+        let data_labels = super::data_label::DataLabels::of(&catalog.current());
         Self {
             registry,
             regions,
@@ -406,21 +430,20 @@ impl Recognition {
             .map_err(|problem| field(consent::FIELD, problem))
     }
 
-    /// The one-thing of the catalog a lookup is made for.
-    pub(super) fn item(
-        &self,
-        purpose: &Option<LookupPurpose>,
-    ) -> Result<&CatalogItem, GatewayError> {
+    /// The one-thing of the catalog in force a lookup is made for.
+    pub(super) fn item(&self, purpose: &Option<LookupPurpose>) -> Result<ItemOf, GatewayError> {
         let id = purpose
             .as_ref()
             .map(|p| p.one_thing_id.as_str())
             .unwrap_or_default();
-        self.catalog.item(id).ok_or_else(|| {
-            field(
+        let catalog = self.catalog.current();
+        match catalog.items.iter().position(|item| item.id == id) {
+            Some(index) => Ok(ItemOf { catalog, index }),
+            None => Err(field(
                 "purpose.one_thing_id",
-                format!("not a one-thing of catalog {}", self.catalog.version),
-            )
-        })
+                format!("not a one-thing of catalog {}", catalog.version),
+            )),
+        }
     }
 
     // The cache keys, each domain named once: a license cached by the holder list is

@@ -83,6 +83,21 @@ impl RevocationLog {
         Arc::new(move || progress.check())
     }
 
+    /// The log's database (the replicas' shared catalog ledger is kept there too).
+    pub fn pool(&self) -> sqlx::PgPool {
+        self.table.pool().clone()
+    }
+
+    /// This replica's name, as written with what it appends.
+    pub fn replica(&self) -> &str {
+        self.table.replica()
+    }
+
+    /// How often the log is read when nothing wakes the reader.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
     /// The last sequence number applied here.
     pub fn last_applied(&self) -> u64 {
         self.progress.last_seq()

@@ -50,6 +50,7 @@ fn config(log: RevocationLogSettings) -> (GatewayConfig, PathBuf) {
         },
         registry,
         catalog: None,
+        catalog_ledger: None,
         sharing_list: None,
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),

@@ -286,7 +286,7 @@ impl StandInIssuer {
         Recognition::new(
             self.registry.clone(),
             RegionTable::embedded(),
-            Arc::new(Catalog::embedded()),
+            Arc::new(crate::catalog::CatalogSource::fixed(Catalog::embedded())),
             settings,
             &[7u8; 32],
             metrics,

@@ -32,6 +32,7 @@ pub fn config(
         tls,
         registry,
         catalog: None,
+        catalog_ledger: None,
         sharing_list: None,
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),

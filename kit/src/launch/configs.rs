@@ -139,6 +139,13 @@ impl Plan<'_> {
         config.telemetry = spec.telemetry.clone();
         config.limits = spec.limits.clone();
         config.audit = TrailSettings::at(&format!("gateway{suffix}-audit.log"));
+        // Replicas sharing a revocation log share the catalog ledger in its database;
+        // without one, each keeps its own file.
+        if !spec.shared_revocation_log {
+            config.catalog_ledger = Some(PathBuf::from(format!(
+                "gateway{suffix}-catalog-ledger.jsonl"
+            )));
+        }
         config.operators = Some(OperatorConfig {
             listen: local_addr(&sockets.operator)?,
             roster: crate::config::pki::roster(),

@@ -14,7 +14,7 @@ use time::Date;
 
 use crate::{
     rules::catalog::{Catalog, CatalogItem, FieldError, HandlingMode},
-    rules::region::RegionTable,
+    rules::region::{RegionCode, RegionTable},
     rules::resident_id::ResidentId,
     rules::text,
     v1::MaterialSource,
@@ -87,6 +87,21 @@ pub fn item<'c>(catalog: &'c Catalog, one_thing_id: &str) -> Result<&'c CatalogI
     catalog
         .item(one_thing_id)
         .ok_or_else(|| format!("not a one-thing of catalog {}", catalog.version))
+}
+
+/// Whether `region` offers `item` (the three lists): `role` says what the region is to
+/// the case (`filed at`, `handled by`).
+pub fn offered(item: &CatalogItem, region: &RegionCode, role: &str) -> Result<(), String> {
+    if item.offered_in(region) {
+        return Ok(());
+    }
+    let offering: Vec<&str> = item.offering_regions().map(RegionCode::as_str).collect();
+    Err(format!(
+        "{} is a featured one-thing offered only by region {}; region {region} ({role}) \
+         has not adopted it",
+        item.id,
+        offering.join(", ")
+    ))
 }
 
 /// The handling mode: the one asked for, or the item's first; it must be offered.

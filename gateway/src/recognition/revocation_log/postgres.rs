@@ -89,6 +89,10 @@ impl LogTable {
         &self.pool
     }
 
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
     /// Creates or upgrades the table (replicas starting together take turns).
     pub async fn migrate(&self) -> Result<(), LogError> {
         migrate(&self.pool, COMPONENT, STEPS).await?;

@@ -43,11 +43,16 @@ impl CatalogItem {
         self.check_form()?;
         self.check_competent_region()?;
         self.check_time_limit_and_modes()?;
-        self.check_parts()
+        self.check_parts()?;
+        self.check_listing()
     }
 
     /// The error for a broken rule of this item at `field`.
-    fn fail(&self, field: impl Into<String>, problem: impl Into<String>) -> CatalogError {
+    pub(super) fn fail(
+        &self,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> CatalogError {
         CatalogError::Item {
             item: truncate_for_error(&self.id, MAX_ID_LEN),
             field: field.into(),

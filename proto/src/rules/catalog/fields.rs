@@ -66,7 +66,7 @@ impl FormField {
 pub(super) const REGION_CODE_SHAPE: &str = "expected a 6-digit GB/T 2260 region code";
 
 /// Checks a `YYYY-MM-DD` date.
-fn check_date(value: &str) -> Result<(), String> {
+pub(super) fn check_date(value: &str) -> Result<(), String> {
     let bytes = value.as_bytes();
     let shaped = bytes.len() == 10
         && bytes.iter().enumerate().all(|(i, b)| match i {

@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn embedded_catalog_loads_and_validates() {
         let catalog = Catalog::embedded();
-        assert_eq!(catalog.version, "2026.12-2");
+        assert_eq!(catalog.version, "2026.12-3");
         catalog.validate().unwrap();
         for id in [
             "newborn-birth",

@@ -16,6 +16,7 @@
 //! - `prereview`: form pre-review ([`CatalogItem::validate_form`]) and missing materials.
 //! - `fields`: the per-type value checkers behind pre-review.
 //! - `competent`: the competent-region rule ([`CatalogItem::competent_region`]).
+//! - `lists`: the three lists, publication and adoption ([`CatalogItem::offered_in`]).
 //!
 //! The working-day arithmetic behind [`CatalogItem::promised_date`] is in
 //! [`calendar`](crate::rules::calendar).
@@ -24,16 +25,18 @@ mod competent;
 mod consistency;
 mod fields;
 mod json;
+mod lists;
 mod model;
 mod prereview;
 #[cfg(test)]
 mod test_support;
 mod wire;
 
+pub use lists::ChangeRefused;
 pub use model::{
-    BundledService, Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion,
-    DEFAULT_TEXT_MAX_LENGTH, FieldType, FormField, HandlingMode, JointPart, Material, MaterialKind,
-    Prefill,
+    Adoption, AnnualListing, BundledService, Catalog, CatalogError, CatalogItem, CatalogList,
+    CompetentRegion, DEFAULT_TEXT_MAX_LENGTH, FieldType, FormField, HandlingMode, JointPart,
+    Material, MaterialKind, Prefill,
 };
 pub use prereview::{FieldError, FormErrors};
 pub use wire::InvalidHandlingMode;

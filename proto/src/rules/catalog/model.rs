@@ -118,6 +118,34 @@ pub struct CatalogItem {
     /// have at least two.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<JointPart>,
+    /// For [`CatalogList::Annual`]: the year's list and the date by which every region
+    /// offers the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annual: Option<AnnualListing>,
+    /// For [`CatalogList::RegionalFeatured`]: the regions that adopted it, in order.
+    /// The gateway's catalog ledger writes these; a catalog file may start with some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adoptions: Vec<Adoption>,
+}
+
+/// An item's place in a year's list (年度清单).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnualListing {
+    /// The list's year.
+    pub year: u16,
+    /// `YYYY-MM-DD`: every region offers the item from this date at the latest.
+    pub available_everywhere_by: String,
+}
+
+/// A region that adopted another's featured one-thing (全国复用).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adoption {
+    /// The adopting region (a province's or a delegated city's code).
+    pub region: RegionCode,
+    /// `YYYY-MM-DD`, Beijing time.
+    pub adopted_on: String,
 }
 
 /// One part of a jointly handled one-thing, e.g. the transfer out of a household
@@ -380,6 +408,25 @@ impl CatalogItem {
     /// Whether the item may be handled in `mode`.
     pub fn allows_mode(&self, mode: HandlingMode) -> bool {
         self.modes.contains(&mode)
+    }
+
+    /// Whether `region` offers the item (accepts and handles it): every region offers
+    /// the national and annual lists' items; a featured item is offered by the region
+    /// that published it and the regions that adopted it (a province's adoption covers
+    /// its delegated cities).
+    pub fn offered_in(&self, region: &RegionCode) -> bool {
+        if self.list != CatalogList::RegionalFeatured {
+            return true;
+        }
+        self.offering_regions()
+            .any(|offering| offering.to_prefix().contains(region))
+    }
+
+    /// The regions that offer a featured item: its publisher, then its adopters.
+    pub fn offering_regions(&self) -> impl Iterator<Item = &RegionCode> {
+        self.publishing_region
+            .iter()
+            .chain(self.adoptions.iter().map(|a| &a.region))
     }
 }
 

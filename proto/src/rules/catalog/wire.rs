@@ -2,6 +2,7 @@
 //! unspecified or unknown enum values rejected, and the enum mappings to `v1`.
 
 use super::consistency::MAX_ID_LEN;
+use super::lists;
 use super::model::{
     BundledService, Catalog, CatalogError, CatalogItem, CatalogList, CompetentRegion, FieldType,
     FormField, HandlingMode, JointPart, Material, MaterialKind, Prefill,
@@ -127,12 +128,14 @@ impl CatalogItem {
                     }
                 })
                 .collect(),
+            annual: lists::annual_to_proto(&self.annual),
+            adoptions: lists::adoptions_to_proto(&self.adoptions),
         }
     }
 
     /// Converts a protobuf item. Enum values must be specified and known; the result is
     /// not yet checked for consistency (see [`Catalog::validate`]).
-    fn from_proto(item: &v1::CatalogItem) -> Result<CatalogItem, CatalogError> {
+    pub fn from_proto(item: &v1::CatalogItem) -> Result<CatalogItem, CatalogError> {
         let id = &item.id;
         // The id is not checked yet; keep error messages bounded.
         let label = truncate_for_error(id, MAX_ID_LEN);
@@ -199,6 +202,8 @@ impl CatalogItem {
             competent_region,
             modes,
             parts,
+            annual: lists::annual_from_proto(&label, &item.annual)?,
+            adoptions: lists::adoptions_from_proto(&label, &item.adoptions)?,
         })
     }
 }
