@@ -1,6 +1,7 @@
 //! `tongban operator`: an operator's requests to a gateway's or node's operator listener,
 //! made with the operator's certificate (`spiffe://tongban/operator/<name>`): reload,
-//! revoke a license, flag, list and settle disputes of wrong data, and a loopback proxy
+//! revoke a license, flag, list and settle disputes of wrong data, list, publish and
+//! adopt featured one-things, and a loopback proxy
 //! for a browser to open the console through.
 
 use std::{
@@ -104,6 +105,31 @@ pub enum OperatorCommand {
         confirmed: bool,
         #[arg(long)]
         note: String,
+    },
+    /// The three lists as the node sees them (总体清单、年度清单、特色清单): each
+    /// one-thing, who offers it and whether the node's region does. `--refresh` fetches
+    /// the gateway's catalog first.
+    Catalog {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Publish one of the node's region's featured one-things (一地创新), or a new
+    /// version of it, through the gateway: `--item` is one item in the catalog's JSON
+    /// form (as in `catalog/national.json`), `list` `regional_featured`.
+    PublishItem {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        item: PathBuf,
+    },
+    /// Adopt another region's featured one-thing (全国复用): the node's region then
+    /// accepts and handles it.
+    AdoptItem {
+        #[command(flatten)]
+        target: Target,
+        item_id: String,
     },
     /// Serve a plain HTTP proxy on loopback that forwards every request to the member's
     /// operator listener with the operator's certificate: open
@@ -234,6 +260,36 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
             };
             let path = format!("/disputes/{flagging_region}/{dispute_id}/settle");
             print_answer(&target.client()?.post_json(&path, &body).await?)
+        }
+        OperatorCommand::Catalog { target, refresh } => {
+            let client = target.client()?;
+            if refresh {
+                print_answer(&client.post_json("/catalog/refresh", &json!({})).await?)?;
+            }
+            print_answer(&client.get("/catalog").await?)
+        }
+        OperatorCommand::PublishItem { target, item } => {
+            let text = std::fs::read_to_string(&item)
+                .with_context(|| format!("reading {}", item.display()))?;
+            let body: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", item.display()))?;
+            print_answer(
+                &target
+                    .client()?
+                    .post_json("/catalog/featured", &body)
+                    .await?,
+            )
+        }
+        OperatorCommand::AdoptItem { target, item_id } => {
+            // A catalog id never needs escaping; anything else would change the path.
+            let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+            if item_id.is_empty() || !item_id.bytes().all(plain) {
+                bail!(
+                    "{item_id:?} is not a catalog item id (ASCII letters, digits, '-', '_', '.')"
+                );
+            }
+            let path = format!("/catalog/featured/{item_id}/adopt");
+            print_answer(&target.client()?.post_json(&path, &json!({})).await?)
         }
         OperatorCommand::Proxy { target, listen } => {
             let client = target.client()?;

@@ -26,6 +26,9 @@ pub const KEPT_VERSIONS: usize = 8;
 /// The current catalog and the recent ones; cheap to read.
 pub struct CatalogCopy {
     versions: RwLock<Versions>,
+    /// Wakes the refresher before its turn: a peer named a version this node does not
+    /// know, or this node changed the catalog.
+    refresh_now: tokio::sync::Notify,
 }
 
 struct Versions {
@@ -72,7 +75,13 @@ impl CatalogCopy {
                 earlier,
                 embedded,
             }),
+            refresh_now: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks the refresher to fetch the gateway's catalog now.
+    pub fn want_refresh(&self) {
+        self.refresh_now.notify_one();
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Versions> {
@@ -178,6 +187,7 @@ impl CatalogCopy {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.refresh_now.notified() => {}
             }
         }
     }

@@ -10,14 +10,14 @@ use tongban_proto::{
     rules::message_signature::Signed,
     rules::region::{RegionCode, RegionPrefix},
     v1::{
-        DeliverApplicationRequest, DeliverApplicationResponse, GetCatalogRequest,
-        GetCatalogResponse, IdentityVerdict, LicenseVerdict, ListLicensesRequest,
-        ListLicensesResponse, LookupLicenseRequest, PublishRevocationRequest,
-        PublishRevocationResponse, PushStatusRequest, PushStatusResponse, QueryStatusRequest,
-        QueryStatusResponse, RaiseDisputeRequest, RaiseDisputeResponse, SettleDisputeRequest,
-        SettleDisputeResponse, SubmitEvaluationRequest, SubmitEvaluationResponse,
-        VerifyIdentityRequest, catalog_client::CatalogClient,
-        gateway_client::GatewayClient as Grpc,
+        AdoptFeaturedItemRequest, CatalogChangeResponse, CatalogItem, DeliverApplicationRequest,
+        DeliverApplicationResponse, GetCatalogRequest, GetCatalogResponse, IdentityVerdict,
+        LicenseVerdict, ListLicensesRequest, ListLicensesResponse, LookupLicenseRequest,
+        PublishFeaturedItemRequest, PublishRevocationRequest, PublishRevocationResponse,
+        PushStatusRequest, PushStatusResponse, QueryStatusRequest, QueryStatusResponse,
+        RaiseDisputeRequest, RaiseDisputeResponse, SettleDisputeRequest, SettleDisputeResponse,
+        SubmitEvaluationRequest, SubmitEvaluationResponse, VerifyIdentityRequest,
+        catalog_client::CatalogClient, gateway_client::GatewayClient as Grpc,
     },
 };
 use tongban_runtime::{
@@ -446,6 +446,32 @@ impl GatewayClient {
             .catalog
             .clone()
             .get_catalog(GetCatalogRequest { known_version })
+            .await?
+            .into_inner())
+    }
+
+    /// Publishes one of this region's featured one-things (or a new version of it).
+    pub async fn publish_featured_item(
+        &self,
+        item: CatalogItem,
+    ) -> Result<CatalogChangeResponse, CallFailed> {
+        Ok(self
+            .catalog
+            .clone()
+            .publish_featured_item(PublishFeaturedItemRequest { item: Some(item) })
+            .await?
+            .into_inner())
+    }
+
+    /// Adopts another region's featured one-thing.
+    pub async fn adopt_featured_item(
+        &self,
+        item_id: String,
+    ) -> Result<CatalogChangeResponse, CallFailed> {
+        Ok(self
+            .catalog
+            .clone()
+            .adopt_featured_item(AdoptFeaturedItemRequest { item_id })
             .await?
             .into_inner())
     }

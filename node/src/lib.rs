@@ -75,6 +75,7 @@ pub mod joint;
 pub mod metrics;
 pub mod observe;
 pub mod operator;
+pub mod operator_catalog;
 pub mod operator_disputes;
 pub mod peers;
 pub mod platform;

@@ -18,7 +18,8 @@
 //! Both actions answer `404` for an unknown id and `409` for an entry that is not a
 //! dead letter.
 //! - disputes of wrong data are flagged, listed and settled by the routes of
-//!   `crate::operator_disputes`, served beside these.
+//!   `crate::operator_disputes`, served beside these; the three lists and this
+//!   region's publications and adoptions are in `crate::operator_catalog`.
 
 use std::sync::Arc;
 

@@ -313,7 +313,8 @@ impl Node {
             });
             let router = admin::reload(reload)
                 .merge(operator::router(operator.clone()))
-                .merge(crate::operator_disputes::routes(operator));
+                .merge(crate::operator_disputes::routes(operator.clone()))
+                .merge(crate::operator_catalog::routes(operator));
             let operators = OperatorListener {
                 listener,
                 roster: Arc::new(

@@ -43,8 +43,24 @@ pub fn check(ctx: &NodeContext, application: &Application) -> Result<ResidentId,
         reference: &m.reference,
     })
     .map_err(|p| refusal(vec![p], &catalog.version))?;
+    offered_at_both_ends(ctx, standard.item, application)?;
     joint_part(ctx, standard.item, application, &standard.applicant)?;
     Ok(standard.applicant)
+}
+
+/// A featured one-thing travels only between regions that offer it: the region it was
+/// filed at, and this one, which handles it (judged by the catalog version the
+/// application names, so the verdict is final).
+fn offered_at_both_ends(
+    ctx: &NodeContext,
+    item: &CatalogItem,
+    application: &Application,
+) -> Result<(), NodeError> {
+    let origin = RegionCode::parse(&application.origin_region)
+        .map_err(|e| NodeError::invalid("application.origin_region", e.to_string()))?;
+    standard::offered(item, &origin, "filed at")
+        .and_then(|()| standard::offered(item, &ctx.region, "handled by"))
+        .map_err(|problem| NodeError::invalid("application.one_thing_id", problem))
 }
 
 /// 多地联办: a joint delivery names a part of the item, and the part's own rule over
@@ -101,6 +117,8 @@ fn named_catalog(ctx: &NodeContext, named: &str) -> Result<Arc<Catalog>, NodeErr
         return Ok(ctx.catalog.get());
     }
     ctx.catalog.version(named).ok_or_else(|| {
+        // A newer version than ours, likely: fetch it now rather than at the next turn.
+        ctx.catalog.want_refresh();
         NodeError::UnknownCatalog(format!(
             "the application names catalog {named:?}, which this node does not \
              know (it has {}); deliver again once the catalogs agree",

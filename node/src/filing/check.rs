@@ -9,7 +9,7 @@ use time::Date;
 use tongban_proto::{
     rules::catalog::{Catalog, CatalogItem, FieldError, HandlingMode, MaterialKind},
     rules::credentials::license_issuer,
-    rules::region::RegionTable,
+    rules::region::{RegionCode, RegionTable},
     rules::resident_id::ResidentId,
     rules::standard::{self, Filing, GivenMaterial},
     v1::{MaterialRef, MaterialSource},
@@ -49,6 +49,7 @@ pub struct Checked {
 pub fn check(
     catalog: &Catalog,
     regions: &RegionTable,
+    filed_at: &RegionCode,
     request: &FilingRequest,
     today: Date,
 ) -> Result<Checked, IntakeError> {
@@ -69,6 +70,11 @@ pub fn check(
     let Ok(item) = standard::item(catalog, &request.one_thing_id) else {
         return Err(IntakeError::Invalid(problems));
     };
+    // A featured one-thing is filed only where it is offered (the handling region is
+    // judged once the form names it, in `compose`).
+    if let Err(problem) = standard::offered(item, filed_at, "filed at") {
+        problems.insert(0, field("one_thing_id", problem));
+    }
     let (provided, cited) = materials(item, &request.materials, &mut problems);
     match standard {
         Some(standard) if problems.is_empty() => Ok(Checked {
@@ -207,10 +213,53 @@ mod tests {
         )
     }
 
+    fn at(region: &str) -> RegionCode {
+        RegionCode::parse(region).unwrap()
+    }
+
+    /// A featured one-thing is filed where it is offered only: Shanghai's item at
+    /// Shanghai's window, not at Guangdong's.
+    #[test]
+    fn a_featured_item_is_filed_only_where_it_is_offered() {
+        let mut request = medical("王小明");
+        request.one_thing_id = "sh-foreigner-work".into();
+        let at_44 = check(
+            &Catalog::embedded(),
+            RegionTable::embedded(),
+            &at("440000"),
+            &request,
+            today(),
+        );
+        let Err(IntakeError::Invalid(problems)) = at_44 else {
+            panic!("accepted at 44")
+        };
+        assert_eq!(problems[0].field, "one_thing_id");
+        assert!(
+            problems[0]
+                .problem
+                .contains("region 440000 (filed at) has not adopted it")
+        );
+        let at_31 = check(
+            &Catalog::embedded(),
+            RegionTable::embedded(),
+            &at("310000"),
+            &request,
+            today(),
+        );
+        let Err(IntakeError::Invalid(problems)) = at_31 else {
+            panic!("a medical form passes for sh-foreigner-work")
+        };
+        assert!(
+            problems.iter().all(|p| p.field != "one_thing_id"),
+            "{problems:?}"
+        );
+    }
+
     fn problems(request: &FilingRequest) -> Vec<(String, String)> {
         match check(
             &Catalog::embedded(),
             RegionTable::embedded(),
+            &at("310000"),
             request,
             today(),
         ) {
@@ -227,6 +276,7 @@ mod tests {
         let checked = check(
             &Catalog::embedded(),
             RegionTable::embedded(),
+            &at("310000"),
             &medical(" 王小明 "),
             today(),
         )
@@ -306,6 +356,7 @@ mod tests {
         let checked = check(
             &Catalog::embedded(),
             RegionTable::embedded(),
+            &at("310000"),
             &filing,
             today(),
         )

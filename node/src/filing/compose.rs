@@ -178,6 +178,8 @@ fn handling_region(
         .competent_region(&checked.applicant.home_region(), form, &ctx.region)
         .map_err(|e| IntakeError::Invalid(vec![e.into()]))?;
     let target = ctx.regions.routed(target);
+    standard::offered(&checked.item, &target, "handled by")
+        .map_err(|problem| IntakeError::Invalid(vec![field("one_thing_id", problem)]))?;
     Ok((target, !ctx.prefix.contains(&target)))
 }
 

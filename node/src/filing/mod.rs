@@ -64,7 +64,13 @@ impl Intake {
         let ctx = &self.ctx;
         let client_key = write::client_key(client_key, &request);
         let now = business_now();
-        let checked = check::check(&ctx.catalog.get(), ctx.regions, &request, now.date())?;
+        let checked = check::check(
+            &ctx.catalog.get(),
+            ctx.regions,
+            &ctx.region,
+            &request,
+            now.date(),
+        )?;
         // A retry gets its first receipt, without asking the federation again.
         if let Some(earlier) = write::earlier(&ctx.store, client_key.as_ref()).await? {
             return Ok((earlier, true));

@@ -52,7 +52,7 @@ pub async fn resume(
             tracing::warn!(case = case_number, version = %application.catalog_version, "resumed pre-review: the catalog version filed under is no longer kept, judged by the one in force");
             ctx.catalog.get()
         });
-    let checked = match check::check(&catalog, ctx.regions, &request, now.date()) {
+    let checked = match check::check(&catalog, ctx.regions, &ctx.region, &request, now.date()) {
         Ok(checked) => checked,
         Err(e) => return refuse(ctx, outbox_id, case_number, e.to_string()).await,
     };

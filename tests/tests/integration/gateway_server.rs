@@ -106,6 +106,7 @@ async fn extra_gateway(
         tls: t.tls_files(&PeerIdentity::Gateway),
         registry,
         catalog: None,
+        catalog_ledger: None,
         sharing_list: None,
         upstream: ClientSettings {
             request_timeout,

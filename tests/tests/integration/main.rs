@@ -12,6 +12,7 @@
 mod audit;
 mod backup;
 mod calendar;
+mod catalog_lists;
 mod console;
 mod delegated_cities;
 mod disputes;

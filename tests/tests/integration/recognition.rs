@@ -533,6 +533,7 @@ async fn stand_in_federation(
         tls: t.tls_files(&PeerIdentity::Gateway),
         registry: registry_path,
         catalog: None,
+        catalog_ledger: None,
         sharing_list: None,
         upstream: ClientSettings::default(),
         handshake_timeout: Duration::from_secs(5),

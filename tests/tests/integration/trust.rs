@@ -155,9 +155,9 @@ fn federation_listener_methods() -> Vec<&'static Method> {
     }
     assert_eq!(
         METHODS.iter().filter(|m| m.changes_state).count(),
-        6,
-        "DeliverApplication, PushStatus, PublishRevocation, SubmitEvaluation, RaiseDispute \
-         and SettleDispute change state"
+        8,
+        "DeliverApplication, PushStatus, PublishRevocation, SubmitEvaluation, RaiseDispute, \
+         SettleDispute, PublishFeaturedItem and AdoptFeaturedItem change state"
     );
     METHODS.iter().collect()
 }
@@ -373,6 +373,32 @@ impl Jiangsu {
                     .get_catalog(Self::request(method, GetCatalogRequest::default(), ""))
                     .await?;
                 Ok(None)
+            }
+            "/tongban.federation.v1.Catalog/PublishFeaturedItem" => {
+                // 32 publishes a featured item of its own.
+                let mut item = tongban_proto::rules::catalog::Catalog::embedded()
+                    .item("sh-foreigner-work")
+                    .unwrap()
+                    .clone();
+                item.id = "js-77777".into();
+                item.publishing_region = None;
+                let message = tongban_proto::v1::PublishFeaturedItemRequest {
+                    item: Some(item.to_proto()),
+                };
+                let answer = CatalogClient::new(channel.clone())
+                    .publish_featured_item(Self::request(method, message, ""))
+                    .await?;
+                Ok(Some(answer.into_inner().changed))
+            }
+            "/tongban.federation.v1.Catalog/AdoptFeaturedItem" => {
+                // 32 adopts Shanghai's featured item.
+                let message = tongban_proto::v1::AdoptFeaturedItemRequest {
+                    item_id: "sh-foreigner-work".into(),
+                };
+                let answer = CatalogClient::new(channel.clone())
+                    .adopt_featured_item(Self::request(method, message, ""))
+                    .await?;
+                Ok(Some(answer.into_inner().changed))
             }
             "/grpc.health.v1.Health/Check" => {
                 let message = HealthCheckRequest {
