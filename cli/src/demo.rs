@@ -1,7 +1,8 @@
 //! The demo: a local federation of three regions, cross-region filings through the
 //! portal API — identities verified with the home region and materials recognized
-//! from electronic licenses of other regions, then served from the gateway's cache —
-//! and a table of what happened.
+//! from electronic licenses of other regions, then served from the gateway's cache, and
+//! a featured one-thing one region published and another adopted — and a table of what
+//! happened.
 
 use std::{
     path::Path,
@@ -9,7 +10,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tongban_kit::{FederationSpec, LocalFederation, RunningNode};
+use tongban_kit::{FederationSpec, LocalFederation, RunningNode, testing::featured_medical_item};
 use tongban_node::platform::embedded::{SyntheticResident, synthetic_residents};
 use tongban_proto::rules::region::{RegionPrefix, RegionTable};
 use tongban_runtime::process::shutdown::ShutdownSignal;
@@ -236,7 +237,73 @@ fn scenarios(
                 field: "form.company_name",
             },
         },
+        Scenario {
+            label: "Shanghai resident files Shanghai's featured one-thing, adopted by Guangdong, at Guangdong's window",
+            origin: "44".into(),
+            filing: featured_filing(applicant(r31b)),
+            expect: Expect::Approved {
+                handling_prefix: "31".into(),
+            },
+        },
+        Scenario {
+            label: "Beijing has not adopted Shanghai's featured one-thing: refused at its window",
+            origin: "11".into(),
+            filing: featured_filing(applicant(r31)),
+            expect: Expect::Refused {
+                status: 422,
+                field: "one_thing_id",
+            },
+        },
     ]
+}
+
+/// Shanghai's featured one-thing, published and adopted by [`publish_and_adopt`].
+const FEATURED: &str = "sh-yangtze-medical-settlement";
+
+fn featured_filing(applicant: Value) -> Value {
+    json!({
+        "one_thing_id": FEATURED,
+        "applicant": applicant,
+        "form": {
+            "treatment_region": "310115", "hospital_name": "复旦大学附属中山医院",
+            "start_date": "2026-12-01", "reason": "异地长期居住", "contact_phone": "13800138000"
+        },
+    })
+}
+
+/// 一地创新、全国复用: Shanghai publishes a featured one-thing through the gateway and
+/// Guangdong adopts it, both with their nodes' operator listeners (as `tongban operator
+/// publish-item` and `adopt-item` do). Prints what happened.
+async fn publish_and_adopt(federation: &LocalFederation) {
+    let steps = [
+        (
+            "31",
+            "/catalog/featured",
+            featured_medical_item(FEATURED, None),
+        ),
+        (
+            "44",
+            &*format!("/catalog/featured/{FEATURED}/adopt"),
+            json!({}),
+        ),
+    ];
+    for (prefix, path, body) in steps {
+        let Ok(node) = federation.node(prefix) else {
+            continue;
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        match node.operator.send("POST", path, body.into()).await {
+            Ok(answer) if answer.status == 200 => println!(
+                "- region {prefix}: POST {path} -> catalog {}",
+                answer.body["version"].as_str().unwrap_or("?")
+            ),
+            Ok(answer) => println!(
+                "- region {prefix}: POST {path} answered {}: {}",
+                answer.status, answer.body
+            ),
+            Err(error) => println!("- region {prefix}: POST {path} failed: {error}"),
+        }
+    }
 }
 
 /// Runs the demo; returns whether every scenario ended as expected.
@@ -273,6 +340,7 @@ pub async fn run(
         })
         .collect();
     let marriage_certificate = marriage_certificate_from_beijing(&federation, &residents).await;
+    publish_and_adopt(&federation).await;
     let mut outcomes = Vec::new();
     for scenario in scenarios(&residents, marriage_certificate) {
         let Ok(node) = federation.node(&scenario.origin) else {

@@ -29,7 +29,13 @@ pub struct CatalogCopy {
     /// Wakes the refresher before its turn: a peer named a version this node does not
     /// know, or this node changed the catalog.
     refresh_now: tokio::sync::Notify,
+    /// Versions deliveries named that this node never fetched (an earlier ledger
+    /// version, say): fetched exactly by the refresher, at most [`MAX_WANTED`].
+    wanted: std::sync::Mutex<Vec<String>>,
 }
+
+/// The most versions waited for at once (a peer cannot make the list grow).
+const MAX_WANTED: usize = 8;
 
 struct Versions {
     current: Arc<Catalog>,
@@ -76,7 +82,69 @@ impl CatalogCopy {
                 embedded,
             }),
             refresh_now: tokio::sync::Notify::new(),
+            wanted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Asks the refresher to fetch `version` exactly: a delivery names it.
+    pub fn want_version(&self, version: &str) {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        if version.is_empty() || version.len() > 64 || !version.bytes().all(plain) {
+            return;
+        }
+        let mut wanted = self
+            .wanted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if wanted.len() < MAX_WANTED && !wanted.iter().any(|v| v == version) {
+            wanted.push(version.to_owned());
+        }
+        drop(wanted);
+        self.want_refresh();
+    }
+
+    /// Fetches each wanted version this node still lacks and keeps it as an earlier one.
+    async fn fetch_wanted(&self, client: &GatewayClient, store: &Store) {
+        let wanted = std::mem::take(
+            &mut *self
+                .wanted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for version in wanted {
+            if self.version(&version).is_some() {
+                continue;
+            }
+            match client.get_catalog_version(version.clone()).await {
+                Ok(response) => match Catalog::from_proto(&response) {
+                    Ok(catalog) => {
+                        let history = self.add_earlier(catalog, response.encode_to_vec());
+                        if let Err(error) = store.set_setting(HISTORY_SETTING, history).await {
+                            tracing::warn!(%error, "could not save the earlier catalog versions");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%version, %error, "catalog version unusable"),
+                },
+                // Unknown to the gateway: the delivery stays refused as unknown.
+                Err(failed) if failed.status.code() == tonic::Code::NotFound => {}
+                Err(failed) => {
+                    tracing::debug!(%version, error = %failed, "catalog version not fetched yet");
+                    self.want_version(&version);
+                }
+            }
+        }
+    }
+
+    /// Keeps `catalog` beside the current one, as the newest earlier version; the
+    /// earlier versions' encoding to save.
+    fn add_earlier(&self, catalog: Catalog, encoded: Vec<u8>) -> Vec<u8> {
+        let mut versions = self
+            .versions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        versions.earlier.insert(0, (Arc::new(catalog), encoded));
+        versions.earlier.truncate(KEPT_VERSIONS);
+        history(&versions.earlier)
     }
 
     /// Asks the refresher to fetch the gateway's catalog now.
@@ -120,13 +188,7 @@ impl CatalogCopy {
             versions.earlier.insert(0, (previous, encoded));
             versions.earlier.truncate(KEPT_VERSIONS);
         }
-        let mut history = Vec::new();
-        for (_, encoded) in &versions.earlier {
-            prost::encoding::encode_length_delimiter(encoded.len(), &mut history)
-                .unwrap_or_default();
-            history.extend_from_slice(encoded);
-        }
-        history
+        history(&versions.earlier)
     }
 
     /// Fetches the gateway's catalog; returns whether a new version was installed.
@@ -179,6 +241,7 @@ impl CatalogCopy {
                     tracing::debug!(%error, "catalog refresh failed; keeping the current copy")
                 }
             }
+            self.fetch_wanted(&client, &store).await;
             let wait = if synced {
                 period
             } else {
@@ -191,6 +254,16 @@ impl CatalogCopy {
             }
         }
     }
+}
+
+/// The earlier versions as saved: length-delimited, newest first.
+fn history(earlier: &[(Arc<Catalog>, Vec<u8>)]) -> Vec<u8> {
+    let mut history = Vec::new();
+    for (_, encoded) in earlier {
+        prost::encoding::encode_length_delimiter(encoded.len(), &mut history).unwrap_or_default();
+        history.extend_from_slice(encoded);
+    }
+    history
 }
 
 #[cfg(test)]

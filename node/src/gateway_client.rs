@@ -445,7 +445,26 @@ impl GatewayClient {
         Ok(self
             .catalog
             .clone()
-            .get_catalog(GetCatalogRequest { known_version })
+            .get_catalog(GetCatalogRequest {
+                known_version,
+                version: String::new(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Exactly `version` of the catalog (one a delivery names).
+    pub async fn get_catalog_version(
+        &self,
+        version: String,
+    ) -> Result<GetCatalogResponse, CallFailed> {
+        Ok(self
+            .catalog
+            .clone()
+            .get_catalog(GetCatalogRequest {
+                known_version: String::new(),
+                version,
+            })
             .await?
             .into_inner())
     }

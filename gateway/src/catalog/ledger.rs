@@ -4,14 +4,14 @@
 //! replayed over it; its version names the ledger's length (`2026.12-3-L2`).
 //!
 //! One JSON object per line, appended and synced before the change is answered. A
-//! crash can tear only the last line (an append is one write): it is cut off at start,
-//! and that change was never acknowledged. Any other unreadable line stops the start:
-//! the ledger is the federation's record of who offers what, not a cache.
+//! crash can tear only the last line (an append is one write): that change was never
+//! acknowledged, and the next append writes over it. Any other unreadable line stops
+//! the start: the ledger is the federation's record of who offers what, not a cache.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tongban_proto::rules::catalog::CatalogItem;
 
 /// One recorded change.
@@ -52,45 +52,41 @@ pub enum LedgerError {
     },
 }
 
-/// The ledger file, open for appending.
+/// The ledger file. Read at start without writing (`--check` runs on a read-only
+/// filesystem); opened for writing, and a torn last line cut off, at the first append.
 pub struct LedgerFile {
     path: PathBuf,
-    file: tokio::fs::File,
+    /// How many bytes the whole lines take: where the next record goes.
+    whole: u64,
+    file: Option<tokio::fs::File>,
 }
 
 impl LedgerFile {
-    /// Opens (or creates) the ledger at `path` and reads it whole; a torn last line
-    /// is cut off.
+    /// Reads the ledger at `path` (none yet is an empty ledger).
     pub fn open(path: &Path) -> Result<(Self, Vec<Recorded>), LedgerError> {
-        let io = |source| LedgerError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io(e)),
+            Err(source) => {
+                return Err(LedgerError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
         };
         let (recorded, whole) = read(path, &bytes)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
         if whole < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
                 cut = bytes.len() - whole,
-                "catalog ledger: a torn last line (an unacknowledged change) was cut off"
+                "catalog ledger: a torn last line (an unacknowledged change) is cut off at \
+                 the next change"
             );
-            file.set_len(whole as u64).map_err(io)?;
         }
         let ledger = Self {
             path: path.to_owned(),
-            file: tokio::fs::File::from_std(file),
+            whole: whole as u64,
+            file: None,
         };
         Ok((ledger, recorded))
     }
@@ -103,12 +99,37 @@ impl LedgerFile {
             problem: e.to_string(),
         })?;
         line.push(b'\n');
+        let path = self.path.display().to_string();
         let io = |source| LedgerError::Io {
-            path: self.path.display().to_string(),
+            path: path.clone(),
             source,
         };
-        self.file.write_all(&line).await.map_err(io)?;
-        self.file.sync_data().await.map_err(io)
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+                }
+                let file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&self.path)
+                    .await
+                    .map_err(io)?;
+                self.file.insert(file)
+            }
+        };
+        // Writes at the end of the whole lines: over a torn line, or after a failed
+        // append (never acknowledged either).
+        file.set_len(self.whole).await.map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(self.whole))
+            .await
+            .map_err(io)?;
+        file.write_all(&line).await.map_err(io)?;
+        file.sync_data().await.map_err(io)?;
+        self.whole += line.len() as u64;
+        Ok(())
     }
 }
 

@@ -37,12 +37,26 @@ impl catalog_server::Catalog for CatalogService {
         &self,
         request: Request<GetCatalogRequest>,
     ) -> Result<Response<GetCatalogResponse>, Status> {
-        let known = &request.get_ref().known_version;
+        let asked = request.get_ref();
+        let known = if asked.version.is_empty() {
+            &asked.known_version
+        } else {
+            &asked.version
+        };
         if self.source.behind(known) {
             self.source.catch_up().await.map_err(|error| {
                 tracing::warn!(%error, "catalog ledger unread: a fetch is refused");
                 Status::unavailable("the catalog ledger cannot be read now; retry")
             })?;
+        }
+        if !asked.version.is_empty() {
+            return match self.source.version(&asked.version) {
+                Some(exactly) => Ok(Response::new(exactly)),
+                // Not quoted: anything may be sent there.
+                None => Err(Status::not_found(
+                    "the catalog version asked for is not one this gateway can rebuild",
+                )),
+            };
         }
         let served = self.source.served();
         if *known == served.response.version {

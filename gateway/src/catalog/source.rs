@@ -67,10 +67,13 @@ pub struct Changed {
 
 /// The catalog in force, and the ledger that changes it.
 pub struct CatalogSource {
-    base_version: String,
+    base: Arc<Catalog>,
     served: RwLock<Arc<Served>>,
     /// Held by a change or a catch-up: they apply one at a time, in the ledger's order.
     ledger: Option<Mutex<Ledger>>,
+    /// Every record applied here, in order (seq 1, 2, …): an earlier version is rebuilt
+    /// from them when a node asks for it.
+    records: std::sync::Mutex<Vec<Recorded>>,
     /// Whether the ledger has been read since start. A replica on a shared ledger serves
     /// no catalog before (it may lack what the others serve).
     loaded: AtomicBool,
@@ -92,12 +95,7 @@ impl CatalogSource {
 
     /// `base`, alone: nothing can be published (tests, and a gateway without a ledger).
     pub fn fixed(base: Catalog) -> Self {
-        Self {
-            base_version: base.version.clone(),
-            served: RwLock::new(served(base)),
-            ledger: None,
-            loaded: AtomicBool::new(true),
-        }
+        Self::over(base, None, Vec::new(), true)
     }
 
     /// `base`, with the ledger the replicas share in `pool`'s database, read by
@@ -107,32 +105,74 @@ impl CatalogSource {
         pool: sqlx::PgPool,
         replica: String,
     ) -> Result<Self, CatalogStartError> {
-        if base.version.len() > MAX_BASE_VERSION {
-            return Err(CatalogStartError::VersionTooLong(base.version));
-        }
-        Ok(Self {
-            base_version: base.version.clone(),
-            served: RwLock::new(served(base)),
-            ledger: Some(Mutex::new(Ledger::Shared(SharedLedger::new(pool, replica)))),
-            loaded: AtomicBool::new(false),
-        })
+        let shared = Ledger::Shared(SharedLedger::new(pool, replica));
+        Self::checked(base).map(|base| Self::over(base, Some(shared), Vec::new(), false))
     }
 
     /// `base` with the ledger at `path` replayed over it. A recorded change that no
     /// longer applies (a new release's catalog took the id, say) is skipped and logged.
     pub fn with_ledger(base: Catalog, path: &Path) -> Result<Self, CatalogStartError> {
-        if base.version.len() > MAX_BASE_VERSION {
-            return Err(CatalogStartError::VersionTooLong(base.version));
-        }
+        let base = Self::checked(base)?;
         let (file, recorded) = LedgerFile::open(path)?;
-        let base_version = base.version.clone();
-        let catalog = replay(base, &base_version, &recorded);
-        Ok(Self {
-            base_version,
-            served: RwLock::new(served(catalog)),
-            ledger: Some(Mutex::new(Ledger::File(file))),
-            loaded: AtomicBool::new(true),
-        })
+        Ok(Self::over(base, Some(Ledger::File(file)), recorded, true))
+    }
+
+    /// A base version the ledger's suffix fits onto.
+    fn checked(base: Catalog) -> Result<Catalog, CatalogStartError> {
+        match base.version.len() > MAX_BASE_VERSION {
+            true => Err(CatalogStartError::VersionTooLong(base.version)),
+            false => Ok(base),
+        }
+    }
+
+    fn over(base: Catalog, ledger: Option<Ledger>, records: Vec<Recorded>, loaded: bool) -> Self {
+        let current = replay(base.clone(), &base.version, &records);
+        Self {
+            base: Arc::new(base),
+            served: RwLock::new(served(current)),
+            ledger: ledger.map(Mutex::new),
+            records: std::sync::Mutex::new(records),
+            loaded: AtomicBool::new(loaded),
+        }
+    }
+
+    /// Keeps `applied` (the records after those kept) for rebuilding versions.
+    fn remember(&self, applied: &[Recorded]) {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(applied);
+    }
+
+    /// Exactly `version`: the current one, the base, or an earlier ledger version
+    /// rebuilt from the records.
+    pub fn version(&self, version: &str) -> Option<GetCatalogResponse> {
+        let served = self.served();
+        if served.response.version == version {
+            return Some((*served.response).clone());
+        }
+        let base = &self.base.version;
+        let seq = sequence_of(version, base);
+        if version == base.as_str() {
+            return Some(self.base.to_proto());
+        }
+        if seq == 0 || self::version(base, seq) != version {
+            return None;
+        }
+        let records = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let upto: Vec<Recorded> = records
+            .iter()
+            .take_while(|r| r.seq <= seq)
+            .cloned()
+            .collect();
+        drop(records);
+        if upto.last().map(|r| r.seq) != Some(seq) {
+            return None;
+        }
+        Some(replay((*self.base).clone(), base, &upto).to_proto())
     }
 
     /// The catalog in force.
@@ -192,15 +232,16 @@ impl CatalogSource {
         let mut ledger = ledger.lock().await;
         let mut current = self.current();
         let mut recorded = Recorded {
-            seq: sequence_of(&current.version, &self.base_version) + 1,
+            seq: sequence_of(&current.version, &self.base.version) + 1,
             region: region.as_str().to_owned(),
             recorded_ms: now_ms(),
             change,
         };
         let next = match &mut *ledger {
-            Ledger::File(file) => match apply(&current, &self.base_version, &recorded)? {
+            Ledger::File(file) => match apply(&current, &self.base.version, &recorded)? {
                 Some(next) => {
                     file.append(&recorded).await?;
+                    self.remember(std::slice::from_ref(&recorded));
                     Some(next)
                 }
                 None => None,
@@ -208,14 +249,16 @@ impl CatalogSource {
             Ledger::Shared(shared) => {
                 let turn = shared.turn(recorded.seq - 1).await?;
                 if let Some(last) = turn.before.last() {
-                    let caught_up = replay((*current).clone(), &self.base_version, &turn.before);
+                    let caught_up = replay((*current).clone(), &self.base.version, &turn.before);
                     recorded.seq = last.seq + 1;
+                    self.remember(&turn.before);
                     self.serve(caught_up);
                     current = self.current();
                 }
-                match apply(&current, &self.base_version, &recorded) {
+                match apply(&current, &self.base.version, &recorded) {
                     Ok(Some(next)) => {
                         shared.append(turn, &recorded).await?;
+                        self.remember(std::slice::from_ref(&recorded));
                         Some(next)
                     }
                     Ok(None) => {
@@ -258,10 +301,10 @@ impl CatalogSource {
         if !self.loaded.load(Ordering::Acquire) {
             return true;
         }
-        let ours = sequence_of(&self.current().version, &self.base_version);
+        let ours = sequence_of(&self.current().version, &self.base.version);
         self.ledger.is_some()
-            && known.starts_with(&self.base_version)
-            && sequence_of(known, &self.base_version) > ours
+            && known.starts_with(&self.base.version)
+            && sequence_of(known, &self.base.version) > ours
     }
 
     /// Reads what the other replicas recorded since this one last looked (a lone
@@ -273,10 +316,11 @@ impl CatalogSource {
         let ledger = ledger.lock().await;
         if let Ledger::Shared(shared) = &*ledger {
             let current = self.current();
-            let known = sequence_of(&current.version, &self.base_version);
+            let known = sequence_of(&current.version, &self.base.version);
             let after = shared.read_after(known).await?;
             if !after.is_empty() {
-                self.serve(replay((*current).clone(), &self.base_version, &after));
+                self.serve(replay((*current).clone(), &self.base.version, &after));
+                self.remember(&after);
             }
         }
         self.loaded.store(true, Ordering::Release);

@@ -22,6 +22,11 @@ it (the schema refuses those keys in `config`, so nothing is overridden silently
 {{- if $v.hashKey.secretName -}}
 {{- $_ := set $chart "recognition" (dict "hash_key" (printf "/etc/tongban/hash-key/%s" $v.hashKey.key)) -}}
 {{- end -}}
+{{- /* Featured one-things published and adopted through the gateway: replicas that
+share a revocation log keep them in its database; a lone replica on its volume. */ -}}
+{{- if and (eq (int $v.replicas) 1) (not $v.config.revocation_log) $v.audit.persistence.enabled -}}
+{{- $_ := set $chart "catalog_ledger" "/var/lib/tongban/audit/catalog-ledger.jsonl" -}}
+{{- end -}}
 {{- $config := mergeOverwrite (deepCopy $v.config) $chart -}}
 # Rendered by the tongban-gateway chart from its values (`config` and the chart's own
 # settings); deploy/gateway.toml documents every key.

@@ -21,6 +21,23 @@ pub fn system_tool(name: &str) -> PathBuf {
         })
 }
 
+/// Shanghai's featured one-thing `id` (长三角异地就医直接结算一件事) as a region publishes
+/// it, in the catalog's JSON form: the national medical-treatment registration's form
+/// and materials, handled in the applicant's home region; `publisher` names the
+/// publishing region, or leaves it to the caller's certificate.
+pub fn featured_medical_item(id: &str, publisher: Option<&str>) -> Value {
+    let catalog = tongban_proto::rules::catalog::Catalog::embedded();
+    let Some(national) = catalog.item("medical-treatment-registration") else {
+        return Value::Null;
+    };
+    let mut item = national.clone();
+    item.id = id.into();
+    item.name = "长三角异地就医直接结算一件事".into();
+    item.list = tongban_proto::rules::catalog::CatalogList::RegionalFeatured;
+    item.publishing_region = publisher.and_then(|p| p.parse().ok());
+    serde_json::to_value(item).unwrap_or_default()
+}
+
 /// A valid medical-treatment registration filing for `resident`.
 pub fn medical_filing(resident: &SyntheticResident) -> Value {
     json!({

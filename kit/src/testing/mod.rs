@@ -12,7 +12,7 @@ pub mod peers;
 pub mod poll;
 pub mod signing;
 
-pub use fixtures::{medical_filing, system_tool};
+pub use fixtures::{featured_medical_item, medical_filing, system_tool};
 pub use harness::{TestFederation, cli_binary, processes, start, start_with};
 pub use peers::{channel, foreign_identity, health_server, region_channel, tls12_server};
 pub use poll::eventually;

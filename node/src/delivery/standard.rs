@@ -117,8 +117,9 @@ fn named_catalog(ctx: &NodeContext, named: &str) -> Result<Arc<Catalog>, NodeErr
         return Ok(ctx.catalog.get());
     }
     ctx.catalog.version(named).ok_or_else(|| {
-        // A newer version than ours, likely: fetch it now rather than at the next turn.
-        ctx.catalog.want_refresh();
+        // A newer version than ours, or an earlier one this node never fetched: ask
+        // the gateway for it now rather than at the next turn.
+        ctx.catalog.want_version(named);
         NodeError::UnknownCatalog(format!(
             "the application names catalog {named:?}, which this node does not \
              know (it has {}); deliver again once the catalogs agree",

@@ -14,14 +14,13 @@ use std::{path::Path, time::Duration};
 use serde_json::Value;
 use tongban_kit::{
     Member,
-    testing::{TestFederation, eventually, medical_filing, processes, start_with},
+    testing::{
+        TestFederation, eventually, featured_medical_item, medical_filing, processes, start_with,
+    },
 };
 use tongban_node::platform::embedded::SyntheticResident;
 use tongban_proto::{
-    rules::{
-        catalog::{Catalog, CatalogList},
-        region::RegionPrefix,
-    },
+    rules::{catalog::Catalog, region::RegionPrefix},
     v1::{
         AdoptFeaturedItemRequest, GetCatalogRequest, GetCatalogResponse,
         PublishFeaturedItemRequest, catalog_client::CatalogClient,
@@ -32,18 +31,9 @@ use tongban_runtime::trust::identity::PeerIdentity;
 const ITEM: &str = "sh-yangtze-medical-settlement";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Shanghai's featured item: the national medical-treatment registration's form and
-/// materials, handled in the applicant's home region.
+/// Shanghai's featured item, as published.
 fn featured_item(publisher: Option<&str>) -> Value {
-    let mut item = Catalog::embedded()
-        .item("medical-treatment-registration")
-        .unwrap()
-        .clone();
-    item.id = ITEM.into();
-    item.name = "长三角异地就医直接结算一件事".into();
-    item.list = CatalogList::RegionalFeatured;
-    item.publishing_region = publisher.map(|p| p.parse().unwrap());
-    serde_json::to_value(item).unwrap()
+    featured_medical_item(ITEM, publisher)
 }
 
 /// `tongban operator <command…>` against `node`: whether it succeeded, and its output
@@ -277,6 +267,7 @@ async fn served(
         .clone()
         .get_catalog(GetCatalogRequest {
             known_version: known.into(),
+            version: String::new(),
         })
         .await
         .unwrap()

@@ -64,10 +64,32 @@ async fn changes_are_recorded_served_and_replayed_after_a_restart() {
     assert_eq!(served.response.version, adopted.version);
     let item = served.catalog.item("gd-talent-settle").unwrap();
     assert!(item.offered_in(&RegionCode::parse("310000").unwrap()));
+
+    // Every earlier version is rebuilt exactly, for nodes that never fetched it.
+    let first = source.version(&published.version).unwrap();
+    let item = first
+        .items
+        .iter()
+        .find(|i| i.id == "gd-talent-settle")
+        .unwrap();
+    assert!(
+        item.adoptions.is_empty(),
+        "as published, before the adoption"
+    );
+    assert_eq!(source.version(&base.version).unwrap(), base.to_proto());
+    assert_eq!(source.version(&adopted.version).unwrap(), *served.response);
+    for unknown in [
+        format!("{}-L3", base.version),
+        format!("{}-L01", base.version),
+        "x".into(),
+    ] {
+        assert!(source.version(&unknown).is_none(), "{unknown}");
+    }
     drop(source);
 
     let restarted = CatalogSource::with_ledger(base.clone(), &path).unwrap();
     assert_eq!(*restarted.current(), *served.catalog);
+    assert_eq!(restarted.version(&published.version).unwrap(), first);
     let next = restarted
         .adopt(&prefix("11"), "gd-talent-settle")
         .await

@@ -12,6 +12,13 @@ use super::model::{Adoption, AnnualListing, Catalog, CatalogError, CatalogItem, 
 use crate::rules::region::{RegionCode, RegionPrefix};
 use crate::v1;
 
+/// The largest item a region publishes, encoded (the national items take about 3 KiB):
+/// every node keeps every version of the catalog.
+pub const MAX_PUBLISHED_ITEM_BYTES: usize = 64 * 1024;
+
+/// The most featured items one region may have in the catalog.
+pub const MAX_FEATURED_PER_REGION: usize = 100;
+
 /// Why a publication or an adoption is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeRefused {
@@ -120,7 +127,33 @@ impl Catalog {
                 .fail("adoptions", "are recorded as regions adopt the item")
                 .into());
         }
+        let size = prost::Message::encoded_len(&item.to_proto());
+        if size > MAX_PUBLISHED_ITEM_BYTES {
+            return Err(item
+                .fail(
+                    "item",
+                    format!("is {size} bytes encoded; at most {MAX_PUBLISHED_ITEM_BYTES}"),
+                )
+                .into());
+        }
         let existing = self.items.iter().position(|i| i.id == item.id);
+        let published_here = self
+            .items
+            .iter()
+            .filter(|i| i.list == CatalogList::RegionalFeatured)
+            .filter(|i| i.publishing_region == Some(publisher))
+            .count();
+        if existing.is_none() && published_here >= MAX_FEATURED_PER_REGION {
+            return Err(item
+                .fail(
+                    "id",
+                    format!(
+                        "region {publisher} has {published_here} featured items, the most one \
+                         region may have"
+                    ),
+                )
+                .into());
+        }
         if let Some(at) = existing {
             let current = &self.items[at];
             if current.list != CatalogList::RegionalFeatured
@@ -446,6 +479,32 @@ mod tests {
         let mut broken = guangdong_item();
         broken.time_limit_working_days = 0;
         assert!(refused("44", broken).contains("time_limit_working_days"));
+        // Too large to be kept by every node.
+        let mut large = guangdong_item();
+        large.description = "长".repeat(MAX_PUBLISHED_ITEM_BYTES / 3 + 1);
+        assert!(refused("44", large).contains("bytes encoded; at most 65536"));
+        // Too many of one region's.
+        let mut full = catalog.clone();
+        for n in 0..MAX_FEATURED_PER_REGION {
+            let mut item = guangdong_item();
+            item.id = format!("gd-{n}");
+            full = full
+                .with_publication(&prefix("44"), item, format!("v{n}"))
+                .unwrap()
+                .unwrap();
+        }
+        let one_more = full
+            .with_publication(&prefix("44"), guangdong_item(), "v".into())
+            .unwrap_err()
+            .to_string();
+        assert!(one_more.contains("has 100 featured items"), "{one_more}");
+        let mut revised = guangdong_item();
+        revised.id = "gd-7".into();
+        revised.time_limit_working_days = 3;
+        assert!(
+            full.with_publication(&prefix("44"), revised, "v".into())
+                .is_ok()
+        );
     }
 
     #[test]
