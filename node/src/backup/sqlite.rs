@@ -118,17 +118,23 @@ mod tests {
         )
         .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        // The copy starts once a row beyond the first 8000 is committed (a fixed sleep
+        // was sometimes shorter than the writer's start on a busy machine).
+        let (first_insert, inserted) = std::sync::mpsc::channel();
         let writer = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     conn.execute("INSERT INTO t (b) VALUES (randomblob(100))", [])
                         .unwrap();
+                    let _ = first_insert.send(());
                     std::thread::sleep(Duration::from_micros(200));
                 }
             })
         };
-        std::thread::sleep(Duration::from_millis(50));
+        inserted
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the writer inserts");
         let target = dir.join("copy.sqlite");
         let copied = tokio::time::timeout(Duration::from_secs(20), copy(&source, &target)).await;
         stop.store(true, Ordering::Relaxed);
