@@ -105,6 +105,42 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
     // Unknown before it is published.
     refused(&t, "31", &filing(&shanghai), "not a one-thing of catalog").await;
 
+    // Bad publications and adoptions are refused, naming what is wrong; nothing is
+    // recorded.
+    let operator = &t.fed.node("31").unwrap().operator;
+    for (path, body, status, says) in [
+        ("/catalog/featured", &b"{"[..], 422, "body"),
+        (
+            "/catalog/featured",
+            br#"{"id": "x", "colour": "red"}"#,
+            422,
+            "unknown field",
+        ),
+        (
+            "/catalog/featured/no-such-item/adopt",
+            b"",
+            404,
+            "no one-thing",
+        ),
+        (
+            "/catalog/featured/newborn-birth/adopt",
+            b"",
+            422,
+            "not a featured item",
+        ),
+    ] {
+        let answer = operator
+            .send("POST", path, bytes::Bytes::from_static(body))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        assert!(
+            answer.body.to_string().contains(says),
+            "{path}: {}",
+            answer.body
+        );
+    }
+
     // Guangdong cannot publish it in Shanghai's name; Shanghai publishes it, once.
     let as_31 = write(t.dir.path(), "as-31.json", &featured_item(Some("310000")));
     let (ok, out) = cli(&t, "44", &["publish-item", "--item", &as_31]);

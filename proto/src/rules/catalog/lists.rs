@@ -170,6 +170,7 @@ impl Catalog {
             }
         }
         self.check_license_types(&item)?;
+        check_text(&item)?;
         let mut items = self.items.clone();
         match existing {
             Some(at) => items[at] = item,
@@ -239,6 +240,39 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+}
+
+/// A region's item is shown to citizens and clerks everywhere: its text holds no
+/// control or bidirectional formatting characters (one could make a name display as
+/// another), as any text a person typed.
+fn check_text(item: &CatalogItem) -> Result<(), CatalogError> {
+    let mut texts: Vec<(String, &str)> = vec![
+        ("name".into(), &item.name),
+        ("description".into(), &item.description),
+    ];
+    for (i, service) in item.services.iter().enumerate() {
+        texts.push((format!("services[{i}].name"), &service.name));
+        texts.push((format!("services[{i}].department"), &service.department));
+    }
+    for material in &item.materials {
+        texts.push((format!("materials.{}.name", material.id), &material.name));
+    }
+    for field in &item.form {
+        texts.push((format!("form.{}.label", field.name), &field.label));
+        for option in &field.options {
+            texts.push((format!("form.{}.options", field.name), option));
+        }
+    }
+    for part in &item.parts {
+        texts.push((format!("parts.{}.name", part.id), &part.name));
+    }
+    match texts
+        .into_iter()
+        .find_map(|(field, text)| crate::rules::text::problem(text).map(|p| (field, p)))
+    {
+        Some((field, problem)) => Err(item.fail(field, problem)),
+        None => Ok(()),
     }
 }
 
@@ -479,6 +513,14 @@ mod tests {
         let mut broken = guangdong_item();
         broken.time_limit_working_days = 0;
         assert!(refused("44", broken).contains("time_limit_working_days"));
+        // A name that displays as something else.
+        let mut spoofed = guangdong_item();
+        spoofed.services[0].department = "公安局\u{202E}局安公".into();
+        let spoofed = refused("44", spoofed);
+        assert!(
+            spoofed.contains("services[0].department: must not contain bidirectional"),
+            "{spoofed}"
+        );
         // Too large to be kept by every node.
         let mut large = guangdong_item();
         large.description = "长".repeat(MAX_PUBLISHED_ITEM_BYTES / 3 + 1);
