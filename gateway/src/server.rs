@@ -169,6 +169,7 @@ impl Gateway {
             None => None,
         };
         let catalog = Arc::new(catalog_source(&config, base, revocation_log.as_deref())?);
+        catalog.register(&mut metrics);
         let mut recognition = Recognition::new(
             registry.clone(),
             RegionTable::embedded(),

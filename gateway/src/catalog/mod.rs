@@ -8,6 +8,7 @@
 //!   change made through one is served by all, within a poll interval — or at once to
 //!   a node that names the newer version it already has.
 //! - `service`: the `Catalog` gRPC service (fetch, publish, adopt).
+//! - `metrics`: how far into the ledger a replica is, and the changes asked for.
 //! - `source`: the catalog in force and how a change or a catch-up replaces it.
 //!
 //! Every reader (the service, the mutual-recognition lookups, the console) takes the
@@ -16,6 +17,7 @@
 //! ledger's order.
 
 pub mod ledger;
+mod metrics;
 pub mod service;
 pub mod shared;
 mod source;

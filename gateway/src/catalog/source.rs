@@ -21,6 +21,7 @@ use tongban_proto::{
 };
 
 use super::ledger::{Change, LedgerError, LedgerFile, Recorded};
+use super::metrics::CatalogMetrics;
 use super::shared::{SharedLedger, SharedLedgerError};
 use tongban_runtime::{process::shutdown::ShutdownSignal, serving::admin::ReadinessCheck};
 
@@ -77,6 +78,7 @@ pub struct CatalogSource {
     /// Whether the ledger has been read since start. A replica on a shared ledger serves
     /// no catalog before (it may lack what the others serve).
     loaded: AtomicBool,
+    metrics: CatalogMetrics,
 }
 
 impl CatalogSource {
@@ -127,13 +129,21 @@ impl CatalogSource {
 
     fn over(base: Catalog, ledger: Option<Ledger>, records: Vec<Recorded>, loaded: bool) -> Self {
         let current = replay(base.clone(), &base.version, &records);
+        let metrics = CatalogMetrics::default();
+        metrics.at(sequence_of(&current.version, &base.version));
         Self {
             base: Arc::new(base),
             served: RwLock::new(served(current)),
             ledger: ledger.map(Mutex::new),
             records: std::sync::Mutex::new(records),
             loaded: AtomicBool::new(loaded),
+            metrics,
         }
+    }
+
+    /// Registers the catalog's metrics in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 
     /// Keeps `applied` (the records after those kept) for rebuilding versions.
@@ -194,13 +204,12 @@ impl CatalogSource {
         region: &RegionPrefix,
         item: CatalogItem,
     ) -> Result<Changed, CatalogChangeError> {
-        self.record(
-            region,
-            Change::Publish {
-                item: Box::new(item),
-            },
-        )
-        .await
+        let change = Change::Publish {
+            item: Box::new(item),
+        };
+        let changed = self.record(region, change).await;
+        self.count("publish", &changed);
+        changed
     }
 
     /// `region` adopts the featured item `item_id`, today (Beijing time).
@@ -210,14 +219,13 @@ impl CatalogSource {
         item_id: &str,
     ) -> Result<Changed, CatalogChangeError> {
         let adopted_on = business_now().date().to_string();
-        self.record(
-            region,
-            Change::Adopt {
-                item_id: item_id.to_owned(),
-                adopted_on,
-            },
-        )
-        .await
+        let change = Change::Adopt {
+            item_id: item_id.to_owned(),
+            adopted_on,
+        };
+        let changed = self.record(region, change).await;
+        self.count("adopt", &changed);
+        changed
     }
 
     /// Applies `change` to the catalog in force (on a shared ledger, after what the
@@ -287,7 +295,21 @@ impl CatalogSource {
         })
     }
 
+    fn count(&self, change: &'static str, changed: &Result<Changed, CatalogChangeError>) {
+        let outcome = match changed {
+            Ok(Changed { recorded: true, .. }) => "recorded",
+            Ok(Changed {
+                recorded: false, ..
+            }) => "unchanged",
+            Err(CatalogChangeError::Refused(_) | CatalogChangeError::NoLedger) => "refused",
+            Err(CatalogChangeError::Ledger(_) | CatalogChangeError::Shared(_)) => "failed",
+        };
+        self.metrics.changed(change, outcome);
+    }
+
     fn serve(&self, catalog: Catalog) {
+        self.metrics
+            .at(sequence_of(&catalog.version, &self.base.version));
         *self
             .served
             .write()

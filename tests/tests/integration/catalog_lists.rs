@@ -86,6 +86,21 @@ async fn console_row(t: &TestFederation) -> Value {
     lists.into_iter().find(|row| row["id"] == ITEM).unwrap()
 }
 
+/// Gateway replica `g`'s `/metrics`.
+async fn gateway_metrics(t: &TestFederation, g: usize) -> String {
+    let admin = t.fed.gateways[g].admin_addr.unwrap();
+    let admin = tongban_node::portal_client::PortalClient::new(format!("http://{admin}"));
+    let text = admin.get("/metrics").await.unwrap().body;
+    text.as_str().unwrap().to_owned()
+}
+
+/// The value of the sample whose line starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 fn write(dir: &Path, name: &str, value: &Value) -> String {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
@@ -252,6 +267,36 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
         .collect();
     assert_eq!(offered, [("310000", "published"), ("440000", "adopted")]);
 
+    // Counted at the gateway: where its catalog is in the ledger, and each change asked
+    // for by outcome (the bad ones above refused, the repeat unchanged).
+    let text = gateway_metrics(&t, 0).await;
+    let changes = "tongban_gateway_catalog_changes_total";
+    for (series, value) in [
+        ("tongban_gateway_catalog_ledger_position ".to_owned(), 2.0),
+        (
+            format!("{changes}{{change=\"publish\",outcome=\"recorded\"}}"),
+            1.0,
+        ),
+        (
+            format!("{changes}{{change=\"publish\",outcome=\"unchanged\"}}"),
+            1.0,
+        ),
+        (
+            format!("{changes}{{change=\"publish\",outcome=\"refused\"}}"),
+            1.0,
+        ),
+        (
+            format!("{changes}{{change=\"adopt\",outcome=\"recorded\"}}"),
+            1.0,
+        ),
+        (
+            format!("{changes}{{change=\"adopt\",outcome=\"refused\"}}"),
+            3.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, &series), Some(value), "{series}");
+    }
+
     // The ledger outlives the gateway.
     t.fed.stop(&Member::Gateway(0)).await.unwrap();
     t.fed.restart(&Member::Gateway(0)).await.unwrap();
@@ -361,6 +406,16 @@ async fn replicas_sharing_a_database_serve_one_catalog() {
     assert_eq!(item.publishing_region, "310000");
     assert_eq!(item.adoptions.len(), 1);
     assert_eq!(item.adoptions[0].region, "440000");
+
+    // Both replicas say where they are in the ledger.
+    for g in 0..2 {
+        let text = gateway_metrics(&t, g).await;
+        assert_eq!(
+            sample(&text, "tongban_gateway_catalog_ledger_position "),
+            Some(3.0),
+            "replica {g}"
+        );
+    }
 
     // A replica started again reads the whole ledger before it serves.
     t.fed.stop(&Member::Gateway(1)).await.unwrap();
