@@ -511,10 +511,11 @@ async fn for_identified(
     Json(notice).into_response()
 }
 
-/// Why no notice: an unknown one-thing (never quoted back) or a region that is not a
-/// known division.
+/// Why no notice: an unknown one-thing (never quoted back), a featured one-thing this
+/// region does not offer, or a region that is not a known division.
 enum Refused {
     UnknownOneThing { catalog_version: String },
+    NotOffered(String),
     Region,
 }
 
@@ -526,6 +527,12 @@ impl IntoResponse for Refused {
                 "not_found",
                 format!("not a one-thing of catalog {catalog_version}"),
                 json!([{ "field": "one_thing_id", "problem": "unknown" }]),
+            ),
+            Refused::NotOffered(problem) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_offered",
+                problem.clone(),
+                json!([{ "field": "one_thing_id", "problem": problem }]),
             ),
             Refused::Region => error(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -551,6 +558,9 @@ fn notice_of(
             catalog_version: catalog.version.clone(),
         });
     };
+    // Told here only what can be filed here (the three lists).
+    tongban_proto::rules::standard::offered(item, &state.ctx.region, "filed at")
+        .map_err(Refused::NotOffered)?;
     let asked = match region.map(RegionCode::parse) {
         None => None,
         Some(Ok(code)) if state.ctx.regions.is_known(&code) => Some(code),

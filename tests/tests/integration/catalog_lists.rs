@@ -201,6 +201,21 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
         "region 440000 (filed at) has not adopted it",
     )
     .await;
+    let requirements = format!("/v1/one-things/{ITEM}/requirements");
+    let notice = t
+        .fed
+        .node("44")
+        .unwrap()
+        .portal
+        .get(&requirements)
+        .await
+        .unwrap();
+    assert_eq!(notice.status, 422, "{}", notice.body);
+    assert_eq!(
+        notice.body["error"]["code"], "not_offered",
+        "{}",
+        notice.body
+    );
     refused(
         &t,
         "31",
@@ -225,6 +240,16 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
     let adopted = json_of(&out);
     assert_eq!(adopted["version"], format!("{base}-L2"));
     assert_eq!(adopted["node_version"], adopted["version"], "44 fetched it");
+
+    let notice = t
+        .fed
+        .node("44")
+        .unwrap()
+        .portal
+        .get(&requirements)
+        .await
+        .unwrap();
+    assert_eq!(notice.status, 200, "{}", notice.body);
 
     // After adoption: filed at 44 and routed to 31, which learns the new version from
     // the delivery that names it.
