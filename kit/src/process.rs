@@ -61,14 +61,16 @@ pub(crate) fn spawn_command(
 /// Waits until `base` answers 200 on `/readyz` (a member's readiness probe).
 pub(crate) async fn wait_ready(base: &str) -> Result<(), KitError> {
     let probe = PortalClient::new(base);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: debug builds of several members start together while the rest of the
+    // suite runs beside them (30 s was once too short for a three-region federation).
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if probe.get("/readyz").await.is_ok_and(|r| r.status == 200) {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(KitError::Other(format!(
-                "{base}/readyz not ready within 30 s"
+                "{base}/readyz not ready within 60 s"
             )));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
