@@ -282,8 +282,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
         }
         OperatorCommand::AdoptItem { target, item_id } => {
             // A catalog id never needs escaping; anything else would change the path.
-            let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-            if item_id.is_empty() || !item_id.bytes().all(plain) {
+            if !tongban_proto::rules::catalog::is_catalog_id(&item_id) {
                 bail!(
                     "{item_id:?} is not a catalog item id (ASCII letters, digits, '-', '_', '.')"
                 );

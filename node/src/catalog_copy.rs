@@ -88,8 +88,7 @@ impl CatalogCopy {
 
     /// Asks the refresher to fetch `version` exactly: a delivery names it.
     pub fn want_version(&self, version: &str) {
-        let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        if version.is_empty() || version.len() > 64 || !version.bytes().all(plain) {
+        if !tongban_proto::rules::catalog::is_catalog_id(version) {
             return;
         }
         let mut wanted = self

@@ -40,26 +40,7 @@ fn featured_item(publisher: Option<&str>) -> Value {
 /// (stdout, else stderr).
 fn cli(t: &TestFederation, node: &str, command: &[&str]) -> (bool, String) {
     let config = &t.fed.node(node).unwrap().config_path;
-    let mut args: Vec<String> = vec!["operator".into(), command[0].into()];
-    args.extend(super::outbox::operator_args(
-        t,
-        config,
-        tongban_kit::config::pki::OPERATOR,
-    ));
-    args.extend(command[1..].iter().map(|a| (*a).to_owned()));
-    let out = std::process::Command::new(tongban_kit::testing::cli_binary())
-        .args(&args)
-        .output()
-        .unwrap();
-    let text = if out.status.success() {
-        &out.stdout
-    } else {
-        &out.stderr
-    };
-    (
-        out.status.success(),
-        String::from_utf8_lossy(text).into_owned(),
-    )
+    super::operators::operator_cli_outcome(t, config, tongban_kit::config::pki::OPERATOR, command)
 }
 
 /// The last line of a CLI's output, as JSON.
@@ -115,6 +96,7 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
     .await;
     let shanghai = t.residents("31")[0].clone();
     let guangdong = t.residents("44")[0].clone();
+    let n44 = t.fed.node("44").unwrap();
     let base = Catalog::embedded().version;
 
     // Unknown before it is published.
@@ -202,14 +184,7 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
     )
     .await;
     let requirements = format!("/v1/one-things/{ITEM}/requirements");
-    let notice = t
-        .fed
-        .node("44")
-        .unwrap()
-        .portal
-        .get(&requirements)
-        .await
-        .unwrap();
+    let notice = n44.portal.get(&requirements).await.unwrap();
     assert_eq!(notice.status, 422, "{}", notice.body);
     assert_eq!(
         notice.body["error"]["code"], "not_offered",
@@ -241,20 +216,12 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
     assert_eq!(adopted["version"], format!("{base}-L2"));
     assert_eq!(adopted["node_version"], adopted["version"], "44 fetched it");
 
-    let notice = t
-        .fed
-        .node("44")
-        .unwrap()
-        .portal
-        .get(&requirements)
-        .await
-        .unwrap();
+    let notice = n44.portal.get(&requirements).await.unwrap();
     assert_eq!(notice.status, 200, "{}", notice.body);
 
     // After adoption: filed at 44 and routed to 31, which learns the new version from
     // the delivery that names it.
-    let node = t.fed.node("44").unwrap();
-    let receipt = node.portal.file(&filing(&shanghai)).await.unwrap();
+    let receipt = n44.portal.file(&filing(&shanghai)).await.unwrap();
     assert_eq!(receipt.status, 201, "{}", receipt.body);
     assert!(
         receipt.body["handling_region"]
@@ -266,7 +233,7 @@ async fn a_featured_item_is_published_adopted_and_routed_between_the_regions_tha
     );
     let case = receipt.body["case_number"].as_str().unwrap().to_owned();
     eventually(WAIT, "delivery to 31", || async {
-        let record = node.store.application(case.clone()).await.unwrap()?;
+        let record = n44.store.application(case.clone()).await.unwrap()?;
         record.handling_reference.is_some().then_some(())
     })
     .await;

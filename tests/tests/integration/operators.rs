@@ -93,6 +93,19 @@ pub(super) fn operator_cli(
     name: &str,
     command: &[&str],
 ) -> String {
+    let (succeeded, output) = operator_cli_outcome(t, config, name, command);
+    assert!(succeeded, "tongban operator {command:?}: {output}");
+    output
+}
+
+/// Like [`operator_cli`], for a command that may fail: whether it succeeded, and its
+/// stdout (or its stderr when it failed).
+pub(super) fn operator_cli_outcome(
+    t: &TestFederation,
+    config: &Path,
+    name: &str,
+    command: &[&str],
+) -> (bool, String) {
     let mut args: Vec<String> = vec!["operator".into(), command[0].into()];
     args.extend(super::outbox::operator_args(t, config, name));
     args.extend(command[1..].iter().map(|a| (*a).to_owned()));
@@ -100,12 +113,15 @@ pub(super) fn operator_cli(
         .args(&args)
         .output()
         .unwrap();
-    assert!(
+    let text = if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    (
         out.status.success(),
-        "tongban {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(text).into_owned(),
+    )
 }
 
 async fn is_revoked(node: &tongban_kit::RunningNode, license: &str) -> bool {

@@ -336,6 +336,12 @@ impl CatalogItem {
 
 /// Checks ids, field names, material ids and license types: 1 to 64 ASCII letters,
 /// digits, `-`, `_` or `.`, since they travel in gRPC metadata and error paths.
+/// Whether `value` has the shape of a catalog id or version (what a caller may name
+/// without it being escaped or quoted: a path segment, a setting).
+pub fn is_catalog_id(value: &str) -> bool {
+    check_id(value).is_ok()
+}
+
 fn check_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("must not be empty");

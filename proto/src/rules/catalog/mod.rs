@@ -32,6 +32,7 @@ mod prereview;
 mod test_support;
 mod wire;
 
+pub use consistency::is_catalog_id;
 pub use lists::ChangeRefused;
 pub use model::{
     Adoption, AnnualListing, BundledService, Catalog, CatalogError, CatalogItem, CatalogList,
