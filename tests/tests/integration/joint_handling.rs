@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tongban_kit::testing::{TestFederation, eventually, processes, start_with};
 use tongban_node::portal_client::PortalClient;
 
-const WAIT: Duration = Duration::from_secs(60);
+// After 44 restarts, the transfer in waits for 11's outbox retry and the gateway's
+// reconnection, both backed off while 44 was down: at times more than a minute.
+const WAIT: Duration = Duration::from_secs(180);
 
 async fn federation() -> TestFederation {
     start_with(&["110000", "310000", "440000"], |spec| {
