@@ -6,9 +6,8 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Condvar, Mutex,
         atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver, RecvTimeoutError},
     },
     time::{Duration, Instant},
 };
@@ -17,13 +16,6 @@ use crate::audit::{
     chain::{ChainWriter, Gap},
     checkpoint::CheckpointSigner,
 };
-
-/// What the trail's handles send the writer.
-pub(crate) enum Message {
-    Record(String),
-    /// Write what is queued, a last checkpoint, and end.
-    Stop,
-}
 
 /// Records a trail lost, counted by the handles (queue full) and the writer (failed
 /// writes). `*_total` only grow (for `/metrics`); `pending_drops` is what the next gap
@@ -47,6 +39,10 @@ impl TrailCounts {
     }
 }
 
+/// What the trail keeps of a record that is not UTF-8 (no recorder writes one: they
+/// write serde_json's output), so the chain still counts it.
+const NOT_UTF8: &str = r#"{"audit":"unreadable"}"#;
+
 /// Records this process's trails lost, for `/metrics` (a process writes one trail, and
 /// its collector reads these whoever opened it): dropped on a full queue, and lost to
 /// failed writes.
@@ -62,8 +58,36 @@ pub fn process_losses() -> (u64, u64) {
     )
 }
 
-/// Records taken off the queue at once at most.
-const BATCH: usize = 4096;
+/// Records not yet taken by the writer, as one buffer of lines (each ended by `\n`):
+/// a record is serialized straight into it, so recording allocates nothing of its own
+/// and the writer takes a whole batch with one swap. A queue of messages cost an
+/// allocation and often a futex wake (and the writer a sync) per record.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) lines: Vec<u8>,
+    pub(crate) records: usize,
+    /// The writer sleeps until told of a first record: set by it before it waits,
+    /// cleared (with one wake-up) by the record that finds it set.
+    pub(crate) idle: bool,
+    pub(crate) stop: bool,
+}
+
+/// What the handles and the writer thread share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) wake: Condvar,
+}
+
+impl Shared {
+    /// Tells the writer to write what is pending, a last checkpoint, and end.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.stop = true;
+        }
+        self.wake.notify_all();
+    }
+}
 
 pub(crate) struct Writer {
     /// `None` after a failed write whose reopening failed too: retried per batch.
@@ -77,39 +101,68 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// The thread's body: until stopped or every handle is gone.
-    pub(crate) fn run(mut self, rx: Receiver<Message>, every: Duration) {
+    /// The thread's body: until stopped or every handle is gone. It sleeps until a
+    /// first record arrives (or a checkpoint is due), gathers for `batch_every`, then
+    /// writes and commits everything pending as one batch: one wake-up, one write and
+    /// (with `batch`) one sync per window, however many calls it holds.
+    pub(crate) fn run(mut self, shared: &Shared, every: Duration, batch_every: Duration) {
         let mut due = Instant::now() + every;
+        let mut batch = Vec::new();
         let mut stopping = false;
         while !stopping {
-            let wait = due.saturating_duration_since(Instant::now());
-            let mut batch = match rx.recv_timeout(wait) {
-                Ok(Message::Record(first)) => vec![first],
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    stopping = true;
-                    Vec::new()
-                }
-                Err(RecvTimeoutError::Timeout) => Vec::new(),
+            let Ok(mut pending) = shared.pending.lock() else {
+                return;
             };
-            // At stop, everything queued before it is written too.
-            while stopping || batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(Message::Record(more)) => batch.push(more),
-                    Ok(Message::Stop) => stopping = true,
-                    Err(_) => break,
+            if pending.records == 0 && !pending.stop {
+                pending.idle = true;
+                let wait = due.saturating_duration_since(Instant::now());
+                pending = match shared
+                    .wake
+                    .wait_timeout_while(pending, wait, |p| p.idle && !p.stop)
+                {
+                    Ok((pending, _)) => pending,
+                    Err(_) => return,
+                };
+                pending.idle = false;
+                if pending.records > 0 && !pending.stop {
+                    // Woken by a first record: let the window fill.
+                    drop(pending);
+                    std::thread::sleep(batch_every);
+                    pending = match shared.pending.lock() {
+                        Ok(pending) => pending,
+                        Err(_) => return,
+                    };
                 }
             }
+            let window = Instant::now();
+            // Everything recorded before a stop is written too.
+            stopping = pending.stop;
+            std::mem::swap(&mut batch, &mut pending.lines);
+            pending.records = 0;
+            drop(pending);
             self.write_batch(&batch);
+            batch.clear();
             if stopping || Instant::now() >= due {
                 self.checkpoint();
                 due = Instant::now() + every;
             }
+            if !stopping {
+                // At most one batch per window, so a busy trail is not synced as often
+                // as the disk allows.
+                std::thread::sleep(batch_every.saturating_sub(window.elapsed()));
+            }
         }
     }
 
-    /// Appends a gap marker (if records were lost since the last) and `batch`, then
-    /// commits; on failure counts what was lost and reopens the file.
-    pub(crate) fn write_batch(&mut self, batch: &[String]) {
+    /// Appends a gap marker (if records were lost since the last) and the records of
+    /// `lines` (each ended by `\n`), then commits; on failure counts what was lost and
+    /// reopens the file.
+    pub(crate) fn write_batch(&mut self, lines: &[u8]) {
+        let batch: Vec<&str> = lines
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| std::str::from_utf8(line).unwrap_or(NOT_UTF8))
+            .collect();
         let drops = self.counts.pending_drops.swap(0, Ordering::Relaxed);
         self.gap.dropped += drops;
         if batch.is_empty() && self.gap.is_empty() {
@@ -126,7 +179,8 @@ impl Writer {
         let before = chain.records();
         let written = marker
             .iter()
-            .chain(batch)
+            .map(String::as_str)
+            .chain(batch.iter().copied())
             .try_for_each(|json| chain.append(json))
             .and_then(|()| chain.commit());
         match written {

@@ -56,9 +56,9 @@ impl TraceParent {
         if version != "00" || parts.next().is_some() {
             return None;
         }
-        let trace_id: [u8; 16] = hex(trace)?.try_into().ok()?;
-        let span_id: [u8; 8] = hex(span)?.try_into().ok()?;
-        let flags: [u8; 1] = hex(flags)?.try_into().ok()?;
+        let trace_id: [u8; 16] = hex(trace)?;
+        let span_id: [u8; 8] = hex(span)?;
+        let flags: [u8; 1] = hex(flags)?;
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
@@ -67,6 +67,12 @@ impl TraceParent {
             span_id,
             sampled: flags[0] & 1 == 1,
         })
+    }
+
+    /// The trace id of a well-formed version-00 `header`, as the 32 lower-case hex
+    /// digits it carries (a slice of it, nothing formatted).
+    pub fn trace_id_in(header: &str) -> Option<&str> {
+        Self::parse(header).and_then(|_| header.get(3..35))
     }
 
     /// The trace id as 32 lower-case hex digits.
@@ -87,18 +93,23 @@ impl fmt::Display for TraceParent {
     }
 }
 
-fn hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2)
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+/// `s` as exactly `N` bytes of lower-case hex, decoded in place: the gateway parses
+/// every relayed call's `traceparent` for its audit line, so no allocation.
+fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let digits = s.as_bytes();
+    if digits.len() != 2 * N {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -131,5 +142,23 @@ mod tests {
         assert!(
             TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_some()
         );
+        for h in [
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        ] {
+            assert_eq!(TraceParent::parse(h), None, "{h}");
+            assert_eq!(TraceParent::trace_id_in(h), None, "{h}");
+        }
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(header).unwrap();
+        assert_eq!(
+            TraceParent::trace_id_in(header),
+            Some(parsed.trace_id_hex().as_str())
+        );
+        assert_eq!(
+            parsed.span_id,
+            [0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
+        assert!(parsed.sampled);
     }
 }
