@@ -215,8 +215,11 @@ pub fn gateway_call(data: &[u8]) {
     if let Err(e) = authorize::check_metadata_size(&call) {
         precise(&e);
     }
-    for key in [metadata::TARGET_REGION, metadata::ORIGIN_REGION] {
-        if let Err(e) = metadata::region_code(&call.headers, key) {
+    for (name, key) in [
+        (metadata::names::TARGET_REGION, metadata::TARGET_REGION),
+        (metadata::names::ORIGIN_REGION, metadata::ORIGIN_REGION),
+    ] {
+        if let Err(e) = metadata::region_code(&call.headers, &name, key) {
             precise(&e.into());
         }
     }

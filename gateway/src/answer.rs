@@ -1,6 +1,7 @@
 //! A call's outcome, whole: what the HTTP/2 server writes back to the caller.
 
 use http::{HeaderMap, HeaderValue};
+use tongban_proto::contract::metadata::names::GRPC_STATUS;
 
 use crate::message::Message;
 
@@ -16,8 +17,8 @@ impl Answer {
     pub fn grpc_status(&self) -> Option<&HeaderValue> {
         self.trailers
             .as_ref()
-            .and_then(|t| t.get("grpc-status"))
-            .or_else(|| self.head.headers.get("grpc-status"))
+            .and_then(|t| t.get(GRPC_STATUS))
+            .or_else(|| self.head.headers.get(GRPC_STATUS))
     }
 
     /// A trailers-only answer carrying `status` (and its metadata).

@@ -1,8 +1,10 @@
-//! Phase 5: the audit trail of relayed calls. One record per call, a JSON object, written
-//! to the hash-chained trail file (`tongban_runtime::audit::trail`, whatever the log
-//! level) and also as an event on the `tongban::audit` log target (so operators can
-//! route it to a sink of their own). It names parties and keys, bounded in length,
-//! never application content or personal data.
+//! Phase 5: the audit trail of relayed calls. One record per call, a JSON object,
+//! serialized straight into the hash-chained trail's pending batch
+//! (`tongban_runtime::audit::trail`, whatever the log level: no allocation of its own,
+//! no wake-up, the hashing and I/O on the trail's thread) and, when the operator asks
+//! for it (`[audit] log_events = true`), also as an event on the `tongban::audit` log
+//! target, to route to a sink of their own. It names parties and keys, bounded in
+//! length, never application content or personal data.
 
 use std::{
     borrow::Cow,
@@ -46,18 +48,16 @@ pub struct AuditKeys {
 impl AuditKeys {
     pub fn from_headers(headers: &HeaderMap) -> Self {
         Self {
-            one_thing: headers.get(metadata::ONE_THING).cloned(),
-            idempotency_key: headers.get(metadata::IDEMPOTENCY_KEY).cloned(),
-            traceparent: headers.get(metadata::TRACEPARENT).cloned(),
+            one_thing: headers.get(metadata::names::ONE_THING).cloned(),
+            idempotency_key: headers.get(metadata::names::IDEMPOTENCY_KEY).cloned(),
+            traceparent: headers.get(metadata::names::TRACEPARENT).cloned(),
         }
     }
 }
 
 /// The trace id of a well-formed `traceparent`, else empty.
-fn trace_id(v: &Option<HeaderValue>) -> String {
-    TraceParent::parse(text(v))
-        .map(|t| t.trace_id_hex())
-        .unwrap_or_default()
+fn trace_id(v: &Option<HeaderValue>) -> &str {
+    TraceParent::trace_id_in(text(v)).unwrap_or("")
 }
 
 fn text(v: &Option<HeaderValue>) -> &str {
@@ -109,11 +109,14 @@ pub struct CallAudit {
     pub data: Option<std::sync::Arc<str>>,
     written: bool,
     trail: Option<AuditTrail>,
+    /// Whether the record is also a log event.
+    log_events: bool,
 }
 
 impl CallAudit {
-    /// Starts the record of `call`, timed from its arrival, to be written to `trail`.
-    pub fn start(call: &Call, trail: Option<AuditTrail>) -> Self {
+    /// Starts the record of `call`, timed from its arrival, to be written to `trail`
+    /// (and logged, if `log_events`).
+    pub fn start(call: &Call, trail: Option<AuditTrail>, log_events: bool) -> Self {
         Self {
             started: call.received,
             method: call.method_name(),
@@ -125,12 +128,13 @@ impl CallAudit {
             data: None,
             written: false,
             trail,
+            log_events,
         }
     }
 
     /// The trace id of the call's `traceparent`, else empty.
     pub fn trace_id(&self) -> String {
-        trace_id(&self.keys.traceparent)
+        trace_id(&self.keys.traceparent).to_owned()
     }
 
     /// The method as recorded.
@@ -162,6 +166,7 @@ impl CallAudit {
         self.written = true;
         record(
             self.trail.as_ref(),
+            self.log_events,
             &self.keys,
             &AuditRecord {
                 method: &self.method,
@@ -208,9 +213,8 @@ struct Line<'a> {
     elapsed_us: u64,
 }
 
-/// The audit line for one call.
-fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
-    let trace_id = trace_id(&keys.traceparent);
+/// Runs `with` on the audit line of one call (borrowing from `keys` and `rec`).
+fn with_line<R>(keys: &AuditKeys, rec: &AuditRecord<'_>, with: impl FnOnce(&Line<'_>) -> R) -> R {
     let (audit, grpc_status, code, message) = match rec.outcome {
         Outcome::Relayed { grpc_status } => (
             "relayed",
@@ -221,38 +225,62 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
         Outcome::Refused { code, message } => ("refused", None, Some(code as i32), Some(message)),
         Outcome::Abandoned => ("abandoned", None, None, None),
     };
-    let line = Line {
+    with(&Line {
         audit,
         method: rec.method,
         caller: rec.caller.unwrap_or(""),
         target_region: rec.target.unwrap_or(""),
         one_thing: &bounded(text(&keys.one_thing), MAX_ONE_THING),
         idempotency_key: &bounded(text(&keys.idempotency_key), MAX_KEY),
-        trace_id: &trace_id,
+        trace_id: trace_id(&keys.traceparent),
         cache: rec.cache,
         verdict: rec.verdict,
         grpc_status,
         code,
         message,
         elapsed_us: rec.elapsed.as_micros().try_into().unwrap_or(u64::MAX),
-    };
-    // Serializing plain strings and integers into a String cannot fail.
-    serde_json::to_string(&line).unwrap_or_default()
+    })
 }
 
-/// Writes one audit record: to the trail, and as a log event. The line is formatted
-/// here, once, as JSON; the log formatter writes it verbatim (see
-/// `tongban_runtime::observability::logs`).
-pub fn record(trail: Option<&AuditTrail>, keys: &AuditKeys, rec: &AuditRecord<'_>) {
+/// The audit line for one call, as a string (the log event's copy).
+fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
+    // Serializing plain strings and integers cannot fail.
+    with_line(keys, rec, |line| {
+        serde_json::to_string(line).unwrap_or_default()
+    })
+}
+
+/// Writes one audit record: into the trail's pending batch, and as a log event if the
+/// operator asked for one (formatted once more, as JSON, which the log formatter
+/// writes verbatim: see `tongban_runtime::observability::logs`).
+pub fn record(
+    trail: Option<&AuditTrail>,
+    log_events: bool,
+    keys: &AuditKeys,
+    rec: &AuditRecord<'_>,
+) {
+    if let Some(trail) = trail {
+        with_line(keys, rec, |line| {
+            trail.record_with(|lines| {
+                let start = lines.len();
+                // Writing plain strings and integers into a Vec cannot fail; if it
+                // did, the record would still be counted, as unreadable.
+                if serde_json::to_writer(&mut *lines, line).is_err() {
+                    lines.truncate(start);
+                    lines.extend_from_slice(br#"{"audit":"unwritable"}"#);
+                }
+            })
+        });
+    }
+    if !log_events {
+        return;
+    }
     let line = line(keys, rec);
     match rec.outcome {
         Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line.as_str()),
         Outcome::Refused { .. } | Outcome::Abandoned => {
             tracing::warn!(target: AUDIT_TARGET, audit = line.as_str())
         }
-    }
-    if let Some(trail) = trail {
-        trail.record(line);
     }
 }
 

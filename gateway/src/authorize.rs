@@ -112,8 +112,12 @@ pub fn check_caller(
     owner: impl Fn(&RegionCode) -> Option<PeerIdentity>,
 ) -> Result<(), GatewayError> {
     check_method_callers(&call.peer.identity, method)?;
-    let claimed = metadata::region_code(&call.headers, metadata::ORIGIN_REGION)?
-        .unwrap_or_else(|| RegionCode::from_prefix(caller));
+    let claimed = metadata::region_code(
+        &call.headers,
+        &metadata::names::ORIGIN_REGION,
+        metadata::ORIGIN_REGION,
+    )?
+    .unwrap_or_else(|| RegionCode::from_prefix(caller));
     if !caller.contains(&claimed) {
         return Err(GatewayError::PermissionDenied(format!(
             "certificate for region {caller} cannot originate as region {claimed}"

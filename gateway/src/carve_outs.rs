@@ -15,7 +15,7 @@ use tongban_runtime::trust::identity::PeerIdentity;
 
 /// Each member's carve-outs header value; members with none are absent.
 #[derive(Debug, Default)]
-pub struct CarveOuts(HashMap<PeerIdentity, HeaderValue>);
+pub struct CarveOuts(HashMap<PeerIdentity, HeaderValue, foldhash::fast::RandomState>);
 
 impl CarveOuts {
     /// The carve-outs of every member among `routes`, (registered prefix, the identity
@@ -27,7 +27,7 @@ impl CarveOuts {
         I::IntoIter: Clone,
     {
         let routes = routes.into_iter();
-        let mut values = HashMap::new();
+        let mut values = HashMap::default();
         for identity in routes.clone().map(|(_, identity)| identity) {
             let PeerIdentity::Region(caller) = identity else {
                 continue;

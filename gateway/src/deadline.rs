@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
+use tongban_proto::contract::metadata::names;
 
 use crate::methods::{METHODS, Method};
-
-const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// Each method's limit, ready to send.
 pub struct Deadlines {
@@ -50,7 +49,10 @@ impl Deadlines {
                 replace: Some(grpc_timeout(method.deadline)),
             };
         };
-        match headers.get(GRPC_TIMEOUT).and_then(parse_grpc_timeout) {
+        match headers
+            .get(names::GRPC_TIMEOUT)
+            .and_then(parse_grpc_timeout)
+        {
             Some(callers) if callers <= *limit => CallDeadline {
                 wait: callers,
                 replace: None,
@@ -67,7 +69,7 @@ impl CallDeadline {
     /// Applies the deadline to the metadata sent on to the node.
     pub fn apply(&self, headers: &mut HeaderMap) {
         if let Some(value) = &self.replace {
-            headers.insert(GRPC_TIMEOUT, value.clone());
+            headers.insert(names::GRPC_TIMEOUT, value.clone());
         }
     }
 }
@@ -130,14 +132,14 @@ mod tests {
         let d = deadlines.for_call(query, &headers);
         assert_eq!(d.wait, Duration::from_secs(5));
         // A shorter caller deadline is kept as it is.
-        headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("250m"));
+        headers.insert(names::GRPC_TIMEOUT, HeaderValue::from_static("250m"));
         let d = deadlines.for_call(deliver, &headers);
         assert_eq!((d.wait, d.replace), (Duration::from_millis(250), None));
         // A longer (or malformed) one is replaced.
-        headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("1H"));
+        headers.insert(names::GRPC_TIMEOUT, HeaderValue::from_static("1H"));
         let d = deadlines.for_call(deliver, &headers);
         let mut sent = headers.clone();
         d.apply(&mut sent);
-        assert_eq!(sent.get(GRPC_TIMEOUT).unwrap(), "8000m");
+        assert_eq!(sent.get(names::GRPC_TIMEOUT).unwrap(), "8000m");
     }
 }

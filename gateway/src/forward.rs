@@ -8,7 +8,7 @@
 //! write per frame; that is most of the difference at one call in flight. The gathered
 //! trailers also give the audit trail the call's real `grpc-status`.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tongban_proto::{contract::metadata, rules::region::RegionPrefix};
 
 use crate::{
@@ -84,21 +84,40 @@ pub async fn forward(
     })
 }
 
+/// Metadata whose value differs on every call: a trace context, an idempotency key, a
+/// caller's remaining deadline.
+const PER_CALL: [HeaderName; 4] = [
+    metadata::names::TRACEPARENT,
+    metadata::names::TRACESTATE,
+    metadata::names::IDEMPOTENCY_KEY,
+    metadata::names::GRPC_TIMEOUT,
+];
+
 /// The metadata the node gets: the caller's, with the verified origin and its
 /// carve-outs stated by the gateway (whatever the caller sent under those keys is
 /// dropped) and the deadline.
+///
+/// Per-call values are sent as never-indexed HPACK literals: indexed, each would be
+/// added to the connection's table that no later call reuses, evicting entries that
+/// are, and making h2 compare it against every value kept under its name; that churn
+/// was the largest part of re-encoding a call's headers.
 fn node_metadata(
     mut headers: HeaderMap,
     origin: &Origin<'_>,
     deadline: &CallDeadline,
 ) -> Result<HeaderMap, GatewayError> {
-    headers.remove(metadata::VERIFIED_ORIGIN);
-    headers.remove(metadata::VERIFIED_CARVE_OUTS);
+    for name in PER_CALL {
+        if let Some(value) = headers.get_mut(&name) {
+            value.set_sensitive(true);
+        }
+    }
+    headers.remove(metadata::names::VERIFIED_ORIGIN);
+    headers.remove(metadata::names::VERIFIED_CARVE_OUTS);
     let caller = HeaderValue::from_str(origin.caller.as_str())
         .map_err(|_| GatewayError::Internal("caller region is not a valid header value".into()))?;
-    headers.insert(metadata::VERIFIED_ORIGIN, caller);
+    headers.insert(metadata::names::VERIFIED_ORIGIN, caller);
     if let Some(carve_outs) = origin.carve_outs {
-        headers.insert(metadata::VERIFIED_CARVE_OUTS, carve_outs.clone());
+        headers.insert(metadata::names::VERIFIED_CARVE_OUTS, carve_outs.clone());
     }
     deadline.apply(&mut headers);
     Ok(headers)
@@ -124,6 +143,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(metadata::VERIFIED_ORIGIN, HeaderValue::from_static("44"));
         headers.insert(metadata::TARGET_REGION, HeaderValue::from_static("440000"));
+        headers.insert(
+            metadata::TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
         headers.append(metadata::VERIFIED_ORIGIN, HeaderValue::from_static("11"));
         let deadline = CallDeadline {
             wait: std::time::Duration::from_secs(1),
@@ -153,5 +176,10 @@ mod tests {
         assert_eq!(carve_outs, ["3102"]);
         assert_eq!(sent.get("grpc-timeout").unwrap(), "1000m");
         assert_eq!(sent.get(metadata::TARGET_REGION).unwrap(), "440000");
+        // The trace context is a per-call value, kept out of HPACK's table; the
+        // gateway's own deadline (one per method) and the routing keys are indexed.
+        assert!(sent.get(metadata::TRACEPARENT).unwrap().is_sensitive());
+        assert!(!sent.get("grpc-timeout").unwrap().is_sensitive());
+        assert!(!sent.get(metadata::TARGET_REGION).unwrap().is_sensitive());
     }
 }

@@ -19,12 +19,15 @@
 //! The last [`RECENT_ERRORS`] calls that ended with an error are kept for the operator
 //! console (method, regions, code, trace id: never a message, which may quote input).
 //!
-//! Labels are small copies (static method names, region prefixes, code names), so
-//! recording costs two hash lookups and a few atomic operations per call. Origins are
-//! registered prefixes and targets provinces: the series stay bounded by the registry.
+//! Labels are small copies (static method names, region prefixes, code names). A call's
+//! series are found once per label set through the families (a read lock and a SipHash
+//! lookup each) and kept in [`SeriesCache`]: recording a call is then one lookup with a
+//! fast hasher and a few atomic operations. Origins are registered prefixes and targets
+//! provinces: the series stay bounded by the registry.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
+    hash::Hash,
     sync::Mutex,
     time::{Duration, SystemTime},
 };
@@ -167,6 +170,38 @@ pub struct RecentError {
     pub trace_id: String,
 }
 
+/// Series already found in their families, by their labels: handles to the same
+/// counters and histograms the families export.
+struct SeriesCache<K, M>(Mutex<HashMap<K, M, foldhash::fast::RandomState>>);
+
+impl<K: Eq + Hash, M> SeriesCache<K, M> {
+    fn new() -> Self {
+        Self(Mutex::new(HashMap::default()))
+    }
+
+    /// Runs `update` on the series of `key`, found through `find` the first time.
+    fn with(&self, key: K, find: impl FnOnce(&K) -> M, update: impl FnOnce(&M)) {
+        let Ok(mut series) = self.0.lock() else {
+            // A panic elsewhere while holding the lock: count through the family.
+            update(&find(&key));
+            return;
+        };
+        update(series.entry(key).or_insert_with_key(find));
+    }
+}
+
+/// A call's own series: its count (by code) and its duration.
+struct CallSeries {
+    calls: Counter,
+    duration: Histogram,
+}
+
+/// A home province's event count, and for deliveries its duration.
+struct HomeSeries {
+    events: Counter,
+    deliveries: Option<Histogram>,
+}
+
 /// The gateway's call metrics.
 pub struct GatewayMetrics {
     calls: Family<CallLabels, Counter>,
@@ -174,6 +209,8 @@ pub struct GatewayMetrics {
     case_events: Family<HomeEventLabels, Counter>,
     deliveries: Family<HomeLabels, Histogram, fn() -> Histogram>,
     verdicts: Family<VerdictLabels, Counter>,
+    call_series: SeriesCache<CallLabels, CallSeries>,
+    home_series: SeriesCache<HomeEventLabels, HomeSeries>,
     recent_errors: Mutex<VecDeque<RecentError>>,
 }
 
@@ -186,6 +223,8 @@ impl GatewayMetrics {
             case_events: Family::default(),
             deliveries: Family::new_with_constructor(latency_histogram),
             verdicts: Family::default(),
+            call_series: SeriesCache::new(),
+            home_series: SeriesCache::new(),
             recent_errors: Mutex::new(VecDeque::with_capacity(RECENT_ERRORS)),
         };
         registry.register(
@@ -222,12 +261,12 @@ impl GatewayMetrics {
             MethodRef::Known(m) => m.name,
             MethodRef::Unknown => "unknown",
         };
-        let header = |key: &str| call.headers.get(key).and_then(|v| v.to_str().ok());
+        let header = |key| call.headers.get(key).and_then(|v| v.to_str().ok());
         let (home, decision) = match method {
-            methods::DELIVER_APPLICATION => (header(metadata::APPLICANT_HOME), None),
+            methods::DELIVER_APPLICATION => (header(metadata::names::APPLICANT_HOME), None),
             methods::PUSH_STATUS => (
-                header(metadata::APPLICANT_HOME),
-                match header(metadata::CASE_STAGE) {
+                header(metadata::names::APPLICANT_HOME),
+                match header(metadata::names::CASE_STAGE) {
                     Some("approved") => Some("approved"),
                     Some("rejected") => Some("rejected"),
                     _ => None,
@@ -264,14 +303,31 @@ impl GatewayMetrics {
             let b = t.as_str().as_bytes();
             [b[0], b[1]]
         }));
-        self.calls
-            .get_or_create(&CallLabels {
-                method: facts.method,
-                origin,
-                target,
-                code: code_name(code),
-            })
-            .inc();
+        let seconds = elapsed.as_secs_f64();
+        let labels = CallLabels {
+            method: facts.method,
+            origin,
+            target,
+            code: code_name(code),
+        };
+        self.call_series.with(
+            labels,
+            |l| CallSeries {
+                calls: self.calls.get_or_create(l).clone(),
+                duration: self
+                    .durations
+                    .get_or_create(&RouteLabels {
+                        method: l.method,
+                        origin: l.origin,
+                        target: l.target,
+                    })
+                    .clone(),
+            },
+            |series| {
+                series.calls.inc();
+                series.duration.observe(seconds);
+            },
+        );
         if code != tonic::Code::Ok {
             self.remember_error(facts, audit, code_name(code));
         }
@@ -288,37 +344,37 @@ impl GatewayMetrics {
                 self.remember_error(facts, audit, verdict);
             }
         }
-        let seconds = elapsed.as_secs_f64();
-        self.durations
-            .get_or_create(&RouteLabels {
-                method: facts.method,
-                origin,
-                target,
-            })
-            .observe(seconds);
         let Some(home) = facts.home else { return };
         let ok = code == tonic::Code::Ok;
-        if facts.method == methods::DELIVER_APPLICATION {
-            let event = if ok { "delivered" } else { "delivery_failed" };
-            self.case_events
-                .get_or_create(&HomeEventLabels {
-                    home_region: home,
-                    event,
-                })
-                .inc();
-            if ok {
-                self.deliveries
-                    .get_or_create(&HomeLabels { home_region: home })
-                    .observe(seconds);
-            }
+        let event = if facts.method == methods::DELIVER_APPLICATION {
+            if ok { "delivered" } else { "delivery_failed" }
         } else if let (Some(decision), true) = (facts.decision, ok) {
-            self.case_events
-                .get_or_create(&HomeEventLabels {
-                    home_region: home,
-                    event: decision,
-                })
-                .inc();
-        }
+            decision
+        } else {
+            return;
+        };
+        self.home_series.with(
+            HomeEventLabels {
+                home_region: home,
+                event,
+            },
+            |l| HomeSeries {
+                events: self.case_events.get_or_create(l).clone(),
+                deliveries: (l.event == "delivered").then(|| {
+                    self.deliveries
+                        .get_or_create(&HomeLabels {
+                            home_region: l.home_region,
+                        })
+                        .clone()
+                }),
+            },
+            |series| {
+                series.events.inc();
+                if let Some(deliveries) = &series.deliveries {
+                    deliveries.observe(seconds);
+                }
+            },
+        );
     }
 }
 

@@ -36,9 +36,12 @@ pub struct Route {
 /// The loaded registry.
 #[derive(Debug, Default)]
 pub struct Registry {
-    routes: HashMap<String, Arc<Route>>,
+    /// Looked up twice per call (origin and target), up to three probes each: with a
+    /// fast hasher rather than SipHash, whose flooding resistance buys nothing for keys
+    /// the operator's file chose.
+    routes: HashMap<String, Arc<Route>, foldhash::fast::RandomState>,
     /// The identities of the registered nodes: the only regions admitted as callers.
-    members: std::collections::HashSet<PeerIdentity>,
+    members: std::collections::HashSet<PeerIdentity, foldhash::fast::RandomState>,
     /// Each member's carve-outs, ready to send beside its verified origin.
     carve_outs: CarveOuts,
     /// The TLS files the pools were built with: a reload that changes any of them
@@ -141,7 +144,7 @@ impl Registry {
         settings: &ClientSettings,
         previous: Option<&Registry>,
     ) -> Result<Self, ConfigError> {
-        let mut routes = HashMap::with_capacity(file.regions.len());
+        let mut routes = HashMap::with_capacity_and_hasher(file.regions.len(), Default::default());
         // One connection pool per node, however many prefixes route to it: a province
         // that registers every county code must not open thousands of pools.
         let mut pools: Pools = previous

@@ -46,6 +46,8 @@ pub struct Relay {
     admission: Arc<Admission>,
     /// The audit trail file's writer; `None` only in tests of the relay alone.
     trail: Option<tongban_runtime::audit::trail::AuditTrail>,
+    /// Whether each call's record is also a log event (`[audit] log_events`).
+    log_events: bool,
 }
 
 impl Relay {
@@ -61,6 +63,7 @@ impl Relay {
     ) -> Self {
         Self {
             trail: None,
+            log_events: false,
             registry,
             regions,
             deadlines: Deadlines::new(request_timeout),
@@ -71,10 +74,16 @@ impl Relay {
         }
     }
 
-    /// The relay, writing its audit records to `trail` too.
-    pub fn with_trail(self, trail: tongban_runtime::audit::trail::AuditTrail) -> Self {
+    /// The relay, writing its audit records to `trail` too, and as log events if
+    /// `log_events`.
+    pub fn with_trail(
+        self,
+        trail: tongban_runtime::audit::trail::AuditTrail,
+        log_events: bool,
+    ) -> Self {
         Self {
             trail: Some(trail),
+            log_events,
             ..self
         }
     }
@@ -98,7 +107,7 @@ impl Relay {
     /// gateway's own refusal. Every call is audited once, however it ends (one dropped
     /// before it is answered as abandoned).
     pub async fn handle(&self, mut call: Call) -> Answer {
-        let mut audit = CallAudit::start(&call, self.trail.clone());
+        let mut audit = CallAudit::start(&call, self.trail.clone(), self.log_events);
         let mut span = trace::start(&self.traces, &mut call);
         let facts = self.metrics.as_ref().map(|_| GatewayMetrics::facts(&call));
         let received = call.received;

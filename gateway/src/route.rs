@@ -20,12 +20,15 @@ pub fn resolve(
     registry: &Registry,
     regions: &RegionTable,
 ) -> Result<(RegionCode, Arc<Route>), GatewayError> {
-    let target = metadata::region_code(&call.headers, metadata::TARGET_REGION)?.ok_or(
-        GatewayError::InvalidMetadata {
-            key: metadata::TARGET_REGION,
-            problem: "required on relayed calls".into(),
-        },
-    )?;
+    let target = metadata::region_code(
+        &call.headers,
+        &metadata::names::TARGET_REGION,
+        metadata::TARGET_REGION,
+    )?
+    .ok_or(GatewayError::InvalidMetadata {
+        key: metadata::TARGET_REGION,
+        problem: "required on relayed calls".into(),
+    })?;
     // A county code may be historical (ID numbers keep theirs), but its province must
     // exist; that separates "unknown region" from "no node for a known region".
     if !regions.is_known_province(&target) {

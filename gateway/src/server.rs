@@ -285,7 +285,7 @@ impl Gateway {
                 self.call_metrics.clone(),
                 self.admission.clone(),
             )
-            .with_trail(trail.clone()),
+            .with_trail(trail.clone(), self.config.audit.log_events),
             grpc: standard.add_service(CatalogServer::new(CatalogService::new(catalog))),
         });
         // Readiness turns false, and health to NOT_SERVING, as soon as draining starts.

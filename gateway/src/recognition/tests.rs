@@ -56,6 +56,7 @@ fn audit() -> CallAudit {
     CallAudit::start(
         &Call::from_request(parts, Body::Whole(Message::default()), peer),
         None,
+        false,
     )
 }
 

@@ -43,6 +43,26 @@ pub const SIGNATURE: &str = "tongban-signature";
 /// Longest idempotency key accepted (it is stored and audited).
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
+/// The keys above as header names, made at compile time: a lookup by one skips parsing
+/// and lower-casing the name, which was most of a lookup by `&str` (the gateway makes
+/// about a dozen per relayed call).
+pub mod names {
+    use http::HeaderName;
+
+    pub const TARGET_REGION: HeaderName = HeaderName::from_static(super::TARGET_REGION);
+    pub const ORIGIN_REGION: HeaderName = HeaderName::from_static(super::ORIGIN_REGION);
+    pub const ONE_THING: HeaderName = HeaderName::from_static(super::ONE_THING);
+    pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(super::IDEMPOTENCY_KEY);
+    pub const VERIFIED_ORIGIN: HeaderName = HeaderName::from_static(super::VERIFIED_ORIGIN);
+    pub const VERIFIED_CARVE_OUTS: HeaderName = HeaderName::from_static(super::VERIFIED_CARVE_OUTS);
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static(super::TRACEPARENT);
+    pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    pub const APPLICANT_HOME: HeaderName = HeaderName::from_static(super::APPLICANT_HOME);
+    pub const CASE_STAGE: HeaderName = HeaderName::from_static(super::CASE_STAGE);
+    pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+    pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+}
+
 /// A metadata value that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("metadata `{key}`: {problem}")]
@@ -51,13 +71,14 @@ pub struct MetadataError {
     pub problem: &'static str,
 }
 
-/// The region code in `key`, if present. Malformed values are an error that never
-/// echoes the value (a caller may have put anything there).
+/// The region code under `name` (`key`, as errors name it), if present. Malformed values
+/// are an error that never echoes the value (a caller may have put anything there).
 pub fn region_code(
     headers: &HeaderMap,
+    name: &http::HeaderName,
     key: &'static str,
 ) -> Result<Option<RegionCode>, MetadataError> {
-    let Some(value) = headers.get(key) else {
+    let Some(value) = headers.get(name) else {
         return Ok(None);
     };
     value
@@ -73,7 +94,7 @@ pub fn region_code(
 
 /// The idempotency key, checked: 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, MetadataError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let Some(value) = headers.get(names::IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     value
@@ -103,15 +124,15 @@ mod tests {
     fn region_codes_are_read_or_refused_without_echo() {
         let h = headers(&[(TARGET_REGION, "440305"), (ORIGIN_REGION, "4403x5")]);
         assert_eq!(
-            region_code(&h, TARGET_REGION)
+            region_code(&h, &names::TARGET_REGION, TARGET_REGION)
                 .unwrap()
                 .map(|c| c.to_string()),
             Some("440305".into())
         );
-        let err = region_code(&h, ORIGIN_REGION).unwrap_err();
+        let err = region_code(&h, &names::ORIGIN_REGION, ORIGIN_REGION).unwrap_err();
         assert_eq!(err.key, ORIGIN_REGION);
         assert!(!err.to_string().contains("4403x5"), "{err}");
-        assert_eq!(region_code(&h, ONE_THING), Ok(None));
+        assert_eq!(region_code(&h, &names::ONE_THING, ONE_THING), Ok(None));
     }
 
     #[test]
