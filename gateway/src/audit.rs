@@ -250,16 +250,29 @@ fn line(keys: &AuditKeys, rec: &AuditRecord<'_>) -> String {
     })
 }
 
-/// Writes one audit record: into the trail's pending batch, and as a log event if the
-/// operator asked for one (formatted once more, as JSON, which the log formatter
-/// writes verbatim: see `tongban_runtime::observability::logs`).
+/// Writes one audit record: serialized straight into the trail's pending batch; or, if
+/// the operator asked for log events, formatted once as a JSON string that goes to the
+/// trail and as the event (the log formatter writes it verbatim: see
+/// `tongban_runtime::observability::logs`).
 pub fn record(
     trail: Option<&AuditTrail>,
     log_events: bool,
     keys: &AuditKeys,
     rec: &AuditRecord<'_>,
 ) {
-    if let Some(trail) = trail {
+    if log_events {
+        // Formatted once, for the event and the trail alike.
+        let line = line(keys, rec);
+        if let Some(trail) = trail {
+            trail.record_with(|lines| lines.extend_from_slice(line.as_bytes()));
+        }
+        match rec.outcome {
+            Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line.as_str()),
+            Outcome::Refused { .. } | Outcome::Abandoned => {
+                tracing::warn!(target: AUDIT_TARGET, audit = line.as_str())
+            }
+        }
+    } else if let Some(trail) = trail {
         with_line(keys, rec, |line| {
             trail.record_with(|lines| {
                 let start = lines.len();
@@ -271,16 +284,6 @@ pub fn record(
                 }
             })
         });
-    }
-    if !log_events {
-        return;
-    }
-    let line = line(keys, rec);
-    match rec.outcome {
-        Outcome::Relayed { .. } => tracing::info!(target: AUDIT_TARGET, audit = line.as_str()),
-        Outcome::Refused { .. } | Outcome::Abandoned => {
-            tracing::warn!(target: AUDIT_TARGET, audit = line.as_str())
-        }
     }
 }
 
@@ -369,5 +372,38 @@ mod tests {
             v["idempotency_key"].as_str().unwrap().chars().count(),
             MAX_KEY + 1
         );
+    }
+
+    #[test]
+    fn the_trail_keeps_the_same_line_whether_or_not_it_is_also_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.log");
+        let trail = AuditTrail::start(&path, &Default::default(), None).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            metadata::IDEMPOTENCY_KEY,
+            HeaderValue::from_static(r#"k"\x"#),
+        );
+        let keys = AuditKeys::from_headers(&headers);
+        let rec = AuditRecord {
+            method: "DeliverApplication",
+            caller: Some("31"),
+            target: Some("440305"),
+            cache: None,
+            verdict: None,
+            outcome: Outcome::Relayed {
+                grpc_status: Some("0"),
+            },
+            elapsed: Duration::from_micros(7),
+        };
+        record(Some(&trail), false, &keys, &rec);
+        record(Some(&trail), true, &keys, &rec);
+        assert!(trail.stop(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let jsons: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.splitn(3, '\t').nth(2))
+            .collect();
+        assert_eq!(jsons, [line(&keys, &rec), line(&keys, &rec)]);
     }
 }

@@ -26,7 +26,7 @@ pub fn start(traces: &Traces, call: &mut Call) -> Span {
     }
     let parent = call
         .headers
-        .get(metadata::TRACEPARENT)
+        .get(metadata::names::TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
     let name: Cow<'static, str> = call.method_name();
@@ -42,7 +42,7 @@ pub fn start(traces: &Traces, call: &mut Call) -> Span {
         && let Some(context) = span.context()
         && let Ok(value) = HeaderValue::from_str(&context.to_string())
     {
-        call.headers.insert(metadata::TRACEPARENT, value);
+        call.headers.insert(metadata::names::TRACEPARENT, value);
     }
     span
 }

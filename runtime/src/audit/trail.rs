@@ -48,7 +48,8 @@ pub struct TrailSettings {
     pub checkpoint_every: Duration,
     /// How long the writer gathers records before it writes (and, with `batch`,
     /// syncs) them as one batch: a record is on disk within about this long. Calls
-    /// never wait for it; a longer window means fewer writes and syncs per record.
+    /// never wait for it; a longer window means fewer writes and syncs per record. At
+    /// most 1 s is used.
     #[serde(with = "humantime_serde")]
     pub batch_every: Duration,
     /// The gateway's: also emit every relayed call's record as an event on the
