@@ -394,7 +394,10 @@ impl Endpoint {
         if let Some(live) = self.live_or_backoff()? {
             return Ok(live);
         }
-        match self.connect().await {
+        // Boxed: the TLS and HTTP/2 handshakes' state is kilobytes, which every call's
+        // future would otherwise carry (and copy when its task is boxed) for the rare
+        // call that connects.
+        match Box::pin(self.connect()).await {
             Ok((sender, connection)) => {
                 let mut state = self.lock();
                 state.generation += 1;
