@@ -291,6 +291,22 @@ pub fn record(
 mod tests {
     use super::*;
 
+    /// A delivery from 31 to 440305 that the node answered OK, `elapsed_us` after it
+    /// arrived.
+    fn relayed(elapsed_us: u64) -> AuditRecord<'static> {
+        AuditRecord {
+            method: "DeliverApplication",
+            caller: Some("31"),
+            target: Some("440305"),
+            cache: None,
+            verdict: None,
+            outcome: Outcome::Relayed {
+                grpc_status: Some("0"),
+            },
+            elapsed: Duration::from_micros(elapsed_us),
+        }
+    }
+
     #[test]
     fn lines_are_json_and_escape_caller_values() {
         let mut headers = HeaderMap::new();
@@ -303,23 +319,10 @@ mod tests {
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         let keys = AuditKeys::from_headers(&headers);
-        let relayed = line(
-            &keys,
-            &AuditRecord {
-                method: "DeliverApplication",
-                caller: Some("31"),
-                target: Some("440305"),
-                cache: None,
-                verdict: None,
-                outcome: Outcome::Relayed {
-                    grpc_status: Some("0"),
-                },
-                elapsed: Duration::from_micros(250),
-            },
-        );
-        let v: serde_json::Value = serde_json::from_str(&relayed).unwrap();
+        let text = line(&keys, &relayed(250));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["audit"], "relayed");
-        assert_eq!(v["caller"], "31", "{relayed}");
+        assert_eq!(v["caller"], "31", "{text}");
         assert_eq!(v["idempotency_key"], r#"k" ,"caller":"11"#);
         assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(v["grpc_status"], "0");
@@ -385,17 +388,7 @@ mod tests {
             HeaderValue::from_static(r#"k"\x"#),
         );
         let keys = AuditKeys::from_headers(&headers);
-        let rec = AuditRecord {
-            method: "DeliverApplication",
-            caller: Some("31"),
-            target: Some("440305"),
-            cache: None,
-            verdict: None,
-            outcome: Outcome::Relayed {
-                grpc_status: Some("0"),
-            },
-            elapsed: Duration::from_micros(7),
-        };
+        let rec = relayed(7);
         record(Some(&trail), false, &keys, &rec);
         record(Some(&trail), true, &keys, &rec);
         assert!(trail.stop(Duration::from_secs(5)));
