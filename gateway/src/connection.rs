@@ -40,6 +40,7 @@ use crate::{
     answer::Answer,
     authorize,
     call::{Body, Call},
+    coalesced_writes::CoalescedWrites,
     keepalive::keepalive,
     membership::removed,
     methods,
@@ -217,7 +218,7 @@ async fn serve_connection(
         // no reason to close the connection for that (h2's default is 20).
         .max_pending_accept_reset_streams(settings.max_concurrent_streams as usize)
         .max_header_list_size(settings.max_header_list_size)
-        .handshake::<_, Bytes>(stream);
+        .handshake::<_, Bytes>(CoalescedWrites::new(stream));
     let mut connection = match tokio::time::timeout(settings.keepalive_timeout, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {

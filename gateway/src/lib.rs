@@ -18,7 +18,8 @@
 //! [`unary`] frames their messages.
 //!
 //! [`connection`] is the HTTP/2 server: it turns streams into calls and [`answer`]s into
-//! frames, and nothing else; [`catalog`] serves the national one-thing catalog (and records its featured items' publications and adoptions);
+//! frames, and nothing else; [`coalesced_writes`] gathers what h2 writes on either kind of
+//! connection into one TLS record per flush; [`catalog`] serves the national one-thing catalog (and records its featured items' publications and adoptions);
 //! [`server`] assembles the listeners; [`config`] and [`registry`] are the operator's
 //! files; [`keepalive`] pings both kinds of connection; [`console`] is the operator's
 //! page on the admin port.
@@ -32,6 +33,7 @@ pub mod authorize;
 pub mod call;
 pub mod carve_outs;
 pub mod catalog;
+pub mod coalesced_writes;
 pub mod config;
 pub mod connection;
 pub mod console;

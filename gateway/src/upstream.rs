@@ -26,7 +26,7 @@ use http::{
 };
 use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use tokio_rustls::{TlsConnector, client::TlsStream};
 use tongban_runtime::{
     trust::connector::verify_server,
     trust::identity::PeerIdentity,
@@ -34,6 +34,7 @@ use tongban_runtime::{
 };
 
 use crate::{
+    coalesced_writes::CoalescedWrites,
     ejection::{CallOutcome, Deadline},
     message::Message,
 };
@@ -512,7 +513,7 @@ impl Endpoint {
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_frame_size(MAX_FRAME)
                 .enable_push(false)
-                .handshake::<_, Bytes>(tls)
+                .handshake::<_, Bytes>(CoalescedWrites::new(tls))
                 .await
                 .map_err(|e| fail(format!("http/2: {e}")))?;
             Ok((sender, connection, peer))
@@ -568,7 +569,7 @@ impl Drop for CallReport {
     }
 }
 
-type Connection = client::Connection<tokio_rustls::client::TlsStream<TcpStream>, Bytes>;
+type Connection = client::Connection<CoalescedWrites<TlsStream<TcpStream>>, Bytes>;
 
 /// Runs one connection until it closes or stops answering keep-alive pings, then
 /// retires it so the next call opens a fresh one.
