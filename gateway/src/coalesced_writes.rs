@@ -68,9 +68,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
-    // `poll_write_vectored` keeps its default (the first non-empty slice through
-    // `poll_write`): h2 reads this once, when the connection is made, to choose its
-    // threshold.
+    // h2 reads this when the connection is made, to choose its threshold; tokio's
+    // `poll_write_buf`, which h2 writes through, reads it per write and so never calls
+    // `poll_write_vectored` (left at its default: the first non-empty slice).
     fn is_write_vectored(&self) -> bool {
         false
     }
